@@ -1,0 +1,1 @@
+//! Layer archives: compression, safe one-pass extraction, whiteouts, changes and export

@@ -1,0 +1,1 @@
+//! The tar-split codec: disassemble a tar stream into records and reassemble it byte for byte

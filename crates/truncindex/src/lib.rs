@@ -1,0 +1,1 @@
+//! An index of IDs that finds a full ID from any unique prefix

@@ -1,0 +1,106 @@
+//! `cargo xtask`: the project's automation, in Rust instead of shell scripts.
+//!
+//! - `cargo xtask ci`: what CI runs; fmt, clippy, tests, docs; stops at the first failure.
+
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+mod tidy;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("tidy") => tidy::check().map_err(|e| format!("tidy: {e}")),
+        Some("help") | Some("--help") | Some("-h") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown task `{other}`\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+tasks:
+  ci     cargo fmt --check, clippy -D warnings, test --workspace, doc (warnings denied)
+  tidy   repository invariants (dependency arrows, crate docs)
+";
+
+/// One step of CI: a cargo command with extra environment.
+struct Step {
+    name: &'static str,
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+}
+
+const CI_STEPS: &[Step] = &[
+    Step {
+        name: "format",
+        args: &["fmt", "--all", "--check"],
+        env: &[],
+    },
+    Step {
+        name: "clippy",
+        args: &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        env: &[],
+    },
+    Step {
+        name: "test",
+        args: &["test", "--workspace"],
+        env: &[],
+    },
+    Step {
+        name: "doc",
+        args: &["doc", "--workspace", "--no-deps"],
+        env: &[("RUSTDOCFLAGS", "-D warnings")],
+    },
+];
+
+fn ci() -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let total = Instant::now();
+    for (n, step) in CI_STEPS.iter().enumerate() {
+        println!(
+            "==> [{}/{}] {}: cargo {}",
+            n + 1,
+            CI_STEPS.len(),
+            step.name,
+            step.args.join(" ")
+        );
+        let started = Instant::now();
+        let status = Command::new(&cargo)
+            .args(step.args)
+            .envs(step.env.iter().copied())
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        println!(
+            "==> {} {} in {:.1}s",
+            step.name,
+            if status.success() { "passed" } else { "FAILED" },
+            started.elapsed().as_secs_f64()
+        );
+        if !status.success() {
+            return Err(format!("step `{}` failed ({status})", step.name));
+        }
+    }
+    println!(
+        "==> ci passed in {:.1}s",
+        total.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
