@@ -1,0 +1,301 @@
+//! [`Digest`]: a content digest such as `sha256:<64 hex>`, as go-digest writes it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::de::{self, Deserialize, Deserializer, Visitor};
+use serde::ser::{Serialize, Serializer};
+
+use crate::error::{Error, Result};
+
+/// A hash algorithm a [`Digest`] may name: the ones go-digest registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DigestAlgorithm {
+    /// `sha256`, 64 hex characters: what containers/storage computes.
+    Sha256,
+    /// `sha384`, 96 hex characters.
+    Sha384,
+    /// `sha512`, 128 hex characters.
+    Sha512,
+}
+
+impl DigestAlgorithm {
+    /// The name written before the colon, e.g. `sha256`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DigestAlgorithm::Sha256 => "sha256",
+            DigestAlgorithm::Sha384 => "sha384",
+            DigestAlgorithm::Sha512 => "sha512",
+        }
+    }
+
+    /// Length of the hash in bytes (half the number of hex characters).
+    pub fn size(self) -> usize {
+        match self {
+            DigestAlgorithm::Sha256 => 32,
+            DigestAlgorithm::Sha384 => 48,
+            DigestAlgorithm::Sha512 => 64,
+        }
+    }
+
+    fn from_name(name: &str) -> Option<DigestAlgorithm> {
+        match name {
+            "sha256" => Some(DigestAlgorithm::Sha256),
+            "sha384" => Some(DigestAlgorithm::Sha384),
+            "sha512" => Some(DigestAlgorithm::Sha512),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DigestAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A validated digest `algorithm:hex`, e.g.
+/// `sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855`.
+///
+/// The hex part must be lowercase and exactly as long as the algorithm's hash. Held as the
+/// full text, so [`Digest::as_str`] and serialization do not allocate.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest {
+    text: Box<str>,
+    algorithm: DigestAlgorithm,
+}
+
+impl Digest {
+    /// The digest of a finished hash, e.g. the 32 bytes of a SHA-256.
+    ///
+    /// Errors if `hash` is not `algorithm.size()` bytes long.
+    pub fn from_hash(algorithm: DigestAlgorithm, hash: &[u8]) -> Result<Digest> {
+        if hash.len() != algorithm.size() {
+            return Err(Error::InvalidDigest {
+                digest: format!("{algorithm}:<{} bytes>", hash.len()),
+                reason: format!("{algorithm} hashes are {} bytes", algorithm.size()),
+            });
+        }
+        let mut text = String::with_capacity(algorithm.name().len() + 1 + 2 * hash.len());
+        text.push_str(algorithm.name());
+        text.push(':');
+        crate::id::push_hex(&mut text, hash);
+        Ok(Digest {
+            text: text.into_boxed_str(),
+            algorithm,
+        })
+    }
+
+    /// The algorithm before the colon.
+    pub fn algorithm(&self) -> DigestAlgorithm {
+        self.algorithm
+    }
+
+    /// The lowercase hex after the colon.
+    pub fn hex(&self) -> &str {
+        &self.text[self.algorithm.name().len() + 1..]
+    }
+
+    /// The whole text, `algorithm:hex`.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    fn validate(text: &str) -> Result<DigestAlgorithm> {
+        let invalid = |reason: String| Error::InvalidDigest {
+            digest: text.to_owned(),
+            reason,
+        };
+        let (name, hex) = text
+            .split_once(':')
+            .ok_or_else(|| invalid("expected algorithm:hex".to_owned()))?;
+        let algorithm = DigestAlgorithm::from_name(name).ok_or_else(|| {
+            invalid(format!(
+                "unsupported digest algorithm {name:?} (supported: sha256, sha384, sha512)"
+            ))
+        })?;
+        let expected_len = 2 * algorithm.size();
+        if hex.len() != expected_len {
+            return Err(invalid(format!(
+                "{algorithm} needs {expected_len} hex characters, found {}",
+                hex.len()
+            )));
+        }
+        if let Some(bad) = hex.chars().find(|c| !matches!(c, '0'..='9' | 'a'..='f')) {
+            return Err(invalid(format!("{bad:?} is not a lowercase hex character")));
+        }
+        Ok(algorithm)
+    }
+}
+
+impl FromStr for Digest {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Digest> {
+        let algorithm = Digest::validate(text)?;
+        Ok(Digest {
+            text: text.into(),
+            algorithm,
+        })
+    }
+}
+
+impl TryFrom<String> for Digest {
+    type Error = Error;
+
+    fn try_from(text: String) -> Result<Digest> {
+        let algorithm = Digest::validate(&text)?;
+        Ok(Digest {
+            text: text.into_boxed_str(),
+            algorithm,
+        })
+    }
+}
+
+impl AsRef<str> for Digest {
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Digest, D::Error> {
+        struct DigestVisitor;
+        impl Visitor<'_> for DigestVisitor {
+            type Value = Digest;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a digest string such as \"sha256:<64 hex>\"")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Digest, E> {
+                text.parse().map_err(E::custom)
+            }
+            fn visit_string<E: de::Error>(self, text: String) -> Result<Digest, E> {
+                Digest::try_from(text).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(DigestVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn accepts_valid_digests() {
+        let sha512 = "a".repeat(128);
+        let sha384 = "0".repeat(96);
+        for (text, algorithm, hex) in [
+            (
+                format!("sha256:{EMPTY_SHA256}"),
+                DigestAlgorithm::Sha256,
+                EMPTY_SHA256,
+            ),
+            (
+                format!("sha384:{sha384}"),
+                DigestAlgorithm::Sha384,
+                sha384.as_str(),
+            ),
+            (
+                format!("sha512:{sha512}"),
+                DigestAlgorithm::Sha512,
+                sha512.as_str(),
+            ),
+        ] {
+            let digest: Digest = text.parse().unwrap();
+            assert_eq!(digest.algorithm(), algorithm);
+            assert_eq!(digest.hex(), hex);
+            assert_eq!(digest.as_str(), text);
+            assert_eq!(digest.to_string(), text);
+            assert_eq!(Digest::try_from(text.clone()).unwrap(), digest);
+            let json = serde_json::to_string(&digest).unwrap();
+            assert_eq!(json, format!("\"{text}\""));
+            assert_eq!(serde_json::from_str::<Digest>(&json).unwrap(), digest);
+        }
+    }
+
+    #[test]
+    fn rejects_invalid_digests_with_a_reason() {
+        let table: &[(String, &str)] = &[
+            (String::new(), "expected algorithm:hex"),
+            (EMPTY_SHA256.to_owned(), "expected algorithm:hex"),
+            (
+                format!("md5:{}", "0".repeat(32)),
+                "unsupported digest algorithm \"md5\"",
+            ),
+            (
+                format!("SHA256:{EMPTY_SHA256}"),
+                "unsupported digest algorithm \"SHA256\"",
+            ),
+            (
+                format!(":{EMPTY_SHA256}"),
+                "unsupported digest algorithm \"\"",
+            ),
+            (
+                "sha256:".to_owned(),
+                "sha256 needs 64 hex characters, found 0",
+            ),
+            (
+                format!("sha256:{EMPTY_SHA256}0"),
+                "needs 64 hex characters, found 65",
+            ),
+            (format!("sha256:{}", &EMPTY_SHA256[1..]), "found 63"),
+            (
+                format!("sha256:{}", EMPTY_SHA256.to_uppercase()),
+                "'E' is not a lowercase hex",
+            ),
+            (
+                format!("sha256:{}g", &EMPTY_SHA256[1..]),
+                "'g' is not a lowercase hex",
+            ),
+            (
+                format!("sha512:{EMPTY_SHA256}"),
+                "sha512 needs 128 hex characters, found 64",
+            ),
+            (
+                format!("sha256:{}é", &EMPTY_SHA256[2..]),
+                "'é' is not a lowercase hex",
+            ),
+        ];
+        for (text, reason) in table {
+            let err = text.parse::<Digest>().expect_err(text).to_string();
+            assert!(err.contains(&format!("{text:?}")), "{err}");
+            assert!(err.contains(reason), "{err} lacks {reason}");
+            let json = serde_json::to_string(text).unwrap();
+            let err = serde_json::from_str::<Digest>(&json)
+                .expect_err(text)
+                .to_string();
+            assert!(err.contains(reason), "{err} lacks {reason}");
+        }
+    }
+
+    #[test]
+    fn from_hash_writes_lowercase_hex() {
+        let hash: Vec<u8> = (0..32).collect();
+        let digest = Digest::from_hash(DigestAlgorithm::Sha256, &hash).unwrap();
+        assert_eq!(
+            digest.as_str(),
+            "sha256:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+        );
+        assert_eq!(digest.as_str().parse::<Digest>().unwrap(), digest);
+        let err = Digest::from_hash(DigestAlgorithm::Sha512, &hash).unwrap_err();
+        assert!(
+            err.to_string().contains("sha512 hashes are 64 bytes"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! The crate's error type.
+
+/// Everything that can go wrong in this crate. Each message names the value (ID, digest,
+/// timestamp, file) involved; the store adds the path of the file it was reading.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A layer ID that cannot be used as a file name component.
+    #[error("invalid layer ID {id:?}: {reason}")]
+    InvalidId {
+        /// The rejected ID.
+        id: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A digest string that is not `algorithm:hex` with a supported algorithm.
+    #[error("invalid digest {digest:?}: {reason}")]
+    InvalidDigest {
+        /// The rejected digest text.
+        digest: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A timestamp Go's `time.Time` JSON decoding would not accept, or one outside the
+    /// years 0 to 9999 that Go can write.
+    #[error("invalid timestamp {input:?}: {reason}")]
+    InvalidTimestamp {
+        /// The rejected text (or a description of the rejected value).
+        input: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A compression name that is not one of Go's.
+    #[error("unknown compression name {0:?} (expected none, bzip2, gzip, xz or zstd)")]
+    UnknownCompression(String),
+    /// A JSON document (`layers.json`, `mountpoints.json`) that does not decode. The source's
+    /// message names the line and column.
+    #[error("decoding {document}: {source}")]
+    Decode {
+        /// Which document was being decoded, e.g. `layers.json`.
+        document: &'static str,
+        /// 1-based line of the error (0 if unknown).
+        line: usize,
+        /// 1-based column of the error (0 if unknown).
+        column: usize,
+        /// The decoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A record of `layers.json` that decodes but is unusable.
+    #[error("record {index} of {document}: {source}")]
+    Record {
+        /// Which document the record is in, e.g. `layers.json`.
+        document: &'static str,
+        /// 0-based position of the record in the array.
+        index: usize,
+        /// What is wrong with it.
+        #[source]
+        source: Box<Error>,
+    },
+    /// Encoding JSON failed (only possible when writing to a failing writer).
+    #[error("encoding {document}: {source}")]
+    Encode {
+        /// Which document was being encoded.
+        document: &'static str,
+        /// The encoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The operating system's random number generator failed.
+    #[error("reading random bytes for a new layer ID: {0}")]
+    Random(#[source] rustix::io::Errno),
+    /// `generate_id_unused` found every candidate taken.
+    #[error("no unused layer ID found after {0} random candidates")]
+    NoUnusedId(usize),
+}
+
+impl Error {
+    /// Wraps a serde_json decoding error, keeping its position.
+    pub(crate) fn decode(document: &'static str, source: serde_json::Error) -> Self {
+        Error::Decode {
+            document,
+            line: source.line(),
+            column: source.column(),
+            source,
+        }
+    }
+}
+
+/// Shorthand for `Result<T, layerstore_model::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
