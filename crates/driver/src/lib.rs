@@ -1,0 +1,354 @@
+//! The graph-driver seam: the [`Driver`] trait, its options, the registry and the shared naive
+//! diff.
+//!
+//! A graph driver owns the filesystem side of layers (where a layer's tree lives, how a child
+//! is made from its parent, how it is mounted); the layer store owns the records
+//! (`layers.json`). This crate is the contract between the two, modelled on containers/storage
+//! v1.43's `drivers.Driver` (`ProtoDriver` + `DiffDriver` + `LayerIDMapUpdater` +
+//! `DiffGetterDriver`), folded into one object-safe trait:
+//!
+//! * **lifecycle**: [`Driver::create`] (read-only image layer), [`Driver::create_read_write`]
+//!   (container layer), [`Driver::create_from_template`], [`Driver::remove`],
+//!   [`Driver::exists`], [`Driver::list_layers`];
+//! * **mounting**: [`Driver::get`] returns the path of the layer's merged tree,
+//!   [`Driver::put`] releases it; [`MountOpts`] carries the label, `ro` and ID maps;
+//! * **reporting**: [`Driver::status`], [`Driver::metadata`], [`Driver::read_write_disk_usage`],
+//!   [`Driver::cleanup`] at shutdown;
+//! * **the diff family**: [`Driver::apply_diff`], [`Driver::diff`], [`Driver::changes`],
+//!   [`Driver::diff_size`]. They have default bodies from [`naive`], which mounts both
+//!   layers and compares trees with the archive crate, so a driver without a native diff
+//!   (vfs, btrfs) writes none of them;
+//! * **ID shifting**: [`Driver::update_layer_id_map`] (chown the tree, naive default) and
+//!   [`Driver::supports_shifting`] (can the driver shift at mount time instead);
+//! * **tar-split reassembly**: [`Driver::diff_getter`], a file getter over the layer's own
+//!   files.
+//!
+//! Options (`--storage-opt`) are parsed with [`DriverOptions`]; drivers are found by name or
+//! picked automatically with a [`Registry`] that the top crate composes.
+//!
+//! Layer IDs are plain `&str`: every method validates them with [`validate_layer_id`] before
+//! touching the filesystem, so an ID can never name a path outside the driver's home.
+//!
+//! # Example
+//!
+//! ```
+//! use layerstore_driver::{DriverOptions, validate_layer_id};
+//!
+//! let mut options = DriverOptions::parse("vfs", &[], &["vfs.ignore_chown_errors=true"])?;
+//! assert_eq!(options.take_bool("ignore_chown_errors")?, Some(true));
+//! options.finish()?;
+//! assert!(validate_layer_id("../etc").is_err());
+//! # Ok::<(), layerstore_driver::Error>(())
+//! ```
+//!
+//! # Limitations
+//!
+//! No `DriverWithDiffer` (zstd:chunked staging), additional layer stores or deferred removal.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+mod error;
+mod idmap;
+pub mod naive;
+mod options;
+mod registry;
+pub mod tree;
+pub mod xattr;
+
+pub use error::{Error, Result};
+pub use idmap::IdMappings;
+pub use options::{DriverOption, DriverOptions};
+pub use registry::{DriverConfig, InitFn, Registration, Registry};
+
+pub use layerstore_archive::{ApplyReport, Change, ChangeKind, IdMap};
+pub use layerstore_tarsplit::{DirFileGetter, EntrySink, FileGetter};
+
+/// Checks that `id` can name a layer directory: not empty, not `.` or `..`, no `/` or NUL.
+///
+/// Go accepts any caller-chosen ID (`fixture-id-vfs`) and uses `filepath.Base(id)`; we refuse
+/// instead of silently renaming, which also keeps an ID from escaping the driver's home.
+pub fn validate_layer_id(id: &str) -> Result<()> {
+    layerstore_model::validate_id(id).map_err(|e| match e {
+        layerstore_model::Error::InvalidId { id, reason } => Error::InvalidId { id, reason },
+        _ => Error::InvalidId {
+            id: id.to_string(),
+            reason: "not a valid layer ID",
+        },
+    })
+}
+
+/// Options of [`Driver::create`] and friends (Go's `CreateOpts`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOpts {
+    /// SELinux mount label for the layer (empty: none).
+    pub mount_label: String,
+    /// Per-layer storage options (`size=10G`); drivers without quotas refuse any.
+    pub storage_opt: BTreeMap<String, String>,
+    /// ID mappings of the new layer; `None` uses the driver's defaults. A base layer's top
+    /// directory is owned by the mapped root.
+    pub id_mappings: Option<IdMappings>,
+}
+
+/// Options of [`Driver::get`] (Go's `MountOpts`).
+#[derive(Debug, Clone, Default)]
+pub struct MountOpts {
+    /// SELinux mount label (empty: none).
+    pub mount_label: String,
+    /// Mount-time ID shifting, for drivers that [support it](Driver::supports_shifting).
+    pub id_mappings: IdMappings,
+    /// Mount options (`ro`, `nodev`, …). Drivers refuse what they cannot honour.
+    pub options: Vec<String>,
+    /// Mount without syncing to disk (overlay `volatile`), when supported.
+    pub volatile: bool,
+    /// Do not shift IDs at mount time even if the driver could.
+    pub disable_shifting: bool,
+}
+
+/// Options of [`Driver::apply_diff`] (Go's `ApplyDiffOpts`).
+pub struct ApplyDiffOpts<'a> {
+    /// The layer stream as given: an uncompressed tar, or gzip/zstd/bzip2/xz of one (the
+    /// archive crate detects the compression and reports both digests).
+    pub diff: &'a mut (dyn Read + Send),
+    /// Where the tar-split records of the stream go (the store's `<id>.tar-split.gz` packer);
+    /// `None` to record nothing.
+    pub tar_split: Option<&'a mut dyn EntrySink>,
+    /// ID mappings to apply to the archive's owners (container → host).
+    pub id_mappings: IdMappings,
+    /// SELinux mount label used when mounting the layer to apply into it.
+    pub mount_label: String,
+    /// Do not fail when chown is refused (rootless without enough IDs).
+    pub ignore_chown_errors: bool,
+}
+
+impl std::fmt::Debug for ApplyDiffOpts<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApplyDiffOpts")
+            .field("tar_split", &self.tar_split.is_some())
+            .field("id_mappings", &self.id_mappings)
+            .field("mount_label", &self.mount_label)
+            .field("ignore_chown_errors", &self.ignore_chown_errors)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> ApplyDiffOpts<'a> {
+    /// Options that apply `diff` with no mappings, no label and no tar-split recording.
+    pub fn new(diff: &'a mut (dyn Read + Send)) -> Self {
+        ApplyDiffOpts {
+            diff,
+            tar_split: None,
+            id_mappings: IdMappings::default(),
+            mount_label: String::new(),
+            ignore_chown_errors: false,
+        }
+    }
+}
+
+/// The two layers a diff-family call compares: the layer and (optionally) its parent, each
+/// with its ID mappings (Go passes `id, idMappings, parent, parentMappings, mountLabel`).
+#[derive(Debug, Clone, Copy)]
+pub struct DiffArgs<'a> {
+    /// The layer.
+    pub id: &'a str,
+    /// The layer's ID mappings (owners in the produced stream are mapped back to the
+    /// container's view).
+    pub id_mappings: &'a IdMappings,
+    /// The parent to compare with; `None`: everything in the layer is an addition.
+    pub parent: Option<&'a str>,
+    /// The parent's ID mappings.
+    pub parent_mappings: &'a IdMappings,
+    /// SELinux mount label used when mounting.
+    pub mount_label: &'a str,
+}
+
+impl<'a> DiffArgs<'a> {
+    /// Arguments for `id` against `parent`, identity mappings, no label.
+    pub fn new(id: &'a str, parent: Option<&'a str>) -> Self {
+        const IDENTITY: &IdMappings = &IdMappings {
+            uids: Vec::new(),
+            gids: Vec::new(),
+        };
+        DiffArgs {
+            id,
+            id_mappings: IDENTITY,
+            parent,
+            parent_mappings: IDENTITY,
+            mount_label: "",
+        }
+    }
+}
+
+/// Disk usage of a layer's own files (Go's `directory.DiskUsage`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Bytes used (sum of apparent sizes, each inode counted once).
+    pub size: u64,
+    /// Number of distinct inodes.
+    pub inode_count: u64,
+}
+
+/// A graph driver. Object safe: the store holds a `Box<dyn Driver>` (which is `Debug`).
+///
+/// Layer IDs are validated by the implementations ([`validate_layer_id`]). Methods take `&self`;
+/// drivers synchronise internally where they keep state (the store serialises calls on one
+/// layer through its own lock).
+pub trait Driver: Send + Sync + std::fmt::Debug {
+    /// The driver's name, also its home directory's name (`vfs`).
+    fn name(&self) -> &'static str;
+
+    /// The driver's home directory (`<graphroot>/<name>`).
+    fn home(&self) -> &Path;
+
+    /// Creates a read-only (image) layer `id`, empty or a copy of `parent`'s tree.
+    fn create(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()>;
+
+    /// Creates a read-write (container) layer `id` on `parent`.
+    fn create_read_write(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()>;
+
+    /// Creates layer `id` on `parent` with the same contents as `template` (which has the
+    /// same parent), as Go's `CreateFromTemplate`. The default makes an empty layer and
+    /// applies the template's naive diff into it.
+    #[allow(clippy::too_many_arguments)]
+    fn create_from_template(
+        &self,
+        id: &str,
+        template: &str,
+        template_mappings: &IdMappings,
+        parent: Option<&str>,
+        parent_mappings: &IdMappings,
+        opts: &CreateOpts,
+        read_write: bool,
+    ) -> Result<()> {
+        naive::create_from_template(
+            self,
+            id,
+            template,
+            template_mappings,
+            parent,
+            parent_mappings,
+            opts,
+            read_write,
+        )
+    }
+
+    /// Deletes layer `id`'s files. Removing a layer that does not exist succeeds.
+    fn remove(&self, id: &str) -> Result<()>;
+
+    /// Mounts layer `id` (as needed) and returns the path of its merged tree.
+    fn get(&self, id: &str, opts: &MountOpts) -> Result<PathBuf>;
+
+    /// Releases a mount made by [`get`](Self::get).
+    fn put(&self, id: &str) -> Result<()>;
+
+    /// Whether layer `id` has its files in this driver.
+    fn exists(&self, id: &str) -> bool;
+
+    /// The IDs of every layer in the driver's own home (not additional image stores).
+    fn list_layers(&self) -> Result<Vec<String>>;
+
+    /// `(key, value)` lines for `containers-storage status` (vfs: none).
+    fn status(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// Driver-specific facts about a layer (overlay: `UpperDir`, `MergedDir`, …).
+    fn metadata(&self, id: &str) -> Result<BTreeMap<String, String>> {
+        validate_layer_id(id)?;
+        Ok(BTreeMap::new())
+    }
+
+    /// Disk usage of the writable part of layer `id`. The default mounts the layer and
+    /// walks its tree.
+    fn read_write_disk_usage(&self, id: &str) -> Result<DiskUsage> {
+        naive::disk_usage(self, id)
+    }
+
+    /// Releases driver-wide resources at store shutdown (unmounts, private bind mounts).
+    fn cleanup(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Read-only additional image stores this driver looks layers up in.
+    fn additional_image_stores(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
+    /// Applies a layer stream into layer `id` (whose parent is `parent`) and returns what the
+    /// archive crate measured (digests, sizes, compression, uid/gid sets). Default: mount,
+    /// extract with naive whiteouts (`.wh.X` deletes `X`), unmount.
+    fn apply_diff(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        opts: ApplyDiffOpts<'_>,
+    ) -> Result<ApplyReport> {
+        naive::apply_diff(self, id, parent, opts)
+    }
+
+    /// Writes the layer's diff against its parent to `out` as an uncompressed tar stream
+    /// (deletions as `.wh.` entries) and returns the bytes written. Default: naive. A caller
+    /// that wants a reader runs this on a thread writing into a pipe.
+    fn diff(&self, args: &DiffArgs<'_>, out: &mut dyn Write) -> Result<u64> {
+        naive::diff(self, args, out)
+    }
+
+    /// The paths the layer adds, modifies or deletes relative to its parent. Default: naive
+    /// (compare both mounted trees).
+    fn changes(&self, args: &DiffArgs<'_>) -> Result<Vec<Change>> {
+        naive::changes(self, args)
+    }
+
+    /// The size in bytes of what the layer adds or modifies (Go's `DiffSize`). Default: naive.
+    fn diff_size(&self, args: &DiffArgs<'_>) -> Result<u64> {
+        naive::diff_size(self, args)
+    }
+
+    /// Re-owns layer `id`'s files: each owner is mapped to the container's view with
+    /// `to_container`, then to the host with `to_host` (Go's `UpdateLayerIDMap`). Default:
+    /// mount and chown the tree.
+    fn update_layer_id_map(
+        &self,
+        id: &str,
+        to_container: &IdMappings,
+        to_host: &IdMappings,
+        mount_label: &str,
+    ) -> Result<()> {
+        naive::update_layer_id_map(self, id, to_container, to_host, mount_label)
+    }
+
+    /// Whether the driver can shift IDs at mount time, so the store need not chown layers.
+    fn supports_shifting(&self) -> bool {
+        false
+    }
+
+    /// A file getter over the layer's own files, for tar-split reassembly, or `None` when the
+    /// driver has none (the store then mounts the layer and reads the merged tree).
+    fn diff_getter(&self, id: &str) -> Result<Option<Box<dyn FileGetter + Send + '_>>> {
+        validate_layer_id(id)?;
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_ids() {
+        for good in ["9a82d99106", "fixture-id-vfs", "a.b_c", ".hidden", "..."] {
+            validate_layer_id(good).unwrap();
+        }
+        for bad in ["", ".", "..", "a/b", "/abs", "nul\0"] {
+            let err = validate_layer_id(bad).unwrap_err();
+            assert!(matches!(err, Error::InvalidId { .. }), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn driver_is_object_safe_and_thread_safe() {
+        fn assert_send_sync<T: Send + Sync + ?Sized>() {}
+        assert_send_sync::<dyn Driver>();
+    }
+}
