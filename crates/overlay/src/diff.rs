@@ -1,0 +1,166 @@
+//! The native diff family: everything comes from a layer's upper dir (`diff/`) and the
+//! `diff/` dirs of its lowers, without mounting (Go's `useNaiveDiff() == false` path).
+
+use std::collections::HashSet;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use layerstore_driver::tree::{self, mode};
+use layerstore_driver::{Change, ChangeKind, DirFileGetter, Error, FileGetter, IdMappings, Result};
+
+/// Whether a `statx` result is an overlay whiteout: a 0/0 character device.
+fn is_whiteout(st: &rustix::fs::Statx) -> bool {
+    tree::file_type(st) == mode::S_IFCHR && st.stx_rdev_major == 0 && st.stx_rdev_minor == 0
+}
+
+/// The change list that, exported by the archive crate, gives Go's native overlay diff: every
+/// entry of the upper dir in walk order, 0/0 character devices as deletions (exported as
+/// `.wh.<name>`). The archive crate exports a directory with the opaque xattr as itself followed
+/// by `<dir>/.wh..wh..opq`.
+pub fn upper_changes(id: &str, upper: &Path) -> Result<Vec<Change>> {
+    let mut changes = Vec::new();
+    tree::walk(upper, &mut |entry| {
+        if entry.path.as_os_str().is_empty() {
+            return Ok(()); // the layer's root is never exported
+        }
+        let kind = if is_whiteout(entry.stat) {
+            ChangeKind::Delete
+        } else {
+            ChangeKind::Add
+        };
+        changes.push(Change {
+            path: Path::new("/").join(entry.path),
+            kind,
+        });
+        Ok(())
+    })
+    .map_err(|e| Error::layer_io(id, "walk", upper.join(&e.path), e.source))?;
+    Ok(changes)
+}
+
+/// Counts what passes through.
+struct Counting<'w> {
+    inner: &'w mut dyn Write,
+    count: u64,
+}
+
+impl Write for Counting<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Native `Diff`: the tar stream of the upper dir with overlay whiteouts converted to AUFS
+/// ones; returns the bytes written.
+pub fn export(id: &str, upper: &Path, mappings: &IdMappings, out: &mut dyn Write) -> Result<u64> {
+    let changes = upper_changes(id, upper)?;
+    let mut counting = Counting {
+        inner: out,
+        count: 0,
+    };
+    layerstore_archive::export_to(
+        upper,
+        &changes,
+        &mappings.uids,
+        &mappings.gids,
+        &mut counting,
+    )
+    .map_err(|e| Error::archive(id, e))?;
+    Ok(counting.count)
+}
+
+/// Native `DiffSize`: the sizes of every non-directory inode of the upper dir, each inode
+/// once (Go's `directory.Size`).
+pub fn size(id: &str, upper: &Path) -> Result<u64> {
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    tree::walk(upper, &mut |entry| {
+        if tree::file_type(entry.stat) != mode::S_IFDIR
+            && seen.insert((
+                entry.stat.stx_dev_major,
+                entry.stat.stx_dev_minor,
+                entry.stat.stx_ino,
+            ))
+        {
+            total += entry.stat.stx_size;
+        }
+        Ok(())
+    })
+    .map_err(|e| Error::layer_io(id, "measure", upper.join(&e.path), e.source))?;
+    Ok(total)
+}
+
+/// Disk usage of the upper dir: apparent sizes and inode count, each inode once (Go's
+/// `directory.Usage` of `diff/`).
+pub fn usage(id: &str, upper: &Path) -> Result<layerstore_driver::DiskUsage> {
+    let mut seen = HashSet::new();
+    let mut usage = layerstore_driver::DiskUsage::default();
+    tree::walk(upper, &mut |entry| {
+        if seen.insert((
+            entry.stat.stx_dev_major,
+            entry.stat.stx_dev_minor,
+            entry.stat.stx_ino,
+        )) {
+            usage.size += entry.stat.stx_size;
+            usage.inode_count += 1;
+        }
+        Ok(())
+    })
+    .map_err(|e| Error::layer_io(id, "measure", upper.join(&e.path), e.source))?;
+    Ok(usage)
+}
+
+/// The tar-split file getter of an overlay layer: files are read from the layer's `diff/`,
+/// and from its lowers' (nearest first) when the upper dir does not hold the data (a
+/// metadata-only copy-up with metacopy, or a name the upper lacks), as Go's
+/// `overlayFileGetter`.
+#[derive(Debug)]
+pub struct OverlayFileGetter {
+    dirs: Vec<DirFileGetter>,
+}
+
+impl OverlayFileGetter {
+    /// A getter over `upper` then `lowers`.
+    pub fn new(id: &str, upper: &Path, lowers: &[PathBuf]) -> Result<Self> {
+        let dirs = std::iter::once(upper)
+            .chain(lowers.iter().map(PathBuf::as_path))
+            .map(|dir| {
+                DirFileGetter::new(dir).map_err(|source| Error::TarSplit {
+                    id: id.to_string(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(OverlayFileGetter { dirs })
+    }
+}
+
+/// Whether the upper file holds only metadata (its data is in a lower layer).
+fn is_metacopy(dir: &Path, name: &[u8]) -> bool {
+    let rel = std::ffi::OsStr::from_bytes(name.strip_prefix(b"/").unwrap_or(name));
+    let mut buf = [0u8; 64];
+    rustix::fs::lgetxattr(dir.join(rel), crate::features::METACOPY_XATTR, &mut buf).is_ok()
+}
+
+impl FileGetter for OverlayFileGetter {
+    fn get(&self, name: &[u8]) -> io::Result<Box<dyn Read + '_>> {
+        let mut first_error = None;
+        for getter in &self.dirs {
+            match getter.get(name) {
+                Ok(reader) if !is_metacopy(getter.path(), name) => return Ok(reader),
+                Ok(_) => continue,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| io::Error::from(io::ErrorKind::NotFound)))
+    }
+}
