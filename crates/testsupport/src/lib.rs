@@ -119,9 +119,7 @@ pub fn shared_dir() -> PathBuf {
         }
         dir = d.parent();
     }
-    panic!(
-        "cannot find shared/ (with fixtures/) beside the repository; set LAYERSTORE_SHARED"
-    )
+    panic!("cannot find shared/ (with fixtures/) beside the repository; set LAYERSTORE_SHARED")
 }
 
 /// `shared/fixtures/go-1.43`: data written by the Go tool.
@@ -194,10 +192,16 @@ impl BtrfsLoop {
         let f = std::fs::File::create(&image)?;
         f.set_len(size_mib * 1024 * 1024)?;
         drop(f);
-        run(Command::new(find_on_path("mkfs.btrfs").unwrap_or("mkfs.btrfs".into()))
-            .arg("-q")
-            .arg(&image))?;
-        run(Command::new("mount").arg("-o").arg("loop").arg(&image).arg(&mountpoint))?;
+        run(
+            Command::new(find_on_path("mkfs.btrfs").unwrap_or("mkfs.btrfs".into()))
+                .arg("-q")
+                .arg(&image),
+        )?;
+        run(Command::new("mount")
+            .arg("-o")
+            .arg("loop")
+            .arg(&image)
+            .arg(&mountpoint))?;
         Ok(BtrfsLoop { dir, mountpoint })
     }
 
@@ -209,7 +213,10 @@ impl BtrfsLoop {
 
 impl Drop for BtrfsLoop {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.mountpoint).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(&self.mountpoint)
+            .status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
