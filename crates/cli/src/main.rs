@@ -1,0 +1,230 @@
+//! `layerstore`: the layer commands of Go's `containers-storage` (v1.43) over the Rust
+//! [`layerstore`] crate: same command lines, same output, same exit codes, so a script switches
+//! by changing the binary's name.
+//!
+//! ```text
+//! layerstore import-layer -f examples/layer.tar.gz -n example   # prints the new layer's ID
+//! layerstore layers -t                                          # the layer tree
+//! layerstore diff -u example > layer.tar                        # the diff, byte for byte
+//! layerstore --graph /tmp/s/root --run /tmp/s/run -s vfs layers --json
+//! ```
+//!
+//! The store comes from the global flags, else `storage.conf` and `$STORAGE_DRIVER` /
+//! `$STORAGE_OPTS`, else the built-in paths (see [`config`]). Beyond the Go tool: a progress
+//! bar on stderr for `applydiff`, `import-layer` and `diff` when stderr is a terminal,
+//! `--json-errors`, `completions SHELL`, vfs (without chown) for an ordinary user, and a
+//! fallback to automatic driver selection when storage.conf names a driver this build lacks.
+//!
+//! Deliberate differences (kept out of the differential test): flags may follow positional
+//! arguments; `mount NAME` works; `delete` and `delete-layer` by name refuse a layer with
+//! children; `shutdown -f` terminates; texts the Go tool prints in map order come in argument
+//! order; image and container commands answer `<cmd>: not supported: this tool manages
+//! layers` (exit 1); `version` prints what v1.43 prints (nothing, or `[]` with `--json`).
+
+mod args;
+mod commands;
+mod config;
+mod flags;
+mod output;
+mod progress;
+mod usage;
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use layerstore::{LayerStore, StoreOptions};
+
+use crate::args::{Cli, Command, UNSUPPORTED_COMMANDS, command_spec};
+use crate::config::{Environment, StoreConfig};
+use crate::flags::{EXIT_FLAG_ERROR, print_usage, program, report_parse_error, typed_command};
+use crate::usage::{FlagDefaults, command_usage, top_usage};
+
+fn main() -> ExitCode {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    match run(&argv) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            // Only output failures get here: a closed pipe is not worth a message.
+            if err
+                .downcast_ref::<io::Error>()
+                .is_none_or(|e| e.kind() != io::ErrorKind::BrokenPipe)
+            {
+                eprintln!("layerstore: {err:#}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn flag_defaults(cli: &Cli, env: &Environment) -> FlagDefaults {
+    if cli.global.any_store_flag() {
+        let show = |p: &Option<std::path::PathBuf>| {
+            p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        return FlagDefaults {
+            graph_root: show(&cli.global.graph_root),
+            run_root: show(&cli.global.run_root),
+            driver: cli.global.storage_driver.clone().unwrap_or_default(),
+            options: cli.global.storage_opts.clone(),
+        };
+    }
+    match config::resolve(&cli.global, env) {
+        Ok(c) => FlagDefaults {
+            graph_root: c.graph_root.display().to_string(),
+            run_root: c.run_root.display().to_string(),
+            driver: c.driver,
+            options: c.options,
+        },
+        Err(_) => FlagDefaults::default(),
+    }
+}
+
+/// A debug line in logrus's text format, as the Go tool prints with `--debug`.
+fn debug_line(text: &str) {
+    let now = layerstore_model::Timestamp::now();
+    let time = layerstore_model::Timestamp::from_unix(now.unix_seconds(), 0).unwrap_or(now);
+    eprintln!("time=\"{time}\" level=debug msg={text:?}");
+}
+
+/// Opens the store; a driver named only by a configuration file that this build lacks falls
+/// back to automatic selection without the file's driver options (so a machine whose
+/// storage.conf says `driver = "overlay"` still works), and `config` is updated to match.
+fn open_store(config: &mut StoreConfig, debug: bool) -> Result<LayerStore, String> {
+    // Go prints the driver's own complaint (`vfs driver does not support a options`).
+    let text = |err: layerstore::Error| match err {
+        layerstore::Error::Driver { source, .. } => source.to_string(),
+        other => other.to_string(),
+    };
+    let options = |config: &StoreConfig| {
+        let mut options =
+            StoreOptions::new(&config.graph_root, &config.run_root, config.driver.as_str());
+        options.driver_options = config.options.clone();
+        options
+    };
+    match LayerStore::open(options(config)) {
+        Ok(store) => Ok(store),
+        Err(err) if !config.driver_explicit && !config.driver.is_empty() => {
+            if debug {
+                debug_line(&format!(
+                    "driver {:?} unavailable ({err}); picking one",
+                    config.driver
+                ));
+            }
+            config.driver.clear();
+            config.options.clear();
+            LayerStore::open(options(config)).map_err(text)
+        }
+        Err(err) => Err(text(err)),
+    }
+}
+
+fn run(argv: &[OsString]) -> anyhow::Result<u8> {
+    let (_, base) = program(argv);
+    if argv.len() < 2 {
+        print_usage(&top_usage(&base, false), false)?;
+        return Ok(1);
+    }
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(err) => return Ok(report_parse_error(argv, &err)?),
+    };
+    let env = Environment::from_process();
+    let Some(command) = &cli.command else {
+        let help = cli.global.help;
+        print_usage(&top_usage(&base, true), help)?;
+        return Ok(if help { 0 } else { 1 });
+    };
+    let Some(name) = command.name() else {
+        let word = match command {
+            Command::External(words) => words.first().cloned().unwrap_or_default(),
+            _ => String::new(),
+        };
+        if UNSUPPORTED_COMMANDS.contains(&word.as_str()) {
+            output::write_error(
+                &mut io::stderr(),
+                cli.global.json_errors,
+                &format!("{word}: not supported: this tool manages layers"),
+            )?;
+        } else {
+            println!("{word}: unrecognized command.");
+        }
+        return Ok(1);
+    };
+    let spec = command_spec(name).ok_or_else(|| anyhow::anyhow!("no spec for {name}"))?;
+    let typed = typed_command(argv, name);
+    if cli.global.help {
+        print_usage(
+            &command_usage(&base, &typed, spec, &flag_defaults(&cli, &env)),
+            false,
+        )?;
+        return Ok(EXIT_FLAG_ERROR);
+    }
+    let positional = command.positional();
+    if positional.len() < spec.min_args {
+        println!("{typed}: more arguments required.");
+        print_usage(
+            &command_usage(&base, &typed, spec, &flag_defaults(&cli, &env)),
+            false,
+        )?;
+        return Ok(1);
+    }
+    if spec.max_args.is_some_and(|max| positional.len() > max) {
+        println!("{typed}: too many arguments ([{}]).", positional.join(" "));
+        print_usage(
+            &command_usage(&base, &typed, spec, &flag_defaults(&cli, &env)),
+            false,
+        )?;
+        return Ok(1);
+    }
+    if let Command::Completions { shell } = command {
+        let Some(shell) = shell.or_else(clap_complete::Shell::from_env) else {
+            eprintln!("completions: name a shell: bash, zsh, fish, elvish or powershell");
+            return Ok(1);
+        };
+        // Into memory first: clap_complete panics when its writer fails (a closed pipe).
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "layerstore", &mut script);
+        io::stdout().write_all(&script)?;
+        return Ok(0);
+    }
+    let mut config = match config::resolve(&cli.global, &env) {
+        Ok(config) => config,
+        Err(err) => {
+            println!("error initializing: {err}");
+            return Ok(1);
+        }
+    };
+    let debug = cli.global.debug();
+    if debug {
+        debug_line(&format!("Root: {}", config.graph_root.display()));
+        debug_line(&format!("Run Root: {}", config.run_root.display()));
+        debug_line(&format!("Driver Name: {}", config.driver));
+        debug_line(&format!("Driver Options: [{}]", config.options.join(" ")));
+    }
+    let store = match open_store(&mut config, debug) {
+        Ok(store) => store,
+        Err(err) => {
+            println!("error initializing: {err}");
+            return Ok(1);
+        }
+    };
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    // Not locked for the whole command: the progress bar draws on stderr from the thread
+    // that reads the diff, and would wait forever for a lock held here.
+    let mut err = io::stderr();
+    let mut ctx = commands::Context {
+        store: &store,
+        config: &config,
+        out: &mut out,
+        err: &mut err,
+        json_errors: cli.global.json_errors,
+    };
+    let code = commands::run(&mut ctx, command)?;
+    out.flush()?;
+    Ok(u8::try_from(code).unwrap_or(1))
+}

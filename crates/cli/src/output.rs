@@ -1,0 +1,211 @@
+//! Output in the Go tool's formats: `json.Encoder` lines, `%q` quoting, `%v` of int slices,
+//! the `layers -t` tree, and error lines (optionally as JSON, a layerstore extension).
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+/// Writes `value` as Go's `json.NewEncoder(w).Encode(value)` does: compact, `<>&` escaped,
+/// one trailing newline.
+pub fn write_json<T: Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> io::Result<()> {
+    let bytes = layerstore_model::to_go_json(value).map_err(io::Error::other)?;
+    out.write_all(&bytes)?;
+    out.write_all(b"\n")
+}
+
+/// Go's `%v` of an integer slice: `[0 1000]`.
+pub fn go_int_list(values: &[u32]) -> String {
+    let items: Vec<String> = values.iter().map(u32::to_string).collect();
+    format!("[{}]", items.join(" "))
+}
+
+/// Go's `%q` (`strconv.Quote`) of a byte string: printable UTF-8 is kept, `"` and `\` are
+/// escaped, control characters become `\n`/`\t`/`\x01`/`\u2028`-style escapes and bytes that are
+/// not UTF-8 become `\xNN`.
+pub fn go_quote(bytes: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\x07' => out.push_str("\\a"),
+                '\x08' => out.push_str("\\b"),
+                '\x0c' => out.push_str("\\f"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\x0b' => out.push_str("\\v"),
+                c if (c as u32) < 0x20 || c == '\x7f' => {
+                    out.push_str(&format!("\\x{:02x}", c as u32));
+                }
+                c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' || c == '\u{feff}' => {
+                    if (c as u32) < 0x10000 {
+                        out.push_str(&format!("\\u{:04x}", c as u32));
+                    } else {
+                        out.push_str(&format!("\\U{:08x}", c as u32));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// One line of `layers -t`: a layer under its parent, with notes.
+#[derive(Debug, Clone)]
+pub struct TreeNode {
+    /// The parent's ID, or `(base)`.
+    pub left: String,
+    /// The layer's ID.
+    pub right: String,
+    /// Lines printed under the layer (`name: ...`, `mount: ...`).
+    pub notes: Vec<String>,
+}
+
+/// The root to print next: a parent that is nobody's child, with the fewest children (Go's
+/// `selectRoot`; Go breaks ties by map order, we by first appearance).
+fn select_root(nodes: &[TreeNode]) -> String {
+    let mut order: Vec<&str> = Vec::new();
+    let mut children: HashMap<&str, usize> = HashMap::new();
+    for node in nodes {
+        let count = children.entry(node.left.as_str()).or_insert(0);
+        if *count == 0 {
+            order.push(node.left.as_str());
+        }
+        *count += 1;
+    }
+    let is_child: std::collections::HashSet<&str> =
+        nodes.iter().map(|n| n.right.as_str()).collect();
+    let mut favorite: Option<&str> = None;
+    for left in order {
+        if is_child.contains(left) {
+            continue;
+        }
+        match favorite {
+            None => favorite = Some(left),
+            Some(f) if children[left] < children[f] => favorite = Some(left),
+            _ => {}
+        }
+    }
+    favorite.unwrap_or_default().to_string()
+}
+
+fn print_subtree(
+    out: &mut dyn Write,
+    root: &str,
+    nodes: Vec<TreeNode>,
+    indent: usize,
+    continued: &[usize],
+) -> io::Result<Vec<TreeNode>> {
+    let (children, mut leftovers): (Vec<TreeNode>, Vec<TreeNode>) =
+        nodes.into_iter().partition(|n| n.left == root);
+    let count = children.len();
+    for (n, child) in children.into_iter().enumerate() {
+        let mut prefix: Vec<char> = vec![' '; indent];
+        for &column in continued {
+            if let Some(slot) = prefix.get_mut(column) {
+                *slot = '\u{2502}';
+            }
+        }
+        let prefix: String = prefix.into_iter().collect();
+        let mut sub = continued.to_vec();
+        let (header, note_header) = if n + 1 < count {
+            sub.push(indent);
+            ("\u{251c}", "\u{2502}")
+        } else {
+            ("\u{2514}", " ")
+        };
+        writeln!(out, "{prefix}{header}\u{2500}{}", child.right)?;
+        for note in &child.notes {
+            writeln!(out, "{prefix}{note_header} {note}")?;
+        }
+        leftovers = print_subtree(out, &child.right, leftovers, indent + 2, &sub)?;
+    }
+    Ok(leftovers)
+}
+
+/// Prints the forest as the Go tool's `printTree` does.
+pub fn print_tree(out: &mut dyn Write, mut nodes: Vec<TreeNode>) -> io::Result<()> {
+    while !nodes.is_empty() {
+        let root = select_root(&nodes);
+        writeln!(out, "{root}")?;
+        let before = nodes.len();
+        nodes = print_subtree(out, &root, nodes, 0, &[])?;
+        if nodes.len() == before {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Writes an error line: the text, or `{"error":"text"}` when JSON errors were asked for.
+pub fn write_error(err: &mut dyn Write, json: bool, text: &str) -> io::Result<()> {
+    if json {
+        write_json(err, &serde_json::json!({ "error": text }))
+    } else {
+        writeln!(err, "{text}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(left: &str, right: &str, notes: &[&str]) -> TreeNode {
+        TreeNode {
+            left: left.into(),
+            right: right.into(),
+            notes: notes.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn tree_matches_the_go_tool() {
+        // The shape observed from containers-storage 1.43 `layers -t`.
+        let nodes = vec![
+            node("(base)", "a", &[]),
+            node("(base)", "b", &["name: base", "name: base2"]),
+            node("b", "c", &["name: child"]),
+            node("(base)", "d", &["name: jsonlayer"]),
+            node("(base)", "e", &["name: alias1"]),
+        ];
+        let mut out = Vec::new();
+        print_tree(&mut out, nodes).expect("prints");
+        let expected = "(base)\n├─a\n├─b\n│ name: base\n│ name: base2\n│ └─c\n│   name: child\n├─d\n│ name: jsonlayer\n└─e\n  name: alias1\n";
+        assert_eq!(String::from_utf8(out).expect("utf8"), expected);
+    }
+
+    #[test]
+    fn tree_of_nothing_is_empty() {
+        let mut out = Vec::new();
+        print_tree(&mut out, Vec::new()).expect("prints");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn quote_is_go_percent_q() {
+        assert_eq!(go_quote(b"/etc/passwd"), "\"/etc/passwd\"");
+        assert_eq!(go_quote(b"a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
+        assert_eq!(go_quote(b"caf\xc3\xa9"), "\"caf\u{e9}\"");
+        assert_eq!(go_quote(b"bad\xff"), "\"bad\\xff\"");
+        assert_eq!(go_quote(b"\x01"), "\"\\x01\"");
+    }
+
+    #[test]
+    fn json_is_go_encoder_output() {
+        let mut out = Vec::new();
+        write_json(&mut out, &serde_json::json!({"a<b": ["x&y"]})).expect("writes");
+        assert_eq!(out, b"{\"a\\u003cb\":[\"x\\u0026y\"]}\n");
+        assert_eq!(go_int_list(&[0, 1000]), "[0 1000]");
+        let mut err = Vec::new();
+        write_error(&mut err, true, "layer not known").expect("writes");
+        assert_eq!(err, b"{\"error\":\"layer not known\"}\n");
+    }
+}

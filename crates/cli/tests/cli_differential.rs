@@ -1,0 +1,454 @@
+//! Differential test: one command script runs against Go's `containers-storage` 1.43 and
+//! against `layerstore`, each on its own fresh vfs store; stdout, stderr and exit code of every
+//! command line must agree once IDs, paths and timestamps are normalised.
+//!
+//! It lives in the cli crate (not the workspace's `tests/` package) because only the cli
+//! package's own tests get the binary's path (`CARGO_BIN_EXE_layerstore`).
+//!
+//! Both binaries are started with `argv[0] = "containers-storage"`, so usage lines and the
+//! `See 'containers-storage CMD --help'.` hints come out the same. Left out on purpose, because
+//! layerstore differs deliberately: `mount NAME` (Go fails: it hands the name to the driver),
+//! `delete-layer NAME` of a layer with children (Go skips its safety checks), flags after
+//! positional arguments (Go takes them as names), `shutdown -f` (Go loops forever), image and
+//! container commands (Go runs them; layerstore refuses), and `version` text.
+
+use std::collections::HashMap;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use layerstore_testsupport::{Capability, go_fixtures, go_tool, require_or_skip};
+
+const ID_A: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const ID_B: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+const ID_IMPORTED: &str = "3333333333333333333333333333333333333333333333333333333333333333";
+const ID_WH: &str = "4444444444444444444444444444444444444444444444444444444444444444";
+const ID_MAPPED: &str = "5555555555555555555555555555555555555555555555555555555555555555";
+
+/// One command line of the script.
+struct Step {
+    /// Arguments after the store flags; `{TARS}` is the fixtures' tarball folder and
+    /// `{TMP}` a scratch folder of the run.
+    args: Vec<String>,
+    /// A file to give as standard input (else empty input).
+    stdin: Option<String>,
+    /// Compare stdout as bytes (a tar stream) rather than as normalised text.
+    binary: bool,
+    /// Compare stdout's lines, or the elements of its JSON array, in sorted order: Go prints
+    /// changes and `exists` results in map order.
+    unordered: bool,
+}
+
+fn step(args: &[&str]) -> Step {
+    Step {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        stdin: None,
+        binary: false,
+        unordered: false,
+    }
+}
+
+fn with_stdin(mut s: Step, path: &str) -> Step {
+    s.stdin = Some(path.to_string());
+    s
+}
+
+fn unordered(mut s: Step) -> Step {
+    s.unordered = true;
+    s
+}
+
+fn binary(mut s: Step) -> Step {
+    s.binary = true;
+    s
+}
+
+/// The script: every layer command, in success and failure.
+fn script() -> Vec<Step> {
+    vec![
+        // Listing an empty store.
+        step(&["layers"]),
+        step(&["layers", "--json"]),
+        step(&["layers", "-t"]),
+        // create-layer: names, caller IDs, parents, failures.
+        step(&["create-layer", "--id", ID_A, "-n", "base", "-n", "base2"]),
+        step(&["create-layer", "-n", "plain"]),
+        step(&["create-layer", "--id", ID_B, "-n", "child", "base"]),
+        step(&["create-layer", "-n", "base"]),
+        step(&["create-layer", "--id", ID_A]),
+        step(&["create-layer", "nonexist"]),
+        step(&["create-layer", "a", "b"]),
+        step(&["createlayer", "-j", "-n", "jsonlayer", "-l", "label1"]),
+        step(&["layers"]),
+        step(&["layers", "-t"]),
+        step(&["layers", "--json"]),
+        // layer.
+        step(&["layer", "base"]),
+        step(&["layer", "-j", "base", "child"]),
+        step(&["layer", "base", "nonexist"]),
+        step(&["layer", "-j", "nonexist"]),
+        step(&["layer"]),
+        // import-layer, applydiff.
+        step(&[
+            "import-layer",
+            "--id",
+            ID_IMPORTED,
+            "-f",
+            "{TARS}/basic.tar",
+            "-n",
+            "imported",
+        ]),
+        with_stdin(
+            step(&["import-layer", "-n", "imported-gz"]),
+            "{TARS}/basic.tar.gz",
+        ),
+        step(&["import-layer", "-f", "/nonexistent/file"]),
+        step(&["import-layer", "-f", "{TARS}/basic.tar", "-n", "imported"]),
+        step(&[
+            "importlayer",
+            "-j",
+            "--id",
+            ID_WH,
+            "-f",
+            "{TARS}/child-whiteouts.tar",
+            "-n",
+            "wh",
+            "imported",
+        ]),
+        step(&["applydiff", "-f", "{TARS}/basic.tar", "plain"]),
+        step(&["applydiff", "-f", "{TARS}/basic.tar", "nonexist"]),
+        step(&["apply-diff", "-f", "/nonexistent", "plain"]),
+        step(&["applydiff"]),
+        // diffsize, changes, diff.
+        step(&["diffsize", "imported"]),
+        step(&["diff-size", "wh"]),
+        step(&["diffsize", "nonexist"]),
+        unordered(step(&["changes", "wh"])),
+        unordered(step(&["changes", "-j", "wh"])),
+        step(&["changes", "nonexist"]),
+        step(&["changes"]),
+        binary(step(&["diff", "imported"])),
+        binary(step(&["diff", "-u", "wh"])),
+        step(&["diff", "-f", "{TMP}/out.tar", "imported"]),
+        step(&["diff", "-b", "imported"]),
+        step(&["diff", "-x", "imported"]),
+        step(&["diff", "nonexist"]),
+        // exists.
+        unordered(step(&["exists", "base", "nonexist"])),
+        step(&["exists", "-q", "base"]),
+        step(&["exists", "-j", "base", "nonexist"]),
+        step(&["exists", "-l", "base"]),
+        step(&["exists", "-i", "base"]),
+        step(&["exists"]),
+        // Names.
+        step(&["get-names", "base"]),
+        step(&["get-names", "-j", "base"]),
+        step(&["get-names", "nonexist"]),
+        step(&["add-names", "-n", "extra", "base"]),
+        step(&["add-names", "-j", "-n", "extra2", "base"]),
+        step(&["add-names", "-n", "base", "child"]),
+        step(&["getnames", "child"]),
+        step(&["set-names", "-j", "-n", "only1", "-n", "only2", "plain"]),
+        step(&["set-names", "-n", "y", "nonexist"]),
+        step(&["add-names"]),
+        // Metadata.
+        step(&["set-metadata", "-m", "hello world", "child"]),
+        step(&["set-metadata", "child"]),
+        step(&["set-metadata", "-m", "x", "nonexist"]),
+        step(&["set-metadata", "-f", "/nonexistent", "child"]),
+        step(&["metadata", "child"]),
+        step(&["metadata", "-q", "child"]),
+        step(&["metadata", "-j", "child", "nonexist"]),
+        step(&["setmetadata", "-m", "multi\nline\n", "child"]),
+        step(&["metadata", "child"]),
+        // Big data.
+        step(&["list-layer-data", "child"]),
+        step(&["list-layer-data", "-j", "child"]),
+        step(&["set-layer-data", "-f", "{TARS}/basic.tar", "child", "key1"]),
+        with_stdin(
+            step(&["set-layer-data", "child", "Key/2"]),
+            "{TARS}/child-whiteouts.tar",
+        ),
+        step(&["list-layer-data", "child"]),
+        step(&["list-layer-data", "-j", "child"]),
+        binary(step(&["get-layer-data", "child", "Key/2"])),
+        step(&["get-layer-data", "child", "missing"]),
+        step(&["get-layer-data", "nonexist", "key1"]),
+        step(&["set-layer-data", "child", ""]),
+        step(&["get-layer-data", "child"]),
+        // ID mappings and parent owners.
+        step(&[
+            "create-layer",
+            "-r",
+            "--id",
+            ID_MAPPED,
+            "--uidmap",
+            "0:100000:65536",
+            "--gidmap",
+            "0:200000:65536",
+            "-n",
+            "mapped",
+            "base",
+        ]),
+        step(&["layer", "mapped"]),
+        step(&["layer-parent-owners", "mapped"]),
+        step(&["mount", ID_MAPPED]),
+        step(&["layer-parent-owners", "-j", "mapped"]),
+        step(&["unmount", ID_MAPPED]),
+        step(&["delete-layer", "mapped"]),
+        step(&["layer-parent-owners", "child"]),
+        step(&["layer-parent-owners", "-j", "child", "nonexist"]),
+        // Mounts (by ID: the Go tool cannot mount by name).
+        step(&["mount", ID_IMPORTED]),
+        step(&["mounted", ID_IMPORTED]),
+        step(&["mount", "-j", ID_IMPORTED]),
+        step(&["mounted", "-j", ID_IMPORTED]),
+        step(&["layers", "-t"]),
+        step(&["unmount", ID_IMPORTED]),
+        step(&["umount", "-j", ID_IMPORTED]),
+        step(&["mounted", ID_IMPORTED]),
+        step(&["unmount", "nonexist"]),
+        step(&["unmount", "-j", "nonexist"]),
+        step(&["mounted", "nonexist"]),
+        step(&["mount", "nonexist"]),
+        step(&["mount", "-j", "nonexist"]),
+        step(&["mount", "-r", ID_IMPORTED]),
+        step(&["mount", "-j", "--ro", ID_IMPORTED]),
+        step(&["mount", ID_IMPORTED]),
+        step(&["shutdown"]),
+        step(&["shutdown", "-j"]),
+        step(&["unmount", "--force", ID_IMPORTED]),
+        step(&["shutdown", "-j"]),
+        // Deletion.
+        step(&["delete-layer", ID_A]),
+        step(&["delete-layer", "-j", ID_A]),
+        step(&["delete-layer", "nonexist"]),
+        step(&["delete-layer", "-j", "nonexist"]),
+        step(&["deletelayer", "-j", ID_B]),
+        step(&["delete-layer"]),
+        step(&["delete", "nonexist"]),
+        step(&["delete", "-j", "jsonlayer"]),
+        step(&["exists", "jsonlayer"]),
+        step(&["layers"]),
+        // Store-wide commands.
+        step(&["status"]),
+        step(&["status", "-j"]),
+        step(&["version", "-j"]),
+        // Command-line errors.
+        step(&["layers", "--zz"]),
+        step(&["layers", "-z"]),
+        step(&["layers", "--json=maybe"]),
+        step(&["bogus"]),
+        step(&["layers", "--help"]),
+        step(&["mount", ID_IMPORTED]),
+        step(&["wipe", "-j"]),
+        step(&["mounted", ID_IMPORTED]),
+        step(&["layers", "--json"]),
+        step(&["wipe"]),
+    ]
+}
+
+/// What one command line did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Outcome {
+    stdout: Vec<u8>,
+    stderr: String,
+    code: Option<i32>,
+}
+
+/// Runs the script with `binary` on a fresh store under `dir`.
+fn run_script(binary: &Path, dir: &Path, steps: &[Step]) -> Vec<Outcome> {
+    let tars = go_fixtures().join("tars");
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).expect("scratch dir");
+    let expand = |s: &str| {
+        s.replace("{TARS}", &tars.display().to_string())
+            .replace("{TMP}", &tmp.display().to_string())
+    };
+    steps
+        .iter()
+        .map(|step| {
+            let mut command = Command::new(binary);
+            command
+                .arg0("containers-storage")
+                .arg("--graph")
+                .arg(dir.join("root"))
+                .arg("--run")
+                .arg(dir.join("run"))
+                .arg("--storage-driver")
+                .arg("vfs")
+                .args(step.args.iter().map(|a| expand(a)))
+                .env_remove("STORAGE_DRIVER")
+                .env_remove("STORAGE_OPTS")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            match &step.stdin {
+                Some(path) => {
+                    let file = std::fs::File::open(expand(path)).expect("stdin file");
+                    command.stdin(file);
+                }
+                None => {
+                    command.stdin(Stdio::null());
+                }
+            }
+            let output = command.output().expect("runs");
+            Outcome {
+                stdout: output.stdout,
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+                code: output.status.code(),
+            }
+        })
+        .collect()
+}
+
+/// Replaces the run's folder, random 64-hex IDs (numbered by first appearance) and creation
+/// timestamps with placeholders.
+struct Normaliser {
+    dir: String,
+    ids: HashMap<String, usize>,
+}
+
+impl Normaliser {
+    fn new(dir: &Path) -> Self {
+        Normaliser {
+            dir: dir.display().to_string(),
+            ids: HashMap::new(),
+        }
+    }
+
+    fn text(&mut self, text: &str) -> String {
+        let text = text.replace(&self.dir, "<DIR>");
+        let mut out = String::with_capacity(text.len());
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let is_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+            let run = bytes[i..].iter().take_while(|b| is_hex(b)).count();
+            if run == 64
+                && !matches!(
+                    &text[i..i + 64],
+                    ID_A | ID_B | ID_IMPORTED | ID_WH | ID_MAPPED
+                )
+            {
+                let next = self.ids.len();
+                let n = *self.ids.entry(text[i..i + 64].to_string()).or_insert(next);
+                out.push_str(&format!("<ID{n}>"));
+                i += 64;
+            } else if run > 0 {
+                out.push_str(&text[i..i + run]);
+                i += run;
+            } else {
+                let c = text[i..].chars().next().unwrap_or(' ');
+                out.push(c);
+                i += c.len_utf8();
+            }
+        }
+        normalise_created(&out)
+    }
+}
+
+/// Sorts the lines of `text`, or the elements of the JSON array it is.
+fn sorted(text: &str) -> String {
+    if let Ok(serde_json::Value::Array(items)) = serde_json::from_str::<serde_json::Value>(text) {
+        let mut items: Vec<String> = items.iter().map(|v| v.to_string()).collect();
+        items.sort();
+        return format!("[{}]", items.join(","));
+    }
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+/// `"created":"<anything>"` → `"created":"<TIME>"`.
+fn normalise_created(text: &str) -> String {
+    let key = "\"created\":\"";
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(pos) = rest.find(key) {
+        out.push_str(&rest[..pos + key.len()]);
+        rest = &rest[pos + key.len()..];
+        let end = rest.find('"').unwrap_or(rest.len());
+        out.push_str("<TIME>");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn describe(step: &Step) -> String {
+    step.args.join(" ")
+}
+
+#[test]
+fn go_tool_and_layerstore_agree() {
+    require_or_skip!(Capability::GoTool, Capability::Root);
+    let go = go_tool().expect("the Go tool is installed");
+    let ours = PathBuf::from(env!("CARGO_BIN_EXE_layerstore"));
+    let steps = script();
+    assert!(
+        steps.len() >= 40,
+        "the script covers at least 40 command lines"
+    );
+
+    let go_dir = tempfile::tempdir().expect("tempdir");
+    let our_dir = tempfile::tempdir().expect("tempdir");
+    let go_out = run_script(&go, go_dir.path(), &steps);
+    let our_out = run_script(&ours, our_dir.path(), &steps);
+
+    let mut go_norm = Normaliser::new(go_dir.path());
+    let mut our_norm = Normaliser::new(our_dir.path());
+    let mut mismatches = Vec::new();
+    for ((step, go), ours) in steps.iter().zip(&go_out).zip(&our_out) {
+        let stdout_equal = if step.binary {
+            go.stdout == ours.stdout
+        } else {
+            let go_text = go_norm.text(&String::from_utf8_lossy(&go.stdout));
+            let our_text = our_norm.text(&String::from_utf8_lossy(&ours.stdout));
+            if step.unordered {
+                sorted(&go_text) == sorted(&our_text)
+            } else {
+                go_text == our_text
+            }
+        };
+        let go_err = go_norm.text(&go.stderr);
+        let our_err = our_norm.text(&ours.stderr);
+        if !stdout_equal || go_err != our_err || go.code != ours.code {
+            mismatches.push(format!(
+                "$ {}\n  go:   rc={:?} stdout={:?} stderr={:?}\n  ours: rc={:?} stdout={:?} stderr={:?}",
+                describe(step),
+                go.code,
+                go_norm.text(&String::from_utf8_lossy(&go.stdout)),
+                go_err,
+                ours.code,
+                our_norm.text(&String::from_utf8_lossy(&ours.stdout)),
+                our_err,
+            ));
+        }
+    }
+    let failing = steps
+        .iter()
+        .zip(&go_out)
+        .filter(|(_, o)| o.code != Some(0))
+        .count();
+    eprintln!(
+        "{} command lines ({failing} failing ones), {} mismatches",
+        steps.len(),
+        mismatches.len()
+    );
+    assert!(failing >= 20, "the script exercises failures too");
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} command lines differ:\n{}",
+        mismatches.len(),
+        steps.len(),
+        mismatches.join("\n")
+    );
+    // The two `diff -f` files are the same bytes (the original tarball).
+    let go_file = std::fs::read(go_dir.path().join("tmp/out.tar")).expect("go diff file");
+    let our_file = std::fs::read(our_dir.path().join("tmp/out.tar")).expect("our diff file");
+    assert_eq!(go_file, our_file);
+    assert_eq!(
+        our_file,
+        std::fs::read(go_fixtures().join("tars/basic.tar")).expect("basic.tar")
+    );
+}

@@ -1,0 +1,132 @@
+//! The container layer store of containers/storage (`layers.go`), in Rust, on disk exactly
+//! where and how Go keeps it, so that podman, buildah, the Go `containers-storage` tool and
+//! this crate can share one store.
+//!
+//! [`LayerStore`] keeps the layer records, their names, metadata, flags and big data, applies
+//! layer tarballs through a graph driver while recording them with tar-split (so
+//! [`LayerStore::diff`] gives the original tarball back byte for byte), and counts mounts
+//! across processes. Drivers come from a [`Registry`] ([`default_registry`]: vfs for now).
+//!
+//! # On-disk layout (Go containers/storage 1.43)
+//!
+//! ```text
+//! <graphroot>/                        0700
+//!   storage.lock  userns.lock         0644  created, as Go's GetStore does
+//!   mounts/  tmp/                     0700
+//!   <driver>/                         the driver's home (vfs: dir/<id>/)
+//!   <driver>-layers/                  0700
+//!     layers.json                     0600  the records: compact JSON array, creation order
+//!     layers.lock                     0644  fcntl lock + 64-byte last-writer token
+//!     <id>.tar-split.gz               0600  tar-split records of the applied diff
+//!     <id>/<big-data name>            0600  big data ("key" or "=base64(key)")
+//!   <driver>-images/images.lock, <driver>-containers/containers.lock
+//! <runroot>/                          0700
+//!   <driver>-layers/mountpoints.json  0600  [{"id","path","count"}] of mounted layers
+//!   <driver>-layers/mountpoints.lock  0644
+//!   <driver>-containers/  <driver>-locks/
+//! ```
+//!
+//! # Locking model
+//!
+//! * Every call takes `layers.lock` (fcntl record lock, the one Go takes): **shared** for
+//!   reads, **exclusive** for changes. Go 1.43 takes it exclusively even to list; we do not.
+//!   `mountpoints.lock` is taken inside it, as in Go.
+//! * The records are reloaded only when the lock's last-writer token changed (a write by
+//!   another process, ours or Go's), when `layers.json`'s mtime changed (a hand edit), or,
+//!   for mount counts, when `mountpoints.lock`'s token changed. A write records the new token
+//!   **before** writing the file (so a crash half-way still reads as a change).
+//! * In the process, one handle is shared by threads (`Send + Sync`): the records sit behind
+//!   a `parking_lot::RwLock`, always taken after the file lock.
+//! * A reader that finds incomplete layers (or a name given to two layers) left by another
+//!   process drops its shared lock, takes the exclusive one, cleans up and reads again (as
+//!   newer Go does; 1.43 only cleans up under its always-exclusive lock).
+//! * Batches (`delete_many`, `wipe`, cleanup at load) save `layers.json` twice in all, not
+//!   twice per layer.
+//!
+//! # Crash safety
+//!
+//! Every file is replaced atomically (temp file, fsync, rename, fsync of the directory). A
+//! layer being created is first saved with the `incomplete` flag; the flag goes only after its
+//! files and its `<id>.tar-split.gz` (written to `.<id>.tar-split.gz.tmp`, renamed once the
+//! diff applied) are in place. A delete first flags the record, then removes files, then the
+//! record. A read-write open (or the next call of any handle) deletes incomplete layers, as
+//! Go does, and stray temp files. So a crash at any point never leaves a layer listed that
+//! cannot give back its diff. [`crash`] names the points tests kill the process at.
+//!
+//! # Differences from Go 1.43, on purpose
+//!
+//! * A corrupt or truncated `layers.json` is an error naming the file and position
+//!   ([`Error::CorruptLayers`]); the file is left as it was (Go 1.43 silently drops records).
+//! * Deleting by name resolves the ID before checking for children; mounting by name works.
+//! * Caller-given IDs must be usable as file names (no `/`, not `.`/`..`, not empty).
+//! * Big-data keys `.` and `..` are base64-encoded like other unsafe keys.
+//!
+//! # Limitations
+//!
+//! * Only the vfs driver exists yet; overlay and btrfs register in [`default_registry`] when
+//!   their crates land.
+//! * Read-only stores keep mount counts in the process (they have no `mountpoints.json`).
+//! * No images or containers: the checks Go's store makes against them (a layer used by an
+//!   image or container) belong to the crates that will own those records.
+//! * `volatile-layers.json` (Go ≥ 1.45) is neither read nor written.
+//! * A layer applied from bzip2 or xz cannot be diffed without choosing another compression
+//!   (as in Go).
+//!
+//! # Example
+//!
+//! ```
+//! use layerstore::{DiffOptions, LayerOptions, LayerStore, StoreOptions};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = LayerStore::open(StoreOptions::new(dir.path().join("graph"), dir.path().join("run"), "vfs"))?;
+//!
+//! // A tarball with one file.
+//! let mut builder = tar::Builder::new(Vec::new());
+//! let mut header = tar::Header::new_gnu();
+//! header.set_size(6);
+//! header.set_mode(0o644);
+//! header.set_cksum();
+//! builder.append_data(&mut header, "hello.txt", &b"hello\n"[..])?;
+//! let tarball = builder.into_inner()?;
+//!
+//! let (layer, _) = store.put(&LayerOptions::new().name("base"), Some(&mut &tarball[..]))?;
+//! assert_eq!(store.get("base")?.id, layer.id);
+//! assert_eq!(layer.uncompressed_size, tarball.len() as i64);
+//!
+//! let mut diff = Vec::new();
+//! store.diff(None, "base", &DiffOptions::default(), &mut diff)?;
+//! assert_eq!(diff, tarball, "the original tarball, byte for byte");
+//!
+//! let dir_of_layer = store.mount("base", &Default::default())?;
+//! assert_eq!(std::fs::read(dir_of_layer.join("hello.txt"))?, b"hello\n");
+//! assert_eq!(store.unmount("base", false)?, 0);
+//! store.delete("base")?;
+//! assert!(store.layers()?.is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod error;
+mod files;
+mod options;
+mod state;
+mod store;
+
+pub mod crash;
+
+pub use error::{Error, Result};
+pub use files::big_data_file_name;
+pub use options::{DiffOptions, LayerOptions, MountOptions, StoreOptions};
+pub use store::{LayerStore, default_registry};
+
+pub use layerstore_driver::{Change, ChangeKind, Registry};
+pub use layerstore_model::{Compression, Digest, IDMap, Layer};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_store_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<super::LayerStore>();
+        assert_send_sync::<super::Error>();
+    }
+}

@@ -1,0 +1,131 @@
+//! Options of the store and of its calls.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use layerstore_driver::Registry;
+use layerstore_model::{Compression, IDMap};
+use serde_json::Value;
+
+/// How to open a [`LayerStore`](crate::LayerStore).
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The graph root (persistent): layer records, tar-split files, the driver's home.
+    pub graph_root: PathBuf,
+    /// The run root (volatile): `mountpoints.json`.
+    pub run_root: PathBuf,
+    /// The driver's name (`vfs`, ...), or `auto` / empty to pick one as Go does.
+    pub driver: String,
+    /// Driver options (`--storage-opt key=value`).
+    pub driver_options: Vec<String>,
+    /// Open the store read-only (an additional image store): every change is
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly), records report `read_only`, incomplete
+    /// layers are kept, and mount counts live in this process only.
+    pub read_only: bool,
+    /// The drivers to choose from; `None` uses [`default_registry`](crate::default_registry).
+    pub registry: Option<Registry>,
+}
+
+impl StoreOptions {
+    /// Options for a read-write store over `graph_root` and `run_root` with the driver `driver`.
+    pub fn new(
+        graph_root: impl Into<PathBuf>,
+        run_root: impl Into<PathBuf>,
+        driver: impl Into<String>,
+    ) -> Self {
+        StoreOptions {
+            graph_root: graph_root.into(),
+            run_root: run_root.into(),
+            driver: driver.into(),
+            driver_options: Vec::new(),
+            read_only: false,
+            registry: None,
+        }
+    }
+
+    /// The same options, read-only.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// Adds a driver option (`key=value`).
+    pub fn driver_option(mut self, option: impl Into<String>) -> Self {
+        self.driver_options.push(option.into());
+        self
+    }
+}
+
+/// What a new layer should be ([`LayerStore::create`](crate::LayerStore::create) and
+/// [`put`](crate::LayerStore::put)); everything is optional.
+#[derive(Debug, Clone, Default)]
+pub struct LayerOptions {
+    /// The ID; `None` picks a random 64-hex one.
+    pub id: Option<String>,
+    /// The parent: ID, name or unique ID prefix.
+    pub parent: Option<String>,
+    /// Names for the layer (duplicates are dropped).
+    pub names: Vec<String>,
+    /// SELinux mount label.
+    pub mount_label: String,
+    /// Per-layer driver options (`size=...`).
+    pub storage_opt: BTreeMap<String, String>,
+    /// UID mapping of the layer's contents.
+    pub uid_map: Vec<IDMap>,
+    /// GID mapping of the layer's contents.
+    pub gid_map: Vec<IDMap>,
+    /// A layer with the same parent whose contents (and tar-split) the new layer copies.
+    pub template: Option<String>,
+    /// A read-write (container) layer rather than an image layer.
+    pub writeable: bool,
+    /// Flags recorded on the new layer.
+    pub flags: BTreeMap<String, Value>,
+}
+
+impl LayerOptions {
+    /// Default options: random ID, base layer, no names.
+    pub fn new() -> Self {
+        LayerOptions::default()
+    }
+
+    /// Sets the ID.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Sets the parent.
+    pub fn parent(mut self, parent: impl Into<String>) -> Self {
+        self.parent = Some(parent.into());
+        self
+    }
+
+    /// Adds a name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.names.push(name.into());
+        self
+    }
+
+    /// Makes it a read-write (container) layer.
+    pub fn writeable(mut self, writeable: bool) -> Self {
+        self.writeable = writeable;
+        self
+    }
+}
+
+/// Options of [`LayerStore::diff`](crate::LayerStore::diff).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiffOptions {
+    /// The compression of the produced stream; `None` uses the one the layer was applied
+    /// with (as Go does). Only none, gzip and zstd can be produced.
+    pub compression: Option<Compression>,
+}
+
+/// Options of [`LayerStore::mount`](crate::LayerStore::mount).
+#[derive(Debug, Clone, Default)]
+pub struct MountOptions {
+    /// SELinux mount label; empty uses the layer's.
+    pub mount_label: String,
+    /// Mount options passed to the driver (`ro`, ...).
+    pub options: Vec<String>,
+}

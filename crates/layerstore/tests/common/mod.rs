@@ -1,0 +1,102 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use layerstore::{LayerStore, StoreOptions};
+
+/// A scratch store location: `<tmp>/graph` and `<tmp>/run`.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Scratch {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+    pub fn graph(&self) -> PathBuf {
+        self.dir.path().join("graph")
+    }
+    pub fn run(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+    pub fn options(&self) -> StoreOptions {
+        StoreOptions::new(self.graph(), self.run(), "vfs")
+    }
+    pub fn open(&self) -> LayerStore {
+        LayerStore::open(self.options()).expect("open store")
+    }
+    pub fn layers_json(&self) -> PathBuf {
+        self.graph().join("vfs-layers/layers.json")
+    }
+    pub fn layers_json_bytes(&self) -> Vec<u8> {
+        std::fs::read(self.layers_json()).unwrap_or_default()
+    }
+    /// Runs the Go tool on this store.
+    pub fn go(&self, args: &[&str]) -> Output {
+        go(&self.graph(), &self.run(), args)
+    }
+    /// Runs the Go tool and insists on success; returns stdout.
+    pub fn go_ok(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.go(args);
+        assert!(
+            out.status.success(),
+            "containers-storage {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+}
+
+pub fn go(graph: &Path, run: &Path, args: &[&str]) -> Output {
+    let tool = layerstore_testsupport::go_tool().expect("the Go tool");
+    Command::new(tool)
+        .arg("--graph")
+        .arg(graph)
+        .arg("--run")
+        .arg(run)
+        .arg("--storage-driver")
+        .arg("vfs")
+        .args(args)
+        .output()
+        .expect("run containers-storage")
+}
+
+pub fn fixture_tar(name: &str) -> PathBuf {
+    layerstore_testsupport::go_fixtures()
+        .join("tars")
+        .join(name)
+}
+
+/// The fixture tarballs the Go tool can apply (all but sparse-gnu), base layers first.
+pub const BASE_TARS: &[&str] = &[
+    "basic.tar",
+    "basic.tar.gz",
+    "basic.tar.zst",
+    "pax.tar",
+    "gnu-long.tar",
+    "devices.tar",
+    "nonutf8.tar",
+    "sparse-pax.tar",
+    "trailing-zeros.tar",
+];
+
+/// Decompresses a fixture (gzip or zstd by extension) to its tar bytes.
+pub fn uncompressed(name: &str) -> Vec<u8> {
+    use std::io::Read;
+    let bytes = std::fs::read(fixture_tar(name)).expect("fixture");
+    let mut out = Vec::new();
+    if name.ends_with(".gz") {
+        flate2::read::MultiGzDecoder::new(&bytes[..])
+            .read_to_end(&mut out)
+            .expect("gunzip");
+    } else if name.ends_with(".zst") {
+        out = zstd::decode_all(&bytes[..]).expect("unzstd");
+    } else {
+        out = bytes;
+    }
+    out
+}
