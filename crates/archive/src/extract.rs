@@ -1,0 +1,713 @@
+//! Creating one tar entry beneath the target directory.
+//!
+//! Every entry is created relative to an `O_PATH` fd of its parent directory, which is looked up
+//! once through [`Root`] (rooted resolution) and then reused while consecutive entries share the
+//! parent. The entry's own name is never followed: an existing entry of that name is removed first
+//! (unless both are directories), files are created with `O_EXCL | O_NOFOLLOW`, and metadata is
+//! applied through the new fd or with `AT_SYMLINK_NOFOLLOW`.
+
+use std::collections::{BTreeSet, HashSet};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
+use rustix::io::Errno;
+
+use crate::error::{Error, Result, show};
+use crate::header::{Header, Kind, Time};
+use crate::idmap;
+use crate::options::{ApplyOptions, DevicePolicy, WhiteoutStyle};
+use crate::rooted::{self, Root};
+
+const WHITEOUT_PREFIX: &[u8] = b".wh.";
+const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
+const WHITEOUT_OPAQUE: &[u8] = b".wh..wh..opq";
+const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// Splits a tar name into clean components the way Go's `filepath.Clean` would, treating an
+/// absolute name as relative to the target. `None` when `..` climbs above the target.
+pub(crate) fn clean(name: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut out: Vec<&[u8]> = Vec::new();
+    for component in name.split(|&b| b == b'/') {
+        match component {
+            b"" | b"." => {}
+            b".." => {
+                out.pop()?;
+            }
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+/// What the extractor learned, beyond the tree it wrote.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) uids: BTreeSet<u32>,
+    pub(crate) gids: BTreeSet<u32>,
+    pub(crate) size: u64,
+    pub(crate) entries: u64,
+    pub(crate) warnings: Vec<String>,
+}
+
+/// Extracts entries one at a time beneath a root.
+pub(crate) struct Extractor<'o> {
+    root: Root,
+    opts: &'o ApplyOptions,
+    /// Clean paths (components joined by `/`) of every entry so far: duplicate detection and the
+    /// "added by this layer" test of naive opaque whiteouts.
+    seen: HashSet<Vec<u8>>,
+    /// Directories whose times are set at the end, after their contents.
+    dirs: Vec<(Vec<u8>, Timestamps)>,
+    /// The parent directory of the previous entry: consecutive entries mostly share it.
+    cached_parent: Option<(Vec<u8>, OwnedFd)>,
+    /// Set when an entry removed a directory: a cached fd might then name a detached directory.
+    cache_dirty: bool,
+    buf: Vec<u8>,
+    pub(crate) stats: Stats,
+}
+
+impl<'o> Extractor<'o> {
+    pub(crate) fn new(root: Root, opts: &'o ApplyOptions) -> Self {
+        Extractor {
+            root,
+            opts,
+            seen: HashSet::new(),
+            dirs: Vec::new(),
+            cached_parent: None,
+            cache_dirty: false,
+            buf: vec![0; 256 * 1024],
+            stats: Stats::default(),
+        }
+    }
+
+    /// Creates one entry; `content` yields its data (regular files).
+    pub(crate) fn entry(&mut self, hdr: &Header, content: &mut dyn Read) -> Result<()> {
+        self.stats.entries += 1;
+        let name = &hdr.name[..];
+        if name.contains(&0) {
+            return Err(invalid(name, "NUL byte in the name"));
+        }
+        let components = clean(name).ok_or_else(|| Error::Breakout {
+            entry: show(name),
+            what: "path",
+            target: show(name),
+        })?;
+        let whiteout = components
+            .last()
+            .is_some_and(|base| base.starts_with(WHITEOUT_PREFIX));
+        if !whiteout {
+            self.record_ids(hdr)?;
+        }
+        let key = components.join(&b'/');
+        if self.seen.contains(&key) {
+            return Err(Error::DuplicatePath { entry: show(name) });
+        }
+        self.seen.insert(key.clone());
+        let Some((last, parent_components)) = components.split_last() else {
+            return self.root_entry(hdr);
+        };
+        self.cache_dirty = false;
+        let parent_key = parent_components.join(&b'/');
+        let parent = self.parent(parent_key.clone(), parent_components, name)?;
+        let result = if whiteout {
+            self.whiteout(hdr, parent.as_fd(), &parent_key, last)
+        } else {
+            self.create(hdr, parent.as_fd(), last, key, content)
+        };
+        if !self.cache_dirty {
+            self.cached_parent = Some((parent_key, parent));
+        }
+        result
+    }
+
+    /// Sets the deferred directory times and returns what was learned.
+    pub(crate) fn finish(mut self) -> Result<Stats> {
+        self.cached_parent = None;
+        for (key, times) in self.dirs.iter().rev() {
+            let components: Vec<&[u8]> = if key.is_empty() {
+                Vec::new()
+            } else {
+                key.split(|&b| b == b'/').collect()
+            };
+            let result = match components.split_last() {
+                None => rooted::open_subdir(self.root.fd(), b".")
+                    .and_then(|fd| rfs::futimens(&fd, times).map_err(Into::into)),
+                Some((last, parent)) => self.root.open_dir(parent).and_then(|fd| {
+                    rfs::utimensat(&fd, *last, times, AtFlags::SYMLINK_NOFOLLOW).map_err(Into::into)
+                }),
+            };
+            match result {
+                // A later entry of the same layer removed it (whiteout, opaque dir).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                other => other.map_err(|e| Error::entry(key, "set directory times", e))?,
+            }
+        }
+        Ok(self.stats)
+    }
+
+    fn record_ids(&mut self, hdr: &Header) -> Result<()> {
+        let uid = u32::try_from(hdr.uid).map_err(|_| unmapped(&hdr.name, "uid", hdr.uid))?;
+        let gid = u32::try_from(hdr.gid).map_err(|_| unmapped(&hdr.name, "gid", hdr.gid))?;
+        self.stats.uids.insert(uid);
+        self.stats.gids.insert(gid);
+        Ok(())
+    }
+
+    /// The parent directory of an entry, created (0755, owned by the mapped root) if missing.
+    fn parent(&mut self, key: Vec<u8>, components: &[&[u8]], entry: &[u8]) -> Result<OwnedFd> {
+        if let Some((cached_key, fd)) = self.cached_parent.take()
+            && cached_key == key
+        {
+            return Ok(fd);
+        }
+        let owner = self.implicit_owner(entry)?;
+        let ignore = self.opts.ignore_chown_errors;
+        self.root
+            .ensure_dir(components, &mut |fd| match owner {
+                None => Ok(()),
+                Some((uid, gid)) => {
+                    match rfs::chownat(fd, c"", Some(uid), Some(gid), AtFlags::EMPTY_PATH) {
+                        Err(Errno::PERM | Errno::INVAL) if ignore => Ok(()),
+                        other => other.map_err(Into::into),
+                    }
+                }
+            })
+            .map_err(|e| Error::entry(entry, "resolve parent directory", e))
+    }
+
+    /// Owner of directories created implicitly: the container's root mapped to the host, when
+    /// there is a mapping (otherwise whoever we are).
+    fn implicit_owner(&self, entry: &[u8]) -> Result<Option<(Uid, Gid)>> {
+        if self.opts.uid_map.is_empty() && self.opts.gid_map.is_empty() {
+            return Ok(None);
+        }
+        let uid = idmap::to_host(&self.opts.uid_map, 0).ok_or_else(|| unmapped(entry, "uid", 0))?;
+        let gid = idmap::to_host(&self.opts.gid_map, 0).ok_or_else(|| unmapped(entry, "gid", 0))?;
+        Ok(Some((Uid::from_raw(uid), Gid::from_raw(gid))))
+    }
+
+    fn host_owner(&self, hdr: &Header) -> Result<(Uid, Gid)> {
+        let map = |maps: &[idmap::IdMap], id: u64, kind| {
+            u32::try_from(id)
+                .ok()
+                .and_then(|id| idmap::to_host(maps, id))
+                .ok_or_else(|| unmapped(&hdr.name, kind, id))
+        };
+        Ok((
+            Uid::from_raw(map(&self.opts.uid_map, hdr.uid, "uid")?),
+            Gid::from_raw(map(&self.opts.gid_map, hdr.gid, "gid")?),
+        ))
+    }
+
+    fn chown_result(&self, entry: &[u8], result: rustix::io::Result<()>) -> Result<()> {
+        match result {
+            Err(Errno::PERM | Errno::INVAL) if self.opts.ignore_chown_errors => Ok(()),
+            other => other.map_err(|e| Error::entry(entry, "chown", e)),
+        }
+    }
+
+    fn root_entry(&mut self, hdr: &Header) -> Result<()> {
+        if hdr.kind != Kind::Directory {
+            return Err(invalid(
+                &hdr.name,
+                "the archive's root can only be a directory",
+            ));
+        }
+        let fd = rooted::open_subdir(self.root.fd(), b".")
+            .map_err(|e| Error::entry(&hdr.name, "open the target directory", e))?;
+        self.dir_metadata(hdr, &fd, Vec::new())
+    }
+
+    fn dir_metadata(&mut self, hdr: &Header, fd: &OwnedFd, key: Vec<u8>) -> Result<()> {
+        let (uid, gid) = self.host_owner(hdr)?;
+        self.chown_result(&hdr.name, rfs::fchown(fd, Some(uid), Some(gid)))?;
+        self.set_xattrs(hdr, XattrTarget::Fd(fd.as_fd()))?;
+        rfs::fchmod(fd, mode(hdr)).map_err(|e| Error::entry(&hdr.name, "chmod", e))?;
+        self.dirs.push((key, timestamps(hdr)));
+        Ok(())
+    }
+
+    fn create(
+        &mut self,
+        hdr: &Header,
+        parent: BorrowedFd<'_>,
+        last: &[u8],
+        key: Vec<u8>,
+        content: &mut dyn Read,
+    ) -> Result<()> {
+        let entry = &hdr.name[..];
+        match hdr.kind {
+            Kind::Regular => self.regular(hdr, parent, last, content),
+            Kind::Directory => {
+                match rfs::mkdirat(parent, last, Mode::from_raw_mode(0o700)) {
+                    Ok(()) => {}
+                    Err(Errno::EXIST) => {
+                        let existing = rooted::lstat_at(parent, last)
+                            .map_err(|e| Error::entry(entry, "lstat", e))?;
+                        // An existing directory merges; anything else is replaced.
+                        if !existing.is_some_and(|s| {
+                            FileType::from_raw_mode(s.st_mode) == FileType::Directory
+                        }) {
+                            self.replacing(entry, parent, last, || {
+                                rfs::mkdirat(parent, last, Mode::from_raw_mode(0o700))
+                            })?
+                            .map_err(|e| Error::entry(entry, "mkdirat", e))?;
+                        }
+                    }
+                    Err(e) => return Err(Error::entry(entry, "mkdirat", e)),
+                }
+                let fd = rooted::open_subdir(parent, last)
+                    .map_err(|e| Error::entry(entry, "open", e))?;
+                self.dir_metadata(hdr, &fd, key)
+            }
+            Kind::Symlink => {
+                if hdr.link_name.contains(&0) {
+                    return Err(invalid(entry, "NUL byte in the symlink target"));
+                }
+                self.replacing(entry, parent, last, || {
+                    rfs::symlinkat(&hdr.link_name[..], parent, last)
+                })?
+                .map_err(|e| Error::entry(entry, "symlinkat", e))?;
+                self.node_metadata(hdr, parent, last, false)
+            }
+            Kind::Hardlink => self.hardlink(hdr, parent, last),
+            Kind::Char | Kind::Block => {
+                let policy = self.opts.devices;
+                if policy == DevicePolicy::Fail {
+                    return Err(Error::DeviceNotAllowed {
+                        entry: show(entry),
+                        reason: "device nodes are refused (DevicePolicy::Fail)".into(),
+                    });
+                }
+                if policy == DevicePolicy::Skip {
+                    self.warn(entry, "device node skipped (DevicePolicy::Skip)");
+                    return Ok(());
+                }
+                let file_type = if hdr.kind == Kind::Char {
+                    FileType::CharacterDevice
+                } else {
+                    FileType::BlockDevice
+                };
+                let dev = rfs::makedev(hdr.dev_major, hdr.dev_minor);
+                let made = self.replacing(entry, parent, last, || {
+                    rfs::mknodat(parent, last, file_type, Mode::from_raw_mode(0o600), dev)
+                })?;
+                match made {
+                    Ok(()) => self.node_metadata(hdr, parent, last, true),
+                    Err(Errno::PERM) if policy == DevicePolicy::CreateOrSkip => {
+                        self.warn(entry, "device node skipped: not permitted to create it");
+                        Ok(())
+                    }
+                    Err(e) => Err(Error::DeviceNotAllowed {
+                        entry: show(entry),
+                        reason: format!("mknodat: {e}"),
+                    }),
+                }
+            }
+            Kind::Fifo => {
+                self.replacing(entry, parent, last, || {
+                    rfs::mknodat(parent, last, FileType::Fifo, Mode::from_raw_mode(0o600), 0)
+                })?
+                .map_err(|e| Error::entry(entry, "mknodat", e))?;
+                self.node_metadata(hdr, parent, last, true)
+            }
+            Kind::Other(type_flag) => Err(Error::UnsupportedEntryType {
+                entry: show(entry),
+                type_flag,
+            }),
+        }
+    }
+
+    fn regular(
+        &mut self,
+        hdr: &Header,
+        parent: BorrowedFd<'_>,
+        last: &[u8],
+        content: &mut dyn Read,
+    ) -> Result<()> {
+        let entry = &hdr.name[..];
+        let fd = self
+            .replacing(entry, parent, last, || {
+                rfs::openat(
+                    parent,
+                    last,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+            })?
+            .map_err(|e| Error::entry(entry, "openat", e))?;
+        let mut file = std::fs::File::from(fd);
+        let written = match &hdr.sparse {
+            None => copy(content, &mut file, &mut self.buf, None),
+            Some((real_size, regions)) => {
+                let mut total = 0;
+                for &(offset, len) in regions {
+                    if offset.checked_add(len).is_none_or(|end| end > *real_size) {
+                        return Err(invalid(entry, "sparse region beyond the file's size"));
+                    }
+                    file.seek(SeekFrom::Start(offset))
+                        .map_err(|e| Error::entry(entry, "seek", e))?;
+                    total += copy(content, &mut file, &mut self.buf, Some(len))
+                        .map_err(|e| Error::entry(entry, "write sparse data", e))?;
+                }
+                file.set_len(*real_size)
+                    .map_err(|e| Error::entry(entry, "truncate", e))?;
+                Ok(total)
+            }
+        }
+        .map_err(|e| Error::entry(entry, "write", e))?;
+        self.stats.size += written;
+        let (uid, gid) = self.host_owner(hdr)?;
+        self.chown_result(entry, rfs::fchown(&file, Some(uid), Some(gid)))?;
+        self.set_xattrs(hdr, XattrTarget::Fd(file.as_fd()))?;
+        rfs::fchmod(&file, mode(hdr)).map_err(|e| Error::entry(entry, "chmod", e))?;
+        rfs::futimens(&file, &timestamps(hdr)).map_err(|e| Error::entry(entry, "set times", e))
+    }
+
+    fn hardlink(&mut self, hdr: &Header, parent: BorrowedFd<'_>, last: &[u8]) -> Result<()> {
+        let entry = &hdr.name[..];
+        if hdr.link_name.contains(&0) {
+            return Err(invalid(entry, "NUL byte in the hardlink target"));
+        }
+        let breakout = || Error::Breakout {
+            entry: show(entry),
+            what: "hardlink target",
+            target: show(&hdr.link_name),
+        };
+        let target = clean(&hdr.link_name).ok_or_else(breakout)?;
+        let Some((target_last, target_parent)) = target.split_last() else {
+            return Err(invalid(entry, "hardlink to the archive's root"));
+        };
+        let target_dir = self
+            .root
+            .open_dir(target_parent)
+            .map_err(|e| Error::entry(entry, "resolve the hardlink target's directory", e))?;
+        // Flags 0: a symlink target is linked itself, never followed.
+        self.replacing(entry, parent, last, || {
+            rfs::linkat(&target_dir, *target_last, parent, last, AtFlags::empty())
+        })?
+        .map_err(|e| Error::entry(entry, "linkat", e))
+    }
+
+    /// Runs `make`, which creates `last` in `parent` exclusively. When the name is taken
+    /// (`EEXIST`), removes what is there (never following it) and runs `make` once more. Fresh
+    /// targets pay no extra syscall. The outer error is a failed removal; the inner result is
+    /// `make`'s.
+    fn replacing<T>(
+        &mut self,
+        entry: &[u8],
+        parent: BorrowedFd<'_>,
+        last: &[u8],
+        make: impl Fn() -> rustix::io::Result<T>,
+    ) -> Result<rustix::io::Result<T>> {
+        match make() {
+            Err(Errno::EXIST) => {
+                let existing =
+                    rooted::lstat_at(parent, last).map_err(|e| Error::entry(entry, "lstat", e))?;
+                rooted::remove_all(parent, last)
+                    .map_err(|e| Error::entry(entry, "remove the existing entry", e))?;
+                // A removed directory may be what a cached parent fd points to.
+                self.cache_dirty |= existing
+                    .is_some_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory);
+                Ok(make())
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Owner, xattrs, mode (not for symlinks) and times of a node made by name.
+    fn node_metadata(
+        &mut self,
+        hdr: &Header,
+        parent: BorrowedFd<'_>,
+        last: &[u8],
+        chmod: bool,
+    ) -> Result<()> {
+        let entry = &hdr.name[..];
+        let (uid, gid) = self.host_owner(hdr)?;
+        let chown = rfs::chownat(
+            parent,
+            last,
+            Some(uid),
+            Some(gid),
+            AtFlags::SYMLINK_NOFOLLOW,
+        );
+        self.chown_result(entry, chown)?;
+        self.set_xattrs(hdr, XattrTarget::At(parent, last))?;
+        if chmod {
+            // We just made this node with mknodat (no symlink can be there).
+            rfs::chmodat(parent, last, mode(hdr), AtFlags::empty())
+                .map_err(|e| Error::entry(entry, "chmod", e))?;
+        }
+        rfs::utimensat(parent, last, &timestamps(hdr), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| Error::entry(entry, "set times", e))
+    }
+
+    fn set_xattrs(&mut self, hdr: &Header, target: XattrTarget<'_>) -> Result<()> {
+        let entry = &hdr.name[..];
+        for (name, value) in &hdr.xattrs {
+            if name.contains(&0) {
+                return Err(invalid(entry, "NUL byte in an xattr name"));
+            }
+            if self.opts.whiteouts == WhiteoutStyle::Overlay
+                && name.starts_with(b"trusted.overlay.")
+            {
+                self.warn(
+                    entry,
+                    &format!("xattr {} dropped: overlay metadata", show(name)),
+                );
+                continue;
+            }
+            let result = match target {
+                XattrTarget::Fd(fd) => {
+                    rfs::fsetxattr(fd, &name[..], value, rfs::XattrFlags::empty())
+                }
+                XattrTarget::At(parent, last) => {
+                    let mut path = format!("/proc/self/fd/{}/", parent.as_raw_fd()).into_bytes();
+                    path.extend_from_slice(last);
+                    rfs::lsetxattr(&path[..], &name[..], value, rfs::XattrFlags::empty())
+                }
+            };
+            match result {
+                Ok(()) => {}
+                Err(Errno::NOTSUP) => {
+                    self.warn(entry, &format!("xattr {} not supported here", show(name)));
+                }
+                Err(e) => return Err(Error::entry(entry, "setxattr", e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn whiteout(
+        &mut self,
+        hdr: &Header,
+        parent: BorrowedFd<'_>,
+        parent_key: &[u8],
+        base: &[u8],
+    ) -> Result<()> {
+        let entry = &hdr.name[..];
+        if base == WHITEOUT_OPAQUE {
+            return self.opaque(entry, parent, parent_key);
+        }
+        if base.starts_with(WHITEOUT_META_PREFIX) {
+            // Other AUFS metadata (`.wh..wh.plnk`, ...): Go skips it too.
+            return Ok(());
+        }
+        let target = &base[WHITEOUT_PREFIX.len()..];
+        if matches!(target, b"" | b"." | b"..") {
+            return Err(Error::Breakout {
+                entry: show(entry),
+                what: "whiteout",
+                target: show(target),
+            });
+        }
+        rooted::remove_all(parent, target)
+            .map_err(|e| Error::entry(entry, "remove the whited-out entry", e))?;
+        self.cache_dirty = true;
+        if self.opts.whiteouts == WhiteoutStyle::Overlay {
+            rfs::mknodat(parent, target, FileType::CharacterDevice, Mode::empty(), 0)
+                .map_err(|e| Error::entry(entry, "mknodat (overlay whiteout)", e))?;
+            let (uid, gid) = self.host_owner(hdr)?;
+            let chown = rfs::chownat(
+                parent,
+                target,
+                Some(uid),
+                Some(gid),
+                AtFlags::SYMLINK_NOFOLLOW,
+            );
+            self.chown_result(entry, chown)?;
+        }
+        Ok(())
+    }
+
+    fn opaque(&mut self, entry: &[u8], dir: BorrowedFd<'_>, dir_key: &[u8]) -> Result<()> {
+        match self.opts.whiteouts {
+            WhiteoutStyle::Overlay => {
+                let fd =
+                    rooted::open_subdir(dir, b".").map_err(|e| Error::entry(entry, "open", e))?;
+                rfs::fsetxattr(&fd, OVERLAY_OPAQUE_XATTR, b"y", rfs::XattrFlags::empty())
+                    .map_err(|e| Error::entry(entry, "set the overlay opaque xattr", e))
+            }
+            WhiteoutStyle::Naive => {
+                let children =
+                    rooted::list_dir(dir).map_err(|e| Error::entry(entry, "readdir", e))?;
+                for child in children {
+                    let mut key = dir_key.to_vec();
+                    if !key.is_empty() {
+                        key.push(b'/');
+                    }
+                    key.extend_from_slice(&child);
+                    if !self.seen.contains(&key) {
+                        rooted::remove_all(dir, &child)
+                            .map_err(|e| Error::entry(entry, "empty the opaque directory", e))?;
+                        self.cache_dirty = true;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn warn(&mut self, entry: &[u8], what: &str) {
+        self.stats
+            .warnings
+            .push(format!("entry {:?}: {what}", show(entry)));
+    }
+}
+
+#[derive(Clone, Copy)]
+enum XattrTarget<'a> {
+    Fd(BorrowedFd<'a>),
+    At(BorrowedFd<'a>, &'a [u8]),
+}
+
+fn invalid(entry: &[u8], reason: &'static str) -> Error {
+    Error::InvalidName {
+        entry: show(entry),
+        reason,
+    }
+}
+
+fn unmapped(entry: &[u8], kind: &'static str, id: u64) -> Error {
+    Error::UnmappedId {
+        entry: show(entry),
+        kind,
+        id,
+    }
+}
+
+fn mode(hdr: &Header) -> Mode {
+    Mode::from_raw_mode(hdr.mode & 0o7777)
+}
+
+fn timespec(t: Time) -> Timespec {
+    Timespec {
+        tv_sec: t.secs,
+        tv_nsec: t.nanos.min(999_999_999).into(),
+    }
+}
+
+fn timestamps(hdr: &Header) -> Timestamps {
+    Timestamps {
+        last_access: timespec(hdr.atime.unwrap_or(hdr.mtime)),
+        last_modification: timespec(hdr.mtime),
+    }
+}
+
+/// Copies `limit` bytes (or everything) from `from` to `to`; returns the count.
+fn copy(
+    from: &mut dyn Read,
+    to: &mut std::fs::File,
+    buf: &mut [u8],
+    limit: Option<u64>,
+) -> io::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        let want = match limit {
+            Some(limit) if total >= limit => break,
+            Some(limit) => buf
+                .len()
+                .min(usize::try_from(limit - total).unwrap_or(usize::MAX)),
+            None => buf.len(),
+        };
+        let n = match from.read(&mut buf[..want]) {
+            Ok(0) if limit.is_some() => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::idmap::IdMap;
+
+    #[test]
+    fn clean_follows_go_and_refuses_escapes() {
+        let c = |s: &[u8]| clean(s).map(|v| v.join(&b'/'));
+        assert_eq!(c(b"./a//b/./c/"), Some(b"a/b/c".to_vec()));
+        assert_eq!(c(b"/etc/passwd"), Some(b"etc/passwd".to_vec()));
+        assert_eq!(c(b"a/../b"), Some(b"b".to_vec()));
+        assert_eq!(c(b"./"), Some(Vec::new()));
+        assert_eq!(c(b".."), None);
+        assert_eq!(c(b"a/../../b"), None);
+        assert_eq!(c(b"/../x"), None);
+    }
+
+    fn extract_one(hdr: &Header, opts: &ApplyOptions) -> Result<Stats> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut ex = Extractor::new(Root::open(dir.path()).expect("root"), opts);
+        ex.entry(hdr, &mut io::empty())?;
+        ex.finish()
+    }
+
+    #[test]
+    fn nul_bytes_are_refused() {
+        let opts = ApplyOptions::default();
+        let err = extract_one(&Header::new(b"a\0b", Kind::Regular, 0o644), &opts).expect_err("NUL");
+        assert!(matches!(err, Error::InvalidName { .. }), "{err}");
+        let mut link = Header::new(b"s", Kind::Symlink, 0o777);
+        link.link_name = b"/x\0y".to_vec();
+        let err = extract_one(&link, &opts).expect_err("NUL");
+        assert!(matches!(err, Error::InvalidName { .. }), "{err}");
+        let mut hard = Header::new(b"h", Kind::Hardlink, 0o644);
+        hard.link_name = b"x\0".to_vec();
+        assert!(matches!(
+            extract_one(&hard, &opts),
+            Err(Error::InvalidName { .. })
+        ));
+    }
+
+    #[test]
+    fn ids_beyond_u32_or_the_map_are_refused() {
+        let mut hdr = Header::new(b"f", Kind::Regular, 0o644);
+        hdr.uid = u64::from(u32::MAX) + 1;
+        let err = extract_one(&hdr, &ApplyOptions::default()).expect_err("uid");
+        assert!(
+            matches!(err, Error::UnmappedId { kind: "uid", .. }),
+            "{err}"
+        );
+        let mapped = ApplyOptions {
+            gid_map: vec![IdMap {
+                container_id: 0,
+                host_id: 1000,
+                size: 10,
+            }],
+            ..ApplyOptions::default()
+        };
+        let mut hdr = Header::new(b"f", Kind::Regular, 0o644);
+        hdr.gid = 10;
+        let err = extract_one(&hdr, &mapped).expect_err("gid");
+        assert!(err.to_string().contains("gid 10 has no mapping"), "{err}");
+    }
+
+    #[test]
+    fn ids_are_collected_except_for_whiteouts() {
+        let opts = ApplyOptions::default();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut ex = Extractor::new(Root::open(dir.path()).expect("root"), &opts);
+        let mut wh = Header::new(b"d/.wh.gone", Kind::Regular, 0);
+        wh.uid = 7;
+        let mut file = Header::new(b"d/f", Kind::Regular, 0o644);
+        file.uid = 1;
+        file.gid = 2;
+        ex.entry(&wh, &mut io::empty()).expect("whiteout");
+        ex.entry(&file, &mut io::empty()).expect("file");
+        let stats = ex.finish().expect("finish");
+        assert_eq!(stats.uids, BTreeSet::from([1]));
+        assert_eq!(stats.gids, BTreeSet::from([2]));
+        assert_eq!(stats.entries, 2);
+    }
+}

@@ -1,0 +1,84 @@
+//! What the caller chooses about an apply, and what it learns from one.
+
+use std::collections::BTreeSet;
+
+use crate::compression::Compression;
+use crate::idmap::IdMap;
+use layerstore_model::Digest;
+use layerstore_tarsplit::Limits;
+
+/// How whiteouts (`.wh.NAME`, `.wh..wh..opq`) land on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhiteoutStyle {
+    /// The target tree already holds the parent's files (vfs, btrfs): delete what a whiteout names,
+    /// empty an opaque directory of everything this layer did not add.
+    #[default]
+    Naive,
+    /// The target is an overlay upper dir, as containers/storage's overlay driver stores it: a
+    /// deleted name becomes a 0:0 character device, an opaque directory gets the
+    /// `trusted.overlay.opaque=y` xattr. Archive xattrs in the `trusted.overlay.` namespace are
+    /// dropped (with a warning) so a layer cannot forge overlay metadata.
+    Overlay,
+}
+
+/// What to do with character and block device entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DevicePolicy {
+    /// Create them; fail (naming the entry) if the process may not (`EPERM`).
+    Create,
+    /// Create them where permitted, otherwise skip with a warning (rootless use).
+    #[default]
+    CreateOrSkip,
+    /// Never create them; skip each with a warning.
+    Skip,
+    /// Refuse the layer if it holds any device node.
+    Fail,
+}
+
+/// Options of [`apply`](crate::apply()).
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// How whiteouts land.
+    pub whiteouts: WhiteoutStyle,
+    /// Container → host UID mapping for owners; empty = identity.
+    pub uid_map: Vec<IdMap>,
+    /// Container → host GID mapping for owners; empty = identity.
+    pub gid_map: Vec<IdMap>,
+    /// Ignore `EPERM`/`EINVAL` from chown (rootless without enough IDs), as Go's option does.
+    pub ignore_chown_errors: bool,
+    /// What to do with device nodes.
+    pub devices: DevicePolicy,
+    /// Caps of the tar parser (PAX record, long name and sparse map sizes).
+    pub limits: Limits,
+    /// Refuse a layer whose uncompressed stream is larger than this (decompression bombs).
+    pub max_uncompressed_size: Option<u64>,
+    /// Resolve paths with the userspace component walk even where `openat2` exists (the path
+    /// taken on kernels before 5.6; for tests and for sandboxes that filter `openat2`).
+    pub force_userspace_resolution: bool,
+}
+
+/// What one [`apply`](crate::apply()) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// The compression found by magic bytes.
+    pub compression: Compression,
+    /// SHA-256 of the input exactly as read (every byte up to its end).
+    pub compressed_digest: Digest,
+    /// Bytes of input read.
+    pub compressed_size: u64,
+    /// SHA-256 of the decompressed tar stream (including anything after the end marker).
+    pub uncompressed_digest: Digest,
+    /// Bytes of the decompressed tar stream.
+    pub uncompressed_size: u64,
+    /// UIDs in the headers (container side, before mapping), whiteout entries excluded.
+    pub uids: BTreeSet<u32>,
+    /// GIDs in the headers, likewise.
+    pub gids: BTreeSet<u32>,
+    /// Bytes of regular-file content written.
+    pub size: u64,
+    /// Number of tar entries processed (whiteouts included).
+    pub entries: u64,
+    /// Things skipped or ignored, each naming the entry (devices not created, unsupported
+    /// xattrs, ...).
+    pub warnings: Vec<String>,
+}

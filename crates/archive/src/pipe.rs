@@ -1,0 +1,169 @@
+//! A bounded in-process byte pipe between two threads: chunks travel through a `sync_channel`,
+//! so at most `depth` chunks are in flight (bounded memory), and emptied buffers flow back to
+//! the writer to be reused.
+
+use std::io::{self, Read, Write};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+
+/// Bytes per chunk sent through the pipe.
+pub(crate) const CHUNK: usize = 1024 * 1024;
+
+/// The writing end. Dropping it ends the stream; [`PipeWriter::fail`] ends it with an error.
+#[derive(Debug)]
+pub(crate) struct PipeWriter {
+    tx: SyncSender<io::Result<Vec<u8>>>,
+    recycled: Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+/// The reading end: yields the writer's bytes in order, then EOF (or the writer's error).
+#[derive(Debug)]
+pub(crate) struct PipeReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    recycle: Sender<Vec<u8>>,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+/// A pipe holding at most `depth` full chunks in flight.
+pub(crate) fn pipe(depth: usize) -> (PipeWriter, PipeReader) {
+    let (tx, rx) = sync_channel(depth);
+    let (recycle, recycled) = channel();
+    (
+        PipeWriter {
+            tx,
+            recycled,
+            buf: Vec::with_capacity(CHUNK),
+        },
+        PipeReader {
+            rx,
+            recycle,
+            current: Vec::new(),
+            pos: 0,
+        },
+    )
+}
+
+impl PipeWriter {
+    /// Fills a chunk straight from `reader` (avoiding a copy) and sends it. Returns the bytes
+    /// moved: 0 at the reader's end.
+    pub(crate) fn fill_from(&mut self, reader: &mut dyn Read) -> io::Result<usize> {
+        // A recycled buffer keeps its (initialised) length: no need to zero it again.
+        let mut buf = self.recycled.try_recv().unwrap_or_default();
+        if buf.len() < CHUNK {
+            buf.resize(CHUNK, 0);
+        }
+        let mut filled = 0;
+        while filled < CHUNK {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(filled);
+        if filled > 0 {
+            self.send(buf)?;
+        }
+        Ok(filled)
+    }
+
+    /// Ends the stream with `err` for the reader.
+    pub(crate) fn fail(mut self, err: io::Error) {
+        // The reader may be gone already; then nobody needs the error.
+        if self.flush().is_ok() {
+            let _ = self.tx.send(Err(err));
+        }
+    }
+
+    fn take_buffer(&mut self) -> Vec<u8> {
+        let mut buf = self.recycled.try_recv().unwrap_or_default();
+        buf.clear();
+        buf
+    }
+
+    fn send(&mut self, buf: Vec<u8>) -> io::Result<()> {
+        self.tx
+            .send(Ok(buf))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the pipe's reader is gone"))
+    }
+}
+
+impl Write for PipeWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            self.flush()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let next = self.take_buffer();
+        let full = std::mem::replace(&mut self.buf, next);
+        self.send(full)
+    }
+}
+
+impl Drop for PipeWriter {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.current.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    let used = std::mem::replace(&mut self.current, chunk);
+                    let _ = self.recycle.send(used);
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.current.len() - self.pos);
+        out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_arrive_in_order_and_errors_propagate() {
+        let data: Vec<u8> = (0..(3 * CHUNK + 17)).map(|i| (i % 253) as u8).collect();
+        let (mut w, mut r) = pipe(2);
+        let sent = data.clone();
+        let t = std::thread::spawn(move || {
+            let mut src = &sent[..];
+            while w.fill_from(&mut src).expect("fill") > 0 {}
+            w.write_all(b"tail").expect("write");
+            w.fail(io::Error::other("boom"));
+        });
+        let mut got = Vec::new();
+        let err = r.read_to_end(&mut got).expect_err("the writer failed");
+        assert_eq!(err.to_string(), "boom");
+        t.join().expect("thread");
+        let mut want = data;
+        want.extend_from_slice(b"tail");
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn writer_sees_a_gone_reader() {
+        let (mut w, r) = pipe(1);
+        drop(r);
+        assert!(w.fill_from(&mut &[1u8; 10][..]).is_err());
+    }
+}

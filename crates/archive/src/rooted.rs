@@ -1,0 +1,345 @@
+//! Path resolution beneath a root directory, as if that directory were `/`.
+//!
+//! Every lookup of a directory goes through [`Root::open_dir`]: `openat2(RESOLVE_IN_ROOT |
+//! RESOLVE_NO_MAGICLINKS)` where the kernel has it, otherwise a component-by-component walk with
+//! `O_NOFOLLOW` that reads symlinks itself and resolves them against the root. Either way `..`
+//! stops at the root and absolute symlinks restart at the root, so no lookup leaves it. The final
+//! component of an entry is then handled with `*at` calls relative to the returned directory fd
+//! and `AT_SYMLINK_NOFOLLOW` / `O_NOFOLLOW`, so it is never followed either.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags};
+
+/// Symlinks followed in one lookup before giving up with `ELOOP` (the kernel's limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// Longest path handed to the kernel, terminating NUL included.
+const PATH_MAX: usize = 4096;
+
+/// A directory used as the root of every lookup made through it.
+#[derive(Debug)]
+pub(crate) struct Root {
+    fd: OwnedFd,
+    /// `false` once `openat2` answered `ENOSYS` (or when forced, for tests).
+    use_openat2: AtomicBool,
+}
+
+impl Root {
+    /// Opens `path` (following symlinks: the caller chose it) as the root.
+    pub(crate) fn open(path: &Path) -> io::Result<Self> {
+        let fd = rfs::open(
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Self::from_fd(fd))
+    }
+
+    /// Uses an already open directory fd as the root.
+    pub(crate) fn from_fd(fd: OwnedFd) -> Self {
+        Root {
+            fd,
+            use_openat2: AtomicBool::new(true),
+        }
+    }
+
+    /// Forces the userspace walk (the path taken on kernels without `openat2`).
+    pub(crate) fn force_walk(&self) {
+        self.use_openat2.store(false, Ordering::Relaxed);
+    }
+
+    /// The root directory's fd (`O_PATH`).
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Opens the directory at `components` (no `.`/`..`/empty components) beneath the root,
+    /// following symlinks as if the root were `/`. Returns an `O_PATH` directory fd.
+    pub(crate) fn open_dir(&self, components: &[&[u8]]) -> io::Result<OwnedFd> {
+        if components.is_empty() {
+            return rfs::openat(
+                &self.fd,
+                c".",
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(Into::into);
+        }
+        // One limit for both resolvers (the walk alone could go deeper than PATH_MAX).
+        let path = components.join(&b'/');
+        if path.len() >= PATH_MAX {
+            return Err(rustix::io::Errno::NAMETOOLONG.into());
+        }
+        if self.use_openat2.load(Ordering::Relaxed) {
+            for _ in 0..8 {
+                match rfs::openat2(
+                    &self.fd,
+                    &path[..],
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+                ) {
+                    // EAGAIN: a concurrent rename somewhere in the fs; the kernel asks to retry.
+                    Err(rustix::io::Errno::AGAIN) => continue,
+                    Err(rustix::io::Errno::NOSYS) => {
+                        self.use_openat2.store(false, Ordering::Relaxed);
+                        break;
+                    }
+                    other => return other.map_err(Into::into),
+                }
+            }
+            if self.use_openat2.load(Ordering::Relaxed) {
+                return Err(rustix::io::Errno::AGAIN.into());
+            }
+        }
+        self.walk(components)
+    }
+
+    /// The `openat2`-less lookup: one `openat(O_PATH | O_NOFOLLOW)` per component; symlinks are
+    /// read and their targets pushed in front of the remaining components.
+    fn walk(&self, components: &[&[u8]]) -> io::Result<OwnedFd> {
+        let mut queue: VecDeque<Vec<u8>> = components.iter().map(|c| c.to_vec()).collect();
+        // The directories walked through, each opened beneath the previous one; `..` pops.
+        let mut stack: Vec<OwnedFd> = Vec::new();
+        let mut symlinks = 0;
+        while let Some(component) = queue.pop_front() {
+            match &component[..] {
+                b"" | b"." => continue,
+                b".." => {
+                    stack.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            let current = stack.last().map_or(self.fd.as_fd(), |fd| fd.as_fd());
+            let fd = rfs::openat(
+                current,
+                &component[..],
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let stat = rfs::fstat(&fd)?;
+            match FileType::from_raw_mode(stat.st_mode) {
+                FileType::Directory => stack.push(fd),
+                FileType::Symlink => {
+                    symlinks += 1;
+                    if symlinks > MAX_SYMLINKS {
+                        return Err(rustix::io::Errno::LOOP.into());
+                    }
+                    let target = rfs::readlinkat(&fd, c"", Vec::new())?.into_bytes();
+                    if target.first() == Some(&b'/') {
+                        stack.clear();
+                    }
+                    for part in target.split(|&b| b == b'/').rev() {
+                        queue.push_front(part.to_vec());
+                    }
+                }
+                _ => return Err(rustix::io::Errno::NOTDIR.into()),
+            }
+        }
+        match stack.pop() {
+            Some(fd) => Ok(fd),
+            None => self.open_dir(&[]),
+        }
+    }
+
+    /// Like [`Root::open_dir`], creating missing directories (mode 0755) on the way. `created`
+    /// is called with each directory fd this call made, so the caller can chown it. A dangling
+    /// symlink on the way is an error (`ENOENT`): nothing is created through it.
+    pub(crate) fn ensure_dir(
+        &self,
+        components: &[&[u8]],
+        created: &mut dyn FnMut(BorrowedFd<'_>) -> io::Result<()>,
+    ) -> io::Result<OwnedFd> {
+        match self.open_dir(components) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => return other,
+        }
+        // Top-down: plain directories are opened with O_NOFOLLOW relative to the previous one;
+        // anything else (a symlink) is resolved the rooted way.
+        let mut fd = self.open_dir(&[])?;
+        for (i, component) in components.iter().enumerate() {
+            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            fd = match rfs::openat(&fd, *component, flags, Mode::empty()) {
+                Ok(next) => next,
+                Err(rustix::io::Errno::NOENT) => {
+                    match rfs::mkdirat(&fd, *component, Mode::from_raw_mode(0o755)) {
+                        Ok(()) => {
+                            let next = rfs::openat(&fd, *component, flags, Mode::empty())?;
+                            created(next.as_fd())?;
+                            next
+                        }
+                        Err(rustix::io::Errno::EXIST) => self.open_dir(&components[..=i])?,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
+                    self.open_dir(&components[..=i])?
+                }
+                Err(e) => return Err(e.into()),
+            };
+        }
+        Ok(fd)
+    }
+}
+
+/// Whether `name` exists in `dir` (without following a symlink), and its type.
+pub(crate) fn lstat_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<rfs::Stat>> {
+    match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Opens the directory `name` in `dir` for reading its entries, never following a symlink.
+pub(crate) fn open_subdir(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+    rfs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(Into::into)
+}
+
+/// The names in the directory `dir` (an fd of any kind), without `.` and `..`.
+pub(crate) fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
+    let readable = open_subdir(dir, b".")?;
+    let mut names = Vec::new();
+    for entry in rfs::Dir::new(readable)? {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
+        }
+    }
+    Ok(names)
+}
+
+/// Removes `name` from `dir` and, if it is a directory, everything below it (never following a
+/// symlink). A missing `name` is not an error.
+pub(crate) fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    let Some(stat) = lstat_at(dir, name)? else {
+        return Ok(());
+    };
+    if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
+        let sub = open_subdir(dir, name)?;
+        for child in list_dir(sub.as_fd())? {
+            remove_all(sub.as_fd(), &child)?;
+        }
+        drop(sub);
+        rfs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
+    } else {
+        match rfs::unlinkat(dir, name, AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn same_inode(a: &OwnedFd, b: &OwnedFd) -> bool {
+        let (a, b) = (rfs::fstat(a).expect("fstat"), rfs::fstat(b).expect("fstat"));
+        (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+    }
+
+    fn check_both(root: &Root, walk: &Root, path: &[&[u8]], expect: &Path) {
+        let want = rfs::open(expect, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).expect("open");
+        let got = root.open_dir(path).expect("openat2");
+        let got_walk = walk.open_dir(path).expect("walk");
+        assert!(same_inode(&got, &want), "openat2 {path:?}");
+        assert!(same_inode(&got_walk, &want), "walk {path:?}");
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_root_both_ways() {
+        let outer = tempfile::tempdir().expect("tempdir");
+        let top = outer.path().join("root");
+        std::fs::create_dir_all(top.join("a/b")).expect("mkdir");
+        std::fs::create_dir_all(outer.path().join("a/b")).expect("mkdir");
+        symlink("/a", top.join("abs")).expect("symlink");
+        symlink("../../../../a/b", top.join("a/up")).expect("symlink");
+        symlink("loop2", top.join("loop1")).expect("symlink");
+        symlink("loop1", top.join("loop2")).expect("symlink");
+        std::fs::write(top.join("file"), b"").expect("write");
+        let root = Root::open(&top).expect("root");
+        let walk = Root::open(&top).expect("root");
+        walk.force_walk();
+        check_both(&root, &walk, &[b"abs"], &top.join("a"));
+        check_both(&root, &walk, &[b"abs", b"b"], &top.join("a/b"));
+        check_both(&root, &walk, &[b"a", b"up"], &top.join("a/b"));
+        check_both(&root, &walk, &[], &top);
+        for r in [&root, &walk] {
+            let e = r.open_dir(&[b"loop1"]).expect_err("loop");
+            assert_eq!(
+                e.raw_os_error(),
+                Some(rustix::io::Errno::LOOP.raw_os_error())
+            );
+            let e = r.open_dir(&[b"file"]).expect_err("not a dir");
+            assert_eq!(
+                e.raw_os_error(),
+                Some(rustix::io::Errno::NOTDIR.raw_os_error())
+            );
+            let e = r.open_dir(&[b"missing"]).expect_err("missing");
+            assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        }
+    }
+
+    #[test]
+    fn ensure_dir_creates_inside_through_an_absolute_symlink() {
+        let outer = tempfile::tempdir().expect("tempdir");
+        let top = outer.path().join("root");
+        std::fs::create_dir(&top).expect("mkdir");
+        symlink("/x", top.join("s")).expect("symlink");
+        for (i, root) in [Root::open(&top), Root::open(&top)].into_iter().enumerate() {
+            let root = root.expect("root");
+            if i == 1 {
+                root.force_walk();
+                std::fs::remove_dir_all(top.join("x")).expect("cleanup");
+            }
+            let mut made = 0;
+            root.ensure_dir(&[b"s", b"y", b"z"], &mut |_| {
+                made += 1;
+                Ok(())
+            })
+            .expect_err("the dangling symlink's target is not created by mkdirat");
+            root.ensure_dir(&[b"x", b"y"], &mut |_| {
+                made += 1;
+                Ok(())
+            })
+            .expect("create");
+            assert_eq!(made, 2);
+            root.ensure_dir(&[b"s", b"y", b"z"], &mut |_| Ok(()))
+                .expect("now resolvable");
+            assert!(top.join("x/y/z").is_dir());
+            assert!(!outer.path().join("x").exists());
+        }
+    }
+
+    #[test]
+    fn remove_all_does_not_follow_symlinks() {
+        let outer = tempfile::tempdir().expect("tempdir");
+        let keep = outer.path().join("keep");
+        std::fs::create_dir_all(&keep).expect("mkdir");
+        std::fs::write(keep.join("precious"), b"x").expect("write");
+        let top = outer.path().join("root");
+        std::fs::create_dir_all(top.join("d/e")).expect("mkdir");
+        symlink(&keep, top.join("d/link")).expect("symlink");
+        let root = Root::open(&top).expect("root");
+        remove_all(root.fd(), b"d").expect("remove");
+        remove_all(root.fd(), b"d").expect("missing is fine");
+        assert!(!top.join("d").exists());
+        assert!(keep.join("precious").exists());
+    }
+}
