@@ -19,6 +19,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod tree;
+
 /// Something a test may need that not every machine has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Capability {

@@ -3,14 +3,11 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
-use std::collections::{BTreeMap, HashMap};
-use std::ffi::CString;
-use std::os::fd::AsFd;
+use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use layerstore_driver::{ApplyDiffOpts, Driver, DriverConfig, tree, xattr};
+use layerstore_driver::{ApplyDiffOpts, Driver, DriverConfig};
 use layerstore_overlay::OverlayDriver;
 
 /// Mount points at or below `root`, deepest first (from `/proc/self/mountinfo`).
@@ -136,12 +133,7 @@ impl Drop for DriverGuard {
     }
 }
 
-/// The fixture tarball `name` (in `go-1.43/tars`).
-pub fn fixture_tar(name: &str) -> PathBuf {
-    layerstore_testsupport::go_fixtures()
-        .join("tars")
-        .join(name)
-}
+pub use layerstore_testsupport::tree::fixture_tar;
 
 /// Applies the fixture tarball `name` to layer `id` of `driver`, returning the tar-split
 /// entries recorded.
@@ -159,120 +151,12 @@ pub fn apply_fixture(
     entries
 }
 
-/// Everything we promise to keep about one file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
-    pub kind: &'static str,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub size: u64,
-    pub mtime: (i64, i64),
-    pub rdev: u64,
-    pub link_target: Option<PathBuf>,
-    pub content: Option<Vec<u8>>,
-    pub xattrs: BTreeMap<String, Vec<u8>>,
-    /// For the 2nd+ path of an inode: the first path (sorted order) with the same inode.
-    pub hardlink_of: Option<PathBuf>,
-}
+pub use layerstore_testsupport::tree::Node;
 
-fn xattrs_of(path: &Path) -> BTreeMap<String, Vec<u8>> {
-    let parent = tree::open_dir(path.parent().unwrap()).unwrap();
-    let name = CString::new(path.file_name().unwrap().as_bytes()).unwrap();
-    let node = xattr::open_node_at(&parent, &name).unwrap();
-    let target = xattr::XattrTarget::proc(node.as_fd());
-    target
-        .list()
-        .unwrap()
-        .into_iter()
-        // SELinux labels depend on the policy; overlay's own attributes are its bookkeeping.
-        .filter(|n| {
-            let n = n.as_bytes();
-            n != b"security.selinux" && !n.starts_with(b"trusted.overlay.")
-        })
-        .map(|n| {
-            let value = target.get(&n).unwrap().unwrap_or_default();
-            (n.to_string_lossy().into_owned(), value)
-        })
-        .collect()
-}
-
-/// Every path under `root` (relative; the root itself is ``), never following symlinks.
+/// Every path under `root`, without overlay's own `trusted.overlay.*` bookkeeping xattrs.
 pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
-    let mut paths = Vec::new();
-    collect(root, Path::new(""), &mut paths);
-    paths.sort();
-    let mut first_of_inode: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    let mut out = BTreeMap::new();
-    for rel in paths {
-        let full = if rel.as_os_str().is_empty() {
-            root.to_path_buf()
-        } else {
-            root.join(&rel)
-        };
-        let md = std::fs::symlink_metadata(&full).unwrap();
-        let ft = md.file_type();
-        let kind = if ft.is_dir() {
-            "dir"
-        } else if ft.is_file() {
-            "file"
-        } else if ft.is_symlink() {
-            "symlink"
-        } else if ft.is_char_device() {
-            "char"
-        } else if ft.is_block_device() {
-            "block"
-        } else if ft.is_fifo() {
-            "fifo"
-        } else {
-            "socket"
-        };
-        let hardlink_of = if !ft.is_dir() && md.nlink() > 1 {
-            match first_of_inode.get(&(md.dev(), md.ino())) {
-                Some(first) => Some(first.clone()),
-                None => {
-                    first_of_inode.insert((md.dev(), md.ino()), rel.clone());
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        out.insert(
-            rel.clone(),
-            Node {
-                kind,
-                mode: md.mode() & 0o7777,
-                uid: md.uid(),
-                gid: md.gid(),
-                size: if ft.is_dir() { 0 } else { md.size() },
-                mtime: (md.mtime(), md.mtime_nsec()),
-                rdev: md.rdev(),
-                link_target: ft.is_symlink().then(|| std::fs::read_link(&full).unwrap()),
-                content: ft.is_file().then(|| std::fs::read(&full).unwrap()),
-                xattrs: xattrs_of(&full),
-                hardlink_of,
-            },
-        );
-    }
-    out
-}
-
-fn collect(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
-    out.push(rel.to_path_buf());
-    let dir = root.join(rel);
-    if !std::fs::symlink_metadata(&dir).unwrap().is_dir() {
-        return;
-    }
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let entry = entry.unwrap();
-        let child = rel.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            collect(root, &child, out);
-        } else {
-            out.push(child);
-        }
-    }
+    use layerstore_testsupport::tree;
+    tree::without_xattrs(tree::snapshot(root), "trusted.overlay.")
 }
 
 /// Asserts two snapshots are equal, listing every difference; the top directories' own
@@ -282,29 +166,8 @@ pub fn assert_same_tree(
     expected: &BTreeMap<PathBuf, Node>,
     actual: &BTreeMap<PathBuf, Node>,
 ) {
-    let mut problems = Vec::new();
-    for (path, want) in expected {
-        if path.as_os_str().is_empty() {
-            continue;
-        }
-        match actual.get(path) {
-            None => problems.push(format!("missing {path:?}")),
-            Some(got) if got != want => {
-                problems.push(format!("{path:?}:\n  want {want:?}\n  got  {got:?}"))
-            }
-            Some(_) => {}
-        }
-    }
-    for path in actual.keys() {
-        if !expected.contains_key(path) {
-            problems.push(format!("unexpected {path:?}"));
-        }
-    }
-    assert!(
-        problems.is_empty(),
-        "{what}: trees differ:\n{}",
-        problems.join("\n")
-    );
+    use layerstore_testsupport::tree::{Root, assert_same_tree};
+    assert_same_tree(what, expected, actual, Root::Skip);
 }
 
 /// The changes of `changes-child-overlay.txt` as a sorted list of lines.
