@@ -1,17 +1,24 @@
 //! `cargo xtask`: the project's automation, in Rust instead of shell scripts.
 //!
 //! - `cargo xtask ci`: what CI runs; fmt, clippy, tests, docs; stops at the first failure.
+//! - `cargo xtask demo`: the README's main job (import a layer, give it back, verify).
+//! - `cargo xtask bench`: whole-process benchmarks against the Go tool and the physical
+//!   reference; writes `docs/BENCHMARKS.md` (see `bench.rs`; never part of `ci`).
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod bench;
+mod demo;
 mod tidy;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("demo") => demo::run(&args[1..]).map_err(|e| format!("demo: {e}")),
         Some("tidy") => tidy::check().map_err(|e| format!("tidy: {e}")),
+        Some("bench") => bench::run(&args[1..]).map_err(|e| format!("bench: {e}")),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
             Ok(())
@@ -31,8 +38,19 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 tasks:
   ci     cargo fmt --check, clippy -D warnings, test --workspace, doc (warnings denied)
+  demo   the README's main job: import examples/layer.tar.gz into the default store, give
+         it back, verify its digest (`demo --keep`, `demo -- <global layerstore options>`)
   tidy   repository invariants (dependency arrows, crate docs)
+  bench  whole-process benchmarks vs the Go tool -> docs/BENCHMARKS.md (`bench --help`)
 ";
+
+/// The workspace root (the directory holding the root `Cargo.toml`).
+pub(crate) fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_path_buf()
+}
 
 /// One step of CI: a cargo command with extra environment.
 struct Step {
@@ -98,9 +116,6 @@ fn ci() -> Result<(), String> {
             return Err(format!("step `{}` failed ({status})", step.name));
         }
     }
-    println!(
-        "==> ci passed in {:.1}s",
-        total.elapsed().as_secs_f64()
-    );
+    println!("==> ci passed in {:.1}s", total.elapsed().as_secs_f64());
     Ok(())
 }

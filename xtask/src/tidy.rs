@@ -2,7 +2,9 @@
 //! the crates' dependency arrows point one way (down the layering), and every library crate
 //! has a top doc.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use crate::workspace_root;
 
 /// The layering, lowest first. A crate may depend only on crates listed before it.
 const LAYERS: &[&str] = &[
@@ -18,13 +20,6 @@ const LAYERS: &[&str] = &[
     "layerstore",
     "layerstore-cli",
 ];
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace root")
-        .to_path_buf()
-}
 
 /// Runs every check; the error lists every violation found.
 pub fn check() -> Result<(), String> {
@@ -78,10 +73,39 @@ pub fn check() -> Result<(), String> {
             }
         }
     }
+    check_readme(&mut problems);
     if problems.is_empty() {
         Ok(())
     } else {
         Err(problems.join("\n"))
+    }
+}
+
+/// README.md opens with exactly the two set-up commands (the main job, the tests), and
+/// `.ci/run` runs the README's test command.
+fn check_readme(problems: &mut Vec<String>) {
+    let root = workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap_or_default();
+    let first_block: Vec<&str> = readme
+        .split("```")
+        .nth(1)
+        .map(|block| {
+            block
+                .lines()
+                .skip(1)
+                .filter(|l| !l.trim().is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if first_block != ["cargo xtask demo", "cargo xtask ci"] {
+        problems.push(format!(
+            "README.md must open with the two set-up commands `cargo xtask demo` and \
+             `cargo xtask ci`; its first code block holds {first_block:?}"
+        ));
+    }
+    let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap_or_default();
+    if !ci.lines().any(|l| l.trim() == "cargo xtask ci") {
+        problems.push(".ci/run does not run the README's test command `cargo xtask ci`".into());
     }
 }
 

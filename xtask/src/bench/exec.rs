@@ -1,0 +1,251 @@
+//! Running one command and measuring it: wall time around spawn + `wait4`, and the child's
+//! rusage from `wait4` (peak RSS, user + system CPU).
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// What one timed run of a command cost.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// Wall-clock time from just before `spawn` to the return of `wait4`.
+    pub wall: Duration,
+    /// User + system CPU time of the child (and of any grandchildren it waited for).
+    pub cpu: Duration,
+    /// Peak resident set size of the child (`ru_maxrss`), in KiB.
+    pub max_rss_kib: u64,
+}
+
+/// A finished command: its cost and what it printed on stdout.
+#[derive(Debug)]
+pub struct Finished {
+    /// The measurement.
+    pub sample: Sample,
+    /// Standard output, as text (lossy).
+    pub stdout: String,
+}
+
+/// Runs commands with stdout and stderr captured in files under a scratch directory.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    scratch: PathBuf,
+    time_limit: Duration,
+}
+
+impl Runner {
+    /// A runner keeping the captured output under `scratch` (which must exist); a command
+    /// still running after `time_limit` is killed and counts as failed.
+    pub fn new(scratch: &Path, time_limit: Duration) -> Runner {
+        Runner {
+            scratch: scratch.to_path_buf(),
+            time_limit,
+        }
+    }
+
+    /// Runs `cmd` to completion, timed; fails (with the tail of stderr) unless it exits 0.
+    pub fn timed(&self, cmd: &mut Command) -> Result<Finished, String> {
+        self.execute(cmd, true)
+    }
+
+    /// Like [`Runner::timed`] with stdout going to `/dev/null` (decompressors, `cat`).
+    pub fn timed_discarding_stdout(&self, cmd: &mut Command) -> Result<Sample, String> {
+        self.execute(cmd, false).map(|f| f.sample)
+    }
+
+    fn execute(&self, cmd: &mut Command, capture: bool) -> Result<Finished, String> {
+        let out_path = self.scratch.join("stdout");
+        let err_path = self.scratch.join("stderr");
+        let stdout = if capture {
+            let file =
+                File::create(&out_path).map_err(|e| format!("{}: {e}", out_path.display()))?;
+            Stdio::from(file)
+        } else {
+            Stdio::null()
+        };
+        let stderr = File::create(&err_path).map_err(|e| format!("{}: {e}", err_path.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::from(stderr));
+        let (status, sample) = spawn_and_wait4(cmd, self.time_limit)?;
+        let text = if capture {
+            read_lossy(&out_path)
+        } else {
+            String::new()
+        };
+        if !status.success() {
+            let err = read_lossy(&err_path);
+            let tail: Vec<&str> = err.lines().rev().take(6).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(format!(
+                "`{}` failed ({status}): {}",
+                describe(cmd),
+                tail.join(" | ")
+            ));
+        }
+        Ok(Finished {
+            sample,
+            stdout: text,
+        })
+    }
+
+    /// Runs `cmd` untimed (a prepare step); fails unless it exits 0.
+    pub fn run(&self, cmd: &mut Command) -> Result<String, String> {
+        self.timed(cmd).map(|f| f.stdout)
+    }
+
+    /// Runs `cmd` and ignores how it ends (e.g. deleting a layer that may not exist).
+    pub fn run_ignoring_failure(&self, cmd: &mut Command) {
+        let _ = self.timed(cmd);
+    }
+}
+
+fn read_lossy(path: &Path) -> String {
+    let mut bytes = Vec::new();
+    if let Ok(mut f) = File::open(path) {
+        let _ = f.read_to_end(&mut bytes);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The command line of `cmd`, for messages.
+pub fn describe(cmd: &Command) -> String {
+    let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
+    parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    parts.join(" ")
+}
+
+/// Waits until the child behind `pid` exits or `limit` passes; then kills it. A pidfd cannot
+/// name a recycled pid, and poll(2) on it wakes at the exit itself (no polling delay).
+fn enforce_time_limit(pid: libc::pid_t, limit: Duration, what: &str) -> Result<bool, String> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+    let pid = Pid::from_raw(pid).ok_or_else(|| format!("bad pid {pid}"))?;
+    let pidfd = pidfd_open(pid, PidfdFlags::empty()).map_err(|e| format!("pidfd_open: {e}"))?;
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = Timespec {
+            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) if left.is_zero() => {
+                eprintln!("bench: `{what}` still running after {limit:?}: killing it");
+                // It may have exited just now; then there is nothing to kill.
+                let _ = pidfd_send_signal(&pidfd, Signal::KILL);
+                return Ok(true);
+            }
+            Ok(0) => continue,
+            Ok(_) => return Ok(false),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(format!("poll on the pidfd of `{what}`: {e}")),
+        }
+    }
+}
+
+/// Spawns `cmd` and reaps it with `wait4`, which also hands back its rusage.
+fn spawn_and_wait4(cmd: &mut Command, limit: Duration) -> Result<(ExitStatus, Sample), String> {
+    let started = Instant::now();
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run `{}`: {e}", describe(cmd)))?;
+    let pid = libc::pid_t::try_from(child.id())
+        .map_err(|_| format!("pid {} out of range", child.id()))?;
+    let killed = enforce_time_limit(pid, limit, &describe(cmd))?;
+    let mut status: libc::c_int = 0;
+    // SAFETY: `rusage` is a C struct of integers and `timeval`s; all-zero bytes are valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `pid` is our own, not yet reaped child (std's `Child` never waits unless
+        // asked, and we drop it without waiting); both out-pointers are valid for writes.
+        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if reaped == pid {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(format!("wait4({pid}): {err}"));
+        }
+    }
+    let wall = started.elapsed();
+    drop(child);
+    if killed {
+        return Err(format!(
+            "`{}` killed after the time limit of {limit:?}",
+            describe(cmd)
+        ));
+    }
+    let cpu = timeval(usage.ru_utime) + timeval(usage.ru_stime);
+    let max_rss_kib = u64::try_from(usage.ru_maxrss).unwrap_or(0);
+    Ok((
+        ExitStatus::from_raw(status),
+        Sample {
+            wall,
+            cpu,
+            max_rss_kib,
+        },
+    ))
+}
+
+fn timeval(tv: libc::timeval) -> Duration {
+    let secs = u64::try_from(tv.tv_sec).unwrap_or(0);
+    let micros = u32::try_from(tv.tv_usec).unwrap_or(0);
+    Duration::from_secs(secs) + Duration::from_micros(u64::from(micros))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timed_run_reports_output_and_rusage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runner = Runner::new(dir.path(), Duration::from_secs(60));
+        // `head -c` of 32 MiB through a buffer: a child with a measurable RSS and CPU time.
+        let done = runner
+            .timed(
+                Command::new("sh").args(["-c", "echo hello; head -c 33554432 /dev/zero | wc -c"]),
+            )
+            .expect("sh runs");
+        assert_eq!(done.stdout, "hello\n33554432\n");
+        assert!(done.sample.max_rss_kib > 100, "{:?}", done.sample);
+        assert!(done.sample.wall >= done.sample.cpu / 4, "{:?}", done.sample);
+    }
+
+    #[test]
+    fn failure_names_the_command_and_its_stderr() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runner = Runner::new(dir.path(), Duration::from_secs(60));
+        let err = runner
+            .timed(Command::new("sh").args(["-c", "echo broken-thing >&2; exit 3"]))
+            .expect_err("exit 3 is a failure");
+        assert!(err.contains("sh -c"), "{err}");
+        assert!(err.contains("broken-thing"), "{err}");
+        assert!(err.contains("exit status: 3"), "{err}");
+    }
+
+    #[test]
+    fn a_command_over_the_time_limit_is_killed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runner = Runner::new(dir.path(), Duration::from_millis(200));
+        let started = Instant::now();
+        let err = runner
+            .timed(Command::new("sleep").arg("30"))
+            .expect_err("killed");
+        assert!(err.contains("time limit"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn missing_program_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = Runner::new(dir.path(), Duration::from_secs(60))
+            .timed(&mut Command::new("/nonexistent/lsbench-tool"))
+            .expect_err("no such program");
+        assert!(err.contains("/nonexistent/lsbench-tool"), "{err}");
+    }
+}
