@@ -1,151 +1,57 @@
 //! Path resolution beneath a root directory, as if that directory were `/`.
 //!
-//! Every lookup of a directory goes through [`Root::open_dir`]: `openat2(RESOLVE_IN_ROOT |
+//! Every lookup of a directory goes through [`Root::open_dir`], which is
+//! `layerstore_tarsplit::rooted::RootDir` (so files are read back for assembly exactly where
+//! they were extracted): `openat2(RESOLVE_IN_ROOT |
 //! RESOLVE_NO_MAGICLINKS)` where the kernel has it, otherwise a component-by-component walk with
 //! `O_NOFOLLOW` that reads symlinks itself and resolves them against the root. Either way `..`
 //! stops at the root and absolute symlinks restart at the root, so no lookup leaves it. The final
 //! component of an entry is then handled with `*at` calls relative to the returned directory fd
 //! and `AT_SYMLINK_NOFOLLOW` / `O_NOFOLLOW`, so it is never followed either.
 
-use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use layerstore_tarsplit::rooted::RootDir;
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 
-/// Symlinks followed in one lookup before giving up with `ELOOP` (the kernel's limit).
-const MAX_SYMLINKS: usize = 40;
-
-/// Longest path handed to the kernel, terminating NUL included.
-const PATH_MAX: usize = 4096;
-
-/// A directory used as the root of every lookup made through it.
+/// A directory used as the root of every lookup made through it: tarsplit's resolver (the
+/// one the file getter reads back through) plus what extraction needs on top of it.
 #[derive(Debug)]
 pub(crate) struct Root {
-    fd: OwnedFd,
-    /// `false` once `openat2` answered `ENOSYS` (or when forced, for tests).
-    use_openat2: AtomicBool,
+    dir: RootDir,
 }
 
 impl Root {
     /// Opens `path` (following symlinks: the caller chose it) as the root.
     pub(crate) fn open(path: &Path) -> io::Result<Self> {
-        let fd = rfs::open(
-            path,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        Ok(Self::from_fd(fd))
+        Ok(Root {
+            dir: RootDir::open(path)?,
+        })
     }
 
     /// Uses an already open directory fd as the root.
     pub(crate) fn from_fd(fd: OwnedFd) -> Self {
         Root {
-            fd,
-            use_openat2: AtomicBool::new(true),
+            dir: RootDir::from_fd(fd),
         }
     }
 
     /// Forces the userspace walk (the path taken on kernels without `openat2`).
     pub(crate) fn force_walk(&self) {
-        self.use_openat2.store(false, Ordering::Relaxed);
+        self.dir.force_walk();
     }
 
     /// The root directory's fd (`O_PATH`).
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.dir.fd()
     }
 
     /// Opens the directory at `components` (no `.`/`..`/empty components) beneath the root,
     /// following symlinks as if the root were `/`. Returns an `O_PATH` directory fd.
     pub(crate) fn open_dir(&self, components: &[&[u8]]) -> io::Result<OwnedFd> {
-        if components.is_empty() {
-            return rfs::openat(
-                &self.fd,
-                c".",
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(Into::into);
-        }
-        // One limit for both resolvers (the walk alone could go deeper than PATH_MAX).
-        let path = components.join(&b'/');
-        if path.len() >= PATH_MAX {
-            return Err(rustix::io::Errno::NAMETOOLONG.into());
-        }
-        if self.use_openat2.load(Ordering::Relaxed) {
-            for _ in 0..8 {
-                match rfs::openat2(
-                    &self.fd,
-                    &path[..],
-                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-                ) {
-                    // EAGAIN: a concurrent rename somewhere in the fs; the kernel asks to retry.
-                    Err(rustix::io::Errno::AGAIN) => continue,
-                    Err(rustix::io::Errno::NOSYS) => {
-                        self.use_openat2.store(false, Ordering::Relaxed);
-                        break;
-                    }
-                    other => return other.map_err(Into::into),
-                }
-            }
-            if self.use_openat2.load(Ordering::Relaxed) {
-                return Err(rustix::io::Errno::AGAIN.into());
-            }
-        }
-        self.walk(components)
-    }
-
-    /// The `openat2`-less lookup: one `openat(O_PATH | O_NOFOLLOW)` per component; symlinks are
-    /// read and their targets pushed in front of the remaining components.
-    fn walk(&self, components: &[&[u8]]) -> io::Result<OwnedFd> {
-        let mut queue: VecDeque<Vec<u8>> = components.iter().map(|c| c.to_vec()).collect();
-        // The directories walked through, each opened beneath the previous one; `..` pops.
-        let mut stack: Vec<OwnedFd> = Vec::new();
-        let mut symlinks = 0;
-        while let Some(component) = queue.pop_front() {
-            match &component[..] {
-                b"" | b"." => continue,
-                b".." => {
-                    stack.pop();
-                    continue;
-                }
-                _ => {}
-            }
-            let current = stack.last().map_or(self.fd.as_fd(), |fd| fd.as_fd());
-            let fd = rfs::openat(
-                current,
-                &component[..],
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            let stat = rfs::fstat(&fd)?;
-            match FileType::from_raw_mode(stat.st_mode) {
-                FileType::Directory => stack.push(fd),
-                FileType::Symlink => {
-                    symlinks += 1;
-                    if symlinks > MAX_SYMLINKS {
-                        return Err(rustix::io::Errno::LOOP.into());
-                    }
-                    let target = rfs::readlinkat(&fd, c"", Vec::new())?.into_bytes();
-                    if target.first() == Some(&b'/') {
-                        stack.clear();
-                    }
-                    for part in target.split(|&b| b == b'/').rev() {
-                        queue.push_front(part.to_vec());
-                    }
-                }
-                _ => return Err(rustix::io::Errno::NOTDIR.into()),
-            }
-        }
-        match stack.pop() {
-            Some(fd) => Ok(fd),
-            None => self.open_dir(&[]),
-        }
+        self.dir.open_dir(components)
     }
 
     /// Like [`Root::open_dir`], creating missing directories (mode 0755) on the way. `created`

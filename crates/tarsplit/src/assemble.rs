@@ -3,15 +3,12 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-
-use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
-use rustix::io::Errno;
 
 use crate::Crc64Digest;
 use crate::entry::{Entry, EntryKind, clean_path};
 use crate::error::{Error, lossy};
+use crate::rooted::RootDir;
 use crate::tar::SparseMap;
 
 /// Gives the content of the files that entries name.
@@ -20,35 +17,30 @@ pub trait FileGetter {
     fn get(&self, name: &[u8]) -> io::Result<Box<dyn Read + '_>>;
 }
 
-/// Reads files beneath a directory (a layer's content), never following a symlink: every
-/// component of the path must be a real directory and the last a regular file.
+/// Reads files beneath a directory (a layer's content) as if that directory were `/`.
 ///
 /// Names are cleaned lexically first (Go's `filepath.Clean`: `./a/../b` is `b`, a leading `/`
-/// is relative to the root); a name that still climbs out (`../x`) is refused. Opening uses
-/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)`, and on kernels
-/// without `openat2` a walk with `O_NOFOLLOW` on each component.
+/// is relative to the root); a name that still climbs out (`../x`) is refused. Directories on
+/// the way resolve like a chroot ([`RootDir`]): a symlinked directory inside the layer is
+/// followed (the archive was extracted through it, so its files are there), while `..` and
+/// absolute targets stay beneath the root, so nothing outside the layer is ever read. The
+/// file itself must be a regular file and is never followed. Go's getter, by contrast, joins
+/// the name to the host path and follows symlinks wherever they lead.
 #[derive(Debug)]
 pub struct DirFileGetter {
-    root: OwnedFd,
+    root: RootDir,
     path: PathBuf,
-    /// Test hook: use the component walk even where `openat2` exists.
-    force_walk: bool,
 }
 
 impl DirFileGetter {
     /// Opens the directory `path` (the handle is kept: later renames of `path` do not matter).
     pub fn new(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
-        let root = rustix::fs::open(
-            path,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::io(format!("opening directory {}", path.display()), e.into()))?;
+        let root = RootDir::open(path)
+            .map_err(|e| Error::io(format!("opening directory {}", path.display()), e))?;
         Ok(DirFileGetter {
             root,
             path: path.to_path_buf(),
-            force_walk: false,
         })
     }
 
@@ -58,52 +50,9 @@ impl DirFileGetter {
     }
 
     #[cfg(test)]
-    pub(crate) fn force_component_walk(mut self) -> Self {
-        self.force_walk = true;
+    pub(crate) fn force_component_walk(self) -> Self {
+        self.root.force_walk();
         self
-    }
-
-    const FILE_FLAGS: OFlags = OFlags::RDONLY
-        .union(OFlags::CLOEXEC)
-        .union(OFlags::NOFOLLOW)
-        .union(OFlags::NOCTTY)
-        // A fifo planted at the path must not block the open; fstat rejects it right after.
-        .union(OFlags::NONBLOCK);
-
-    fn open_beneath(&self, rel: &[u8]) -> io::Result<OwnedFd> {
-        if !self.force_walk {
-            match rustix::fs::openat2(
-                &self.root,
-                rel,
-                Self::FILE_FLAGS,
-                Mode::empty(),
-                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-            ) {
-                Err(Errno::NOSYS) => {}
-                other => return other.map_err(io::Error::from),
-            }
-        }
-        // Fallback: component by component, refusing symlinks at every step. `rel` is clean,
-        // so it has no `.`, `..` or empty components.
-        let mut components = rel.split(|&b| b == b'/').peekable();
-        let mut dir: Option<OwnedFd> = None;
-        while let Some(component) = components.next() {
-            let parent = dir.as_ref().unwrap_or(&self.root);
-            if components.peek().is_none() {
-                return rustix::fs::openat(parent, component, Self::FILE_FLAGS, Mode::empty())
-                    .map_err(io::Error::from);
-            }
-            dir = Some(
-                rustix::fs::openat(
-                    parent,
-                    component,
-                    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(io::Error::from)?,
-            );
-        }
-        Err(io::Error::new(io::ErrorKind::InvalidInput, "empty path"))
     }
 }
 
@@ -123,15 +72,7 @@ impl FileGetter for DirFileGetter {
                 "the name climbs out of the layer directory",
             ));
         }
-        let fd = self.open_beneath(rel)?;
-        let stat = rustix::fs::fstat(&fd)?;
-        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
-        }
-        Ok(Box::new(File::from(fd)))
+        Ok(Box::new(File::from(self.root.open_file(rel)?)))
     }
 }
 
@@ -444,6 +385,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustix::fs::{FileType, Mode};
 
     fn read_all(getter: &DirFileGetter, name: &[u8]) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
@@ -467,9 +409,14 @@ mod tests {
         assert_eq!(read_all(getter, b"./a/b/file").unwrap(), b"content");
         assert_eq!(read_all(getter, b"a/./b/../b/file").unwrap(), b"content");
         assert_eq!(read_all(getter, b"/top").unwrap(), b"top");
-        // Symlinks anywhere in the path are refused, even pointing inside the layer.
-        assert!(read_all(getter, b"a/etc-link/passwd").is_err());
-        assert!(read_all(getter, b"a/b-link/file").is_err());
+        // Symlinked directories resolve as in a chroot: inside the layer, never out of it.
+        assert_eq!(
+            read_all(getter, b"a/etc-link/passwd").unwrap_err().kind(),
+            io::ErrorKind::NotFound,
+            "/etc of the layer, not of the host"
+        );
+        assert_eq!(read_all(getter, b"a/b-link/file").unwrap(), b"content");
+        // The file itself is never followed.
         assert!(read_all(getter, b"a/b/file-link").is_err());
         // Climbing out, the root itself, directories and missing files are refused.
         let err = read_all(getter, b"../../etc/passwd").unwrap_err();

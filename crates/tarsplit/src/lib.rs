@@ -105,6 +105,7 @@ mod assemble;
 mod disassemble;
 pub mod entry;
 mod error;
+pub mod rooted;
 pub mod tar;
 
 pub use assemble::{Assembler, DirFileGetter, FileGetter, MemoryFileGetter, assemble};
