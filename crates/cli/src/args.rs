@@ -606,6 +606,22 @@ pub enum Command {
         #[command(flatten)]
         pos: Positional,
     },
+    /// `check` (Go ≥ 1.47 has one; not 1.43): check the layers and, with `--repair`, repair.
+    #[command(about = "Check storage consistency and optionally repair it")]
+    Check {
+        /// `--repair`/`-r`.
+        #[arg(short = 'r', long = "repair", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool, help = "Delete broken layers and leftovers")]
+        repair: Option<bool>,
+        /// `--quick`/`-q`.
+        #[arg(short = 'q', long = "quick", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool, help = "Skip rebuilding each layer's diff")]
+        quick: Option<bool>,
+        /// `--json`.
+        #[command(flatten)]
+        json: JsonFlag,
+        /// Arguments (none allowed).
+        #[command(flatten)]
+        pos: Positional,
+    },
     /// `completions SHELL` (not in the Go tool): print a shell completion script.
     #[command(about = "Print a shell completion script (bash, zsh, fish, elvish, powershell)")]
     Completions {
@@ -824,6 +840,13 @@ pub const COMMANDS: &[CommandSpec] = &[
         None,
     ),
     spec(
+        "check",
+        "[-r] [-q] [-j]",
+        "Check storage consistency and optionally repair it (layers)",
+        0,
+        Some(0),
+    ),
+    spec(
         "completions",
         "[bash|zsh|fish|elvish|powershell]",
         "Print a shell completion script (layerstore only)",
@@ -907,6 +930,7 @@ impl Command {
             Command::Wipe { .. } => "wipe",
             Command::Shutdown { .. } => "shutdown",
             Command::Version { .. } => "version",
+            Command::Check { .. } => "check",
             Command::Completions { .. } => "completions",
             Command::External(_) => return None,
         })
@@ -941,7 +965,8 @@ impl Command {
             | Command::Status { pos, .. }
             | Command::Wipe { pos, .. }
             | Command::Shutdown { pos, .. }
-            | Command::Version { pos, .. } => &pos.args,
+            | Command::Version { pos, .. }
+            | Command::Check { pos, .. } => &pos.args,
             Command::Completions { .. } | Command::External(_) => &[],
         }
     }

@@ -14,7 +14,8 @@ use std::path::Path;
 
 use anyhow::Result;
 use layerstore::{
-    Compression, DiffOptions, Error, IDMap, Layer, LayerOptions, LayerStore, MountOptions,
+    CheckOptions, Compression, DiffOptions, Error, IDMap, Layer, LayerOptions, LayerStore,
+    MountOptions,
 };
 use serde::Serialize;
 
@@ -470,14 +471,7 @@ struct ParentOwners<'a> {
 fn layer_parent_owners(ctx: &mut Context<'_>, json: bool, args: &[String]) -> Result<i32> {
     let matched: Vec<Layer> = args.iter().filter_map(|a| ctx.store.get(a).ok()).collect();
     for layer in &matched {
-        // Go answers "no owners" for a layer without ID mappings before it asks whether the
-        // layer is mounted; the store checks the mount first, so the CLI keeps Go's order.
-        let owners = if layer.uid_map.is_empty() && layer.gid_map.is_empty() {
-            Ok((Vec::new(), Vec::new()))
-        } else {
-            ctx.store.parent_owners(&layer.id)
-        };
-        let (uids, gids) = match owners {
+        let (uids, gids) = match ctx.store.parent_owners(&layer.id) {
             Ok(owners) => owners,
             Err(err) => return ctx.fail(&format!("LayerParentOwner: {}", go_error_text(&err))),
         };
@@ -927,19 +921,79 @@ fn wipe(ctx: &mut Context<'_>, json: bool) -> Result<i32> {
 }
 
 fn shutdown(ctx: &mut Context<'_>, force: bool, json: bool) -> Result<i32> {
-    let outcome = (|| -> Result<(), String> {
-        let layers = ctx.store.layers().map_err(|e| go_error_text(&e))?;
-        for layer in layers.iter().filter(|l| l.mount_count > 0) {
-            if !force {
-                return Err("a layer is mounted: layer is in use by a container".into());
-            }
-            ctx.store
-                .unmount(&layer.id, true)
-                .map_err(|e| go_error_text(&e))?;
-        }
-        Ok(())
-    })();
+    // The store's shutdown also releases the driver (overlay and btrfs undo the private bind
+    // mount of their home) and records a write in storage.lock, as Go's does.
+    let outcome = ctx.store.shutdown(force).map_err(|e| go_error_text(&e));
     json_outcome(ctx, json, "shutdown", outcome)
+}
+
+#[derive(Serialize)]
+struct ProblemJson<'a> {
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layer: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    message: String,
+    repaired: bool,
+}
+
+#[derive(Serialize)]
+struct ActionJson {
+    action: String,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct CheckJson<'a> {
+    problems: Vec<ProblemJson<'a>>,
+    actions: Vec<ActionJson>,
+}
+
+/// `check [--repair] [--quick] [--json]`: one line per problem, then one per action; exit 1
+/// while problems remain.
+fn check(ctx: &mut Context<'_>, repair: bool, quick: bool, json: bool) -> Result<i32> {
+    let options = CheckOptions {
+        verify_contents: !quick,
+        repair,
+    };
+    let report = match ctx.store.check(&options) {
+        Ok(report) => report,
+        Err(err) => return ctx.fail(&format!("check: {}", go_error_text(&err))),
+    };
+    if json {
+        let problems = report
+            .problems
+            .iter()
+            .map(|p| ProblemJson {
+                kind: p.kind(),
+                layer: p.layer(),
+                path: p.path().map(|path| path.display().to_string()),
+                message: p.to_string(),
+                repaired: repair && !report.remaining.contains(p),
+            })
+            .collect();
+        let actions = report
+            .actions
+            .iter()
+            .map(|a| ActionJson {
+                action: a.repair.to_string(),
+                ok: a.error.is_none(),
+                error: a.error.clone(),
+            })
+            .collect();
+        write_json(ctx.out, &CheckJson { problems, actions })?;
+    } else {
+        for problem in &report.problems {
+            writeln!(ctx.out, "{}: {problem}", problem.kind())?;
+        }
+        for action in &report.actions {
+            writeln!(ctx.out, "{action}")?;
+        }
+    }
+    Ok(i32::from(!report.is_clean()))
 }
 
 /// Runs a store command and answers its exit code.
@@ -1048,6 +1102,17 @@ pub fn run(ctx: &mut Context<'_>, command: &Command) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Check {
+            repair,
+            quick,
+            json,
+            ..
+        } => check(
+            ctx,
+            repair.unwrap_or(false),
+            quick.unwrap_or(false),
+            json.on(),
+        ),
         Command::Completions { .. } | Command::External(_) => Ok(1),
     }
 }
@@ -1092,6 +1157,73 @@ mod tests {
             diff_compression(false, true, true, false),
             Some(Compression::Bzip2)
         );
+    }
+
+    /// Runs `check` with the given flags; answers the exit code and stdout.
+    fn run_check(store: &LayerStore, repair: bool, json: bool) -> (i32, String) {
+        let config = StoreConfig {
+            graph_root: store.graph_root().to_path_buf(),
+            run_root: store.run_root().to_path_buf(),
+            driver: "vfs".into(),
+            options: Vec::new(),
+            driver_explicit: true,
+            config_file: None,
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut ctx = Context {
+            store,
+            config: &config,
+            out: &mut out,
+            err: &mut err,
+            json_errors: false,
+        };
+        let code = check(&mut ctx, repair, false, json).expect("writes");
+        assert!(err.is_empty(), "{}", String::from_utf8_lossy(&err));
+        (code, String::from_utf8(out).expect("utf-8"))
+    }
+
+    #[test]
+    fn check_reports_repairs_and_exits_by_what_remains() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = LayerStore::open(layerstore::StoreOptions::new(
+            dir.path().join("graph"),
+            dir.path().join("run"),
+            "vfs",
+        ))
+        .expect("open");
+        store.create(&LayerOptions::new()).expect("create");
+        assert_eq!(run_check(&store, false, false), (0, String::new()));
+        assert_eq!(
+            run_check(&store, false, true),
+            (0, "{\"problems\":[],\"actions\":[]}\n".to_string())
+        );
+
+        let orphan = store.layers_dir().join("gone.tar-split.gz");
+        std::fs::write(&orphan, b"").expect("orphan");
+        let (code, text) = run_check(&store, false, false);
+        assert_eq!(code, 1);
+        assert_eq!(
+            text,
+            format!(
+                "orphan-tar-split: {}: tar-split without a record\n",
+                orphan.display()
+            )
+        );
+        let (code, text) = run_check(&store, false, true);
+        assert_eq!(code, 1);
+        let report: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(report["problems"][0]["kind"], "orphan-tar-split");
+        assert_eq!(report["problems"][0]["path"], orphan.display().to_string());
+        assert_eq!(report["problems"][0]["repaired"], false);
+        assert_eq!(report["actions"], serde_json::json!([]));
+
+        let (code, text) = run_check(&store, true, true);
+        assert_eq!(code, 0, "{text}");
+        let report: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(report["problems"][0]["repaired"], true);
+        assert_eq!(report["actions"][0]["ok"], true);
+        assert!(!orphan.exists());
+        assert_eq!(run_check(&store, false, false), (0, String::new()));
     }
 
     #[test]

@@ -12,8 +12,9 @@
 //! The store comes from the global flags, else `storage.conf` and `$STORAGE_DRIVER` /
 //! `$STORAGE_OPTS`, else the built-in paths (see [`config`]). Beyond the Go tool: a progress
 //! bar on stderr for `applydiff`, `import-layer` and `diff` when stderr is a terminal,
-//! `--json-errors`, `completions SHELL`, vfs (without chown) for an ordinary user, and a
-//! fallback to automatic driver selection when storage.conf names a driver this build lacks.
+//! `--json-errors`, `completions SHELL`, `check [--repair] [--quick] [--json]` (the store's
+//! consistency check, [`layerstore::LayerStore::check`]), and vfs (without chown) for an
+//! ordinary user.
 //!
 //! Deliberate differences (kept out of the differential test): flags may follow positional
 //! arguments; `mount NAME` works; `delete` and `delete-layer` by name refuse a layer with
@@ -90,36 +91,20 @@ fn debug_line(text: &str) {
     eprintln!("time=\"{time}\" level=debug msg={text:?}");
 }
 
-/// Opens the store; a driver named only by a configuration file that this build lacks falls
-/// back to automatic selection without the file's driver options (so a machine whose
-/// storage.conf says `driver = "overlay"` still works), and `config` is updated to match.
-fn open_store(config: &mut StoreConfig, debug: bool) -> Result<LayerStore, String> {
-    // Go prints the driver's own complaint (`vfs driver does not support a options`).
-    let text = |err: layerstore::Error| match err {
+/// Opens the store. A driver this build lacks, or one that cannot work here, is an error, as
+/// in Go (`error initializing: ...`), wherever it was named: since overlay and btrfs are
+/// built in, a `storage.conf` naming a driver we lack names one Go lacks too (or a typo), and
+/// silently picking another driver would hide the store the user meant. An ordinary user
+/// needs no fallback either: [`config::resolve`] gives them vfs unless they name a driver.
+fn open_store(config: &StoreConfig) -> Result<LayerStore, String> {
+    let mut options =
+        StoreOptions::new(&config.graph_root, &config.run_root, config.driver.as_str());
+    options.driver_options = config.options.clone();
+    LayerStore::open(options).map_err(|err| match err {
+        // Go prints the driver's own complaint (`vfs driver does not support a options`).
         layerstore::Error::Driver { source, .. } => source.to_string(),
         other => other.to_string(),
-    };
-    let options = |config: &StoreConfig| {
-        let mut options =
-            StoreOptions::new(&config.graph_root, &config.run_root, config.driver.as_str());
-        options.driver_options = config.options.clone();
-        options
-    };
-    match LayerStore::open(options(config)) {
-        Ok(store) => Ok(store),
-        Err(err) if !config.driver_explicit && !config.driver.is_empty() => {
-            if debug {
-                debug_line(&format!(
-                    "driver {:?} unavailable ({err}); picking one",
-                    config.driver
-                ));
-            }
-            config.driver.clear();
-            config.options.clear();
-            LayerStore::open(options(config)).map_err(text)
-        }
-        Err(err) => Err(text(err)),
-    }
+    })
 }
 
 fn run(argv: &[OsString]) -> anyhow::Result<u8> {
@@ -191,7 +176,7 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
         io::stdout().write_all(&script)?;
         return Ok(0);
     }
-    let mut config = match config::resolve(&cli.global, &env) {
+    let config = match config::resolve(&cli.global, &env) {
         Ok(config) => config,
         Err(err) => {
             println!("error initializing: {err}");
@@ -205,7 +190,7 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
         debug_line(&format!("Driver Name: {}", config.driver));
         debug_line(&format!("Driver Options: [{}]", config.options.join(" ")));
     }
-    let store = match open_store(&mut config, debug) {
+    let store = match open_store(&config) {
         Ok(store) => store,
         Err(err) => {
             println!("error initializing: {err}");
@@ -227,4 +212,31 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
     let code = commands::run(&mut ctx, command)?;
     out.flush()?;
     Ok(u8::try_from(code).unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path, driver: &str, explicit: bool) -> StoreConfig {
+        StoreConfig {
+            graph_root: dir.join("graph"),
+            run_root: dir.join("run"),
+            driver: driver.to_string(),
+            options: Vec::new(),
+            driver_explicit: explicit,
+            config_file: None,
+        }
+    }
+
+    #[test]
+    fn a_driver_we_lack_is_an_error_wherever_it_was_named() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for explicit in [true, false] {
+            let err = open_store(&config(dir.path(), "zfs", explicit)).expect_err("no zfs");
+            assert!(err.starts_with("unknown graph driver \"zfs\""), "{err}");
+        }
+        let store = open_store(&config(dir.path(), "vfs", false)).expect("vfs opens");
+        assert_eq!(store.driver_name(), "vfs");
+    }
 }

@@ -91,8 +91,9 @@ pub enum Error {
     /// The layer was never mounted (Go: `layer is not mounted`).
     #[error("layer {0}: layer is not mounted")]
     NotMounted(String),
-    /// The graph driver failed.
-    #[error("layer {id}: {op}: {source}")]
+    /// The graph driver failed. The layer is named once, even when the driver's own message
+    /// starts by naming it.
+    #[error("{}", driver_text(id, op, source))]
     Driver {
         /// The layer (or `-` for store-wide calls).
         id: String,
@@ -130,6 +131,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// `layer <id>: <op>: <driver's message>`, without the driver's own `layer <id>: ` prefix;
+/// `<op>: <message>` for store-wide calls (`id` is `-`).
+fn driver_text(id: &str, op: &str, source: &layerstore_driver::Error) -> String {
+    let message = source.to_string();
+    if id == "-" {
+        return format!("{op}: {message}");
+    }
+    let own_prefix = format!("layer {id}: ");
+    let rest = message.strip_prefix(&own_prefix).unwrap_or(&message);
+    format!("layer {id}: {op}: {rest}")
 }
 
 impl Error {
@@ -178,5 +191,32 @@ impl Error {
             path: path.into(),
             source: Box::new(source),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_errors_name_the_layer_once() {
+        let source = layerstore_driver::Error::LayerNotFound {
+            id: "abc".into(),
+            path: "/g/vfs/dir/abc".into(),
+        };
+        let err = Error::driver("abc", "apply diff", source);
+        assert_eq!(
+            err.to_string(),
+            "layer abc: apply diff: not found (/g/vfs/dir/abc)"
+        );
+        let source = layerstore_driver::Error::UnknownDriver {
+            name: "zfs".into(),
+            known: vec!["vfs".into()],
+        };
+        let text = Error::driver("-", "start the driver", source).to_string();
+        assert!(
+            text.starts_with("start the driver: unknown graph driver"),
+            "{text}"
+        );
     }
 }

@@ -29,6 +29,8 @@ use crate::files::{
 use crate::options::{DiffOptions, LayerOptions, MountOptions, StoreOptions};
 use crate::state::{State, by_digest, reindex_digests, unindex_digest};
 
+pub(crate) mod check;
+
 /// How many times a reader retries after upgrading to the write lock to clean up (Go HEAD: 3).
 const MAX_CLEANUP_ATTEMPTS: usize = 3;
 
@@ -1202,6 +1204,12 @@ impl LayerStore {
             return Ok(path);
         }
         let id = layer.id.clone();
+        if layer.mount_count > 0 {
+            // Counted but no longer mounted (unmounted behind our back): the driver may still
+            // count it in this process (overlay does) and would not mount again. Releasing
+            // what is not mounted is harmless for every driver.
+            let _ = self.driver.put(&id);
+        }
         let mount_opts = MountOpts {
             mount_label: if options.mount_label.is_empty() {
                 layer.mount_label.clone()
@@ -1285,17 +1293,17 @@ impl LayerStore {
 
     /// The host UIDs and GIDs owning the directories above the layer's mount point that the
     /// layer's ID mappings do not map (Go's `ParentOwners`): what a user namespace with those
-    /// mappings could not reach. The layer must be mounted ([`Error::NotMounted`], checked
-    /// first, as the Go tool does); empty for a layer without mappings.
+    /// mappings could not reach. As in Go, a layer without mappings has none (mounted or
+    /// not); otherwise the layer must be mounted ([`Error::NotMounted`]).
     pub fn parent_owners(&self, key: &str) -> Result<(Vec<u32>, Vec<u32>)> {
         let layer = self.get(key)?;
+        if layer.uid_map.is_empty() && layer.gid_map.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
         let mount_point = match &layer.mount_point {
             Some(path) if layer.mount_count > 0 => path.clone(),
             _ => return Err(Error::NotMounted(layer.id)),
         };
-        if layer.uid_map.is_empty() && layer.gid_map.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
-        }
         let mappings = mappings_of(&layer);
         let mut uids = BTreeSet::new();
         let mut gids = BTreeSet::new();

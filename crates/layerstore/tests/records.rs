@@ -333,3 +333,29 @@ fn shutdown_refuses_mounted_layers_unless_forced() {
         b"[]"
     );
 }
+
+/// Go's order: a layer without ID mappings has no unmapped parent owners, mounted or not; one
+/// with mappings must be mounted first.
+#[test]
+fn parent_owners_checks_mappings_before_the_mount() {
+    // A mapped layer's top directory is chowned to the mapped root.
+    require_or_skip!(Capability::Root);
+    let scratch = Scratch::new();
+    let store = scratch.open();
+    let plain = store.create(&LayerOptions::new()).expect("create");
+    assert_eq!(
+        store.parent_owners(&plain.id).expect("no mappings"),
+        (Vec::new(), Vec::new())
+    );
+    let mut options = LayerOptions::new();
+    options.uid_map = vec![layerstore::IDMap {
+        container_id: 0,
+        host_id: 100_000,
+        size: 65_536,
+    }];
+    let mapped = store.create(&options).expect("create mapped");
+    assert!(matches!(
+        store.parent_owners(&mapped.id),
+        Err(Error::NotMounted(id)) if id == mapped.id
+    ));
+}
