@@ -1,0 +1,967 @@
+//! Hostile-archive suite: the `layerstore` CLI imports malicious layer tarballs (path escapes
+//! through `..`, absolute names, symlinks, hardlinks and whiteouts; absurd sizes and counts;
+//! malformed headers; compression bombs) on vfs and overlay. Each must be refused (non-zero
+//! exit, no layer added, nothing left incomplete) or contained (imported, its diff given back
+//! byte for byte), and in every case a sibling "host" directory, a canary outside the scratch
+//! directory and the store's other layers are checked untouched.
+//!
+//! Tarballs are built here from raw 512-byte headers (checksums computed) where the `tar` crate
+//! would refuse to write them. The configurable cap on the expanded size
+//! (`ApplyOptions::max_uncompressed_size`) is exposed neither by the CLI nor by
+//! `layerstore::LayerStore`, so the 10 GiB bombs against that cap go through
+//! `layerstore_archive::apply`; through the CLI, bombs are contained by a small filesystem.
+
+mod suite;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use layerstore_testsupport::{Capability, require_or_skip};
+use suite::{Scratch, Store};
+
+/// How an entry is typed (`typeflag`).
+mod kind {
+    pub const FILE: u8 = b'0';
+    pub const HARDLINK: u8 = b'1';
+    pub const SYMLINK: u8 = b'2';
+    pub const CHAR: u8 = b'3';
+    pub const BLOCK: u8 = b'4';
+    pub const DIR: u8 = b'5';
+    pub const PAX: u8 = b'x';
+    pub const GNU_LONGNAME: u8 = b'L';
+    pub const GNU_LONGLINK: u8 = b'K';
+}
+
+/// A raw ustar header block with a correct checksum. `size_field` overrides the octal size.
+fn header(
+    name: &[u8],
+    typeflag: u8,
+    size: u64,
+    link: &[u8],
+    mode: u32,
+    size_field: Option<[u8; 12]>,
+) -> [u8; 512] {
+    let mut block = [0u8; 512];
+    let put = |block: &mut [u8; 512], at: usize, len: usize, bytes: &[u8]| {
+        let n = bytes.len().min(len);
+        block[at..at + n].copy_from_slice(&bytes[..n]);
+    };
+    put(&mut block, 0, 100, name);
+    put(&mut block, 100, 8, format!("{mode:07o}\0").as_bytes());
+    put(&mut block, 108, 8, b"0000000\0");
+    put(&mut block, 116, 8, b"0000000\0");
+    match size_field {
+        Some(field) => put(&mut block, 124, 12, &field),
+        None => put(&mut block, 124, 12, format!("{size:011o}\0").as_bytes()),
+    }
+    put(&mut block, 136, 12, b"14741265400\0");
+    block[156] = typeflag;
+    put(&mut block, 157, 100, link);
+    put(&mut block, 257, 6, b"ustar\0");
+    put(&mut block, 263, 2, b"00");
+    put(&mut block, 329, 8, b"0000000\0");
+    put(&mut block, 337, 8, b"0000000\0");
+    set_checksum(&mut block);
+    block
+}
+
+fn set_checksum(block: &mut [u8; 512]) {
+    block[148..156].copy_from_slice(b"        ");
+    let sum: u32 = block.iter().map(|&b| u32::from(b)).sum();
+    block[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+}
+
+/// Builds a tarball entry by entry.
+#[derive(Default)]
+struct Tar(Vec<u8>);
+
+impl Tar {
+    fn raw(mut self, block: [u8; 512]) -> Self {
+        self.0.extend_from_slice(&block);
+        self
+    }
+
+    fn data(mut self, data: &[u8]) -> Self {
+        self.0.extend_from_slice(data);
+        let pad = (512 - data.len() % 512) % 512;
+        self.0.extend(std::iter::repeat_n(0u8, pad));
+        self
+    }
+
+    fn entry(self, name: &[u8], typeflag: u8, link: &[u8], mode: u32, data: &[u8]) -> Self {
+        self.raw(header(name, typeflag, data.len() as u64, link, mode, None))
+            .data(data)
+    }
+
+    fn file(self, name: &str, data: &[u8]) -> Self {
+        self.entry(name.as_bytes(), kind::FILE, b"", 0o644, data)
+    }
+
+    fn dir(self, name: &str) -> Self {
+        self.entry(name.as_bytes(), kind::DIR, b"", 0o755, b"")
+    }
+
+    fn symlink(self, name: &str, target: &str) -> Self {
+        self.entry(
+            name.as_bytes(),
+            kind::SYMLINK,
+            target.as_bytes(),
+            0o777,
+            b"",
+        )
+    }
+
+    fn hardlink(self, name: &str, target: &str) -> Self {
+        self.entry(
+            name.as_bytes(),
+            kind::HARDLINK,
+            target.as_bytes(),
+            0o644,
+            b"",
+        )
+    }
+
+    fn pax(self, records: &[(&str, &str)]) -> Self {
+        let mut data = Vec::new();
+        for (key, value) in records {
+            let body = format!(" {key}={value}\n");
+            // The length prefix counts itself.
+            let mut len = body.len() + 1;
+            while format!("{len}{body}").len() != len {
+                len += 1;
+            }
+            data.extend_from_slice(format!("{len}{body}").as_bytes());
+        }
+        self.entry(b"PaxHeaders/x", kind::PAX, b"", 0o644, &data)
+    }
+
+    fn end(mut self) -> Vec<u8> {
+        self.0.extend(std::iter::repeat_n(0u8, 1024));
+        self.0
+    }
+}
+
+/// What a case may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Must be refused.
+    Refused,
+    /// Either refused or imported, as long as nothing outside the layer changed.
+    RefusedOrContained,
+}
+
+struct Case {
+    name: &'static str,
+    tar: Vec<u8>,
+    expect: Expect,
+}
+
+/// Paths the cases aim at.
+struct Targets {
+    /// The sibling "host" directory (absolute, no trailing slash).
+    host: String,
+    /// `../` enough times to climb from any layer root to `/`, then the host path: a relative
+    /// escape to the host directory.
+    climb: String,
+    /// A canary path outside the scratch directory that an absolute entry could create.
+    outside: PathBuf,
+}
+
+fn cases(t: &Targets) -> Vec<Case> {
+    use Expect::*;
+    let host = t.host.as_str();
+    let climb = t.climb.as_str();
+    let outside = t.outside.display().to_string();
+    let mut cases = vec![
+        Case {
+            name: "dotdot-file",
+            tar: Tar::default()
+                .file(&format!("{climb}/dotdot-file"), b"x")
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "dotdot-inside-a-path",
+            tar: Tar::default()
+                .dir("a/")
+                .file(&format!("a/../{climb}/nested-dotdot"), b"x")
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "absolute-name",
+            tar: Tar::default().file(&outside, b"x").end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "absolute-symlink-then-file",
+            tar: Tar::default()
+                .symlink("link", host)
+                .file("link/through-absolute-symlink", b"x")
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "relative-symlink-then-file",
+            tar: Tar::default()
+                .symlink("link", climb)
+                .file("link/through-relative-symlink", b"x")
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "symlink-then-overwrite-host-file",
+            tar: Tar::default()
+                .dir("d/")
+                .symlink("d/l", climb)
+                .file("d/l/sub/inner.txt", b"pwned")
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            // CVE-2026-33056: a directory entry through a symlink of the same name chmods the
+            // target.
+            name: "symlink-then-directory-entry-chmod",
+            tar: Tar::default()
+                .symlink("link", host)
+                .entry(b"link/", kind::DIR, b"", 0o777, b"")
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "symlink-chain",
+            tar: Tar::default()
+                .symlink("a", "b")
+                .symlink("b", host)
+                .file("a/chained", b"x")
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "symlink-to-proc-magic-link",
+            tar: Tar::default()
+                .symlink("cwd", "/proc/self/cwd")
+                .file("cwd/magic-link", b"x")
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "directory-replaced-by-symlink",
+            tar: Tar::default()
+                .dir("d/")
+                .file("d/f", b"x")
+                .symlink("d", host)
+                .file("d/after-swap", b"x")
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "hardlink-to-absolute-host-file",
+            tar: Tar::default()
+                .hardlink("hl", &format!("{host}/canary.txt"))
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "hardlink-to-relative-escape",
+            tar: Tar::default()
+                .hardlink("hl", &format!("{climb}/canary.txt"))
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "hardlink-then-write-through-it",
+            tar: Tar::default()
+                .hardlink("hl", &format!("{climb}/canary.txt"))
+                .file("hl", b"pwned")
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "hardlink-through-symlinked-parent",
+            tar: Tar::default()
+                .symlink("s", host)
+                .hardlink("hl", "s/canary.txt")
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "hardlink-to-outward-symlink-then-write",
+            tar: Tar::default()
+                .symlink("s", &format!("{host}/canary.txt"))
+                .hardlink("h", "s")
+                .file("h", b"pwned")
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "whiteout-of-dotdot",
+            tar: Tar::default().file(".wh...", b"").end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "whiteout-of-dotdot-in-subdir",
+            tar: Tar::default().dir("sub/").file("sub/.wh...", b"").end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "whiteout-through-symlink",
+            tar: Tar::default()
+                .symlink("link", host)
+                .file("link/.wh.canary.txt", b"")
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "opaque-whiteout-through-symlink",
+            tar: Tar::default()
+                .symlink("link", host)
+                .file("link/.wh..wh..opq", b"")
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "whiteout-absolute",
+            tar: Tar::default()
+                .file(&format!("{host}/.wh.canary.txt"), b"")
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "whiteout-relative-escape",
+            tar: Tar::default()
+                .file(&format!("{climb}/.wh.canary.txt"), b"")
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "nul-inside-name",
+            tar: Tar::default()
+                .entry(
+                    format!("ok\0{climb}/after-nul").as_bytes(),
+                    kind::FILE,
+                    b"",
+                    0o644,
+                    b"x",
+                )
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "pax-path-escape",
+            tar: Tar::default()
+                .pax(&[("path", &format!("{climb}/pax-escape"))])
+                .file("innocent", b"x")
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "pax-linkpath-escape",
+            tar: Tar::default()
+                .pax(&[("linkpath", host)])
+                .symlink("innocent-link", "innocent")
+                .file("innocent-link/pax-linkpath", b"x")
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "gnu-longname-escape",
+            tar: Tar::default()
+                .entry(
+                    b"././@LongLink",
+                    kind::GNU_LONGNAME,
+                    b"",
+                    0o644,
+                    format!("{climb}/long-escape\0").as_bytes(),
+                )
+                .file("innocent", b"x")
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "gnu-longlink-symlink-escape",
+            tar: Tar::default()
+                .entry(
+                    b"././@LongLink",
+                    kind::GNU_LONGLINK,
+                    b"",
+                    0o644,
+                    format!("{host}\0").as_bytes(),
+                )
+                .symlink("ll", "innocent")
+                .file("ll/through-longlink", b"x")
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            // TARmageddon: PAX size disagrees with the ustar size, hiding a header.
+            name: "pax-size-desync",
+            tar: {
+                let smuggled = Tar::default()
+                    .file(&format!("{climb}/smuggled"), b"pwned")
+                    .0;
+                Tar::default()
+                    .pax(&[("size", &smuggled.len().to_string())])
+                    .raw(header(b"carrier", kind::FILE, 0, b"", 0o644, None))
+                    .data(&smuggled)
+                    .end()
+            },
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "huge-pax-header",
+            tar: Tar::default()
+                .raw(header(
+                    b"PaxHeaders/x",
+                    kind::PAX,
+                    (1 << 32) - 1,
+                    b"",
+                    0o644,
+                    None,
+                ))
+                .data(b"20 path=aaaaaaaaaaa\n")
+                .end(),
+            expect: Refused,
+        },
+        Case {
+            name: "huge-gnu-longname",
+            tar: Tar::default()
+                .raw(header(
+                    b"././@LongLink",
+                    kind::GNU_LONGNAME,
+                    1 << 30,
+                    b"",
+                    0o644,
+                    None,
+                ))
+                .data(b"aaaa")
+                .end(),
+            expect: Refused,
+        },
+        Case {
+            name: "gnu-sparse-huge-map",
+            tar: Tar::default()
+                .pax(&[
+                    ("GNU.sparse.major", "1"),
+                    ("GNU.sparse.minor", "0"),
+                    ("GNU.sparse.name", "sparse"),
+                    ("GNU.sparse.realsize", "1099511627776"),
+                ])
+                .raw(header(
+                    b"GNUSparseFile.0/sparse",
+                    kind::FILE,
+                    512,
+                    b"",
+                    0o644,
+                    None,
+                ))
+                .data(b"99999999999999\n0\n")
+                .end(),
+            expect: Refused,
+        },
+        Case {
+            name: "absurd-size-base256",
+            tar: {
+                let mut field = [0xffu8; 12];
+                field[0] = 0x80;
+                field[1] = 0x7f;
+                Tar::default()
+                    .raw(header(b"big", kind::FILE, 0, b"", 0o644, Some(field)))
+                    .data(b"short")
+                    .end()
+            },
+            expect: Refused,
+        },
+        Case {
+            name: "negative-size-base256",
+            tar: Tar::default()
+                .raw(header(b"neg", kind::FILE, 0, b"", 0o644, Some([0xff; 12])))
+                .end(),
+            expect: Refused,
+        },
+        Case {
+            name: "size-larger-than-the-stream",
+            tar: Tar::default()
+                .raw(header(
+                    b"truncated",
+                    kind::FILE,
+                    1 << 33,
+                    b"",
+                    0o644,
+                    Some(*b"77777777777\0"),
+                ))
+                .data(b"only this")
+                .0,
+            expect: Refused,
+        },
+        Case {
+            name: "non-octal-size",
+            tar: Tar::default()
+                .raw(header(
+                    b"junk",
+                    kind::FILE,
+                    0,
+                    b"",
+                    0o644,
+                    Some(*b"zzzzzzzzzzz\0"),
+                ))
+                .end(),
+            expect: Refused,
+        },
+        Case {
+            name: "bad-checksum",
+            tar: {
+                let mut block = header(b"evil", kind::FILE, 1, b"", 0o644, None);
+                block[148] = b'7';
+                Tar::default().raw(block).data(b"x").end()
+            },
+            expect: Refused,
+        },
+        Case {
+            name: "device-nodes-and-setuid",
+            tar: Tar::default()
+                .entry(b"mem", kind::CHAR, b"", 0o600, b"")
+                .entry(b"sda", kind::BLOCK, b"", 0o600, b"")
+                .entry(b"suid-root", kind::FILE, b"", 0o4755, b"#!/bin/sh\n")
+                .end(),
+            expect: RefusedOrContained,
+        },
+        Case {
+            name: "path-deeper-than-path-max",
+            tar: {
+                let deep = "d/".repeat(2100);
+                Tar::default()
+                    .pax(&[("path", &format!("{deep}leaf"))])
+                    .file("placeholder", b"x")
+                    .end()
+            },
+            expect: RefusedOrContained,
+        },
+    ];
+    // An absurd count: many thousands of entries (contained: they all land in the layer).
+    let mut many = Tar::default().dir("many/");
+    for i in 0..5000 {
+        many = many.file(&format!("many/{i}"), b"");
+    }
+    cases.push(Case {
+        name: "thousands-of-entries",
+        tar: many.end(),
+        expect: RefusedOrContained,
+    });
+    cases
+}
+
+/// Everything observable about the files under `dir`: path → (type, mode, uid, gid, nlink,
+/// size, content or link target).
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let detail = if meta.file_type().is_symlink() {
+            format!("-> {:?}", fs::read_link(&path).ok())
+        } else if meta.is_file() {
+            format!("{:?}", fs::read(&path).ok())
+        } else {
+            String::new()
+        };
+        out.insert(
+            path.clone(),
+            format!(
+                "mode {:o} uid {} gid {} nlink {} size {} {detail}",
+                meta.mode(),
+                meta.uid(),
+                meta.gid(),
+                meta.nlink(),
+                if meta.is_dir() { 0 } else { meta.size() }
+            ),
+        );
+        if meta.is_dir() {
+            for entry in fs::read_dir(&path).into_iter().flatten().flatten() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    out
+}
+
+fn make_host(host: &Path) {
+    fs::create_dir_all(host.join("sub")).expect("host dir");
+    fs::write(host.join("canary.txt"), b"canary").expect("canary");
+    fs::write(host.join("sub").join("inner.txt"), b"inner").expect("inner");
+    fs::set_permissions(host, fs::Permissions::from_mode(0o750)).expect("chmod host");
+}
+
+/// Imports every case into one store with `driver`; returns (refused, contained).
+fn import_cases(driver: &str) -> (usize, usize) {
+    let scratch = Scratch::new();
+    let host = scratch.path().join("host");
+    make_host(&host);
+    let store = Store::new(
+        scratch.path().join("graph"),
+        scratch.path().join("run"),
+        driver,
+    );
+    // A layer that must survive everything.
+    let keep = scratch.path().join("keep.tar");
+    suite::write_file(&keep, &Tar::default().file("kept", b"kept").end());
+    store.run_ok(&[
+        "import-layer",
+        "-n",
+        "kept",
+        "-f",
+        &keep.display().to_string(),
+    ]);
+    let outside = std::env::temp_dir().join(format!(
+        "layerstore-hostile-canary-{}-{driver}",
+        std::process::id()
+    ));
+    let targets = Targets {
+        host: host.display().to_string(),
+        climb: format!(
+            "{}{}",
+            "../".repeat(24),
+            host.display().to_string().trim_start_matches('/')
+        ),
+        outside: outside.clone(),
+    };
+    let host_before = snapshot(&host);
+    let scratch_listing = |p: &Path| -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(p)
+            .expect("scratch listing")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".tar"))
+            .collect();
+        names.sort();
+        names
+    };
+    let scratch_before = scratch_listing(scratch.path());
+    let cases = cases(&targets);
+    assert!(cases.len() >= 30, "at least 30 malicious tarballs");
+    let (mut refused, mut contained) = (0, 0);
+    for case in &cases {
+        let context = format!("{driver} {}", case.name);
+        let path = scratch.path().join(format!("{}.tar", case.name));
+        suite::write_file(&path, &case.tar);
+        let before = store.records().expect("layers.json");
+        let output = store.run(&["import-layer", "-f", &path.display().to_string()]);
+        let after = store
+            .records()
+            .expect("layers.json parses after a hostile import");
+        assert!(
+            after.iter().all(|l| !l.incomplete),
+            "{context}: incomplete layer left"
+        );
+        if output.status.success() {
+            assert_eq!(
+                case.expect,
+                Expect::RefusedOrContained,
+                "{context}: must be refused: {}",
+                suite::describe(&output)
+            );
+            contained += 1;
+            assert_eq!(after.len(), before.len() + 1, "{context}: one layer added");
+            let new = after.last().expect("the new layer");
+            let diff = store.run(&["diff", "-u", &new.id]);
+            assert!(
+                diff.status.success(),
+                "{context}: {}",
+                suite::describe(&diff)
+            );
+            assert_eq!(
+                Some(suite::sha256_digest(&diff.stdout)),
+                new.diff_digest,
+                "{context}: the contained layer does not give back its diff"
+            );
+            assert_eq!(
+                Some(suite::sha256_digest(&case.tar)),
+                new.diff_digest,
+                "{context}: recorded digest is not the input's"
+            );
+        } else {
+            refused += 1;
+            assert_eq!(
+                before, after,
+                "{context}: a refused import changed the records"
+            );
+            assert!(
+                !output.stderr.is_empty(),
+                "{context}: refused without a message"
+            );
+        }
+        assert_eq!(
+            snapshot(&host),
+            host_before,
+            "{context}: the host directory changed"
+        );
+        assert!(
+            !outside.exists(),
+            "{context}: created {}",
+            outside.display()
+        );
+        assert_eq!(
+            scratch_listing(scratch.path()),
+            scratch_before,
+            "{context}: something appeared beside the store"
+        );
+        eprintln!(
+            "hostile {context}: {}",
+            if output.status.success() {
+                "contained".to_string()
+            } else {
+                format!(
+                    "refused: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                )
+            }
+        );
+    }
+    let layers = suite::verify(&store, &format!("{driver} after the hostile cases"));
+    assert!(
+        layers.iter().any(|l| l.names == ["kept"]),
+        "the kept layer survived"
+    );
+    store.run_ok(&["shutdown"]);
+    (refused, contained)
+}
+
+#[test]
+fn hostile_archives_on_vfs_are_refused_or_contained() {
+    require_or_skip!(Capability::Root);
+    let started = Instant::now();
+    let (refused, contained) = import_cases("vfs");
+    eprintln!(
+        "hostile suite vfs: {} archives, refused {refused}, contained {contained}, {:.1?}",
+        refused + contained,
+        started.elapsed()
+    );
+}
+
+#[test]
+fn hostile_archives_on_overlay_are_refused_or_contained() {
+    require_or_skip!(Capability::Root, Capability::Overlay);
+    let started = Instant::now();
+    let (refused, contained) = import_cases("overlay");
+    eprintln!(
+        "hostile suite overlay: {} archives, refused {refused}, contained {contained}, {:.1?}",
+        refused + contained,
+        started.elapsed()
+    );
+}
+
+/// Layers whose files sit under a symlinked directory: the benign `lib -> usr/lib` then
+/// `lib/x` (what Go's tool imports and diffs), and a hostile `up -> ..`, `deep/up -> ../up/..`
+/// then `deep/up/up/<host path>/via-up`. The import resolves those parents inside the layer
+/// root and succeeds, so the layer must also give back its diff (ARCHITECTURE.md: "A layer
+/// listed without the `incomplete` flag can always give back its diff"), or the import must
+/// refuse it. At the time of writing both imports succeed and both diffs fail with ELOOP: the
+/// tar-split file getter (`layerstore_tarsplit::DirFileGetter`) opens the stored name with
+/// `RESOLVE_NO_SYMLINKS`, while the apply resolves it with `RESOLVE_IN_ROOT`.
+#[test]
+fn a_file_under_a_symlinked_directory_gives_back_its_diff() {
+    require_or_skip!(Capability::Root);
+    let scratch = Scratch::new();
+    let host = scratch.path().join("host");
+    make_host(&host);
+    let host_before = snapshot(&host);
+    let store = Store::new(
+        scratch.path().join("graph"),
+        scratch.path().join("run"),
+        "vfs",
+    );
+    let benign = Tar::default()
+        .dir("usr/")
+        .dir("usr/lib/")
+        .symlink("lib", "usr/lib")
+        .file("lib/x", b"hi\n")
+        .end();
+    let hostile = Tar::default()
+        .symlink("up", "..")
+        .dir("deep/")
+        .symlink("deep/up", "../up/..")
+        .file(
+            &format!(
+                "deep/up/up/{}/via-up",
+                host.display().to_string().trim_start_matches('/')
+            ),
+            b"x",
+        )
+        .end();
+    for (label, tar) in [("benign", benign), ("hostile", hostile)] {
+        let path = scratch.path().join(format!("{label}.tar"));
+        suite::write_file(&path, &tar);
+        let before = store.records().expect("layers.json");
+        let output = store.run(&["import-layer", "-f", &path.display().to_string()]);
+        assert_eq!(
+            snapshot(&host),
+            host_before,
+            "{label}: the host directory changed"
+        );
+        if output.status.success() {
+            suite::verify(&store, &format!("{label} layer with a symlinked parent"));
+        } else {
+            assert_eq!(store.records().expect("layers.json"), before);
+        }
+    }
+}
+
+/// A reader that yields `head`, then `middle` `repeat` times, then `tail`: a huge compressed
+/// stream from a few small members, never held in memory or on disk.
+struct Repeating {
+    parts: Vec<(Vec<u8>, u64)>,
+    part: usize,
+    done: u64,
+    offset: usize,
+}
+
+impl Repeating {
+    fn new(head: Vec<u8>, middle: Vec<u8>, repeat: u64, tail: Vec<u8>) -> Self {
+        Repeating {
+            parts: vec![(head, 1), (middle, repeat), (tail, 1)],
+            part: 0,
+            done: 0,
+            offset: 0,
+        }
+    }
+}
+
+impl Read for Repeating {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while let Some((bytes, times)) = self.parts.get(self.part) {
+            if self.done == *times || bytes.is_empty() {
+                self.part += 1;
+                self.done = 0;
+                self.offset = 0;
+                continue;
+            }
+            let n = (bytes.len() - self.offset).min(buf.len());
+            buf[..n].copy_from_slice(&bytes[self.offset..self.offset + n]);
+            self.offset += n;
+            if self.offset == bytes.len() {
+                self.offset = 0;
+                self.done += 1;
+            }
+            return Ok(n);
+        }
+        Ok(0)
+    }
+}
+
+const CHUNK: u64 = 64 << 20;
+
+fn compress(compression: &str, data: &[u8]) -> Vec<u8> {
+    match compression {
+        "gzip" => {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            encoder.write_all(data).expect("gzip");
+            encoder.finish().expect("gzip")
+        }
+        _ => zstd::encode_all(data, 19).expect("zstd"),
+    }
+}
+
+/// A bomb: a tar holding one file of `chunks` × 64 MiB zeros, compressed as concatenated
+/// members (gzip) or frames (zstd), each of which decoders read on as one stream.
+fn bomb(compression: &str, chunks: u64) -> Repeating {
+    let head = header(b"zeros", kind::FILE, chunks * CHUNK, b"", 0o644, None);
+    let zeros = vec![0u8; CHUNK as usize];
+    Repeating::new(
+        compress(compression, &head),
+        compress(compression, &zeros),
+        chunks,
+        compress(compression, &[0u8; 1024]),
+    )
+}
+
+#[test]
+fn compression_bombs_stop_at_the_configured_cap() {
+    require_or_skip!(Capability::Root);
+    let scratch = Scratch::new();
+    let host = scratch.path().join("host");
+    make_host(&host);
+    let host_before = snapshot(&host);
+    for compression in ["gzip", "zstd"] {
+        let target = scratch.path().join(format!("layer-{compression}"));
+        fs::create_dir(&target).expect("target");
+        // 160 × 64 MiB = 10 GiB expanded.
+        let input = bomb(compression, 160);
+        let cap = 32 << 20;
+        let options = layerstore_archive::ApplyOptions {
+            max_uncompressed_size: Some(cap),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let result = layerstore_archive::apply(
+            &target,
+            input,
+            Vec::<layerstore_tarsplit::Entry>::new(),
+            &options,
+        );
+        let elapsed = started.elapsed();
+        match result {
+            Err(layerstore_archive::Error::TooLarge { limit }) => assert_eq!(limit, cap),
+            Err(other) => panic!("{compression} bomb: wrong error {other}"),
+            Ok(_) => panic!("{compression} bomb: a 10 GiB layer passed a {cap}-byte cap"),
+        }
+        let written: u64 = fs::metadata(target.join("zeros")).map_or(0, |m| m.len());
+        assert!(
+            written <= cap,
+            "{compression} bomb: {written} bytes written past the cap"
+        );
+        eprintln!("{compression} 10 GiB bomb stopped at the {cap}-byte cap in {elapsed:.1?}");
+    }
+    assert_eq!(snapshot(&host), host_before, "the host directory changed");
+}
+
+#[test]
+fn compression_bombs_through_the_cli_are_contained_by_a_small_filesystem() {
+    require_or_skip!(Capability::Root);
+    let scratch = Scratch::new();
+    let host = scratch.path().join("host");
+    make_host(&host);
+    let host_before = snapshot(&host);
+    let fs_dir = scratch.path().join("fs");
+    suite::mount_tmpfs(&fs_dir, 16);
+    let store = Store::new(fs_dir.join("graph"), scratch.path().join("run"), "vfs");
+    let keep = scratch.path().join("keep.tar");
+    suite::write_file(&keep, &Tar::default().file("kept", b"kept").end());
+    store.run_ok(&[
+        "import-layer",
+        "-n",
+        "kept",
+        "-f",
+        &keep.display().to_string(),
+    ]);
+    let before = store.records().expect("layers.json");
+    for compression in ["gzip", "zstd"] {
+        // 64 × 64 MiB = 4 GiB expanded, from a few MiB on disk.
+        let path = scratch.path().join(format!("bomb.{compression}"));
+        let mut file = fs::File::create(&path).expect("bomb file");
+        std::io::copy(&mut bomb(compression, 64), &mut file).expect("write bomb");
+        drop(file);
+        let started = Instant::now();
+        let output = store.run(&["import-layer", "-f", &path.display().to_string()]);
+        assert!(!output.status.success(), "{compression} bomb imported");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.to_lowercase().contains("no space left on device"),
+            "{compression} bomb: unclear error: {stderr}"
+        );
+        assert_eq!(store.records().expect("layers.json"), before);
+        suite::verify(&store, &format!("after the {compression} bomb"));
+        eprintln!(
+            "{compression} 4 GiB bomb through the CLI refused in {:.1?}: {}",
+            started.elapsed(),
+            stderr.trim()
+        );
+    }
+    assert_eq!(snapshot(&host), host_before, "the host directory changed");
+}
