@@ -1,4 +1,4 @@
-//! Fuzzes the disassembler: any bytes must give records or an error, never a panic; when a
+//! Fuzzes the tar-split disassembler: any bytes must give records or an error, never a panic; when a
 //! stream is accepted, its records plus the contents the pull API handed out must assemble
 //! back to the very same bytes, and the pass-through reader (fed in small, uneven reads) must
 //! give back the input and record the same entries.

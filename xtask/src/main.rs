@@ -2,6 +2,7 @@
 //!
 //! - `cargo xtask ci`: what CI runs; fmt, clippy, tests, docs; stops at the first failure.
 //! - `cargo xtask demo`: the README's main job (import a layer, give it back, verify).
+//! - `cargo xtask fuzz --seconds N`: every fuzz target of `fuzz/`, N seconds each.
 //! - `cargo xtask bench`: whole-process benchmarks against the Go tool and the physical
 //!   reference; writes `docs/BENCHMARKS.md` (see `bench.rs`; never part of `ci`).
 
@@ -10,6 +11,7 @@ use std::time::Instant;
 
 mod bench;
 mod demo;
+mod fuzz;
 mod tidy;
 
 fn main() -> ExitCode {
@@ -17,6 +19,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("demo") => demo::run(&args[1..]).map_err(|e| format!("demo: {e}")),
+        Some("fuzz") => fuzz::run(&args[1..]).map_err(|e| format!("fuzz: {e}")),
         Some("tidy") => tidy::check().map_err(|e| format!("tidy: {e}")),
         Some("bench") => bench::run(&args[1..]).map_err(|e| format!("bench: {e}")),
         Some("help") | Some("--help") | Some("-h") | None => {
@@ -40,6 +43,7 @@ tasks:
   ci     cargo fmt --check, clippy -D warnings, test --workspace, doc (warnings denied)
   demo   the README's main job: import examples/layer.tar.gz into the default store, give
          it back, verify its digest (`demo --keep`, `demo -- <global layerstore options>`)
+  fuzz   every cargo-fuzz target of fuzz/ for N seconds each (`fuzz --seconds N [TARGET...]`)
   tidy   repository invariants (dependency arrows, crate docs)
   bench  whole-process benchmarks vs the Go tool -> docs/BENCHMARKS.md (`bench --help`)
 ";

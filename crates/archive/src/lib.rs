@@ -53,6 +53,11 @@
 //! reads an overlay upper dir; [`export`] / [`export_to`] write the tar stream of a change list
 //! over a tree (for layers without tar-split records).
 //!
+//! # Fuzzing
+//!
+//! The workspace's `fuzz/` project has the target `archive_apply` (any bytes applied beneath a temporary root: an error or success, never a panic, and nothing created beside the root):
+//! `cargo xtask fuzz --seconds 300 archive_apply` (needs `cargo install cargo-fuzz`).
+//!
 //! # Example
 //!
 //! ```

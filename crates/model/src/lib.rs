@@ -58,6 +58,11 @@
 //! * `parse_layers_json` refuses records whose ID could not name a file (Go accepts any
 //!   string); it does not check the records against each other (duplicate IDs or names).
 //!
+//! # Fuzzing
+//!
+//! The workspace's `fuzz/` project has the target `layers_json` (any bytes: records or an error, never a panic; what loads encodes to bytes that load to the same records and encode to the same bytes again):
+//! `cargo xtask fuzz --seconds 300 layers_json` (needs `cargo install cargo-fuzz`).
+//!
 //! # Example
 //!
 //! ```

@@ -62,17 +62,15 @@
 //!
 //! # Fuzzing
 //!
-//! `crates/tarsplit/fuzz` is a cargo-fuzz project (its own workspace, not a member of the root
-//! one, not run in CI) with two targets: `entry_reader` (tar-split JSON lines and gzip: no
-//! panic, decoded entries re-encode to the same entries) and `disassembler` (any bytes: no
-//! panic, and an accepted stream assembles back from its records and contents byte for byte).
-//! With `cargo install cargo-fuzz` and a nightly toolchain:
+//! The workspace's `fuzz/` cargo-fuzz project (its own workspace, not run in CI) has two
+//! targets for this crate: `tar_split_read` (tar-split JSON lines and gzip: no panic, decoded
+//! entries re-encode to the same entries) and `tar_split_disassemble` (any bytes: no panic, and
+//! an accepted stream assembles back from its records and contents byte for byte). With
+//! `cargo install cargo-fuzz`:
 //!
 //! ```text
-//! cd crates/tarsplit/fuzz
-//! mkdir -p corpus/disassembler && cp ../../../../shared/fixtures/go-1.43/tars/*.tar corpus/disassembler/
-//! cargo +nightly fuzz run -O disassembler corpus/disassembler -- -max_len=65536
-//! cargo +nightly fuzz run -O entry_reader
+//! cargo xtask fuzz --seconds 300 tar_split_disassemble tar_split_read
+//! mkdir -p fuzz/corpus/tar_split_disassemble && cp ../shared/fixtures/go-1.43/tars/*.tar fuzz/corpus/tar_split_disassemble/
 //! ```
 //!
 //! # Example
