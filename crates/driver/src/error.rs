@@ -95,6 +95,33 @@ pub enum Error {
         /// The options given.
         options: Vec<String>,
     },
+    /// The driver has no staging (`DriverWithDiffer`).
+    #[error("{driver} driver does not support staged layers (apply with a differ)")]
+    DifferNotSupported {
+        /// The driver.
+        driver: String,
+    },
+    /// The driver cannot use additional layer stores.
+    #[error("{driver} driver does not support additional layer stores")]
+    AdditionalLayersNotSupported {
+        /// The driver.
+        driver: String,
+    },
+    /// A path given as a staging directory that this driver did not make.
+    #[error("{} is not a staging directory of this driver", path.display())]
+    NotStaging {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// A differ failed; the message names the blob entry or file involved.
+    #[error("differ: {message}")]
+    Differ {
+        /// What went wrong.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// Per-layer storage options (`--storage-opt size=…`) this driver cannot honour.
     #[error("layer {id}: --storage-opt is not supported for {driver}")]
     StorageOptions {

@@ -22,6 +22,15 @@
 //!   [`Driver::supports_shifting`] (can the driver shift at mount time instead);
 //! * **tar-split reassembly**: [`Driver::diff_getter`], a file getter over the layer's own
 //!   files.
+//! * **staging** (Go's `DriverWithDiffer`): [`Driver::apply_diff_with_differ`] lets a
+//!   [`Differ`] fill a fresh staging directory, [`Driver::apply_diff_from_staging_directory`]
+//!   renames it into the layer, [`Driver::cleanup_staging_directory`] drops it;
+//!   [`Driver::differ_target`] names the directory of a layer's own files (where a differ
+//!   finds files to reuse). The default bodies refuse ([`Error::DifferNotSupported`]); see
+//!   [`differ`].
+//! * **additional layer stores** (Go's `AdditionalLayerStoreDriver`):
+//!   [`Driver::lookup_additional_layer`] finds a layer a lazy-pulling filesystem serves,
+//!   [`Driver::attach_additional_layer`] makes a new layer use its tree; see [`additional`].
 //!
 //! Options (`--storage-opt`) are parsed with [`DriverOptions`]; drivers are found by name or
 //! picked automatically with a [`Registry`] that the top crate composes.
@@ -43,12 +52,14 @@
 //!
 //! # Limitations
 //!
-//! No `DriverWithDiffer` (zstd:chunked staging), additional layer stores or deferred removal.
+//! No deferred removal.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+pub mod additional;
+pub mod differ;
 mod error;
 mod idmap;
 pub mod naive;
@@ -57,6 +68,8 @@ mod registry;
 pub mod tree;
 pub mod xattr;
 
+pub use additional::{AdditionalLayer, AdditionalLayerStore};
+pub use differ::{Differ, DifferOptions, DifferOutput};
 pub use error::{Error, Result};
 pub use idmap::IdMappings;
 pub use options::{DriverOption, DriverOptions};
@@ -328,6 +341,68 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     fn diff_getter(&self, id: &str) -> Result<Option<Box<dyn FileGetter + Send + '_>>> {
         validate_layer_id(id)?;
         Ok(None)
+    }
+
+    /// Makes a fresh staging directory and lets `differ` fill it (Go's `ApplyDiffWithDiffer`
+    /// with no layer). The returned output's `target` is the staging directory; on error it
+    /// is already removed. Default: [`Error::DifferNotSupported`].
+    fn apply_diff_with_differ(
+        &self,
+        options: &DifferOptions,
+        differ: &mut dyn Differ,
+    ) -> Result<DifferOutput> {
+        let _ = (options, differ);
+        Err(Error::DifferNotSupported {
+            driver: self.name().to_string(),
+        })
+    }
+
+    /// Moves the staging directory `staging` (made by
+    /// [`apply_diff_with_differ`](Self::apply_diff_with_differ)) into layer `id` in one rename,
+    /// replacing the layer's own files. Refuses a path that is not one of this driver's
+    /// staging directories. Default: [`Error::DifferNotSupported`].
+    fn apply_diff_from_staging_directory(&self, id: &str, staging: &Path) -> Result<()> {
+        let _ = (id, staging);
+        Err(Error::DifferNotSupported {
+            driver: self.name().to_string(),
+        })
+    }
+
+    /// Removes a staging directory (with everything in it). Removing one that is gone
+    /// succeeds. Default: [`Error::DifferNotSupported`].
+    fn cleanup_staging_directory(&self, staging: &Path) -> Result<()> {
+        let _ = staging;
+        Err(Error::DifferNotSupported {
+            driver: self.name().to_string(),
+        })
+    }
+
+    /// The layer with blob digest `digest` of image `image_ref` in one of the driver's
+    /// additional layer stores. Default: none.
+    fn lookup_additional_layer(&self, digest: &str, image_ref: &str) -> Option<AdditionalLayer> {
+        let _ = (digest, image_ref);
+        None
+    }
+
+    /// Makes the freshly created, empty layer `id` use `layer`'s tree as its own files (Go's
+    /// `AdditionalLayer.CreateAs`, after `Create`) and tells the store it is in use. Default:
+    /// [`Error::AdditionalLayersNotSupported`].
+    fn attach_additional_layer(&self, id: &str, layer: &AdditionalLayer) -> Result<()> {
+        validate_layer_id(id)?;
+        let _ = layer;
+        Err(Error::AdditionalLayersNotSupported {
+            driver: self.name().to_string(),
+        })
+    }
+
+    /// The directory holding layer `id`'s own files as a differ would have written them
+    /// (overlay: `<id>/diff`), where a differ may find files to reuse (Go's `DifferTarget`).
+    /// Default: [`Error::DifferNotSupported`].
+    fn differ_target(&self, id: &str) -> Result<PathBuf> {
+        validate_layer_id(id)?;
+        Err(Error::DifferNotSupported {
+            driver: self.name().to_string(),
+        })
     }
 }
 

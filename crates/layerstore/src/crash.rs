@@ -18,7 +18,9 @@
 //! | [`PUT_DONE`] | after the final save (the layer is complete) |
 //!
 //! and of [`LayerStore::delete`](crate::LayerStore::delete): [`DELETE_AFTER_INCOMPLETE_RECORD`],
-//! [`DELETE_AFTER_DRIVER_REMOVE`].
+//! [`DELETE_AFTER_DRIVER_REMOVE`]; of
+//! [`LayerStore::apply_diff_from_staging_directory`](crate::LayerStore::apply_diff_from_staging_directory):
+//! [`STAGING_AFTER_INCOMPLETE_RECORD`], [`STAGING_AFTER_MOVE`].
 
 use std::sync::OnceLock;
 
@@ -42,6 +44,12 @@ pub const DELETE_AFTER_INCOMPLETE_RECORD: &str = "delete-after-incomplete-record
 /// `delete`: the driver removed the layer's files; the record is still there.
 pub const DELETE_AFTER_DRIVER_REMOVE: &str = "delete-after-driver-remove";
 
+/// `apply_diff_from_staging_directory`: the record flagged `incomplete` is saved, the staging
+/// directory is not moved yet.
+pub const STAGING_AFTER_INCOMPLETE_RECORD: &str = "staging-after-incomplete-record";
+/// `apply_diff_from_staging_directory`: the staged tree is the layer's; nothing recorded yet.
+pub const STAGING_AFTER_MOVE: &str = "staging-after-move";
+
 /// Every crash point, in the order listed above.
 pub const ALL: &[&str] = &[
     PUT_AFTER_INCOMPLETE_RECORD,
@@ -52,6 +60,8 @@ pub const ALL: &[&str] = &[
     PUT_DONE,
     DELETE_AFTER_INCOMPLETE_RECORD,
     DELETE_AFTER_DRIVER_REMOVE,
+    STAGING_AFTER_INCOMPLETE_RECORD,
+    STAGING_AFTER_MOVE,
 ];
 
 /// Kills the process with `SIGKILL` if [`CRASH_ENV`] names `point`.

@@ -8,6 +8,23 @@
 //! across processes. Drivers come from a [`Registry`] ([`default_registry`]: overlay, btrfs, vfs,
 //! in `auto`'s order). [`LayerStore::check`] finds broken layers and leftovers and repairs them.
 //!
+//! # Staged layers, zstd:chunked and additional layer stores
+//!
+//! * **Staging** (Go's `ApplyDiffWithDiffer` family): [`LayerStore::apply_diff_with_differ`]
+//!   lets a [`Differ`] fill a driver-made staging directory (overlay:
+//!   `overlay/staging/<random>`), [`LayerStore::apply_diff_from_staging_directory`] moves it
+//!   into a layer in one atomic exchange and records it as `apply_diff` would (digests,
+//!   sizes, compression, owners, tar-split, big data), [`LayerStore::put_with_differ`] does
+//!   both for a new layer all-or-nothing, [`LayerStore::cleanup_staging_directory`] drops an
+//!   unused one and [`LayerStore::differ_target`] names a layer's own files. Overlay only
+//!   (vfs and btrfs refuse).
+//! * **zstd:chunked** ([`chunked`]): a differ that reads a blob through a range reader,
+//!   takes files whose digest a local index already holds from there and reads and
+//!   decompresses only the rest; the layer's diff is the plain pull's, byte for byte.
+//! * **Additional layer stores**: [`LayerStore::lookup_additional_layer`] and
+//!   [`LayerStore::put_additional_layer`] adopt a layer a lazy-pulling filesystem serves
+//!   (overlay option `additionallayerstore=<path>[:ref]`).
+//!
 //! # On-disk layout (Go containers/storage 1.43)
 //!
 //! ```text
@@ -152,6 +169,7 @@ mod options;
 mod state;
 mod store;
 
+pub mod chunked;
 pub mod crash;
 
 pub use error::{Error, Result};
@@ -160,7 +178,9 @@ pub use options::{DiffOptions, LayerOptions, MountOptions, StoreOptions};
 pub use store::check::{Action, CheckOptions, CheckReport, Problem, Repair};
 pub use store::{LayerStore, default_registry};
 
-pub use layerstore_driver::{Change, ChangeKind, Registry};
+pub use layerstore_driver::{
+    AdditionalLayer, Change, ChangeKind, Differ, DifferOptions, DifferOutput, Registry,
+};
 pub use layerstore_model::{Compression, Digest, IDMap, Layer};
 
 #[cfg(test)]

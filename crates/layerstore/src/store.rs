@@ -29,7 +29,9 @@ use crate::files::{
 use crate::options::{DiffOptions, LayerOptions, MountOptions, StoreOptions};
 use crate::state::{State, by_digest, reindex_digests, unindex_digest};
 
+mod additional;
 pub(crate) mod check;
+mod staging;
 
 /// How many times a reader retries after upgrading to the write lock to clean up (Go HEAD: 3).
 const MAX_CLEANUP_ATTEMPTS: usize = 3;

@@ -15,6 +15,7 @@
 //!     lower                        0644  children only: "l/<parent>:l/<grandparent>:…"
 //!     work/  merged/               0700  overlay workdir and mount point
 //!     empty/                       0700  base layers only: the lower dir of their mounts
+//!   staging/<random>/              0700  staged layers (zstd:chunked pulls), see below
 //! <runroot>/overlay/<feature>-true|false   probe results shared with Go (`overlay`,
 //!                                  `native-diff(<mountopt>)`, `metacopy(<mountopt>)`)
 //! ```
@@ -38,6 +39,20 @@
 //! `diff/` without mounting; otherwise the naive versions of [`layerstore_driver::naive`] run.
 //! The tar-split file getter ([`OverlayFileGetter`]) reads `diff/`, falling back to the lowers
 //! for metacopy-only files.
+//!
+//! Staging (Go's `DriverWithDiffer`): [`Driver::apply_diff_with_differ`] lets a differ fill a
+//! fresh `staging/<random>` directory (removed again when the differ fails);
+//! [`Driver::apply_diff_from_staging_directory`] exchanges it with the layer's `diff/` in one
+//! `renameat2(RENAME_EXCHANGE)` and removes the old tree. Only directories directly inside
+//! `staging/` are accepted. Staging directories of a crashed process stay until removed with
+//! [`Driver::cleanup_staging_directory`] (Go ≥ 1.50 sweeps unlocked ones at start; we do not).
+//!
+//! Additional layer stores (`additionallayerstore=<path>[:ref]`, Go's layout, see
+//! [`layerstore_driver::additional`]): [`Driver::attach_additional_layer`] turns a new empty
+//! layer's `diff` into a symlink to the store's `diff/` (plus an `additionallayer` file naming
+//! it), so mounts stack the store's tree as a lower; removing the layer removes the symlink
+//! only. A writeable mount of such a layer itself would write into the store's tree: mount it
+//! read-only (`ro`) or stack a child on it.
 //!
 //! Options (`overlay.`, `overlay2.` or `.` prefix): `mountopt=<opts>` (default mount options,
 //! `metacopy=on` honoured only where the kernel does metacopy), `skip_mount_home=<bool>`,
@@ -68,9 +83,9 @@
 //!
 //! # Limitations
 //!
-//! No quotas (`size`/`inodes`), additional image or layer stores, idmapped lowers
-//! (`supports_shifting` is false: the store chowns instead), composefs or zstd:chunked
-//! staging. Rootless use needs the mount program: kernel overlay without root would need
+//! No quotas (`size`/`inodes`), additional image stores, idmapped lowers
+//! (`supports_shifting` is false: the store chowns instead), or composefs. Rootless use
+//! needs the mount program: kernel overlay without root would need
 //! `userxattr` and `user.overlay.*` whiteouts, which the archive crate does not write. With a mount program the whiteouts on disk stay in the kernel's
 //! format (the archive crate has no AUFS-on-disk style), which fuse-overlayfs reads too; that
 //! needs a user allowed to `mknod`. The native export (the archive crate's) writes file
@@ -85,15 +100,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use layerstore_driver::{
+    AdditionalLayer, AdditionalLayerStore, Differ, DifferOptions, DifferOutput,
+};
+use layerstore_driver::{
     ApplyDiffOpts, ApplyReport, Change, CreateOpts, DiffArgs, DiskUsage, Driver, DriverConfig,
     DriverOptions, EntrySink, Error, FileGetter, MountOpts, Registration, Result, naive,
     validate_layer_id,
 };
 
+mod additional;
 mod diff;
 mod features;
 mod layout;
 mod mount;
+mod staging;
 
 pub use diff::OverlayFileGetter;
 pub use layout::{LINK_ID_LEN, generate_link_id, recreate_symlinks};
@@ -129,6 +149,9 @@ pub struct OverlayOptions {
     pub ignore_chown_errors: bool,
     /// A FUSE program mounting overlays (`overlay.mount_program`).
     pub mount_program: Option<PathBuf>,
+    /// Read-only stores of lazily pulled layers
+    /// (`overlay.additionallayerstore=<path>[:ref],…`).
+    pub additional_layer_stores: Vec<AdditionalLayerStore>,
 }
 
 impl OverlayOptions {
@@ -146,6 +169,11 @@ impl OverlayOptions {
                 .take_string("mount_program")
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
+            additional_layer_stores: options
+                .take_list("additionallayerstore")
+                .iter()
+                .map(|spec| AdditionalLayerStore::parse(spec))
+                .collect(),
         };
         // Accepted and ignored, as in Go.
         options.take_all("override_kernel_check");
@@ -408,7 +436,10 @@ impl OverlayDriver {
             };
             let diff = self.home.join(layout::LINK_DIR).join(&target);
             let diff = normalize(&diff);
-            if !diff.starts_with(&self.home) || !is_dir(&diff) {
+            // `metadata` follows the `diff` symlink of a layer adopted from an additional
+            // layer store (its tree lives there).
+            if !diff.starts_with(&self.home) || !std::fs::metadata(&diff).is_ok_and(|m| m.is_dir())
+            {
                 return Err(Error::layer_io(
                     id,
                     "stat the lower layer",
@@ -1045,6 +1076,40 @@ impl Driver for OverlayDriver {
     }
 
     /// Reads from `diff/`, then the lowers' (for metacopy-only files).
+    /// Stages into a fresh `<home>/staging/<random>` with overlay whiteouts.
+    fn apply_diff_with_differ(
+        &self,
+        options: &DifferOptions,
+        differ: &mut dyn Differ,
+    ) -> Result<DifferOutput> {
+        self.stage(options, differ)
+    }
+
+    /// Exchanges the staging directory with `<id>/diff` (`renameat2(RENAME_EXCHANGE)`), giving
+    /// it `diff/`'s mode and owner, then removes the old tree.
+    fn apply_diff_from_staging_directory(&self, id: &str, staging: &Path) -> Result<()> {
+        self.unstage(id, staging)
+    }
+
+    fn cleanup_staging_directory(&self, staging: &Path) -> Result<()> {
+        self.remove_staging(staging)
+    }
+
+    fn lookup_additional_layer(&self, digest: &str, image_ref: &str) -> Option<AdditionalLayer> {
+        self.find_additional(digest, image_ref)
+    }
+
+    /// Replaces the new layer's empty `diff/` with a symlink to the store's `diff/`, records
+    /// the store's directory in `<id>/additionallayer` and creates its `use` file.
+    fn attach_additional_layer(&self, id: &str, layer: &AdditionalLayer) -> Result<()> {
+        self.attach_additional(id, layer)
+    }
+
+    /// `<home>/<id>/diff`.
+    fn differ_target(&self, id: &str) -> Result<PathBuf> {
+        self.differ_dir(id)
+    }
+
     fn diff_getter(&self, id: &str) -> Result<Option<Box<dyn FileGetter + Send + '_>>> {
         let dir = self.existing_dir(id)?;
         let lowers = self.lower_diffs(id, &dir)?;
