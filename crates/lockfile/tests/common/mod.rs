@@ -31,7 +31,23 @@ pub fn posix_locks_on(path: &Path) -> Vec<KernelLock> {
         rustix::fs::minor(dev),
         meta.ino()
     );
-    let table = std::fs::read_to_string("/proc/locks").expect("read /proc/locks");
+    // /proc/locks is a seq_file over a list other processes change while we read it: an entry
+    // can shift past the read position and be missed. Three reads, merged, make a miss
+    // vanishingly unlikely; one process's locks on one file are one record, so merging by
+    // (pid, mode, blocked) loses nothing.
+    let mut found: Vec<KernelLock> = Vec::new();
+    for _ in 0..3 {
+        let table = std::fs::read_to_string("/proc/locks").expect("read /proc/locks");
+        for lock in parse_locks(&table, &wanted) {
+            if !found.contains(&lock) {
+                found.push(lock);
+            }
+        }
+    }
+    found
+}
+
+fn parse_locks(table: &str, wanted: &str) -> Vec<KernelLock> {
     table
         .lines()
         .filter_map(|line| {
