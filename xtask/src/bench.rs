@@ -24,6 +24,8 @@ use fixtures::Fixture;
 use report::{FsResults, Goal, Row, Tool};
 use store::Store;
 
+use crate::workspace_root;
+
 const BENCH_USAGE: &str = "\
 usage: cargo xtask bench [options]
   --quick              a small subset: 3 runs, tmpfs only, the rootfs fixtures (plain, gzip, zstd),
@@ -33,6 +35,7 @@ usage: cargo xtask bench [options]
   --fs LIST            tmpfs,disk (default: both; --quick: tmpfs)
   --drivers LIST       vfs,overlay (default: both)
   --fixtures LIST      rootfs.tar,rootfs.tar.gz,rootfs.tar.zst,smallfiles.tar,bigfile.tar,bigfile.tar.gz
+  --disk-fixtures LIST the fixtures imported on the disk (default: those of --fixtures)
   --layers N           size of the many-layer store (default 10000)
   --chain N            depth of the overlay chain to mount (default 100)
   --ours PATH          our binary (default: cargo build --release -p layerstore-cli)
@@ -80,6 +83,7 @@ struct Options {
     fs: Vec<FsKind>,
     drivers: Vec<String>,
     fixtures: Vec<Fixture>,
+    disk_fixtures: Option<Vec<Fixture>>,
     many_layers: usize,
     chain_depth: usize,
     ours: Option<PathBuf>,
@@ -99,6 +103,13 @@ fn list(value: &str) -> Vec<&str> {
         .collect()
 }
 
+fn fixture_list(flag: &str, value: &str) -> Result<Vec<Fixture>, String> {
+    list(value)
+        .into_iter()
+        .map(|f| Fixture::named(f).ok_or_else(|| format!("{flag}: unknown `{f}`")))
+        .collect()
+}
+
 impl Options {
     fn parse(args: &[String]) -> Result<Options, String> {
         let mut values: HashMap<&str, &str> = HashMap::new();
@@ -109,7 +120,7 @@ impl Options {
                 "--quick" => quick = true,
                 flag @ ("--runs" | "--sections" | "--fs" | "--drivers" | "--fixtures"
                 | "--layers" | "--chain" | "--ours" | "--go" | "--fixtures-dir"
-                | "--work" | "--out" | "--timeout") => {
+                | "--work" | "--out" | "--timeout" | "--disk-fixtures") => {
                     let value = it
                         .next()
                         .ok_or_else(|| format!("{flag} needs a value\n{BENCH_USAGE}"))?;
@@ -170,10 +181,11 @@ impl Options {
                 .filter(|f| f.name.starts_with("rootfs."))
                 .collect(),
             None => fixtures::ALL.to_vec(),
-            Some(v) => list(v)
-                .into_iter()
-                .map(|f| Fixture::named(f).ok_or_else(|| format!("--fixtures: unknown `{f}`")))
-                .collect::<Result<_, _>>()?,
+            Some(v) => fixture_list("--fixtures", v)?,
+        };
+        let disk_fixtures = match values.get("--disk-fixtures") {
+            None => None,
+            Some(v) => Some(fixture_list("--disk-fixtures", v)?),
         };
         Ok(Options {
             quick,
@@ -182,6 +194,7 @@ impl Options {
             fs,
             drivers,
             fixtures,
+            disk_fixtures,
             many_layers: number("--layers", 10_000)?,
             chain_depth: number("--chain", 100)?,
             ours: values.get("--ours").map(PathBuf::from),
@@ -207,6 +220,25 @@ impl Options {
         })
     }
 
+    /// The fixtures imported on filesystem `fs` (`tmpfs` or `disk`).
+    fn fixtures_on(&self, fs: &str) -> &[Fixture] {
+        match (&self.disk_fixtures, fs) {
+            (Some(disk), "disk") => disk,
+            _ => &self.fixtures,
+        }
+    }
+
+    /// Every fixture some filesystem imports.
+    fn all_fixtures(&self) -> Vec<Fixture> {
+        let mut all = self.fixtures.clone();
+        for f in self.disk_fixtures.iter().flatten() {
+            if !all.contains(f) {
+                all.push(*f);
+            }
+        }
+        all
+    }
+
     fn has(&self, section: Section) -> bool {
         self.sections.contains(&section)
     }
@@ -223,13 +255,6 @@ impl Options {
             self.drivers.clone()
         }
     }
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap_or(Path::new("."))
-        .to_path_buf()
 }
 
 fn load_average() -> String {
@@ -420,7 +445,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let shared = fixtures::shared_dir(&workspace);
     let needs_fixtures =
         opts.has(Section::Import) || opts.has(Section::Diff) || opts.has(Section::Child);
-    let mut wanted = opts.fixtures.clone();
+    let mut wanted = opts.all_fixtures();
     if opts.has(Section::Child) {
         wanted.extend(Fixture::named("rootfs.tar"));
     }
@@ -654,14 +679,14 @@ fn section_import(
     results: &mut FsResults,
 ) -> Result<(), String> {
     let opts = ctx.opts;
-    let fixtures: Vec<Fixture> = opts
-        .fixtures
+    let wanted = opts.fixtures_on(&results.name);
+    let fixtures: Vec<Fixture> = wanted
         .iter()
         .copied()
         .filter(|f| ctx.available(f))
         .collect();
     for (f, reason) in &ctx.unavailable {
-        if opts.fixtures.contains(f) {
+        if wanted.contains(f) {
             results.notes.push(format!("{} skipped: {reason}", f.name));
         }
     }
@@ -1254,10 +1279,20 @@ fn render(
     md.push_str(
         "Written by `cargo xtask bench` (xtask/src/bench.rs); do not edit by hand — rerun it.\n\n",
     );
+    let complete = opts.runs >= 5
+        && opts.sections.len() == 5
+        && opts.fs.len() == 2
+        && opts.drivers.len() == 2
+        && opts.all_fixtures().len() == fixtures::ALL.len()
+        && opts.disk_fixtures.is_none()
+        && opts.many_layers == 10_000
+        && opts.chain_depth == 100;
     let kind = if opts.quick {
         "**QUICK RUN** (`--quick`: a small subset, few runs; not the full benchmark)"
+    } else if complete {
+        "Full run"
     } else {
-        "full run"
+        "**PARTIAL RUN** (a subset of the full benchmark: see the command line)"
     };
     let sections: Vec<String> = opts
         .sections
@@ -1308,7 +1343,8 @@ fn render(
         let _ = writeln!(md, "| {} | {} |", r.name, r.description);
     }
     md.push_str("\n## Fixtures\n\n| fixture | bytes | source |\n|---|---:|---|\n");
-    let mut listed: Vec<&str> = opts.fixtures.iter().map(|f| f.name).collect();
+    let all_fixtures = opts.all_fixtures();
+    let mut listed: Vec<&str> = all_fixtures.iter().map(|f| f.name).collect();
     if opts.has(Section::Child) {
         listed.extend(["rootfs.tar", fixtures::CHILD_LAYER]);
     }
@@ -1448,6 +1484,11 @@ mod tests {
         assert_eq!(o.sections, vec![Section::Many, Section::Child]);
         assert_eq!(o.many_layers, 500);
         assert!(o.command_line.ends_with("--layers 500"));
+        let o = Options::parse(&args("--disk-fixtures rootfs.tar --fixtures bigfile.tar"))
+            .expect("valid");
+        assert_eq!(o.fixtures_on("tmpfs")[0].name, "bigfile.tar");
+        assert_eq!(o.fixtures_on("disk")[0].name, "rootfs.tar");
+        assert_eq!(o.all_fixtures().len(), 2);
     }
 
     #[test]

@@ -129,7 +129,12 @@ pub fn source(dir: &Path, fixture: &str) -> String {
     let stem = fixture.split('.').next().unwrap_or(fixture);
     fs::read_to_string(dir.join(format!("{stem}.source")))
         .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "make-fixtures.sh".to_owned())
+        .unwrap_or_else(|_| match stem {
+            "bigfile" => "make-fixtures.sh: 1 GiB of AES-CTR keystream (incompressible)".to_owned(),
+            "layer2" => "make-fixtures.sh: a child of rootfs.tar with whiteouts and an opaque dir"
+                .to_owned(),
+            _ => "make-fixtures.sh".to_owned(),
+        })
 }
 
 fn make_synthetic(
