@@ -789,6 +789,24 @@ struct IdError<'a> {
     error: String,
 }
 
+/// The common end of `unmount` and `mounted`: the results as JSON, or each error on stderr
+/// in the Go tool's words (`describe`); exit 1 when any argument failed.
+fn finish_id_errors(
+    ctx: &mut Context<'_>,
+    json: bool,
+    results: &[IdError<'_>],
+    describe: impl Fn(&IdError<'_>) -> String,
+) -> Result<i32> {
+    if json {
+        write_json(ctx.out, &results)?;
+    } else {
+        for result in results.iter().filter(|r| !r.error.is_empty()) {
+            write_error(ctx.err, ctx.json_errors, &describe(result))?;
+        }
+    }
+    Ok(i32::from(results.iter().any(|r| !r.error.is_empty())))
+}
+
 fn unmount(ctx: &mut Context<'_>, force: bool, json: bool, args: &[String]) -> Result<i32> {
     let mut results = Vec::new();
     for arg in args {
@@ -808,20 +826,9 @@ fn unmount(ctx: &mut Context<'_>, force: bool, json: bool, args: &[String]) -> R
             }),
         }
     }
-    if json {
-        write_json(ctx.out, &results)?;
-    } else {
-        for result in &results {
-            if !result.error.is_empty() {
-                write_error(
-                    ctx.err,
-                    ctx.json_errors,
-                    &format!("{} while unmounting {}", result.error, result.id),
-                )?;
-            }
-        }
-    }
-    Ok(i32::from(results.iter().any(|r| !r.error.is_empty())))
+    finish_id_errors(ctx, json, &results, |r| {
+        format!("{} while unmounting {}", r.error, r.id)
+    })
 }
 
 fn mounted(ctx: &mut Context<'_>, json: bool, args: &[String]) -> Result<i32> {
@@ -844,20 +851,9 @@ fn mounted(ctx: &mut Context<'_>, json: bool, args: &[String]) -> Result<i32> {
             }),
         }
     }
-    if json {
-        write_json(ctx.out, &results)?;
-    } else {
-        for result in &results {
-            if !result.error.is_empty() {
-                write_error(
-                    ctx.err,
-                    ctx.json_errors,
-                    &format!("{} checking if {} is mounted", result.error, result.id),
-                )?;
-            }
-        }
-    }
-    Ok(i32::from(results.iter().any(|r| !r.error.is_empty())))
+    finish_id_errors(ctx, json, &results, |r| {
+        format!("{} checking if {} is mounted", r.error, r.id)
+    })
 }
 
 fn status(ctx: &mut Context<'_>, json: bool) -> Result<i32> {
