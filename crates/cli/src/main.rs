@@ -100,11 +100,42 @@ fn open_store(config: &StoreConfig) -> Result<LayerStore, String> {
     let mut options =
         StoreOptions::new(&config.graph_root, &config.run_root, config.driver.as_str());
     options.driver_options = config.options.clone();
+    options.max_layer_size = max_layer_size()?;
     LayerStore::open(options).map_err(|err| match err {
         // Go prints the driver's own complaint (`vfs driver does not support a options`).
         layerstore::Error::Driver { source, .. } => source.to_string(),
         other => other.to_string(),
     })
+}
+
+/// The environment variable that caps a layer's uncompressed size (beyond the Go tool, which
+/// has no cap): bytes, or a number with a `K`, `M`, `G` or `T` suffix (powers of 1024).
+const MAX_LAYER_SIZE_ENV: &str = "LAYERSTORE_MAX_LAYER_SIZE";
+
+fn max_layer_size() -> Result<Option<u64>, String> {
+    match std::env::var(MAX_LAYER_SIZE_ENV) {
+        Ok(value) if !value.trim().is_empty() => parse_size(&value)
+            .map(Some)
+            .ok_or_else(|| format!("{MAX_LAYER_SIZE_ENV}={value:?}: not a size (e.g. 8G)")),
+        _ => Ok(None),
+    }
+}
+
+/// `4096`, `64K`, `512M`, `8G`, `1T` (powers of 1024; a trailing `B`/`iB` is accepted).
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let text = text
+        .strip_suffix("iB")
+        .or_else(|| text.strip_suffix('B'))
+        .unwrap_or(text);
+    let (digits, shift) = match text.char_indices().last()? {
+        (i, 'K' | 'k') => (&text[..i], 10),
+        (i, 'M' | 'm') => (&text[..i], 20),
+        (i, 'G' | 'g') => (&text[..i], 30),
+        (i, 'T' | 't') => (&text[..i], 40),
+        _ => (text, 0),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1u64 << shift)
 }
 
 fn run(argv: &[OsString]) -> anyhow::Result<u8> {
@@ -217,6 +248,19 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("64K"), Some(64 << 10));
+        assert_eq!(parse_size(" 512M "), Some(512 << 20));
+        assert_eq!(parse_size("8G"), Some(8 << 30));
+        assert_eq!(parse_size("8GiB"), Some(8 << 30));
+        assert_eq!(parse_size("1t"), Some(1 << 40));
+        for bad in ["", "G", "-1", "1.5G", "12X", "99999999999999T"] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+    }
 
     fn config(dir: &std::path::Path, driver: &str, explicit: bool) -> StoreConfig {
         StoreConfig {

@@ -2,6 +2,7 @@
 //! (shown on a pseudo-terminal, absent on a pipe), `storage.conf`, shell completions, JSON
 //! errors, refused image/container commands, and the README's import-list-give-back job.
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -454,4 +455,61 @@ fn gzip(data: &[u8]) -> Vec<u8> {
         .expect("gzip");
     assert!(output.status.success());
     output.stdout
+}
+
+#[test]
+fn max_layer_size_stops_a_decompression_bomb_and_keeps_nothing() {
+    require_or_skip!(Capability::Root);
+    // A 16 MiB file of zeros: about 16 KiB of gzip.
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::best(),
+    ));
+    let mut header = tar::Header::new_gnu();
+    header.set_path("zeros").expect("path");
+    header.set_size(16 << 20);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder
+        .append(&header, std::io::repeat(0).take(16 << 20))
+        .expect("append");
+    let bomb = builder.into_inner().expect("tar").finish().expect("gzip");
+    let store = Store::new();
+    let file = store.path().join("bomb.tar.gz");
+    std::fs::write(&file, &bomb).expect("write bomb");
+    let import = |cap: Option<&str>| {
+        let mut cmd = Command::new(binary());
+        cmd.args(store.flags())
+            .args(["import-layer", "-f", &file.display().to_string()])
+            .stdin(Stdio::null())
+            .env_remove("CONTAINERS_STORAGE_CONF");
+        match cap {
+            Some(cap) => cmd.env("LAYERSTORE_MAX_LAYER_SIZE", cap),
+            None => cmd.env_remove("LAYERSTORE_MAX_LAYER_SIZE"),
+        };
+        cmd.output().expect("runs layerstore")
+    };
+
+    let refused = import(Some("1M"));
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("1048576"),
+        "the error names the cap: {stderr}"
+    );
+    assert_eq!(text(&store.run(&["layers"]).stdout), "", "nothing listed");
+    let dirs = std::fs::read_dir(store.path().join("root/vfs/dir")).expect("vfs dir");
+    assert_eq!(dirs.count(), 0, "no layer directory left behind");
+
+    let bad = import(Some("lots"));
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad.stdout).contains("LAYERSTORE_MAX_LAYER_SIZE"),
+        "{bad:?}"
+    );
+
+    // Without the cap the same layer imports: the cap is what stopped it.
+    let accepted = import(None);
+    assert!(accepted.status.success(), "{accepted:?}");
+    assert_eq!(text(&store.run(&["layers"]).stdout).lines().count(), 1);
 }

@@ -133,6 +133,9 @@ pub struct ApplyDiffOpts<'a> {
     pub mount_label: String,
     /// Do not fail when chown is refused (rootless without enough IDs).
     pub ignore_chown_errors: bool,
+    /// Refuse a layer whose uncompressed stream is larger than this (decompression bombs);
+    /// `None`: no cap, as in Go.
+    pub max_uncompressed_size: Option<u64>,
 }
 
 impl std::fmt::Debug for ApplyDiffOpts<'_> {
@@ -142,6 +145,7 @@ impl std::fmt::Debug for ApplyDiffOpts<'_> {
             .field("id_mappings", &self.id_mappings)
             .field("mount_label", &self.mount_label)
             .field("ignore_chown_errors", &self.ignore_chown_errors)
+            .field("max_uncompressed_size", &self.max_uncompressed_size)
             .finish_non_exhaustive()
     }
 }
@@ -155,6 +159,7 @@ impl<'a> ApplyDiffOpts<'a> {
             id_mappings: IdMappings::default(),
             mount_label: String::new(),
             ignore_chown_errors: false,
+            max_uncompressed_size: None,
         }
     }
 }

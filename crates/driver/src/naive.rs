@@ -179,6 +179,7 @@ pub fn apply_diff<D: Driver + ?Sized>(
         uid_map: opts.id_mappings.uids,
         gid_map: opts.id_mappings.gids,
         ignore_chown_errors: opts.ignore_chown_errors,
+        max_uncompressed_size: opts.max_uncompressed_size,
         ..Default::default()
     };
     let result = match opts.tar_split {

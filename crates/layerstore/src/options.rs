@@ -24,6 +24,10 @@ pub struct StoreOptions {
     pub read_only: bool,
     /// The drivers to choose from; `None` uses [`default_registry`](crate::default_registry).
     pub registry: Option<Registry>,
+    /// Refuse a layer whose uncompressed tar stream is larger than this many bytes (a
+    /// decompression bomb stops there, and nothing of it stays listed); `None`: no cap, as in
+    /// Go.
+    pub max_layer_size: Option<u64>,
 }
 
 impl StoreOptions {
@@ -40,7 +44,14 @@ impl StoreOptions {
             driver_options: Vec::new(),
             read_only: false,
             registry: None,
+            max_layer_size: None,
         }
+    }
+
+    /// The same options, refusing layers whose uncompressed stream exceeds `bytes`.
+    pub fn with_max_layer_size(mut self, bytes: u64) -> Self {
+        self.max_layer_size = Some(bytes);
+        self
     }
 
     /// The same options, read-only.

@@ -64,6 +64,8 @@ pub struct LayerStore {
     layers_json: PathBuf,
     mounts_json: PathBuf,
     read_only: bool,
+    /// [`StoreOptions::max_layer_size`].
+    max_layer_size: Option<u64>,
     driver: Box<dyn Driver>,
     layers_lock: LockFile,
     mounts_lock: Option<LockFile>,
@@ -180,6 +182,7 @@ impl LayerStore {
             mounts_json: mounts_dir.join(layerstore_model::MOUNTPOINTS_JSON),
             layers_dir,
             read_only: options.read_only,
+            max_layer_size: options.max_layer_size,
             driver,
             layers_lock,
             mounts_lock,
@@ -745,6 +748,7 @@ impl LayerStore {
                 id_mappings: mappings_of(&layer),
                 mount_label: layer.mount_label.clone(),
                 ignore_chown_errors: false,
+                max_uncompressed_size: self.max_layer_size,
             },
         );
         let report = match applied {

@@ -1033,6 +1033,7 @@ impl Driver for OverlayDriver {
             uid_map: opts.id_mappings.uids,
             gid_map: opts.id_mappings.gids,
             ignore_chown_errors: opts.ignore_chown_errors,
+            max_uncompressed_size: opts.max_uncompressed_size,
             ..Default::default()
         };
         let result = match opts.tar_split {
