@@ -199,22 +199,16 @@ impl LayerStore {
     /// `.tmp-*`): under the write lock no write is in progress, so every one is stale. Done at
     /// open only, and only when the lock is free right away, to keep opens cheap.
     fn sweep_stale_temps(&self) -> Result<()> {
-        let Ok(_guard) = self.layers_lock.try_lock() else {
+        let Ok(_layers) = self.layers_lock.try_lock() else {
             return Ok(());
         };
-        let entries = match fs::read_dir(&self.layers_dir) {
-            Ok(entries) => entries,
-            Err(e) => return Err(Error::io("read directory", &self.layers_dir, e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io("read directory", &self.layers_dir, e))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let stale = name.starts_with(".tmp-")
-                || (name.starts_with('.') && name.ends_with(".tar-split.gz.tmp"));
-            if stale && entry.file_type().is_ok_and(|t| t.is_file()) {
-                remove_file_if_exists(&entry.path())?;
-            }
+        sweep_temps_in(&self.layers_dir)?;
+        // mountpoints.json is replaced under its own lock (taken inside layers.lock).
+        if let Some(mounts_lock) = &self.mounts_lock
+            && let Ok(_mounts) = mounts_lock.try_lock()
+            && let Some(mounts_dir) = self.mounts_json.parent()
+        {
+            sweep_temps_in(mounts_dir)?;
         }
         Ok(())
     }
@@ -1506,4 +1500,25 @@ impl LayerStore {
             None => Ok(()),
         }
     }
+}
+
+/// Removes the temp files an interrupted atomic write leaves in `dir` (`.tmp-*`,
+/// `.<id>.tar-split.gz.tmp`); the caller holds the lock that guards those writes.
+fn sweep_temps_in(dir: &Path) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("read directory", dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let stale = name.starts_with(".tmp-")
+            || (name.starts_with('.') && name.ends_with(".tar-split.gz.tmp"));
+        if stale && entry.file_type().is_ok_and(|t| t.is_file()) {
+            remove_file_if_exists(&entry.path())?;
+        }
+    }
+    Ok(())
 }

@@ -359,3 +359,29 @@ fn parent_owners_checks_mappings_before_the_mount() {
         Err(Error::NotMounted(id)) if id == mapped.id
     ));
 }
+
+#[test]
+fn opening_sweeps_temp_files_of_interrupted_writes_in_both_roots() {
+    require_or_skip!(Capability::Root);
+    let scratch = Scratch::new();
+    let store = scratch.open();
+    store.create(&LayerOptions::new().id("kept")).unwrap();
+    drop(store);
+    // What a writer killed between creating and renaming its temp files leaves.
+    let layers_dir = scratch.graph().join("vfs-layers");
+    let mounts_dir = scratch.run().join("vfs-layers");
+    let stale = [
+        layers_dir.join(".tmp-layers.json1234"),
+        layers_dir.join(".gone.tar-split.gz.tmp"),
+        mounts_dir.join(".tmp-mountpoints.json5678"),
+    ];
+    for path in &stale {
+        std::fs::write(path, b"[").unwrap();
+    }
+    let store = scratch.open();
+    for path in &stale {
+        assert!(!path.exists(), "{} is swept at open", path.display());
+    }
+    assert!(store.exists("kept").unwrap());
+    assert!(scratch.layers_json().exists());
+}
