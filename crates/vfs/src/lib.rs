@@ -15,6 +15,17 @@
 //! where the filesystem offers it. "Mounting" returns the directory. Diffs are the naive ones
 //! of [`layerstore_driver::naive`] (`.wh.` whiteouts on apply).
 //!
+//! Staged layers (a [`layerstore_driver::Differ`] filling `vfs/staging/<random>`, moved into
+//! `dir/<id>` by one `renameat2(RENAME_EXCHANGE)`, the old tree removed afterwards): the driver
+//! is not told the parent while staging, so the differ writes only the layer's own files with
+//! deletions marked overlay-style (0:0 character devices, `trusted.overlay.opaque=y`), and
+//! moving the staged tree in lays it over a copy of `dir/<id>` (the parent's tree, for a layer
+//! just created): markers delete what they name and go, staged directories keep the entries
+//! below that they do not override. The result equals `apply_diff` of the same tarball, except
+//! that the top directory keeps the mode and owner `create` gave it and a directory the
+//! tarball only implies gets the archive's defaults (as in an overlay upper dir). Paths not
+//! directly in `vfs/staging` are refused. Markers need `CAP_MKNOD`.
+//!
 //! Options (`--storage-opt`, prefix `vfs.` or `.`): `ignore_chown_errors=<bool>`,
 //! `imagestore=<dir>[,<dir>…]` (read-only additional stores, looked up as
 //! `<dir>/vfs/dir/<id>`); `mountopt` is refused, as in Go. A mount label is accepted and
@@ -49,11 +60,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use layerstore_driver::{
-    ApplyDiffOpts, ApplyReport, CreateOpts, DirFileGetter, Driver, DriverConfig, DriverOptions,
-    Error, FileGetter, IdMappings, MountOpts, Registration, Result, naive, tree, validate_layer_id,
+    ApplyDiffOpts, ApplyReport, CreateOpts, Differ, DifferOptions, DifferOutput, DirFileGetter,
+    Driver, DriverConfig, DriverOptions, Error, FileGetter, IdMappings, MountOpts, Registration,
+    Result, naive, tree, validate_layer_id,
 };
 
 pub mod copy;
+mod staging;
 
 /// The driver's name and home directory name.
 pub const NAME: &str = "vfs";
@@ -385,6 +398,33 @@ impl Driver for VfsDriver {
     ) -> Result<ApplyReport> {
         opts.ignore_chown_errors |= self.ignore_chown_errors;
         naive::apply_diff(self, id, parent, opts)
+    }
+
+    /// Lets `differ` fill a fresh `<home>/staging/<random>` with the layer's own files,
+    /// deletions marked overlay-style (see [`VfsDriver::staging_home`] and the crate docs).
+    fn apply_diff_with_differ(
+        &self,
+        options: &DifferOptions,
+        differ: &mut dyn Differ,
+    ) -> Result<DifferOutput> {
+        self.stage(options, differ)
+    }
+
+    /// Lays the staged tree over a copy of `dir/<id>` (deletions applied, markers dropped),
+    /// gives it the layer's mode and owner, exchanges it with `dir/<id>`
+    /// (`renameat2(RENAME_EXCHANGE)`) and removes the old tree.
+    fn apply_diff_from_staging_directory(&self, id: &str, staging: &Path) -> Result<()> {
+        self.unstage(id, staging)
+    }
+
+    /// Removes a staging directory; refuses any path not directly in `<home>/staging`.
+    fn cleanup_staging_directory(&self, staging: &Path) -> Result<()> {
+        self.remove_staging(staging)
+    }
+
+    /// The layer's whole tree, `dir/<id>` (or its additional image store's copy).
+    fn differ_target(&self, id: &str) -> Result<PathBuf> {
+        self.existing_dir(id)
     }
 
     /// Naive chown of the tree, then the top directory owned by the mapped root (as Go).
