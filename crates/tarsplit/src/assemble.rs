@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::Crc64Digest;
 use crate::entry::{Entry, EntryKind, clean_path};
@@ -30,6 +32,9 @@ pub trait FileGetter {
 pub struct DirFileGetter {
     root: RootDir,
     path: PathBuf,
+    /// The directory of the last file opened: tar streams list a directory's files together,
+    /// so this saves one path resolution per file.
+    last_dir: Mutex<Option<(Vec<u8>, OwnedFd)>>,
 }
 
 impl DirFileGetter {
@@ -41,6 +46,7 @@ impl DirFileGetter {
         Ok(DirFileGetter {
             root,
             path: path.to_path_buf(),
+            last_dir: Mutex::new(None),
         })
     }
 
@@ -72,7 +78,28 @@ impl FileGetter for DirFileGetter {
                 "the name climbs out of the layer directory",
             ));
         }
-        Ok(Box::new(File::from(self.root.open_file(rel)?)))
+        let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
+            Some(slash) => (&rel[..slash], &rel[slash + 1..]),
+            None => (&rel[..0], rel),
+        };
+        let mut last_dir = self.last_dir.lock().unwrap_or_else(|e| e.into_inner());
+        if last_dir
+            .as_ref()
+            .is_none_or(|(cached, _)| cached[..] != *parent)
+        {
+            let components: Vec<&[u8]> = if parent.is_empty() {
+                Vec::new()
+            } else {
+                parent.split(|&b| b == b'/').collect()
+            };
+            let dir = self.root.open_dir(&components)?;
+            *last_dir = Some((parent.to_vec(), dir));
+        }
+        let (_, dir) = last_dir.as_ref().expect("just filled");
+        Ok(Box::new(File::from(RootDir::open_file_in(
+            dir.as_fd(),
+            name,
+        )?)))
     }
 }
 

@@ -162,8 +162,14 @@ impl RootDir {
             .filter(|n| !n.is_empty())
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty file name"))?;
         let dir = self.open_dir(&components)?;
+        Self::open_file_in(dir.as_fd(), name)
+    }
+
+    /// Opens the regular file `name` (one component) in `dir`, a directory this root resolved:
+    /// never followed, a fifo does not block, anything but a regular file is refused.
+    pub fn open_file_in(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
         let fd = rfs::openat(
-            &dir,
+            dir,
             name,
             OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK,
             Mode::empty(),
