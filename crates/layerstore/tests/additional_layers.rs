@@ -4,9 +4,8 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 
-use common::fixture_tar;
+use common::build_layout;
 use layerstore::{Digest, LayerOptions, LayerStore, MountOptions, StoreOptions};
 use layerstore_testsupport::{Capability, require_or_skip};
 
@@ -23,38 +22,6 @@ impl std::ops::Deref for ShutdownOnDrop {
     fn deref(&self) -> &LayerStore {
         &self.0
     }
-}
-
-/// Builds `<als>/<digest>/{diff,info,blob}` from basic.tar by pulling it into a scratch vfs
-/// store (its tree becomes `diff/`, its record `info`). Returns the layer's blob digest.
-fn build_layout(work: &Path, als: &Path) -> (Digest, layerstore::Layer) {
-    let scratch = LayerStore::open(StoreOptions::new(
-        work.join("source-graph"),
-        work.join("source-run"),
-        "vfs",
-    ))
-    .expect("source store");
-    let blob = fs::read(fixture_tar("basic.tar.gz")).expect("fixture");
-    let (record, _) = scratch
-        .put(&LayerOptions::new().id("source"), Some(&mut &blob[..]))
-        .expect("source put");
-    let digest = record.compressed_digest.clone().expect("digest");
-    let dir = als.join(digest.as_str());
-    fs::create_dir_all(&dir).expect("mkdir");
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(work.join("source-graph/vfs/dir/source"))
-        .arg(dir.join("diff"))
-        .status()
-        .expect("cp");
-    assert!(status.success());
-    let mut info = Vec::new();
-    layerstore_model::write_layers_json(&mut info, std::slice::from_ref(&record)).expect("json");
-    // layers.json is an array; `info` holds the one object.
-    let info = &info[1..info.len() - 1];
-    fs::write(dir.join("info"), info).expect("info");
-    fs::write(dir.join("blob"), &blob).expect("blob");
-    (digest, record)
 }
 
 #[test]

@@ -22,46 +22,13 @@ mod common;
 
 use std::fs;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use common::fixture_tar;
-use layerstore::{Digest, LayerOptions, LayerStore, StoreOptions};
+use common::build_layout;
+use layerstore::{LayerOptions, LayerStore, StoreOptions};
 use layerstore_testsupport::{Capability, require_or_skip};
 use sha2::{Digest as _, Sha256};
-
-/// Builds `<als>/<digest>/{diff,info,blob}` from basic.tar by pulling it into a scratch vfs
-/// store (its tree becomes `diff/`, its record `info`), as additional_layers.rs does. Returns
-/// the layer's blob digest and record.
-fn build_layout(work: &Path, als: &Path) -> (Digest, layerstore::Layer) {
-    let scratch = LayerStore::open(StoreOptions::new(
-        work.join("source-graph"),
-        work.join("source-run"),
-        "vfs",
-    ))
-    .expect("source store");
-    let blob = fs::read(fixture_tar("basic.tar.gz")).expect("fixture");
-    let (record, _) = scratch
-        .put(&LayerOptions::new().id("source"), Some(&mut &blob[..]))
-        .expect("source put");
-    let digest = record.compressed_digest.clone().expect("digest");
-    let dir = als.join(digest.as_str());
-    fs::create_dir_all(&dir).expect("mkdir");
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(work.join("source-graph/vfs/dir/source"))
-        .arg(dir.join("diff"))
-        .status()
-        .expect("cp");
-    assert!(status.success());
-    let mut info = Vec::new();
-    layerstore_model::write_layers_json(&mut info, std::slice::from_ref(&record)).expect("json");
-    // layers.json is an array; `info` holds the one object.
-    let info = &info[1..info.len() - 1];
-    fs::write(dir.join("info"), info).expect("info");
-    fs::write(dir.join("blob"), &blob).expect("blob");
-    (digest, record)
-}
 
 /// The Go tool on one store, with the additional layer store configured.
 struct GoTool {

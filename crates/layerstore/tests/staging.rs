@@ -9,48 +9,13 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Scratch, fixture_tar, uncompressed};
+use common::{Scratch, TarballDiffer, fixture_tar, uncompressed};
 use layerstore::{
     DiffOptions, Differ, DifferOptions, DifferOutput, LayerOptions, LayerStore, StoreOptions, crash,
 };
-use layerstore_archive::{ApplyOptions, apply};
-use layerstore_tarsplit::JsonLinesPacker;
 use layerstore_testsupport::{Capability, require_or_skip};
 
 const CHILD_ROLE: &str = "LAYERSTORE_TEST_STAGING_CHILD";
-
-/// Fills the staging directory from a plain (possibly compressed) tarball.
-struct TarballDiffer(Vec<u8>);
-
-impl Differ for TarballDiffer {
-    fn apply_diff(
-        &mut self,
-        dest: &Path,
-        options: &DifferOptions,
-    ) -> layerstore_driver::Result<DifferOutput> {
-        let apply_options = ApplyOptions {
-            whiteouts: options.whiteouts,
-            uid_map: options.id_mappings.uids.clone(),
-            gid_map: options.id_mappings.gids.clone(),
-            ignore_chown_errors: options.ignore_chown_errors,
-            ..Default::default()
-        };
-        let (report, packer) = apply(
-            dest,
-            &self.0[..],
-            JsonLinesPacker::new(Vec::new()),
-            &apply_options,
-        )
-        .map_err(|e| layerstore_driver::Error::archive("(staging)", e))?;
-        let records = packer
-            .into_inner()
-            .map_err(|e| layerstore_driver::Error::Differ {
-                message: "tar-split records".into(),
-                source: Some(Box::new(e)),
-            })?;
-        Ok(DifferOutput::from_report(report, Some(records)))
-    }
-}
 
 /// A differ that writes a file, then fails.
 struct FailingDiffer;

@@ -5,46 +5,10 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 
-use common::{Scratch, fixture_tar, uncompressed};
-use layerstore::{DiffOptions, Differ, DifferOptions, DifferOutput, LayerOptions, LayerStore};
-use layerstore_archive::{ApplyOptions, apply};
-use layerstore_tarsplit::JsonLinesPacker;
+use common::{Scratch, TarballDiffer, fixture_tar, uncompressed};
+use layerstore::{DiffOptions, DifferOptions, LayerOptions, LayerStore};
 use layerstore_testsupport::{Capability, require_or_skip};
-
-/// Fills the staging directory from a plain (possibly compressed) tarball.
-struct TarballDiffer(Vec<u8>);
-
-impl Differ for TarballDiffer {
-    fn apply_diff(
-        &mut self,
-        dest: &Path,
-        options: &DifferOptions,
-    ) -> layerstore_driver::Result<DifferOutput> {
-        let apply_options = ApplyOptions {
-            whiteouts: options.whiteouts,
-            uid_map: options.id_mappings.uids.clone(),
-            gid_map: options.id_mappings.gids.clone(),
-            ignore_chown_errors: options.ignore_chown_errors,
-            ..Default::default()
-        };
-        let (report, packer) = apply(
-            dest,
-            &self.0[..],
-            JsonLinesPacker::new(Vec::new()),
-            &apply_options,
-        )
-        .map_err(|e| layerstore_driver::Error::archive("(staging)", e))?;
-        let records = packer
-            .into_inner()
-            .map_err(|e| layerstore_driver::Error::Differ {
-                message: "tar-split records".into(),
-                source: Some(Box::new(e)),
-            })?;
-        Ok(DifferOutput::from_report(report, Some(records)))
-    }
-}
 
 fn diff_of(store: &LayerStore, key: &str) -> Vec<u8> {
     let mut out = Vec::new();

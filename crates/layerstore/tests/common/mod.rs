@@ -100,3 +100,71 @@ pub fn uncompressed(name: &str) -> Vec<u8> {
     }
     out
 }
+
+/// Fills the staging directory from a plain (possibly compressed) tarball.
+pub struct TarballDiffer(pub Vec<u8>);
+
+impl layerstore::Differ for TarballDiffer {
+    fn apply_diff(
+        &mut self,
+        dest: &Path,
+        options: &layerstore::DifferOptions,
+    ) -> layerstore_driver::Result<layerstore::DifferOutput> {
+        let apply_options = layerstore_archive::ApplyOptions {
+            whiteouts: options.whiteouts,
+            uid_map: options.id_mappings.uids.clone(),
+            gid_map: options.id_mappings.gids.clone(),
+            ignore_chown_errors: options.ignore_chown_errors,
+            ..Default::default()
+        };
+        let (report, packer) = layerstore_archive::apply(
+            dest,
+            &self.0[..],
+            layerstore_tarsplit::JsonLinesPacker::new(Vec::new()),
+            &apply_options,
+        )
+        .map_err(|e| layerstore_driver::Error::archive("(staging)", e))?;
+        let records = packer
+            .into_inner()
+            .map_err(|e| layerstore_driver::Error::Differ {
+                message: "tar-split records".into(),
+                source: Some(Box::new(e)),
+            })?;
+        Ok(layerstore::DifferOutput::from_report(report, Some(records)))
+    }
+}
+
+/// Builds `<als>/<digest>/{diff,info,blob}` from basic.tar by pulling it into a scratch vfs
+/// store (its tree becomes `diff/`, its record `info`). Returns the layer's blob digest.
+pub fn build_layout(work: &Path, als: &Path) -> (layerstore_model::Digest, layerstore::Layer) {
+    let scratch = LayerStore::open(StoreOptions::new(
+        work.join("source-graph"),
+        work.join("source-run"),
+        "vfs",
+    ))
+    .expect("source store");
+    let blob = std::fs::read(fixture_tar("basic.tar.gz")).expect("fixture");
+    let (record, _) = scratch
+        .put(
+            &layerstore::LayerOptions::new().id("source"),
+            Some(&mut &blob[..]),
+        )
+        .expect("source put");
+    let digest = record.compressed_digest.clone().expect("digest");
+    let dir = als.join(digest.as_str());
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(work.join("source-graph/vfs/dir/source"))
+        .arg(dir.join("diff"))
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let mut info = Vec::new();
+    layerstore_model::write_layers_json(&mut info, std::slice::from_ref(&record)).expect("json");
+    // layers.json is an array; `info` holds the one object.
+    let info = &info[1..info.len() - 1];
+    std::fs::write(dir.join("info"), info).expect("info");
+    std::fs::write(dir.join("blob"), &blob).expect("blob");
+    (digest, record)
+}
