@@ -902,7 +902,9 @@ impl LayerStore {
             .diff_getter(id)
             .map_err(|e| Error::driver(id, "open the layer's files", e))?
         {
-            Some(getter) => layerstore_tarsplit::assemble(entries, &*getter, out)
+            // Decoding the entries, reading the files and writing the stream overlap (three
+            // threads, see `assemble_pipelined`); `out` stays on this thread.
+            Some(getter) => layerstore_tarsplit::assemble_pipelined(entries, getter, out)
                 .map(drop)
                 .map_err(|e| Error::tar_split(id, path, e)),
             None => {
@@ -916,7 +918,9 @@ impl LayerStore {
                     .get(id, &mount_opts)
                     .map_err(|e| Error::driver(id, "mount", e))?;
                 let result = layerstore_tarsplit::DirFileGetter::new(&dir)
-                    .and_then(|getter| layerstore_tarsplit::assemble(entries, &getter, out))
+                    .and_then(|getter| {
+                        layerstore_tarsplit::assemble_pipelined(entries, &getter, out)
+                    })
                     .map(drop)
                     .map_err(|e| Error::tar_split(id, path, e));
                 let put = self

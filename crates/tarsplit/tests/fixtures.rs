@@ -8,8 +8,8 @@ use std::process::Command;
 
 use flate2::read::GzDecoder;
 use layerstore_tarsplit::{
-    DirFileGetter, Entry, Error, JsonLinesPacker, assemble, disassemble, gzip_packer,
-    read_tar_split_gz,
+    DirFileGetter, Entry, Error, JsonLinesPacker, assemble, assemble_pipelined, disassemble,
+    gzip_packer, read_tar_split_gz,
 };
 use layerstore_testsupport::{Capability, go_fixtures, require_or_skip};
 
@@ -152,11 +152,21 @@ fn extract(name: &str) -> tempfile::TempDir {
     dir
 }
 
+/// Assembles on one thread and on two ([`assemble_pipelined`]); both must agree, on the stream
+/// or on the error.
 fn rebuild(tar_split_gz: &[u8], root: &Path) -> Result<Vec<u8>, Error> {
     let getter = DirFileGetter::new(root)?;
     let mut out = Vec::new();
-    assemble(read_tar_split_gz(tar_split_gz), &getter, &mut out)?;
-    Ok(out)
+    let single = assemble(read_tar_split_gz(tar_split_gz), &getter, &mut out).map(|_| out);
+    let mut out = Vec::new();
+    let pipelined =
+        assemble_pipelined(read_tar_split_gz(tar_split_gz), &getter, &mut out).map(|_| out);
+    match (&single, &pipelined) {
+        (Ok(a), Ok(b)) => assert!(a == b, "the pipelined stream differs"),
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        _ => panic!("one assembly failed: {single:?} / {pipelined:?}"),
+    }
+    single
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::io::Read;
 
 use layerstore_tarsplit::{
     Disassembler, Entry, EntryKind, JsonLinesPacker, MemoryFileGetter, TarKind, TeeDisassembler,
-    assemble, disassemble, read_tar_split_gz,
+    assemble, assemble_pipelined, disassemble, read_tar_split_gz,
 };
 use proptest::prelude::*;
 
@@ -254,6 +254,11 @@ proptest! {
         let n = assemble(read_tar_split_gz(&gz[..]), &getter, &mut rebuilt).unwrap();
         prop_assert_eq!(n, archive.len() as u64);
         prop_assert!(rebuilt == archive, "rebuilt stream differs");
+        // The same on two threads.
+        let mut pipelined = Vec::new();
+        let n = assemble_pipelined(read_tar_split_gz(&gz[..]), &getter, &mut pipelined).unwrap();
+        prop_assert_eq!(n, archive.len() as u64);
+        prop_assert!(pipelined == archive, "pipelined stream differs");
 
         // The pass-through reader gives the input back unchanged and records the same.
         let mut tee = TeeDisassembler::new(&archive[..], JsonLinesPacker::new(Vec::new()));
