@@ -151,10 +151,16 @@ fn is_metacopy(dir: &Path, name: &[u8]) -> bool {
 
 impl FileGetter for OverlayFileGetter {
     fn get(&self, name: &[u8]) -> io::Result<Box<dyn Read + '_>> {
+        self.get_with_size(name).map(|(reader, _)| reader)
+    }
+
+    /// The first layer, upper first, that holds the file's data; its size comes from the same
+    /// `fstat` that checked it is a regular file, so the assembler needs no end-of-file probe.
+    fn get_with_size(&self, name: &[u8]) -> io::Result<(Box<dyn Read + '_>, Option<u64>)> {
         let mut first_error = None;
         for getter in &self.dirs {
-            match getter.get(name) {
-                Ok(reader) if !is_metacopy(getter.path(), name) => return Ok(reader),
+            match getter.get_with_size(name) {
+                Ok(found) if !is_metacopy(getter.path(), name) => return Ok(found),
                 Ok(_) => continue,
                 Err(e) => {
                     first_error.get_or_insert(e);

@@ -52,7 +52,8 @@
 //! # Limitations
 //!
 //! No quotas (`--storage-opt size=` is refused), no SELinux labels, no `Dedup`; the copy holds
-//! two descriptors per directory level, so extremely deep trees need a matching fd limit.
+//! two descriptors per directory level (and per directory with files queued for its second
+//! thread, at most a few), so extremely deep trees need a matching fd limit.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::DirBuilderExt;
@@ -236,7 +237,7 @@ impl VfsDriver {
         if let Some(parent_dir) = parent_dir {
             let options = copy::CopyOptions {
                 ignore_chown_errors: self.ignore_chown_errors,
-                no_reflink: false,
+                ..Default::default()
             };
             copy::copy_tree(parent_dir, dir, options).map_err(|e| Error::LayerIo {
                 id: id.to_string(),

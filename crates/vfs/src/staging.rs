@@ -135,7 +135,7 @@ impl VfsDriver {
     fn lay_over(&self, id: &str, staging: &Path, target: &Path, below: &Path) -> Result<()> {
         let options = copy::CopyOptions {
             ignore_chown_errors: self.ignore_chown_errors,
-            no_reflink: false,
+            ..Default::default()
         };
         copy::copy_tree(target, below, options).map_err(|e| Error::LayerIo {
             id: id.to_string(),
