@@ -5,6 +5,11 @@
 //! parent. The entry's own name is never followed: an existing entry of that name is removed first
 //! (unless both are directories), files are created with `O_EXCL | O_NOFOLLOW`, and metadata is
 //! applied through the new fd or with `AT_SYMLINK_NOFOLLOW`.
+//!
+//! Everything that names a path happens here, on the extracting thread, in archive order; only
+//! the fd of a freshly created small regular file is handed to the [`FileWriter`] to be filled
+//! and finished. A directory entry's own fd becomes the cached parent of the entries after it
+//! (mostly its children), which saves one rooted lookup per directory.
 
 use std::collections::{BTreeSet, HashSet};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -14,6 +19,7 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, OFlags, Timespec, Ti
 use rustix::io::Errno;
 
 use crate::error::{Error, Result, show};
+use crate::filewriter::{FileMeta, FileWriter, SMALL_FILE};
 use crate::header::{Header, Kind, Time};
 use crate::idmap;
 use crate::options::{ApplyOptions, DevicePolicy, WhiteoutStyle};
@@ -63,7 +69,14 @@ pub(crate) struct Extractor<'o> {
     cached_parent: Option<(Vec<u8>, OwnedFd)>,
     /// Set when an entry removed a directory: a cached fd might then name a detached directory.
     cache_dirty: bool,
+    /// The directory the current entry created or merged (its key and fd): the next entries
+    /// are mostly its children, so it becomes the cached parent.
+    made_dir: Option<(Vec<u8>, OwnedFd)>,
     buf: Vec<u8>,
+    /// Finishes small regular files on a second thread (see [`crate::filewriter`]).
+    writer: FileWriter,
+    /// Whether small regular files go to `writer` (otherwise all are finished inline).
+    use_writer: bool,
     pub(crate) stats: Stats,
 }
 
@@ -76,13 +89,40 @@ impl<'o> Extractor<'o> {
             dirs: Vec::new(),
             cached_parent: None,
             cache_dirty: false,
+            made_dir: None,
             buf: vec![0; 256 * 1024],
+            writer: FileWriter::new(opts.ignore_chown_errors),
+            use_writer: true,
             stats: Stats::default(),
         }
     }
 
-    /// Creates one entry; `content` yields its data (regular files).
+    /// Creates one entry; `content` yields its data (regular files). After an error the
+    /// extraction is over (the error is the first one in archive order).
     pub(crate) fn entry(&mut self, hdr: &Header, content: &mut dyn Read) -> Result<()> {
+        self.entry_inline(hdr, content)
+            .map_err(|e| self.writer.first_error(e))
+    }
+
+    /// `err` (of the stream, after the entries so far), or the error of an earlier entry still
+    /// being finished on the file writer thread, which comes first.
+    pub(crate) fn fail(&mut self, err: Error) -> Error {
+        self.writer.first_error(err)
+    }
+
+    /// Finishes every file on this thread: for a layer whose decompression is the critical path
+    /// (gzip, bzip2, xz) the file writer saves no time and costs ~3% CPU (measured for gzip).
+    pub(crate) fn finish_files_inline(&mut self) {
+        self.use_writer = false;
+    }
+
+    /// The extraction may wait for input next: hands the pending small files to the file
+    /// writer (an error is the writer's, of an earlier entry).
+    pub(crate) fn input_wait(&mut self) -> Result<()> {
+        self.writer.flush()
+    }
+
+    fn entry_inline(&mut self, hdr: &Header, content: &mut dyn Read) -> Result<()> {
         self.stats.entries += 1;
         let name = &hdr.name[..];
         if name.contains(&0) {
@@ -100,10 +140,10 @@ impl<'o> Extractor<'o> {
             self.record_ids(hdr)?;
         }
         let key = components.join(&b'/');
-        if self.seen.contains(&key) {
+        // One hash lookup per entry: the set is the hottest data structure of a many-files layer.
+        if !self.seen.insert(key.clone()) {
             return Err(Error::DuplicatePath { entry: show(name) });
         }
-        self.seen.insert(key.clone());
         let Some((last, parent_components)) = components.split_last() else {
             return self.root_entry(hdr);
         };
@@ -115,8 +155,9 @@ impl<'o> Extractor<'o> {
         } else {
             self.create(hdr, parent.as_fd(), last, key, content)
         };
+        let made_dir = self.made_dir.take();
         if !self.cache_dirty {
-            self.cached_parent = Some((parent_key, parent));
+            self.cached_parent = Some(made_dir.unwrap_or((parent_key, parent)));
         }
         result
     }
@@ -124,6 +165,8 @@ impl<'o> Extractor<'o> {
     /// Sets the deferred directory times and returns what was learned.
     pub(crate) fn finish(mut self) -> Result<Stats> {
         self.cached_parent = None;
+        // Every file is complete before any directory time is set.
+        self.writer.finish()?;
         for (key, times) in self.dirs.iter().rev() {
             let components: Vec<&[u8]> = if key.is_empty() {
                 Vec::new()
@@ -259,7 +302,9 @@ impl<'o> Extractor<'o> {
                 }
                 let fd = rooted::open_subdir(parent, last)
                     .map_err(|e| Error::entry(entry, "open", e))?;
-                self.dir_metadata(hdr, &fd, key)
+                self.dir_metadata(hdr, &fd, key.clone())?;
+                self.made_dir = Some((key, fd));
+                Ok(())
             }
             Kind::Symlink => {
                 if hdr.link_name.contains(&0) {
@@ -342,6 +387,22 @@ impl<'o> Extractor<'o> {
             })?
             .map_err(|e| Error::entry(entry, "openat", e))?;
         let mut file = std::fs::File::from(fd);
+        if self.use_writer
+            && hdr.sparse.is_none()
+            && hdr.xattrs.is_empty()
+            && hdr.size <= SMALL_FILE
+        {
+            let owner = self.host_owner(hdr);
+            let meta = || {
+                Ok(FileMeta {
+                    owner: owner?,
+                    mode: mode(hdr),
+                    times: timestamps(hdr),
+                })
+            };
+            self.stats.size += self.writer.submit(file, entry, hdr.size, content, meta)?;
+            return Ok(());
+        }
         let written = match &hdr.sparse {
             None => copy(content, &mut file, &mut self.buf, None),
             Some((real_size, regions)) => {

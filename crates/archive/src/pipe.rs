@@ -1,8 +1,11 @@
 //! A bounded in-process byte pipe between two threads: chunks travel through a `sync_channel`,
 //! so at most `depth` chunks are in flight (bounded memory), and emptied buffers flow back to
-//! the writer to be reused.
+//! the writer to be reused. The reading side can tell whether a read would find bytes waiting
+//! ([`Readiness`]), so it can finish pending work before it blocks.
 
 use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 /// Bytes per chunk sent through the pipe.
@@ -12,6 +15,7 @@ pub(crate) const CHUNK: usize = 1024 * 1024;
 #[derive(Debug)]
 pub(crate) struct PipeWriter {
     tx: SyncSender<io::Result<Vec<u8>>>,
+    unread: Arc<AtomicUsize>,
     recycled: Receiver<Vec<u8>>,
     buf: Vec<u8>,
 }
@@ -20,6 +24,7 @@ pub(crate) struct PipeWriter {
 #[derive(Debug)]
 pub(crate) struct PipeReader {
     rx: Receiver<io::Result<Vec<u8>>>,
+    unread: Arc<AtomicUsize>,
     recycle: Sender<Vec<u8>>,
     current: Vec<u8>,
     pos: usize,
@@ -29,14 +34,17 @@ pub(crate) struct PipeReader {
 pub(crate) fn pipe(depth: usize) -> (PipeWriter, PipeReader) {
     let (tx, rx) = sync_channel(depth);
     let (recycle, recycled) = channel();
+    let unread = Arc::new(AtomicUsize::new(0));
     (
         PipeWriter {
             tx,
+            unread: Arc::clone(&unread),
             recycled,
             buf: Vec::with_capacity(CHUNK),
         },
         PipeReader {
             rx,
+            unread,
             recycle,
             current: Vec::new(),
             pos: 0,
@@ -46,8 +54,10 @@ pub(crate) fn pipe(depth: usize) -> (PipeWriter, PipeReader) {
 
 impl PipeWriter {
     /// Fills a chunk straight from `reader` (avoiding a copy) and sends it. Returns the bytes
-    /// moved: 0 at the reader's end.
-    pub(crate) fn fill_from(&mut self, reader: &mut dyn Read) -> io::Result<usize> {
+    /// moved: 0 at the reader's end. With `eager`, a short read (a pipe or socket with nothing
+    /// more for now) sends what the chunk holds, so the reading side is never kept waiting for
+    /// bytes that arrived.
+    pub(crate) fn fill_from(&mut self, reader: &mut dyn Read, eager: bool) -> io::Result<usize> {
         // A recycled buffer keeps its (initialised) length: no need to zero it again.
         let mut buf = self.recycled.try_recv().unwrap_or_default();
         if buf.len() < CHUNK {
@@ -57,6 +67,10 @@ impl PipeWriter {
         while filled < CHUNK {
             match reader.read(&mut buf[filled..]) {
                 Ok(0) => break,
+                Ok(n) if eager && filled + n < CHUNK => {
+                    filled += n;
+                    break;
+                }
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -84,6 +98,7 @@ impl PipeWriter {
     }
 
     fn send(&mut self, buf: Vec<u8>) -> io::Result<()> {
+        self.unread.fetch_add(buf.len(), Ordering::Relaxed);
         self.tx
             .send(Ok(buf))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the pipe's reader is gone"))
@@ -132,7 +147,26 @@ impl Read for PipeReader {
         let n = out.len().min(self.current.len() - self.pos);
         out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
         self.pos += n;
+        self.unread.fetch_sub(n, Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+impl PipeReader {
+    /// A handle telling whether bytes are waiting, usable while the reader is borrowed.
+    pub(crate) fn readiness(&self) -> Readiness {
+        Readiness(Arc::clone(&self.unread))
+    }
+}
+
+/// Whether the pipe holds bytes not read yet (see [`PipeReader::readiness`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Readiness(Arc<AtomicUsize>);
+
+impl Readiness {
+    /// `false` when the next read of the pipe would block (or find the end).
+    pub(crate) fn bytes_waiting(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 0
     }
 }
 
@@ -147,7 +181,7 @@ mod tests {
         let sent = data.clone();
         let t = std::thread::spawn(move || {
             let mut src = &sent[..];
-            while w.fill_from(&mut src).expect("fill") > 0 {}
+            while w.fill_from(&mut src, false).expect("fill") > 0 {}
             w.write_all(b"tail").expect("write");
             w.fail(io::Error::other("boom"));
         });
@@ -161,9 +195,40 @@ mod tests {
     }
 
     #[test]
+    fn eager_fill_sends_short_reads_and_readiness_follows_the_bytes() {
+        // A reader returning 10 bytes per call, like a pipe with little in it.
+        struct Trickle(u8);
+        impl Read for Trickle {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Ok(0);
+                }
+                self.0 -= 1;
+                let n = buf.len().min(10);
+                buf[..n].fill(self.0);
+                Ok(n)
+            }
+        }
+        let (mut w, mut r) = pipe(8);
+        let ready = r.readiness();
+        assert!(!ready.bytes_waiting());
+        let mut src = Trickle(3);
+        assert_eq!(w.fill_from(&mut src, true).expect("fill"), 10);
+        assert!(ready.bytes_waiting());
+        let mut buf = [0u8; 4];
+        r.read_exact(&mut buf).expect("read");
+        assert!(ready.bytes_waiting());
+        let mut rest = [0u8; 6];
+        r.read_exact(&mut rest).expect("read");
+        assert!(!ready.bytes_waiting(), "all sent bytes were read");
+        // Without `eager` the chunk fills up to the reader's end.
+        assert_eq!(w.fill_from(&mut src, false).expect("fill"), 20);
+    }
+
+    #[test]
     fn writer_sees_a_gone_reader() {
         let (mut w, r) = pipe(1);
         drop(r);
-        assert!(w.fill_from(&mut &[1u8; 10][..]).is_err());
+        assert!(w.fill_from(&mut &[1u8; 10][..], false).is_err());
     }
 }
