@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use layerstore_driver::tree::{self, mode};
@@ -142,11 +141,11 @@ impl OverlayFileGetter {
     }
 }
 
-/// Whether the upper file holds only metadata (its data is in a lower layer).
-fn is_metacopy(dir: &Path, name: &[u8]) -> bool {
-    let rel = std::ffi::OsStr::from_bytes(name.strip_prefix(b"/").unwrap_or(name));
+/// Whether the open upper file holds only metadata (its data is in a lower layer). Asked of
+/// the open file, as Go does, so no path is resolved a second time.
+fn is_metacopy(file: &std::fs::File) -> bool {
     let mut buf = [0u8; 64];
-    rustix::fs::lgetxattr(dir.join(rel), crate::features::METACOPY_XATTR, &mut buf).is_ok()
+    rustix::fs::fgetxattr(file, crate::features::METACOPY_XATTR, &mut buf).is_ok()
 }
 
 impl FileGetter for OverlayFileGetter {
@@ -159,8 +158,8 @@ impl FileGetter for OverlayFileGetter {
     fn get_with_size(&self, name: &[u8]) -> io::Result<(Box<dyn Read + '_>, Option<u64>)> {
         let mut first_error = None;
         for getter in &self.dirs {
-            match getter.get_with_size(name) {
-                Ok(found) if !is_metacopy(getter.path(), name) => return Ok(found),
+            match getter.open_file(name) {
+                Ok((file, size)) if !is_metacopy(&file) => return Ok((Box::new(file), Some(size))),
                 Ok(_) => continue,
                 Err(e) => {
                     first_error.get_or_insert(e);

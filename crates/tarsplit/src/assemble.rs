@@ -103,6 +103,16 @@ impl FileGetter for DirFileGetter {
     /// The size is the one `fstat` gave when the file was opened (the call that checks it is
     /// a regular file), so the assembler needs no extra `read` per file to find its end.
     fn get_with_size(&self, name: &[u8]) -> io::Result<(Box<dyn Read + '_>, Option<u64>)> {
+        let (file, size) = self.open_file(name)?;
+        Ok((Box::new(file), Some(size)))
+    }
+}
+
+impl DirFileGetter {
+    /// Opens the regular file `name` beneath the directory, as [`FileGetter::get`] resolves it,
+    /// and gives its size; callers that need more than a reader (an overlay getter asking the
+    /// open file for its metacopy xattr) use the [`File`] itself.
+    pub fn open_file(&self, name: &[u8]) -> io::Result<(File, u64)> {
         let cleaned = clean_path(name);
         let rel = cleaned.strip_prefix(b"/").unwrap_or(&cleaned);
         if rel.is_empty() || rel == b"." {
@@ -136,7 +146,7 @@ impl FileGetter for DirFileGetter {
         }
         let (_, dir) = last_dir.as_ref().expect("just filled");
         let (fd, size) = RootDir::open_file_with_size_in(dir.as_fd(), name)?;
-        Ok((Box::new(File::from(fd)), Some(size)))
+        Ok((File::from(fd), size))
     }
 }
 
