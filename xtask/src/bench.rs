@@ -510,6 +510,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if let Some(dir) = out.parent() {
         fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
     }
+    let report = report + &kept_notes(&out);
     fs::write(&out, report).map_err(|e| format!("write {}: {e}", out.display()))?;
     eprintln!("bench: wrote {}", out.display());
     let missed: Vec<String> = all.iter().flat_map(FsResults::missed_goals).collect();
@@ -1277,7 +1278,8 @@ fn render(
     let mut md = String::new();
     md.push_str("# Benchmarks: `layerstore` against Go `containers-storage`\n\n");
     md.push_str(
-        "Written by `cargo xtask bench` (xtask/src/bench.rs); do not edit by hand — rerun it.\n\n",
+        "Written by `cargo xtask bench` (xtask/src/bench.rs); do not edit the tables by hand — rerun \
+         it. Only the hand-written part at the end (from its marker on) survives a rerun.\n\n",
     );
     let complete = opts.runs >= 5
         && opts.sections.len() == 5
@@ -1520,5 +1522,34 @@ mod tests {
     fn filesystem_description_names_the_type() {
         let d = describe_fs(Path::new("/proc"));
         assert!(d.contains("/proc"), "{d}");
+    }
+}
+
+/// The line from which the report's hand-written part (profiles, experiments) starts; a rerun
+/// keeps that part as it is, below the fresh tables.
+const NOTES_MARKER: &str = "<!-- hand-written below: kept by `cargo xtask bench` -->";
+
+/// The hand-written part of the report at `out`, marker included, or nothing.
+fn kept_notes(out: &Path) -> String {
+    let old = fs::read_to_string(out).unwrap_or_default();
+    notes_after_marker(&old).map_or_else(String::new, |notes| format!("\n{notes}"))
+}
+
+fn notes_after_marker(report: &str) -> Option<&str> {
+    report.find(NOTES_MARKER).map(|at| &report[at..])
+}
+
+#[cfg(test)]
+mod kept_notes_tests {
+    use super::*;
+
+    #[test]
+    fn only_the_part_from_the_marker_on_is_kept() {
+        let report = format!("# table\n| a |\n\n{NOTES_MARKER}\n## Why\nprofile\n");
+        assert_eq!(
+            notes_after_marker(&report),
+            Some(format!("{NOTES_MARKER}\n## Why\nprofile\n").as_str())
+        );
+        assert_eq!(notes_after_marker("# table only\n"), None);
     }
 }
