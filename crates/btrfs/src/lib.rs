@@ -469,12 +469,7 @@ impl BtrfsDriver {
                     .map_err(|e| Error::layer_io(id, "create subvolume", &dir, e))?;
                 let mappings = opts.id_mappings.as_ref().unwrap_or(&self.default_mappings);
                 let result = (|| {
-                    let (uid, gid) = mappings.root_pair().ok_or_else(|| Error::Unmapped {
-                        id: id.to_string(),
-                        path: dir.clone(),
-                        kind: "uid",
-                        value: 0,
-                    })?;
+                    let (uid, gid) = mappings.root_owner(id, &dir)?;
                     if (uid, gid) != (0, 0) {
                         std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
                             .map_err(|e| Error::layer_io(id, "chown", &dir, e))?;

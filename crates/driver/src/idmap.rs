@@ -1,6 +1,8 @@
 //! UID/GID mappings as drivers use them: container ID ↔ host ID translation.
 
-use crate::IdMap;
+use std::path::Path;
+
+use crate::{Error, IdMap, Result};
 
 /// A layer's (or mount's) UID and GID mappings. Empty lists mean identity.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,6 +82,23 @@ impl IdMappings {
             _ => None,
         }
     }
+
+    /// [`root_pair`](Self::root_pair) for layer `id`, whose top directory is `dir`: an
+    /// [`Error::Unmapped`] naming the layer, the directory and which of the two IDs has no
+    /// mapping when root is not mapped.
+    pub fn root_owner(&self, id: &str, dir: &Path) -> Result<(u32, u32)> {
+        let unmapped = |kind| Error::Unmapped {
+            id: id.to_string(),
+            path: dir.to_path_buf(),
+            kind,
+            value: 0,
+        };
+        match self.to_host(0, 0) {
+            (Some(uid), Some(gid)) => Ok((uid, gid)),
+            (None, _) => Err(unmapped("uid")),
+            (_, None) => Err(unmapped("gid")),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -103,6 +122,19 @@ mod tests {
         assert_eq!(maps.to_host(65536, 0), (None, Some(200000)));
         assert_eq!(maps.to_container(5, 5), (None, None));
         assert_eq!(maps.root_pair(), Some((100000, 200000)));
+    }
+
+    #[test]
+    fn root_owner_names_the_layer_directory_and_the_unmapped_id() {
+        let dir = Path::new("/g/vfs/dir/L");
+        let maps = IdMappings::new(vec![m(0, 100000, 10)], vec![m(0, 200000, 10)]);
+        assert_eq!(maps.root_owner("L", dir).unwrap(), (100000, 200000));
+        let no_root_gid = IdMappings::new(vec![m(0, 100000, 10)], vec![m(1, 200000, 10)]);
+        let message = no_root_gid.root_owner("L", dir).unwrap_err().to_string();
+        assert_eq!(message, "layer L: /g/vfs/dir/L: gid 0 is not mapped");
+        let no_root_uid = IdMappings::new(vec![m(1, 100000, 10)], vec![]);
+        let message = no_root_uid.root_owner("L", dir).unwrap_err().to_string();
+        assert_eq!(message, "layer L: /g/vfs/dir/L: uid 0 is not mapped");
     }
 
     #[test]

@@ -514,12 +514,7 @@ impl OverlayDriver {
             }
             None => {
                 let mappings = opts.id_mappings.as_ref().unwrap_or(&self.default_mappings);
-                let (uid, gid) = mappings.root_pair().ok_or_else(|| Error::Unmapped {
-                    id: id.to_string(),
-                    path: dir.clone(),
-                    kind: "uid",
-                    value: 0,
-                })?;
+                let (uid, gid) = mappings.root_owner(id, &dir)?;
                 (BASE_LAYER_MODE, uid, gid, None)
             }
         };

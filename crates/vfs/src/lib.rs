@@ -189,12 +189,7 @@ impl VfsDriver {
             }
             None => {
                 let mappings = opts.id_mappings.as_ref().unwrap_or(&self.default_mappings);
-                let (uid, gid) = mappings.root_pair().ok_or_else(|| Error::Unmapped {
-                    id: id.to_string(),
-                    path: dir.clone(),
-                    kind: "uid",
-                    value: 0,
-                })?;
+                let (uid, gid) = mappings.root_owner(id, &dir)?;
                 (BASE_LAYER_MODE, uid, gid, None)
             }
         };
@@ -438,12 +433,7 @@ impl Driver for VfsDriver {
     ) -> Result<()> {
         naive::update_layer_id_map(self, id, to_container, to_host, mount_label)?;
         let dir = self.existing_dir(id)?;
-        let (uid, gid) = to_host.root_pair().ok_or_else(|| Error::Unmapped {
-            id: id.to_string(),
-            path: dir.clone(),
-            kind: "uid",
-            value: 0,
-        })?;
+        let (uid, gid) = to_host.root_owner(id, &dir)?;
         std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
             .map_err(|e| Error::layer_io(id, "chown", &dir, e))
     }
