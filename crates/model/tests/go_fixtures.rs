@@ -1,4 +1,4 @@
-//! The files the Go tool wrote (shared/fixtures/go-1.43) parse, and encode back byte for byte.
+//! The files the Go tool wrote (tests/fixtures/go-1.43) parse, and encode back byte for byte.
 
 use std::fs;
 

@@ -90,7 +90,7 @@
 //!
 //! ```text
 //! cargo xtask fuzz --seconds 300 tar_split_disassemble tar_split_read
-//! mkdir -p fuzz/corpus/tar_split_disassemble && cp ../shared/fixtures/go-1.43/tars/*.tar fuzz/corpus/tar_split_disassemble/
+//! mkdir -p fuzz/corpus/tar_split_disassemble && cp tests/fixtures/go-1.43/tars/*.tar fuzz/corpus/tar_split_disassemble/
 //! ```
 //!
 //! # Example

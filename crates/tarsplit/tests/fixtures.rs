@@ -1,4 +1,4 @@
-//! Golden tests against what Go containers-storage 1.43 wrote (shared/fixtures/go-1.43):
+//! Golden tests against what Go containers-storage 1.43 wrote (tests/fixtures/go-1.43):
 //! (a) our records equal Go's line for line, (b) Go's records plus the extracted files give the
 //! tarball back, (c) so do our own records, sparse tarballs included.
 

@@ -1,4 +1,4 @@
-//! Helpers for layerstore's tests: where the shared fixtures are, and the rule for tests that
+//! Helpers for layerstore's tests: where the Go-written fixtures are (in this repository), and the rule for tests that
 //! need a capability this machine may lack (root, overlay, btrfs, loop devices, the Go tool).
 //!
 //! The rule (DEVELOPERS.md): such a test *skips with a printed reason* when the capability is
@@ -105,28 +105,10 @@ macro_rules! require_or_skip {
     };
 }
 
-/// The `shared/` folder that sits beside the repository (fixtures, docs, bench scripts).
-///
-/// `LAYERSTORE_SHARED` overrides it. Panics with a clear message when it cannot be found:
-/// the fixtures are part of every developer's and CI's machine.
-pub fn shared_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("LAYERSTORE_SHARED") {
-        return PathBuf::from(dir);
-    }
-    let mut dir = Some(Path::new(env!("CARGO_MANIFEST_DIR")));
-    while let Some(d) = dir {
-        let candidate = d.join("shared");
-        if candidate.join("fixtures").is_dir() {
-            return candidate;
-        }
-        dir = d.parent();
-    }
-    panic!("cannot find shared/ (with fixtures/) beside the repository; set LAYERSTORE_SHARED")
-}
-
-/// `shared/fixtures/go-1.43`: data written by the Go tool.
+/// `tests/fixtures/go-1.43` of this repository: data written by the Go tool 1.43, kept in the
+/// repository (made again by `cargo xtask fixtures`).
 pub fn go_fixtures() -> PathBuf {
-    shared_dir().join("fixtures").join("go-1.43")
+    workspace_root().join("tests").join("fixtures").join("go-1.43")
 }
 
 /// The path of the Go `containers-storage` binary, if installed.
