@@ -11,7 +11,7 @@
 mod exec;
 mod fixtures;
 mod report;
-mod store;
+pub(crate) mod store;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

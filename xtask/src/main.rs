@@ -5,14 +5,17 @@
 //! - `cargo xtask fuzz --seconds N`: every fuzz target of `fuzz/`, N seconds each.
 //! - `cargo xtask bench`: whole-process benchmarks against the Go tool and the physical
 //!   reference; writes `docs/BENCHMARKS.md` (see `bench.rs`; never part of `ci`).
+//! - `cargo xtask fixtures`: makes `tests/fixtures/go-1.43` again from GNU tar and the Go tool.
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod bench;
 mod demo;
+mod fixtures;
 mod fuzz;
 mod tidy;
+mod tools;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,6 +25,7 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz::run(&args[1..]).map_err(|e| format!("fuzz: {e}")),
         Some("tidy") => tidy::check().map_err(|e| format!("tidy: {e}")),
         Some("bench") => bench::run(&args[1..]).map_err(|e| format!("bench: {e}")),
+        Some("fixtures") => fixtures::run(&args[1..]).map_err(|e| format!("fixtures: {e}")),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
             Ok(())
@@ -46,6 +50,7 @@ tasks:
   fuzz   every cargo-fuzz target of fuzz/ for N seconds each (`fuzz --seconds N [TARGET...]`)
   tidy   repository invariants (dependency arrows, crate docs)
   bench  whole-process benchmarks vs the Go tool -> docs/BENCHMARKS.md (`bench --help`)
+  fixtures  makes tests/fixtures/go-1.43 again from GNU tar and the Go tool (`fixtures --help`)
 ";
 
 /// The workspace root (the directory holding the root `Cargo.toml`).
