@@ -9,7 +9,7 @@
 //! written once (see [`store`]) and shared by both tools. Criterion stays for micro benchmarks.
 
 mod exec;
-mod fixtures;
+pub(crate) mod fixtures;
 mod report;
 pub(crate) mod store;
 
@@ -40,7 +40,7 @@ usage: cargo xtask bench [options]
   --chain N            depth of the overlay chain to mount (default 100)
   --ours PATH          our binary (default: cargo build --release -p layerstore-cli)
   --go PATH            the Go tool (default /usr/bin/containers-storage)
-  --fixtures-dir DIR   where make-fixtures.sh puts the fixtures (default /tmp/lsbench-fixtures)
+  --fixtures-dir DIR   where the fixtures are kept, built if missing (default /tmp/lsbench-fixtures)
   --work DIR           scratch space for stores; a tmpfs is mounted under it (default /tmp)
   --out FILE           the report (default docs/BENCHMARKS.md)
   --timeout SECS       kill a command still running after SECS (default 900); it counts as failed
@@ -208,7 +208,7 @@ impl Options {
                 values
                     .get("--fixtures-dir")
                     .copied()
-                    .unwrap_or("/tmp/lsbench-fixtures"),
+                    .unwrap_or(fixtures::DEFAULT_DIR),
             ),
             work: PathBuf::from(values.get("--work").copied().unwrap_or("/tmp")),
             out: values.get("--out").map(PathBuf::from),
@@ -389,7 +389,7 @@ impl Context<'_> {
         if let Some(sha) = self.plain_sha.get(plain) {
             return Ok(sha.clone());
         }
-        let sha = fixtures::sha256_file(&self.fixture(plain))?;
+        let sha = crate::tools::sha256_file(&self.fixture(plain))?;
         self.plain_sha.insert(plain.to_owned(), sha.clone());
         Ok(sha)
     }
@@ -442,7 +442,6 @@ pub fn run(args: &[String]) -> Result<(), String> {
             opts.go.display()
         ));
     }
-    let shared = fixtures::shared_dir(&workspace);
     let needs_fixtures =
         opts.has(Section::Import) || opts.has(Section::Diff) || opts.has(Section::Child);
     let mut wanted = opts.all_fixtures();
@@ -450,7 +449,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         wanted.extend(Fixture::named("rootfs.tar"));
     }
     let unavailable = if needs_fixtures {
-        fixtures::ensure(&opts.fixtures_dir, &shared, &wanted)
+        fixtures::ensure(&opts.fixtures_dir, &wanted, opts.has(Section::Child))
     } else {
         Vec::new()
     };
@@ -790,7 +789,7 @@ fn section_import(
                             Ok(done) => {
                                 record(&mut diff, tool, done.sample);
                                 if run < 2 {
-                                    let got = fixtures::sha256_file(&out)?;
+                                    let got = crate::tools::sha256_file(&out)?;
                                     let what = format!("{tool:?} {} {driver}", f.name);
                                     if got != plain_sha {
                                         results.notes.push(format!(
@@ -1408,9 +1407,10 @@ numbers are noise):
     cargo xtask bench --sections many,mount --fs tmpfs --runs 10
     cargo xtask bench --ours /usr/bin/containers-storage   # Go against itself: the noise floor
 
-The fixtures are made once by `../shared/bench/make-fixtures.sh` (Debian rootfs by debootstrap,
-an npm tree, a 1 GiB file); when it cannot run, `smallfiles.tar` and `bigfile.tar` are generated
-synthetically and the other rows are skipped with the reason. `--help` lists every option.
+The fixtures are made once, by `cargo xtask bench-fixtures` or by the first `bench` that needs
+them (`xtask/src/bench/fixtures.rs`: a Debian rootfs by debootstrap, an npm tree, a 1 GiB
+file, a child layer); without npm `smallfiles.tar` is synthetic, without debootstrap the rootfs
+rows are skipped with the reason. `--help` lists every option.
 ";
 
 const METHOD: &str = "\

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use sha2::{Digest, Sha256};
+use crate::tools::sha256_file;
 
 /// Runs the demo; the error says which step failed and what the tool printed.
 pub fn run(args: &[String]) -> Result<(), String> {
@@ -137,17 +137,6 @@ fn expected_digest(sums: &Path, name: &str) -> Result<String, String> {
         .find(|(_, file)| *file == name)
         .map(|(hex, _)| hex.to_string())
         .ok_or_else(|| format!("{} lists no {name}", sums.display()))
-}
-
-fn sha256_file(path: &Path) -> Result<String, String> {
-    let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 fn indent(text: &str) -> String {

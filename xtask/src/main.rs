@@ -5,6 +5,8 @@
 //! - `cargo xtask fuzz --seconds N`: every fuzz target of `fuzz/`, N seconds each.
 //! - `cargo xtask bench`: whole-process benchmarks against the Go tool and the physical
 //!   reference; writes `docs/BENCHMARKS.md` (see `bench.rs`; never part of `ci`).
+//! - `cargo xtask bench-fixtures`: builds the tarballs the benchmarks import (`bench` does it
+//!   when they are missing).
 //! - `cargo xtask fixtures`: makes `tests/fixtures/go-1.43` again from GNU tar and the Go tool.
 
 use std::process::{Command, ExitCode};
@@ -25,6 +27,9 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz::run(&args[1..]).map_err(|e| format!("fuzz: {e}")),
         Some("tidy") => tidy::check().map_err(|e| format!("tidy: {e}")),
         Some("bench") => bench::run(&args[1..]).map_err(|e| format!("bench: {e}")),
+        Some("bench-fixtures") => {
+            bench::fixtures::make_all(&args[1..]).map_err(|e| format!("bench-fixtures: {e}"))
+        }
         Some("fixtures") => fixtures::run(&args[1..]).map_err(|e| format!("fixtures: {e}")),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
@@ -50,6 +55,7 @@ tasks:
   fuzz   every cargo-fuzz target of fuzz/ for N seconds each (`fuzz --seconds N [TARGET...]`)
   tidy   repository invariants (dependency arrows, crate docs)
   bench  whole-process benchmarks vs the Go tool -> docs/BENCHMARKS.md (`bench --help`)
+  bench-fixtures  the tarballs bench imports (`bench-fixtures [--dir DIR]`; bench runs it)
   fixtures  makes tests/fixtures/go-1.43 again from GNU tar and the Go tool (`fixtures --help`)
 ";
 

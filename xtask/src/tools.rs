@@ -28,10 +28,12 @@ pub fn run(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
-/// `compressor… plain > out`, through a temp file beside `out`.
+/// `compressor… plain > out`, through a temp file beside `out` (`<out>.tmp`).
 pub fn compress(compressor: &[&str], plain: &Path, out: &Path) -> Result<(), String> {
     let (program, args) = compressor.split_first().expect("a program");
-    let tmp = out.with_extension("tmp");
+    let mut tmp = out.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
     let file = File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     if let Err(e) = run(Command::new(program).args(args).arg(plain).stdout(file)) {
         let _ = fs::remove_file(&tmp);
@@ -79,5 +81,8 @@ mod tests {
         assert_eq!(&fs::read(&out).expect("read")[..2], b"\x1f\x8b");
         assert!(compress(&["false"], &plain, &dir.path().join("x")).is_err());
         assert!(!dir.path().join("x.tmp").exists(), "temp file removed");
+        // The temp file of `a.tar.gz` is not the one a tar writer uses for `a.tar`.
+        compress(&["gzip", "-c"], &plain, &dir.path().join("a.tar.gz")).expect("gzip");
+        assert!(dir.path().join("a.tar.gz").is_file());
     }
 }

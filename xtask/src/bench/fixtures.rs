@@ -1,13 +1,25 @@
-//! The layer tarballs the benchmarks import: made once by `shared/bench/make-fixtures.sh`
-//! (a Debian rootfs from debootstrap, an npm tree, a 1 GiB file), or, for the two synthetic
-//! ones, here when the script cannot run.
+//! The layer tarballs the benchmarks import, built here: by `cargo xtask bench-fixtures`, and by
+//! `cargo xtask bench` for those it needs and cannot find.
+//!
+//! | file | what | made by |
+//! |---|---|---|
+//! | rootfs.tar | Debian bookworm minbase, apt lists, .deb cache and logs removed | `debootstrap --variant=minbase`, GNU tar `--numeric-owner --xattrs --sort=name` (PAX) |
+//! | rootfs.tar.gz, .zst | the same, compressed | `gzip -6 -n`, `zstd -3` |
+//! | smallfiles.tar | ~50,000 entries: an npm `node_modules` tree (react-scripts 5.0.1, date-fns 2.30.0) | `npm install --ignore-scripts`, GNU tar; without npm (or network) 1,000 synthetic directories of 50 files |
+//! | bigfile.tar, .gz | one 1 GiB file of incompressible bytes, the same on every build | a SplitMix64 stream; `gzip -6 -n` |
+//! | layer2.tar | a child of rootfs.tar: whiteouts, an opaque directory, changed, chmod-ed and new files, a hard link | built against the extracted rootfs, GNU tar |
+//!
+//! Each fixture that already exists is kept (delete it to build it again); each writes a
+//! `<stem>.source` line saying how it was made, which the report quotes.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::{PermissionsExt, chown, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sha2::{Digest, Sha256};
+use super::store::remove_tree;
+use crate::tools::{compress, run, sha256_file};
 
 /// One fixture: a tarball, maybe compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +51,12 @@ pub const ALL: &[Fixture] = &[
 /// The child layer of rootfs.tar (whiteouts, opaque dir), applied on the vfs child.
 pub const CHILD_LAYER: &str = "layer2.tar";
 
+/// The Debian release debootstrap installs.
+const SUITE: &str = "bookworm";
+
+/// The npm packages of smallfiles.tar (~42,000 + ~8,000 entries).
+const NPM_PACKAGES: &[&str] = &["react-scripts@5.0.1", "date-fns@2.30.0"];
+
 impl Fixture {
     /// The fixture called `name`, if it is one of [`ALL`].
     pub fn named(name: &str) -> Option<Fixture> {
@@ -63,14 +81,129 @@ impl Fixture {
             None
         }
     }
+
+    /// The compressor command line that writes this fixture from its plain tar on stdout.
+    fn compressor(self) -> Option<&'static [&'static str]> {
+        if self.name.ends_with(".gz") {
+            Some(&["gzip", "-6", "-n", "-c"])
+        } else if self.name.ends_with(".zst") {
+            Some(&["zstd", "-3", "-q", "-c"])
+        } else {
+            None
+        }
+    }
 }
 
-/// The shared folder (bench scripts, docs): `$LAYERSTORE_SHARED`, else the repo's sibling.
-pub fn shared_dir(workspace: &Path) -> PathBuf {
-    match std::env::var_os("LAYERSTORE_SHARED") {
-        Some(dir) => PathBuf::from(dir),
-        None => workspace.parent().unwrap_or(workspace).join("shared"),
+/// Makes sure the fixtures in `wanted` (and their plain versions), and with `child_layer`
+/// also [`CHILD_LAYER`], exist in `dir`; returns the reasons for those that could not be made.
+pub fn ensure(dir: &Path, wanted: &[Fixture], child_layer: bool) -> Vec<(Fixture, String)> {
+    let mut unavailable = Vec::new();
+    if let Err(e) = fs::create_dir_all(dir) {
+        let reason = format!("mkdir {}: {e}", dir.display());
+        return wanted.iter().map(|f| (*f, reason.clone())).collect();
     }
+    let stage = dir.join(".stage");
+    for f in wanted {
+        let made =
+            make(dir, &stage, Fixture { name: f.plain() }).and_then(|()| make(dir, &stage, *f));
+        if let Err(reason) = made {
+            unavailable.push((*f, reason));
+        }
+    }
+    if child_layer {
+        let made = make(dir, &stage, Fixture { name: "rootfs.tar" })
+            .and_then(|()| make_if_missing(dir, CHILD_LAYER, || layer2(dir, &stage)));
+        if let Err(reason) = made {
+            eprintln!("bench: {CHILD_LAYER} could not be made: {reason}");
+        }
+    }
+    let _ = remove_tree(&stage);
+    unavailable
+}
+
+/// `cargo xtask bench-fixtures [--dir DIR]`: builds every fixture and lists them.
+pub fn make_all(args: &[String]) -> Result<(), String> {
+    let dir = match args {
+        [] => PathBuf::from(DEFAULT_DIR),
+        [flag, dir] if flag == "--dir" => PathBuf::from(dir),
+        _ => return Err("usage: cargo xtask bench-fixtures [--dir DIR]".into()),
+    };
+    if !rustix::process::geteuid().is_root() {
+        return Err("bench-fixtures needs root (debootstrap, numeric owners)".into());
+    }
+    let unavailable = ensure(&dir, ALL, true);
+    println!("| file | bytes | sha256 | source |\n|---|---:|---|---|");
+    for name in ALL.iter().map(|f| f.name).chain([CHILD_LAYER]) {
+        let path = dir.join(name);
+        let Ok(meta) = fs::metadata(&path) else {
+            continue;
+        };
+        println!(
+            "| {name} | {} | `{}` | {} |",
+            meta.len(),
+            sha256_file(&path)?,
+            source(&dir, name)
+        );
+    }
+    if unavailable.is_empty() && dir.join(CHILD_LAYER).is_file() {
+        Ok(())
+    } else {
+        let reasons: Vec<String> = unavailable
+            .iter()
+            .map(|(f, reason)| format!("{}: {reason}", f.name))
+            .collect();
+        Err(format!(
+            "not every fixture could be made:\n{}",
+            reasons.join("\n")
+        ))
+    }
+}
+
+/// Where `bench` and `bench-fixtures` keep the fixtures unless told otherwise.
+pub const DEFAULT_DIR: &str = "/tmp/lsbench-fixtures";
+
+/// Builds `fixture` into `dir` unless it is there; its plain version must already be.
+fn make(dir: &Path, stage: &Path, fixture: Fixture) -> Result<(), String> {
+    make_if_missing(dir, fixture.name, || {
+        if let Some(compressor) = fixture.compressor() {
+            let plain = dir.join(fixture.plain());
+            compress(compressor, &plain, &dir.join(fixture.name))?;
+            // The compressed fixture says where its content came from.
+            return Ok(None);
+        }
+        match fixture.name {
+            "rootfs.tar" => rootfs(dir, stage).map(Some),
+            "smallfiles.tar" => small_files(dir, stage).map(Some),
+            "bigfile.tar" => big_file(dir).map(Some),
+            other => Err(format!("no recipe for {other}")),
+        }
+    })
+}
+
+/// Runs `build` unless `dir/name` exists; writes the `.source` line it returns.
+fn make_if_missing(
+    dir: &Path,
+    name: &str,
+    build: impl FnOnce() -> Result<Option<String>, String>,
+) -> Result<(), String> {
+    if dir.join(name).is_file() {
+        return Ok(());
+    }
+    eprintln!("bench: building fixture {name} in {}", dir.display());
+    if let Some(source) = build()? {
+        let stem = name.split('.').next().unwrap_or(name);
+        fs::write(dir.join(format!("{stem}.source")), format!("{source}\n"))
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Where a fixture came from (its `<stem>.source` line).
+pub fn source(dir: &Path, fixture: &str) -> String {
+    let stem = fixture.split('.').next().unwrap_or(fixture);
+    fs::read_to_string(dir.join(format!("{stem}.source")))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown (no .source file)".to_owned())
 }
 
 fn on_path(program: &str) -> bool {
@@ -78,110 +211,450 @@ fn on_path(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
-/// Makes sure the fixtures in `wanted` exist in `dir` (and their plain versions, for the
-/// physical reference); returns the reasons for those that could not be made.
-pub fn ensure(dir: &Path, shared: &Path, wanted: &[Fixture]) -> Vec<(Fixture, String)> {
-    let missing = |f: &Fixture| !dir.join(f.name).is_file() || !dir.join(f.plain()).is_file();
-    let mut script_note = String::new();
-    if wanted.iter().any(missing) || !dir.join(CHILD_LAYER).is_file() {
-        let script = shared.join("bench/make-fixtures.sh");
-        if !script.is_file() {
-            script_note = format!("{} not found", script.display());
-        } else if !on_path("debootstrap") {
-            // Without debootstrap the script copies this machine's /usr (~5 GB) instead.
-            script_note = "debootstrap is not installed (apt-get install debootstrap)".into();
-        } else {
-            eprintln!(
-                "bench: building fixtures with {} {} (~5 min; needs the Debian mirror and npm)",
-                script.display(),
-                dir.display()
-            );
-            match Command::new(&script).arg(dir).status() {
-                Ok(s) if s.success() => {}
-                Ok(s) => script_note = format!("make-fixtures.sh failed ({s})"),
-                Err(e) => script_note = format!("cannot run make-fixtures.sh: {e}"),
-            }
-        }
+/// Runs a command with its output in `log` (kept in the fixtures directory when it fails).
+fn run_logged(cmd: &mut Command, log: &Path) -> Result<(), String> {
+    let file = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let err = file
+        .try_clone()
+        .map_err(|e| format!("{}: {e}", log.display()))?;
+    run(cmd.stdout(file).stderr(err)).map_err(|e| format!("{e}; see {}", log.display()))
+}
+
+/// GNU tar of the top-level entries of `tree` (names without `./`, as image layers have
+/// them), sorted, numeric owners, into `out` through a temp file.
+fn tar_tree(tree: &Path, out: &Path, extra: &[&str]) -> Result<(), String> {
+    let mut top: Vec<_> = fs::read_dir(tree)
+        .map_err(|e| format!("{}: {e}", tree.display()))?
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    top.sort();
+    let tmp = out.with_extension("tar.tmp");
+    run(Command::new("tar")
+        .args(["--numeric-owner", "--sort=name"])
+        .args(extra)
+        .arg("-C")
+        .arg(tree)
+        .arg("-cf")
+        .arg(&tmp)
+        .arg("--")
+        .args(&top))?;
+    fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))
+}
+
+/// rootfs.tar: Debian minbase by debootstrap, trimmed as the official image is.
+fn rootfs(dir: &Path, stage: &Path) -> Result<String, String> {
+    if !on_path("debootstrap") {
+        return Err("debootstrap is not installed (apt-get install debootstrap)".into());
     }
-    let mut unavailable = Vec::new();
-    for f in wanted {
-        if !missing(f) {
+    let root = stage.join("rootfs");
+    remove_tree(&root)?;
+    fs::create_dir_all(&root).map_err(|e| format!("mkdir {}: {e}", root.display()))?;
+    let mirror = debian_mirror();
+    let built = run_logged(
+        Command::new("debootstrap")
+            .args(["--variant=minbase", SUITE])
+            .arg(&root)
+            .arg(&mirror),
+        &dir.join("debootstrap.log"),
+    );
+    // debootstrap mounts proc and sys inside the tree; a failed run can leave them.
+    super::store::unmount_under(&root, false);
+    built?;
+    for (directory, keep) in [
+        ("var/lib/apt/lists", (|_: &str| false) as fn(&str) -> bool),
+        ("var/cache/apt", |name: &str| !name.ends_with(".bin")),
+        ("var/cache/apt/archives", |name: &str| {
+            !name.ends_with(".deb")
+        }),
+        ("var/log", |name: &str| !name.ends_with(".log")),
+        ("var/log/apt", |_: &str| false),
+    ] {
+        remove_entries(&root.join(directory), keep)?;
+    }
+    fs::create_dir_all(root.join("var/lib/apt/lists/partial"))
+        .map_err(|e| format!("mkdir {}: {e}", root.display()))?;
+    tar_tree(&root, &dir.join("rootfs.tar"), &["--xattrs"])?;
+    remove_tree(&root)?;
+    Ok(format!(
+        "debootstrap --variant=minbase {SUITE} {mirror} (apt lists, .deb cache and logs removed)"
+    ))
+}
+
+/// Removes the entries of `dir` (files and trees) that `keep` does not keep; a missing
+/// directory has none.
+fn remove_entries(dir: &Path, keep: fn(&str) -> bool) -> Result<(), String> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if keep(&name) {
             continue;
         }
-        let made = match f.name {
-            "smallfiles.tar" => make_synthetic(dir, f.name, write_small_files),
-            "bigfile.tar" => make_synthetic(dir, f.name, write_big_file),
-            _ => Err(if script_note.is_empty() {
-                "make-fixtures.sh did not make it".to_owned()
-            } else {
-                script_note.clone()
-            }),
+        let path = entry.path();
+        let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
         };
-        if let Err(reason) = made {
-            unavailable.push((*f, reason));
+        removed.map_err(|e| format!("rm {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The Debian mirror apt uses for [`SUITE`] here (not a security mirror), else deb.debian.org.
+fn debian_mirror() -> String {
+    let mut sources = Vec::new();
+    if let Ok(entries) = fs::read_dir("/etc/apt/sources.list.d") {
+        let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        sources.extend(
+            paths
+                .into_iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "sources")),
+        );
+    }
+    for path in &sources {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        if let Some(uri) = deb822_mirror(&text) {
+            return uri;
         }
     }
-    unavailable
+    let list = fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+    one_line_mirror(&list).unwrap_or_else(|| "http://deb.debian.org/debian".to_owned())
 }
 
-/// Where a fixture came from (make-fixtures.sh writes `<stem>.source`).
-pub fn source(dir: &Path, fixture: &str) -> String {
-    let stem = fixture.split('.').next().unwrap_or(fixture);
-    fs::read_to_string(dir.join(format!("{stem}.source")))
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| match stem {
-            "bigfile" => "make-fixtures.sh: 1 GiB of AES-CTR keystream (incompressible)".to_owned(),
-            "layer2" => "make-fixtures.sh: a child of rootfs.tar with whiteouts and an opaque dir"
-                .to_owned(),
-            _ => "make-fixtures.sh".to_owned(),
-        })
+/// The first `URIs:` of a deb822 stanza whose `Suites:` has [`SUITE`], not a security one.
+fn deb822_mirror(text: &str) -> Option<String> {
+    for stanza in text.split("\n\n") {
+        let field = |name: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+        };
+        let (Some(uris), Some(suites)) = (field("URIs:"), field("Suites:")) else {
+            continue;
+        };
+        let uri = uris.split_whitespace().next()?;
+        if !uri.contains("security") && suites.split_whitespace().any(|s| s == SUITE) {
+            return Some(uri.to_owned());
+        }
+    }
+    None
 }
 
-fn make_synthetic(
-    dir: &Path,
-    name: &str,
+/// The URI of the first `deb [options] URI SUITE …` line of a sources.list, not security.
+fn one_line_mirror(text: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let line = line.trim();
+        let rest = line.strip_prefix("deb ")?;
+        let rest = match rest.trim_start().strip_prefix('[') {
+            Some(options) => options.split_once(']')?.1,
+            None => rest,
+        };
+        let mut words = rest.split_whitespace();
+        let (uri, suite) = (words.next()?, words.next()?);
+        (suite == SUITE && !uri.contains("security")).then(|| uri.to_owned())
+    })
+}
+
+/// smallfiles.tar: an npm `node_modules` tree; a synthetic one without npm or network.
+fn small_files(dir: &Path, stage: &Path) -> Result<String, String> {
+    let app = stage.join("app");
+    remove_tree(&app)?;
+    fs::create_dir_all(&app).map_err(|e| format!("mkdir {}: {e}", app.display()))?;
+    let npm = if on_path("npm") {
+        fs::write(
+            app.join("package.json"),
+            r#"{"name":"lsbench-app","version":"1.0.0","private":true}"#,
+        )
+        .map_err(|e| format!("{}: {e}", app.display()))?;
+        run_logged(
+            Command::new("npm")
+                .arg("install")
+                .arg("--cache")
+                .arg(stage.join("npm-cache"))
+                .args([
+                    "--ignore-scripts",
+                    "--no-audit",
+                    "--no-fund",
+                    "--loglevel=error",
+                ])
+                .args(NPM_PACKAGES)
+                .current_dir(&app),
+            &dir.join("npm.log"),
+        )
+    } else {
+        Err("npm is not installed".into())
+    };
+    let source = match npm {
+        Ok(()) => {
+            tar_tree(&app, &dir.join("smallfiles.tar"), &["--format=gnu"])?;
+            let version = Command::new("npm")
+                .arg("--version")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .unwrap_or_default();
+            format!(
+                "npm {version} install --ignore-scripts {}",
+                NPM_PACKAGES.join(" ")
+            )
+        }
+        Err(reason) => {
+            eprintln!("bench: {reason}; smallfiles.tar is synthetic");
+            write_tar(&dir.join("smallfiles.tar"), write_small_files)?
+        }
+    };
+    remove_tree(&app)?;
+    remove_tree(&stage.join("npm-cache"))?;
+    Ok(source)
+}
+
+/// bigfile.tar: one 1 GiB file of [`Keystream`] bytes.
+fn big_file(dir: &Path) -> Result<String, String> {
+    write_tar(&dir.join("bigfile.tar"), write_big_file)
+}
+
+/// layer2.tar: a child of rootfs.tar, as an image builder records `RUN rm …; echo >> …`:
+/// whiteouts of `etc/motd` and of the first 20 directories of `usr/share/doc`; an opaque
+/// `usr/share/man` with one new file; `etc/passwd`, `group`, `shadow`, `hostname` and
+/// `usr/lib/os-release` changed; `etc/issue` chmod 0600; `etc/issue.net` turned into a
+/// symlink; new `opt/app/` (a copy of `usr/bin/ls` and a hard link to it, 200 small files
+/// owned by 1000:1000, 8 MiB of incompressible bytes).
+fn layer2(dir: &Path, stage: &Path) -> Result<Option<String>, String> {
+    let parent = stage.join("parent");
+    let layer = stage.join("layer2");
+    remove_tree(&parent)?;
+    remove_tree(&layer)?;
+    for d in [&parent, &layer] {
+        fs::create_dir_all(d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
+    }
+    run(Command::new("tar")
+        .args(["--numeric-owner", "--xattrs", "-xf"])
+        .arg(dir.join("rootfs.tar"))
+        .arg("-C")
+        .arg(&parent))?;
+    let child = ChildLayer {
+        parent: &parent,
+        layer: &layer,
+    };
+    if parent.join("etc/motd").exists() {
+        child.whiteout("etc/motd")?;
+    }
+    let mut docs: Vec<String> = fs::read_dir(parent.join("usr/share/doc"))
+        .map_err(|e| format!("{}: {e}", parent.join("usr/share/doc").display()))?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    docs.sort();
+    for doc in docs.iter().take(20) {
+        child.whiteout(&format!("usr/share/doc/{doc}"))?;
+    }
+    let opaque = if parent.join("usr/share/man").is_dir() {
+        "usr/share/man"
+    } else {
+        "usr/share/info"
+    };
+    child.parents(&format!("{opaque}/x"))?;
+    child.write(&format!("{opaque}/.wh..wh..opq"), b"")?;
+    child.write(
+        &format!("{opaque}/README.layer2"),
+        b"man pages removed in layer2\n",
+    )?;
+    for (file, line) in [
+        ("etc/passwd", "app:x:1000:1000:app:/opt/app:/bin/sh\n"),
+        ("etc/group", "app:x:1000:\n"),
+        ("etc/shadow", "app:!:19000:0:99999:7:::\n"),
+        ("usr/lib/os-release", "VARIANT_ID=lsbench\n"),
+    ] {
+        child.copy(file)?;
+        append(&layer.join(file), line)?;
+    }
+    child.copy("etc/hostname")?;
+    child.write("etc/hostname", b"lsbench-layer2\n")?;
+    child.copy("etc/issue")?;
+    chmod(&layer.join("etc/issue"), 0o600)?;
+    child.parents("etc/issue.net")?;
+    symlink("issue", layer.join("etc/issue.net"))
+        .map_err(|e| format!("ln -s {}: {e}", layer.display()))?;
+    let app = layer.join("opt/app");
+    for d in ["opt/app/bin", "opt/app/conf"] {
+        fs::create_dir_all(layer.join(d)).map_err(|e| format!("mkdir {}: {e}", layer.display()))?;
+    }
+    cp_a(&parent.join("usr/bin/ls"), &app.join("bin/ls"))?;
+    fs::hard_link(app.join("bin/ls"), app.join("bin/dir-hardlink"))
+        .map_err(|e| format!("ln {}: {e}", app.display()))?;
+    let conf = app.join("conf");
+    chown(&conf, Some(1000), Some(1000)).map_err(|e| format!("chown {}: {e}", conf.display()))?;
+    for i in 1..=200 {
+        let path = conf.join(format!("setting-{i:03}.conf"));
+        fs::write(&path, format!("key{i:03} = value {i:03}\n"))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        chown(&path, Some(1000), Some(1000))
+            .map_err(|e| format!("chown {}: {e}", path.display()))?;
+    }
+    let mut data = Vec::with_capacity(8 << 20);
+    Keystream::new("layer2", 8 << 20)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("keystream: {e}"))?;
+    fs::write(app.join("data.bin"), data).map_err(|e| format!("{}: {e}", app.display()))?;
+    tar_tree(&layer, &dir.join(CHILD_LAYER), &["--xattrs"])?;
+    remove_tree(&parent)?;
+    remove_tree(&layer)?;
+    Ok(Some(
+        "a child of rootfs.tar with whiteouts, an opaque dir, changed and new files (xtask)".into(),
+    ))
+}
+
+/// The tree of a child layer being built against its extracted parent.
+struct ChildLayer<'a> {
+    parent: &'a Path,
+    layer: &'a Path,
+}
+
+impl ChildLayer<'_> {
+    /// Creates the directories above `relative` in the layer, with the parent's owner and
+    /// mode where the parent has them.
+    fn parents(&self, relative: &str) -> Result<(), String> {
+        let mut sofar = PathBuf::new();
+        let dirs: Vec<_> = Path::new(relative)
+            .parent()
+            .map(|p| p.components().collect())
+            .unwrap_or_default();
+        for part in dirs {
+            sofar.push(part);
+            let target = self.layer.join(&sofar);
+            if target.is_dir() {
+                continue;
+            }
+            fs::create_dir(&target).map_err(|e| format!("mkdir {}: {e}", target.display()))?;
+            let original = self.parent.join(&sofar);
+            if let Ok(meta) = fs::metadata(&original) {
+                use std::os::unix::fs::MetadataExt;
+                chown(&target, Some(meta.uid()), Some(meta.gid()))
+                    .map_err(|e| format!("chown {}: {e}", target.display()))?;
+                chmod(&target, meta.mode() & 0o7777)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `.wh.<name>` beside where `relative` was.
+    fn whiteout(&self, relative: &str) -> Result<(), String> {
+        let path = Path::new(relative);
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let whiteout = path.with_file_name(format!(".wh.{name}"));
+        self.write(&whiteout.to_string_lossy(), b"")
+    }
+
+    /// A file of the layer with `bytes` (its parents made first).
+    fn write(&self, relative: &str, bytes: &[u8]) -> Result<(), String> {
+        self.parents(relative)?;
+        let path = self.layer.join(relative);
+        fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The parent's file, copied with owner, mode and times.
+    fn copy(&self, relative: &str) -> Result<(), String> {
+        self.parents(relative)?;
+        cp_a(&self.parent.join(relative), &self.layer.join(relative))
+    }
+}
+
+fn cp_a(from: &Path, to: &Path) -> Result<(), String> {
+    run(Command::new("cp").arg("-a").arg(from).arg(to))
+}
+
+fn append(path: &Path, line: &str) -> Result<(), String> {
+    let mut file = fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    file.write_all(line.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn chmod(path: &Path, mode: u32) -> Result<(), String> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("chmod {}: {e}", path.display()))
+}
+
+/// Writes a tarball with the `tar` crate through a temp file; returns the `.source` line.
+fn write_tar(
+    out: &Path,
     write: fn(&mut tar::Builder<BufWriter<File>>) -> io::Result<String>,
-) -> Result<(), String> {
-    fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
-    eprintln!("bench: generating synthetic {name}");
-    let tmp = dir.join(format!("{name}.tmp"));
+) -> Result<String, String> {
+    let tmp = out.with_extension("tar.tmp");
     let result = (|| -> io::Result<String> {
         let mut builder = tar::Builder::new(BufWriter::new(File::create(&tmp)?));
         let what = write(&mut builder)?;
         builder.into_inner()?.flush()?;
-        fs::rename(&tmp, dir.join(name))?;
+        fs::rename(&tmp, out)?;
         Ok(what)
     })();
-    match result {
-        Ok(what) => {
-            let stem = name.split('.').next().unwrap_or(name);
-            fs::write(dir.join(format!("{stem}.source")), what)
-                .map_err(|e| format!("{}: {e}", dir.display()))
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        format!("generating {}: {e}", out.display())
+    })
+}
+
+/// Bytes from SplitMix64 seeded by a label: incompressible, fast, the same on every run.
+struct Keystream {
+    state: u64,
+    left: u64,
+    word: [u8; 8],
+    used: usize,
+}
+
+impl Keystream {
+    fn new(label: &str, len: u64) -> Keystream {
+        // FNV-1a of the label: different labels, different streams.
+        let state = label.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        Keystream {
+            state,
+            left: len,
+            word: [0; 8],
+            used: 8,
         }
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err(format!("generating {name}: {e}"))
-        }
+    }
+
+    fn next_word(&mut self) -> [u8; 8] {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)).to_le_bytes()
     }
 }
 
-/// Random bytes from the kernel, as a reader.
-struct RandomBytes {
-    left: u64,
-}
-
-impl Read for RandomBytes {
+impl Read for Keystream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let want = usize::try_from(self.left)
             .unwrap_or(usize::MAX)
             .min(buf.len());
-        if want == 0 {
-            return Ok(0);
+        let mut filled = 0;
+        // The rest of the current word, then whole words, then the start of the next one.
+        while filled < want && self.used < 8 {
+            buf[filled] = self.word[self.used];
+            self.used += 1;
+            filled += 1;
         }
-        let filled =
-            rustix::rand::getrandom(&mut buf[..want], rustix::rand::GetRandomFlags::empty())?;
-        self.left -= filled as u64;
-        Ok(filled)
+        let mut words = buf[filled..want].chunks_exact_mut(8);
+        for chunk in &mut words {
+            chunk.copy_from_slice(&self.next_word());
+        }
+        let tail = words.into_remainder();
+        if !tail.is_empty() {
+            self.word = self.next_word();
+            tail.copy_from_slice(&self.word[..tail.len()]);
+            self.used = tail.len();
+        }
+        self.left -= want as u64;
+        Ok(want)
     }
 }
 
@@ -202,10 +675,7 @@ fn header(path: &str, size: u64, kind: tar::EntryType, mode: u32) -> tar::Header
 /// ~50,000 entries: 1,000 directories of 50 files, 0–8 KiB of text each.
 fn write_small_files(builder: &mut tar::Builder<BufWriter<File>>) -> io::Result<String> {
     let mut sizes = vec![0u8; 2 * 50_000];
-    RandomBytes {
-        left: sizes.len() as u64,
-    }
-    .read_exact(&mut sizes)?;
+    Keystream::new("smallfiles", sizes.len() as u64).read_exact(&mut sizes)?;
     let filler = b"export function noop() { return undefined; } // lsbench synthetic source file\n";
     let body: Vec<u8> = filler.iter().copied().cycle().take(8192).collect();
     for d in 0..1000 {
@@ -222,10 +692,10 @@ fn write_small_files(builder: &mut tar::Builder<BufWriter<File>>) -> io::Result<
             builder.append(&h, &body[..size])?;
         }
     }
-    Ok("synthetic (cargo xtask bench): 1,000 dirs x 50 files of 0-8 KiB, GNU tar".into())
+    Ok("synthetic (xtask): 1,000 dirs x 50 files of 0-8 KiB, GNU tar".into())
 }
 
-/// One 1 GiB file of random bytes.
+/// One 1 GiB file of keystream bytes.
 fn write_big_file(builder: &mut tar::Builder<BufWriter<File>>) -> io::Result<String> {
     const SIZE: u64 = 1 << 30;
     builder.append(
@@ -233,29 +703,8 @@ fn write_big_file(builder: &mut tar::Builder<BufWriter<File>>) -> io::Result<Str
         io::empty(),
     )?;
     let h = header("data/bigfile.bin", SIZE, tar::EntryType::Regular, 0o644);
-    builder.append(&h, RandomBytes { left: SIZE })?;
-    Ok("synthetic (cargo xtask bench): one 1 GiB file of getrandom bytes, GNU tar".into())
-}
-
-/// sha256 (hex) of a file.
-pub fn sha256_file(path: &Path) -> Result<String, String> {
-    let mut file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    builder.append(&h, Keystream::new("lsbench", SIZE))?;
+    Ok("xtask: one 1 GiB file of SplitMix64 bytes (incompressible, reproducible), GNU tar".into())
 }
 
 #[cfg(test)]
@@ -263,12 +712,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn compressed_fixtures_map_to_their_plain_tar_and_decompressor() {
+    fn compressed_fixtures_map_to_their_plain_tar_and_tools() {
         let gz = Fixture::named("rootfs.tar.gz").expect("known");
         assert_eq!(gz.plain(), "rootfs.tar");
         assert_eq!(gz.decompressor(), Some(&["gzip", "-dc"][..]));
+        assert_eq!(gz.compressor(), Some(&["gzip", "-6", "-n", "-c"][..]));
         let zst = Fixture::named("rootfs.tar.zst").expect("known");
         assert_eq!(zst.decompressor(), Some(&["zstd", "-dcq"][..]));
+        assert_eq!(zst.compressor(), Some(&["zstd", "-3", "-q", "-c"][..]));
         let plain = Fixture::named("bigfile.tar").expect("known");
         assert_eq!(plain.plain(), "bigfile.tar");
         assert_eq!(plain.decompressor(), None);
@@ -278,9 +729,10 @@ mod tests {
     #[test]
     fn synthetic_small_files_tar_lists_fifty_thousand_files() {
         let dir = tempfile::tempdir().expect("tempdir");
-        make_synthetic(dir.path(), "smallfiles.tar", write_small_files).expect("made");
-        let mut archive =
-            tar::Archive::new(File::open(dir.path().join("smallfiles.tar")).expect("open"));
+        let out = dir.path().join("smallfiles.tar");
+        let source = write_tar(&out, write_small_files).expect("made");
+        assert!(source.starts_with("synthetic"), "{source}");
+        let mut archive = tar::Archive::new(File::open(&out).expect("open"));
         let mut files = 0;
         let mut dirs = 0;
         for entry in archive.entries().expect("entries") {
@@ -292,29 +744,106 @@ mod tests {
             }
         }
         assert_eq!((files, dirs), (50_000, 1_000));
-        assert!(source(dir.path(), "smallfiles.tar").starts_with("synthetic"));
+        // Reproducible: a second build has the same bytes.
+        let again = dir.path().join("again.tar");
+        write_tar(&again, write_small_files).expect("made again");
+        assert_eq!(sha256_file(&out), sha256_file(&again));
     }
 
     #[test]
-    fn random_bytes_stop_at_the_requested_size() {
+    fn keystream_reads_the_same_bytes_whatever_the_buffer_sizes() {
+        // Byte at a time, word by word: what the fixtures were first built with.
+        let mut reference = Keystream::new("x", 1000);
+        let whole: Vec<u8> = (0..1000)
+            .flat_map(|i| {
+                if i % 8 == 0 {
+                    reference.word = reference.next_word();
+                }
+                Some(reference.word[i % 8])
+            })
+            .collect();
+        let mut pieces = Vec::new();
+        let mut stream = Keystream::new("x", 1000);
+        for size in (1..).cycle() {
+            let mut buf = vec![0u8; size % 13];
+            let n = stream.read(&mut buf).expect("read");
+            if n == 0 && !buf.is_empty() {
+                break;
+            }
+            pieces.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(pieces, whole);
+    }
+
+    #[test]
+    fn keystream_is_reproducible_sized_and_incompressible() {
         let mut bytes = Vec::new();
-        RandomBytes { left: 100_003 }
+        Keystream::new("x", 100_003)
             .read_to_end(&mut bytes)
-            .expect("getrandom works");
+            .expect("read");
         assert_eq!(bytes.len(), 100_003);
-        // Incompressible data has every byte value; zeros would mean an unfilled buffer.
+        let mut again = Vec::new();
+        Keystream::new("x", 100_003)
+            .read_to_end(&mut again)
+            .expect("read");
+        assert_eq!(bytes, again);
+        let mut other = Vec::new();
+        Keystream::new("y", 100_003)
+            .read_to_end(&mut other)
+            .expect("read");
+        assert_ne!(bytes, other);
         let distinct: std::collections::HashSet<u8> = bytes.iter().copied().collect();
         assert_eq!(distinct.len(), 256);
+        // gzip -9 saves nothing on it.
+        let mut gzip = Command::new("gzip")
+            .args(["-9", "-c"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("gzip");
+        let mut stdin = gzip.stdin.take().expect("stdin");
+        let writer = std::thread::spawn(move || stdin.write_all(&bytes));
+        let out = gzip.wait_with_output().expect("gzip output");
+        writer.join().expect("writer").expect("written");
+        assert!(out.stdout.len() > 100_003, "{} bytes", out.stdout.len());
     }
 
     #[test]
-    fn sha256_of_a_known_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("abc");
-        fs::write(&path, b"abc").expect("write");
+    fn mirrors_from_apt_sources() {
+        let deb822 = "Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\n\n\
+                      Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n";
         assert_eq!(
-            sha256_file(&path).expect("hash"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            deb822_mirror(deb822).as_deref(),
+            Some("http://mirror.example/debian")
         );
+        assert_eq!(
+            deb822_mirror("Types: deb\nURIs: http://x\nSuites: trixie\n"),
+            None
+        );
+        let list = "# comment\ndeb http://security.debian.org bookworm-security main\n\
+                    deb [arch=amd64] http://ftp.example/debian bookworm main\n";
+        assert_eq!(
+            one_line_mirror(list).as_deref(),
+            Some("http://ftp.example/debian")
+        );
+    }
+
+    #[test]
+    fn child_layer_parents_copy_owner_and_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let parent = dir.path().join("p");
+        let layer = dir.path().join("l");
+        fs::create_dir_all(parent.join("usr/share/doc/pkg")).expect("mkdir");
+        fs::create_dir(&layer).expect("mkdir");
+        chmod(&parent.join("usr/share"), 0o750).expect("chmod");
+        let child = ChildLayer {
+            parent: &parent,
+            layer: &layer,
+        };
+        child.whiteout("usr/share/doc/pkg").expect("whiteout");
+        assert!(layer.join("usr/share/doc/.wh.pkg").is_file());
+        use std::os::unix::fs::MetadataExt;
+        let mode = fs::metadata(layer.join("usr/share")).expect("stat").mode();
+        assert_eq!(mode & 0o7777, 0o750);
     }
 }
