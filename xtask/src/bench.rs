@@ -1330,7 +1330,11 @@ fn render(
     } else {
         " (given with `--ours`)".to_owned()
     };
-    let _ = writeln!(md, "| ours | `{}`{built} |", ctx.tool(Tool::Ours).display());
+    let _ = writeln!(
+        md,
+        "| ours | `{}`{built} |",
+        shown_path(ctx.tool(Tool::Ours), workspace)
+    );
     let go_version = first_line_of(
         "dpkg-query",
         &["-W", "-f", "${Package} ${Version}", "containers-storage"],
@@ -1397,6 +1401,20 @@ fn render(
     md
 }
 
+/// A binary's path as the report shows it: relative inside the workspace, as it is under
+/// `/usr`, else its last two components (a target directory's place is one machine's).
+fn shown_path(path: &Path, workspace: &Path) -> String {
+    if let Ok(relative) = path.strip_prefix(workspace) {
+        return relative.display().to_string();
+    }
+    if path.starts_with("/usr") {
+        return path.display().to_string();
+    }
+    let tail: Vec<_> = path.components().rev().take(2).collect();
+    let tail: PathBuf = tail.into_iter().rev().collect();
+    format!("…/{}", tail.display())
+}
+
 const HOW_TO_RUN: &str = "\
 As root, on an otherwise idle machine (the 1-minute load average is recorded; above ~3 the
 numbers are noise):
@@ -1451,6 +1469,24 @@ mod tests {
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn the_report_shows_no_machine_s_directories() {
+        let workspace = Path::new("/src/layerstore");
+        let shown = |p: &str| shown_path(Path::new(p), workspace);
+        assert_eq!(
+            shown("/src/layerstore/target/release/layerstore"),
+            "target/release/layerstore"
+        );
+        assert_eq!(
+            shown("/usr/bin/containers-storage"),
+            "/usr/bin/containers-storage"
+        );
+        assert_eq!(
+            shown("/opt/t/bench/release/layerstore"),
+            "…/release/layerstore"
+        );
     }
 
     #[test]

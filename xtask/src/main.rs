@@ -53,7 +53,7 @@ tasks:
   demo   the README's main job: import examples/layer.tar.gz into the default store, give
          it back, verify its digest (`demo --keep`, `demo -- <global layerstore options>`)
   fuzz   every cargo-fuzz target of fuzz/ for N seconds each (`fuzz --seconds N [TARGET...]`)
-  tidy   repository invariants (dependency arrows, crate docs)
+  tidy   repository invariants (dependency arrows, crate docs, no paths of one machine)
   bench  whole-process benchmarks vs the Go tool -> docs/BENCHMARKS.md (`bench --help`)
   bench-fixtures  the tarballs bench imports (`bench-fixtures [--dir DIR]`; bench runs it)
   fixtures  makes tests/fixtures/go-1.43 again from GNU tar and the Go tool (`fixtures --help`)

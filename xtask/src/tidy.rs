@@ -1,8 +1,11 @@
 //! Repository invariants, checked by `cargo xtask tidy` and by `cargo test` (the test below):
-//! the crates' dependency arrows point one way (down the layering), and every library crate
-//! has a top doc.
+//! the crates' dependency arrows point one way (down the layering), every library crate has a
+//! top doc, and no file names a place outside the repository on one particular machine (the
+//! sibling folder `shared`, the work tree of the machine the project grew on, the home
+//! directory of whoever runs tidy): a clone elsewhere must stand alone.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use crate::workspace_root;
 
@@ -74,6 +77,18 @@ pub fn check() -> Result<(), String> {
         }
     }
     check_readme(&mut problems);
+    let root = workspace_root();
+    match repository_files(&root) {
+        Ok(files) => {
+            let forbidden = machine_paths(std::env::var_os("HOME").as_deref().map(Path::new));
+            problems.extend(
+                files
+                    .iter()
+                    .flat_map(|f| machine_path_uses(&root, f, &forbidden)),
+            );
+        }
+        Err(e) => problems.push(e),
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -109,12 +124,147 @@ fn check_readme(problems: &mut Vec<String>) {
     }
 }
 
+/// The texts no file may hold: the sibling folder of the repository, the work tree of the
+/// machine this project grew on, and the home directory of whoever runs tidy (a path pasted
+/// from a terminal). Built from pieces so that this file does not name them itself.
+fn machine_paths(home: Option<&Path>) -> Vec<String> {
+    let mut forbidden = vec![[".", ".", "/shared"].concat(), ["/", "work", "/"].concat()];
+    if let Some(home) = home.and_then(Path::to_str) {
+        let home = home.trim_end_matches('/');
+        // A home of "/" or a one-letter placeholder would match everything or examples.
+        if home.matches('/').count() >= 1 && home.len() > 3 {
+            forbidden.push(format!("{home}/"));
+        }
+    }
+    forbidden
+}
+
+/// The files of the repository: what git tracks plus untracked files it does not ignore;
+/// without git (a source tarball), every file outside `target/` and hidden directories.
+fn repository_files(root: &Path) -> Result<Vec<PathBuf>, String> {
+    let listed = Command::new("git")
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .current_dir(root)
+        .output();
+    if let Ok(out) = listed
+        && out.status.success()
+    {
+        return Ok(out
+            .stdout
+            .split(|&b| b == 0)
+            .filter(|name| !name.is_empty())
+            .map(|name| PathBuf::from(String::from_utf8_lossy(name).into_owned()))
+            .filter(|path| root.join(path).is_file())
+            .collect());
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(relative) = stack.pop() {
+        let dir = root.join(&relative);
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let path = relative.join(&name);
+            let hidden = name.to_string_lossy().starts_with('.');
+            match entry.file_type() {
+                Ok(t) if t.is_dir() && !hidden && name != "target" => stack.push(path),
+                Ok(t) if t.is_file() => files.push(path),
+                _ => {}
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Where the text file `relative` names one of `forbidden`, one problem per line; binary
+/// files (not UTF-8, or holding NUL) are not read as text.
+fn machine_path_uses(root: &Path, relative: &Path, forbidden: &[String]) -> Vec<String> {
+    let Ok(bytes) = std::fs::read(root.join(relative)) else {
+        return Vec::new();
+    };
+    let Ok(text) = String::from_utf8(bytes) else {
+        return Vec::new();
+    };
+    if text.contains('\0') {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        for path in forbidden.iter().filter(|p| names(line, p)) {
+            found.push(format!(
+                "{}:{}: names `{path}`, a path outside the repository on one machine",
+                relative.display(),
+                number + 1
+            ));
+        }
+    }
+    found
+}
+
+/// Whether `line` names `path` itself: an absolute path must not continue another one
+/// (`/tmp/study/root/x` does not name the home `/root`).
+fn names(line: &str, path: &str) -> bool {
+    line.match_indices(path).any(|(at, _)| {
+        !path.starts_with('/')
+            || !line[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || "._-/~".contains(c))
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn repository_is_tidy() {
-        if let Err(e) = super::check() {
+        if let Err(e) = check() {
             panic!("{e}");
         }
+    }
+
+    #[test]
+    fn machine_paths_are_found_in_text_files_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let sibling = [".", ".", "/shared/docs"].concat();
+        std::fs::write(root.join("a.md"), format!("fine\nsee {sibling}\n")).unwrap();
+        std::fs::write(root.join("b.sh"), "cd /home/alice/src\nls /x/home/alice/\n").unwrap();
+        std::fs::write(
+            root.join("c.bin"),
+            [b"\0", sibling.as_bytes(), b"\xff"].concat(),
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("d.rs"),
+            "let p = \"/tmp/x\"; // /home/u is an example\n",
+        )
+        .unwrap();
+        let forbidden = machine_paths(Some(Path::new("/home/alice")));
+        assert!(forbidden.contains(&"/home/alice/".to_owned()));
+        let found = |name: &str| machine_path_uses(root, Path::new(name), &forbidden);
+        assert_eq!(found("a.md").len(), 1);
+        assert!(
+            found("a.md")[0].starts_with("a.md:2: names"),
+            "{:?}",
+            found("a.md")
+        );
+        assert_eq!(found("b.sh").len(), 1);
+        assert!(found("c.bin").is_empty());
+        assert!(found("d.rs").is_empty());
+        // Without git (a source tarball) the walk finds the same files.
+        let mut files = repository_files(root).unwrap();
+        files.sort();
+        assert_eq!(files.len(), 4);
+        // Homes too short to be a real one are not searched for.
+        assert_eq!(machine_paths(Some(Path::new("/"))).len(), 2);
+        assert_eq!(machine_paths(None).len(), 2);
     }
 }

@@ -373,7 +373,7 @@ mod tests {
     fn root_env(conf: Option<&Path>) -> Environment {
         Environment {
             uid: 0,
-            current_dir: PathBuf::from("/work"),
+            current_dir: PathBuf::from("/cwd"),
             containers_storage_conf: conf.map(Path::to_path_buf),
             system_configs: vec![PathBuf::from("/nonexistent/storage.conf")],
             ..Environment::default()
@@ -480,7 +480,7 @@ mod tests {
             ..GlobalOptions::default()
         };
         let config = resolve(&flags, &env).expect("resolves");
-        assert_eq!(config.graph_root, PathBuf::from("/work/rel/g"));
+        assert_eq!(config.graph_root, PathBuf::from("/cwd/rel/g"));
         assert_eq!(config.run_root, PathBuf::from("/run/containers/storage"));
         assert_eq!(
             config.driver, "",

@@ -4,9 +4,10 @@ B=${B:-containers-storage}  # set B=path/to/layerstore to compare
 S=${S:-/tmp/study}
 rm -rf $S; mkdir -p $S
 G="$B -g $S/root -R $S/run -s vfs"
-t(){ echo "\$ ${*#$G }" | sed "s|$G|CS|"; "$@" >$S/o 2>$S/e </dev/null; rc=$?; echo "[stdout]"; cat -A $S/o | head -40; echo "[stderr]"; cat $S/e | head -20; echo "[rc=$rc]"; echo; }
-ti(){ f=$1; shift; echo "\$ ${*} < $f" | sed "s|$G|CS|"; "$@" >$S/o 2>$S/e <$f; rc=$?; echo "[stdout]"; cat -A $S/o | head -40; echo "[stderr]"; cat $S/e | head -20; echo "[rc=$rc]"; echo; }
-TARS=/work/shared/fixtures/go-1.43/tars
+t(){ echo "\$ ${*#$G }" | sed "s|$G|CS|; s|$TARS|\$TARS|g"; "$@" >$S/o 2>$S/e </dev/null; rc=$?; echo "[stdout]"; cat -A $S/o | head -40; echo "[stderr]"; cat $S/e | head -20; echo "[rc=$rc]"; echo; }
+ti(){ f=$1; shift; echo "\$ ${*} < $f" | sed "s|$G|CS|; s|$TARS|\$TARS|g"; "$@" >$S/o 2>$S/e <$f; rc=$?; echo "[stdout]"; cat -A $S/o | head -40; echo "[stderr]"; cat $S/e | head -20; echo "[rc=$rc]"; echo; }
+# The repository's fixture tarballs; shown as $TARS in the transcript.
+TARS=${TARS:-$(cd "$(dirname "$0")/../../../../tests/fixtures/go-1.43/tars" && pwd)}
 t $G layers
 t $G layers --json
 t $G layers -t
@@ -49,7 +50,7 @@ t $G changes -j wh
 t $G changes nonexist
 t $G changes
 t $G diff -f $S/d.tar imported
-sha256sum $S/d.tar $TARS/basic.tar | sed "s|$S|S|"
+sha256sum $S/d.tar $TARS/basic.tar | sed "s|$S|S|; s|$TARS|\$TARS|"
 t $G diff -c -f $S/d.tar.gz imported
 t $G diff -u -f $S/d.tar imported
 t $G diff -b imported
