@@ -67,6 +67,24 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A digest an image is found by is not valid (Go 1.43 then refuses to open the store).
+    #[error(
+        "computing digests for image with ID {id:?} ({}): {}: {reason}",
+        go_list(names),
+        validating(digest, key.as_deref())
+    )]
+    ImageDigest {
+        /// The image's ID.
+        id: String,
+        /// The image's names.
+        names: Vec<String>,
+        /// The rejected digest text.
+        digest: String,
+        /// The manifest item it is the digest of; `None` for the image's `digest`.
+        key: Option<String>,
+        /// go-digest's reason, e.g. `invalid checksum digest length`.
+        reason: &'static str,
+    },
     /// The operating system's random number generator failed.
     #[error("reading random bytes for a new layer ID: {0}")]
     Random(#[source] rustix::io::Errno),
@@ -84,6 +102,19 @@ impl Error {
             column: source.column(),
             source,
         }
+    }
+}
+
+/// A list as Go's `%v` prints a `[]string`: `[a b]`.
+fn go_list(items: &[String]) -> String {
+    format!("[{}]", items.join(" "))
+}
+
+/// What was being validated, in Go's words.
+fn validating(digest: &str, key: Option<&str>) -> String {
+    match key {
+        Some(key) => format!("validating digest {digest:?} for big data item {key:?}"),
+        None => format!("validating image digest {digest:?}"),
     }
 }
 

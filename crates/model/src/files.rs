@@ -5,9 +5,9 @@ use std::io::Write;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::id::validate_id;
 use crate::json::write_go_json;
 use crate::layer::Layer;
+use crate::record::{encode_records, parse_records, write_records};
 
 /// File name of the layer records, in `<graphroot>/<driver>-layers/`.
 pub const LAYERS_JSON: &str = "layers.json";
@@ -33,37 +33,21 @@ pub struct MountPointRecord {
 /// in [`Layer::extra`]. Unlike Go 1.43, a document that does not decode is an error
 /// ([`Error::Decode`], naming line and column) rather than a silently truncated store, and so
 /// is a record whose ID could not name a file ([`Error::Record`], see [`validate_id`]).
+///
+/// [`validate_id`]: crate::validate_id
 pub fn parse_layers_json(bytes: &[u8]) -> Result<Vec<Layer>> {
-    if bytes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let layers: Vec<Layer> = serde_json::from_slice::<Option<Vec<Layer>>>(bytes)
-        .map_err(|e| Error::decode(LAYERS_JSON, e))?
-        .unwrap_or_default();
-    for (index, layer) in layers.iter().enumerate() {
-        validate_id(&layer.id).map_err(|e| Error::Record {
-            document: LAYERS_JSON,
-            index,
-            source: Box::new(e),
-        })?;
-    }
-    Ok(layers)
+    parse_records(bytes, LAYERS_JSON, |layer: &Layer| &layer.id)
 }
 
 /// Writes `layers` as Go writes `layers.json`: compact, Go's escaping, no trailing newline.
 pub fn write_layers_json<W: Write>(out: W, layers: &[Layer]) -> Result<()> {
-    write_go_json(out, layers).map_err(|source| Error::Encode {
-        document: LAYERS_JSON,
-        source,
-    })
+    write_records(out, layers, LAYERS_JSON)
 }
 
 /// The bytes of a `layers.json` holding `layers` (see [`write_layers_json`]).
 pub fn encode_layers_json(layers: &[Layer]) -> Result<Vec<u8>> {
     // Typical records are 300 to 600 bytes; one reservation avoids most regrowth.
-    let mut out = Vec::with_capacity(2 + layers.len() * 512);
-    write_layers_json(&mut out, layers)?;
-    Ok(out)
+    encode_records(layers, LAYERS_JSON, 512)
 }
 
 /// Decodes the contents of a `mountpoints.json`; an empty file or `null` means no mounts.

@@ -1,17 +1,18 @@
 //! [`Layer`], the record of `layers.json`, and [`IDMap`].
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde::{Deserialize as DeriveDeserialize, Serialize as DeriveSerialize};
 use serde_json::Value;
 
 use crate::compression::Compression;
 use crate::digest::Digest;
-use crate::json::GoValue;
+use crate::record::{
+    GoObject, GoRecord, RecordField, deserialize_record, list, scalar, serialize_extra,
+};
 use crate::timestamp::Timestamp;
 
 /// One range of an ID mapping (Go's `idtools.IDMap`): container IDs
@@ -133,7 +134,7 @@ impl Layer {
 
 /// The known fields of a record, in Go's order, with their JSON keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
+pub(crate) enum Field {
     Id,
     Names,
     Parent,
@@ -154,7 +155,7 @@ enum Field {
     BigDataNames,
 }
 
-const FIELDS: [(&str, Field); 18] = [
+const FIELDS: &[(&str, Field)] = &[
     ("id", Field::Id),
     ("names", Field::Names),
     ("parent", Field::Parent),
@@ -175,7 +176,9 @@ const FIELDS: [(&str, Field); 18] = [
     ("big-data-names", Field::BigDataNames),
 ];
 
-impl Field {
+impl RecordField for Field {
+    const FIELDS: &'static [(&'static str, Field)] = FIELDS;
+
     fn exact(key: &str) -> Option<Field> {
         // A match compiles to a length switch plus one comparison: this runs for every key
         // of a 40,000-record file.
@@ -199,15 +202,6 @@ impl Field {
             "gidmap" => Field::GidMap,
             "big-data-names" => Field::BigDataNames,
             _ => return None,
-        })
-    }
-
-    /// Go matches keys exactly first, then case-insensitively.
-    fn lookup(key: &str) -> Option<Field> {
-        Field::exact(key).or_else(|| {
-            FIELDS
-                .iter()
-                .find_map(|&(name, field)| name.eq_ignore_ascii_case(key).then_some(field))
         })
     }
 }
@@ -255,7 +249,7 @@ impl Serialize for Layer {
             map.serialize_entry("gidset", &self.gids)?;
         }
         if !self.flags.is_empty() {
-            map.serialize_entry("flags", &GoFlags(&self.flags))?;
+            map.serialize_entry("flags", &GoObject(&self.flags))?;
         }
         if !self.uid_map.is_empty() {
             map.serialize_entry("uidmap", &self.uid_map)?;
@@ -266,50 +260,44 @@ impl Serialize for Layer {
         if !self.big_data_names.is_empty() {
             map.serialize_entry("big-data-names", &self.big_data_names)?;
         }
-        for (key, value) in &self.extra {
-            if Field::exact(key).is_none() {
-                map.serialize_entry(key, &GoValue(value))?;
-            }
-        }
+        serialize_extra::<Field, _>(&mut map, &self.extra)?;
         map.end()
     }
 }
 
-/// The flags map, with nested objects sorted like Go.
-struct GoFlags<'a>(&'a BTreeMap<String, Value>);
+impl GoRecord for Layer {
+    type Field = Field;
+    const EXPECTING: &'static str = "a layer record (JSON object)";
 
-impl Serialize for GoFlags<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (key, value) in self.0 {
-            map.serialize_entry(key, &GoValue(value))?;
-        }
-        map.end()
+    fn extra_mut(&mut self) -> &mut BTreeMap<String, Value> {
+        &mut self.extra
     }
-}
 
-/// A key of a record: a known field, or another key kept verbatim.
-enum Key {
-    Known(Field),
-    Unknown(String),
-}
-
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Key, D::Error> {
-        struct KeyVisitor;
-        impl Visitor<'_> for KeyVisitor {
-            type Value = Key;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
-                Ok(Field::lookup(key).map_or_else(|| Key::Unknown(key.to_owned()), Key::Known))
-            }
-            fn visit_string<E: de::Error>(self, key: String) -> Result<Key, E> {
-                Ok(Field::lookup(&key).map_or(Key::Unknown(key), Key::Known))
-            }
+    fn decode_field<'de, A: MapAccess<'de>>(
+        &mut self,
+        field: Field,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match field {
+            Field::Id => scalar(map, &mut self.id),
+            Field::Names => list(map, &mut self.names),
+            Field::Parent => scalar(map, &mut self.parent),
+            Field::Metadata => scalar(map, &mut self.metadata),
+            Field::MountLabel => scalar(map, &mut self.mount_label),
+            Field::Created => scalar(map, &mut self.created),
+            Field::CompressedDigest => scalar(map, &mut self.compressed_digest),
+            Field::CompressedSize => scalar(map, &mut self.compressed_size),
+            Field::UncompressedDigest => scalar(map, &mut self.uncompressed_digest),
+            Field::TocDigest => scalar(map, &mut self.toc_digest),
+            Field::UncompressedSize => scalar(map, &mut self.uncompressed_size),
+            Field::Compression => scalar(map, &mut self.compression),
+            Field::Uids => list(map, &mut self.uids),
+            Field::Gids => list(map, &mut self.gids),
+            Field::Flags => list(map, &mut self.flags),
+            Field::UidMap => list(map, &mut self.uid_map),
+            Field::GidMap => list(map, &mut self.gid_map),
+            Field::BigDataNames => list(map, &mut self.big_data_names),
         }
-        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
@@ -317,77 +305,7 @@ impl<'de> Deserialize<'de> for Layer {
     /// Decodes a record as Go does: keys matched exactly, else case-insensitively; a later
     /// duplicate key wins; `null` leaves a scalar field as it was and empties a list or map.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Layer, D::Error> {
-        deserializer.deserialize_map(LayerVisitor)
-    }
-}
-
-struct LayerVisitor;
-
-impl<'de> Visitor<'de> for LayerVisitor {
-    type Value = Layer;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a layer record (JSON object)")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Layer, A::Error> {
-        /// Replaces `slot` unless the JSON value was `null` (Go leaves the field alone).
-        fn set<T>(slot: &mut T, value: Option<T>) {
-            if let Some(value) = value {
-                *slot = value;
-            }
-        }
-        let mut layer = Layer::default();
-        while let Some(key) = map.next_key::<Key>()? {
-            let field = match key {
-                Key::Known(field) => field,
-                Key::Unknown(key) => {
-                    let value: Value = map.next_value()?;
-                    layer.extra.insert(key, value);
-                    continue;
-                }
-            };
-            match field {
-                Field::Id => set(&mut layer.id, map.next_value()?),
-                Field::Names => layer.names = map.next_value::<Option<_>>()?.unwrap_or_default(),
-                Field::Parent => set(&mut layer.parent, map.next_value()?),
-                Field::Metadata => set(&mut layer.metadata, map.next_value()?),
-                Field::MountLabel => set(&mut layer.mount_label, map.next_value()?),
-                Field::Created => set(&mut layer.created, map.next_value()?),
-                Field::CompressedDigest => {
-                    set(
-                        &mut layer.compressed_digest,
-                        map.next_value::<Option<_>>()?.map(Some),
-                    );
-                }
-                Field::CompressedSize => set(&mut layer.compressed_size, map.next_value()?),
-                Field::UncompressedDigest => {
-                    let digest = map.next_value::<Option<_>>()?;
-                    set(&mut layer.uncompressed_digest, digest.map(Some));
-                }
-                Field::TocDigest => {
-                    set(
-                        &mut layer.toc_digest,
-                        map.next_value::<Option<_>>()?.map(Some),
-                    );
-                }
-                Field::UncompressedSize => set(&mut layer.uncompressed_size, map.next_value()?),
-                Field::Compression => set(&mut layer.compression, map.next_value()?),
-                Field::Uids => layer.uids = map.next_value::<Option<_>>()?.unwrap_or_default(),
-                Field::Gids => layer.gids = map.next_value::<Option<_>>()?.unwrap_or_default(),
-                Field::Flags => layer.flags = map.next_value::<Option<_>>()?.unwrap_or_default(),
-                Field::UidMap => {
-                    layer.uid_map = map.next_value::<Option<_>>()?.unwrap_or_default();
-                }
-                Field::GidMap => {
-                    layer.gid_map = map.next_value::<Option<_>>()?.unwrap_or_default();
-                }
-                Field::BigDataNames => {
-                    layer.big_data_names = map.next_value::<Option<_>>()?.unwrap_or_default();
-                }
-            }
-        }
-        Ok(layer)
+        deserialize_record(deserializer)
     }
 }
 
@@ -502,7 +420,7 @@ mod tests {
 
     #[test]
     fn field_table_and_exact_match_agree() {
-        for (name, field) in FIELDS {
+        for &(name, field) in FIELDS {
             assert_eq!(Field::exact(name), Some(field), "{name}");
             assert_eq!(Field::lookup(&name.to_uppercase()), Some(field), "{name}");
         }

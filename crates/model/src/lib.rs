@@ -1,11 +1,18 @@
-//! The records of a containers/storage layer store, with JSON identical to what Go's
-//! containers/storage 1.43 writes. Records and encodings only: no file or lock I/O.
+//! The records of a containers/storage store (layers, images, containers), with JSON
+//! identical to what Go's containers/storage 1.43 writes. Records and encodings only: no file
+//! or lock I/O.
 //!
 //! # What is here
 //!
 //! * [`Layer`]: one record of `<graphroot>/<driver>-layers/layers.json`, with [`IDMap`],
 //!   [`Digest`], [`Compression`] and [`Timestamp`] for its fields;
 //!   [`parse_layers_json`] / [`encode_layers_json`] for the whole file.
+//! * [`Image`]: one record of `<graphroot>/<driver>-images/images.json`, its digest list
+//!   ([`Image::digests`], [`Image::recompute_digest`], [`is_manifest_key`]) and names history;
+//!   [`parse_images_json`] / [`encode_images_json`].
+//! * [`Container`]: one record of `<graphroot>/<driver>-containers/containers.json` and the
+//!   flags Go sets ([`VOLATILE_FLAG`], …); [`parse_containers_json`] /
+//!   [`encode_containers_json`].
 //! * [`MountPointRecord`]: one record of `<runroot>/<driver>-layers/mountpoints.json`;
 //!   [`parse_mountpoints_json`] / [`encode_mountpoints_json`].
 //! * Layer IDs: [`generate_id`], [`generate_id_unused`], [`validate_id`].
@@ -39,9 +46,12 @@
 //! [`Layer::mount_point`], [`Layer::mount_count`] and [`Layer::read_only`] live on the record
 //! in memory only, as in Go.
 //!
-//! Decoding a [`Layer`] follows Go's `encoding/json`: keys match exactly or else ignoring
-//! ASCII case, a later duplicate key wins, `null` leaves a string/number field alone and
-//! empties a list or map, unknown keys are kept. ([`IDMap`] and [`MountPointRecord`] match
+//! The image and container records are laid out the same way; their key tables are on
+//! [`Image`] and [`Container`].
+//!
+//! Decoding a [`Layer`] (an [`Image`], a [`Container`]) follows Go's `encoding/json`: keys
+//! match exactly or else ignoring ASCII case, a later duplicate key wins, `null` leaves a
+//! string/number field alone and empties a list or map, unknown keys are kept. ([`IDMap`] and [`MountPointRecord`] match
 //! keys exactly, ignore unknown ones and read missing ones as 0/empty.)
 //!
 //! # Limitations
@@ -55,8 +65,11 @@
 //! * Strings must be UTF-8; Go would write invalid bytes as U+FFFD.
 //! * Backspace and form feed are written `\u0008`, `\u000c` (jsoniter and Go < 1.22), not the
 //!   `\b`, `\f` of Go ≥ 1.22; both decode the same.
-//! * `parse_layers_json` refuses records whose ID could not name a file (Go accepts any
-//!   string); it does not check the records against each other (duplicate IDs or names).
+//! * `parse_layers_json`, `parse_images_json` and `parse_containers_json` refuse records
+//!   whose ID could not name a file (Go accepts any string); they do not check the records
+//!   against each other (duplicate IDs or names) nor image digests ([`Image::digests`] does).
+//! * An `images.json` or `containers.json` holding `null` is written back as `[]` (Go writes
+//!   `null` back); both read as no records.
 //!
 //! # Fuzzing
 //!
@@ -79,15 +92,22 @@
 //! ```
 
 mod compression;
+mod container;
 mod digest;
 mod error;
 mod files;
 mod id;
+mod image;
 mod json;
 mod layer;
+mod record;
 mod timestamp;
 
 pub use compression::Compression;
+pub use container::{
+    CONTAINERS_JSON, Container, MOUNT_LABEL_FLAG, MOUNT_OPTS_FLAG, PROCESS_LABEL_FLAG,
+    VOLATILE_FLAG, encode_containers_json, parse_containers_json, write_containers_json,
+};
 pub use digest::{Digest, DigestAlgorithm};
 pub use error::{Error, Result};
 pub use files::{
@@ -95,6 +115,10 @@ pub use files::{
     parse_layers_json, parse_mountpoints_json, write_layers_json,
 };
 pub use id::{generate_id, generate_id_unused, validate_id};
+pub use image::{
+    IMAGES_JSON, Image, MANIFEST_KEY_PREFIX, encode_images_json, is_manifest_key,
+    parse_images_json, write_images_json,
+};
 pub use json::{GoFormatter, GoValue, to_go_json, write_go_json};
 pub use layer::{IDMap, INCOMPLETE_FLAG, Layer};
 pub use timestamp::Timestamp;

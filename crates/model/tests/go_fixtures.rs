@@ -1,9 +1,12 @@
-//! The files the Go tool wrote (tests/fixtures/go-1.43) parse, and encode back byte for byte.
+//! The files the Go tool wrote (tests/fixtures/go-1.43) parse, and encode back byte for byte:
+//! layers, images and containers.
 
 use std::fs;
 
 use layerstore_model::{
-    Compression, IDMap, Layer, encode_layers_json, encode_mountpoints_json, parse_layers_json,
+    Compression, Container, IDMap, Image, Layer, MOUNT_LABEL_FLAG, MOUNT_OPTS_FLAG,
+    PROCESS_LABEL_FLAG, encode_containers_json, encode_images_json, encode_layers_json,
+    encode_mountpoints_json, parse_containers_json, parse_images_json, parse_layers_json,
     parse_mountpoints_json,
 };
 use layerstore_testsupport::go_fixtures;
@@ -153,5 +156,214 @@ fn mountpoints_json_round_trips_byte_for_byte() {
         assert!(mounts[0].path.contains(&mounts[0].id), "{name}");
         let again = encode_mountpoints_json(&mounts).unwrap();
         assert_eq!(String::from_utf8(again), String::from_utf8(bytes), "{name}");
+    }
+}
+
+/// `images-vfs.txt`: what each step of the image scenario made, `<kind> <name> <id>` (and
+/// `mapped-layer <id> of <image>`, `container-layer <id> of <container>`).
+fn scenario_ids() -> Vec<(String, String, String)> {
+    String::from_utf8(read("images-vfs.txt"))
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split(' ').collect();
+            match words[..] {
+                [kind, name, id] => Some((kind.to_owned(), name.to_owned(), id.to_owned())),
+                [kind, id, "of", owner] => Some((kind.to_owned(), owner.to_owned(), id.to_owned())),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn scenario_id(kind: &str, name: &str) -> String {
+    scenario_ids()
+        .into_iter()
+        .find(|(k, n, _)| k == kind && n == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in images-vfs.txt"))
+        .2
+}
+
+#[test]
+fn images_and_containers_json_round_trip_byte_for_byte() {
+    let bytes = read("images-vfs.json");
+    let images = parse_images_json(&bytes).unwrap();
+    assert_eq!(images.len(), 4);
+    assert!(images.iter().all(|image| image.extra.is_empty()));
+    assert_eq!(
+        String::from_utf8(encode_images_json(&images).unwrap()),
+        String::from_utf8(bytes)
+    );
+    let bytes = read("containers-vfs.json");
+    let containers = parse_containers_json(&bytes).unwrap();
+    assert_eq!(containers.len(), 5);
+    assert!(containers.iter().all(|c| c.extra.is_empty()));
+    assert_eq!(
+        String::from_utf8(encode_containers_json(&containers).unwrap()),
+        String::from_utf8(bytes)
+    );
+    // `images --json` and `containers --json`: the same arrays, with a newline.
+    let cli = read("images-vfs.cli.json");
+    let mut expected = encode_images_json(&parse_images_json(&cli).unwrap()).unwrap();
+    expected.push(b'\n');
+    assert_eq!(String::from_utf8(expected), String::from_utf8(cli));
+    assert_eq!(
+        parse_images_json(&read("images-vfs.cli.json")).unwrap(),
+        images
+    );
+    let cli = read("containers-vfs.cli.json");
+    assert_eq!(parse_containers_json(&cli).unwrap(), containers);
+    let mut expected = encode_containers_json(&containers).unwrap();
+    expected.push(b'\n');
+    assert_eq!(String::from_utf8(expected), String::from_utf8(cli));
+}
+
+#[test]
+fn edited_images_and_containers_keep_every_field_byte_for_byte() {
+    let bytes = read("images-edited.json");
+    let images = parse_images_json(&bytes).unwrap();
+    assert_eq!(
+        String::from_utf8(encode_images_json(&images).unwrap()),
+        String::from_utf8(bytes)
+    );
+    let edited = images.last().unwrap();
+    assert_eq!(edited.names, ["edited-flags"]);
+    assert_eq!(edited.flags["another"], serde_json::json!(true));
+    assert_eq!(
+        edited.flags["custom"],
+        serde_json::json!({"list": [1, 2.5, null], "s": "x<y&z"})
+    );
+    assert_eq!(
+        edited.extra["zz-newer-field"],
+        serde_json::json!({"a": ">", "b": [1]})
+    );
+    let bytes = read("containers-edited.json");
+    let containers = parse_containers_json(&bytes).unwrap();
+    assert_eq!(
+        String::from_utf8(encode_containers_json(&containers).unwrap()),
+        String::from_utf8(bytes)
+    );
+    let edited = containers.last().unwrap();
+    assert_eq!(edited.image_id(), None);
+    assert_eq!(
+        edited.flags[MOUNT_OPTS_FLAG],
+        serde_json::json!(["nodev", "ro"])
+    );
+    assert_eq!(edited.extra["zz-newer-field"], serde_json::json!(1));
+}
+
+#[test]
+fn image_fixture_records_have_the_expected_fields() {
+    let images = parse_images_json(&read("images-vfs.json")).unwrap();
+    let by_id = |id: &str| -> &Image {
+        images
+            .iter()
+            .find(|image| image.id == id)
+            .unwrap_or_else(|| panic!("no image {id}"))
+    };
+    let a = by_id(&scenario_id("image", "img-a"));
+    assert_eq!(a.digest, format!("sha256:{}", "a".repeat(64)));
+    // Created with img-a, img-a2, img-a (no history); then add-names img-a3 img-a, add-names
+    // x, set-names img-a img-b; img-b then taken back by the other image.
+    assert_eq!(a.names, ["img-a"]);
+    assert_eq!(a.names_history, ["img-b", "img-a", "x", "img-a3", "img-a2"]);
+    assert_eq!(
+        a.top_layer(),
+        Some(scenario_id("layer", "img-top").as_str())
+    );
+    let mapped: Vec<String> = scenario_ids()
+        .into_iter()
+        .filter(|(kind, owner, _)| kind == "mapped-layer" && *owner == a.id)
+        .map(|(_, _, id)| id)
+        .collect();
+    assert_eq!(mapped.len(), 2, "uidmap+gidmap and uidmap-only containers");
+    assert_eq!(a.mapped_top_layers, mapped);
+    assert_eq!(a.metadata, "meta <tag> & more");
+    assert_eq!(a.big_data_names.len(), 11);
+    assert_eq!(a.big_data_names[0], "manifest");
+    for key in &a.big_data_names {
+        let content = format!("image big data {key}");
+        assert_eq!(a.big_data_sizes[key], content.len() as i64, "{key}");
+        assert!(a.big_data_digests[key].starts_with("sha256:"), "{key}");
+    }
+
+    // img-b: no digest given; the first manifest's digest became `digest` and stayed when the
+    // manifest was set again ("manifest one", then "manifest two").
+    let b = by_id(&scenario_id("image", "img-b"));
+    assert_eq!(b.names, ["img-b2", "img-b3", "img-b"]);
+    assert_eq!(b.names_history, ["img-b", "img-b3", "img-b2"]);
+    let first = "sha256:095e2178ce5ba5f6c1b0186254ff7f8aed333db87b9fd35495921a4dbb193e26";
+    let second = "sha256:a5be3bd3dfd76aeacbb7e9b77b2cbf83ea00fed758ead4fbee7f741ace1905fd";
+    assert_eq!(b.digest, first);
+    assert_eq!(b.big_data_digests["manifest"], second);
+    let digests: Vec<String> = b
+        .digests()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().to_owned())
+        .collect();
+    assert_eq!(digests, [first, second]);
+
+    let layerless = by_id(&scenario_id("image", "layerless"));
+    assert_eq!(layerless.top_layer(), None);
+    let custom = by_id("custom-image-id");
+    assert_eq!(custom.names, ["custom"]);
+    assert_eq!(custom.top_layer, scenario_id("layer", "img-base"));
+    // What Go saved is what our digest rule makes of it.
+    for image in &images {
+        let mut again = image.clone();
+        again.recompute_digest().unwrap();
+        assert_eq!(&again, image, "{}", image.id);
+    }
+}
+
+#[test]
+fn container_fixture_records_have_the_expected_fields() {
+    let containers = parse_containers_json(&read("containers-vfs.json")).unwrap();
+    let by_id = |id: &str| -> &Container {
+        containers
+            .iter()
+            .find(|c| c.id == id)
+            .unwrap_or_else(|| panic!("no container {id}"))
+    };
+    let img_a = scenario_id("image", "img-a");
+    let labels = |c: &Container| {
+        (
+            c.flags[MOUNT_LABEL_FLAG].clone(),
+            c.flags[PROCESS_LABEL_FLAG].clone(),
+        )
+    };
+    let empty = (serde_json::json!(""), serde_json::json!(""));
+    let ctr1 = by_id(&scenario_id("container", "ctr1"));
+    assert_eq!(ctr1.names, ["ctr3", "ctr1"]);
+    assert_eq!(ctr1.image_id(), Some(img_a.as_str()));
+    assert_eq!(ctr1.metadata, "ctr <meta> & co");
+    assert_eq!(ctr1.big_data_names, ["config.json", "Key", "abC", "a b"]);
+    assert_eq!(labels(ctr1), empty);
+    assert!(!ctr1.is_volatile());
+    let no_image = by_id("no-image-ctr");
+    assert_eq!(no_image.image_id(), None);
+    assert!(no_image.names.is_empty(), "its name moved to volatile-ctr");
+    assert_eq!(no_image.metadata, "set <later> & again");
+    let mapped = by_id(&scenario_id("container", "mapped-ctr"));
+    let range = |host_id| IDMap {
+        container_id: 0,
+        host_id,
+        size: 65_536,
+    };
+    assert_eq!(mapped.uid_map, [range(100_000)]);
+    assert_eq!(mapped.gid_map, [range(200_000)]);
+    let uid_only = by_id(&scenario_id("container", "uid-only"));
+    assert_eq!(uid_only.uid_map, [range(300_000)]);
+    assert!(uid_only.gid_map.is_empty());
+    let volatile = by_id(&scenario_id("container", "volatile-ctr"));
+    assert!(volatile.is_volatile());
+    assert_eq!(volatile.names, ["volatile-ctr", "taken"]);
+    assert_eq!(labels(volatile), empty);
+    for container in &containers {
+        assert_eq!(
+            container.layer_id,
+            scenario_id("container-layer", &container.id)
+        );
     }
 }

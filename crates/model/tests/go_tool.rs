@@ -1,7 +1,8 @@
-//! Cross-check with the real Go tool (containers-storage 1.43): a `layers.json` we write with
-//! random, escape-heavy records is loaded by Go, which changes one record's metadata and saves
-//! the whole file again. Go's bytes must equal ours after the same change — so Go reads every
-//! record as we meant it, and we write exactly what Go writes.
+//! Cross-check with the real Go tool (containers-storage 1.43): a `layers.json` (an
+//! `images.json`, a `containers.json`) we write with random, escape-heavy records is loaded by
+//! Go, which changes one record's metadata and saves the whole file again. Go's bytes must
+//! equal ours after the same change — so Go reads every record as we meant it, and we write
+//! exactly what Go writes.
 
 mod common;
 
@@ -10,7 +11,10 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::process::Command;
 
-use layerstore_model::{Layer, encode_layers_json, parse_layers_json};
+use layerstore_model::{
+    Container, Image, Layer, encode_containers_json, encode_images_json, encode_layers_json,
+    is_manifest_key, parse_containers_json, parse_images_json, parse_layers_json,
+};
 use layerstore_testsupport::{Capability, go_tool, require_or_skip};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
@@ -139,4 +143,120 @@ fn go_reads_our_records_field_by_field() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(parse_layers_json(&output.stdout).unwrap(), layers);
+}
+
+/// Values of `strategy` made unique as Go 1.43 keeps them on load: IDs `<base + i>` in hex,
+/// names prefixed with the record's number.
+fn unique<T: std::fmt::Debug>(
+    runner: &mut TestRunner,
+    strategy: impl Strategy<Value = T>,
+    count: usize,
+    base: usize,
+    id_and_names: impl Fn(&mut T) -> (&mut String, &mut Vec<String>),
+) -> Vec<T> {
+    let mut records = proptest::collection::vec(strategy, count)
+        .new_tree(runner)
+        .expect("strategy generates a value")
+        .current();
+    for (i, record) in records.iter_mut().enumerate() {
+        let (id, names) = id_and_names(record);
+        *id = format!("{:064x}", base + i);
+        for (j, name) in names.iter_mut().enumerate() {
+            *name = format!("{i}.{j}-{name}");
+        }
+    }
+    records
+}
+
+/// Go picks `digest` among several manifest digests in map order: leave it empty only where
+/// the choice is one.
+fn settle_ambiguous_digests(images: &mut [Image]) {
+    for image in images {
+        let mut manifests: Vec<&String> = image
+            .big_data_digests
+            .iter()
+            .filter(|(key, _)| is_manifest_key(key))
+            .map(|(_, digest)| digest)
+            .collect();
+        manifests.sort();
+        manifests.dedup();
+        if manifests.len() > 1 {
+            image.recompute_digest().unwrap();
+        }
+    }
+}
+
+#[test]
+fn go_rewrites_our_images_and_containers_json_byte_for_byte() {
+    require_or_skip!(Capability::Root, Capability::GoTool);
+    let mut runner = TestRunner::default();
+    for batch in 0..3 {
+        let scratch = tempfile::tempdir().unwrap();
+        let graph = scratch.path().join("graph");
+        let run = scratch.path().join("run");
+        let mut images = unique(
+            &mut runner,
+            common::go_image(),
+            12,
+            0x1000,
+            |image: &mut Image| (&mut image.id, &mut image.names),
+        );
+        settle_ambiguous_digests(&mut images);
+        let mut containers = unique(
+            &mut runner,
+            common::go_container(),
+            12,
+            0x2000,
+            |c: &mut Container| (&mut c.id, &mut c.names),
+        );
+        let images_json = graph.join("vfs-images/images.json");
+        let containers_json = graph.join("vfs-containers/containers.json");
+        for (path, bytes) in [
+            (&images_json, encode_images_json(&images).unwrap()),
+            (
+                &containers_json,
+                encode_containers_json(&containers).unwrap(),
+            ),
+        ] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(path.parent().unwrap())
+                .unwrap();
+            fs::write(path, bytes).unwrap();
+        }
+
+        let metadata = "set by Go: <&> \u{2028} é \u{1}";
+        let image = images[batch].id.clone();
+        let container = containers[batch].id.clone();
+        run_go(&graph, &run, &["set-metadata", "-m", metadata, &image]);
+        run_go(&graph, &run, &["set-metadata", "-m", metadata, &container]);
+
+        // Go computed each image's digest list on load and filled empty `digest`s: our rule
+        // must give the same.
+        for image in &mut images {
+            image.recompute_digest().unwrap();
+        }
+        images[batch].metadata = metadata.to_owned();
+        containers[batch].metadata = metadata.to_owned();
+        let go_images = assert_go_wrote(&images_json, encode_images_json(&images), batch);
+        assert_eq!(parse_images_json(&go_images).unwrap(), images);
+        let go_containers =
+            assert_go_wrote(&containers_json, encode_containers_json(&containers), batch);
+        assert_eq!(parse_containers_json(&go_containers).unwrap(), containers);
+    }
+}
+
+/// Go's file at `path` equals `ours`, byte for byte; its bytes.
+fn assert_go_wrote(path: &Path, ours: layerstore_model::Result<Vec<u8>>, batch: usize) -> Vec<u8> {
+    let ours = String::from_utf8(ours.unwrap()).unwrap();
+    let go_bytes = fs::read(path).unwrap();
+    let go = String::from_utf8(go_bytes.clone()).expect("Go wrote UTF-8");
+    assert!(
+        ours == go,
+        "{}, batch {batch}: {}",
+        path.display(),
+        first_difference(&ours, &go)
+    );
+    go_bytes
 }

@@ -1,9 +1,16 @@
-//! Property tests: any layer record survives a JSON round trip unchanged, and our encoding
-//! equals an independent, character-by-character reference encoder of Go's rules.
+//! Property tests: any layer, image or container record survives a JSON round trip
+//! unchanged, and our encoding equals an independent, character-by-character reference
+//! encoder of Go's rules; big-data file names and image digest lists keep their invariants.
 
 mod common;
 
-use layerstore_model::{Layer, Timestamp, encode_layers_json, parse_layers_json, to_go_json};
+use std::collections::BTreeMap;
+
+use layerstore_model::{
+    Container, Image, Layer, Timestamp, encode_containers_json, encode_images_json,
+    encode_layers_json, is_manifest_key, parse_containers_json, parse_images_json,
+    parse_layers_json, to_go_json,
+};
 use proptest::prelude::*;
 
 proptest! {
@@ -56,5 +63,75 @@ proptest! {
             let digits: String = fraction.chars().take_while(char::is_ascii_digit).collect();
             prop_assert!(!digits.is_empty() && !digits.ends_with('0'), "{}", text);
         }
+    }
+
+    #[test]
+    fn images_round_trip_unchanged(images in proptest::collection::vec(common::any_image(), 0..4)) {
+        let bytes = encode_images_json(&images).unwrap();
+        let back = parse_images_json(&bytes).unwrap();
+        prop_assert_eq!(&back, &images);
+        prop_assert_eq!(encode_images_json(&back).unwrap(), bytes);
+    }
+
+    #[test]
+    fn image_encoding_matches_the_reference(image in common::any_image()) {
+        let ours = String::from_utf8(to_go_json(&image).unwrap()).unwrap();
+        prop_assert_eq!(ours, common::reference_image(&image));
+        let read_only = Image { read_only: true, ..image.clone() };
+        prop_assert_eq!(to_go_json(&read_only).unwrap(), to_go_json(&image).unwrap());
+    }
+
+    #[test]
+    fn containers_round_trip_unchanged(
+        containers in proptest::collection::vec(common::any_container(), 0..4),
+    ) {
+        let bytes = encode_containers_json(&containers).unwrap();
+        let back = parse_containers_json(&bytes).unwrap();
+        prop_assert_eq!(&back, &containers);
+        prop_assert_eq!(encode_containers_json(&back).unwrap(), bytes);
+    }
+
+    #[test]
+    fn container_encoding_matches_the_reference(container in common::any_container()) {
+        let ours = String::from_utf8(to_go_json(&container).unwrap()).unwrap();
+        prop_assert_eq!(ours, common::reference_container(&container));
+        let plain = serde_json::to_string(&container).unwrap();
+        prop_assert_eq!(serde_json::from_str::<Container>(&plain).unwrap(), container);
+    }
+
+    #[test]
+    fn digest_list_invariants(image in common::go_image()) {
+        let digests = image.digests().unwrap();
+        let texts: Vec<&str> = digests.iter().map(|d| d.as_str()).collect();
+        // `digest` first, no duplicates, exactly the manifests' digests besides it.
+        if !image.digest.is_empty() {
+            prop_assert_eq!(texts[0], image.digest.as_str());
+        }
+        let mut seen = texts.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        prop_assert_eq!(seen.len(), texts.len());
+        for (key, text) in &image.big_data_digests {
+            if is_manifest_key(key) {
+                prop_assert!(texts.contains(&text.as_str()), "{}: {}", key, text);
+            }
+        }
+        let expected = usize::from(!image.digest.is_empty())
+            + image
+                .big_data_digests
+                .iter()
+                .filter(|(key, text)| is_manifest_key(key) && **text != image.digest)
+                .map(|(_, text)| text)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+        prop_assert_eq!(texts.len(), expected);
+        // Sticky: once set, `digest` stays whatever the manifests become.
+        let mut settled = image.clone();
+        settled.recompute_digest().unwrap();
+        prop_assert_eq!(settled.digest.is_empty(), digests.is_empty());
+        let before = settled.digest.clone();
+        settled.big_data_digests = BTreeMap::new();
+        settled.recompute_digest().unwrap();
+        prop_assert_eq!(settled.digest, before);
     }
 }

@@ -1,11 +1,15 @@
-//! Strategies for random layer records, and an independent reference encoder of Go's JSON.
+//! Strategies for random layer, image and container records, and an independent reference
+//! encoder of Go's JSON.
 
 #![allow(dead_code)] // Each test binary uses part of this module.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use layerstore_model::{Compression, Digest, DigestAlgorithm, IDMap, Layer, Timestamp};
+use layerstore_model::{
+    Compression, Container, Digest, DigestAlgorithm, IDMap, Image, Layer, Timestamp,
+    is_manifest_key,
+};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -190,18 +194,164 @@ pub fn go_layer() -> impl Strategy<Value = Layer> {
 
 /// Any layer record, including the newer `toc-digest` and unknown fields.
 pub fn any_layer() -> impl Strategy<Value = Layer> {
-    (
-        go_layer(),
-        proptest::option::of(digest()),
-        // Unknown keys must not match a known one even ignoring case, as Go would take them
-        // for that field.
-        proptest::collection::btree_map("x-[a-z<&]{0,6}", go_value(), 0..3),
-    )
-        .prop_map(|(mut layer, toc_digest, extra)| {
+    (go_layer(), proptest::option::of(digest()), extra()).prop_map(
+        |(mut layer, toc_digest, extra)| {
             layer.toc_digest = toc_digest;
             layer.extra = extra;
             layer
-        })
+        },
+    )
+}
+
+/// A sha256 digest: the only algorithm the Go tool is built with (podman has sha512 too).
+fn sha256_text() -> impl Strategy<Value = String> {
+    proptest::collection::vec(any::<u8>(), 32).prop_map(|hash| {
+        Digest::from_hash(DigestAlgorithm::Sha256, &hash)
+            .expect("32 bytes")
+            .as_str()
+            .to_owned()
+    })
+}
+
+/// Big-data items: keys (some manifests, some with characters Go's file names encode), sizes
+/// and digest texts (valid sha256 for manifests, as the Go tool requires; anything for the
+/// rest).
+fn big_data()
+-> impl Strategy<Value = (Vec<String>, BTreeMap<String, i64>, BTreeMap<String, String>)> {
+    let key = prop_oneof![
+        "manifest[a-z0-9:-]{0,8}",
+        "[a-z.]{1,8}",
+        tricky_string(8).prop_filter("not a manifest", |k| !is_manifest_key(k)),
+    ];
+    let digest_text = prop_oneof![
+        digest().prop_map(|d| d.as_str().to_owned()),
+        tricky_string(10),
+    ];
+    proptest::collection::btree_map(key, (size(), sha256_text(), digest_text), 0..4).prop_map(
+        |items| {
+            let names: Vec<String> = items.keys().rev().cloned().collect();
+            let sizes = items
+                .iter()
+                .map(|(k, (size, _, _))| (k.clone(), *size))
+                .collect();
+            let digests = items
+                .into_iter()
+                .map(|(k, (_, valid, any))| {
+                    let text = if is_manifest_key(&k) { valid } else { any };
+                    (k, text)
+                })
+                .collect();
+            (names, sizes, digests)
+        },
+    )
+}
+
+/// An image record of the kind Go 1.43 can hold and load: valid digests where Go checks
+/// them, no unknown fields.
+pub fn go_image() -> impl Strategy<Value = Image> {
+    let identity = (
+        "[0-9a-f]{64}|[a-z][a-z0-9-]{0,20}",
+        prop_oneof![Just(String::new()), sha256_text()],
+        proptest::collection::vec(tricky_string(10), 0..3),
+        proptest::collection::vec(tricky_string(10), 0..3),
+        prop_oneof![Just(String::new()), "[0-9a-f]{64}"],
+        proptest::collection::vec("[0-9a-f]{64}", 0..3),
+    );
+    (
+        identity,
+        tricky_string(20),
+        big_data(),
+        timestamp(),
+        flags(),
+    )
+        .prop_map(
+            |(
+                (id, digest, names, names_history, top_layer, mapped_top_layers),
+                metadata,
+                (big_data_names, big_data_sizes, big_data_digests),
+                created,
+                flags,
+            )| Image {
+                id,
+                digest,
+                names,
+                names_history,
+                top_layer,
+                mapped_top_layers,
+                metadata,
+                big_data_names,
+                big_data_sizes,
+                big_data_digests,
+                created,
+                flags,
+                ..Image::default()
+            },
+        )
+}
+
+/// Unknown keys: they must not match a known one even ignoring case, as Go would take them
+/// for that field.
+fn extra() -> impl Strategy<Value = BTreeMap<String, Value>> {
+    proptest::collection::btree_map("x-[a-z<&]{0,6}", go_value(), 0..3)
+}
+
+/// Any image record, unknown fields included.
+pub fn any_image() -> impl Strategy<Value = Image> {
+    (go_image(), extra()).prop_map(|(mut image, extra)| {
+        image.extra = extra;
+        image
+    })
+}
+
+/// A container record of the kind Go 1.43 can hold: no unknown fields.
+pub fn go_container() -> impl Strategy<Value = Container> {
+    let identity = (
+        "[0-9a-f]{64}|[a-z][a-z0-9-]{0,20}",
+        proptest::collection::vec(tricky_string(10), 0..3),
+        prop_oneof![Just(String::new()), "[0-9a-f]{64}"],
+        "[0-9a-f]{64}",
+        tricky_string(20),
+    );
+    (
+        identity,
+        big_data(),
+        timestamp(),
+        id_maps(),
+        id_maps(),
+        flags(),
+    )
+        .prop_map(
+            |(
+                (id, names, image_id, layer_id, metadata),
+                (big_data_names, big_data_sizes, big_data_digests),
+                created,
+                uid_map,
+                gid_map,
+                flags,
+            )| Container {
+                id,
+                names,
+                image_id,
+                layer_id,
+                metadata,
+                big_data_names,
+                big_data_sizes,
+                big_data_digests,
+                created,
+                uid_map,
+                gid_map,
+                flags,
+                ..Container::default()
+            },
+        )
+}
+
+/// Any container record, unknown fields included.
+pub fn any_container() -> impl Strategy<Value = Container> {
+    (go_container(), extra()).prop_map(|(mut container, extra)| {
+        container.extra = extra;
+        container
+    })
 }
 
 /// Go's escaping of a string, written out character by character from Go's rules
@@ -277,17 +427,48 @@ pub fn reference_value(out: &mut String, value: &Value) {
     }
 }
 
-/// The record as Go writes it, built field by field from §1.1 of the format notes.
-pub fn reference_layer(layer: &Layer) -> String {
-    let mut out = String::from("{");
-    let key = |out: &mut String, name: &str| {
-        if out.len() > 1 {
-            out.push(',');
+/// A record written out key by key, with Go's escaping: the reference the encoders are
+/// compared with.
+pub struct Reference(String);
+
+impl Reference {
+    pub fn new() -> Reference {
+        Reference(String::from("{"))
+    }
+
+    fn key(&mut self, name: &str) -> &mut String {
+        if self.0.len() > 1 {
+            self.0.push(',');
         }
-        reference_string(out, name);
-        out.push(':');
-    };
-    let strings = |out: &mut String, items: &[String]| {
+        reference_string(&mut self.0, name);
+        self.0.push(':');
+        &mut self.0
+    }
+
+    /// A string field, always written.
+    pub fn string(&mut self, name: &str, value: &str) {
+        reference_string(self.key(name), value);
+    }
+
+    /// A string field with Go's `omitempty`.
+    pub fn string_omitempty(&mut self, name: &str, value: &str) {
+        if !value.is_empty() {
+            self.string(name, value);
+        }
+    }
+
+    /// Any other value written with `Display` (numbers, timestamps in quotes).
+    pub fn raw_omitempty(&mut self, name: &str, value: Option<String>) {
+        if let Some(text) = value {
+            self.key(name).push_str(&text);
+        }
+    }
+
+    pub fn strings(&mut self, name: &str, items: &[String]) {
+        if items.is_empty() {
+            return;
+        }
+        let out = self.key(name);
         out.push('[');
         for (i, item) in items.iter().enumerate() {
             if i > 0 {
@@ -296,12 +477,19 @@ pub fn reference_layer(layer: &Layer) -> String {
             reference_string(out, item);
         }
         out.push(']');
-    };
-    let numbers = |out: &mut String, items: &[u32]| {
-        let text: Vec<String> = items.iter().map(u32::to_string).collect();
-        write!(out, "[{}]", text.join(",")).unwrap();
-    };
-    let maps = |out: &mut String, items: &[IDMap]| {
+    }
+
+    pub fn numbers(&mut self, name: &str, items: &[u32]) {
+        if !items.is_empty() {
+            let text: Vec<String> = items.iter().map(u32::to_string).collect();
+            write!(self.key(name), "[{}]", text.join(",")).unwrap();
+        }
+    }
+
+    pub fn id_maps(&mut self, name: &str, items: &[IDMap]) {
+        if items.is_empty() {
+            return;
+        }
         let text: Vec<String> = items
             .iter()
             .map(|m| {
@@ -311,83 +499,98 @@ pub fn reference_layer(layer: &Layer) -> String {
                 )
             })
             .collect();
-        write!(out, "[{}]", text.join(",")).unwrap();
-    };
-    key(&mut out, "id");
-    reference_string(&mut out, &layer.id);
-    if !layer.names.is_empty() {
-        key(&mut out, "names");
-        strings(&mut out, &layer.names);
+        write!(self.key(name), "[{}]", text.join(",")).unwrap();
     }
-    for (name, value) in [
-        ("parent", &layer.parent),
-        ("metadata", &layer.metadata),
-        ("mountlabel", &layer.mount_label),
-    ] {
-        if !value.is_empty() {
-            key(&mut out, name);
-            reference_string(&mut out, value);
+
+    /// A map field with `omitempty`: keys sorted, values as Go writes them.
+    pub fn object<V: Into<Value> + Clone>(&mut self, name: &str, map: &BTreeMap<String, V>) {
+        if !map.is_empty() {
+            let object: serde_json::Map<String, Value> = map
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect();
+            reference_value(self.key(name), &Value::Object(object));
         }
     }
-    key(&mut out, "created");
-    write!(out, "\"{}\"", layer.created).unwrap();
-    if let Some(d) = &layer.compressed_digest {
-        key(&mut out, "compressed-diff-digest");
-        write!(out, "\"{d}\"").unwrap();
+
+    pub fn created(&mut self, created: &Timestamp) {
+        write!(self.key("created"), "\"{created}\"").unwrap();
     }
-    if layer.compressed_size != 0 {
-        key(&mut out, "compressed-size");
-        write!(out, "{}", layer.compressed_size).unwrap();
+
+    /// The unknown keys, after the known ones.
+    pub fn extra(&mut self, extra: &BTreeMap<String, Value>) {
+        for (name, value) in extra {
+            reference_value(self.key(name), value);
+        }
     }
-    if let Some(d) = &layer.uncompressed_digest {
-        key(&mut out, "diff-digest");
-        write!(out, "\"{d}\"").unwrap();
+
+    pub fn finish(mut self) -> String {
+        self.0.push('}');
+        self.0
     }
-    if let Some(d) = &layer.toc_digest {
-        key(&mut out, "toc-digest");
-        write!(out, "\"{d}\"").unwrap();
-    }
-    if layer.uncompressed_size != 0 {
-        key(&mut out, "diff-size");
-        write!(out, "{}", layer.uncompressed_size).unwrap();
-    }
-    if layer.compression.go_int() != 0 {
-        key(&mut out, "compression");
-        write!(out, "{}", layer.compression.go_int()).unwrap();
-    }
-    if !layer.uids.is_empty() {
-        key(&mut out, "uidset");
-        numbers(&mut out, &layer.uids);
-    }
-    if !layer.gids.is_empty() {
-        key(&mut out, "gidset");
-        numbers(&mut out, &layer.gids);
-    }
-    if !layer.flags.is_empty() {
-        key(&mut out, "flags");
-        let object: serde_json::Map<String, Value> = layer
-            .flags
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        reference_value(&mut out, &Value::Object(object));
-    }
-    if !layer.uid_map.is_empty() {
-        key(&mut out, "uidmap");
-        maps(&mut out, &layer.uid_map);
-    }
-    if !layer.gid_map.is_empty() {
-        key(&mut out, "gidmap");
-        maps(&mut out, &layer.gid_map);
-    }
-    if !layer.big_data_names.is_empty() {
-        key(&mut out, "big-data-names");
-        strings(&mut out, &layer.big_data_names);
-    }
-    for (name, value) in &layer.extra {
-        key(&mut out, name);
-        reference_value(&mut out, value);
-    }
-    out.push('}');
-    out
+}
+
+/// The record as Go writes it, built field by field from §1.1 of the format notes.
+pub fn reference_layer(layer: &Layer) -> String {
+    let mut out = Reference::new();
+    out.string("id", &layer.id);
+    out.strings("names", &layer.names);
+    out.string_omitempty("parent", &layer.parent);
+    out.string_omitempty("metadata", &layer.metadata);
+    out.string_omitempty("mountlabel", &layer.mount_label);
+    out.created(&layer.created);
+    let quoted = |d: &Option<Digest>| d.as_ref().map(|d| format!("\"{d}\""));
+    let nonzero = |n: i64| (n != 0).then(|| n.to_string());
+    out.raw_omitempty("compressed-diff-digest", quoted(&layer.compressed_digest));
+    out.raw_omitempty("compressed-size", nonzero(layer.compressed_size));
+    out.raw_omitempty("diff-digest", quoted(&layer.uncompressed_digest));
+    out.raw_omitempty("toc-digest", quoted(&layer.toc_digest));
+    out.raw_omitempty("diff-size", nonzero(layer.uncompressed_size));
+    out.raw_omitempty("compression", nonzero(layer.compression.go_int()));
+    out.numbers("uidset", &layer.uids);
+    out.numbers("gidset", &layer.gids);
+    out.object("flags", &layer.flags);
+    out.id_maps("uidmap", &layer.uid_map);
+    out.id_maps("gidmap", &layer.gid_map);
+    out.strings("big-data-names", &layer.big_data_names);
+    out.extra(&layer.extra);
+    out.finish()
+}
+
+/// The image record as Go writes it (store doc §1.2).
+pub fn reference_image(image: &Image) -> String {
+    let mut out = Reference::new();
+    out.string("id", &image.id);
+    out.string_omitempty("digest", &image.digest);
+    out.strings("names", &image.names);
+    out.strings("names-history", &image.names_history);
+    out.string_omitempty("layer", &image.top_layer);
+    out.strings("mapped-layers", &image.mapped_top_layers);
+    out.string_omitempty("metadata", &image.metadata);
+    out.strings("big-data-names", &image.big_data_names);
+    out.object("big-data-sizes", &image.big_data_sizes);
+    out.object("big-data-digests", &image.big_data_digests);
+    out.created(&image.created);
+    out.object("flags", &image.flags);
+    out.extra(&image.extra);
+    out.finish()
+}
+
+/// The container record as Go writes it (store doc §1.3).
+pub fn reference_container(container: &Container) -> String {
+    let mut out = Reference::new();
+    out.string("id", &container.id);
+    out.strings("names", &container.names);
+    out.string("image", &container.image_id);
+    out.string("layer", &container.layer_id);
+    out.string_omitempty("metadata", &container.metadata);
+    out.strings("big-data-names", &container.big_data_names);
+    out.object("big-data-sizes", &container.big_data_sizes);
+    out.object("big-data-digests", &container.big_data_digests);
+    out.created(&container.created);
+    out.id_maps("uidmap", &container.uid_map);
+    out.id_maps("gidmap", &container.gid_map);
+    out.object("flags", &container.flags);
+    out.extra(&container.extra);
+    out.finish()
 }
