@@ -68,23 +68,8 @@ pub enum Error {
         source: serde_json::Error,
     },
     /// A digest an image is found by is not valid (Go 1.43 then refuses to open the store).
-    #[error(
-        "computing digests for image with ID {id:?} ({}): {}: {reason}",
-        go_list(names),
-        validating(digest, key.as_deref())
-    )]
-    ImageDigest {
-        /// The image's ID.
-        id: String,
-        /// The image's names.
-        names: Vec<String>,
-        /// The rejected digest text.
-        digest: String,
-        /// The manifest item it is the digest of; `None` for the image's `digest`.
-        key: Option<String>,
-        /// go-digest's reason, e.g. `invalid checksum digest length`.
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    ImageDigest(Box<ImageDigestError>),
     /// The operating system's random number generator failed.
     #[error("reading random bytes for a new layer ID: {0}")]
     Random(#[source] rustix::io::Errno),
@@ -103,6 +88,27 @@ impl Error {
             source,
         }
     }
+}
+
+/// An image's `digest`, or the digest of one of its manifests, that go-digest refuses: Go's
+/// loader fails with this message and opens nothing.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "computing digests for image with ID {id:?} ({}): {}: {reason}",
+    go_list(names),
+    validating(digest, key.as_deref())
+)]
+pub struct ImageDigestError {
+    /// The image's ID.
+    pub id: String,
+    /// The image's names.
+    pub names: Vec<String>,
+    /// The rejected digest text.
+    pub digest: String,
+    /// The manifest item it is the digest of; `None` for the image's `digest`.
+    pub key: Option<String>,
+    /// go-digest's reason, e.g. `invalid checksum digest length`.
+    pub reason: &'static str,
 }
 
 /// A list as Go's `%v` prints a `[]string`: `[a b]`.

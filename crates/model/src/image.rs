@@ -8,7 +8,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, ImageDigestError, Result};
 use crate::record::{
     GoObject, GoRecord, RecordField, deserialize_record, encode_records, list, parse_records,
     scalar, serialize_extra, write_records,
@@ -157,12 +157,14 @@ impl Image {
     }
 
     fn validate(&self, text: &str, key: Option<&str>) -> Result<Digest> {
-        validate_go_digest(text).map_err(|reason| Error::ImageDigest {
-            id: self.id.clone(),
-            names: self.names.clone(),
-            digest: text.to_owned(),
-            key: key.map(str::to_owned),
-            reason,
+        validate_go_digest(text).map_err(|reason| {
+            Error::ImageDigest(Box::new(ImageDigestError {
+                id: self.id.clone(),
+                names: self.names.clone(),
+                digest: text.to_owned(),
+                key: key.map(str::to_owned),
+                reason,
+            }))
         })
     }
 }

@@ -109,7 +109,7 @@ pub use container::{
     VOLATILE_FLAG, encode_containers_json, parse_containers_json, write_containers_json,
 };
 pub use digest::{Digest, DigestAlgorithm};
-pub use error::{Error, Result};
+pub use error::{Error, ImageDigestError, Result};
 pub use files::{
     LAYERS_JSON, MOUNTPOINTS_JSON, MountPointRecord, encode_layers_json, encode_mountpoints_json,
     parse_layers_json, parse_mountpoints_json, write_layers_json,
