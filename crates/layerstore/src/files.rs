@@ -5,8 +5,6 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use base64::Engine;
-
 use crate::error::{Error, Result};
 
 /// Creates `dir` and its missing parents with mode 0700 (Go's `os.MkdirAll(dir, 0700)`).
@@ -107,43 +105,12 @@ pub(crate) fn remove_dir_if_exists(path: &Path) -> Result<()> {
     }
 }
 
-/// Go's `makeBigDataBaseName`: the key itself when every character is one of `[.0-9a-z]`
-/// (single-byte), else `=` followed by the standard base64 of the key (with padding).
-///
-/// Unlike Go, `.` and `..` are encoded too, so no key can name the directory or its parent
-/// (Go would try to write to them and fail).
-pub fn big_data_file_name(key: &str) -> String {
-    if key != "."
-        && key != ".."
-        && key
-            .bytes()
-            .all(|b| b == b'.' || b.is_ascii_digit() || b.is_ascii_lowercase())
-    {
-        key.to_string()
-    } else {
-        format!(
-            "={}",
-            base64::engine::general_purpose::STANDARD.encode(key.as_bytes())
-        )
-    }
-}
+/// Go's file names of big-data items have one home, the model crate.
+pub use layerstore_model::big_data_file_name;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn big_data_names_match_go() {
-        assert_eq!(big_data_file_name("key1"), "key1");
-        assert_eq!(big_data_file_name("key/2"), "=a2V5LzI=");
-        assert_eq!(big_data_file_name("manifest.json"), "manifest.json");
-        // Uppercase letters and '-' force the encoding, as in Go.
-        assert_eq!(big_data_file_name("Key"), "=S2V5");
-        assert_eq!(big_data_file_name("a-b"), "=YS1i");
-        assert_eq!(big_data_file_name(".."), "=Li4=");
-        assert_eq!(big_data_file_name("."), "=Lg==");
-        assert_eq!(big_data_file_name("..."), "...");
-    }
 
     #[test]
     fn atomic_write_replaces_and_sets_mode() {

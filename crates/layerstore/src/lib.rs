@@ -77,7 +77,8 @@
 //!   ([`Error::CorruptLayers`]); the file is left as it was (Go 1.43 silently drops records).
 //! * Deleting by name resolves the ID before checking for children; mounting by name works.
 //! * Caller-given IDs must be usable as file names (no `/`, not `.`/`..`, not empty).
-//! * Big-data keys `.` and `..` are base64-encoded like other unsafe keys.
+//! * Big-data keys that Go's file name would make clash (`.`, `..`, `ab/`, …) are refused
+//!   ([`layerstore_model::check_big_data_key`]); the others are stored under Go's names.
 //!
 //! # Checking and repairing
 //!

@@ -1093,6 +1093,7 @@ impl LayerStore {
             if item.is_empty() {
                 return Err(Error::InvalidBigDataName(id));
             }
+            layerstore_model::check_big_data_key(layerstore_model::BigDataOwner::Layer, item)?;
             let dir = self.big_data_dir(&id);
             mkdir_all(&dir)?;
             write_atomic_from(&dir.join(big_data_file_name(item)), 0o600, data)?;

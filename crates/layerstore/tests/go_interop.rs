@@ -346,3 +346,51 @@ fn c_go_and_us_at_once_lose_nothing() {
         .unwrap();
     assert!(out == uncompressed("pax.tar"));
 }
+
+/// Big-data items under the file names Go 1.43 gives them, quirk included (a key whose only
+/// character outside `[.0-9a-z]` is its last is stored verbatim): what Go stored we read, what
+/// we store Go reads; keys that name would make clash are refused.
+#[test]
+fn big_data_file_names_are_go_s_both_ways() {
+    require_or_skip!(Capability::GoTool, Capability::Root);
+    let scratch = Scratch::new();
+    let out = String::from_utf8(scratch.go_ok(&["create-layer", "-n", "holder"])).unwrap();
+    let id = out.lines().next().unwrap().to_string();
+    let keys = ["abC", "é", "manifest-", "Key", "plain"];
+    for key in keys {
+        let data = scratch.dir.path().join("data");
+        std::fs::write(&data, format!("go wrote {key}")).unwrap();
+        scratch.go_ok(&["set-layer-data", "-f", data.to_str().unwrap(), &id, key]);
+    }
+    let store = scratch.open();
+    for key in keys {
+        let mut text = String::new();
+        use std::io::Read;
+        store
+            .big_data(&id, key)
+            .unwrap_or_else(|e| panic!("{key}: {e}"))
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, format!("go wrote {key}"));
+    }
+    store.set_big_data(&id, "xyZ", &mut &b"ours"[..]).unwrap();
+    assert!(
+        scratch
+            .graph()
+            .join("vfs-layers")
+            .join(&id)
+            .join("xyZ")
+            .is_file()
+    );
+    for unsafe_key in [".", "..", "ab/"] {
+        let err = store
+            .set_big_data(&id, unsafe_key, &mut &b"x"[..])
+            .expect_err(unsafe_key);
+        assert!(
+            err.to_string().contains(&format!("{unsafe_key:?}")),
+            "{unsafe_key}: {err}"
+        );
+    }
+    drop(store);
+    assert_eq!(scratch.go_ok(&["get-layer-data", &id, "xyZ"]), b"ours");
+}

@@ -67,6 +67,17 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A big-data key that cannot be stored under the file name Go gives it (see
+    /// [`crate::check_big_data_key`]).
+    #[error("{owner} big-data key {key:?} cannot be stored safely: {reason}")]
+    InvalidBigDataKey {
+        /// The kind of record the item belongs to.
+        owner: crate::BigDataOwner,
+        /// The rejected key.
+        key: String,
+        /// Why it was rejected.
+        reason: String,
+    },
     /// A digest an image is found by is not valid (Go 1.43 then refuses to open the store).
     #[error(transparent)]
     ImageDigest(Box<ImageDigestError>),

@@ -15,6 +15,8 @@
 //!   [`encode_containers_json`].
 //! * [`MountPointRecord`]: one record of `<runroot>/<driver>-layers/mountpoints.json`;
 //!   [`parse_mountpoints_json`] / [`encode_mountpoints_json`].
+//! * Big-data items of all three: [`big_data_file_name`] (Go's file names, quirk included)
+//!   and [`check_big_data_key`] (the keys that cannot be stored safely).
 //! * Layer IDs: [`generate_id`], [`generate_id_unused`], [`validate_id`].
 //! * [`GoFormatter`] / [`to_go_json`]: serde_json output with Go's escaping and number
 //!   formatting, for any other JSON that must match Go (e.g. CLI output).
@@ -91,6 +93,7 @@
 //! # Ok::<(), layerstore_model::Error>(())
 //! ```
 
+mod bigdata;
 mod compression;
 mod container;
 mod digest;
@@ -103,6 +106,7 @@ mod layer;
 mod record;
 mod timestamp;
 
+pub use bigdata::{BigDataOwner, CONTAINER_USERDATA_DIR, big_data_file_name, check_big_data_key};
 pub use compression::Compression;
 pub use container::{
     CONTAINERS_JSON, Container, MOUNT_LABEL_FLAG, MOUNT_OPTS_FLAG, PROCESS_LABEL_FLAG,

@@ -1,13 +1,13 @@
 //! The files the Go tool wrote (tests/fixtures/go-1.43) parse, and encode back byte for byte:
-//! layers, images and containers.
+//! layers, images, containers, and the big-data file names Go chose.
 
 use std::fs;
 
 use layerstore_model::{
-    Compression, Container, IDMap, Image, Layer, MOUNT_LABEL_FLAG, MOUNT_OPTS_FLAG,
-    PROCESS_LABEL_FLAG, encode_containers_json, encode_images_json, encode_layers_json,
-    encode_mountpoints_json, parse_containers_json, parse_images_json, parse_layers_json,
-    parse_mountpoints_json,
+    BigDataOwner, Compression, Container, IDMap, Image, Layer, MOUNT_LABEL_FLAG, MOUNT_OPTS_FLAG,
+    PROCESS_LABEL_FLAG, big_data_file_name, check_big_data_key, encode_containers_json,
+    encode_images_json, encode_layers_json, encode_mountpoints_json, parse_containers_json,
+    parse_images_json, parse_layers_json, parse_mountpoints_json,
 };
 use layerstore_testsupport::go_fixtures;
 
@@ -366,4 +366,30 @@ fn container_fixture_records_have_the_expected_fields() {
             scenario_id("container-layer", &container.id)
         );
     }
+}
+
+#[test]
+fn big_data_files_are_named_as_go_named_them() {
+    let text = String::from_utf8(read("big-data-files-vfs.txt")).unwrap();
+    let mut checked = 0;
+    for line in text.lines() {
+        // <kind> <id> <key as JSON> <file name as JSON>; keys may hold spaces.
+        let (kind, rest) = line.split_once(' ').unwrap();
+        let (_id, rest) = rest.split_once(' ').unwrap();
+        let mut strings = serde_json::Deserializer::from_str(rest).into_iter::<String>();
+        let key = strings.next().unwrap().unwrap();
+        let file = strings.next().unwrap().unwrap();
+        assert_eq!(big_data_file_name(&key), file, "{line}");
+        let owner = match kind {
+            "image" => BigDataOwner::Image,
+            "container" => BigDataOwner::Container,
+            other => panic!("{other}"),
+        };
+        check_big_data_key(owner, &key).unwrap_or_else(|e| panic!("{line}: {e}"));
+        checked += 1;
+    }
+    assert_eq!(checked, 16);
+    // The quirk is in the fixture: a key with one offending last character kept verbatim.
+    assert!(text.contains(r#" "abC" "abC""#), "{text}");
+    assert!(text.contains(r#" "Manifest" "=TWFuaWZlc3Q=""#), "{text}");
 }

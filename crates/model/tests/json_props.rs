@@ -6,10 +6,11 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use base64::Engine;
 use layerstore_model::{
-    Container, Image, Layer, Timestamp, encode_containers_json, encode_images_json,
-    encode_layers_json, is_manifest_key, parse_containers_json, parse_images_json,
-    parse_layers_json, to_go_json,
+    BigDataOwner, Container, Image, Layer, Timestamp, big_data_file_name, check_big_data_key,
+    encode_containers_json, encode_images_json, encode_layers_json, is_manifest_key,
+    parse_containers_json, parse_images_json, parse_layers_json, to_go_json,
 };
 use proptest::prelude::*;
 
@@ -97,6 +98,37 @@ proptest! {
         prop_assert_eq!(ours, common::reference_container(&container));
         let plain = serde_json::to_string(&container).unwrap();
         prop_assert_eq!(serde_json::from_str::<Container>(&plain).unwrap(), container);
+    }
+
+    #[test]
+    fn safe_keys_get_distinct_single_component_file_names(
+        a in common::tricky_string(6),
+        b in common::tricky_string(6),
+        owner in prop::sample::select(vec![
+            BigDataOwner::Layer, BigDataOwner::Image, BigDataOwner::Container,
+        ]),
+    ) {
+        for key in [&a, &b] {
+            let name = big_data_file_name(key);
+            match name.strip_prefix('=') {
+                // Encoded: base64 of the key, which held something to encode before its end.
+                Some(encoded) if name != *key => {
+                    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
+                    prop_assert_eq!(decoded, key.as_bytes());
+                }
+                _ => prop_assert_eq!(&name, key),
+            }
+            if check_big_data_key(owner, key).is_ok() {
+                prop_assert!(!name.is_empty() && name != "." && name != "..");
+                prop_assert!(!name.contains('/') && !name.contains('\0'), "{:?}", name);
+                if owner == BigDataOwner::Container {
+                    prop_assert_ne!(name.as_str(), "userdata");
+                }
+            }
+        }
+        if a != b && check_big_data_key(owner, &a).is_ok() && check_big_data_key(owner, &b).is_ok() {
+            prop_assert_ne!(big_data_file_name(&a), big_data_file_name(&b));
+        }
     }
 
     #[test]

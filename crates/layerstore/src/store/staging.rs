@@ -221,6 +221,7 @@ impl LayerStore {
                 if item.is_empty() {
                     return Err(Error::InvalidBigDataName(id.to_string()));
                 }
+                layerstore_model::check_big_data_key(layerstore_model::BigDataOwner::Layer, item)?;
                 write_atomic(&dir.join(big_data_file_name(item)), 0o600, |out| {
                     out.write_all(data)
                         .map_err(|e| Error::io("write", dir.join(big_data_file_name(item)), e))
