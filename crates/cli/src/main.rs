@@ -26,6 +26,7 @@ mod args;
 mod commands;
 mod config;
 mod flags;
+mod mflag;
 mod output;
 mod progress;
 mod usage;
@@ -34,12 +35,13 @@ use std::ffi::OsString;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
 use layerstore::{LayerStore, StoreOptions};
 
 use crate::args::{Cli, Command, UNSUPPORTED_COMMANDS, command_spec};
 use crate::config::{Environment, StoreConfig};
-use crate::flags::{EXIT_FLAG_ERROR, print_usage, program, report_parse_error, typed_command};
+use crate::flags::{
+    EXIT_FLAG_ERROR, print_usage, program, report_group_error, report_parse_error, typed_command,
+};
 use crate::usage::{FlagDefaults, command_usage, top_usage};
 
 fn main() -> ExitCode {
@@ -144,7 +146,12 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
         print_usage(&top_usage(&base, false), false)?;
         return Ok(1);
     }
-    let cli = match Cli::try_parse_from(argv) {
+    let argv = match mflag::rewrite(argv, &args::command()) {
+        Ok(words) => words,
+        Err(err) => return Ok(report_group_error(argv, &err)?),
+    };
+    let argv = argv.as_slice();
+    let cli = match args::parse(argv) {
         Ok(cli) => cli,
         Err(err) => return Ok(report_parse_error(argv, &err)?),
     };
@@ -203,7 +210,7 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
         };
         // Into memory first: clap_complete panics when its writer fails (a closed pipe).
         let mut script = Vec::new();
-        clap_complete::generate(shell, &mut Cli::command(), "layerstore", &mut script);
+        clap_complete::generate(shell, &mut args::command(), "layerstore", &mut script);
         io::stdout().write_all(&script)?;
         return Ok(0);
     }
@@ -216,10 +223,30 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
     };
     let debug = cli.global.debug();
     if debug {
-        debug_line(&format!("Root: {}", config.graph_root.display()));
-        debug_line(&format!("Run Root: {}", config.run_root.display()));
+        // As Go prints them: with a store flag given, the roots as given (empty when not
+        // given, made absolute and defaulted later); else the configured ones.
+        let flags_given = cli.global.any_store_flag();
+        let as_given = |flag: &Option<std::path::PathBuf>, resolved: &std::path::Path| match flag {
+            Some(path) => path.display().to_string(),
+            None if flags_given => String::new(),
+            None => resolved.display().to_string(),
+        };
+        debug_line(&format!(
+            "Root: {}",
+            as_given(&cli.global.graph_root, &config.graph_root)
+        ));
+        debug_line(&format!(
+            "Run Root: {}",
+            as_given(&cli.global.run_root, &config.run_root)
+        ));
         debug_line(&format!("Driver Name: {}", config.driver));
         debug_line(&format!("Driver Options: [{}]", config.options.join(" ")));
+        if !config.driver.is_empty() {
+            debug_line(&format!(
+                "[graphdriver] trying provided driver {:?}",
+                config.driver
+            ));
+        }
     }
     let store = match open_store(&config) {
         Ok(store) => store,
