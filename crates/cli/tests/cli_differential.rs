@@ -363,7 +363,7 @@ impl Normaliser {
             if run == 64
                 && !matches!(
                     &text[i..i + 64],
-                    ID_A | ID_B | ID_IMPORTED | ID_WH | ID_MAPPED | ID_FIRST | ID_LAST
+                    ID_A | ID_B | ID_IMPORTED | ID_WH | ID_MAPPED | ID_FIRST | ID_LAST | ID_EMPTY
                 )
             {
                 let next = self.ids.len();
@@ -649,6 +649,81 @@ fn go_tool_and_layerstore_parse_flags_alike() {
     let (mismatches, _, _go_dir, _our_dir) = differences(&steps);
     eprintln!(
         "{} flag forms, {} mismatches",
+        steps.len(),
+        mismatches.len()
+    );
+    assert_agree(&mismatches, steps.len());
+}
+
+const ID_EMPTY: &str = "8888888888888888888888888888888888888888888888888888888888888888";
+
+/// Commands that succeed with an empty answer: a layer with no names, metadata, big data,
+/// changes, mounts or parent owners, an empty big-data item, an empty store.
+fn empty_answers() -> Vec<Step> {
+    vec![
+        step(&["layers"]),
+        step(&["layers", "-j"]),
+        step(&["layers", "-t"]),
+        step(&["create-layer", "--id", ID_EMPTY]),
+        step(&["metadata", ID_EMPTY]),
+        step(&["metadata", "-q", ID_EMPTY]),
+        step(&["metadata", "-j", ID_EMPTY]),
+        step(&["metadata", ID_EMPTY, "nonexist"]),
+        step(&["metadata", "-j", ID_EMPTY, "nonexist"]),
+        step(&["set-metadata", "-m", "", ID_EMPTY]),
+        with_stdin(
+            step(&["set-metadata", "-f", "/dev/null", ID_EMPTY]),
+            "/dev/null",
+        ),
+        step(&["metadata", "-j", ID_EMPTY]),
+        step(&["set-metadata", "-m", "two\n\n", ID_EMPTY]),
+        step(&["metadata", ID_EMPTY]),
+        step(&["metadata", "-j", ID_EMPTY]),
+        step(&["get-names", ID_EMPTY]),
+        step(&["get-names", "-j", ID_EMPTY]),
+        step(&["set-names", ID_EMPTY]),
+        step(&["set-names", "-j", ID_EMPTY]),
+        step(&["add-names", "-j", ID_EMPTY]),
+        step(&["list-layer-data", ID_EMPTY]),
+        step(&["list-layer-data", "-j", ID_EMPTY]),
+        step(&["set-layer-data", "-f", "/dev/null", ID_EMPTY, "empty"]),
+        step(&["get-layer-data", ID_EMPTY, "empty"]),
+        step(&[
+            "get-layer-data",
+            "-f",
+            "{TMP}/empty-item",
+            ID_EMPTY,
+            "empty",
+        ]),
+        step(&["list-layer-data", "-j", ID_EMPTY]),
+        step(&["changes", ID_EMPTY]),
+        step(&["changes", "-j", ID_EMPTY]),
+        step(&["diffsize", ID_EMPTY]),
+        binary(step(&["diff", "-u", ID_EMPTY])),
+        step(&["mounted", ID_EMPTY]),
+        step(&["mounted", "-j", ID_EMPTY]),
+        step(&["layer-parent-owners", ID_EMPTY]),
+        step(&["layer-parent-owners", "-j", ID_EMPTY]),
+        step(&["layer", ID_EMPTY]),
+        step(&["layer", "-j", ID_EMPTY]),
+        step(&["exists", "-q", ID_EMPTY]),
+        step(&["version"]),
+        step(&["delete-layer", ID_EMPTY]),
+        step(&["layers", "-j"]),
+        step(&["wipe"]),
+        step(&["wipe", "-j"]),
+        step(&["shutdown"]),
+    ]
+}
+
+#[test]
+fn go_tool_and_layerstore_agree_on_empty_answers() {
+    require_or_skip!(Capability::GoTool, Capability::Root);
+    let steps = empty_answers();
+    let (mismatches, go_out, _go_dir, _our_dir) = differences(&steps);
+    let succeeding = go_out.iter().filter(|o| o.code == Some(0)).count();
+    eprintln!(
+        "{} command lines ({succeeding} succeed for Go), {} mismatches",
         steps.len(),
         mismatches.len()
     );
