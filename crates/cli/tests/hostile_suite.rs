@@ -965,3 +965,237 @@ fn compression_bombs_through_the_cli_are_contained_by_a_small_filesystem() {
     }
     assert_eq!(snapshot(&host), host_before, "the host directory changed");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The store's own files, replaced by whoever can write them (a shared or additional store, a
+// compromised tool): FIFOs, symlinks, hand-edited records. Each must give a clear error or a
+// `check` report at a bounded cost, touch nothing outside the store, and leave it openable.
+
+/// How long a call may take before it counts as hung (they take well under a second).
+const HANG_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+const VICTIM: &str = "aaaa000000000000000000000000000000000000000000000000000000000001";
+const BYSTANDER: &str = "bbbb000000000000000000000000000000000000000000000000000000000002";
+
+/// A vfs store with two imported layers, `victim` and `bystander`.
+fn store_with_two_layers(scratch: &Scratch) -> Store {
+    let store = Store::new(
+        scratch.path().join("graph"),
+        scratch.path().join("run"),
+        "vfs",
+    );
+    for (id, name) in [(VICTIM, "victim"), (BYSTANDER, "bystander")] {
+        let tar = suite::tarball(&[(format!("{name}/file"), format!("{name}\n").into_bytes())]);
+        let path = scratch.path().join(format!("{name}.tar"));
+        suite::write_file(&path, &tar);
+        store.run_ok(&[
+            "import-layer",
+            "--id",
+            id,
+            "-n",
+            name,
+            "-f",
+            &path.display().to_string(),
+        ]);
+    }
+    store
+}
+
+fn mkfifo(path: &Path) {
+    let _ = fs::remove_file(path);
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+    )
+    .expect("mkfifo");
+}
+
+/// `set-layer-data bystander item` from the file `data`; answers the item's file.
+fn set_item(store: &Store, data: &Path) -> PathBuf {
+    store.run_ok(&[
+        "set-layer-data",
+        "-f",
+        &data.display().to_string(),
+        "bystander",
+        "item",
+    ]);
+    store.layers_dir().join(BYSTANDER).join("item")
+}
+
+fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `check --json` (bounded): its problems as `(kind, layer or path)`.
+fn check_problems(store: &Store, repair: bool) -> Vec<(String, String)> {
+    let args: &[&str] = if repair {
+        &["check", "--repair", "--json"]
+    } else {
+        &["check", "--json"]
+    };
+    let output = store.run_bounded(args, HANG_LIMIT);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("check --json: {e}: {}", suite::describe(&output)));
+    report["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .map(|p| {
+            let subject = p["layer"]
+                .as_str()
+                .or(p["path"].as_str())
+                .unwrap_or_default();
+            (
+                p["kind"].as_str().unwrap_or_default().to_string(),
+                subject.to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_fifo_in_place_of_a_store_file_fails_fast_and_check_reports_it() {
+    require_or_skip!(Capability::Root);
+    let scratch = Scratch::new();
+    let store = store_with_two_layers(&scratch);
+    let tar_split = store.tar_split(VICTIM);
+    mkfifo(&tar_split);
+
+    // diff fails at once, naming the file, instead of waiting for a writer under the lock.
+    let output = store.run_bounded(&["diff", "-u", "victim"], HANG_LIMIT);
+    assert!(!output.status.success(), "{}", suite::describe(&output));
+    let text = stderr_of(&output);
+    assert!(
+        text.contains(&tar_split.display().to_string()) && text.contains("a FIFO"),
+        "{text}"
+    );
+    // The lock is free: another process can write.
+    store.run_ok(&["create-layer", "-n", "after-the-fifo"]);
+    // check reports the layer, without opening the FIFO.
+    let problems = check_problems(&store, false);
+    assert!(
+        problems.contains(&("corrupt-tar-split".into(), VICTIM.into())),
+        "{problems:?}"
+    );
+
+    // A big-data item, then the record files and the lock file, each replaced by a FIFO.
+    let data = scratch.path().join("data");
+    suite::write_file(&data, b"item");
+    let item = set_item(&store, &data);
+    mkfifo(&item);
+    let output = store.run_bounded(&["get-layer-data", "bystander", "item"], HANG_LIMIT);
+    assert!(!output.status.success(), "{}", suite::describe(&output));
+    assert!(
+        stderr_of(&output).contains("a FIFO"),
+        "{}",
+        suite::describe(&output)
+    );
+    fs::remove_file(&item).expect("remove the FIFO");
+    set_item(&store, &data);
+
+    for file in [
+        store.layers_json(),
+        store.mountpoints_json(),
+        store.layers_dir().join("layers.lock"),
+    ] {
+        let saved = scratch.path().join("saved");
+        let had = fs::rename(&file, &saved).is_ok();
+        mkfifo(&file);
+        let output = store.run_bounded(&["layers"], HANG_LIMIT);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            stderr_of(&output)
+        );
+        assert!(!output.status.success(), "{}: {all}", file.display());
+        assert!(
+            all.contains(&file.display().to_string()) && all.contains("FIFO"),
+            "{}: {all}",
+            file.display()
+        );
+        fs::remove_file(&file).expect("remove the FIFO");
+        if had {
+            fs::rename(&saved, &file).expect("restore");
+        }
+    }
+
+    // Repair deletes the layer that cannot give its diff back (and only it).
+    let repaired = check_problems(&store, true);
+    assert!(repaired.contains(&("corrupt-tar-split".into(), VICTIM.into())));
+    let listed = suite::verify(&store, "after repairing the FIFO");
+    let names: Vec<&str> = listed
+        .iter()
+        .flat_map(|l| l.names.iter().map(String::as_str))
+        .collect();
+    assert_eq!(names, ["bystander", "after-the-fifo"]);
+}
+
+#[test]
+fn a_symlinked_big_data_directory_is_never_written_or_read_through() {
+    require_or_skip!(Capability::Root);
+    let scratch = Scratch::new();
+    let store = store_with_two_layers(&scratch);
+    let outside = scratch.path().join("outside");
+    fs::create_dir_all(&outside).expect("outside");
+    suite::write_file(&outside.join("secret"), b"root-only\n");
+    fs::set_permissions(outside.join("secret"), fs::Permissions::from_mode(0o600)).expect("chmod");
+    let before = snapshot(&outside);
+    let big_data_dir = store.layers_dir().join(VICTIM);
+    std::os::unix::fs::symlink(&outside, &big_data_dir).expect("symlink");
+
+    let data = scratch.path().join("data");
+    suite::write_file(&data, b"attacker chose where this lands\n");
+    let output = store.run_bounded(
+        &[
+            "set-layer-data",
+            "-f",
+            &data.display().to_string(),
+            "victim",
+            "secret",
+        ],
+        HANG_LIMIT,
+    );
+    assert!(!output.status.success(), "{}", suite::describe(&output));
+    assert!(
+        stderr_of(&output).contains("a symlink where the store keeps a directory"),
+        "{}",
+        suite::describe(&output)
+    );
+    let output = store.run_bounded(&["get-layer-data", "victim", "secret"], HANG_LIMIT);
+    assert!(!output.status.success(), "{}", suite::describe(&output));
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("root-only"));
+    assert_eq!(snapshot(&outside), before, "the symlink's target changed");
+
+    // check names the symlink; delete removes the link, never the target.
+    let problems = check_problems(&store, false);
+    assert!(
+        problems.contains(&("unexpected-file".into(), big_data_dir.display().to_string())),
+        "{problems:?}"
+    );
+    store.run_ok(&["delete-layer", "victim"]);
+    assert!(
+        fs::symlink_metadata(&big_data_dir).is_err(),
+        "the symlink is left"
+    );
+    assert_eq!(snapshot(&outside), before, "delete followed the symlink");
+
+    // A big-data item that is a symlink is replaced, not written through, and never read.
+    let item = set_item(&store, &data);
+    fs::remove_file(&item).expect("remove item");
+    std::os::unix::fs::symlink(outside.join("secret"), &item).expect("symlink item");
+    let output = store.run_bounded(&["get-layer-data", "bystander", "item"], HANG_LIMIT);
+    assert!(!output.status.success(), "{}", suite::describe(&output));
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("root-only"));
+    set_item(&store, &data);
+    assert_eq!(
+        snapshot(&outside),
+        before,
+        "set-layer-data wrote through a symlinked item"
+    );
+    assert_eq!(
+        fs::read(&item).expect("item is a file again"),
+        b"attacker chose where this lands\n"
+    );
+    suite::verify(&store, "after the symlinked big data");
+}

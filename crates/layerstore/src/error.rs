@@ -120,6 +120,18 @@ pub enum Error {
     /// Encoding a record or a generated ID failed.
     #[error(transparent)]
     Model(#[from] layerstore_model::Error),
+    /// A file or directory of the store is not of the kind the store keeps there (a FIFO as
+    /// `<id>.tar-split.gz`, a symlink as a big-data directory, ...). It is neither followed
+    /// nor read.
+    #[error("{}: {found} where the store keeps {expected}", path.display())]
+    UnexpectedFileType {
+        /// The file.
+        path: PathBuf,
+        /// What the store keeps there (`a regular file`, `a directory`).
+        expected: &'static str,
+        /// What is there instead (`a FIFO`, `a symlink`, ...).
+        found: &'static str,
+    },
     /// A file operation of the store failed.
     #[error("{op} {}: {source}", path.display())]
     Io {

@@ -78,6 +78,13 @@
 //! * Deleting by name resolves the ID before checking for children; mounting by name works.
 //! * Caller-given IDs must be usable as file names (no `/`, not `.`/`..`, not empty).
 //! * Big-data keys `.` and `..` are base64-encoded like other unsafe keys.
+//! * The store's files are reached through their directory's descriptor, never through a
+//!   symlink, and no read waits: every file is opened `O_NOFOLLOW|O_NONBLOCK` and must be a
+//!   regular file, every directory (`<driver>-layers/`, a big-data directory) is opened and
+//!   created `O_NOFOLLOW`. A symlink, FIFO or device where the store keeps a file or directory
+//!   is an error naming it ([`Error::UnexpectedFileType`]); `check` reports it
+//!   (`unexpected-file`, or `corrupt-tar-split` for a layer's tar-split) and `--repair` removes
+//!   the entry itself, never its target. Go follows such symlinks and blocks on such FIFOs.
 //!
 //! # Checking and repairing
 //!

@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -23,8 +23,7 @@ use sha2::{Digest as _, Sha256};
 use crate::crash;
 use crate::error::{Error, Result};
 use crate::files::{
-    big_data_file_name, mkdir_all, remove_dir_if_exists, remove_file_if_exists, sync_dir,
-    touch_file, write_atomic, write_atomic_from,
+    StoreDir, TEMP_PREFIX, big_data_file_name, mkdir_all, read_store_file, touch_file,
 };
 use crate::options::{DiffOptions, LayerOptions, MountOptions, StoreOptions};
 use crate::state::{State, by_digest, reindex_digests, unindex_digest};
@@ -245,15 +244,35 @@ impl LayerStore {
 
     /// `<graphroot>/<driver>-layers/<id>.tar-split.gz`.
     pub fn tar_split_path(&self, id: &str) -> PathBuf {
-        self.layers_dir.join(format!("{id}.tar-split.gz"))
-    }
-
-    fn tar_split_temp_path(&self, id: &str) -> PathBuf {
-        self.layers_dir.join(format!(".{id}.tar-split.gz.tmp"))
+        self.layers_dir.join(tar_split_name(id))
     }
 
     fn big_data_dir(&self, id: &str) -> PathBuf {
         self.layers_dir.join(id)
+    }
+
+    /// `<driver>-layers/`, opened without following a symlink; `None` if it does not exist
+    /// (a read-only store that never had layers).
+    fn open_layers_dir(&self) -> Result<Option<StoreDir>> {
+        StoreDir::open(&self.layers_dir)
+    }
+
+    /// `<driver>-layers/` for writing, created if missing (as Go's save does).
+    fn layers_dir_rw(&self) -> Result<StoreDir> {
+        StoreDir::create(&self.layers_dir)
+    }
+
+    /// The run root's `<driver>-layers/` for writing `mountpoints.json`.
+    fn mounts_dir_rw(&self) -> Result<StoreDir> {
+        StoreDir::create(crate::files::parent_of(&self.mounts_json))
+    }
+
+    /// The regular file `name` of `<driver>-layers/` (see [`StoreDir::open_regular`]).
+    fn open_in_layers_dir(&self, name: &str) -> Result<Option<File>> {
+        match self.open_layers_dir()? {
+            Some(dir) => dir.open_regular(name),
+            None => Ok(None),
+        }
     }
 
     // ---------------------------------------------------------------------------------------
@@ -339,14 +358,7 @@ impl LayerStore {
     ) -> Result<Refresh> {
         let layers_mtime = mtime_of(&self.layers_json)?;
         if state.layers_seen.as_ref() != Some(&current) || layers_mtime != state.layers_mtime {
-            let mut layers = match fs::read(&self.layers_json) {
-                Ok(bytes) => parse_layers_json(&bytes).map_err(|source| Error::CorruptLayers {
-                    path: self.layers_json.clone(),
-                    source,
-                })?,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-                Err(e) => return Err(Error::io("read", &self.layers_json, e)),
-            };
+            let mut layers = self.read_layers_json()?;
             // Later records win a name (Go); remember whether anything had to change.
             let mut owner: HashMap<&str, usize> = HashMap::new();
             let mut conflicts = Vec::new();
@@ -418,16 +430,31 @@ impl LayerStore {
     }
 
     fn read_mounts_file(&self, state: &mut State) -> Result<()> {
-        let records = match fs::read(&self.mounts_json) {
-            Ok(bytes) => parse_mountpoints_json(&bytes).map_err(|source| Error::CorruptMounts {
-                path: self.mounts_json.clone(),
-                source,
-            })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::io("read", &self.mounts_json, e)),
-        };
+        let records = self.read_mountpoints_json()?;
         state.apply_mounts(records);
         Ok(())
+    }
+
+    /// The records of `layers.json` as the file holds them (none if it does not exist).
+    pub(crate) fn read_layers_json(&self) -> Result<Vec<Layer>> {
+        let Some(bytes) = read_store_file(&self.layers_json)? else {
+            return Ok(Vec::new());
+        };
+        parse_layers_json(&bytes).map_err(|source| Error::CorruptLayers {
+            path: self.layers_json.clone(),
+            source,
+        })
+    }
+
+    /// The records of `mountpoints.json` as the file holds them (none if it does not exist).
+    pub(crate) fn read_mountpoints_json(&self) -> Result<Vec<layerstore_model::MountPointRecord>> {
+        let Some(bytes) = read_store_file(&self.mounts_json)? else {
+            return Ok(Vec::new());
+        };
+        parse_mountpoints_json(&bytes).map_err(|source| Error::CorruptMounts {
+            path: self.mounts_json.clone(),
+            source,
+        })
     }
 
     /// Saves `layers.json` (token first, then the file, atomically) and `mountpoints.json`.
@@ -438,9 +465,10 @@ impl LayerStore {
         state.layers_seen = Some(guard.record_write()?);
         crash::point(crash::SAVE_AFTER_TOKEN);
         let layers = &state.layers;
-        write_atomic(&self.layers_json, 0o600, |out| {
-            write_layers_json(out, layers).map_err(Error::from)
-        })?;
+        self.layers_dir_rw()?
+            .write_atomic(layerstore_model::LAYERS_JSON, 0o600, |out| {
+                write_layers_json(out, layers).map_err(Error::from)
+            })?;
         state.layers_mtime = mtime_of(&self.layers_json)?;
         self.save_mounts(state)
     }
@@ -453,10 +481,11 @@ impl LayerStore {
         let guard = lock.lock()?;
         state.mounts_seen = Some(guard.record_write()?);
         let bytes = encode_mountpoints_json(&state.mount_records())?;
-        write_atomic(&self.mounts_json, 0o600, |out| {
-            out.write_all(&bytes)
-                .map_err(|e| Error::io("write", &self.mounts_json, e))
-        })
+        self.mounts_dir_rw()?
+            .write_atomic(layerstore_model::MOUNTPOINTS_JSON, 0o600, |out| {
+                out.write_all(&bytes)
+                    .map_err(|e| Error::io("write", &self.mounts_json, e))
+            })
     }
 
     // ---------------------------------------------------------------------------------------
@@ -681,13 +710,9 @@ impl LayerStore {
                 .map_err(|e| Error::driver(id, "update ID mappings", e))?;
         }
         if let Some(t) = template {
-            let source = self.tar_split_path(&t.id);
-            match File::open(&source) {
-                Ok(mut file) => {
-                    write_atomic_from(&self.tar_split_path(id), 0o600, &mut file)?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("open", source, e)),
+            let dir = self.layers_dir_rw()?;
+            if let Some(mut file) = dir.open_regular(&tar_split_name(&t.id))? {
+                dir.write_atomic_from(&tar_split_name(id), 0o600, &mut file)?;
             }
         }
         match diff {
@@ -724,14 +749,12 @@ impl LayerStore {
     ) -> Result<u64> {
         let layer = state.layers[index].clone();
         let id = layer.id.as_str();
-        let temp = self.tar_split_temp_path(id);
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)
-            .map_err(|e| Error::io("create", &temp, e))?;
+        let dir = self.layers_dir_rw()?;
+        let temp_name = tar_split_temp_name(id);
+        let temp = dir.join(&temp_name);
+        // A temp file a crash left is stale (we hold the write lock).
+        dir.remove_file(&temp_name)?;
+        let file = dir.create_new(&temp_name, 0o600)?;
         let mut packer = layerstore_tarsplit::gzip_packer(BufWriter::with_capacity(1 << 20, file));
         let applied = self.driver.apply_diff(
             id,
@@ -749,7 +772,7 @@ impl LayerStore {
             Ok(report) => report,
             Err(e) => {
                 drop(packer);
-                let _ = fs::remove_file(&temp);
+                let _ = dir.remove_file(&temp_name);
                 return Err(Error::driver(id, "apply diff", e));
             }
         };
@@ -762,13 +785,10 @@ impl LayerStore {
                     .map_err(|e| Error::io("write", &temp, e.into_error()))
             })
             .and_then(|f| f.sync_all().map_err(|e| Error::io("fsync", &temp, e)))
-            .and_then(|()| {
-                fs::rename(&temp, self.tar_split_path(id))
-                    .map_err(|e| Error::io("rename", &temp, e))
-            })
-            .and_then(|()| sync_dir(&self.layers_dir));
+            .and_then(|()| dir.rename(&temp_name, &tar_split_name(id)))
+            .and_then(|()| dir.sync());
         if let Err(e) = finished {
-            let _ = fs::remove_file(&temp);
+            let _ = dir.remove_file(&temp_name);
             return Err(e);
         }
         crash::point(crash::PUT_AFTER_TAR_SPLIT);
@@ -871,13 +891,8 @@ impl LayerStore {
     ) -> Result<()> {
         let id = layer.id.as_str();
         let against_parent = from.map(|f| f.id.as_str()) == layer.parent();
-        let tar_split = self.tar_split_path(id);
-        if against_parent {
-            match File::open(&tar_split) {
-                Ok(file) => return self.assemble(layer, file, &tar_split, out),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("open", tar_split, e)),
-            }
+        if against_parent && let Some(file) = self.open_in_layers_dir(&tar_split_name(id))? {
+            return self.assemble(layer, file, &self.tar_split_path(id), out);
         }
         let mappings = mappings_of(layer);
         let from_mappings = from.map(mappings_of).unwrap_or_default();
@@ -1093,9 +1108,15 @@ impl LayerStore {
             if item.is_empty() {
                 return Err(Error::InvalidBigDataName(id));
             }
-            let dir = self.big_data_dir(&id);
-            mkdir_all(&dir)?;
-            write_atomic_from(&dir.join(big_data_file_name(item)), 0o600, data)?;
+            // Created and opened without following a symlink: nothing is written through one.
+            let dir = self.layers_dir_rw()?.subdir(&id, true)?.ok_or_else(|| {
+                Error::io(
+                    "open directory",
+                    self.big_data_dir(&id),
+                    io::ErrorKind::NotFound.into(),
+                )
+            })?;
+            dir.write_atomic_from(&big_data_file_name(item), 0o600, data)?;
             if !state.layers[index].big_data_names.iter().any(|n| n == item) {
                 state.layers[index].big_data_names.push(item.to_string());
                 self.save(state, guard)?;
@@ -1104,24 +1125,22 @@ impl LayerStore {
         })
     }
 
-    fn big_data_path(&self, key: &str, item: &str) -> Result<(String, PathBuf)> {
+    /// A big-data item of the layer, as a reader (a file replaced later stays readable).
+    pub fn big_data(&self, key: &str, item: &str) -> Result<File> {
         let id = self.lookup(key)?;
         if item.is_empty() {
             return Err(Error::InvalidBigDataName(id));
         }
-        let path = self.big_data_dir(&id).join(big_data_file_name(item));
-        Ok((id, path))
-    }
-
-    /// A big-data item of the layer, as a reader (a file replaced later stays readable).
-    pub fn big_data(&self, key: &str, item: &str) -> Result<File> {
-        let (id, path) = self.big_data_path(key, item)?;
-        File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Error::BigDataUnknown {
-                id,
-                key: item.to_string(),
+        let file = match self.open_layers_dir()? {
+            Some(layers) => match layers.subdir(&id, false)? {
+                Some(dir) => dir.open_regular(&big_data_file_name(item))?,
+                None => None,
             },
-            _ => Error::io("open", &path, e),
+            None => None,
+        };
+        file.ok_or_else(|| Error::BigDataUnknown {
+            id,
+            key: item.to_string(),
         })
     }
 
@@ -1132,16 +1151,10 @@ impl LayerStore {
 
     /// The size in bytes of a big-data item.
     pub fn big_data_size(&self, key: &str, item: &str) -> Result<u64> {
-        let (id, path) = self.big_data_path(key, item)?;
-        fs::metadata(&path)
+        let file = self.big_data(key, item)?;
+        file.metadata()
             .map(|m| m.len())
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => Error::BigDataUnknown {
-                    id,
-                    key: item.to_string(),
-                },
-                _ => Error::io("stat", &path, e),
-            })
+            .map_err(|e| Error::io("stat big data", item, e))
     }
 
     /// The sha256 digest of a big-data item.
@@ -1447,6 +1460,17 @@ impl LayerStore {
         })
     }
 
+    /// Removes the layer's files in `<driver>-layers/`: its tar-split (and temp) file and its
+    /// big-data directory, never following a symlink.
+    fn remove_layer_files(&self, id: &str) -> Result<()> {
+        let Some(dir) = self.open_layers_dir()? else {
+            return Ok(());
+        };
+        dir.remove_file(&tar_split_name(id))?;
+        dir.remove_file(&tar_split_temp_name(id))?;
+        dir.remove_tree(id)
+    }
+
     /// Go's delete sequence for a batch: unmount, flag `incomplete` and save once, remove
     /// driver files, tar-split and big data, drop the records, save once.
     fn delete_locked(
@@ -1486,10 +1510,8 @@ impl LayerStore {
                 .map_err(|e| Error::driver(id, "remove", e))
                 .and_then(|()| {
                     crash::point(crash::DELETE_AFTER_DRIVER_REMOVE);
-                    remove_file_if_exists(&self.tar_split_path(id))
-                })
-                .and_then(|()| remove_file_if_exists(&self.tar_split_temp_path(id)))
-                .and_then(|()| remove_dir_if_exists(&self.big_data_dir(id)));
+                    self.remove_layer_files(id)
+                });
             match removed {
                 Ok(()) => state.remove(index),
                 Err(e) => {
@@ -1506,22 +1528,31 @@ impl LayerStore {
     }
 }
 
+/// `<id>.tar-split.gz`: the layer's tar-split records, in `<driver>-layers/`.
+pub(crate) fn tar_split_name(id: &str) -> String {
+    format!("{id}.tar-split.gz")
+}
+
+/// `.<id>.tar-split.gz.tmp`: the tar-split records being written.
+pub(crate) fn tar_split_temp_name(id: &str) -> String {
+    format!(".{id}.tar-split.gz.tmp")
+}
+
+/// Temp files of interrupted writes: `.tmp-<name>*` (atomic replacements, ours and Go's) and
+/// `.<id>.tar-split.gz.tmp`.
+pub(crate) fn is_temp_name(name: &str) -> bool {
+    name.starts_with(TEMP_PREFIX) || (name.starts_with('.') && name.ends_with(".tar-split.gz.tmp"))
+}
+
 /// Removes the temp files an interrupted atomic write leaves in `dir` (`.tmp-*`,
 /// `.<id>.tar-split.gz.tmp`); the caller holds the lock that guards those writes.
 fn sweep_temps_in(dir: &Path) -> Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io("read directory", dir, e)),
+    let Some(dir) = StoreDir::open(dir)? else {
+        return Ok(());
     };
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let stale = name.starts_with(".tmp-")
-            || (name.starts_with('.') && name.ends_with(".tar-split.gz.tmp"));
-        if stale && entry.file_type().is_ok_and(|t| t.is_file()) {
-            remove_file_if_exists(&entry.path())?;
+    for (name, file_type) in dir.entries()? {
+        if is_temp_name(&name) && file_type == rustix::fs::FileType::RegularFile {
+            dir.remove_file(&name)?;
         }
     }
     Ok(())

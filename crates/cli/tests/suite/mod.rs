@@ -154,6 +154,34 @@ impl Store {
         self.command(args).output().expect("runs layerstore")
     }
 
+    /// Runs `layerstore <flags> args`, killing it and panicking if it has not finished within
+    /// `limit` (a generous bound: it catches a call that would block forever, such as a read of
+    /// a FIFO under the store's lock, not a slow one).
+    pub fn run_bounded(&self, args: &[&str], limit: std::time::Duration) -> Output {
+        let child = self.command(args).spawn().expect("spawns layerstore");
+        let pid = child.id();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let _ = sender.send(child.wait_with_output());
+        });
+        match receiver.recv_timeout(limit) {
+            Ok(output) => {
+                let _ = waiter.join();
+                output.expect("waits for layerstore")
+            }
+            Err(_) => {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+                let _ = waiter.join();
+                panic!(
+                    "layerstore {args:?} on {} did not finish within {limit:?}",
+                    self.graph.display()
+                );
+            }
+        }
+    }
+
     /// Runs it and returns stdout; panics (naming `args`) unless it succeeded.
     pub fn run_ok(&self, args: &[&str]) -> String {
         let output = self.run(args);

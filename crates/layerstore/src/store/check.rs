@@ -3,17 +3,19 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use layerstore_lockfile::WriteGuard;
-use layerstore_model::{Digest, DigestAlgorithm, Layer, parse_layers_json, parse_mountpoints_json};
+use layerstore_model::{Digest, DigestAlgorithm, Layer};
+use rustix::fs::FileType;
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
 
 use super::LayerStore;
+use super::{is_temp_name, tar_split_name};
 use crate::error::{Error, Result};
-use crate::files::{big_data_file_name, remove_dir_if_exists, remove_file_if_exists};
+use crate::files::{StoreDir, big_data_file_name};
 use crate::state::State;
 
 /// Drivers whose [`get`](layerstore_driver::Driver::get) makes a kernel mount, so that a mount
@@ -154,6 +156,15 @@ pub enum Problem {
         /// The file.
         path: PathBuf,
     },
+    /// Something the store never makes where it keeps its files (a symlink, FIFO, socket or
+    /// device in `<driver>-layers/` or a big-data directory). It is never followed or read;
+    /// repair removes the entry itself.
+    UnexpectedFile {
+        /// The entry.
+        path: PathBuf,
+        /// What it is (`a symlink`, `a FIFO`, ...).
+        found: &'static str,
+    },
     /// `mountpoints.json` counts mounts of the layer, but its mount point is not in the mount
     /// table.
     StaleMountCount {
@@ -192,6 +203,7 @@ impl Problem {
             Problem::OrphanTarSplit { .. } => "orphan-tar-split",
             Problem::OrphanBigData { .. } => "orphan-big-data",
             Problem::StaleTempFile { .. } => "stale-temp-file",
+            Problem::UnexpectedFile { .. } => "unexpected-file",
             Problem::StaleMountCount { .. } => "stale-mount-count",
             Problem::UncountedMount { .. } => "uncounted-mount",
         }
@@ -215,7 +227,8 @@ impl Problem {
             Problem::DuplicateName { .. }
             | Problem::OrphanTarSplit { .. }
             | Problem::OrphanBigData { .. }
-            | Problem::StaleTempFile { .. } => None,
+            | Problem::StaleTempFile { .. }
+            | Problem::UnexpectedFile { .. } => None,
         }
     }
 
@@ -228,6 +241,7 @@ impl Problem {
             | Problem::OrphanTarSplit { path }
             | Problem::OrphanBigData { path }
             | Problem::StaleTempFile { path }
+            | Problem::UnexpectedFile { path, .. }
             | Problem::StaleMountCount { path, .. }
             | Problem::UncountedMount { path, .. } => Some(path),
             _ => None,
@@ -313,6 +327,13 @@ impl fmt::Display for Problem {
             }
             Problem::StaleTempFile { path } => {
                 write!(f, "{}: temp file of an unfinished write", path.display())
+            }
+            Problem::UnexpectedFile { path, found } => {
+                write!(
+                    f,
+                    "{}: {found} where the store keeps its own files",
+                    path.display()
+                )
             }
             Problem::StaleMountCount { id, path, count } => write!(
                 f,
@@ -582,30 +603,14 @@ impl LayerStore {
 
     /// The records and mount counts as the files hold them now, with no load-time cleanup.
     fn snapshot(&self) -> Result<State> {
-        let layers = match fs::read(&self.layers_json) {
-            Ok(bytes) => parse_layers_json(&bytes).map_err(|source| Error::CorruptLayers {
-                path: self.layers_json.clone(),
-                source,
-            })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::io("read", &self.layers_json, e)),
-        };
+        let layers = self.read_layers_json()?;
         let mut state = State {
             layers,
             ..State::default()
         };
         state.rebuild();
         if self.mounts_lock.is_some() {
-            let records = match fs::read(&self.mounts_json) {
-                Ok(bytes) => {
-                    parse_mountpoints_json(&bytes).map_err(|source| Error::CorruptMounts {
-                        path: self.mounts_json.clone(),
-                        source,
-                    })?
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-                Err(e) => return Err(Error::io("read", &self.mounts_json, e)),
-            };
+            let records = self.read_mountpoints_json()?;
             state.apply_mounts(records);
         } else {
             // A read-only store counts mounts in this process only.
@@ -682,14 +687,25 @@ impl LayerStore {
                 parent: parent.to_string(),
             });
         }
-        for key in &layer.big_data_names {
-            let path = self.big_data_dir(id).join(big_data_file_name(key));
-            if fs::symlink_metadata(&path).is_err() {
-                problems.push(Problem::MissingBigData {
-                    id: id.to_string(),
-                    key: key.clone(),
-                    path,
-                });
+        if !layer.big_data_names.is_empty() {
+            // A big-data directory that is not one (a symlink, ...) holds none of the items.
+            let dir = match self.open_layers_dir()? {
+                Some(layers) => layers.subdir(id, false).ok().flatten(),
+                None => None,
+            };
+            for key in &layer.big_data_names {
+                let name = big_data_file_name(key);
+                let present = match &dir {
+                    Some(dir) => dir.file_type(&name)? == Some(FileType::RegularFile),
+                    None => false,
+                };
+                if !present {
+                    problems.push(Problem::MissingBigData {
+                        id: id.to_string(),
+                        key: key.clone(),
+                        path: self.big_data_dir(id).join(name),
+                    });
+                }
             }
         }
         if !self.driver.exists(id) {
@@ -701,16 +717,25 @@ impl LayerStore {
             return Ok(());
         };
         let path = self.tar_split_path(id);
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        let file = match self.open_in_layers_dir(&tar_split_name(id)) {
+            Ok(Some(file)) => file,
+            Ok(None) => {
                 problems.push(Problem::MissingTarSplit {
                     id: id.to_string(),
                     path,
                 });
                 return Ok(());
             }
-            Err(e) => return Err(Error::io("open", &path, e)),
+            // A FIFO or a symlink in its place: reported without being opened or followed.
+            Err(err @ Error::UnexpectedFileType { .. }) => {
+                problems.push(Problem::CorruptTarSplit {
+                    id: id.to_string(),
+                    path,
+                    detail: err.to_string(),
+                });
+                return Ok(());
+            }
+            Err(err) => return Err(err),
         };
         if !options.verify_contents {
             return Ok(());
@@ -758,35 +783,64 @@ impl LayerStore {
         Ok(())
     }
 
-    /// Orphaned tar-split files and big-data directories, and temp files of atomic writes.
+    /// Orphaned tar-split files and big-data directories, temp files of atomic writes, and
+    /// entries of a kind the store never makes (symlinks, FIFOs, ...), none of them followed.
     fn find_stray_files(&self, ids: &HashSet<&str>, problems: &mut Vec<Problem>) -> Result<()> {
         let mut found = Vec::new();
-        for entry in read_dir_sorted(&self.layers_dir)? {
-            let (name, path, is_dir) = entry;
-            if is_temp_name(&name) && !is_dir {
-                found.push(Problem::StaleTempFile { path });
-            } else if let Some(id) = name.strip_suffix(".tar-split.gz") {
-                if !is_dir && !name.starts_with('.') && !ids.contains(id) {
-                    found.push(Problem::OrphanTarSplit { path });
-                }
-            } else if is_dir && !ids.contains(name.as_str()) {
-                // `tmp/` is newer Go's staging area, not a layer's.
-                if name != "tmp" && layerstore_model::validate_id(&name).is_ok() {
-                    found.push(Problem::OrphanBigData { path });
-                }
-            } else if is_dir {
-                for (inner, inner_path, inner_dir) in read_dir_sorted(&path)? {
-                    if !inner_dir && is_temp_name(&inner) {
-                        found.push(Problem::StaleTempFile { path: inner_path });
+        if let Some(layers) = self.open_layers_dir()? {
+            for (name, file_type) in layers.entries()? {
+                let path = layers.join(&name);
+                match file_type {
+                    FileType::RegularFile => {
+                        if is_temp_name(&name) {
+                            found.push(Problem::StaleTempFile { path });
+                        } else if let Some(id) = name.strip_suffix(".tar-split.gz")
+                            && !name.starts_with('.')
+                            && !ids.contains(id)
+                        {
+                            found.push(Problem::OrphanTarSplit { path });
+                        }
                     }
+                    FileType::Directory if !ids.contains(name.as_str()) => {
+                        // `tmp/` is newer Go's staging area, not a layer's.
+                        if name != "tmp" && layerstore_model::validate_id(&name).is_ok() {
+                            found.push(Problem::OrphanBigData { path });
+                        }
+                    }
+                    FileType::Directory => {
+                        let Some(dir) = layers.subdir(&name, false)? else {
+                            continue;
+                        };
+                        for (inner, inner_type) in dir.entries()? {
+                            let inner_path = dir.join(&inner);
+                            match inner_type {
+                                FileType::RegularFile if is_temp_name(&inner) => {
+                                    found.push(Problem::StaleTempFile { path: inner_path });
+                                }
+                                FileType::RegularFile | FileType::Directory => {}
+                                other => found.push(Problem::UnexpectedFile {
+                                    path: inner_path,
+                                    found: crate::files::kind_name(other),
+                                }),
+                            }
+                        }
+                    }
+                    other => found.push(Problem::UnexpectedFile {
+                        path,
+                        found: crate::files::kind_name(other),
+                    }),
                 }
             }
         }
-        let mounts_dir = crate::files::parent_of(&self.mounts_json);
-        if self.mounts_lock.is_some() && mounts_dir.is_dir() {
-            for (name, path, is_dir) in read_dir_sorted(mounts_dir)? {
-                if !is_dir && name.starts_with(".tmp-") {
-                    found.push(Problem::StaleTempFile { path });
+        if self.mounts_lock.is_some()
+            && let Some(mounts) = StoreDir::open(crate::files::parent_of(&self.mounts_json))?
+        {
+            for (name, file_type) in mounts.entries()? {
+                if file_type == FileType::RegularFile && name.starts_with(crate::files::TEMP_PREFIX)
+                {
+                    found.push(Problem::StaleTempFile {
+                        path: mounts.join(&name),
+                    });
                 }
             }
         }
@@ -982,9 +1036,7 @@ impl LayerStore {
                     .driver
                     .remove(id)
                     .map_err(|e| Error::driver(id, "remove", e))
-                    .and_then(|()| remove_file_if_exists(&self.tar_split_path(id)))
-                    .and_then(|()| remove_file_if_exists(&self.tar_split_temp_path(id)))
-                    .and_then(|()| remove_dir_if_exists(&self.big_data_dir(id)));
+                    .and_then(|()| self.remove_layer_files(id));
                 if removed.is_ok() {
                     state.remove(index);
                     fixed.layers.insert(id.clone());
@@ -1013,13 +1065,15 @@ impl LayerStore {
                         .remove(id)
                         .map_err(|e| Error::driver(id, "remove", e)),
                 ),
-                Problem::OrphanTarSplit { path } | Problem::StaleTempFile { path } => (
+                Problem::OrphanTarSplit { path }
+                | Problem::StaleTempFile { path }
+                | Problem::UnexpectedFile { path, .. } => (
                     Repair::RemoveFile { path: path.clone() },
-                    remove_file_if_exists(path),
+                    remove_entry(path),
                 ),
                 Problem::OrphanBigData { path } => (
                     Repair::RemoveDirectory { path: path.clone() },
-                    remove_dir_if_exists(path),
+                    remove_entry(path),
                 ),
                 _ => continue,
             };
@@ -1065,7 +1119,8 @@ impl Fixed {
             Problem::OrphanLayerData { .. }
             | Problem::OrphanTarSplit { .. }
             | Problem::OrphanBigData { .. }
-            | Problem::StaleTempFile { .. } => self.other.contains(&leftover_key(problem)),
+            | Problem::StaleTempFile { .. }
+            | Problem::UnexpectedFile { .. } => self.other.contains(&leftover_key(problem)),
             Problem::StaleMountCount { id, .. } | Problem::UncountedMount { id, .. } => {
                 self.mounts.contains(id) || self.layers.contains(id)
             }
@@ -1083,30 +1138,17 @@ fn leftover_key(problem: &Problem) -> (&'static str, String) {
     (problem.kind(), subject)
 }
 
-/// Temp files of atomic writes: `.tmp-<name>*` (ours and Go's) and `.<id>.tar-split.gz.tmp`.
-fn is_temp_name(name: &str) -> bool {
-    name.starts_with(".tmp-") || (name.starts_with('.') && name.ends_with(".tar-split.gz.tmp"))
-}
-
-/// `(name, path, is_dir)` of a directory's entries, sorted by name; names that are not UTF-8
-/// are skipped (no layer or file of the store has one).
-fn read_dir_sorted(dir: &Path) -> Result<Vec<(String, PathBuf, bool)>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("read directory", dir, e)),
+/// Removes the entry at `path` (a file, a symlink itself, or a directory tree), reaching it
+/// through its directory opened without following a symlink.
+fn remove_entry(path: &Path) -> Result<()> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+    else {
+        return Ok(());
     };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
-        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        out.push((name, entry.path(), is_dir));
+    match StoreDir::open(parent)? {
+        Some(dir) => dir.remove_tree(name),
+        None => Ok(()),
     }
-    out.sort();
-    Ok(out)
 }
 
 #[cfg(test)]
