@@ -1199,3 +1199,217 @@ fn a_symlinked_big_data_directory_is_never_written_or_read_through() {
     );
     suite::verify(&store, "after the symlinked big data");
 }
+
+/// Rewrites layers.json with `edit` applied to its records (as JSON text, one per record).
+fn edit_records(store: &Store, edit: impl FnOnce(&mut Vec<String>)) {
+    let bytes = fs::read(store.layers_json()).expect("layers.json");
+    let values: Vec<serde_json::Value> = serde_json::from_slice(&bytes).expect("records");
+    let mut records: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+    edit(&mut records);
+    fs::write(store.layers_json(), format!("[{}]", records.join(","))).expect("write layers.json");
+}
+
+/// The records of the set-aside file (`record` of each entry).
+fn set_aside_records(store: &Store) -> Vec<serde_json::Value> {
+    let path = store.layers_dir().join("layers.set-aside.json");
+    let entries: Vec<serde_json::Value> =
+        serde_json::from_slice(&fs::read(path).expect("set-aside file")).expect("JSON array");
+    entries.iter().map(|e| e["record"].clone()).collect()
+}
+
+#[test]
+fn reserved_and_malformed_ids_are_refused_and_foreign_ones_never_name_a_path() {
+    require_or_skip!(Capability::Root, Capability::GoTool);
+    let scratch = Scratch::new();
+    let store = store_with_two_layers(&scratch);
+    let layers_json = fs::read(store.layers_json()).expect("layers.json");
+
+    // Names the store uses, and IDs that are not plain names, are refused up front.
+    for id in [
+        "layers.json",
+        "layers.lock",
+        "mountpoints.json",
+        "volatile-layers.json",
+        "x.tar-split.gz",
+        "tmp",
+        "../escape",
+        ".hidden",
+        "x,upperdir=up,workdir=wk",
+        "with space",
+    ] {
+        let output = store.run(&["create-layer", "--id", id]);
+        assert!(
+            !output.status.success(),
+            "--id {id:?}: {}",
+            suite::describe(&output)
+        );
+        assert!(
+            stderr_of(&output).contains("invalid layer ID"),
+            "--id {id:?}: {}",
+            suite::describe(&output)
+        );
+        let output = store.run(&["delete-layer", id]);
+        assert!(!output.status.success(), "delete-layer {id:?}");
+    }
+    assert_eq!(
+        fs::read(store.layers_json()).expect("layers.json"),
+        layers_json
+    );
+
+    // Records a tool that accepts any ID could write: each with files where a path built from
+    // its ID would lead (a big-data item, a driver directory, a tar-split file).
+    let foreign = [
+        "layers.json",
+        "x,upperdir=UP,workdir=WK",
+        "with space",
+        ".hidden",
+    ];
+    for id in foreign {
+        let driver_dir = store.graph.join("vfs").join("dir").join(id);
+        fs::create_dir_all(&driver_dir).expect("driver dir");
+        suite::write_file(&driver_dir.join("keep"), b"foreign data\n");
+    }
+    suite::write_file(&store.tar_split("with space"), b"not gzip");
+    edit_records(&store, |records| {
+        for id in foreign {
+            records.push(
+                serde_json::json!({
+                    "id": id,
+                    "created": "2026-01-01T00:00:00Z",
+                    "big-data-names": ["k"],
+                    "diff-digest": "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                })
+                .to_string(),
+            );
+        }
+    });
+    let before = snapshot(&store.graph);
+
+    // Listed and readable, but nothing that would build a path from the ID runs.
+    let listed: Vec<String> = store.listed().into_iter().map(|l| l.id).collect();
+    for id in foreign {
+        assert!(
+            listed.contains(&id.to_string()),
+            "{id:?} is not listed: {listed:?}"
+        );
+    }
+    let data = scratch.path().join("data");
+    suite::write_file(&data, b"data");
+    let file = data.display().to_string();
+    for id in foreign {
+        for args in [
+            vec!["diff", "-u", id],
+            vec!["changes", id],
+            vec!["diffsize", id],
+            vec!["mount", id],
+            vec!["get-layer-data", id, "k"],
+            vec!["set-layer-data", "-f", &file, id, "k"],
+            vec!["applydiff", "-f", &file, id],
+            vec!["create-layer", id],
+        ] {
+            let output = store.run_bounded(&args, HANG_LIMIT);
+            let all = format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                stderr_of(&output)
+            );
+            assert!(
+                !output.status.success(),
+                "{args:?}: {}",
+                suite::describe(&output)
+            );
+            assert!(all.contains("its files are not touched"), "{args:?}: {all}");
+        }
+    }
+    store.run_ok(&["layer", "with space"]);
+    store.run_ok(&["set-names", "-n", "renamed", "with space"]);
+    assert_eq!(snapshot(&store.graph).len(), before.len());
+
+    // check reports each one; delete and wipe set the records aside and touch no file.
+    let problems = check_problems(&store, false);
+    for id in foreign {
+        assert!(
+            problems.contains(&("unsafe-id".into(), id.into())),
+            "{id:?}: {problems:?}"
+        );
+    }
+    store.run_ok(&["delete-layer", "renamed"]);
+    store.run_ok(&["wipe"]);
+    assert!(store.listed().is_empty());
+    let kept: Vec<String> = set_aside_records(&store)
+        .iter()
+        .map(|r| r["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for id in foreign {
+        assert!(
+            kept.contains(&id.to_string()),
+            "{id:?} not set aside: {kept:?}"
+        );
+        let driver_dir = store.graph.join("vfs").join("dir").join(id);
+        assert_eq!(
+            fs::read(driver_dir.join("keep")).expect("left alone"),
+            b"foreign data\n"
+        );
+    }
+    assert!(store.layers_json().is_file());
+    // What is left is reported as orphans and repaired away; the Go tool agrees.
+    check_problems(&store, true);
+    assert!(check_problems(&store, false).is_empty());
+    suite::go_agrees(&store, &[], "after the foreign records were set aside");
+}
+
+#[test]
+fn one_record_with_an_invalid_digest_does_not_brick_the_store() {
+    require_or_skip!(Capability::Root, Capability::GoTool);
+    let scratch = Scratch::new();
+    let store = store_with_two_layers(&scratch);
+    let child = store.run_ok(&["create-layer", "-n", "child", "victim"]);
+    let child = child.lines().next().expect("ID").to_string();
+    let mut bad = String::new();
+    edit_records(&store, |records| {
+        let mut value: serde_json::Value = serde_json::from_str(&records[1]).expect("record");
+        assert_eq!(value["id"], BYSTANDER);
+        value["diff-digest"] = serde_json::Value::from("sha256:not-a-digest");
+        bad = value.to_string();
+        records[1] = bad.clone();
+    });
+    // The Go tool opens such a store (it keeps a digest as a string).
+    assert!(store.go(&["layers"]).status.success(), "Go cannot open it");
+
+    // Ours opens it, lists what is valid, and keeps the bad record byte for byte.
+    let listed: Vec<String> = store.listed().into_iter().map(|l| l.id).collect();
+    assert_eq!(listed, [VICTIM.to_string(), child.clone()]);
+    store.run_ok(&["diff", "-u", "victim"]);
+    store.run_ok(&["create-layer", "-n", "new"]);
+    let text = fs::read_to_string(store.layers_json()).expect("layers.json");
+    assert!(text.contains(&bad), "the bad record changed: {text}");
+    let output = store.run(&["create-layer", "--id", BYSTANDER]);
+    assert!(
+        stderr_of(&output).contains("already in use"),
+        "{}",
+        suite::describe(&output)
+    );
+    let problems = check_problems(&store, false);
+    assert_eq!(
+        problems,
+        [("unreadable-record".to_string(), BYSTANDER.to_string())]
+    );
+
+    // Repair sets it aside (its files stay until the next check finds them orphaned).
+    check_problems(&store, true);
+    let kept = set_aside_records(&store);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].to_string(), bad);
+    assert!(
+        !fs::read_to_string(store.layers_json())
+            .expect("layers.json")
+            .contains(BYSTANDER)
+    );
+    let orphans = check_problems(&store, true);
+    assert!(
+        orphans.contains(&("orphan-layer-data".into(), BYSTANDER.into())),
+        "{orphans:?}"
+    );
+    let listed = suite::verify(&store, "after setting the bad record aside");
+    suite::go_agrees(&store, &listed, "after setting the bad record aside");
+}

@@ -31,6 +31,18 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The layer's record (written by another tool: Go accepts any string as an ID) has an ID
+    /// the store's rule refuses ([`layerstore_model::validate_store_id`]), so no path is built
+    /// from it: its files are neither read nor changed.
+    #[error(
+        "layer {id:?}: {reason}, so its files are not touched (`check --repair` sets its record aside)"
+    )]
+    UnsafeId {
+        /// The layer's ID.
+        id: String,
+        /// What the rule says about it.
+        reason: String,
+    },
     /// The layer is the parent of another (Go: `used by layer <child>: layer has children`).
     #[error("layer {id}: used by layer {child}: layer has children")]
     HasChildren {

@@ -44,16 +44,30 @@ pub(crate) fn parent_of(path: &Path) -> &Path {
     }
 }
 
-/// The content of the store's regular file at `path`, read through its directory opened
-/// without following a symlink (see [`StoreDir::open_regular`]); `None` if either is missing.
-pub(crate) fn read_store_file(path: &Path) -> Result<Option<Vec<u8>>> {
+/// The store's regular file at `path`, opened through its directory (opened without following
+/// a symlink) as [`StoreDir::open_regular`] does; `None` if either is missing.
+pub(crate) fn open_store_file(path: &Path) -> Result<Option<File>> {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return Ok(None);
     };
     match StoreDir::open(parent_of(path))? {
-        Some(dir) => dir.read_regular(name),
+        Some(dir) => dir.open_regular(name),
         None => Ok(None),
     }
+}
+
+/// The content of the store's regular file at `path` (see [`open_store_file`]).
+pub(crate) fn read_store_file(path: &Path) -> Result<Option<Vec<u8>>> {
+    open_store_file(path)?
+        .map(|file| read_all(file, path))
+        .transpose()
+}
+
+fn read_all(mut file: File, path: &Path) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| Error::io("read", path, e))?;
+    Ok(bytes)
 }
 
 /// The kind of file at a store path that is not what the store keeps there.
@@ -202,13 +216,9 @@ impl StoreDir {
 
     /// The whole content of the regular file `name` (see [`open_regular`](Self::open_regular)).
     pub(crate) fn read_regular(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        let Some(mut file) = self.open_regular(name)? else {
-            return Ok(None);
-        };
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| Error::io("read", self.join(name), e))?;
-        Ok(Some(bytes))
+        self.open_regular(name)?
+            .map(|file| read_all(file, &self.join(name)))
+            .transpose()
     }
 
     /// Creates `name` for writing with `mode`, failing if anything (a symlink included) is

@@ -37,6 +37,8 @@
 //!     layers.lock                     0644  fcntl lock + 64-byte last-writer token
 //!     <id>.tar-split.gz               0600  tar-split records of the applied diff
 //!     <id>/<big-data name>            0600  big data ("key" or "=base64(key)")
+//!     layers.set-aside.json           0600  records taken out by check --repair, wipe or a
+//!                                           delete (ours only, see below)
 //!   <driver>-images/images.lock, <driver>-containers/containers.lock
 //! <runroot>/                          0700
 //!   <driver>-layers/mountpoints.json  0600  [{"id","path","count"}] of mounted layers
@@ -76,7 +78,24 @@
 //! * A corrupt or truncated `layers.json` is an error naming the file and position
 //!   ([`Error::CorruptLayers`]); the file is left as it was (Go 1.43 silently drops records).
 //! * Deleting by name resolves the ID before checking for children; mounting by name works.
-//! * Caller-given IDs must be usable as file names (no `/`, not `.`/`..`, not empty).
+//! * IDs follow one rule ([`layerstore_model::validate_store_id`]): `[A-Za-z0-9][A-Za-z0-9._-]*`,
+//!   at most 237 bytes, never a name the store gives its own files (`layers.json`,
+//!   `*.tar-split.gz`, `*.lock`, `tmp`, ...). A caller-given ID that breaks it is
+//!   [`Error::InvalidId`] (Go accepts `--id layers.json`, and its delete then damages the
+//!   store). Random IDs (64 hex, what podman writes) always pass. A record already on disk
+//!   whose ID breaks the rule (Go accepts any string) is loaded and listed, and its names and
+//!   metadata can be read and changed, but no path is ever built from its ID: every call that
+//!   would touch its files (diff, changes, mount, big data, applydiff, a child on top) is
+//!   [`Error::UnsafeId`]; deleting it, `wipe` and `check --repair` move its record to
+//!   `<driver>-layers/layers.set-aside.json` and leave its files, which the next `check`
+//!   reports as orphans (and its `--repair` removes through the driver's own listing).
+//! * One record of `layers.json` that does not decode (an invalid digest, a bad timestamp, an
+//!   ID that could not name a file) does not make the store unopenable: the other records load,
+//!   the bad one is kept byte for byte and written back on every save, its ID stays taken,
+//!   `check` reports it (`unreadable-record`) and `--repair` (or `wipe`) moves it to
+//!   `layers.set-aside.json`, never deleting it. A file that is not a JSON array of objects
+//!   is still an error. Go 1.43 opens a store with an invalid digest (it keeps digests as
+//!   strings) but drops every record when any field fails to decode.
 //! * Big-data keys `.` and `..` are base64-encoded like other unsafe keys.
 //! * The store's files are reached through their directory's descriptor, never through a
 //!   symlink, and no read waits: every file is opened `O_NOFOLLOW|O_NONBLOCK` and must be a
@@ -173,6 +192,7 @@
 mod error;
 mod files;
 mod options;
+mod records;
 mod state;
 mod store;
 

@@ -9,6 +9,7 @@ use layerstore_model::{Digest, Layer, MountPointRecord};
 use layerstore_truncindex::TruncIndex;
 
 use crate::error::{Error, Result};
+use crate::records::Unreadable;
 
 /// The in-memory copy of the records, with indexes. Deleted records are tombstones (empty ID)
 /// until the next save compacts them, so a batch of deletions is not quadratic.
@@ -36,6 +37,8 @@ pub(crate) struct State {
     pub(crate) layers_mtime: Option<SystemTime>,
     /// The mountpoints.lock token of the mount counts in memory.
     pub(crate) mounts_seen: Option<LastWrite>,
+    /// Records of layers.json that are not usable layers, kept verbatim and written back.
+    pub(crate) unreadable: Vec<Unreadable>,
 }
 
 impl State {
@@ -79,6 +82,11 @@ impl State {
             }
         }
         self.ids = TruncIndex::new(self.layers.iter().map(|l| l.id.as_str()));
+    }
+
+    /// Whether a record (usable or not) has this ID.
+    pub(crate) fn id_taken(&self, id: &str) -> bool {
+        self.by_id.contains_key(id) || self.unreadable.iter().any(|u| u.id.as_deref() == Some(id))
     }
 
     /// Exact ID, then exact name, then unique ID prefix (Go's lookup order).

@@ -13,8 +13,8 @@ use layerstore_driver::{
 };
 use layerstore_lockfile::{LastWrite, LockFile, WriteGuard};
 use layerstore_model::{
-    Compression, Digest, Layer, encode_mountpoints_json, generate_id_unused, parse_layers_json,
-    parse_mountpoints_json, validate_id, write_layers_json,
+    Compression, Digest, Layer, encode_mountpoints_json, generate_id_unused,
+    parse_mountpoints_json, validate_store_id,
 };
 use parking_lot::RwLock;
 use serde_json::Value;
@@ -26,6 +26,7 @@ use crate::files::{
     StoreDir, TEMP_PREFIX, big_data_file_name, mkdir_all, read_store_file, touch_file,
 };
 use crate::options::{DiffOptions, LayerOptions, MountOptions, StoreOptions};
+use crate::records::{self, Records, SetAside};
 use crate::state::{State, by_digest, reindex_digests, unindex_digest};
 
 mod additional;
@@ -76,6 +77,19 @@ enum Refresh {
     Fresh,
     /// Incomplete layers or duplicate names: cleaning up needs the write lock.
     NeedWriteLock,
+}
+
+/// `layer`, if its ID passes the store's rule ([`validate_store_id`]); otherwise
+/// [`Error::UnsafeId`]: no path may be built from it.
+pub(crate) fn usable(layer: &Layer) -> Result<&Layer> {
+    match validate_store_id(&layer.id) {
+        Ok(()) => Ok(layer),
+        Err(layerstore_model::Error::InvalidId { reason, .. }) => Err(Error::UnsafeId {
+            id: layer.id.clone(),
+            reason: reason.to_string(),
+        }),
+        Err(other) => Err(other.into()),
+    }
 }
 
 fn mappings_of(layer: &Layer) -> IdMappings {
@@ -358,7 +372,8 @@ impl LayerStore {
     ) -> Result<Refresh> {
         let layers_mtime = mtime_of(&self.layers_json)?;
         if state.layers_seen.as_ref() != Some(&current) || layers_mtime != state.layers_mtime {
-            let mut layers = self.read_layers_json()?;
+            let records = self.read_layers_json()?;
+            let mut layers = records.layers;
             // Later records win a name (Go); remember whether anything had to change.
             let mut owner: HashMap<&str, usize> = HashMap::new();
             let mut conflicts = Vec::new();
@@ -390,6 +405,7 @@ impl LayerStore {
             }
             *state = State {
                 layers,
+                unreadable: records.unreadable,
                 ..State::default()
             };
             state.rebuild();
@@ -436,11 +452,11 @@ impl LayerStore {
     }
 
     /// The records of `layers.json` as the file holds them (none if it does not exist).
-    pub(crate) fn read_layers_json(&self) -> Result<Vec<Layer>> {
+    pub(crate) fn read_layers_json(&self) -> Result<Records> {
         let Some(bytes) = read_store_file(&self.layers_json)? else {
-            return Ok(Vec::new());
+            return Ok(Records::default());
         };
-        parse_layers_json(&bytes).map_err(|source| Error::CorruptLayers {
+        records::parse(&bytes).map_err(|source| Error::CorruptLayers {
             path: self.layers_json.clone(),
             source,
         })
@@ -464,10 +480,10 @@ impl LayerStore {
         }
         state.layers_seen = Some(guard.record_write()?);
         crash::point(crash::SAVE_AFTER_TOKEN);
-        let layers = &state.layers;
+        let (layers, unreadable) = (&state.layers, &state.unreadable);
         self.layers_dir_rw()?
             .write_atomic(layerstore_model::LAYERS_JSON, 0o600, |out| {
-                write_layers_json(out, layers).map_err(Error::from)
+                records::write(out, layers, unreadable)
             })?;
         state.layers_mtime = mtime_of(&self.layers_json)?;
         self.save_mounts(state)
@@ -581,21 +597,19 @@ impl LayerStore {
     ) -> Result<(Layer, u64)> {
         let id = match &options.id {
             Some(id) => {
-                validate_id(id).map_err(|e| match e {
+                validate_store_id(id).map_err(|e| match e {
                     layerstore_model::Error::InvalidId { id, reason } => Error::InvalidId {
                         id,
                         reason: reason.to_string(),
                     },
                     other => Error::Model(other),
                 })?;
-                if state.by_id.contains_key(id) {
+                if state.id_taken(id) {
                     return Err(Error::DuplicateId(id.clone()));
                 }
                 id.clone()
             }
-            None => generate_id_unused(|c| {
-                state.by_id.contains_key(c) || state.by_name.contains_key(c)
-            })?,
+            None => generate_id_unused(|c| state.id_taken(c) || state.by_name.contains_key(c))?,
         };
         let mut names: Vec<String> = Vec::with_capacity(options.names.len());
         for name in &options.names {
@@ -607,11 +621,11 @@ impl LayerStore {
             }
         }
         let parent = match &options.parent {
-            Some(p) if !p.is_empty() => Some(state.layers[state.resolve(p)?].clone()),
+            Some(p) if !p.is_empty() => Some(usable(&state.layers[state.resolve(p)?])?.clone()),
             _ => None,
         };
         let template = match &options.template {
-            Some(t) if !t.is_empty() => Some(state.layers[state.resolve(t)?].clone()),
+            Some(t) if !t.is_empty() => Some(usable(&state.layers[state.resolve(t)?])?.clone()),
             _ => None,
         };
         let mut layer = Layer::new(id.clone());
@@ -735,6 +749,7 @@ impl LayerStore {
     pub fn apply_diff(&self, key: &str, diff: &mut (dyn Read + Send)) -> Result<u64> {
         self.write(|state, guard| {
             let index = state.resolve(key)?;
+            usable(&state.layers[index])?;
             let size = self.apply_diff_locked(state, index, diff)?;
             self.save(state, guard)?;
             Ok(size)
@@ -834,7 +849,7 @@ impl LayerStore {
     ) -> Result<u64> {
         let guard = self.layers_lock.rlock()?;
         let (layer, from_layer) = self.read_under(&guard, |s| {
-            let layer = s.layers[s.resolve(to)?].clone();
+            let layer = usable(&s.layers[s.resolve(to)?])?.clone();
             let from_layer = match from {
                 Some(f) if !f.is_empty() => s.resolve(f).ok().map(|i| s.layers[i].clone()),
                 _ => None,
@@ -845,6 +860,9 @@ impl LayerStore {
                     .and_then(|p| s.by_id.get(p))
                     .map(|&i| s.layers[i].clone())
             });
+            if let Some(from) = &from_layer {
+                usable(from)?;
+            }
             Ok((layer, from_layer))
         })?;
         let compression = options.compression.unwrap_or(layer.compression);
@@ -1008,7 +1026,7 @@ impl LayerStore {
     ) -> Result<T> {
         let guard = self.layers_lock.rlock()?;
         let (layer, from_layer) = self.read_under(&guard, |s| {
-            let layer = s.layers[s.resolve(to)?].clone();
+            let layer = usable(&s.layers[s.resolve(to)?])?.clone();
             let from_layer = match from {
                 Some(f) if !f.is_empty() => Some(s.layers[s.resolve(f)?].clone()),
                 _ => layer
@@ -1016,6 +1034,9 @@ impl LayerStore {
                     .and_then(|p| s.by_id.get(p))
                     .map(|&i| s.layers[i].clone()),
             };
+            if let Some(from) = &from_layer {
+                usable(from)?;
+            }
             Ok((layer, from_layer))
         })?;
         let result = f(&layer, from_layer.as_ref());
@@ -1104,7 +1125,7 @@ impl LayerStore {
     pub fn set_big_data(&self, key: &str, item: &str, data: &mut dyn Read) -> Result<()> {
         self.write(|state, guard| {
             let index = state.resolve(key)?;
-            let id = state.layers[index].id.clone();
+            let id = usable(&state.layers[index])?.id.clone();
             if item.is_empty() {
                 return Err(Error::InvalidBigDataName(id));
             }
@@ -1127,7 +1148,11 @@ impl LayerStore {
 
     /// A big-data item of the layer, as a reader (a file replaced later stays readable).
     pub fn big_data(&self, key: &str, item: &str) -> Result<File> {
-        let id = self.lookup(key)?;
+        let id = self.read(|s| {
+            s.resolve(key)
+                .and_then(|i| usable(&s.layers[i]))
+                .map(|l| l.id.clone())
+        })?;
         if item.is_empty() {
             return Err(Error::InvalidBigDataName(id));
         }
@@ -1211,7 +1236,7 @@ impl LayerStore {
         options: &MountOptions,
     ) -> Result<PathBuf> {
         let index = state.resolve(key)?;
-        let layer = &state.layers[index];
+        let layer = usable(&state.layers[index])?;
         if layer.mount_count > 0
             && let Some(path) = &layer.mount_point
             && is_mount_point(path)
@@ -1282,6 +1307,7 @@ impl LayerStore {
             Some(&i) => i,
             None => state.resolve(key)?,
         };
+        usable(&state.layers[index])?;
         let layer = &mut state.layers[index];
         if force && layer.mount_count > 1 {
             layer.mount_count = 1;
@@ -1350,9 +1376,10 @@ impl LayerStore {
     pub fn shutdown(&self, force: bool) -> Result<()> {
         if !self.read_only {
             self.write(|state, _guard| {
+                // A layer whose ID breaks the rule was never mounted by this store.
                 let mounted: Vec<String> = state
                     .live()
-                    .filter(|l| l.mount_count > 0)
+                    .filter(|l| l.mount_count > 0 && usable(l).is_ok())
                     .map(|l| l.id.clone())
                     .collect();
                 if let Some(first) = mounted.first()
@@ -1440,7 +1467,9 @@ impl LayerStore {
         })
     }
 
-    /// Deletes every layer, newest first (Go's `Wipe`), in one batch.
+    /// Deletes every layer, newest first (Go's `Wipe`), in one batch. Records that are not
+    /// usable layers (see [`check`](Self::check)) are moved to the set-aside file, their files
+    /// left alone.
     pub fn wipe(&self) -> Result<()> {
         self.write(|state, guard| {
             let mut all: Vec<(layerstore_model::Timestamp, usize, String)> = state
@@ -1456,7 +1485,22 @@ impl LayerStore {
                     .then(b.1.cmp(&a.1))
             });
             let ids: Vec<String> = all.into_iter().map(|(_, _, id)| id).collect();
-            self.delete_locked(state, guard, &ids)
+            self.delete_locked(state, guard, &ids)?;
+            // Records that are not usable layers go to the set-aside file, not away.
+            if !state.unreadable.is_empty() {
+                let records = state
+                    .unreadable
+                    .iter()
+                    .map(|u| SetAside {
+                        raw: u.raw.clone(),
+                        reason: format!("wiped: {}", u.reason),
+                    })
+                    .collect();
+                records::set_aside(&self.layers_dir_rw()?, records)?;
+                state.unreadable.clear();
+                self.save(state, guard)?;
+            }
+            Ok(())
         })
     }
 
@@ -1481,6 +1525,24 @@ impl LayerStore {
     ) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
+        }
+        // Records whose ID breaks the rule: moved to the set-aside file, their files untouched.
+        let mut set_aside = Vec::new();
+        for id in ids {
+            if let Some(&index) = state.by_id.get(id)
+                && let Err(e) = usable(&state.layers[index])
+            {
+                let mut record = state.layers[index].clone();
+                record.set_incomplete(false);
+                set_aside.push((index, SetAside::layer(&record, format!("deleted: {e}"))?));
+            }
+        }
+        if !set_aside.is_empty() {
+            let (indexes, records): (Vec<usize>, Vec<SetAside>) = set_aside.into_iter().unzip();
+            records::set_aside(&self.layers_dir_rw()?, records)?;
+            for index in indexes {
+                state.remove(index);
+            }
         }
         let mut flagged = false;
         for id in ids {

@@ -8,7 +8,8 @@
 //!   [`parse_layers_json`] / [`encode_layers_json`] for the whole file.
 //! * [`MountPointRecord`]: one record of `<runroot>/<driver>-layers/mountpoints.json`;
 //!   [`parse_mountpoints_json`] / [`encode_mountpoints_json`].
-//! * Layer IDs: [`generate_id`], [`generate_id_unused`], [`validate_id`].
+//! * Layer IDs: [`generate_id`], [`generate_id_unused`], the store's ID rule
+//!   [`validate_store_id`], and [`validate_id`] (can the string name a file at all).
 //! * [`GoFormatter`] / [`to_go_json`]: serde_json output with Go's escaping and number
 //!   formatting, for any other JSON that must match Go (e.g. CLI output).
 //!
@@ -94,7 +95,10 @@ pub use files::{
     LAYERS_JSON, MOUNTPOINTS_JSON, MountPointRecord, encode_layers_json, encode_mountpoints_json,
     parse_layers_json, parse_mountpoints_json, write_layers_json,
 };
-pub use id::{generate_id, generate_id_unused, validate_id};
+pub use id::{
+    MAX_ID_LEN, RESERVED_ID_SUFFIXES, RESERVED_IDS, generate_id, generate_id_unused, validate_id,
+    validate_store_id,
+};
 pub use json::{GoFormatter, GoValue, to_go_json, write_go_json};
 pub use layer::{IDMap, INCOMPLETE_FLAG, Layer};
 pub use timestamp::Timestamp;

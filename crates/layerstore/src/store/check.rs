@@ -8,14 +8,15 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use layerstore_lockfile::WriteGuard;
-use layerstore_model::{Digest, DigestAlgorithm, Layer};
+use layerstore_model::{Digest, DigestAlgorithm, Layer, validate_store_id};
 use rustix::fs::FileType;
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
 
 use super::LayerStore;
-use super::{is_temp_name, tar_split_name};
+use super::{is_temp_name, tar_split_name, usable};
 use crate::error::{Error, Result};
 use crate::files::{StoreDir, big_data_file_name};
+use crate::records::{self, SetAside};
 use crate::state::State;
 
 /// Drivers whose [`get`](layerstore_driver::Driver::get) makes a kernel mount, so that a mount
@@ -63,6 +64,27 @@ pub enum Problem {
     IncompleteLayer {
         /// The layer.
         id: String,
+    },
+    /// A record of `layers.json` that is not a usable layer (a field does not decode, e.g. an
+    /// invalid digest, or its ID could not name a file). The store keeps it as it is; repair
+    /// moves it to `<driver>-layers/layers.set-aside.json`.
+    UnreadableRecord {
+        /// Its position in `layers.json`.
+        index: usize,
+        /// Its `id`, if it has a string one.
+        id: Option<String>,
+        /// Why it cannot be used.
+        detail: String,
+    },
+    /// A layer whose ID breaks the store's rule (written by a tool that accepts any string):
+    /// listed, but its files are never touched. Repair moves the record to
+    /// `<driver>-layers/layers.set-aside.json` (unless other layers name it as their parent)
+    /// and leaves its files, which the next check reports as orphans.
+    UnsafeId {
+        /// The layer.
+        id: String,
+        /// What the rule says about it.
+        detail: String,
     },
     /// The driver has no files for the layer.
     MissingLayerData {
@@ -190,6 +212,8 @@ impl Problem {
     pub fn kind(&self) -> &'static str {
         match self {
             Problem::IncompleteLayer { .. } => "incomplete-layer",
+            Problem::UnreadableRecord { .. } => "unreadable-record",
+            Problem::UnsafeId { .. } => "unsafe-id",
             Problem::MissingLayerData { .. } => "missing-layer-data",
             Problem::MissingParent { .. } => "missing-parent",
             Problem::MissingTarSplit { .. } => "missing-tar-split",
@@ -212,7 +236,9 @@ impl Problem {
     /// The layer the problem is about, if it is about one.
     pub fn layer(&self) -> Option<&str> {
         match self {
+            Problem::UnreadableRecord { id, .. } => id.as_deref(),
             Problem::IncompleteLayer { id }
+            | Problem::UnsafeId { id, .. }
             | Problem::MissingLayerData { id }
             | Problem::MissingParent { id, .. }
             | Problem::MissingTarSplit { id, .. }
@@ -275,6 +301,14 @@ impl fmt::Display for Problem {
                     "layer {id}: flagged incomplete (an unfinished create or delete)"
                 )
             }
+            Problem::UnreadableRecord { index, id, detail } => match id {
+                Some(id) => write!(f, "record {index} (layer {id:?}) of layers.json: {detail}"),
+                None => write!(f, "record {index} of layers.json: {detail}"),
+            },
+            Problem::UnsafeId { id, detail } => write!(
+                f,
+                "layer {id:?}: {detail}; its files are not checked or touched"
+            ),
             Problem::MissingLayerData { id } => write!(f, "layer {id}: the driver has no files"),
             Problem::MissingParent { id, parent } => {
                 write!(f, "layer {id}: parent {parent} has no record")
@@ -353,6 +387,14 @@ impl fmt::Display for Problem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Repair {
+    /// Moved a record from `layers.json` to `<driver>-layers/layers.set-aside.json`, its files
+    /// left as they are.
+    SetAside {
+        /// The record's ID, if it has one.
+        id: Option<String>,
+        /// Its position in `layers.json`, for a record that does not decode.
+        index: Option<usize>,
+    },
     /// Deleted a layer: files, tar-split, big data, record.
     DeleteLayer {
         /// The layer.
@@ -407,6 +449,14 @@ impl fmt::Display for Repair {
                 id,
                 descends_from: Some(broken),
             } => write!(f, "delete layer {id} (descends from broken layer {broken})"),
+            Repair::SetAside { id: Some(id), .. } => {
+                write!(f, "set the record of layer {id:?} aside")
+            }
+            Repair::SetAside { id: None, index } => write!(
+                f,
+                "set record {} of layers.json aside",
+                index.unwrap_or_default()
+            ),
             Repair::RemoveLayerData { id } => write!(f, "remove driver data of layer {id}"),
             Repair::RemoveFile { path } => write!(f, "remove {}", path.display()),
             Repair::RemoveDirectory { path } => write!(f, "remove directory {}", path.display()),
@@ -603,9 +653,10 @@ impl LayerStore {
 
     /// The records and mount counts as the files hold them now, with no load-time cleanup.
     fn snapshot(&self) -> Result<State> {
-        let layers = self.read_layers_json()?;
+        let records = self.read_layers_json()?;
         let mut state = State {
-            layers,
+            layers: records.layers,
+            unreadable: records.unreadable,
             ..State::default()
         };
         state.rebuild();
@@ -627,9 +678,28 @@ impl LayerStore {
 
     fn find_problems(&self, state: &State, options: &CheckOptions) -> Result<Vec<Problem>> {
         let mut problems = Vec::new();
-        let ids: HashSet<&str> = state.live().map(|l| l.id.as_str()).collect();
+        for record in &state.unreadable {
+            problems.push(Problem::UnreadableRecord {
+                index: record.index,
+                id: record.id.clone(),
+                detail: record.reason.clone(),
+            });
+        }
+        // Every record's ID, usable or not: their files are not orphans, their children have
+        // a parent.
+        let ids: HashSet<&str> = state
+            .live()
+            .map(|l| l.id.as_str())
+            .chain(state.unreadable.iter().filter_map(|u| u.id.as_deref()))
+            .collect();
         for layer in state.live() {
-            self.check_layer(layer, &ids, options, &mut problems)?;
+            match usable(layer) {
+                Ok(layer) => self.check_layer(layer, &ids, options, &mut problems)?,
+                Err(Error::UnsafeId { id, reason }) => {
+                    problems.push(Problem::UnsafeId { id, detail: reason });
+                }
+                Err(other) => return Err(other),
+            }
         }
 
         let mut holders: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -892,6 +962,85 @@ impl LayerStore {
         Ok(())
     }
 
+    /// Moves unreadable records and layers with an unsafe ID to the set-aside file (those no
+    /// layer names as its parent), and drops them from `state`. Answers whether `state`
+    /// changed.
+    fn set_aside_unusable(
+        &self,
+        state: &mut State,
+        problems: &[Problem],
+        actions: &mut Vec<Action>,
+        fixed: &mut Fixed,
+    ) -> Result<bool> {
+        let parents: HashSet<String> = state
+            .live()
+            .filter_map(|l| l.parent().map(str::to_string))
+            .collect();
+        let mut moved: Vec<(SetAside, Repair)> = Vec::new();
+        let mut refused = Vec::new();
+        for problem in problems {
+            let (id, index, record) = match problem {
+                Problem::UnreadableRecord { index, id, detail } => {
+                    let Some(unreadable) = state.unreadable.iter().find(|u| u.index == *index)
+                    else {
+                        continue;
+                    };
+                    let record = SetAside {
+                        raw: unreadable.raw.clone(),
+                        reason: format!("unreadable: {detail}"),
+                    };
+                    (id.clone(), Some(*index), record)
+                }
+                Problem::UnsafeId { id, detail } => {
+                    let Some(&i) = state.by_id.get(id) else {
+                        continue;
+                    };
+                    let record = SetAside::layer(&state.layers[i], format!("unsafe ID: {detail}"))?;
+                    (Some(id.clone()), None, record)
+                }
+                _ => continue,
+            };
+            let repair = Repair::SetAside {
+                id: id.clone(),
+                index,
+            };
+            match &id {
+                Some(parent) if parents.contains(parent) => refused.push(Action {
+                    repair,
+                    error: Some(format!(
+                        "layers name {parent:?} as their parent; restore or delete them first"
+                    )),
+                }),
+                _ => moved.push((record, repair)),
+            }
+        }
+        if moved.is_empty() {
+            actions.extend(refused);
+            return Ok(false);
+        }
+        let (records, repairs): (Vec<SetAside>, Vec<Repair>) = moved.into_iter().unzip();
+        records::set_aside(&self.layers_dir_rw()?, records)?;
+        for repair in repairs {
+            if let Repair::SetAside { id, index } = &repair {
+                match index {
+                    Some(index) => state.unreadable.retain(|u| u.index != *index),
+                    None => {
+                        if let Some(&i) = id.as_ref().and_then(|id| state.by_id.get(id)) {
+                            state.remove(i);
+                        }
+                    }
+                }
+                fixed.set_aside.insert((id.clone(), *index));
+            }
+            actions.push(Action {
+                repair,
+                error: None,
+            });
+        }
+        actions.extend(refused);
+        Ok(true)
+    }
+
     fn check_and_repair(
         &self,
         state: &mut State,
@@ -926,8 +1075,11 @@ impl LayerStore {
             let mut stack = vec![(root_id, false)];
             while let Some((current, expanded)) = stack.pop() {
                 if expanded {
-                    let because = (!broken.contains(current)).then(|| root.clone());
-                    doomed.push((current.to_string(), because));
+                    // A layer whose ID breaks the rule is set aside, never deleted.
+                    if validate_store_id(current).is_ok() {
+                        let because = (!broken.contains(current)).then(|| root.clone());
+                        doomed.push((current.to_string(), because));
+                    }
                     continue;
                 }
                 if !seen.insert(current) {
@@ -942,8 +1094,12 @@ impl LayerStore {
         drop(children);
         let doomed_ids: HashSet<String> = doomed.iter().map(|(id, _)| id.clone()).collect();
 
+        // Records that are not usable layers: into the set-aside file (written before
+        // layers.json, so a crash in between leaves a copy, never a loss), unless a layer
+        // names them as its parent.
+        let mut changed = self.set_aside_unusable(state, &problems, &mut actions, &mut fixed)?;
+
         // Names: the last record keeps a shared name (Go's load rule).
-        let mut changed = false;
         for problem in &problems {
             if let Problem::DuplicateName { name, ids } = problem
                 && let Some((_, earlier)) = ids.split_last()
@@ -1104,6 +1260,8 @@ impl LayerStore {
 struct Fixed {
     /// Layers deleted.
     layers: HashSet<String>,
+    /// Records set aside: by ID, or by position for one without an ID.
+    set_aside: HashSet<(Option<String>, Option<usize>)>,
     /// Layers whose mount count now agrees with the kernel.
     mounts: HashSet<String>,
     /// Names no longer shared.
@@ -1116,6 +1274,10 @@ impl Fixed {
     fn covers(&self, problem: &Problem) -> bool {
         match problem {
             Problem::DuplicateName { name, .. } => self.names.contains(name),
+            Problem::UnreadableRecord { index, id, .. } => {
+                self.set_aside.contains(&(id.clone(), Some(*index)))
+            }
+            Problem::UnsafeId { id, .. } => self.set_aside.contains(&(Some(id.clone()), None)),
             Problem::OrphanLayerData { .. }
             | Problem::OrphanTarSplit { .. }
             | Problem::OrphanBigData { .. }

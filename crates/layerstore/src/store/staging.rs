@@ -11,7 +11,7 @@ use layerstore_driver::{Differ, DifferOptions, DifferOutput, IdMappings};
 use layerstore_lockfile::WriteGuard;
 use layerstore_model::Layer;
 
-use super::{LayerStore, mappings_of, tar_split_name, tar_split_temp_name};
+use super::{LayerStore, mappings_of, tar_split_name, tar_split_temp_name, usable};
 use crate::crash;
 use crate::error::{Error, Result};
 use crate::files::{StoreDir, big_data_file_name};
@@ -47,7 +47,7 @@ impl LayerStore {
         };
         self.write(|state, guard| {
             let index = state.resolve(key)?;
-            let layer = state.layers[index].clone();
+            let layer = usable(&state.layers[index])?.clone();
             let mut options = options.clone();
             options.id_mappings = mappings_of(&layer);
             let output = self
@@ -120,6 +120,7 @@ impl LayerStore {
     ) -> Result<()> {
         self.write(|state, guard| {
             let index = state.resolve(key)?;
+            usable(&state.layers[index])?;
             self.record_staged_locked(state, guard, index, staging, output)
         })
     }
@@ -138,7 +139,11 @@ impl LayerStore {
     /// The directory holding layer `key`'s own files as a differ writes them (overlay:
     /// `<home>/<id>/diff`), where a differ finds files to reuse (Go's `DifferTarget`).
     pub fn differ_target(&self, key: &str) -> Result<PathBuf> {
-        let id = self.lookup(key)?;
+        let id = self.read(|s| {
+            s.resolve(key)
+                .and_then(|i| usable(&s.layers[i]))
+                .map(|l| l.id.clone())
+        })?;
         self.driver
             .differ_target(&id)
             .map_err(|e| Error::driver(&id, "differ target", e))
