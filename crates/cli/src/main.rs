@@ -44,7 +44,26 @@ use crate::flags::{
 };
 use crate::usage::{FlagDefaults, command_usage, top_usage};
 
+/// Raises the soft limit on open files to the hard limit, as the Go tool does (its runtime
+/// does it for every Go ≥ 1.19 program, `os/rlimit.go`): removing or copying a deep layer
+/// tree holds a descriptor per level, and 1,024 (a common default) is not enough.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        // Best effort, as in Go: a limit that cannot be raised leaves the default.
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        );
+    }
+}
+
 fn main() -> ExitCode {
+    raise_open_file_limit();
     let argv: Vec<OsString> = std::env::args_os().collect();
     match run(&argv) {
         Ok(code) => ExitCode::from(code),
@@ -255,6 +274,15 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
             return Ok(1);
         }
     };
+    for (id, err) in store.cleanup_failures() {
+        output::write_error(
+            &mut io::stderr(),
+            cli.global.json_errors,
+            &format!(
+                "warning: incomplete layer {id} could not be deleted: {err} (`check --repair` tries again)"
+            ),
+        )?;
+    }
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     // Not locked for the whole command: the progress bar draws on stderr from the thread

@@ -979,11 +979,7 @@ const BYSTANDER: &str = "bbbb000000000000000000000000000000000000000000000000000
 
 /// A vfs store with two imported layers, `victim` and `bystander`.
 fn store_with_two_layers(scratch: &Scratch) -> Store {
-    let store = Store::new(
-        scratch.path().join("graph"),
-        scratch.path().join("run"),
-        "vfs",
-    );
+    let store = Store::in_scratch(scratch, "vfs");
     for (id, name) in [(VICTIM, "victim"), (BYSTANDER, "bystander")] {
         let tar = suite::tarball(&[(format!("{name}/file"), format!("{name}\n").into_bytes())]);
         let path = scratch.path().join(format!("{name}.tar"));
@@ -1412,4 +1408,216 @@ fn one_record_with_an_invalid_digest_does_not_brick_the_store() {
     );
     let listed = suite::verify(&store, "after setting the bad record aside");
     suite::go_agrees(&store, &listed, "after setting the bad record aside");
+}
+
+/// The soft and hard open-file limits of process `pid` (from `/proc/<pid>/limits`).
+fn open_file_limits(pid: u32) -> Option<(String, String)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    Some((fields.next()?.to_string(), fields.next()?.to_string()))
+}
+
+/// Starts `tool` under `prlimit --nofile=256:4096`, waiting on its standard input, and
+/// answers the open-file limits it runs with (polled until they are the hard limit, or for
+/// 20 s).
+fn limits_under_prlimit(mut command: std::process::Command) -> (String, String) {
+    command.stdin(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("spawns under prlimit");
+    let pid = child.id();
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = open_file_limits(pid).unwrap_or_default();
+    while Instant::now() < deadline && seen.0 != "4096" {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        seen = open_file_limits(pid).unwrap_or(seen);
+    }
+    drop(child.stdin.take());
+    let _ = child.wait();
+    seen
+}
+
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit_as_go_does() {
+    require_or_skip!(Capability::Root, Capability::GoTool);
+    let scratch = Scratch::new();
+    let store = Store::in_scratch(&scratch, "vfs");
+    let under_prlimit = |program: PathBuf| {
+        let mut command = std::process::Command::new("prlimit");
+        command
+            .arg("--nofile=256:4096")
+            .arg(program)
+            .args(store.flags())
+            .arg("import-layer")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        command
+    };
+    let go = limits_under_prlimit(under_prlimit(suite::go_tool()));
+    let ours = limits_under_prlimit(under_prlimit(suite::binary()));
+    assert_eq!(go, ("4096".to_string(), "4096".to_string()), "the Go tool");
+    assert_eq!(
+        ours, go,
+        "layerstore keeps a lower soft limit than the Go tool"
+    );
+}
+
+#[test]
+fn an_incomplete_layer_that_cannot_be_deleted_does_not_make_the_store_unopenable() {
+    require_or_skip!(Capability::Root);
+    let scratch = Scratch::new();
+    let store = store_with_two_layers(&scratch);
+    // The victim's files cannot be removed while a mount sits inside them.
+    let busy = store
+        .graph
+        .join("vfs")
+        .join("dir")
+        .join(VICTIM)
+        .join("victim");
+    suite::mount_tmpfs(&busy, 1);
+    edit_records(&store, |records| {
+        let mut value: serde_json::Value = serde_json::from_str(&records[0]).expect("record");
+        assert_eq!(value["id"], VICTIM);
+        value["flags"] = serde_json::json!({ "incomplete": true });
+        records[0] = value.to_string();
+    });
+
+    // Every call still works; the failed cleanup is reported, and retried by the next one.
+    let output = store.run_bounded(&["layers", "--json"], HANG_LIMIT);
+    assert!(output.status.success(), "{}", suite::describe(&output));
+    let warning = stderr_of(&output);
+    assert!(
+        warning.contains(VICTIM) && warning.contains("could not be deleted"),
+        "{warning}"
+    );
+    store.run_ok(&["create-layer", "-n", "fresh"]);
+    store.run_ok(&["diff", "-u", "bystander"]);
+    let problems = check_problems(&store, false);
+    assert!(
+        problems.contains(&("incomplete-layer".into(), VICTIM.into())),
+        "{problems:?}"
+    );
+    let repaired = check_problems(&store, true);
+    assert!(repaired.contains(&("incomplete-layer".into(), VICTIM.into())));
+
+    // Once the mount is gone, the next open deletes it.
+    suite::unmount_all_under(&busy);
+    let listed = suite::verify(&store, "after the busy mount went away");
+    let names: Vec<&str> = listed
+        .iter()
+        .flat_map(|l| l.names.iter().map(String::as_str))
+        .collect();
+    assert_eq!(names, ["bystander", "fresh"]);
+}
+
+/// `layerstore <flags> args` with at most 2 GiB of address space (a runaway walk fails fast
+/// instead of eating the machine) and [`HANG_LIMIT`].
+fn run_in_a_box(store: &Store, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new("prlimit");
+    command
+        .arg("--as=2147483648")
+        .arg(suite::binary())
+        .args(store.flags())
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    suite::run_bounded(command, &format!("layerstore {args:?}"), HANG_LIMIT)
+}
+
+#[test]
+fn parent_cycles_end_no_walk_and_delete_says_the_layer_has_children_like_go() {
+    require_or_skip!(Capability::Root, Capability::GoTool);
+    let scratch = Scratch::new();
+    let store = store_with_two_layers(&scratch);
+    let create = |args: &[&str]| {
+        store
+            .run_ok(args)
+            .lines()
+            .next()
+            .expect("an ID")
+            .to_string()
+    };
+    let x = create(&["create-layer", "-n", "x"]);
+    let y = create(&["create-layer", "-n", "y"]);
+    let z = create(&["create-layer", "-n", "z", "x"]);
+    // victim is its own parent; x and y are each other's.
+    edit_records(&store, |records| {
+        for record in records.iter_mut() {
+            let mut value: serde_json::Value = serde_json::from_str(record).expect("record");
+            let parent = match value["id"].as_str() {
+                Some(VICTIM) => VICTIM.to_string(),
+                Some(id) if id == x => y.clone(),
+                Some(id) if id == y => x.clone(),
+                _ => continue,
+            };
+            value["parent"] = serde_json::Value::from(parent);
+            *record = value.to_string();
+        }
+    });
+    let go_copy = Store::new(
+        scratch.path().join("go-graph"),
+        scratch.path().join("go-run"),
+        "vfs",
+    );
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&store.graph)
+        .arg(&go_copy.graph)
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+
+    for key in [VICTIM, y.as_str()] {
+        let ours = run_in_a_box(&store, &["delete-layer", key]);
+        let go = go_copy.go(&["delete-layer", key]);
+        assert_eq!(
+            (ours.status.code(), stderr_of(&ours)),
+            (go.status.code(), stderr_of(&go)),
+            "delete-layer {key}: ours {} / Go {}",
+            suite::describe(&ours),
+            suite::describe(&go)
+        );
+        assert!(stderr_of(&ours).contains("layer has children"));
+    }
+    // A batch holding the whole cycle has children too, and nothing is deleted.
+    let output = run_in_a_box(&store, &["delete-layer", "x", "y"]);
+    assert!(!output.status.success());
+    assert!(stderr_of(&output).contains("layer has children"));
+    assert_eq!(store.records().expect("layers.json").len(), 5);
+    // Every other walk ends.
+    for args in [
+        &["layers", "-t"][..],
+        &["layers", "--json"],
+        &["diff", "-u", "z"],
+    ] {
+        let output = run_in_a_box(&store, args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            suite::describe(&output)
+        );
+    }
+    let problems = check_problems(&store, false);
+    let cycles: Vec<&str> = problems
+        .iter()
+        .filter(|(kind, _)| kind == "parent-cycle")
+        .map(|(_, id)| id.as_str())
+        .collect();
+    assert_eq!(cycles, [VICTIM, x.as_str(), y.as_str()]);
+
+    // Repair deletes the cycles and what stands on them (z), and nothing else.
+    check_problems(&store, true);
+    let listed = suite::verify(&store, "after repairing the cycles");
+    assert_eq!(
+        listed.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
+        [BYSTANDER]
+    );
+    assert!(!z.is_empty());
+    // wipe ends on a cycle too.
+    edit_records(&store, |records| {
+        let mut value: serde_json::Value = serde_json::from_str(&records[0]).expect("record");
+        value["parent"] = serde_json::Value::from(BYSTANDER);
+        records[0] = value.to_string();
+    });
+    let output = run_in_a_box(&store, &["wipe"]);
+    assert!(output.status.success(), "{}", suite::describe(&output));
+    suite::go_agrees(&store, &[], "after wiping a cycle");
 }

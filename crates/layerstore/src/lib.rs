@@ -73,6 +73,12 @@
 //! Go does, and stray temp files. So a crash at any point never leaves a layer listed that
 //! cannot give back its diff. [`crash`] names the points tests kill the process at.
 //!
+//! An incomplete layer whose files cannot be removed (a busy mount inside it, a read-only
+//! filesystem, too many open files) does not make the store unopenable, as it does in Go:
+//! it stays listed and flagged, the other incomplete layers are deleted, the handle reports it
+//! ([`LayerStore::cleanup_failures`]; the CLI prints a warning) and does not retry it, and the
+//! next handle (or `check --repair`) tries again.
+//!
 //! # Differences from Go 1.43, on purpose
 //!
 //! * A corrupt or truncated `layers.json` is an error naming the file and position
@@ -97,6 +103,10 @@
 //!   is still an error. Go 1.43 opens a store with an invalid digest (it keeps digests as
 //!   strings) but drops every record when any field fails to decode.
 //! * Big-data keys `.` and `..` are base64-encoded like other unsafe keys.
+//! * A parent cycle in hand-edited records (a layer that is its own parent, or a longer loop)
+//!   ends every walk: deleting a layer of the cycle says it has children (as Go does), `check`
+//!   reports each member (`parent-cycle`) and `--repair` deletes the cycle and every layer
+//!   standing on it.
 //! * The store's files are reached through their directory's descriptor, never through a
 //!   symlink, and no read waits: every file is opened `O_NOFOLLOW|O_NONBLOCK` and must be a
 //!   regular file, every directory (`<driver>-layers/`, a big-data directory) is opened and

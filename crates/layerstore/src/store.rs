@@ -1,6 +1,6 @@
 //! [`LayerStore`]: the records, their locking and every operation.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::MetadataExt;
@@ -70,6 +70,9 @@ pub struct LayerStore {
     layers_lock: LockFile,
     mounts_lock: Option<LockFile>,
     state: RwLock<State>,
+    /// Incomplete layers this handle failed to delete (ID → why), not tried again by it: one
+    /// layer that cannot be cleaned up must not make the store unopenable.
+    cleanup_failures: parking_lot::Mutex<BTreeMap<String, String>>,
 }
 
 /// What a refresh under a read lock found.
@@ -200,6 +203,7 @@ impl LayerStore {
             layers_lock,
             mounts_lock,
             state: RwLock::new(State::default()),
+            cleanup_failures: parking_lot::Mutex::new(BTreeMap::new()),
         };
         store.read(|_| Ok(()))?;
         if !store.read_only {
@@ -384,7 +388,9 @@ impl LayerStore {
                     }
                 }
             }
-            let incomplete = !self.read_only && layers.iter().any(Layer::is_incomplete);
+            let failed = self.cleanup_failures.lock().clone();
+            let to_clean = |l: &Layer| l.is_incomplete() && !failed.contains_key(&l.id);
+            let incomplete = !self.read_only && layers.iter().any(to_clean);
             if let Some((_, name)) = conflicts.first()
                 && self.read_only
             {
@@ -415,11 +421,11 @@ impl LayerStore {
             if let Some(guard) = write {
                 let doomed: Vec<String> = state
                     .live()
-                    .filter(|l| l.is_incomplete())
+                    .filter(|l| to_clean(l))
                     .map(|l| l.id.clone())
                     .collect();
                 if !doomed.is_empty() {
-                    self.delete_locked(state, guard, &doomed)?;
+                    self.clean_up_incomplete(state, guard, doomed);
                 } else if !conflicts.is_empty() {
                     self.save(state, guard)?;
                 }
@@ -428,6 +434,40 @@ impl LayerStore {
             self.load_mounts(state)?;
         }
         Ok(Refresh::Fresh)
+    }
+
+    /// Deletes incomplete layers (Go's load does). One that cannot be deleted (its files
+    /// cannot be removed: a busy mount, a read-only filesystem, ...) stays flagged and is
+    /// reported by [`cleanup_failures`](Self::cleanup_failures); the others are still deleted
+    /// and the store opens. The next handle tries again, and `check` reports the layer.
+    fn clean_up_incomplete(&self, state: &mut State, guard: &WriteGuard<'_>, doomed: Vec<String>) {
+        let mut remaining = doomed;
+        while !remaining.is_empty() {
+            let Err(err) = self.delete_locked(state, guard, &remaining) else {
+                return;
+            };
+            // The batch stops at its first failure: the first layer still there.
+            let failed = remaining
+                .iter()
+                .position(|id| state.by_id.contains_key(id))
+                .unwrap_or(0);
+            let id = remaining.remove(failed);
+            self.cleanup_failures.lock().insert(id, err.to_string());
+            remaining.retain(|id| state.by_id.contains_key(id));
+            // What is on disk is the truth now (a save may have failed too): read it again.
+            state.layers_seen = None;
+        }
+    }
+
+    /// The incomplete layers (left by an interrupted create or delete) this handle could not
+    /// delete when it loaded the records, with why: they stay listed, flagged `incomplete`,
+    /// until a later open (or `check --repair`) deletes them.
+    pub fn cleanup_failures(&self) -> Vec<(String, String)> {
+        self.cleanup_failures
+            .lock()
+            .iter()
+            .map(|(id, err)| (id.clone(), err.clone()))
+            .collect()
     }
 
     /// Loads `mountpoints.json` if its lock says it changed (read-write stores only).
@@ -1444,21 +1484,31 @@ impl LayerStore {
                 }
             }
             // Children before parents (post-order), so a failure half-way never orphans one.
+            // A layer met again while its own children are being visited is its own ancestor
+            // (a parent cycle in hand-edited records): it has a child, as Go says.
             let mut ordered: Vec<String> = Vec::with_capacity(ids.len());
             let mut done: HashSet<&str> = HashSet::new();
+            let mut in_progress: HashSet<&str> = HashSet::new();
             for id in &ids {
-                let mut stack: Vec<(&str, bool)> = vec![(id.as_str(), false)];
-                while let Some((current, expanded)) = stack.pop() {
+                // (layer, expanded, its parent on this walk)
+                let mut stack: Vec<(&str, bool, &str)> = vec![(id.as_str(), false, "")];
+                while let Some((current, expanded, parent)) = stack.pop() {
                     if done.contains(current) {
                         continue;
                     }
                     if expanded {
+                        in_progress.remove(current);
                         done.insert(current);
                         ordered.push(current.to_string());
+                    } else if !in_progress.insert(current) {
+                        return Err(Error::HasChildren {
+                            id: parent.to_string(),
+                            child: current.to_string(),
+                        });
                     } else {
-                        stack.push((current, true));
+                        stack.push((current, true, parent));
                         for child in children.get(current).into_iter().flatten() {
-                            stack.push((child, false));
+                            stack.push((child, false, current));
                         }
                     }
                 }

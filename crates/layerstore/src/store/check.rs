@@ -91,6 +91,14 @@ pub enum Problem {
         /// The layer.
         id: String,
     },
+    /// The layer is its own ancestor: its parent chain (a hand-edited record) comes back to it.
+    /// Repair deletes every layer of the cycle and what stands on them.
+    ParentCycle {
+        /// The layer.
+        id: String,
+        /// The cycle, starting at `id`, each layer followed by its parent.
+        cycle: Vec<String>,
+    },
     /// The layer's parent has no record.
     MissingParent {
         /// The layer.
@@ -215,6 +223,7 @@ impl Problem {
             Problem::UnreadableRecord { .. } => "unreadable-record",
             Problem::UnsafeId { .. } => "unsafe-id",
             Problem::MissingLayerData { .. } => "missing-layer-data",
+            Problem::ParentCycle { .. } => "parent-cycle",
             Problem::MissingParent { .. } => "missing-parent",
             Problem::MissingTarSplit { .. } => "missing-tar-split",
             Problem::CorruptTarSplit { .. } => "corrupt-tar-split",
@@ -240,6 +249,7 @@ impl Problem {
             Problem::IncompleteLayer { id }
             | Problem::UnsafeId { id, .. }
             | Problem::MissingLayerData { id }
+            | Problem::ParentCycle { id, .. }
             | Problem::MissingParent { id, .. }
             | Problem::MissingTarSplit { id, .. }
             | Problem::CorruptTarSplit { id, .. }
@@ -281,6 +291,7 @@ impl Problem {
             self,
             Problem::IncompleteLayer { .. }
                 | Problem::MissingLayerData { .. }
+                | Problem::ParentCycle { .. }
                 | Problem::MissingParent { .. }
                 | Problem::MissingTarSplit { .. }
                 | Problem::CorruptTarSplit { .. }
@@ -310,6 +321,11 @@ impl fmt::Display for Problem {
                 "layer {id:?}: {detail}; its files are not checked or touched"
             ),
             Problem::MissingLayerData { id } => write!(f, "layer {id}: the driver has no files"),
+            Problem::ParentCycle { id, cycle } => write!(
+                f,
+                "layer {id}: is its own ancestor (parents: {} -> {id})",
+                cycle.join(" -> ")
+            ),
             Problem::MissingParent { id, parent } => {
                 write!(f, "layer {id}: parent {parent} has no record")
             }
@@ -701,6 +717,8 @@ impl LayerStore {
                 Err(other) => return Err(other),
             }
         }
+
+        problems.extend(parent_cycles(state));
 
         let mut holders: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for layer in state.live() {
@@ -1300,6 +1318,49 @@ fn leftover_key(problem: &Problem) -> (&'static str, String) {
     (problem.kind(), subject)
 }
 
+/// Every layer that is its own ancestor, in record order. Each layer has at most one parent,
+/// so following parents from each layer not seen yet finds every cycle in linear time.
+fn parent_cycles(state: &State) -> Vec<Problem> {
+    let mut finished: HashSet<&str> = HashSet::new();
+    let mut in_cycle: HashMap<&str, Vec<String>> = HashMap::new();
+    for start in state.live() {
+        let mut path: Vec<&str> = Vec::new();
+        let mut on_path: HashMap<&str, usize> = HashMap::new();
+        let mut current = Some(start.id.as_str());
+        while let Some(id) = current {
+            if finished.contains(id) {
+                break;
+            }
+            if let Some(&at) = on_path.get(id) {
+                let cycle: Vec<&str> = path[at..].to_vec();
+                for (n, member) in cycle.iter().enumerate() {
+                    let rotated: Vec<String> = cycle[n..]
+                        .iter()
+                        .chain(&cycle[..n])
+                        .map(|s| s.to_string())
+                        .collect();
+                    in_cycle.insert(member, rotated);
+                }
+                break;
+            }
+            on_path.insert(id, path.len());
+            path.push(id);
+            current = state.by_id.get(id).and_then(|&i| state.layers[i].parent());
+        }
+        finished.extend(path);
+    }
+    state
+        .live()
+        .filter_map(|layer| {
+            let cycle = in_cycle.get(layer.id.as_str())?;
+            Some(Problem::ParentCycle {
+                id: layer.id.clone(),
+                cycle: cycle.clone(),
+            })
+        })
+        .collect()
+}
+
 /// Removes the entry at `path` (a file, a symlink itself, or a directory tree), reaching it
 /// through its directory opened without following a symlink.
 fn remove_entry(path: &Path) -> Result<()> {
@@ -1348,6 +1409,51 @@ mod tests {
         );
         assert_eq!(component_below(home, Path::new("/g/overlay")), None);
         assert_eq!(component_below(home, Path::new("/g/other/abc")), None);
+    }
+
+    #[test]
+    fn parent_cycles_are_found_and_the_layers_above_them_are_not_in_them() {
+        let mut state = State::default();
+        for (id, parent) in [
+            ("a", "a"),
+            ("b", "c"),
+            ("c", "b"),
+            ("d", "b"),
+            ("e", ""),
+            ("f", "g"),
+            ("g", "h"),
+            ("h", "f"),
+            ("i", "missing"),
+        ] {
+            let mut layer = Layer::new(id);
+            layer.parent = parent.to_string();
+            state.push(layer);
+        }
+        let found: Vec<(String, Vec<String>)> = parent_cycles(&state)
+            .into_iter()
+            .map(|p| match p {
+                Problem::ParentCycle { id, cycle } => (id, cycle),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let expected = [
+            ("a", vec!["a"]),
+            ("b", vec!["b", "c"]),
+            ("c", vec!["c", "b"]),
+            ("f", vec!["f", "g", "h"]),
+            ("g", vec!["g", "h", "f"]),
+            ("h", vec!["h", "f", "g"]),
+        ];
+        assert_eq!(found.len(), expected.len(), "{found:?}");
+        for ((id, cycle), (want_id, want_cycle)) in found.iter().zip(expected) {
+            assert_eq!(
+                (
+                    id.as_str(),
+                    cycle.iter().map(String::as_str).collect::<Vec<_>>()
+                ),
+                (want_id, want_cycle)
+            );
+        }
     }
 
     #[test]
