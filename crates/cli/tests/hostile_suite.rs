@@ -1621,3 +1621,181 @@ fn parent_cycles_end_no_walk_and_delete_says_the_layer_has_children_like_go() {
     assert!(output.status.success(), "{}", suite::describe(&output));
     suite::go_agrees(&store, &[], "after wiping a cycle");
 }
+
+/// Writes `records` as mountpoints.json.
+fn write_mounts(store: &Store, records: &serde_json::Value) {
+    fs::write(store.mountpoints_json(), records.to_string()).expect("write mountpoints.json");
+}
+
+#[test]
+fn mountpoints_json_is_not_trusted_for_paths_or_counts() {
+    require_or_skip!(Capability::Root);
+    let scratch = Scratch::new();
+    let store = store_with_two_layers(&scratch);
+    let own_path = store.graph.join("vfs").join("dir").join(VICTIM);
+    let outside = scratch.path().join("outside");
+    fs::create_dir_all(&outside).expect("outside");
+    std::os::unix::fs::symlink(
+        &outside,
+        store
+            .graph
+            .join("vfs")
+            .join("dir")
+            .join(BYSTANDER)
+            .join("escape"),
+    )
+    .expect("symlink");
+    let through_symlink = store
+        .graph
+        .join("vfs/dir")
+        .join(BYSTANDER)
+        .join("escape")
+        .join(VICTIM);
+    fs::create_dir_all(&through_symlink).expect("a directory named after the layer outside");
+
+    // A path that is not where the driver keeps the layer is never handed out or counted.
+    for path in [
+        "/".to_string(),
+        "/etc".to_string(),
+        format!("{}/../{VICTIM}", own_path.display()),
+        through_symlink.display().to_string(),
+        store
+            .graph
+            .join("vfs/dir")
+            .join(BYSTANDER)
+            .display()
+            .to_string(),
+    ] {
+        write_mounts(
+            &store,
+            &serde_json::json!([{ "id": VICTIM, "path": path, "count": 3 }]),
+        );
+        let problems = check_problems(&store, false);
+        assert!(
+            problems.contains(&("untrusted-mount-record".into(), VICTIM.into())),
+            "{path}: {problems:?}"
+        );
+        let output = store.run_bounded(&["mount", "victim"], HANG_LIMIT);
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            own_path.display().to_string(),
+            "{path}: {}",
+            suite::describe(&output)
+        );
+        assert_eq!(store.mount_counts().get(VICTIM), Some(&1), "{path}");
+        store.run_ok(&["unmount", "victim"]);
+    }
+
+    // A count at its maximum is not wrapped to 0: the mount is refused and the count kept.
+    write_mounts(
+        &store,
+        &serde_json::json!([{ "id": VICTIM, "path": own_path, "count": u32::MAX }]),
+    );
+    let output = store.run_bounded(&["mount", "victim"], HANG_LIMIT);
+    assert!(!output.status.success(), "{}", suite::describe(&output));
+    assert!(
+        stderr_of(&output).contains("mount count cannot go higher"),
+        "{}",
+        suite::describe(&output)
+    );
+    assert_eq!(store.mount_counts().get(VICTIM), Some(&i64::from(u32::MAX)));
+    // A count beyond u32 does not make the store unopenable; check reports it.
+    write_mounts(
+        &store,
+        &serde_json::json!([{ "id": VICTIM, "path": own_path, "count": 4_294_967_296u64 }]),
+    );
+    store.run_ok(&["layers"]);
+    let problems = check_problems(&store, false);
+    assert!(
+        problems.contains(&("untrusted-mount-record".into(), VICTIM.into())),
+        "{problems:?}"
+    );
+    // Repair drops such records and unmounts nothing.
+    check_problems(&store, true);
+    assert!(store.mount_counts().is_empty());
+    fs::remove_file(store.graph.join("vfs/dir").join(BYSTANDER).join("escape")).expect("rm");
+    suite::verify(&store, "after the untrusted mount records");
+}
+
+/// The mount points at exactly `path` (from /proc/self/mountinfo).
+fn is_mounted(path: &Path) -> bool {
+    suite::mounts_under(path).iter().any(|m| m == path)
+}
+
+#[test]
+fn check_repair_never_unmounts_another_stores_layer_or_acts_through_a_symlink() {
+    require_or_skip!(Capability::Root, Capability::Overlay);
+    let scratch = Scratch::new();
+    let tar = suite::tarball(&[("shared/file".to_string(), b"same in both stores\n".to_vec())]);
+    let tar_path = scratch.path().join("layer.tar");
+    suite::write_file(&tar_path, &tar);
+    let file = tar_path.display().to_string();
+    let ours = Store::new(
+        scratch.path().join("a"),
+        scratch.path().join("a-run"),
+        "overlay",
+    );
+    let theirs = Store::new(
+        scratch.path().join("b"),
+        scratch.path().join("b-run"),
+        "overlay",
+    );
+    // Their layer, mounted by them; ours, with the same content, plus one we mount ourselves.
+    let their_id = theirs
+        .run_ok(&["import-layer", "-f", &file])
+        .trim()
+        .to_string();
+    let their_mount = PathBuf::from(theirs.run_ok(&["mount", &their_id]).trim());
+    assert!(is_mounted(&their_mount));
+    let our_id = ours
+        .run_ok(&["import-layer", "-f", &file])
+        .trim()
+        .to_string();
+    let other_id = ours
+        .run_ok(&["import-layer", "-f", &file])
+        .trim()
+        .to_string();
+    let other_mount = PathBuf::from(ours.run_ok(&["mount", &other_id]).trim());
+
+    // Our layer directory becomes a symlink to theirs, and our records claim a mount of it
+    // that is not there (a stale count), while the count of the layer we did mount is lost.
+    let our_dir = ours.graph.join("overlay").join(&our_id);
+    fs::remove_dir_all(&our_dir).expect("remove our layer directory");
+    std::os::unix::fs::symlink(theirs.graph.join("overlay").join(&their_id), &our_dir)
+        .expect("symlink");
+    write_mounts(
+        &ours,
+        &serde_json::json!([{ "id": our_id, "path": our_dir.join("merged"), "count": 1 }]),
+    );
+
+    let output = ours.run_bounded(&["check", "--repair", "--json"], HANG_LIMIT);
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        is_mounted(&their_mount),
+        "check --repair unmounted the other store's layer: {report}"
+    );
+    assert_eq!(
+        theirs.run_ok(&["diff", "-u", &their_id]).into_bytes(),
+        tar,
+        "the other store's layer changed"
+    );
+    // Our own uncounted mount is detached (through its descriptor), nothing else.
+    assert!(
+        !is_mounted(&other_mount),
+        "our uncounted mount is still there: {report}"
+    );
+    assert!(report.contains("uncounted-mount"), "{report}");
+
+    // Our layer had no files of its own: repair deleted it, removing the symlink itself.
+    assert!(
+        fs::symlink_metadata(&our_dir).is_err(),
+        "the symlink is left: {report}"
+    );
+    let listed = suite::verify(&ours, "our store after the symlinked layer directory");
+    assert_eq!(
+        listed.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
+        [other_id.as_str()]
+    );
+    theirs.run_ok(&["unmount", &their_id]);
+    suite::verify(&theirs, "their store");
+}

@@ -100,6 +100,10 @@ pub enum Error {
     /// use by a container`).
     #[error("layer {0}: a layer is mounted: layer is in use by a container")]
     LayerMounted(String),
+    /// The layer's mount count is at its maximum (a hand-edited `mountpoints.json`); one more
+    /// mount would wrap it.
+    #[error("layer {0}: its mount count cannot go higher")]
+    MountCountOverflow(String),
     /// The layer was never mounted (Go: `layer is not mounted`).
     #[error("layer {0}: layer is not mounted")]
     NotMounted(String),

@@ -103,6 +103,19 @@
 //!   is still an error. Go 1.43 opens a store with an invalid digest (it keeps digests as
 //!   strings) but drops every record when any field fails to decode.
 //! * Big-data keys `.` and `..` are base64-encoded like other unsafe keys.
+//! * `mountpoints.json` is not trusted: a record is applied only when its path is where the
+//!   driver keeps that layer (absolute, plain, below the driver's home or an additional
+//!   store's, naming the layer, and still there once symlinks are resolved). Others (`/`, a
+//!   host directory, a path through a symlink out of the home, a count beyond `u32`) are
+//!   ignored, reported by `check` (`untrusted-mount-record`) and dropped by `--repair`, never
+//!   unmounted; Go hands them out (`mount` printed `/`). Counts never wrap: one more mount of
+//!   a layer counted `4294967295` times is [`Error::MountCountOverflow`].
+//! * `check --repair` never acts through a symlink: a mount the kernel shows below the
+//!   driver's home is detached through a descriptor opened from the home without following
+//!   any symlink (`openat2` `RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS`, then `umount2` of
+//!   `/proc/self/fd/N`), and where a symlink stands in the driver's home in a layer's place,
+//!   the link itself is removed before the driver is asked to unmount or remove the layer, so
+//!   another store's layer is never unmounted or deleted.
 //! * A parent cycle in hand-edited records (a layer that is its own parent, or a longer loop)
 //!   ends every walk: deleting a layer of the cycle says it has children (as Go does), `check`
 //!   reports each member (`parent-cycle`) and `--repair` deletes the cycle and every layer

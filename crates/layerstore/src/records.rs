@@ -15,7 +15,10 @@
 
 use std::io::Write;
 
-use layerstore_model::{Layer, Timestamp, parse_layers_json, validate_id, write_go_json};
+use layerstore_model::{
+    Layer, MountPointRecord, Timestamp, parse_layers_json, parse_mountpoints_json, validate_id,
+    write_go_json,
+};
 use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
@@ -98,6 +101,34 @@ fn id_of(raw: &RawValue) -> Option<String> {
         })?
         .as_str()
         .map(str::to_string)
+}
+
+/// Decodes `mountpoints.json` record by record: the records that decode, and those that do
+/// not (a count beyond `u32`, a path that is not a string, ...) kept as records with the
+/// fields that could be read, for `check` to report (they are never applied). A document that
+/// is not a JSON array is an error.
+pub(crate) fn parse_mounts(
+    bytes: &[u8],
+) -> std::result::Result<(Vec<MountPointRecord>, Vec<MountPointRecord>), layerstore_model::Error> {
+    let whole = match parse_mountpoints_json(bytes) {
+        Ok(records) => return Ok((records, Vec::new())),
+        Err(err) => err,
+    };
+    let Ok(values) = serde_json::from_slice::<Option<Vec<serde_json::Value>>>(bytes) else {
+        return Err(whole);
+    };
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    for value in values.into_iter().flatten() {
+        match serde_json::from_value::<MountPointRecord>(value.clone()) {
+            Ok(record) => good.push(record),
+            Err(_) => bad.push(MountPointRecord {
+                id: value["id"].as_str().unwrap_or_default().to_string(),
+                path: value["path"].as_str().unwrap_or_default().to_string(),
+                count: 0,
+            }),
+        }
+    }
+    Ok((good, bad))
 }
 
 /// Writes `layers.json`: the layers as Go writes them, then the unreadable records verbatim.
@@ -253,6 +284,23 @@ mod tests {
         let records = parse(format!("[{GOOD},7]").as_bytes()).unwrap();
         assert_eq!((records.layers.len(), records.unreadable.len()), (1, 1));
         assert_eq!(records.unreadable[0].id, None);
+    }
+
+    #[test]
+    fn a_mount_record_that_does_not_decode_is_kept_apart() {
+        let (good, bad) = parse_mounts(
+            br#"[{"id":"a","path":"/m/a","count":1},{"id":"b","path":"/m/b","count":4294967296},{"id":"c","path":7}]"#,
+        )
+        .unwrap();
+        assert_eq!(good.len(), 1);
+        assert_eq!(
+            bad.iter()
+                .map(|r| (r.id.as_str(), r.path.as_str()))
+                .collect::<Vec<_>>(),
+            [("b", "/m/b"), ("c", "")]
+        );
+        assert!(parse_mounts(b"{}").is_err());
+        assert!(parse_mounts(b"").unwrap().0.is_empty());
     }
 
     #[test]

@@ -13,8 +13,8 @@ use layerstore_driver::{
 };
 use layerstore_lockfile::{LastWrite, LockFile, WriteGuard};
 use layerstore_model::{
-    Compression, Digest, Layer, encode_mountpoints_json, generate_id_unused,
-    parse_mountpoints_json, validate_store_id,
+    Compression, Digest, Layer, MountPointRecord, encode_mountpoints_json, generate_id_unused,
+    validate_store_id,
 };
 use parking_lot::RwLock;
 use serde_json::Value;
@@ -93,6 +93,15 @@ pub(crate) fn usable(layer: &Layer) -> Result<&Layer> {
         }),
         Err(other) => Err(other.into()),
     }
+}
+
+/// The layer's mount count after one more mount; a count at its maximum (a hand-edited
+/// `count:4294967295`) is an error, never a wrap to 0.
+fn mount_count_plus_one(layer: &Layer) -> Result<u32> {
+    layer
+        .mount_count
+        .checked_add(1)
+        .ok_or_else(|| Error::MountCountOverflow(layer.id.clone()))
 }
 
 fn mappings_of(layer: &Layer) -> IdMappings {
@@ -486,9 +495,45 @@ impl LayerStore {
     }
 
     fn read_mounts_file(&self, state: &mut State) -> Result<()> {
-        let records = self.read_mountpoints_json()?;
-        state.apply_mounts(records);
+        let (records, bad) = self.read_mountpoints_json()?;
+        state.apply_mounts(records, |id, path| self.trusted_mount_point(id, path));
+        state.untrusted_mounts.extend(bad);
         Ok(())
+    }
+
+    /// Whether `path`, read from `mountpoints.json` (which anyone who can write the run root
+    /// can edit), may be layer `id`'s mount point: an absolute, plain path that lies below the
+    /// driver's home (or an additional image store's) and names the layer, where it resolves
+    /// (symlinks included) to a place that still does. `/`, a host directory, another layer's
+    /// directory or a path through a symlink out of the home are refused; the store never
+    /// hands them out, counts them or unmounts them.
+    pub(crate) fn trusted_mount_point(&self, id: &str, path: &Path) -> bool {
+        use std::path::Component;
+        if !path.is_absolute()
+            || path
+                .components()
+                .any(|c| matches!(c, Component::CurDir | Component::ParentDir))
+        {
+            return false;
+        }
+        let names_layer = |home: &Path, path: &Path| {
+            path.strip_prefix(home)
+                .is_ok_and(|rel| rel.components().any(|c| c.as_os_str() == id))
+        };
+        let homes: Vec<PathBuf> = std::iter::once(self.driver.home().to_path_buf())
+            .chain(self.driver.additional_image_stores())
+            .collect();
+        match fs::canonicalize(path) {
+            Ok(real) => homes
+                .iter()
+                .filter_map(|home| fs::canonicalize(home).ok())
+                .any(|home| names_layer(&home, &real)),
+            // A mount point that is gone (a stale count) is judged by its spelling.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                homes.iter().any(|home| names_layer(home, path))
+            }
+            Err(_) => false,
+        }
     }
 
     /// The records of `layers.json` as the file holds them (none if it does not exist).
@@ -502,12 +547,15 @@ impl LayerStore {
         })
     }
 
-    /// The records of `mountpoints.json` as the file holds them (none if it does not exist).
-    pub(crate) fn read_mountpoints_json(&self) -> Result<Vec<layerstore_model::MountPointRecord>> {
+    /// The records of `mountpoints.json` as the file holds them (none if it does not exist),
+    /// and those that do not decode.
+    pub(crate) fn read_mountpoints_json(
+        &self,
+    ) -> Result<(Vec<MountPointRecord>, Vec<MountPointRecord>)> {
         let Some(bytes) = read_store_file(&self.mounts_json)? else {
-            return Ok(Vec::new());
+            return Ok(Default::default());
         };
-        parse_mountpoints_json(&bytes).map_err(|source| Error::CorruptMounts {
+        records::parse_mounts(&bytes).map_err(|source| Error::CorruptMounts {
             path: self.mounts_json.clone(),
             source,
         })
@@ -1282,7 +1330,7 @@ impl LayerStore {
             && is_mount_point(path)
         {
             let path = path.clone();
-            state.layers[index].mount_count += 1;
+            state.layers[index].mount_count = mount_count_plus_one(layer)?;
             return Ok(path);
         }
         let id = layer.id.clone();
@@ -1306,12 +1354,13 @@ impl LayerStore {
             .driver
             .get(&id, &mount_opts)
             .map_err(|e| Error::driver(&id, "mount", e))?;
+        let count = mount_count_plus_one(&state.layers[index])?;
         if let Some(old) = state.layers[index].mount_point.take() {
             state.by_mount.remove(&old);
         }
         let layer = &mut state.layers[index];
         layer.mount_point = Some(path.clone());
-        layer.mount_count += 1;
+        layer.mount_count = count;
         state.by_mount.insert(path.clone(), index);
         Ok(path)
     }

@@ -205,6 +205,16 @@ pub enum Problem {
         /// The recorded count.
         count: u32,
     },
+    /// A record of `mountpoints.json` the store does not apply: its path is not where the
+    /// driver mounts that layer (`/`, a host directory, a path through a symlink out of the
+    /// driver's home), or it does not decode (a count beyond `u32`). Repair drops it; nothing
+    /// is unmounted for it.
+    UntrustedMountRecord {
+        /// The layer it names.
+        id: String,
+        /// The path it records.
+        path: PathBuf,
+    },
     /// The layer is mounted in the kernel but `mountpoints.json` counts no mount.
     UncountedMount {
         /// The layer.
@@ -238,6 +248,7 @@ impl Problem {
             Problem::StaleTempFile { .. } => "stale-temp-file",
             Problem::UnexpectedFile { .. } => "unexpected-file",
             Problem::StaleMountCount { .. } => "stale-mount-count",
+            Problem::UntrustedMountRecord { .. } => "untrusted-mount-record",
             Problem::UncountedMount { .. } => "uncounted-mount",
         }
     }
@@ -259,6 +270,7 @@ impl Problem {
             | Problem::MissingBigData { id, .. }
             | Problem::OrphanLayerData { id }
             | Problem::StaleMountCount { id, .. }
+            | Problem::UntrustedMountRecord { id, .. }
             | Problem::UncountedMount { id, .. } => Some(id),
             Problem::DuplicateName { .. }
             | Problem::OrphanTarSplit { .. }
@@ -279,6 +291,7 @@ impl Problem {
             | Problem::StaleTempFile { path }
             | Problem::UnexpectedFile { path, .. }
             | Problem::StaleMountCount { path, .. }
+            | Problem::UntrustedMountRecord { path, .. }
             | Problem::UncountedMount { path, .. } => Some(path),
             _ => None,
         }
@@ -390,6 +403,11 @@ impl fmt::Display for Problem {
                 "layer {id}: counted as mounted {count} time(s) at {}, which is not mounted",
                 path.display()
             ),
+            Problem::UntrustedMountRecord { id, path } => write!(
+                f,
+                "layer {id}: mountpoints.json records a mount at {}, which is not where the driver mounts it",
+                path.display()
+            ),
             Problem::UncountedMount { id, path } => write!(
                 f,
                 "layer {id}: mounted at {} but counted as not mounted",
@@ -440,6 +458,13 @@ pub enum Repair {
         /// The layer that lost it.
         id: String,
     },
+    /// Dropped a record of `mountpoints.json` the store does not apply.
+    DropMountRecord {
+        /// The layer it names.
+        id: String,
+        /// The path it recorded.
+        path: PathBuf,
+    },
     /// Set the mount count of a layer that is not mounted to 0.
     ResetMountCount {
         /// The layer.
@@ -478,6 +503,11 @@ impl fmt::Display for Repair {
             Repair::RemoveDirectory { path } => write!(f, "remove directory {}", path.display()),
             Repair::DropName { name, id } => write!(f, "drop name {name:?} from layer {id}"),
             Repair::ResetMountCount { id } => write!(f, "reset the mount count of layer {id}"),
+            Repair::DropMountRecord { id, path } => write!(
+                f,
+                "drop the mount record of layer {id} at {}",
+                path.display()
+            ),
             Repair::Unmount { id, path } => {
                 write!(f, "unmount layer {id} from {}", path.display())
             }
@@ -677,8 +707,9 @@ impl LayerStore {
         };
         state.rebuild();
         if self.mounts_lock.is_some() {
-            let records = self.read_mountpoints_json()?;
-            state.apply_mounts(records);
+            let (records, bad) = self.read_mountpoints_json()?;
+            state.apply_mounts(records, |id, path| self.trusted_mount_point(id, path));
+            state.untrusted_mounts.extend(bad);
         } else {
             // A read-only store counts mounts in this process only.
             let current = self.state.read();
@@ -748,9 +779,7 @@ impl LayerStore {
             }
         }
         self.find_stray_files(&ids, &mut problems)?;
-        if MOUNTING_DRIVERS.contains(&self.driver.name()) {
-            self.find_mount_problems(state, &mut problems)?;
-        }
+        self.find_mount_problems(state, &mut problems)?;
         Ok(problems)
     }
 
@@ -937,6 +966,15 @@ impl LayerStore {
     }
 
     fn find_mount_problems(&self, state: &State, problems: &mut Vec<Problem>) -> Result<()> {
+        for record in &state.untrusted_mounts {
+            problems.push(Problem::UntrustedMountRecord {
+                id: record.id.clone(),
+                path: PathBuf::from(&record.path),
+            });
+        }
+        if !MOUNTING_DRIVERS.contains(&self.driver.name()) {
+            return Ok(());
+        }
         let table = mount_points()?;
         // The table shows resolved paths; the records may hold a path through a symlink.
         let home = self.driver.home();
@@ -944,7 +982,8 @@ impl LayerStore {
             home.to_path_buf(),
             fs::canonicalize(home).unwrap_or_else(|_| home.to_path_buf()),
         ];
-        for layer in state.live() {
+        // A layer whose ID breaks the rule is neither mounted nor unmounted by this store.
+        for layer in state.live().filter(|l| usable(l).is_ok()) {
             if layer.mount_count > 0
                 && let Some(path) = &layer.mount_point
                 && !table.contains(path)
@@ -964,7 +1003,7 @@ impl LayerStore {
             };
             if let Some(&index) = state.by_id.get(first) {
                 let layer = &state.layers[index];
-                if layer.mount_count == 0 {
+                if layer.mount_count == 0 && usable(layer).is_ok() {
                     let shortest = uncounted
                         .entry(layer.id.clone())
                         .or_insert_with(|| path.clone());
@@ -978,6 +1017,130 @@ impl LayerStore {
             problems.push(Problem::UncountedMount { id, path });
         }
         Ok(())
+    }
+
+    /// The driver's own directories in its home (`dir/`, `l/`, `staging/`, `subvolumes/`,
+    /// ...): its directories that are not named after a record.
+    fn driver_layout_dirs(&self, state: &State) -> Vec<String> {
+        let Ok(Some(home)) = StoreDir::open(self.driver.home()) else {
+            return Vec::new();
+        };
+        home.entries()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(name, file_type)| {
+                *file_type == FileType::Directory && !state.by_id.contains_key(name)
+            })
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    /// The symlinks named `id` in the driver's home or one of its own directories
+    /// (`layout_dirs`): where a driver asked to unmount or remove layer `id` would follow a
+    /// symlink to what it points to (another store's layer).
+    fn symlinked_layer_entries(&self, id: &str, layout_dirs: &[String]) -> Vec<PathBuf> {
+        let Ok(Some(home)) = StoreDir::open(self.driver.home()) else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        if home.file_type(id).ok().flatten() == Some(FileType::Symlink) {
+            found.push(home.join(id));
+        }
+        for dir in layout_dirs {
+            if let Ok(Some(dir)) = home.subdir(dir, false)
+                && dir.file_type(id).ok().flatten() == Some(FileType::Symlink)
+            {
+                found.push(dir.join(id));
+            }
+        }
+        found
+    }
+
+    /// Removes layer `id`'s driver data: the symlinks standing where the driver keeps it
+    /// first (the links themselves), so that the driver follows none of them.
+    fn remove_driver_data(&self, id: &str, layout_dirs: &[String]) -> Result<()> {
+        for link in self.symlinked_layer_entries(id, layout_dirs) {
+            remove_entry(&link)?;
+        }
+        self.driver
+            .remove(id)
+            .map_err(|e| Error::driver(id, "remove", e))
+    }
+
+    /// Asks the driver to release a mount of layer `id` it may count (its own unmount and
+    /// bookkeeping), unless a symlink stands where the driver keeps the layer: then only a
+    /// kernel mount at `mounted` (from the mount table) is detached, through its descriptor.
+    fn release_mount(
+        &self,
+        id: &str,
+        layout_dirs: &[String],
+        mounted: Option<&Path>,
+    ) -> Result<()> {
+        if self.symlinked_layer_entries(id, layout_dirs).is_empty() {
+            return self
+                .driver
+                .put(id)
+                .map_err(|e| Error::driver(id, "unmount", e));
+        }
+        match mounted {
+            Some(path) => self.detach_layer_mount(id, path),
+            None => Ok(()),
+        }
+    }
+
+    /// Detaches the mount at `mount_point` (as the kernel's mount table spells it) if it is a
+    /// mount root below the driver's home whose path names layer `id`. The mount is opened
+    /// from the home without following any symlink (`openat2` with `RESOLVE_BENEATH |
+    /// RESOLVE_NO_SYMLINKS`) and detached through that descriptor, so whatever the path leads
+    /// to meanwhile, only that mount is affected: never another store's layer, never a mount
+    /// reached through a symlink.
+    fn detach_layer_mount(&self, id: &str, mount_point: &Path) -> Result<()> {
+        use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxAttributes, StatxFlags};
+        let refuse = |why: &str| {
+            Error::io(
+                "unmount",
+                mount_point,
+                io::Error::other(format!("{why}: left mounted")),
+            )
+        };
+        let home = fs::canonicalize(self.driver.home())
+            .map_err(|e| Error::io("resolve", self.driver.home(), e))?;
+        let below = mount_point
+            .strip_prefix(&home)
+            .map_err(|_| refuse("not below the driver's home"))?;
+        if !below.components().any(|c| c.as_os_str() == id) {
+            return Err(refuse("not a mount of this layer"));
+        }
+        let home_fd = rustix::fs::open(
+            &home,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io("open", &home, e.into()))?;
+        let fd = rustix::fs::openat2(
+            &home_fd,
+            below,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::XDEV | rustix::io::Errno::LOOP => {
+                refuse("reached through a symlink")
+            }
+            e => Error::io("open", mount_point, e.into()),
+        })?;
+        let st = rustix::fs::statx(&fd, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS)
+            .map_err(|e| Error::io("stat", mount_point, e.into()))?;
+        if !(st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT)
+            && st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT))
+        {
+            return Err(refuse("not a mount point"));
+        }
+        // The magic link resolves to exactly the mount the descriptor holds.
+        let by_fd = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+        rustix::mount::unmount(by_fd.as_str(), rustix::mount::UnmountFlags::DETACH)
+            .map_err(|e| Error::io("unmount", mount_point, e.into()))
     }
 
     /// Moves unreadable records and layers with an unsafe ID to the set-aside file (those no
@@ -1139,14 +1302,14 @@ impl LayerStore {
             }
         }
 
+        let layout_dirs = self.driver_layout_dirs(state);
         // Mounts the kernel disagrees with (doomed layers are unmounted below anyway).
         for problem in &problems {
             match problem {
                 Problem::StaleMountCount { id, .. } if !doomed_ids.contains(id) => {
                     // The driver may still count the lost mount in this process (overlay
-                    // does): let it forget, or a later mount would not remount. Releasing
-                    // what is not mounted is harmless.
-                    let _ = self.driver.put(id);
+                    // does): let it forget, or a later mount would not remount.
+                    let _ = self.release_mount(id, &layout_dirs, None);
                     if let Some(&index) = state.by_id.get(id) {
                         if let Some(path) = state.layers[index].mount_point.take() {
                             state.by_mount.remove(&path);
@@ -1161,7 +1324,7 @@ impl LayerStore {
                     fixed.mounts.insert(id.clone());
                 }
                 Problem::UncountedMount { id, path } if !doomed_ids.contains(id) => {
-                    let result = self.driver.put(id);
+                    let result = self.release_mount(id, &layout_dirs, Some(path));
                     if result.is_ok() {
                         fixed.mounts.insert(id.clone());
                     }
@@ -1173,6 +1336,18 @@ impl LayerStore {
                         error: result.err().map(|e| e.to_string()),
                     });
                 }
+                Problem::UntrustedMountRecord { id, path } => {
+                    // Not applied when loading, so the next save leaves it out.
+                    changed = true;
+                    fixed.untrusted_mounts.insert((id.clone(), path.clone()));
+                    actions.push(Action {
+                        repair: Repair::DropMountRecord {
+                            id: id.clone(),
+                            path: path.clone(),
+                        },
+                        error: None,
+                    });
+                }
                 _ => {}
             }
         }
@@ -1182,13 +1357,21 @@ impl LayerStore {
             let Some(&index) = state.by_id.get(id) else {
                 continue;
             };
-            let counted = state.layers[index].mount_count > 0;
-            let uncounted = problems
-                .iter()
-                .any(|p| matches!(p, Problem::UncountedMount { id: m, .. } if m == id));
-            if counted || uncounted {
-                // Best effort: a layer whose files are gone has nothing mounted to release.
-                let _ = self.driver.put(id);
+            // Release what is mounted for it. Best effort: the driver's remove reports
+            // what is left.
+            let uncounted = problems.iter().find_map(|p| match p {
+                Problem::UncountedMount { id: m, path } if m == id => Some(path.clone()),
+                _ => None,
+            });
+            let counted = state.layers[index]
+                .mount_point
+                .as_ref()
+                .filter(|path| state.layers[index].mount_count > 0 && super::is_mount_point(path))
+                .and_then(|path| fs::canonicalize(path).ok());
+            if let Some(path) = uncounted.or(counted) {
+                let _ = self.release_mount(id, &layout_dirs, Some(&path));
+            } else if state.layers[index].mount_count > 0 {
+                let _ = self.release_mount(id, &layout_dirs, None);
             }
             let layer = &mut state.layers[index];
             layer.mount_count = 0;
@@ -1207,9 +1390,7 @@ impl LayerStore {
                     continue;
                 };
                 let removed = self
-                    .driver
-                    .remove(id)
-                    .map_err(|e| Error::driver(id, "remove", e))
+                    .remove_driver_data(id, &layout_dirs)
                     .and_then(|()| self.remove_layer_files(id));
                 if removed.is_ok() {
                     state.remove(index);
@@ -1235,9 +1416,7 @@ impl LayerStore {
             let (repair, result) = match problem {
                 Problem::OrphanLayerData { id } => (
                     Repair::RemoveLayerData { id: id.clone() },
-                    self.driver
-                        .remove(id)
-                        .map_err(|e| Error::driver(id, "remove", e)),
+                    self.remove_driver_data(id, &layout_dirs),
                 ),
                 Problem::OrphanTarSplit { path }
                 | Problem::StaleTempFile { path }
@@ -1282,6 +1461,8 @@ struct Fixed {
     set_aside: HashSet<(Option<String>, Option<usize>)>,
     /// Layers whose mount count now agrees with the kernel.
     mounts: HashSet<String>,
+    /// Mount records dropped.
+    untrusted_mounts: HashSet<(String, PathBuf)>,
     /// Names no longer shared.
     names: HashSet<String>,
     /// Orphans and temp files removed: (kind, path or driver ID).
@@ -1301,6 +1482,9 @@ impl Fixed {
             | Problem::OrphanBigData { .. }
             | Problem::StaleTempFile { .. }
             | Problem::UnexpectedFile { .. } => self.other.contains(&leftover_key(problem)),
+            Problem::UntrustedMountRecord { id, path } => {
+                self.untrusted_mounts.contains(&(id.clone(), path.clone()))
+            }
             Problem::StaleMountCount { id, .. } | Problem::UncountedMount { id, .. } => {
                 self.mounts.contains(id) || self.layers.contains(id)
             }
