@@ -130,15 +130,25 @@ fn open_store(config: &StoreConfig) -> Result<LayerStore, String> {
 }
 
 /// The environment variable that caps a layer's uncompressed size (beyond the Go tool, which
-/// has no cap): bytes, or a number with a `K`, `M`, `G` or `T` suffix (powers of 1024).
+/// has no cap): bytes, or a number with a `K`, `M`, `G` or `T` suffix (powers of 1024); `0`
+/// lifts the cap. Unset, the store's default applies ([`layerstore::DEFAULT_MAX_LAYER_SIZE`],
+/// 1 TiB).
 const MAX_LAYER_SIZE_ENV: &str = "LAYERSTORE_MAX_LAYER_SIZE";
 
 fn max_layer_size() -> Result<Option<u64>, String> {
-    match std::env::var(MAX_LAYER_SIZE_ENV) {
-        Ok(value) if !value.trim().is_empty() => parse_size(&value)
-            .map(Some)
-            .ok_or_else(|| format!("{MAX_LAYER_SIZE_ENV}={value:?}: not a size (e.g. 8G)")),
-        _ => Ok(None),
+    max_layer_size_from(std::env::var(MAX_LAYER_SIZE_ENV).ok().as_deref())
+}
+
+fn max_layer_size_from(value: Option<&str>) -> Result<Option<u64>, String> {
+    match value {
+        Some(value) if !value.trim().is_empty() => match parse_size(value) {
+            Some(0) => Ok(None),
+            Some(bytes) => Ok(Some(bytes)),
+            None => Err(format!(
+                "{MAX_LAYER_SIZE_ENV}={value:?}: not a size (e.g. 8G, or 0 for no cap)"
+            )),
+        },
+        _ => Ok(Some(layerstore::DEFAULT_MAX_LAYER_SIZE)),
     }
 }
 
@@ -303,6 +313,15 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_layer_size_cap_is_on_by_default_and_zero_lifts_it() {
+        assert_eq!(max_layer_size_from(None), Ok(Some(1 << 40)));
+        assert_eq!(max_layer_size_from(Some(" ")), Ok(Some(1 << 40)));
+        assert_eq!(max_layer_size_from(Some("0")), Ok(None));
+        assert_eq!(max_layer_size_from(Some("8G")), Ok(Some(8 << 30)));
+        assert!(max_layer_size_from(Some("lots")).is_err());
+    }
 
     #[test]
     fn sizes_parse_with_binary_suffixes() {
