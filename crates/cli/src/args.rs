@@ -5,13 +5,19 @@
 //! hyphen-less command aliases (`createlayer`, `umount`, ...). The clap definitions below
 //! reproduce that surface; [`crate::usage`] renders help in the Go tool's format and
 //! [`crate::main`] maps clap's errors to the Go tool's messages and exit codes.
+//!
+//! Repeats follow mflag: a flag given twice keeps its last value (`--graph A --graph B`,
+//! `--debug --debug=false`, `--json --json=false`), before and after the command alike; list
+//! flags (`--storage-opt`, `--name`) collect every occurrence, and `--storage-opt` given both
+//! before and after the command keeps both groups, in order ([`parse`]).
 //! Differences kept on purpose: flags may also follow positional arguments (mflag stops at
-//! the first positional and takes later `--json` as a layer name), and `-gDIR` gives `-g`
-//! the value `DIR` (mflag would split it into single-letter flags).
+//! the first positional and takes later `--json` as a layer name). Quotes in `--flag="value"`
+//! and groups of one-letter flags (`-nj NAME`) are mflag's too: [`crate::mflag`] rewrites
+//! them before clap parses.
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{Arg, ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Parses a Go boolean (`strconv.ParseBool`): `1 t T TRUE true True 0 f F FALSE false False`.
 pub fn parse_go_bool(value: &str) -> Result<bool, String> {
@@ -32,7 +38,8 @@ pub fn parse_go_bool(value: &str) -> Result<bool, String> {
     disable_help_flag = true,
     disable_help_subcommand = true,
     disable_version_flag = true,
-    allow_external_subcommands = true
+    allow_external_subcommands = true,
+    args_override_self = true
 )]
 pub struct Cli {
     /// Flags every command takes.
@@ -73,8 +80,10 @@ pub struct GlobalOptions {
         help = "Storage driver to use ($STORAGE_DRIVER)"
     )]
     pub storage_driver: Option<String>,
-    /// `--storage-opt` (repeatable): driver options.
-    #[arg(long = "storage-opt", global = true, action = ArgAction::Append, allow_hyphen_values = true, help = "Set storage driver options ($STORAGE_OPTS)")]
+    /// `--storage-opt` (repeatable): driver options. Not a clap `global` argument: clap would
+    /// let the occurrences after the command replace those before it, where mflag appends
+    /// them; [`command`] gives every command its own `--storage-opt` and [`parse`] joins the two.
+    #[arg(long = "storage-opt", action = ArgAction::Append, allow_hyphen_values = true, help = "Set storage driver options ($STORAGE_OPTS)")]
     pub storage_opts: Vec<String>,
     /// `--debug`/`-D`: debugging output on stderr.
     #[arg(short = 'D', long = "debug", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool, help = "Print debugging information")]
@@ -634,6 +643,48 @@ pub enum Command {
     External(Vec<String>),
 }
 
+/// The ID of each command's own `--storage-opt` (the occurrences after the command word).
+const STORAGE_OPT_AFTER_COMMAND: &str = "storage_opts_after_command";
+
+/// The whole command line's clap definition: [`Cli`]'s, with `--storage-opt` added to every
+/// command (see [`GlobalOptions::storage_opts`]).
+pub fn command() -> clap::Command {
+    let after = Arg::new(STORAGE_OPT_AFTER_COMMAND)
+        .long("storage-opt")
+        .action(ArgAction::Append)
+        .allow_hyphen_values(true)
+        .value_name("STORAGE_OPTS")
+        .help("Set storage driver options ($STORAGE_OPTS)");
+    Cli::command().mut_subcommands(|sub| sub.arg(after.clone()))
+}
+
+/// Parses a command line as the Go tool's two flag sets do: global flags before the command,
+/// then the command's flags, where the global ones may come again.
+pub fn parse<I, T>(argv: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = command().try_get_matches_from(argv)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    cli.global
+        .storage_opts
+        .extend(storage_opts_after_command(&matches));
+    Ok(cli)
+}
+
+fn storage_opts_after_command(matches: &ArgMatches) -> Vec<String> {
+    matches
+        .subcommand()
+        .and_then(|(_, sub)| {
+            sub.try_get_many::<String>(STORAGE_OPT_AFTER_COMMAND)
+                .ok()
+                .flatten()
+        })
+        .map(|values| values.cloned().collect())
+        .unwrap_or_default()
+}
+
 /// The Go tool's facts about one command: its usage line, description and argument count.
 #[derive(Debug, Clone, Copy)]
 pub struct CommandSpec {
@@ -978,12 +1029,13 @@ mod tests {
     use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Cli {
-        Cli::try_parse_from(args).expect("parses")
+        super::parse(args).expect("parses")
     }
 
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
+        command().debug_assert();
     }
 
     #[test]
@@ -1008,6 +1060,59 @@ mod tests {
     }
 
     #[test]
+    fn repeats_keep_the_last_value_and_lists_keep_every_one() {
+        let cli = parse(&[
+            "cs",
+            "--debug",
+            "-g",
+            "/a",
+            "--debug=false",
+            "--storage-opt",
+            "o1",
+            "-g",
+            "/b",
+            "layers",
+            "--storage-opt=o2",
+            "-R",
+            "/r1",
+            "--run",
+            "/r2",
+            "-j",
+            "--json=false",
+        ]);
+        assert_eq!(cli.global.graph_root, Some(PathBuf::from("/b")));
+        assert_eq!(cli.global.run_root, Some(PathBuf::from("/r2")));
+        assert!(!cli.global.debug());
+        assert_eq!(cli.global.storage_opts, ["o1", "o2"]);
+        let Some(Command::Layers { json, .. }) = cli.command else {
+            panic!("not layers")
+        };
+        assert!(!json.on());
+        let cli = parse(&[
+            "cs",
+            "create-layer",
+            "--id",
+            "a",
+            "--id",
+            "b",
+            "-n",
+            "x",
+            "--name",
+            "y",
+            "--uidmap",
+            "0:1:1",
+            "--uidmap",
+            "0:2:1",
+        ]);
+        let Some(Command::CreateLayer { flags, .. }) = cli.command else {
+            panic!("not create-layer")
+        };
+        assert_eq!(flags.id.as_deref(), Some("b"));
+        assert_eq!(flags.names, ["x", "y"]);
+        assert_eq!(flags.uid_map.as_deref(), Some("0:2:1"));
+    }
+
+    #[test]
     fn booleans_take_go_values_and_combine() {
         let cli = parse(&["cs", "layers", "-jt"]);
         let Some(Command::Layers { tree, json, .. }) = cli.command else {
@@ -1019,7 +1124,7 @@ mod tests {
             panic!("not layers")
         };
         assert_eq!((tree, json.on()), (Some(true), false));
-        assert!(Cli::try_parse_from(["cs", "layers", "--json=maybe"]).is_err());
+        assert!(super::parse(["cs", "layers", "--json=maybe"]).is_err());
     }
 
     #[test]

@@ -373,7 +373,8 @@ fn changes(ctx: &mut Context<'_>, json: bool, args: &[String]) -> Result<i32> {
                 kind: c.kind as u8,
             })
             .collect();
-        write_json(ctx.out, &items)?;
+        // Go encodes its nil slice of no changes as `null`.
+        write_json(ctx.out, &(!items.is_empty()).then_some(items))?;
     } else {
         use std::os::unix::ffi::OsStrExt;
         for change in &changes {
@@ -603,26 +604,30 @@ fn change_names(
     }
 }
 
+/// Go's `strings.TrimSuffix(metadata, "\n")`.
+fn trim_one_newline(text: &str) -> &str {
+    text.strip_suffix('\n').unwrap_or(text)
+}
+
+/// `metadata`: a layer with empty metadata is found (exit 0, `""` in JSON), as in Go; only
+/// an argument that names no layer is missing.
 fn metadata(ctx: &mut Context<'_>, quiet: bool, json: bool, args: &[String]) -> Result<i32> {
     let mut any_missing = false;
-    let mut found: Vec<(String, String)> = Vec::new();
+    let mut found: Vec<(String, Option<String>)> = Vec::new();
     for arg in args {
-        let metadata = ctx.store.metadata(arg).unwrap_or_default();
-        if metadata.is_empty() {
-            any_missing = true;
-        }
+        let metadata = ctx.store.metadata(arg).ok();
+        any_missing |= metadata.is_none();
         found.push((arg.clone(), metadata));
     }
     if json {
         let map: BTreeMap<&str, &str> = found
             .iter()
-            .filter(|(_, m)| !m.is_empty())
-            .map(|(a, m)| (a.as_str(), m.as_str()))
+            .filter_map(|(a, m)| Some((a.as_str(), trim_one_newline(m.as_deref()?))))
             .collect();
         write_json(ctx.out, &map)?;
     } else {
         for (arg, metadata) in &found {
-            let metadata = metadata.trim_end_matches('\n');
+            let metadata = trim_one_newline(metadata.as_deref().unwrap_or_default());
             if quiet {
                 writeln!(ctx.out, "{metadata}")?;
             } else {
@@ -647,8 +652,9 @@ fn set_metadata(
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) => return ctx.fail(&go_io_text("open", path, &e)),
         },
-        (None, Some(text)) => text.to_string(),
-        (None, None) => return ctx.fail("no new metadata provided"),
+        // As in Go, `-m ""` is no metadata at all (an empty file is).
+        (None, Some(text)) if !text.is_empty() => text.to_string(),
+        (None, _) => return ctx.fail("no new metadata provided"),
     };
     match ctx.store.set_metadata(key, &text) {
         Ok(()) => Ok(0),

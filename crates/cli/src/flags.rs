@@ -133,6 +133,27 @@ pub fn report_parse_error(argv: &[OsString], err: &clap::Error) -> io::Result<u8
     Ok(EXIT_FLAG_ERROR)
 }
 
+/// Reports a group of one-letter flags mflag refuses ([`crate::mflag::GroupError`]) as the
+/// Go tool does, and answers the exit code.
+pub fn report_group_error(argv: &[OsString], err: &crate::mflag::GroupError) -> io::Result<u8> {
+    let (full, base) = program(argv);
+    let see = match command_index(argv).filter(|_| !err.before_command) {
+        Some(i) => format!("See '{full} {} --help'.", argv[i].to_string_lossy()),
+        None => format!("See '{full} --help'."),
+    };
+    if let Some(letter) = err.missing_value {
+        eprintln!("flag needs an argument: -{letter}\n{see}");
+    }
+    let message = format!("flag provided but not defined: {}", err.word);
+    eprintln!("{message}\n{see}");
+    if err.before_command {
+        println!("{message} while parsing arguments (1)");
+        print_usage(&top_usage(&base, true), false)?;
+        return Ok(1);
+    }
+    Ok(EXIT_FLAG_ERROR)
+}
+
 /// The word the user typed for the command (an alias shows as itself).
 pub fn typed_command(argv: &[OsString], canonical: &str) -> String {
     let cli = Cli::command();

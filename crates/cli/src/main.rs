@@ -26,6 +26,7 @@ mod args;
 mod commands;
 mod config;
 mod flags;
+mod mflag;
 mod output;
 mod progress;
 mod usage;
@@ -34,15 +35,35 @@ use std::ffi::OsString;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
 use layerstore::{LayerStore, StoreOptions};
 
 use crate::args::{Cli, Command, UNSUPPORTED_COMMANDS, command_spec};
 use crate::config::{Environment, StoreConfig};
-use crate::flags::{EXIT_FLAG_ERROR, print_usage, program, report_parse_error, typed_command};
+use crate::flags::{
+    EXIT_FLAG_ERROR, print_usage, program, report_group_error, report_parse_error, typed_command,
+};
 use crate::usage::{FlagDefaults, command_usage, top_usage};
 
+/// Raises the soft limit on open files to the hard limit, as the Go tool does (its runtime
+/// does it for every Go ≥ 1.19 program, `os/rlimit.go`): removing or copying a deep layer
+/// tree holds a descriptor per level, and 1,024 (a common default) is not enough.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        // Best effort, as in Go: a limit that cannot be raised leaves the default.
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        );
+    }
+}
+
 fn main() -> ExitCode {
+    raise_open_file_limit();
     let argv: Vec<OsString> = std::env::args_os().collect();
     match run(&argv) {
         Ok(code) => ExitCode::from(code),
@@ -109,15 +130,25 @@ fn open_store(config: &StoreConfig) -> Result<LayerStore, String> {
 }
 
 /// The environment variable that caps a layer's uncompressed size (beyond the Go tool, which
-/// has no cap): bytes, or a number with a `K`, `M`, `G` or `T` suffix (powers of 1024).
+/// has no cap): bytes, or a number with a `K`, `M`, `G` or `T` suffix (powers of 1024); `0`
+/// lifts the cap. Unset, the store's default applies ([`layerstore::DEFAULT_MAX_LAYER_SIZE`],
+/// 1 TiB).
 const MAX_LAYER_SIZE_ENV: &str = "LAYERSTORE_MAX_LAYER_SIZE";
 
 fn max_layer_size() -> Result<Option<u64>, String> {
-    match std::env::var(MAX_LAYER_SIZE_ENV) {
-        Ok(value) if !value.trim().is_empty() => parse_size(&value)
-            .map(Some)
-            .ok_or_else(|| format!("{MAX_LAYER_SIZE_ENV}={value:?}: not a size (e.g. 8G)")),
-        _ => Ok(None),
+    max_layer_size_from(std::env::var(MAX_LAYER_SIZE_ENV).ok().as_deref())
+}
+
+fn max_layer_size_from(value: Option<&str>) -> Result<Option<u64>, String> {
+    match value {
+        Some(value) if !value.trim().is_empty() => match parse_size(value) {
+            Some(0) => Ok(None),
+            Some(bytes) => Ok(Some(bytes)),
+            None => Err(format!(
+                "{MAX_LAYER_SIZE_ENV}={value:?}: not a size (e.g. 8G, or 0 for no cap)"
+            )),
+        },
+        _ => Ok(Some(layerstore::DEFAULT_MAX_LAYER_SIZE)),
     }
 }
 
@@ -144,7 +175,12 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
         print_usage(&top_usage(&base, false), false)?;
         return Ok(1);
     }
-    let cli = match Cli::try_parse_from(argv) {
+    let argv = match mflag::rewrite(argv, &args::command()) {
+        Ok(words) => words,
+        Err(err) => return Ok(report_group_error(argv, &err)?),
+    };
+    let argv = argv.as_slice();
+    let cli = match args::parse(argv) {
         Ok(cli) => cli,
         Err(err) => return Ok(report_parse_error(argv, &err)?),
     };
@@ -203,7 +239,7 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
         };
         // Into memory first: clap_complete panics when its writer fails (a closed pipe).
         let mut script = Vec::new();
-        clap_complete::generate(shell, &mut Cli::command(), "layerstore", &mut script);
+        clap_complete::generate(shell, &mut args::command(), "layerstore", &mut script);
         io::stdout().write_all(&script)?;
         return Ok(0);
     }
@@ -216,10 +252,30 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
     };
     let debug = cli.global.debug();
     if debug {
-        debug_line(&format!("Root: {}", config.graph_root.display()));
-        debug_line(&format!("Run Root: {}", config.run_root.display()));
+        // As Go prints them: with a store flag given, the roots as given (empty when not
+        // given, made absolute and defaulted later); else the configured ones.
+        let flags_given = cli.global.any_store_flag();
+        let as_given = |flag: &Option<std::path::PathBuf>, resolved: &std::path::Path| match flag {
+            Some(path) => path.display().to_string(),
+            None if flags_given => String::new(),
+            None => resolved.display().to_string(),
+        };
+        debug_line(&format!(
+            "Root: {}",
+            as_given(&cli.global.graph_root, &config.graph_root)
+        ));
+        debug_line(&format!(
+            "Run Root: {}",
+            as_given(&cli.global.run_root, &config.run_root)
+        ));
         debug_line(&format!("Driver Name: {}", config.driver));
         debug_line(&format!("Driver Options: [{}]", config.options.join(" ")));
+        if !config.driver.is_empty() {
+            debug_line(&format!(
+                "[graphdriver] trying provided driver {:?}",
+                config.driver
+            ));
+        }
     }
     let store = match open_store(&config) {
         Ok(store) => store,
@@ -228,6 +284,15 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
             return Ok(1);
         }
     };
+    for (id, err) in store.cleanup_failures() {
+        output::write_error(
+            &mut io::stderr(),
+            cli.global.json_errors,
+            &format!(
+                "warning: incomplete layer {id} could not be deleted: {err} (`check --repair` tries again)"
+            ),
+        )?;
+    }
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     // Not locked for the whole command: the progress bar draws on stderr from the thread
@@ -248,6 +313,15 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_layer_size_cap_is_on_by_default_and_zero_lifts_it() {
+        assert_eq!(max_layer_size_from(None), Ok(Some(1 << 40)));
+        assert_eq!(max_layer_size_from(Some(" ")), Ok(Some(1 << 40)));
+        assert_eq!(max_layer_size_from(Some("0")), Ok(None));
+        assert_eq!(max_layer_size_from(Some("8G")), Ok(Some(8 << 30)));
+        assert!(max_layer_size_from(Some("lots")).is_err());
+    }
 
     #[test]
     fn sizes_parse_with_binary_suffixes() {

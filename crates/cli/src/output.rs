@@ -97,27 +97,54 @@ fn select_root(nodes: &[TreeNode]) -> String {
     favorite.unwrap_or_default().to_string()
 }
 
+/// One parent being printed: its children still to print, and how its lines are indented.
+struct Frame {
+    children: std::vec::IntoIter<TreeNode>,
+    count: usize,
+    next: usize,
+    indent: usize,
+    continued: Vec<usize>,
+}
+
+impl Frame {
+    fn new(children: Vec<TreeNode>, indent: usize, continued: Vec<usize>) -> Self {
+        Frame {
+            count: children.len(),
+            children: children.into_iter(),
+            next: 0,
+            indent,
+            continued,
+        }
+    }
+}
+
+/// Prints the layers below `root`, depth first, with an explicit stack (a chain of layers can
+/// be as long as the store holds); answers the nodes not printed.
 fn print_subtree(
     out: &mut dyn Write,
     root: &str,
     nodes: Vec<TreeNode>,
-    indent: usize,
-    continued: &[usize],
 ) -> io::Result<Vec<TreeNode>> {
     let (children, mut leftovers): (Vec<TreeNode>, Vec<TreeNode>) =
         nodes.into_iter().partition(|n| n.left == root);
-    let count = children.len();
-    for (n, child) in children.into_iter().enumerate() {
-        let mut prefix: Vec<char> = vec![' '; indent];
-        for &column in continued {
+    let mut stack = vec![Frame::new(children, 0, Vec::new())];
+    while let Some(frame) = stack.last_mut() {
+        let Some(child) = frame.children.next() else {
+            stack.pop();
+            continue;
+        };
+        let n = frame.next;
+        frame.next += 1;
+        let mut prefix: Vec<char> = vec![' '; frame.indent];
+        for &column in &frame.continued {
             if let Some(slot) = prefix.get_mut(column) {
                 *slot = '\u{2502}';
             }
         }
         let prefix: String = prefix.into_iter().collect();
-        let mut sub = continued.to_vec();
-        let (header, note_header) = if n + 1 < count {
-            sub.push(indent);
+        let mut sub = frame.continued.clone();
+        let (header, note_header) = if n + 1 < frame.count {
+            sub.push(frame.indent);
             ("\u{251c}", "\u{2502}")
         } else {
             ("\u{2514}", " ")
@@ -126,7 +153,11 @@ fn print_subtree(
         for note in &child.notes {
             writeln!(out, "{prefix}{note_header} {note}")?;
         }
-        leftovers = print_subtree(out, &child.right, leftovers, indent + 2, &sub)?;
+        let indent = frame.indent + 2;
+        let (grandchildren, rest): (Vec<TreeNode>, Vec<TreeNode>) =
+            leftovers.into_iter().partition(|n| n.left == child.right);
+        leftovers = rest;
+        stack.push(Frame::new(grandchildren, indent, sub));
     }
     Ok(leftovers)
 }
@@ -137,7 +168,7 @@ pub fn print_tree(out: &mut dyn Write, mut nodes: Vec<TreeNode>) -> io::Result<(
         let root = select_root(&nodes);
         writeln!(out, "{root}")?;
         let before = nodes.len();
-        nodes = print_subtree(out, &root, nodes, 0, &[])?;
+        nodes = print_subtree(out, &root, nodes)?;
         if nodes.len() == before {
             break;
         }

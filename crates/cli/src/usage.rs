@@ -121,10 +121,12 @@ fn flag_table(mut rows: Vec<FlagRow>) -> String {
     out
 }
 
+/// The flags every command takes: clap's global ones and `--storage-opt` (which each command
+/// defines again, see [`crate::args::command`]).
 fn global_args() -> Vec<Arg> {
     Cli::command()
         .get_arguments()
-        .filter(|arg| arg.is_global_set())
+        .filter(|arg| arg.is_global_set() || arg.get_long() == Some("storage-opt"))
         .cloned()
         .collect()
 }

@@ -37,6 +37,12 @@ struct Step {
     /// Compare stdout's lines, or the elements of its JSON array, in sorted order: Go prints
     /// changes and `exists` results in map order.
     unordered: bool,
+    /// The whole command line after the program name (`{ROOT}` and `{RUN}` are the store's
+    /// roots); otherwise the store flags come first.
+    raw: bool,
+    /// The top-level usage follows the message: compare the message only (our command list
+    /// leaves out the image and container commands on purpose).
+    usage_follows: bool,
 }
 
 fn step(args: &[&str]) -> Step {
@@ -45,6 +51,31 @@ fn step(args: &[&str]) -> Step {
         stdin: None,
         binary: false,
         unordered: false,
+        raw: false,
+        usage_follows: false,
+    }
+}
+
+fn usage_follows(mut s: Step) -> Step {
+    s.usage_follows = true;
+    s
+}
+
+/// The part of a top-level error's output before the usage text.
+fn before_usage(text: &str) -> &str {
+    let end = [text.find("Usage:"), text.find("\n\n")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(text.len());
+    &text[..end]
+}
+
+/// A whole command line, store flags included (see [`Step::raw`]).
+fn raw(args: &[&str]) -> Step {
+    Step {
+        raw: true,
+        ..step(args)
     }
 }
 
@@ -264,19 +295,24 @@ fn run_script(binary: &Path, dir: &Path, steps: &[Step]) -> Vec<Outcome> {
     let expand = |s: &str| {
         s.replace("{TARS}", &tars.display().to_string())
             .replace("{TMP}", &tmp.display().to_string())
+            .replace("{ROOT}", &dir.join("root").display().to_string())
+            .replace("{RUN}", &dir.join("run").display().to_string())
     };
     steps
         .iter()
         .map(|step| {
             let mut command = Command::new(binary);
+            command.arg0("containers-storage");
+            if !step.raw {
+                command
+                    .arg("--graph")
+                    .arg(dir.join("root"))
+                    .arg("--run")
+                    .arg(dir.join("run"))
+                    .arg("--storage-driver")
+                    .arg("vfs");
+            }
             command
-                .arg0("containers-storage")
-                .arg("--graph")
-                .arg(dir.join("root"))
-                .arg("--run")
-                .arg(dir.join("run"))
-                .arg("--storage-driver")
-                .arg("vfs")
                 .args(step.args.iter().map(|a| expand(a)))
                 .env_remove("STORAGE_DRIVER")
                 .env_remove("STORAGE_OPTS")
@@ -327,7 +363,7 @@ impl Normaliser {
             if run == 64
                 && !matches!(
                     &text[i..i + 64],
-                    ID_A | ID_B | ID_IMPORTED | ID_WH | ID_MAPPED
+                    ID_A | ID_B | ID_IMPORTED | ID_WH | ID_MAPPED | ID_FIRST | ID_LAST | ID_EMPTY
                 )
             {
                 let next = self.ids.len();
@@ -359,41 +395,46 @@ fn sorted(text: &str) -> String {
     lines.join("\n")
 }
 
-/// `"created":"<anything>"` → `"created":"<TIME>"`.
+/// `"created":"<anything>"` → `"created":"<TIME>"`, and the same for debug lines'
+/// `time="<anything>"`.
 fn normalise_created(text: &str) -> String {
-    let key = "\"created\":\"";
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(pos) = rest.find(key) {
-        out.push_str(&rest[..pos + key.len()]);
-        rest = &rest[pos + key.len()..];
-        let end = rest.find('"').unwrap_or(rest.len());
-        out.push_str("<TIME>");
-        rest = &rest[end..];
+    let mut text = text.to_string();
+    for key in ["\"created\":\"", "time=\""] {
+        let mut out = String::new();
+        let mut rest = text.as_str();
+        while let Some(pos) = rest.find(key) {
+            out.push_str(&rest[..pos + key.len()]);
+            rest = &rest[pos + key.len()..];
+            let end = rest.find('"').unwrap_or(rest.len());
+            out.push_str("<TIME>");
+            rest = &rest[end..];
+        }
+        out.push_str(rest);
+        text = out;
     }
-    out.push_str(rest);
-    out
+    text
 }
 
 fn describe(step: &Step) -> String {
     step.args.join(" ")
 }
 
-#[test]
-fn go_tool_and_layerstore_agree() {
-    require_or_skip!(Capability::GoTool, Capability::Root);
+/// Runs `steps` with both tools on fresh stores and describes every command line whose
+/// normalised stdout, stderr or exit code differ. Also answers the two scratch directories.
+fn differences(
+    steps: &[Step],
+) -> (
+    Vec<String>,
+    Vec<Outcome>,
+    tempfile::TempDir,
+    tempfile::TempDir,
+) {
     let go = go_tool().expect("the Go tool is installed");
     let ours = PathBuf::from(env!("CARGO_BIN_EXE_layerstore"));
-    let steps = script();
-    assert!(
-        steps.len() >= 40,
-        "the script covers at least 40 command lines"
-    );
-
     let go_dir = tempfile::tempdir().expect("tempdir");
     let our_dir = tempfile::tempdir().expect("tempdir");
-    let go_out = run_script(&go, go_dir.path(), &steps);
-    let our_out = run_script(&ours, our_dir.path(), &steps);
+    let go_out = run_script(&go, go_dir.path(), steps);
+    let our_out = run_script(&ours, our_dir.path(), steps);
 
     let mut go_norm = Normaliser::new(go_dir.path());
     let mut our_norm = Normaliser::new(our_dir.path());
@@ -412,6 +453,17 @@ fn go_tool_and_layerstore_agree() {
         };
         let go_err = go_norm.text(&go.stderr);
         let our_err = our_norm.text(&ours.stderr);
+        let (stdout_equal, go_err, our_err) = if step.usage_follows {
+            let go_text = go_norm.text(&String::from_utf8_lossy(&go.stdout));
+            let our_text = our_norm.text(&String::from_utf8_lossy(&ours.stdout));
+            (
+                before_usage(&go_text) == before_usage(&our_text),
+                before_usage(&go_err).to_string(),
+                before_usage(&our_err).to_string(),
+            )
+        } else {
+            (stdout_equal, go_err, our_err)
+        };
         if !stdout_equal || go_err != our_err || go.code != ours.code {
             mismatches.push(format!(
                 "$ {}\n  go:   rc={:?} stdout={:?} stderr={:?}\n  ours: rc={:?} stdout={:?} stderr={:?}",
@@ -425,24 +477,35 @@ fn go_tool_and_layerstore_agree() {
             ));
         }
     }
-    let failing = steps
-        .iter()
-        .zip(&go_out)
-        .filter(|(_, o)| o.code != Some(0))
-        .count();
+    (mismatches, go_out, go_dir, our_dir)
+}
+
+fn assert_agree(mismatches: &[String], lines: usize) {
+    assert!(
+        mismatches.is_empty(),
+        "{} of {lines} command lines differ:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}
+
+#[test]
+fn go_tool_and_layerstore_agree() {
+    require_or_skip!(Capability::GoTool, Capability::Root);
+    let steps = script();
+    assert!(
+        steps.len() >= 40,
+        "the script covers at least 40 command lines"
+    );
+    let (mismatches, go_out, go_dir, our_dir) = differences(&steps);
+    let failing = go_out.iter().filter(|o| o.code != Some(0)).count();
     eprintln!(
         "{} command lines ({failing} failing ones), {} mismatches",
         steps.len(),
         mismatches.len()
     );
     assert!(failing >= 20, "the script exercises failures too");
-    assert!(
-        mismatches.is_empty(),
-        "{} of {} command lines differ:\n{}",
-        mismatches.len(),
-        steps.len(),
-        mismatches.join("\n")
-    );
+    assert_agree(&mismatches, steps.len());
     // The two `diff -f` files are the same bytes (the original tarball).
     let go_file = std::fs::read(go_dir.path().join("tmp/out.tar")).expect("go diff file");
     let our_file = std::fs::read(our_dir.path().join("tmp/out.tar")).expect("our diff file");
@@ -451,4 +514,218 @@ fn go_tool_and_layerstore_agree() {
         our_file,
         std::fs::read(go_fixtures().join("tars/basic.tar")).expect("basic.tar")
     );
+}
+
+const ID_FIRST: &str = "6666666666666666666666666666666666666666666666666666666666666666";
+const ID_LAST: &str = "7777777777777777777777777777777777777777777777777777777777777777";
+
+/// Each form of the Go tool's flag parser (store doc §5.2): repeats (the last value wins,
+/// lists append, before and after the command), booleans with `=value`, quotes in `=`
+/// forms, groups of one-letter flags, and the errors mflag gives for bad groups.
+fn flag_forms() -> Vec<Step> {
+    let store = ["--graph", "{ROOT}", "--run", "{RUN}", "-s", "vfs"];
+    let with_store = |args: &[&str]| {
+        let mut all: Vec<&str> = store.to_vec();
+        all.extend_from_slice(args);
+        raw(&all)
+    };
+    vec![
+        // Global flags repeated before the command: the upstream suite's helper form.
+        raw(&[
+            "--debug",
+            "--graph",
+            "{ROOT}",
+            "--run",
+            "{RUN}",
+            "--storage-driver",
+            "vfs",
+            "--debug=false",
+            "layers",
+        ]),
+        raw(&[
+            "--graph", "{ROOT}/x", "--graph", "{ROOT}", "-R", "{RUN}", "-s", "vfs", "status",
+        ]),
+        raw(&[
+            "-g", "{ROOT}", "-R", "{RUN}/x", "-s", "vfs", "status", "-R", "{RUN}",
+        ]),
+        raw(&[
+            "-g", "{ROOT}", "-R", "{RUN}", "-s", "btrfs", "-s", "vfs", "status",
+        ]),
+        // --storage-opt appends, across the command word too.
+        with_store(&[
+            "--storage-opt",
+            "vfs.ignore_chown_errors=true",
+            "--storage-opt=.ignore_chown_errors=true",
+            "status",
+        ]),
+        with_store(&[
+            "--storage-opt",
+            "vfs.ignore_chown_errors=true",
+            "status",
+            "--storage-opt",
+            ".ignore_chown_errors=false",
+        ]),
+        with_store(&["status", "--storage-opt", "vfs.ignore_chown_errors=true"]),
+        // --debug in every spelling, before and after the command.
+        with_store(&["-D", "layers"]),
+        with_store(&["--debug=true", "layers", "--debug=false"]),
+        with_store(&["--debug=0", "layers", "--debug"]),
+        usage_follows(with_store(&["-Dj", "-D", "layers"])),
+        with_store(&["-D", "layers", "-Dj"]),
+        raw(&["-gD", "{ROOT}", "-R", "{RUN}", "-s", "vfs", "layers"]),
+        // Command flags: the last single value wins, lists append.
+        with_store(&[
+            "create-layer",
+            "--id",
+            ID_FIRST,
+            "--id",
+            ID_LAST,
+            "-n",
+            "a",
+            "-n",
+            "b",
+        ]),
+        with_store(&["set-metadata", "-m", "one", "-m", "two", ID_LAST]),
+        with_store(&["metadata", "-q", ID_LAST]),
+        with_store(&[
+            "create-layer",
+            "-j",
+            "--uidmap",
+            "0:1:1",
+            "--uidmap",
+            "0:100000:65536",
+            "--gidmap",
+            "0:200000:65536",
+            "-l",
+            "first",
+            "--label=second",
+            "-n",
+            "mapped",
+        ]),
+        with_store(&["layer", "-j", "mapped"]),
+        // Booleans: repeats, `=value` in Go's spellings, and `--json false` (a positional).
+        with_store(&["layers", "--json", "--json=false"]),
+        with_store(&["layers", "-j", "-j"]),
+        with_store(&["layers", "--json=FALSE"]),
+        with_store(&["layers", "-j=0", "--json=t"]),
+        with_store(&["layers", "--json", "false"]),
+        with_store(&["layers", "--tree", "--tree=f", "-jt"]),
+        with_store(&["layers", "--json="]),
+        with_store(&["layers", "-"]),
+        // Quotes: one level stripped in `=` forms only.
+        with_store(&[
+            "create-layer",
+            "-j",
+            "--name=\"q\"",
+            "-n",
+            "\"r\"",
+            "-n='s'",
+            "-n=\"t",
+            "--name=''",
+        ]),
+        with_store(&["layers"]),
+        // Groups of one-letter flags take values from the next arguments.
+        with_store(&["create-layer", "-nj", "x"]),
+        with_store(&["create-layer", "-nn", "y1", "y2"]),
+        with_store(&["create-layer", "-jn", "z", "-n", "z2"]),
+        with_store(&["create-layer", "-jn"]),
+        with_store(&["create-layer", "-jq"]),
+        with_store(&["create-layer", "-name", "x"]),
+        with_store(&["layers", "-json"]),
+        usage_follows(raw(&[
+            "-graph", "{ROOT}", "-R", "{RUN}", "-s", "vfs", "layers",
+        ])),
+        // `--` ends the flags.
+        with_store(&["create-layer", "--", "-n"]),
+        with_store(&["layers"]),
+        with_store(&["wipe"]),
+    ]
+}
+
+#[test]
+fn go_tool_and_layerstore_parse_flags_alike() {
+    require_or_skip!(Capability::GoTool, Capability::Root);
+    let steps = flag_forms();
+    let (mismatches, _, _go_dir, _our_dir) = differences(&steps);
+    eprintln!(
+        "{} flag forms, {} mismatches",
+        steps.len(),
+        mismatches.len()
+    );
+    assert_agree(&mismatches, steps.len());
+}
+
+const ID_EMPTY: &str = "8888888888888888888888888888888888888888888888888888888888888888";
+
+/// Commands that succeed with an empty answer: a layer with no names, metadata, big data,
+/// changes, mounts or parent owners, an empty big-data item, an empty store.
+fn empty_answers() -> Vec<Step> {
+    vec![
+        step(&["layers"]),
+        step(&["layers", "-j"]),
+        step(&["layers", "-t"]),
+        step(&["create-layer", "--id", ID_EMPTY]),
+        step(&["metadata", ID_EMPTY]),
+        step(&["metadata", "-q", ID_EMPTY]),
+        step(&["metadata", "-j", ID_EMPTY]),
+        step(&["metadata", ID_EMPTY, "nonexist"]),
+        step(&["metadata", "-j", ID_EMPTY, "nonexist"]),
+        step(&["set-metadata", "-m", "", ID_EMPTY]),
+        with_stdin(
+            step(&["set-metadata", "-f", "/dev/null", ID_EMPTY]),
+            "/dev/null",
+        ),
+        step(&["metadata", "-j", ID_EMPTY]),
+        step(&["set-metadata", "-m", "two\n\n", ID_EMPTY]),
+        step(&["metadata", ID_EMPTY]),
+        step(&["metadata", "-j", ID_EMPTY]),
+        step(&["get-names", ID_EMPTY]),
+        step(&["get-names", "-j", ID_EMPTY]),
+        step(&["set-names", ID_EMPTY]),
+        step(&["set-names", "-j", ID_EMPTY]),
+        step(&["add-names", "-j", ID_EMPTY]),
+        step(&["list-layer-data", ID_EMPTY]),
+        step(&["list-layer-data", "-j", ID_EMPTY]),
+        step(&["set-layer-data", "-f", "/dev/null", ID_EMPTY, "empty"]),
+        step(&["get-layer-data", ID_EMPTY, "empty"]),
+        step(&[
+            "get-layer-data",
+            "-f",
+            "{TMP}/empty-item",
+            ID_EMPTY,
+            "empty",
+        ]),
+        step(&["list-layer-data", "-j", ID_EMPTY]),
+        step(&["changes", ID_EMPTY]),
+        step(&["changes", "-j", ID_EMPTY]),
+        step(&["diffsize", ID_EMPTY]),
+        binary(step(&["diff", "-u", ID_EMPTY])),
+        step(&["mounted", ID_EMPTY]),
+        step(&["mounted", "-j", ID_EMPTY]),
+        step(&["layer-parent-owners", ID_EMPTY]),
+        step(&["layer-parent-owners", "-j", ID_EMPTY]),
+        step(&["layer", ID_EMPTY]),
+        step(&["layer", "-j", ID_EMPTY]),
+        step(&["exists", "-q", ID_EMPTY]),
+        step(&["version"]),
+        step(&["delete-layer", ID_EMPTY]),
+        step(&["layers", "-j"]),
+        step(&["wipe"]),
+        step(&["wipe", "-j"]),
+        step(&["shutdown"]),
+    ]
+}
+
+#[test]
+fn go_tool_and_layerstore_agree_on_empty_answers() {
+    require_or_skip!(Capability::GoTool, Capability::Root);
+    let steps = empty_answers();
+    let (mismatches, go_out, _go_dir, _our_dir) = differences(&steps);
+    let succeeding = go_out.iter().filter(|o| o.code == Some(0)).count();
+    eprintln!(
+        "{} command lines ({succeeding} succeed for Go), {} mismatches",
+        steps.len(),
+        mismatches.len()
+    );
+    assert_agree(&mismatches, steps.len());
 }

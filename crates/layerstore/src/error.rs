@@ -31,6 +31,18 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The layer's record (written by another tool: Go accepts any string as an ID) has an ID
+    /// the store's rule refuses ([`layerstore_model::validate_store_id`]), so no path is built
+    /// from it: its files are neither read nor changed.
+    #[error(
+        "layer {id:?}: {reason}, so its files are not touched (`check --repair` sets its record aside)"
+    )]
+    UnsafeId {
+        /// The layer's ID.
+        id: String,
+        /// What the rule says about it.
+        reason: String,
+    },
     /// The layer is the parent of another (Go: `used by layer <child>: layer has children`).
     #[error("layer {id}: used by layer {child}: layer has children")]
     HasChildren {
@@ -88,6 +100,10 @@ pub enum Error {
     /// use by a container`).
     #[error("layer {0}: a layer is mounted: layer is in use by a container")]
     LayerMounted(String),
+    /// The layer's mount count is at its maximum (a hand-edited `mountpoints.json`); one more
+    /// mount would wrap it.
+    #[error("layer {0}: its mount count cannot go higher")]
+    MountCountOverflow(String),
     /// The layer was never mounted (Go: `layer is not mounted`).
     #[error("layer {0}: layer is not mounted")]
     NotMounted(String),
@@ -120,6 +136,18 @@ pub enum Error {
     /// Encoding a record or a generated ID failed.
     #[error(transparent)]
     Model(#[from] layerstore_model::Error),
+    /// A file or directory of the store is not of the kind the store keeps there (a FIFO as
+    /// `<id>.tar-split.gz`, a symlink as a big-data directory, ...). It is neither followed
+    /// nor read.
+    #[error("{}: {found} where the store keeps {expected}", path.display())]
+    UnexpectedFileType {
+        /// The file.
+        path: PathBuf,
+        /// What the store keeps there (`a regular file`, `a directory`).
+        expected: &'static str,
+        /// What is there instead (`a FIFO`, `a symlink`, ...).
+        found: &'static str,
+    },
     /// A file operation of the store failed.
     #[error("{op} {}: {source}", path.display())]
     Io {

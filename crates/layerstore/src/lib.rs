@@ -37,6 +37,8 @@
 //!     layers.lock                     0644  fcntl lock + 64-byte last-writer token
 //!     <id>.tar-split.gz               0600  tar-split records of the applied diff
 //!     <id>/<big-data name>            0600  big data ("key" or "=base64(key)")
+//!     layers.set-aside.json           0600  records taken out by check --repair, wipe or a
+//!                                           delete (ours only, see below)
 //!   <driver>-images/images.lock, <driver>-containers/containers.lock
 //! <runroot>/                          0700
 //!   <driver>-layers/mountpoints.json  0600  [{"id","path","count"}] of mounted layers
@@ -71,14 +73,61 @@
 //! Go does, and stray temp files. So a crash at any point never leaves a layer listed that
 //! cannot give back its diff. [`crash`] names the points tests kill the process at.
 //!
+//! An incomplete layer whose files cannot be removed (a busy mount inside it, a read-only
+//! filesystem, too many open files) does not make the store unopenable, as it does in Go:
+//! it stays listed and flagged, the other incomplete layers are deleted, the handle reports it
+//! ([`LayerStore::cleanup_failures`]; the CLI prints a warning) and does not retry it, and the
+//! next handle (or `check --repair`) tries again.
+//!
 //! # Differences from Go 1.43, on purpose
 //!
 //! * A corrupt or truncated `layers.json` is an error naming the file and position
 //!   ([`Error::CorruptLayers`]); the file is left as it was (Go 1.43 silently drops records).
 //! * Deleting by name resolves the ID before checking for children; mounting by name works.
-//! * Caller-given IDs must be usable as file names (no `/`, not `.`/`..`, not empty).
+//! * IDs follow one rule ([`layerstore_model::validate_store_id`]): `[A-Za-z0-9][A-Za-z0-9._-]*`,
+//!   at most 237 bytes, never a name the store gives its own files (`layers.json`,
+//!   `*.tar-split.gz`, `*.lock`, `tmp`, ...). A caller-given ID that breaks it is
+//!   [`Error::InvalidId`] (Go accepts `--id layers.json`, and its delete then damages the
+//!   store). Random IDs (64 hex, what podman writes) always pass. A record already on disk
+//!   whose ID breaks the rule (Go accepts any string) is loaded and listed, and its names and
+//!   metadata can be read and changed, but no path is ever built from its ID: every call that
+//!   would touch its files (diff, changes, mount, big data, applydiff, a child on top) is
+//!   [`Error::UnsafeId`]; deleting it, `wipe` and `check --repair` move its record to
+//!   `<driver>-layers/layers.set-aside.json` and leave its files, which the next `check`
+//!   reports as orphans (and its `--repair` removes through the driver's own listing).
+//! * One record of `layers.json` that does not decode (an invalid digest, a bad timestamp, an
+//!   ID that could not name a file) does not make the store unopenable: the other records load,
+//!   the bad one is kept byte for byte and written back on every save, its ID stays taken,
+//!   `check` reports it (`unreadable-record`) and `--repair` (or `wipe`) moves it to
+//!   `layers.set-aside.json`, never deleting it. A file that is not a JSON array of objects
+//!   is still an error. Go 1.43 opens a store with an invalid digest (it keeps digests as
+//!   strings) but drops every record when any field fails to decode.
 //! * Big-data keys that Go's file name would make clash (`.`, `..`, `ab/`, …) are refused
 //!   ([`layerstore_model::check_big_data_key`]); the others are stored under Go's names.
+//! * `mountpoints.json` is not trusted: a record is applied only when its path is where the
+//!   driver keeps that layer (absolute, plain, below the driver's home or an additional
+//!   store's, naming the layer, and still there once symlinks are resolved). Others (`/`, a
+//!   host directory, a path through a symlink out of the home, a count beyond `u32`) are
+//!   ignored, reported by `check` (`untrusted-mount-record`) and dropped by `--repair`, never
+//!   unmounted; Go hands them out (`mount` printed `/`). Counts never wrap: one more mount of
+//!   a layer counted `4294967295` times is [`Error::MountCountOverflow`].
+//! * `check --repair` never acts through a symlink: a mount the kernel shows below the
+//!   driver's home is detached through a descriptor opened from the home without following
+//!   any symlink (`openat2` `RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS`, then `umount2` of
+//!   `/proc/self/fd/N`), and where a symlink stands in the driver's home in a layer's place,
+//!   the link itself is removed before the driver is asked to unmount or remove the layer, so
+//!   another store's layer is never unmounted or deleted.
+//! * A parent cycle in hand-edited records (a layer that is its own parent, or a longer loop)
+//!   ends every walk: deleting a layer of the cycle says it has children (as Go does), `check`
+//!   reports each member (`parent-cycle`) and `--repair` deletes the cycle and every layer
+//!   standing on it.
+//! * The store's files are reached through their directory's descriptor, never through a
+//!   symlink, and no read waits: every file is opened `O_NOFOLLOW|O_NONBLOCK` and must be a
+//!   regular file, every directory (`<driver>-layers/`, a big-data directory) is opened and
+//!   created `O_NOFOLLOW`. A symlink, FIFO or device where the store keeps a file or directory
+//!   is an error naming it ([`Error::UnexpectedFileType`]); `check` reports it
+//!   (`unexpected-file`, or `corrupt-tar-split` for a layer's tar-split) and `--repair` removes
+//!   the entry itself, never its target. Go follows such symlinks and blocks on such FIFOs.
 //!
 //! # Checking and repairing
 //!
@@ -167,6 +216,7 @@
 mod error;
 mod files;
 mod options;
+mod records;
 mod state;
 mod store;
 
@@ -175,7 +225,7 @@ pub mod crash;
 
 pub use error::{Error, Result};
 pub use files::big_data_file_name;
-pub use options::{DiffOptions, LayerOptions, MountOptions, StoreOptions};
+pub use options::{DEFAULT_MAX_LAYER_SIZE, DiffOptions, LayerOptions, MountOptions, StoreOptions};
 pub use store::check::{Action, CheckOptions, CheckReport, Problem, Repair};
 pub use store::{LayerStore, default_registry};
 

@@ -7,6 +7,11 @@ use layerstore_driver::Registry;
 use layerstore_model::{Compression, IDMap};
 use serde_json::Value;
 
+/// The default cap on a layer's expanded size, [`StoreOptions::max_layer_size`]: 1 TiB, some
+/// twenty times the largest layers real images ship (model weights of tens of GB), and small
+/// enough to stop a bomb that claims terabytes before it fills a disk of that size.
+pub const DEFAULT_MAX_LAYER_SIZE: u64 = 1 << 40;
+
 /// How to open a [`LayerStore`](crate::LayerStore).
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -25,8 +30,8 @@ pub struct StoreOptions {
     /// The drivers to choose from; `None` uses [`default_registry`](crate::default_registry).
     pub registry: Option<Registry>,
     /// Refuse a layer whose uncompressed tar stream is larger than this many bytes (a
-    /// decompression bomb stops there, and nothing of it stays listed); `None`: no cap, as in
-    /// Go.
+    /// decompression bomb stops there, and nothing of it stays listed). Default:
+    /// [`DEFAULT_MAX_LAYER_SIZE`] (1 TiB); `None`: no cap, as in Go.
     pub max_layer_size: Option<u64>,
 }
 
@@ -44,13 +49,14 @@ impl StoreOptions {
             driver_options: Vec::new(),
             read_only: false,
             registry: None,
-            max_layer_size: None,
+            max_layer_size: Some(DEFAULT_MAX_LAYER_SIZE),
         }
     }
 
-    /// The same options, refusing layers whose uncompressed stream exceeds `bytes`.
-    pub fn with_max_layer_size(mut self, bytes: u64) -> Self {
-        self.max_layer_size = Some(bytes);
+    /// The same options, refusing layers whose uncompressed stream exceeds `bytes` (`None`:
+    /// no cap).
+    pub fn with_max_layer_size(mut self, bytes: impl Into<Option<u64>>) -> Self {
+        self.max_layer_size = bytes.into();
         self
     }
 
@@ -139,4 +145,20 @@ pub struct MountOptions {
     pub mount_label: String,
     /// Mount options passed to the driver (`ro`, ...).
     pub options: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_caps_a_layers_expanded_size_by_default_and_none_lifts_it() {
+        let options = StoreOptions::new("/g", "/r", "vfs");
+        assert_eq!(options.max_layer_size, Some(1 << 40));
+        assert_eq!(
+            options.clone().with_max_layer_size(None).max_layer_size,
+            None
+        );
+        assert_eq!(options.with_max_layer_size(4096).max_layer_size, Some(4096));
+    }
 }

@@ -1,7 +1,7 @@
 //! The in-memory records and their indexes.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use layerstore_lockfile::LastWrite;
@@ -9,6 +9,7 @@ use layerstore_model::{Digest, Layer, MountPointRecord};
 use layerstore_truncindex::TruncIndex;
 
 use crate::error::{Error, Result};
+use crate::records::Unreadable;
 
 /// The in-memory copy of the records, with indexes. Deleted records are tombstones (empty ID)
 /// until the next save compacts them, so a batch of deletions is not quadratic.
@@ -36,6 +37,11 @@ pub(crate) struct State {
     pub(crate) layers_mtime: Option<SystemTime>,
     /// The mountpoints.lock token of the mount counts in memory.
     pub(crate) mounts_seen: Option<LastWrite>,
+    /// Records of layers.json that are not usable layers, kept verbatim and written back.
+    pub(crate) unreadable: Vec<Unreadable>,
+    /// Records of mountpoints.json that were not applied: their path is not where the driver
+    /// mounts that layer, or they do not decode. Dropped at the next save of the mounts.
+    pub(crate) untrusted_mounts: Vec<MountPointRecord>,
 }
 
 impl State {
@@ -79,6 +85,11 @@ impl State {
             }
         }
         self.ids = TruncIndex::new(self.layers.iter().map(|l| l.id.as_str()));
+    }
+
+    /// Whether a record (usable or not) has this ID.
+    pub(crate) fn id_taken(&self, id: &str) -> bool {
+        self.by_id.contains_key(id) || self.unreadable.iter().any(|u| u.id.as_deref() == Some(id))
     }
 
     /// Exact ID, then exact name, then unique ID prefix (Go's lookup order).
@@ -166,13 +177,21 @@ impl State {
         self.layers[index].names = new;
     }
 
-    /// Resets mount state and applies `records` (entries naming unknown layers are dropped).
-    pub(crate) fn apply_mounts(&mut self, records: Vec<MountPointRecord>) {
+    /// Resets mount state and applies `records`. Entries naming unknown layers, or counting
+    /// nothing, are dropped (as in Go); entries whose path `trusted` refuses for the layer (it
+    /// answers for the layer's ID and the recorded path) are dropped too and kept in
+    /// [`State::untrusted_mounts`].
+    pub(crate) fn apply_mounts(
+        &mut self,
+        records: Vec<MountPointRecord>,
+        trusted: impl Fn(&str, &Path) -> bool,
+    ) {
         for layer in &mut self.layers {
             layer.mount_point = None;
             layer.mount_count = 0;
         }
         self.by_mount.clear();
+        self.untrusted_mounts.clear();
         for record in records {
             if record.path.is_empty() || record.count == 0 {
                 continue;
@@ -181,6 +200,10 @@ impl State {
                 continue;
             };
             let path = PathBuf::from(&record.path);
+            if !trusted(&self.layers[index].id, &path) {
+                self.untrusted_mounts.push(record);
+                continue;
+            }
             let layer = &mut self.layers[index];
             layer.mount_point = Some(path.clone());
             layer.mount_count = record.count;
@@ -311,27 +334,37 @@ mod tests {
     #[test]
     fn mount_records_skip_unknown_layers_and_zero_counts() {
         let mut state = state_with(&["a", "b"]);
-        state.apply_mounts(vec![
-            MountPointRecord {
-                id: "a".into(),
-                path: "/m/a".into(),
-                count: 2,
-            },
-            MountPointRecord {
-                id: "gone".into(),
-                path: "/m/g".into(),
-                count: 1,
-            },
-            MountPointRecord {
-                id: "b".into(),
-                path: "/m/b".into(),
-                count: 0,
-            },
-        ]);
+        state.apply_mounts(
+            vec![
+                MountPointRecord {
+                    id: "a".into(),
+                    path: "/m/a".into(),
+                    count: 2,
+                },
+                MountPointRecord {
+                    id: "gone".into(),
+                    path: "/m/g".into(),
+                    count: 1,
+                },
+                MountPointRecord {
+                    id: "b".into(),
+                    path: "/m/b".into(),
+                    count: 0,
+                },
+                MountPointRecord {
+                    id: "b".into(),
+                    path: "/".into(),
+                    count: 1,
+                },
+            ],
+            |id, path| path == Path::new("/m").join(id),
+        );
         assert_eq!(state.layers[0].mount_count, 2);
         assert_eq!(state.layers[1].mount_count, 0);
         assert_eq!(state.by_mount.len(), 1);
         assert_eq!(state.mount_records().len(), 1);
+        assert_eq!(state.untrusted_mounts.len(), 1);
+        assert_eq!(state.untrusted_mounts[0].path, "/");
     }
 
     proptest! {

@@ -1,9 +1,9 @@
 //! [`LayerStore`]: the records, their locking and every operation.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -13,8 +13,8 @@ use layerstore_driver::{
 };
 use layerstore_lockfile::{LastWrite, LockFile, WriteGuard};
 use layerstore_model::{
-    Compression, Digest, Layer, encode_mountpoints_json, generate_id_unused, parse_layers_json,
-    parse_mountpoints_json, validate_id, write_layers_json,
+    Compression, Digest, Layer, MountPointRecord, encode_mountpoints_json, generate_id_unused,
+    validate_store_id,
 };
 use parking_lot::RwLock;
 use serde_json::Value;
@@ -23,10 +23,10 @@ use sha2::{Digest as _, Sha256};
 use crate::crash;
 use crate::error::{Error, Result};
 use crate::files::{
-    big_data_file_name, mkdir_all, remove_dir_if_exists, remove_file_if_exists, sync_dir,
-    touch_file, write_atomic, write_atomic_from,
+    StoreDir, TEMP_PREFIX, big_data_file_name, mkdir_all, read_store_file, touch_file,
 };
 use crate::options::{DiffOptions, LayerOptions, MountOptions, StoreOptions};
+use crate::records::{self, Records, SetAside};
 use crate::state::{State, by_digest, reindex_digests, unindex_digest};
 
 mod additional;
@@ -70,6 +70,9 @@ pub struct LayerStore {
     layers_lock: LockFile,
     mounts_lock: Option<LockFile>,
     state: RwLock<State>,
+    /// Incomplete layers this handle failed to delete (ID → why), not tried again by it: one
+    /// layer that cannot be cleaned up must not make the store unopenable.
+    cleanup_failures: parking_lot::Mutex<BTreeMap<String, String>>,
 }
 
 /// What a refresh under a read lock found.
@@ -77,6 +80,28 @@ enum Refresh {
     Fresh,
     /// Incomplete layers or duplicate names: cleaning up needs the write lock.
     NeedWriteLock,
+}
+
+/// `layer`, if its ID passes the store's rule ([`validate_store_id`]); otherwise
+/// [`Error::UnsafeId`]: no path may be built from it.
+pub(crate) fn usable(layer: &Layer) -> Result<&Layer> {
+    match validate_store_id(&layer.id) {
+        Ok(()) => Ok(layer),
+        Err(layerstore_model::Error::InvalidId { reason, .. }) => Err(Error::UnsafeId {
+            id: layer.id.clone(),
+            reason: reason.to_string(),
+        }),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// The layer's mount count after one more mount; a count at its maximum (a hand-edited
+/// `count:4294967295`) is an error, never a wrap to 0.
+fn mount_count_plus_one(layer: &Layer) -> Result<u32> {
+    layer
+        .mount_count
+        .checked_add(1)
+        .ok_or_else(|| Error::MountCountOverflow(layer.id.clone()))
 }
 
 fn mappings_of(layer: &Layer) -> IdMappings {
@@ -187,6 +212,7 @@ impl LayerStore {
             layers_lock,
             mounts_lock,
             state: RwLock::new(State::default()),
+            cleanup_failures: parking_lot::Mutex::new(BTreeMap::new()),
         };
         store.read(|_| Ok(()))?;
         if !store.read_only {
@@ -245,15 +271,35 @@ impl LayerStore {
 
     /// `<graphroot>/<driver>-layers/<id>.tar-split.gz`.
     pub fn tar_split_path(&self, id: &str) -> PathBuf {
-        self.layers_dir.join(format!("{id}.tar-split.gz"))
-    }
-
-    fn tar_split_temp_path(&self, id: &str) -> PathBuf {
-        self.layers_dir.join(format!(".{id}.tar-split.gz.tmp"))
+        self.layers_dir.join(tar_split_name(id))
     }
 
     fn big_data_dir(&self, id: &str) -> PathBuf {
         self.layers_dir.join(id)
+    }
+
+    /// `<driver>-layers/`, opened without following a symlink; `None` if it does not exist
+    /// (a read-only store that never had layers).
+    fn open_layers_dir(&self) -> Result<Option<StoreDir>> {
+        StoreDir::open(&self.layers_dir)
+    }
+
+    /// `<driver>-layers/` for writing, created if missing (as Go's save does).
+    fn layers_dir_rw(&self) -> Result<StoreDir> {
+        StoreDir::create(&self.layers_dir)
+    }
+
+    /// The run root's `<driver>-layers/` for writing `mountpoints.json`.
+    fn mounts_dir_rw(&self) -> Result<StoreDir> {
+        StoreDir::create(crate::files::parent_of(&self.mounts_json))
+    }
+
+    /// The regular file `name` of `<driver>-layers/` (see [`StoreDir::open_regular`]).
+    fn open_in_layers_dir(&self, name: &str) -> Result<Option<File>> {
+        match self.open_layers_dir()? {
+            Some(dir) => dir.open_regular(name),
+            None => Ok(None),
+        }
     }
 
     // ---------------------------------------------------------------------------------------
@@ -339,14 +385,8 @@ impl LayerStore {
     ) -> Result<Refresh> {
         let layers_mtime = mtime_of(&self.layers_json)?;
         if state.layers_seen.as_ref() != Some(&current) || layers_mtime != state.layers_mtime {
-            let mut layers = match fs::read(&self.layers_json) {
-                Ok(bytes) => parse_layers_json(&bytes).map_err(|source| Error::CorruptLayers {
-                    path: self.layers_json.clone(),
-                    source,
-                })?,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-                Err(e) => return Err(Error::io("read", &self.layers_json, e)),
-            };
+            let records = self.read_layers_json()?;
+            let mut layers = records.layers;
             // Later records win a name (Go); remember whether anything had to change.
             let mut owner: HashMap<&str, usize> = HashMap::new();
             let mut conflicts = Vec::new();
@@ -357,7 +397,9 @@ impl LayerStore {
                     }
                 }
             }
-            let incomplete = !self.read_only && layers.iter().any(Layer::is_incomplete);
+            let failed = self.cleanup_failures.lock().clone();
+            let to_clean = |l: &Layer| l.is_incomplete() && !failed.contains_key(&l.id);
+            let incomplete = !self.read_only && layers.iter().any(to_clean);
             if let Some((_, name)) = conflicts.first()
                 && self.read_only
             {
@@ -378,6 +420,7 @@ impl LayerStore {
             }
             *state = State {
                 layers,
+                unreadable: records.unreadable,
                 ..State::default()
             };
             state.rebuild();
@@ -387,11 +430,11 @@ impl LayerStore {
             if let Some(guard) = write {
                 let doomed: Vec<String> = state
                     .live()
-                    .filter(|l| l.is_incomplete())
+                    .filter(|l| to_clean(l))
                     .map(|l| l.id.clone())
                     .collect();
                 if !doomed.is_empty() {
-                    self.delete_locked(state, guard, &doomed)?;
+                    self.clean_up_incomplete(state, guard, doomed);
                 } else if !conflicts.is_empty() {
                     self.save(state, guard)?;
                 }
@@ -400,6 +443,40 @@ impl LayerStore {
             self.load_mounts(state)?;
         }
         Ok(Refresh::Fresh)
+    }
+
+    /// Deletes incomplete layers (Go's load does). One that cannot be deleted (its files
+    /// cannot be removed: a busy mount, a read-only filesystem, ...) stays flagged and is
+    /// reported by [`cleanup_failures`](Self::cleanup_failures); the others are still deleted
+    /// and the store opens. The next handle tries again, and `check` reports the layer.
+    fn clean_up_incomplete(&self, state: &mut State, guard: &WriteGuard<'_>, doomed: Vec<String>) {
+        let mut remaining = doomed;
+        while !remaining.is_empty() {
+            let Err(err) = self.delete_locked(state, guard, &remaining) else {
+                return;
+            };
+            // The batch stops at its first failure: the first layer still there.
+            let failed = remaining
+                .iter()
+                .position(|id| state.by_id.contains_key(id))
+                .unwrap_or(0);
+            let id = remaining.remove(failed);
+            self.cleanup_failures.lock().insert(id, err.to_string());
+            remaining.retain(|id| state.by_id.contains_key(id));
+            // What is on disk is the truth now (a save may have failed too): read it again.
+            state.layers_seen = None;
+        }
+    }
+
+    /// The incomplete layers (left by an interrupted create or delete) this handle could not
+    /// delete when it loaded the records, with why: they stay listed, flagged `incomplete`,
+    /// until a later open (or `check --repair`) deletes them.
+    pub fn cleanup_failures(&self) -> Vec<(String, String)> {
+        self.cleanup_failures
+            .lock()
+            .iter()
+            .map(|(id, err)| (id.clone(), err.clone()))
+            .collect()
     }
 
     /// Loads `mountpoints.json` if its lock says it changed (read-write stores only).
@@ -418,16 +495,70 @@ impl LayerStore {
     }
 
     fn read_mounts_file(&self, state: &mut State) -> Result<()> {
-        let records = match fs::read(&self.mounts_json) {
-            Ok(bytes) => parse_mountpoints_json(&bytes).map_err(|source| Error::CorruptMounts {
-                path: self.mounts_json.clone(),
-                source,
-            })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::io("read", &self.mounts_json, e)),
-        };
-        state.apply_mounts(records);
+        let (records, bad) = self.read_mountpoints_json()?;
+        state.apply_mounts(records, |id, path| self.trusted_mount_point(id, path));
+        state.untrusted_mounts.extend(bad);
         Ok(())
+    }
+
+    /// Whether `path`, read from `mountpoints.json` (which anyone who can write the run root
+    /// can edit), may be layer `id`'s mount point: an absolute, plain path that lies below the
+    /// driver's home (or an additional image store's) and names the layer, where it resolves
+    /// (symlinks included) to a place that still does. `/`, a host directory, another layer's
+    /// directory or a path through a symlink out of the home are refused; the store never
+    /// hands them out, counts them or unmounts them.
+    pub(crate) fn trusted_mount_point(&self, id: &str, path: &Path) -> bool {
+        use std::path::Component;
+        if !path.is_absolute()
+            || path
+                .components()
+                .any(|c| matches!(c, Component::CurDir | Component::ParentDir))
+        {
+            return false;
+        }
+        let names_layer = |home: &Path, path: &Path| {
+            path.strip_prefix(home)
+                .is_ok_and(|rel| rel.components().any(|c| c.as_os_str() == id))
+        };
+        let homes: Vec<PathBuf> = std::iter::once(self.driver.home().to_path_buf())
+            .chain(self.driver.additional_image_stores())
+            .collect();
+        match fs::canonicalize(path) {
+            Ok(real) => homes
+                .iter()
+                .filter_map(|home| fs::canonicalize(home).ok())
+                .any(|home| names_layer(&home, &real)),
+            // A mount point that is gone (a stale count) is judged by its spelling.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                homes.iter().any(|home| names_layer(home, path))
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The records of `layers.json` as the file holds them (none if it does not exist).
+    pub(crate) fn read_layers_json(&self) -> Result<Records> {
+        let Some(bytes) = read_store_file(&self.layers_json)? else {
+            return Ok(Records::default());
+        };
+        records::parse(&bytes).map_err(|source| Error::CorruptLayers {
+            path: self.layers_json.clone(),
+            source,
+        })
+    }
+
+    /// The records of `mountpoints.json` as the file holds them (none if it does not exist),
+    /// and those that do not decode.
+    pub(crate) fn read_mountpoints_json(
+        &self,
+    ) -> Result<(Vec<MountPointRecord>, Vec<MountPointRecord>)> {
+        let Some(bytes) = read_store_file(&self.mounts_json)? else {
+            return Ok(Default::default());
+        };
+        records::parse_mounts(&bytes).map_err(|source| Error::CorruptMounts {
+            path: self.mounts_json.clone(),
+            source,
+        })
     }
 
     /// Saves `layers.json` (token first, then the file, atomically) and `mountpoints.json`.
@@ -437,10 +568,11 @@ impl LayerStore {
         }
         state.layers_seen = Some(guard.record_write()?);
         crash::point(crash::SAVE_AFTER_TOKEN);
-        let layers = &state.layers;
-        write_atomic(&self.layers_json, 0o600, |out| {
-            write_layers_json(out, layers).map_err(Error::from)
-        })?;
+        let (layers, unreadable) = (&state.layers, &state.unreadable);
+        self.layers_dir_rw()?
+            .write_atomic(layerstore_model::LAYERS_JSON, 0o600, |out| {
+                records::write(out, layers, unreadable)
+            })?;
         state.layers_mtime = mtime_of(&self.layers_json)?;
         self.save_mounts(state)
     }
@@ -453,10 +585,11 @@ impl LayerStore {
         let guard = lock.lock()?;
         state.mounts_seen = Some(guard.record_write()?);
         let bytes = encode_mountpoints_json(&state.mount_records())?;
-        write_atomic(&self.mounts_json, 0o600, |out| {
-            out.write_all(&bytes)
-                .map_err(|e| Error::io("write", &self.mounts_json, e))
-        })
+        self.mounts_dir_rw()?
+            .write_atomic(layerstore_model::MOUNTPOINTS_JSON, 0o600, |out| {
+                out.write_all(&bytes)
+                    .map_err(|e| Error::io("write", &self.mounts_json, e))
+            })
     }
 
     // ---------------------------------------------------------------------------------------
@@ -552,21 +685,19 @@ impl LayerStore {
     ) -> Result<(Layer, u64)> {
         let id = match &options.id {
             Some(id) => {
-                validate_id(id).map_err(|e| match e {
+                validate_store_id(id).map_err(|e| match e {
                     layerstore_model::Error::InvalidId { id, reason } => Error::InvalidId {
                         id,
                         reason: reason.to_string(),
                     },
                     other => Error::Model(other),
                 })?;
-                if state.by_id.contains_key(id) {
+                if state.id_taken(id) {
                     return Err(Error::DuplicateId(id.clone()));
                 }
                 id.clone()
             }
-            None => generate_id_unused(|c| {
-                state.by_id.contains_key(c) || state.by_name.contains_key(c)
-            })?,
+            None => generate_id_unused(|c| state.id_taken(c) || state.by_name.contains_key(c))?,
         };
         let mut names: Vec<String> = Vec::with_capacity(options.names.len());
         for name in &options.names {
@@ -578,11 +709,11 @@ impl LayerStore {
             }
         }
         let parent = match &options.parent {
-            Some(p) if !p.is_empty() => Some(state.layers[state.resolve(p)?].clone()),
+            Some(p) if !p.is_empty() => Some(usable(&state.layers[state.resolve(p)?])?.clone()),
             _ => None,
         };
         let template = match &options.template {
-            Some(t) if !t.is_empty() => Some(state.layers[state.resolve(t)?].clone()),
+            Some(t) if !t.is_empty() => Some(usable(&state.layers[state.resolve(t)?])?.clone()),
             _ => None,
         };
         let mut layer = Layer::new(id.clone());
@@ -681,13 +812,9 @@ impl LayerStore {
                 .map_err(|e| Error::driver(id, "update ID mappings", e))?;
         }
         if let Some(t) = template {
-            let source = self.tar_split_path(&t.id);
-            match File::open(&source) {
-                Ok(mut file) => {
-                    write_atomic_from(&self.tar_split_path(id), 0o600, &mut file)?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("open", source, e)),
+            let dir = self.layers_dir_rw()?;
+            if let Some(mut file) = dir.open_regular(&tar_split_name(&t.id))? {
+                dir.write_atomic_from(&tar_split_name(id), 0o600, &mut file)?;
             }
         }
         match diff {
@@ -710,6 +837,7 @@ impl LayerStore {
     pub fn apply_diff(&self, key: &str, diff: &mut (dyn Read + Send)) -> Result<u64> {
         self.write(|state, guard| {
             let index = state.resolve(key)?;
+            usable(&state.layers[index])?;
             let size = self.apply_diff_locked(state, index, diff)?;
             self.save(state, guard)?;
             Ok(size)
@@ -724,14 +852,12 @@ impl LayerStore {
     ) -> Result<u64> {
         let layer = state.layers[index].clone();
         let id = layer.id.as_str();
-        let temp = self.tar_split_temp_path(id);
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)
-            .map_err(|e| Error::io("create", &temp, e))?;
+        let dir = self.layers_dir_rw()?;
+        let temp_name = tar_split_temp_name(id);
+        let temp = dir.join(&temp_name);
+        // A temp file a crash left is stale (we hold the write lock).
+        dir.remove_file(&temp_name)?;
+        let file = dir.create_new(&temp_name, 0o600)?;
         let mut packer = layerstore_tarsplit::gzip_packer(BufWriter::with_capacity(1 << 20, file));
         let applied = self.driver.apply_diff(
             id,
@@ -749,7 +875,7 @@ impl LayerStore {
             Ok(report) => report,
             Err(e) => {
                 drop(packer);
-                let _ = fs::remove_file(&temp);
+                let _ = dir.remove_file(&temp_name);
                 return Err(Error::driver(id, "apply diff", e));
             }
         };
@@ -762,13 +888,10 @@ impl LayerStore {
                     .map_err(|e| Error::io("write", &temp, e.into_error()))
             })
             .and_then(|f| f.sync_all().map_err(|e| Error::io("fsync", &temp, e)))
-            .and_then(|()| {
-                fs::rename(&temp, self.tar_split_path(id))
-                    .map_err(|e| Error::io("rename", &temp, e))
-            })
-            .and_then(|()| sync_dir(&self.layers_dir));
+            .and_then(|()| dir.rename(&temp_name, &tar_split_name(id)))
+            .and_then(|()| dir.sync());
         if let Err(e) = finished {
-            let _ = fs::remove_file(&temp);
+            let _ = dir.remove_file(&temp_name);
             return Err(e);
         }
         crash::point(crash::PUT_AFTER_TAR_SPLIT);
@@ -814,7 +937,7 @@ impl LayerStore {
     ) -> Result<u64> {
         let guard = self.layers_lock.rlock()?;
         let (layer, from_layer) = self.read_under(&guard, |s| {
-            let layer = s.layers[s.resolve(to)?].clone();
+            let layer = usable(&s.layers[s.resolve(to)?])?.clone();
             let from_layer = match from {
                 Some(f) if !f.is_empty() => s.resolve(f).ok().map(|i| s.layers[i].clone()),
                 _ => None,
@@ -825,6 +948,9 @@ impl LayerStore {
                     .and_then(|p| s.by_id.get(p))
                     .map(|&i| s.layers[i].clone())
             });
+            if let Some(from) = &from_layer {
+                usable(from)?;
+            }
             Ok((layer, from_layer))
         })?;
         let compression = options.compression.unwrap_or(layer.compression);
@@ -871,13 +997,8 @@ impl LayerStore {
     ) -> Result<()> {
         let id = layer.id.as_str();
         let against_parent = from.map(|f| f.id.as_str()) == layer.parent();
-        let tar_split = self.tar_split_path(id);
-        if against_parent {
-            match File::open(&tar_split) {
-                Ok(file) => return self.assemble(layer, file, &tar_split, out),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("open", tar_split, e)),
-            }
+        if against_parent && let Some(file) = self.open_in_layers_dir(&tar_split_name(id))? {
+            return self.assemble(layer, file, &self.tar_split_path(id), out);
         }
         let mappings = mappings_of(layer);
         let from_mappings = from.map(mappings_of).unwrap_or_default();
@@ -993,7 +1114,7 @@ impl LayerStore {
     ) -> Result<T> {
         let guard = self.layers_lock.rlock()?;
         let (layer, from_layer) = self.read_under(&guard, |s| {
-            let layer = s.layers[s.resolve(to)?].clone();
+            let layer = usable(&s.layers[s.resolve(to)?])?.clone();
             let from_layer = match from {
                 Some(f) if !f.is_empty() => Some(s.layers[s.resolve(f)?].clone()),
                 _ => layer
@@ -1001,6 +1122,9 @@ impl LayerStore {
                     .and_then(|p| s.by_id.get(p))
                     .map(|&i| s.layers[i].clone()),
             };
+            if let Some(from) = &from_layer {
+                usable(from)?;
+            }
             Ok((layer, from_layer))
         })?;
         let result = f(&layer, from_layer.as_ref());
@@ -1089,14 +1213,20 @@ impl LayerStore {
     pub fn set_big_data(&self, key: &str, item: &str, data: &mut dyn Read) -> Result<()> {
         self.write(|state, guard| {
             let index = state.resolve(key)?;
-            let id = state.layers[index].id.clone();
+            let id = usable(&state.layers[index])?.id.clone();
             if item.is_empty() {
                 return Err(Error::InvalidBigDataName(id));
             }
             layerstore_model::check_big_data_key(layerstore_model::BigDataOwner::Layer, item)?;
-            let dir = self.big_data_dir(&id);
-            mkdir_all(&dir)?;
-            write_atomic_from(&dir.join(big_data_file_name(item)), 0o600, data)?;
+            // Created and opened without following a symlink: nothing is written through one.
+            let dir = self.layers_dir_rw()?.subdir(&id, true)?.ok_or_else(|| {
+                Error::io(
+                    "open directory",
+                    self.big_data_dir(&id),
+                    io::ErrorKind::NotFound.into(),
+                )
+            })?;
+            dir.write_atomic_from(&big_data_file_name(item), 0o600, data)?;
             if !state.layers[index].big_data_names.iter().any(|n| n == item) {
                 state.layers[index].big_data_names.push(item.to_string());
                 self.save(state, guard)?;
@@ -1105,24 +1235,26 @@ impl LayerStore {
         })
     }
 
-    fn big_data_path(&self, key: &str, item: &str) -> Result<(String, PathBuf)> {
-        let id = self.lookup(key)?;
+    /// A big-data item of the layer, as a reader (a file replaced later stays readable).
+    pub fn big_data(&self, key: &str, item: &str) -> Result<File> {
+        let id = self.read(|s| {
+            s.resolve(key)
+                .and_then(|i| usable(&s.layers[i]))
+                .map(|l| l.id.clone())
+        })?;
         if item.is_empty() {
             return Err(Error::InvalidBigDataName(id));
         }
-        let path = self.big_data_dir(&id).join(big_data_file_name(item));
-        Ok((id, path))
-    }
-
-    /// A big-data item of the layer, as a reader (a file replaced later stays readable).
-    pub fn big_data(&self, key: &str, item: &str) -> Result<File> {
-        let (id, path) = self.big_data_path(key, item)?;
-        File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Error::BigDataUnknown {
-                id,
-                key: item.to_string(),
+        let file = match self.open_layers_dir()? {
+            Some(layers) => match layers.subdir(&id, false)? {
+                Some(dir) => dir.open_regular(&big_data_file_name(item))?,
+                None => None,
             },
-            _ => Error::io("open", &path, e),
+            None => None,
+        };
+        file.ok_or_else(|| Error::BigDataUnknown {
+            id,
+            key: item.to_string(),
         })
     }
 
@@ -1133,16 +1265,10 @@ impl LayerStore {
 
     /// The size in bytes of a big-data item.
     pub fn big_data_size(&self, key: &str, item: &str) -> Result<u64> {
-        let (id, path) = self.big_data_path(key, item)?;
-        fs::metadata(&path)
+        let file = self.big_data(key, item)?;
+        file.metadata()
             .map(|m| m.len())
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => Error::BigDataUnknown {
-                    id,
-                    key: item.to_string(),
-                },
-                _ => Error::io("stat", &path, e),
-            })
+            .map_err(|e| Error::io("stat big data", item, e))
     }
 
     /// The sha256 digest of a big-data item.
@@ -1199,13 +1325,13 @@ impl LayerStore {
         options: &MountOptions,
     ) -> Result<PathBuf> {
         let index = state.resolve(key)?;
-        let layer = &state.layers[index];
+        let layer = usable(&state.layers[index])?;
         if layer.mount_count > 0
             && let Some(path) = &layer.mount_point
             && is_mount_point(path)
         {
             let path = path.clone();
-            state.layers[index].mount_count += 1;
+            state.layers[index].mount_count = mount_count_plus_one(layer)?;
             return Ok(path);
         }
         let id = layer.id.clone();
@@ -1229,12 +1355,13 @@ impl LayerStore {
             .driver
             .get(&id, &mount_opts)
             .map_err(|e| Error::driver(&id, "mount", e))?;
+        let count = mount_count_plus_one(&state.layers[index])?;
         if let Some(old) = state.layers[index].mount_point.take() {
             state.by_mount.remove(&old);
         }
         let layer = &mut state.layers[index];
         layer.mount_point = Some(path.clone());
-        layer.mount_count += 1;
+        layer.mount_count = count;
         state.by_mount.insert(path.clone(), index);
         Ok(path)
     }
@@ -1270,6 +1397,7 @@ impl LayerStore {
             Some(&i) => i,
             None => state.resolve(key)?,
         };
+        usable(&state.layers[index])?;
         let layer = &mut state.layers[index];
         if force && layer.mount_count > 1 {
             layer.mount_count = 1;
@@ -1338,9 +1466,10 @@ impl LayerStore {
     pub fn shutdown(&self, force: bool) -> Result<()> {
         if !self.read_only {
             self.write(|state, _guard| {
+                // A layer whose ID breaks the rule was never mounted by this store.
                 let mounted: Vec<String> = state
                     .live()
-                    .filter(|l| l.mount_count > 0)
+                    .filter(|l| l.mount_count > 0 && usable(l).is_ok())
                     .map(|l| l.id.clone())
                     .collect();
                 if let Some(first) = mounted.first()
@@ -1405,21 +1534,31 @@ impl LayerStore {
                 }
             }
             // Children before parents (post-order), so a failure half-way never orphans one.
+            // A layer met again while its own children are being visited is its own ancestor
+            // (a parent cycle in hand-edited records): it has a child, as Go says.
             let mut ordered: Vec<String> = Vec::with_capacity(ids.len());
             let mut done: HashSet<&str> = HashSet::new();
+            let mut in_progress: HashSet<&str> = HashSet::new();
             for id in &ids {
-                let mut stack: Vec<(&str, bool)> = vec![(id.as_str(), false)];
-                while let Some((current, expanded)) = stack.pop() {
+                // (layer, expanded, its parent on this walk)
+                let mut stack: Vec<(&str, bool, &str)> = vec![(id.as_str(), false, "")];
+                while let Some((current, expanded, parent)) = stack.pop() {
                     if done.contains(current) {
                         continue;
                     }
                     if expanded {
+                        in_progress.remove(current);
                         done.insert(current);
                         ordered.push(current.to_string());
+                    } else if !in_progress.insert(current) {
+                        return Err(Error::HasChildren {
+                            id: parent.to_string(),
+                            child: current.to_string(),
+                        });
                     } else {
-                        stack.push((current, true));
+                        stack.push((current, true, parent));
                         for child in children.get(current).into_iter().flatten() {
-                            stack.push((child, false));
+                            stack.push((child, false, current));
                         }
                     }
                 }
@@ -1428,7 +1567,9 @@ impl LayerStore {
         })
     }
 
-    /// Deletes every layer, newest first (Go's `Wipe`), in one batch.
+    /// Deletes every layer, newest first (Go's `Wipe`), in one batch. Records that are not
+    /// usable layers (see [`check`](Self::check)) are moved to the set-aside file, their files
+    /// left alone.
     pub fn wipe(&self) -> Result<()> {
         self.write(|state, guard| {
             let mut all: Vec<(layerstore_model::Timestamp, usize, String)> = state
@@ -1444,8 +1585,34 @@ impl LayerStore {
                     .then(b.1.cmp(&a.1))
             });
             let ids: Vec<String> = all.into_iter().map(|(_, _, id)| id).collect();
-            self.delete_locked(state, guard, &ids)
+            self.delete_locked(state, guard, &ids)?;
+            // Records that are not usable layers go to the set-aside file, not away.
+            if !state.unreadable.is_empty() {
+                let records = state
+                    .unreadable
+                    .iter()
+                    .map(|u| SetAside {
+                        raw: u.raw.clone(),
+                        reason: format!("wiped: {}", u.reason),
+                    })
+                    .collect();
+                records::set_aside(&self.layers_dir_rw()?, records)?;
+                state.unreadable.clear();
+                self.save(state, guard)?;
+            }
+            Ok(())
         })
+    }
+
+    /// Removes the layer's files in `<driver>-layers/`: its tar-split (and temp) file and its
+    /// big-data directory, never following a symlink.
+    fn remove_layer_files(&self, id: &str) -> Result<()> {
+        let Some(dir) = self.open_layers_dir()? else {
+            return Ok(());
+        };
+        dir.remove_file(&tar_split_name(id))?;
+        dir.remove_file(&tar_split_temp_name(id))?;
+        dir.remove_tree(id)
     }
 
     /// Go's delete sequence for a batch: unmount, flag `incomplete` and save once, remove
@@ -1458,6 +1625,24 @@ impl LayerStore {
     ) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
+        }
+        // Records whose ID breaks the rule: moved to the set-aside file, their files untouched.
+        let mut set_aside = Vec::new();
+        for id in ids {
+            if let Some(&index) = state.by_id.get(id)
+                && let Err(e) = usable(&state.layers[index])
+            {
+                let mut record = state.layers[index].clone();
+                record.set_incomplete(false);
+                set_aside.push((index, SetAside::layer(&record, format!("deleted: {e}"))?));
+            }
+        }
+        if !set_aside.is_empty() {
+            let (indexes, records): (Vec<usize>, Vec<SetAside>) = set_aside.into_iter().unzip();
+            records::set_aside(&self.layers_dir_rw()?, records)?;
+            for index in indexes {
+                state.remove(index);
+            }
         }
         let mut flagged = false;
         for id in ids {
@@ -1487,10 +1672,8 @@ impl LayerStore {
                 .map_err(|e| Error::driver(id, "remove", e))
                 .and_then(|()| {
                     crash::point(crash::DELETE_AFTER_DRIVER_REMOVE);
-                    remove_file_if_exists(&self.tar_split_path(id))
-                })
-                .and_then(|()| remove_file_if_exists(&self.tar_split_temp_path(id)))
-                .and_then(|()| remove_dir_if_exists(&self.big_data_dir(id)));
+                    self.remove_layer_files(id)
+                });
             match removed {
                 Ok(()) => state.remove(index),
                 Err(e) => {
@@ -1507,22 +1690,31 @@ impl LayerStore {
     }
 }
 
+/// `<id>.tar-split.gz`: the layer's tar-split records, in `<driver>-layers/`.
+pub(crate) fn tar_split_name(id: &str) -> String {
+    format!("{id}.tar-split.gz")
+}
+
+/// `.<id>.tar-split.gz.tmp`: the tar-split records being written.
+pub(crate) fn tar_split_temp_name(id: &str) -> String {
+    format!(".{id}.tar-split.gz.tmp")
+}
+
+/// Temp files of interrupted writes: `.tmp-<name>*` (atomic replacements, ours and Go's) and
+/// `.<id>.tar-split.gz.tmp`.
+pub(crate) fn is_temp_name(name: &str) -> bool {
+    name.starts_with(TEMP_PREFIX) || (name.starts_with('.') && name.ends_with(".tar-split.gz.tmp"))
+}
+
 /// Removes the temp files an interrupted atomic write leaves in `dir` (`.tmp-*`,
 /// `.<id>.tar-split.gz.tmp`); the caller holds the lock that guards those writes.
 fn sweep_temps_in(dir: &Path) -> Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io("read directory", dir, e)),
+    let Some(dir) = StoreDir::open(dir)? else {
+        return Ok(());
     };
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let stale = name.starts_with(".tmp-")
-            || (name.starts_with('.') && name.ends_with(".tar-split.gz.tmp"));
-        if stale && entry.file_type().is_ok_and(|t| t.is_file()) {
-            remove_file_if_exists(&entry.path())?;
+    for (name, file_type) in dir.entries()? {
+        if is_temp_name(&name) && file_type == rustix::fs::FileType::RegularFile {
+            dir.remove_file(&name)?;
         }
     }
     Ok(())

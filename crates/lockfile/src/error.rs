@@ -66,6 +66,15 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// Something other than a regular file is at the lock file's path (a symlink, a FIFO, a
+    /// directory, ...). It is not followed, and a FIFO is not waited on.
+    #[error("lock file {path:?} is not a regular file ({found})")]
+    NotRegular {
+        /// The lock file.
+        path: PathBuf,
+        /// What is there (`a symlink`, `a FIFO`, ...).
+        found: &'static str,
+    },
     /// The path is already open in this process with the other access mode (Go: `lock "<p>" is
     /// not a read-only lock` and vice versa).
     #[error(

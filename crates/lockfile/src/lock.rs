@@ -562,7 +562,7 @@ impl<'a> ReadGuard<'a> {
 }
 
 /// The registry key of `path`: absolute, parent canonicalised (created 0700 if missing), and
-/// the file itself canonicalised when it exists (a symlinked lock file maps to its target).
+/// the file name kept as given (a symlinked lock file is refused by the open, not followed).
 fn registry_key(path: &Path) -> Result<PathBuf> {
     let invalid = |reason| Error::InvalidPath {
         path: path.to_path_buf(),
@@ -592,8 +592,9 @@ fn registry_key(path: &Path) -> Result<PathBuf> {
             });
         }
     };
-    let candidate = canonical_parent.join(file_name);
-    Ok(std::fs::canonicalize(&candidate).unwrap_or(candidate))
+    // The file itself is not resolved: a symlink there is refused when opened, never
+    // followed (a token written through it would land in whatever it points to).
+    Ok(canonical_parent.join(file_name))
 }
 
 fn create_parent_dirs(path: &Path, parent: &Path) -> Result<()> {
@@ -609,29 +610,67 @@ fn create_parent_dirs(path: &Path, parent: &Path) -> Result<()> {
 
 /// Opens the lock file as Go's `openLock`: `O_CREAT|O_CLOEXEC`, `O_RDWR` or `O_RDONLY`, mode
 /// 0644; on `ENOENT` the parent directories are created (0700) and the open retried once.
+///
+/// Unlike Go, the open follows no symlink in the last component and does not wait
+/// (`O_NOFOLLOW|O_NONBLOCK`: a FIFO put in the lock file's place would block the read-only open
+/// forever), and anything but a regular file is [`Error::NotRegular`].
 fn open_lock_fd(path: &Path, access: Access) -> Result<OwnedFd> {
     let flags = OFlags::CREATE
         | OFlags::CLOEXEC
+        | OFlags::NOFOLLOW
+        | OFlags::NONBLOCK
+        | OFlags::NOCTTY
         | match access {
             Access::ReadWrite => OFlags::RDWR,
             Access::ReadOnly => OFlags::RDONLY,
         };
     let mode = Mode::RUSR | Mode::WUSR | Mode::RGRP | Mode::ROTH;
     let open = || retry_eintr(|| rustix::fs::open(path, flags, mode));
-    let open_error = |source| Error::Open {
-        path: path.to_path_buf(),
-        source,
+    let open_error = |source: io::Error| match source.raw_os_error() {
+        Some(code) if code == Errno::LOOP.raw_os_error() => Error::NotRegular {
+            path: path.to_path_buf(),
+            found: "a symlink",
+        },
+        _ => Error::Open {
+            path: path.to_path_buf(),
+            source,
+        },
     };
-    match open() {
-        Ok(fd) => Ok(fd),
+    let fd = match open() {
+        Ok(fd) => fd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(parent) = path.parent() {
                 create_parent_dirs(path, parent)?;
             }
-            open().map_err(open_error)
+            open().map_err(open_error)?
         }
-        Err(e) => Err(open_error(e)),
-    }
+        Err(e) => return Err(open_error(e)),
+    };
+    let st = rustix::fs::fstat(&fd).map_err(|e| Error::Stat {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })?;
+    let found = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+        rustix::fs::FileType::RegularFile => {
+            // Reads and locks of a regular file never block anyway; clear the flag so the
+            // blocking `F_SETLKW` semantics stay as they were.
+            rustix::fs::fcntl_setfl(&fd, OFlags::empty()).map_err(|e| Error::Open {
+                path: path.to_path_buf(),
+                source: e.into(),
+            })?;
+            return Ok(fd);
+        }
+        rustix::fs::FileType::Fifo => "a FIFO",
+        rustix::fs::FileType::Directory => "a directory",
+        rustix::fs::FileType::Socket => "a socket",
+        rustix::fs::FileType::CharacterDevice => "a character device",
+        rustix::fs::FileType::BlockDevice => "a block device",
+        _ => "a file of unknown type",
+    };
+    Err(Error::NotRegular {
+        path: path.to_path_buf(),
+        found,
+    })
 }
 
 /// Retries a syscall interrupted by a signal.

@@ -376,3 +376,35 @@ fn current_umask() -> u32 {
         .expect("Umask in /proc/self/status");
     u32::from_str_radix(line.trim(), 8).unwrap()
 }
+
+#[test]
+fn a_fifo_or_a_symlink_in_the_lock_files_place_is_refused_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("fifo.lock");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+    )
+    .expect("mkfifo");
+    let target = dir.path().join("target.lock");
+    std::fs::write(&target, "").expect("target");
+    let link = dir.path().join("link.lock");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    // Nothing ever opens the FIFO for writing: a blocking read-only open would never return.
+    for (path, found) in [(&fifo, "a FIFO"), (&link, "a symlink")] {
+        for read_only in [true, false] {
+            let opened = if read_only {
+                LockFile::open_ro(path)
+            } else {
+                LockFile::open_rw(path)
+            };
+            match opened {
+                Err(Error::NotRegular { path: p, found: f }) => {
+                    assert_eq!((p.file_name(), f), (path.file_name(), found));
+                }
+                other => panic!("{}: {other:?}", path.display()),
+            }
+        }
+    }
+}

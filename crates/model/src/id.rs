@@ -1,5 +1,6 @@
-//! Layer IDs: generating random ones the way containers/storage does, and checking that a
-//! caller-given one is safe to use as a file name.
+//! Layer IDs: generating random ones the way containers/storage does, the store's rule for
+//! the IDs it accepts and builds paths from ([`validate_store_id`]), and the weaker check that
+//! a string can name a file at all ([`validate_id`]).
 
 use rustix::io::Errno;
 use rustix::rand::{GetRandomFlags, getrandom};
@@ -53,6 +54,57 @@ pub fn validate_id(id: &str) -> Result<()> {
         "." | ".." => "an ID must not be \".\" or \"..\"",
         _ if id.contains('/') => "an ID must not contain '/'",
         _ if id.contains('\0') => "an ID must not contain NUL",
+        _ => return Ok(()),
+    };
+    Err(Error::InvalidId {
+        id: id.to_owned(),
+        reason,
+    })
+}
+
+/// The longest ID [`validate_store_id`] accepts: `.<id>.tar-split.gz.tmp`, the longest name
+/// the store makes from an ID, must still fit a file name (255 bytes).
+pub const MAX_ID_LEN: usize = 237;
+
+/// Endings of the names the stores give their own files beside the ones named by IDs
+/// (`layers.json`, `layers.lock`, `mountpoints.json`, `mountpoints.lock`, `images.json`,
+/// `containers.lock`, `volatile-layers.json`, `<id>.tar-split.gz`, temp files): no ID may end
+/// with one.
+pub const RESERVED_ID_SUFFIXES: &[&str] = &[".json", ".lock", ".tar-split.gz", ".tmp"];
+
+/// Names a store directory keeps for itself that no suffix covers (`<driver>-layers/tmp/`,
+/// newer Go's staging area).
+pub const RESERVED_IDS: &[&str] = &["tmp"];
+
+/// The store's rule for IDs: what a caller may give a new layer (and, later, image or
+/// container), and what an ID read from a record must satisfy before the store builds a path
+/// from it.
+///
+/// An ID is `[A-Za-z0-9][A-Za-z0-9._-]*`, at most [`MAX_ID_LEN`] bytes, and never a name the
+/// store gives its own files ([`RESERVED_ID_SUFFIXES`], [`RESERVED_IDS`]): `create-layer --id
+/// layers.json` would make `<driver>-layers/layers.json` both the records and the layer's
+/// big-data directory. Random IDs (64 lowercase hex characters, as podman writes them) always
+/// pass. Go accepts any string; its stores may hold records this rule refuses, which the store
+/// loads and lists but whose files it does not touch.
+///
+/// [`validate_id`] is the weaker check of what can name a file at all.
+pub fn validate_store_id(id: &str) -> Result<()> {
+    let reason = match id.as_bytes() {
+        [] => "an ID must not be empty",
+        [first, ..] if !first.is_ascii_alphanumeric() => {
+            "an ID must start with a letter or a digit"
+        }
+        bytes
+            if !bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) =>
+        {
+            "an ID may hold only letters, digits, '.', '_' and '-'"
+        }
+        bytes if bytes.len() > MAX_ID_LEN => "an ID must be at most 237 bytes long",
+        _ if RESERVED_IDS.contains(&id) || RESERVED_ID_SUFFIXES.iter().any(|s| id.ends_with(s)) => {
+            "the store names its own files so"
+        }
         _ => return Ok(()),
     };
     Err(Error::InvalidId {
@@ -145,6 +197,74 @@ mod tests {
             let err = validate_id(id).unwrap_err().to_string();
             assert!(err.contains(&format!("{id:?}")), "{err}");
             assert!(err.contains(reason), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_store_rule_takes_random_and_plain_ids_and_refuses_its_own_names() {
+        let random = generate_id().unwrap();
+        for id in [
+            random.as_str(),
+            "layer-gzip",
+            "fixture-id-vfs",
+            "a",
+            "A.b_c-9",
+            "0",
+            "layers",
+            "layers.json.x",
+            "x.tar-split",
+            "tmpdir",
+        ] {
+            validate_store_id(id).unwrap_or_else(|e| panic!("{id:?}: {e}"));
+        }
+        let long = "a".repeat(MAX_ID_LEN + 1);
+        for (id, reason) in [
+            ("", "empty"),
+            (".hidden", "start with"),
+            ("-x", "start with"),
+            ("_x", "start with"),
+            ("..", "start with"),
+            ("a b", "only letters"),
+            ("a/b", "only letters"),
+            ("x,upperdir=up,workdir=wk", "only letters"),
+            ("a:b", "only letters"),
+            ("é", "start with"),
+            ("aé", "only letters"),
+            ("a\0b", "only letters"),
+            (long.as_str(), "at most 237"),
+            ("layers.json", "its own files"),
+            ("layers.lock", "its own files"),
+            ("mountpoints.json", "its own files"),
+            ("mountpoints.lock", "its own files"),
+            ("volatile-layers.json", "its own files"),
+            ("images.json", "its own files"),
+            ("abc.tar-split.gz", "its own files"),
+            ("abc.tmp", "its own files"),
+            ("tmp", "its own files"),
+        ] {
+            let err = validate_store_id(id).unwrap_err().to_string();
+            assert!(err.contains(reason), "{id:?}: {err}");
+        }
+        assert!(validate_store_id(&"a".repeat(MAX_ID_LEN)).is_ok());
+        // Everything the store rule takes can name a file.
+        assert!(validate_id(&random).is_ok() && validate_id("layer-gzip").is_ok());
+    }
+
+    proptest::proptest! {
+        /// Whatever the rule accepts is a file name that no store file of a layer can collide
+        /// with: `<id>.tar-split.gz`, `.<id>.tar-split.gz.tmp` and `<id>/` fit in 255 bytes,
+        /// and none equals a reserved name.
+        #[test]
+        fn accepted_ids_are_safe_file_names(id in "[A-Za-z0-9._-]{0,250}") {
+            if validate_store_id(&id).is_ok() {
+                proptest::prop_assert!(validate_id(&id).is_ok());
+                let longest = format!(".{id}.tar-split.gz.tmp");
+                proptest::prop_assert!(longest.len() <= 255, "{}", longest);
+                for reserved in ["layers.json", "layers.lock", "mountpoints.json", "mountpoints.lock", "tmp"] {
+                    proptest::prop_assert_ne!(id.as_str(), reserved);
+                    proptest::prop_assert_ne!(format!("{id}.tar-split.gz"), reserved);
+                }
+            }
         }
     }
 

@@ -17,7 +17,8 @@
 //!   [`parse_mountpoints_json`] / [`encode_mountpoints_json`].
 //! * Big-data items of all three: [`big_data_file_name`] (Go's file names, quirk included)
 //!   and [`check_big_data_key`] (the keys that cannot be stored safely).
-//! * Layer IDs: [`generate_id`], [`generate_id_unused`], [`validate_id`].
+//! * Layer IDs: [`generate_id`], [`generate_id_unused`], the store's ID rule
+//!   [`validate_store_id`], and [`validate_id`] (can the string name a file at all).
 //! * [`GoFormatter`] / [`to_go_json`]: serde_json output with Go's escaping and number
 //!   formatting, for any other JSON that must match Go (e.g. CLI output).
 //!
@@ -118,7 +119,10 @@ pub use files::{
     LAYERS_JSON, MOUNTPOINTS_JSON, MountPointRecord, encode_layers_json, encode_mountpoints_json,
     parse_layers_json, parse_mountpoints_json, write_layers_json,
 };
-pub use id::{generate_id, generate_id_unused, validate_id};
+pub use id::{
+    MAX_ID_LEN, RESERVED_ID_SUFFIXES, RESERVED_IDS, generate_id, generate_id_unused, validate_id,
+    validate_store_id,
+};
 pub use image::{
     IMAGES_JSON, Image, MANIFEST_KEY_PREFIX, encode_images_json, is_manifest_key,
     parse_images_json, write_images_json,

@@ -123,6 +123,15 @@ impl Store {
         }
     }
 
+    /// A store at `<scratch>/graph` and `<scratch>/run` with `driver`.
+    pub fn in_scratch(scratch: &Scratch, driver: &str) -> Self {
+        Store::new(
+            scratch.path().join("graph"),
+            scratch.path().join("run"),
+            driver,
+        )
+    }
+
     /// The global flags selecting this store.
     pub fn flags(&self) -> Vec<String> {
         vec![
@@ -152,6 +161,13 @@ impl Store {
     /// Runs `layerstore <flags> args`.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("runs layerstore")
+    }
+
+    /// Runs `layerstore <flags> args`, killing it and panicking if it has not finished within
+    /// `limit` (a generous bound: it catches a call that would block forever, such as a read of
+    /// a FIFO under the store's lock, not a slow one).
+    pub fn run_bounded(&self, args: &[&str], limit: std::time::Duration) -> Output {
+        run_bounded(self.command(args), &format!("layerstore {args:?}"), limit)
     }
 
     /// Runs it and returns stdout; panics (naming `args`) unless it succeeded.
@@ -245,6 +261,34 @@ impl Store {
                 )
             })
             .collect()
+    }
+}
+
+/// Runs `command` (stdout and stderr piped), killing it and panicking, naming `what`, if it
+/// has not finished within `limit`.
+pub fn run_bounded(mut command: Command, what: &str, limit: std::time::Duration) -> Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let pid = child.id();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = sender.send(child.wait_with_output());
+    });
+    match receiver.recv_timeout(limit) {
+        Ok(output) => {
+            let _ = waiter.join();
+            output.unwrap_or_else(|e| panic!("{what}: {e}"))
+        }
+        Err(_) => {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+            let _ = waiter.join();
+            panic!("{what} did not finish within {limit:?}");
+        }
     }
 }
 

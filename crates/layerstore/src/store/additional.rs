@@ -40,8 +40,11 @@ impl LayerStore {
     ) -> Result<Layer> {
         let info_path = layer.info_path();
         let mut info = Vec::new();
-        std::fs::File::open(&info_path)
-            .and_then(|f| f.take(MAX_INFO_SIZE + 1).read_to_end(&mut info))
+        // Not followed if a symlink, not waited on if a FIFO: the store is someone else's.
+        crate::files::open_store_file(&info_path)?
+            .ok_or_else(|| Error::io("read", &info_path, io::ErrorKind::NotFound.into()))?
+            .take(MAX_INFO_SIZE + 1)
+            .read_to_end(&mut info)
             .map_err(|e| Error::io("read", &info_path, e))?;
         if info.len() as u64 > MAX_INFO_SIZE {
             return Err(Error::io(

@@ -3,17 +3,20 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use layerstore_lockfile::WriteGuard;
-use layerstore_model::{Digest, DigestAlgorithm, Layer, parse_layers_json, parse_mountpoints_json};
+use layerstore_model::{Digest, DigestAlgorithm, Layer, validate_store_id};
+use rustix::fs::FileType;
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
 
 use super::LayerStore;
+use super::{is_temp_name, tar_split_name, usable};
 use crate::error::{Error, Result};
-use crate::files::{big_data_file_name, remove_dir_if_exists, remove_file_if_exists};
+use crate::files::{StoreDir, big_data_file_name};
+use crate::records::{self, SetAside};
 use crate::state::State;
 
 /// Drivers whose [`get`](layerstore_driver::Driver::get) makes a kernel mount, so that a mount
@@ -62,10 +65,39 @@ pub enum Problem {
         /// The layer.
         id: String,
     },
+    /// A record of `layers.json` that is not a usable layer (a field does not decode, e.g. an
+    /// invalid digest, or its ID could not name a file). The store keeps it as it is; repair
+    /// moves it to `<driver>-layers/layers.set-aside.json`.
+    UnreadableRecord {
+        /// Its position in `layers.json`.
+        index: usize,
+        /// Its `id`, if it has a string one.
+        id: Option<String>,
+        /// Why it cannot be used.
+        detail: String,
+    },
+    /// A layer whose ID breaks the store's rule (written by a tool that accepts any string):
+    /// listed, but its files are never touched. Repair moves the record to
+    /// `<driver>-layers/layers.set-aside.json` (unless other layers name it as their parent)
+    /// and leaves its files, which the next check reports as orphans.
+    UnsafeId {
+        /// The layer.
+        id: String,
+        /// What the rule says about it.
+        detail: String,
+    },
     /// The driver has no files for the layer.
     MissingLayerData {
         /// The layer.
         id: String,
+    },
+    /// The layer is its own ancestor: its parent chain (a hand-edited record) comes back to it.
+    /// Repair deletes every layer of the cycle and what stands on them.
+    ParentCycle {
+        /// The layer.
+        id: String,
+        /// The cycle, starting at `id`, each layer followed by its parent.
+        cycle: Vec<String>,
     },
     /// The layer's parent has no record.
     MissingParent {
@@ -154,6 +186,15 @@ pub enum Problem {
         /// The file.
         path: PathBuf,
     },
+    /// Something the store never makes where it keeps its files (a symlink, FIFO, socket or
+    /// device in `<driver>-layers/` or a big-data directory). It is never followed or read;
+    /// repair removes the entry itself.
+    UnexpectedFile {
+        /// The entry.
+        path: PathBuf,
+        /// What it is (`a symlink`, `a FIFO`, ...).
+        found: &'static str,
+    },
     /// `mountpoints.json` counts mounts of the layer, but its mount point is not in the mount
     /// table.
     StaleMountCount {
@@ -163,6 +204,16 @@ pub enum Problem {
         path: PathBuf,
         /// The recorded count.
         count: u32,
+    },
+    /// A record of `mountpoints.json` the store does not apply: its path is not where the
+    /// driver mounts that layer (`/`, a host directory, a path through a symlink out of the
+    /// driver's home), or it does not decode (a count beyond `u32`). Repair drops it; nothing
+    /// is unmounted for it.
+    UntrustedMountRecord {
+        /// The layer it names.
+        id: String,
+        /// The path it records.
+        path: PathBuf,
     },
     /// The layer is mounted in the kernel but `mountpoints.json` counts no mount.
     UncountedMount {
@@ -179,7 +230,10 @@ impl Problem {
     pub fn kind(&self) -> &'static str {
         match self {
             Problem::IncompleteLayer { .. } => "incomplete-layer",
+            Problem::UnreadableRecord { .. } => "unreadable-record",
+            Problem::UnsafeId { .. } => "unsafe-id",
             Problem::MissingLayerData { .. } => "missing-layer-data",
+            Problem::ParentCycle { .. } => "parent-cycle",
             Problem::MissingParent { .. } => "missing-parent",
             Problem::MissingTarSplit { .. } => "missing-tar-split",
             Problem::CorruptTarSplit { .. } => "corrupt-tar-split",
@@ -192,7 +246,9 @@ impl Problem {
             Problem::OrphanTarSplit { .. } => "orphan-tar-split",
             Problem::OrphanBigData { .. } => "orphan-big-data",
             Problem::StaleTempFile { .. } => "stale-temp-file",
+            Problem::UnexpectedFile { .. } => "unexpected-file",
             Problem::StaleMountCount { .. } => "stale-mount-count",
+            Problem::UntrustedMountRecord { .. } => "untrusted-mount-record",
             Problem::UncountedMount { .. } => "uncounted-mount",
         }
     }
@@ -200,8 +256,11 @@ impl Problem {
     /// The layer the problem is about, if it is about one.
     pub fn layer(&self) -> Option<&str> {
         match self {
+            Problem::UnreadableRecord { id, .. } => id.as_deref(),
             Problem::IncompleteLayer { id }
+            | Problem::UnsafeId { id, .. }
             | Problem::MissingLayerData { id }
+            | Problem::ParentCycle { id, .. }
             | Problem::MissingParent { id, .. }
             | Problem::MissingTarSplit { id, .. }
             | Problem::CorruptTarSplit { id, .. }
@@ -211,11 +270,13 @@ impl Problem {
             | Problem::MissingBigData { id, .. }
             | Problem::OrphanLayerData { id }
             | Problem::StaleMountCount { id, .. }
+            | Problem::UntrustedMountRecord { id, .. }
             | Problem::UncountedMount { id, .. } => Some(id),
             Problem::DuplicateName { .. }
             | Problem::OrphanTarSplit { .. }
             | Problem::OrphanBigData { .. }
-            | Problem::StaleTempFile { .. } => None,
+            | Problem::StaleTempFile { .. }
+            | Problem::UnexpectedFile { .. } => None,
         }
     }
 
@@ -228,7 +289,9 @@ impl Problem {
             | Problem::OrphanTarSplit { path }
             | Problem::OrphanBigData { path }
             | Problem::StaleTempFile { path }
+            | Problem::UnexpectedFile { path, .. }
             | Problem::StaleMountCount { path, .. }
+            | Problem::UntrustedMountRecord { path, .. }
             | Problem::UncountedMount { path, .. } => Some(path),
             _ => None,
         }
@@ -241,6 +304,7 @@ impl Problem {
             self,
             Problem::IncompleteLayer { .. }
                 | Problem::MissingLayerData { .. }
+                | Problem::ParentCycle { .. }
                 | Problem::MissingParent { .. }
                 | Problem::MissingTarSplit { .. }
                 | Problem::CorruptTarSplit { .. }
@@ -261,7 +325,20 @@ impl fmt::Display for Problem {
                     "layer {id}: flagged incomplete (an unfinished create or delete)"
                 )
             }
+            Problem::UnreadableRecord { index, id, detail } => match id {
+                Some(id) => write!(f, "record {index} (layer {id:?}) of layers.json: {detail}"),
+                None => write!(f, "record {index} of layers.json: {detail}"),
+            },
+            Problem::UnsafeId { id, detail } => write!(
+                f,
+                "layer {id:?}: {detail}; its files are not checked or touched"
+            ),
             Problem::MissingLayerData { id } => write!(f, "layer {id}: the driver has no files"),
+            Problem::ParentCycle { id, cycle } => write!(
+                f,
+                "layer {id}: is its own ancestor (parents: {} -> {id})",
+                cycle.join(" -> ")
+            ),
             Problem::MissingParent { id, parent } => {
                 write!(f, "layer {id}: parent {parent} has no record")
             }
@@ -314,9 +391,21 @@ impl fmt::Display for Problem {
             Problem::StaleTempFile { path } => {
                 write!(f, "{}: temp file of an unfinished write", path.display())
             }
+            Problem::UnexpectedFile { path, found } => {
+                write!(
+                    f,
+                    "{}: {found} where the store keeps its own files",
+                    path.display()
+                )
+            }
             Problem::StaleMountCount { id, path, count } => write!(
                 f,
                 "layer {id}: counted as mounted {count} time(s) at {}, which is not mounted",
+                path.display()
+            ),
+            Problem::UntrustedMountRecord { id, path } => write!(
+                f,
+                "layer {id}: mountpoints.json records a mount at {}, which is not where the driver mounts it",
                 path.display()
             ),
             Problem::UncountedMount { id, path } => write!(
@@ -332,6 +421,14 @@ impl fmt::Display for Problem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Repair {
+    /// Moved a record from `layers.json` to `<driver>-layers/layers.set-aside.json`, its files
+    /// left as they are.
+    SetAside {
+        /// The record's ID, if it has one.
+        id: Option<String>,
+        /// Its position in `layers.json`, for a record that does not decode.
+        index: Option<usize>,
+    },
     /// Deleted a layer: files, tar-split, big data, record.
     DeleteLayer {
         /// The layer.
@@ -361,6 +458,13 @@ pub enum Repair {
         /// The layer that lost it.
         id: String,
     },
+    /// Dropped a record of `mountpoints.json` the store does not apply.
+    DropMountRecord {
+        /// The layer it names.
+        id: String,
+        /// The path it recorded.
+        path: PathBuf,
+    },
     /// Set the mount count of a layer that is not mounted to 0.
     ResetMountCount {
         /// The layer.
@@ -386,11 +490,24 @@ impl fmt::Display for Repair {
                 id,
                 descends_from: Some(broken),
             } => write!(f, "delete layer {id} (descends from broken layer {broken})"),
+            Repair::SetAside { id: Some(id), .. } => {
+                write!(f, "set the record of layer {id:?} aside")
+            }
+            Repair::SetAside { id: None, index } => write!(
+                f,
+                "set record {} of layers.json aside",
+                index.unwrap_or_default()
+            ),
             Repair::RemoveLayerData { id } => write!(f, "remove driver data of layer {id}"),
             Repair::RemoveFile { path } => write!(f, "remove {}", path.display()),
             Repair::RemoveDirectory { path } => write!(f, "remove directory {}", path.display()),
             Repair::DropName { name, id } => write!(f, "drop name {name:?} from layer {id}"),
             Repair::ResetMountCount { id } => write!(f, "reset the mount count of layer {id}"),
+            Repair::DropMountRecord { id, path } => write!(
+                f,
+                "drop the mount record of layer {id} at {}",
+                path.display()
+            ),
             Repair::Unmount { id, path } => {
                 write!(f, "unmount layer {id} from {}", path.display())
             }
@@ -582,31 +699,17 @@ impl LayerStore {
 
     /// The records and mount counts as the files hold them now, with no load-time cleanup.
     fn snapshot(&self) -> Result<State> {
-        let layers = match fs::read(&self.layers_json) {
-            Ok(bytes) => parse_layers_json(&bytes).map_err(|source| Error::CorruptLayers {
-                path: self.layers_json.clone(),
-                source,
-            })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::io("read", &self.layers_json, e)),
-        };
+        let records = self.read_layers_json()?;
         let mut state = State {
-            layers,
+            layers: records.layers,
+            unreadable: records.unreadable,
             ..State::default()
         };
         state.rebuild();
         if self.mounts_lock.is_some() {
-            let records = match fs::read(&self.mounts_json) {
-                Ok(bytes) => {
-                    parse_mountpoints_json(&bytes).map_err(|source| Error::CorruptMounts {
-                        path: self.mounts_json.clone(),
-                        source,
-                    })?
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-                Err(e) => return Err(Error::io("read", &self.mounts_json, e)),
-            };
-            state.apply_mounts(records);
+            let (records, bad) = self.read_mountpoints_json()?;
+            state.apply_mounts(records, |id, path| self.trusted_mount_point(id, path));
+            state.untrusted_mounts.extend(bad);
         } else {
             // A read-only store counts mounts in this process only.
             let current = self.state.read();
@@ -622,10 +725,31 @@ impl LayerStore {
 
     fn find_problems(&self, state: &State, options: &CheckOptions) -> Result<Vec<Problem>> {
         let mut problems = Vec::new();
-        let ids: HashSet<&str> = state.live().map(|l| l.id.as_str()).collect();
-        for layer in state.live() {
-            self.check_layer(layer, &ids, options, &mut problems)?;
+        for record in &state.unreadable {
+            problems.push(Problem::UnreadableRecord {
+                index: record.index,
+                id: record.id.clone(),
+                detail: record.reason.clone(),
+            });
         }
+        // Every record's ID, usable or not: their files are not orphans, their children have
+        // a parent.
+        let ids: HashSet<&str> = state
+            .live()
+            .map(|l| l.id.as_str())
+            .chain(state.unreadable.iter().filter_map(|u| u.id.as_deref()))
+            .collect();
+        for layer in state.live() {
+            match usable(layer) {
+                Ok(layer) => self.check_layer(layer, &ids, options, &mut problems)?,
+                Err(Error::UnsafeId { id, reason }) => {
+                    problems.push(Problem::UnsafeId { id, detail: reason });
+                }
+                Err(other) => return Err(other),
+            }
+        }
+
+        problems.extend(parent_cycles(state));
 
         let mut holders: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for layer in state.live() {
@@ -655,9 +779,7 @@ impl LayerStore {
             }
         }
         self.find_stray_files(&ids, &mut problems)?;
-        if MOUNTING_DRIVERS.contains(&self.driver.name()) {
-            self.find_mount_problems(state, &mut problems)?;
-        }
+        self.find_mount_problems(state, &mut problems)?;
         Ok(problems)
     }
 
@@ -682,14 +804,25 @@ impl LayerStore {
                 parent: parent.to_string(),
             });
         }
-        for key in &layer.big_data_names {
-            let path = self.big_data_dir(id).join(big_data_file_name(key));
-            if fs::symlink_metadata(&path).is_err() {
-                problems.push(Problem::MissingBigData {
-                    id: id.to_string(),
-                    key: key.clone(),
-                    path,
-                });
+        if !layer.big_data_names.is_empty() {
+            // A big-data directory that is not one (a symlink, ...) holds none of the items.
+            let dir = match self.open_layers_dir()? {
+                Some(layers) => layers.subdir(id, false).ok().flatten(),
+                None => None,
+            };
+            for key in &layer.big_data_names {
+                let name = big_data_file_name(key);
+                let present = match &dir {
+                    Some(dir) => dir.file_type(&name)? == Some(FileType::RegularFile),
+                    None => false,
+                };
+                if !present {
+                    problems.push(Problem::MissingBigData {
+                        id: id.to_string(),
+                        key: key.clone(),
+                        path: self.big_data_dir(id).join(name),
+                    });
+                }
             }
         }
         if !self.driver.exists(id) {
@@ -701,16 +834,25 @@ impl LayerStore {
             return Ok(());
         };
         let path = self.tar_split_path(id);
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        let file = match self.open_in_layers_dir(&tar_split_name(id)) {
+            Ok(Some(file)) => file,
+            Ok(None) => {
                 problems.push(Problem::MissingTarSplit {
                     id: id.to_string(),
                     path,
                 });
                 return Ok(());
             }
-            Err(e) => return Err(Error::io("open", &path, e)),
+            // A FIFO or a symlink in its place: reported without being opened or followed.
+            Err(err @ Error::UnexpectedFileType { .. }) => {
+                problems.push(Problem::CorruptTarSplit {
+                    id: id.to_string(),
+                    path,
+                    detail: err.to_string(),
+                });
+                return Ok(());
+            }
+            Err(err) => return Err(err),
         };
         if !options.verify_contents {
             return Ok(());
@@ -758,35 +900,64 @@ impl LayerStore {
         Ok(())
     }
 
-    /// Orphaned tar-split files and big-data directories, and temp files of atomic writes.
+    /// Orphaned tar-split files and big-data directories, temp files of atomic writes, and
+    /// entries of a kind the store never makes (symlinks, FIFOs, ...), none of them followed.
     fn find_stray_files(&self, ids: &HashSet<&str>, problems: &mut Vec<Problem>) -> Result<()> {
         let mut found = Vec::new();
-        for entry in read_dir_sorted(&self.layers_dir)? {
-            let (name, path, is_dir) = entry;
-            if is_temp_name(&name) && !is_dir {
-                found.push(Problem::StaleTempFile { path });
-            } else if let Some(id) = name.strip_suffix(".tar-split.gz") {
-                if !is_dir && !name.starts_with('.') && !ids.contains(id) {
-                    found.push(Problem::OrphanTarSplit { path });
-                }
-            } else if is_dir && !ids.contains(name.as_str()) {
-                // `tmp/` is newer Go's staging area, not a layer's.
-                if name != "tmp" && layerstore_model::validate_id(&name).is_ok() {
-                    found.push(Problem::OrphanBigData { path });
-                }
-            } else if is_dir {
-                for (inner, inner_path, inner_dir) in read_dir_sorted(&path)? {
-                    if !inner_dir && is_temp_name(&inner) {
-                        found.push(Problem::StaleTempFile { path: inner_path });
+        if let Some(layers) = self.open_layers_dir()? {
+            for (name, file_type) in layers.entries()? {
+                let path = layers.join(&name);
+                match file_type {
+                    FileType::RegularFile => {
+                        if is_temp_name(&name) {
+                            found.push(Problem::StaleTempFile { path });
+                        } else if let Some(id) = name.strip_suffix(".tar-split.gz")
+                            && !name.starts_with('.')
+                            && !ids.contains(id)
+                        {
+                            found.push(Problem::OrphanTarSplit { path });
+                        }
                     }
+                    FileType::Directory if !ids.contains(name.as_str()) => {
+                        // `tmp/` is newer Go's staging area, not a layer's.
+                        if name != "tmp" && layerstore_model::validate_id(&name).is_ok() {
+                            found.push(Problem::OrphanBigData { path });
+                        }
+                    }
+                    FileType::Directory => {
+                        let Some(dir) = layers.subdir(&name, false)? else {
+                            continue;
+                        };
+                        for (inner, inner_type) in dir.entries()? {
+                            let inner_path = dir.join(&inner);
+                            match inner_type {
+                                FileType::RegularFile if is_temp_name(&inner) => {
+                                    found.push(Problem::StaleTempFile { path: inner_path });
+                                }
+                                FileType::RegularFile | FileType::Directory => {}
+                                other => found.push(Problem::UnexpectedFile {
+                                    path: inner_path,
+                                    found: crate::files::kind_name(other),
+                                }),
+                            }
+                        }
+                    }
+                    other => found.push(Problem::UnexpectedFile {
+                        path,
+                        found: crate::files::kind_name(other),
+                    }),
                 }
             }
         }
-        let mounts_dir = crate::files::parent_of(&self.mounts_json);
-        if self.mounts_lock.is_some() && mounts_dir.is_dir() {
-            for (name, path, is_dir) in read_dir_sorted(mounts_dir)? {
-                if !is_dir && name.starts_with(".tmp-") {
-                    found.push(Problem::StaleTempFile { path });
+        if self.mounts_lock.is_some()
+            && let Some(mounts) = StoreDir::open(crate::files::parent_of(&self.mounts_json))?
+        {
+            for (name, file_type) in mounts.entries()? {
+                if file_type == FileType::RegularFile && name.starts_with(crate::files::TEMP_PREFIX)
+                {
+                    found.push(Problem::StaleTempFile {
+                        path: mounts.join(&name),
+                    });
                 }
             }
         }
@@ -795,6 +966,15 @@ impl LayerStore {
     }
 
     fn find_mount_problems(&self, state: &State, problems: &mut Vec<Problem>) -> Result<()> {
+        for record in &state.untrusted_mounts {
+            problems.push(Problem::UntrustedMountRecord {
+                id: record.id.clone(),
+                path: PathBuf::from(&record.path),
+            });
+        }
+        if !MOUNTING_DRIVERS.contains(&self.driver.name()) {
+            return Ok(());
+        }
         let table = mount_points()?;
         // The table shows resolved paths; the records may hold a path through a symlink.
         let home = self.driver.home();
@@ -802,7 +982,8 @@ impl LayerStore {
             home.to_path_buf(),
             fs::canonicalize(home).unwrap_or_else(|_| home.to_path_buf()),
         ];
-        for layer in state.live() {
+        // A layer whose ID breaks the rule is neither mounted nor unmounted by this store.
+        for layer in state.live().filter(|l| usable(l).is_ok()) {
             if layer.mount_count > 0
                 && let Some(path) = &layer.mount_point
                 && !table.contains(path)
@@ -822,7 +1003,7 @@ impl LayerStore {
             };
             if let Some(&index) = state.by_id.get(first) {
                 let layer = &state.layers[index];
-                if layer.mount_count == 0 {
+                if layer.mount_count == 0 && usable(layer).is_ok() {
                     let shortest = uncounted
                         .entry(layer.id.clone())
                         .or_insert_with(|| path.clone());
@@ -836,6 +1017,209 @@ impl LayerStore {
             problems.push(Problem::UncountedMount { id, path });
         }
         Ok(())
+    }
+
+    /// The driver's own directories in its home (`dir/`, `l/`, `staging/`, `subvolumes/`,
+    /// ...): its directories that are not named after a record.
+    fn driver_layout_dirs(&self, state: &State) -> Vec<String> {
+        let Ok(Some(home)) = StoreDir::open(self.driver.home()) else {
+            return Vec::new();
+        };
+        home.entries()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(name, file_type)| {
+                *file_type == FileType::Directory && !state.by_id.contains_key(name)
+            })
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    /// The symlinks named `id` in the driver's home or one of its own directories
+    /// (`layout_dirs`): where a driver asked to unmount or remove layer `id` would follow a
+    /// symlink to what it points to (another store's layer).
+    fn symlinked_layer_entries(&self, id: &str, layout_dirs: &[String]) -> Vec<PathBuf> {
+        let Ok(Some(home)) = StoreDir::open(self.driver.home()) else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        if home.file_type(id).ok().flatten() == Some(FileType::Symlink) {
+            found.push(home.join(id));
+        }
+        for dir in layout_dirs {
+            if let Ok(Some(dir)) = home.subdir(dir, false)
+                && dir.file_type(id).ok().flatten() == Some(FileType::Symlink)
+            {
+                found.push(dir.join(id));
+            }
+        }
+        found
+    }
+
+    /// Removes layer `id`'s driver data: the symlinks standing where the driver keeps it
+    /// first (the links themselves), so that the driver follows none of them.
+    fn remove_driver_data(&self, id: &str, layout_dirs: &[String]) -> Result<()> {
+        for link in self.symlinked_layer_entries(id, layout_dirs) {
+            remove_entry(&link)?;
+        }
+        self.driver
+            .remove(id)
+            .map_err(|e| Error::driver(id, "remove", e))
+    }
+
+    /// Asks the driver to release a mount of layer `id` it may count (its own unmount and
+    /// bookkeeping), unless a symlink stands where the driver keeps the layer: then only a
+    /// kernel mount at `mounted` (from the mount table) is detached, through its descriptor.
+    fn release_mount(
+        &self,
+        id: &str,
+        layout_dirs: &[String],
+        mounted: Option<&Path>,
+    ) -> Result<()> {
+        if self.symlinked_layer_entries(id, layout_dirs).is_empty() {
+            return self
+                .driver
+                .put(id)
+                .map_err(|e| Error::driver(id, "unmount", e));
+        }
+        match mounted {
+            Some(path) => self.detach_layer_mount(id, path),
+            None => Ok(()),
+        }
+    }
+
+    /// Detaches the mount at `mount_point` (as the kernel's mount table spells it) if it is a
+    /// mount root below the driver's home whose path names layer `id`. The mount is opened
+    /// from the home without following any symlink (`openat2` with `RESOLVE_BENEATH |
+    /// RESOLVE_NO_SYMLINKS`) and detached through that descriptor, so whatever the path leads
+    /// to meanwhile, only that mount is affected: never another store's layer, never a mount
+    /// reached through a symlink.
+    fn detach_layer_mount(&self, id: &str, mount_point: &Path) -> Result<()> {
+        use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxAttributes, StatxFlags};
+        let refuse = |why: &str| {
+            Error::io(
+                "unmount",
+                mount_point,
+                io::Error::other(format!("{why}: left mounted")),
+            )
+        };
+        let home = fs::canonicalize(self.driver.home())
+            .map_err(|e| Error::io("resolve", self.driver.home(), e))?;
+        let below = mount_point
+            .strip_prefix(&home)
+            .map_err(|_| refuse("not below the driver's home"))?;
+        if !below.components().any(|c| c.as_os_str() == id) {
+            return Err(refuse("not a mount of this layer"));
+        }
+        let home_fd = rustix::fs::open(
+            &home,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io("open", &home, e.into()))?;
+        let fd = rustix::fs::openat2(
+            &home_fd,
+            below,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::XDEV | rustix::io::Errno::LOOP => {
+                refuse("reached through a symlink")
+            }
+            e => Error::io("open", mount_point, e.into()),
+        })?;
+        let st = rustix::fs::statx(&fd, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS)
+            .map_err(|e| Error::io("stat", mount_point, e.into()))?;
+        if !(st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT)
+            && st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT))
+        {
+            return Err(refuse("not a mount point"));
+        }
+        // The magic link resolves to exactly the mount the descriptor holds.
+        let by_fd = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+        rustix::mount::unmount(by_fd.as_str(), rustix::mount::UnmountFlags::DETACH)
+            .map_err(|e| Error::io("unmount", mount_point, e.into()))
+    }
+
+    /// Moves unreadable records and layers with an unsafe ID to the set-aside file (those no
+    /// layer names as its parent), and drops them from `state`. Answers whether `state`
+    /// changed.
+    fn set_aside_unusable(
+        &self,
+        state: &mut State,
+        problems: &[Problem],
+        actions: &mut Vec<Action>,
+        fixed: &mut Fixed,
+    ) -> Result<bool> {
+        let parents: HashSet<String> = state
+            .live()
+            .filter_map(|l| l.parent().map(str::to_string))
+            .collect();
+        let mut moved: Vec<(SetAside, Repair)> = Vec::new();
+        let mut refused = Vec::new();
+        for problem in problems {
+            let (id, index, record) = match problem {
+                Problem::UnreadableRecord { index, id, detail } => {
+                    let Some(unreadable) = state.unreadable.iter().find(|u| u.index == *index)
+                    else {
+                        continue;
+                    };
+                    let record = SetAside {
+                        raw: unreadable.raw.clone(),
+                        reason: format!("unreadable: {detail}"),
+                    };
+                    (id.clone(), Some(*index), record)
+                }
+                Problem::UnsafeId { id, detail } => {
+                    let Some(&i) = state.by_id.get(id) else {
+                        continue;
+                    };
+                    let record = SetAside::layer(&state.layers[i], format!("unsafe ID: {detail}"))?;
+                    (Some(id.clone()), None, record)
+                }
+                _ => continue,
+            };
+            let repair = Repair::SetAside {
+                id: id.clone(),
+                index,
+            };
+            match &id {
+                Some(parent) if parents.contains(parent) => refused.push(Action {
+                    repair,
+                    error: Some(format!(
+                        "layers name {parent:?} as their parent; restore or delete them first"
+                    )),
+                }),
+                _ => moved.push((record, repair)),
+            }
+        }
+        if moved.is_empty() {
+            actions.extend(refused);
+            return Ok(false);
+        }
+        let (records, repairs): (Vec<SetAside>, Vec<Repair>) = moved.into_iter().unzip();
+        records::set_aside(&self.layers_dir_rw()?, records)?;
+        for repair in repairs {
+            if let Repair::SetAside { id, index } = &repair {
+                match index {
+                    Some(index) => state.unreadable.retain(|u| u.index != *index),
+                    None => {
+                        if let Some(&i) = id.as_ref().and_then(|id| state.by_id.get(id)) {
+                            state.remove(i);
+                        }
+                    }
+                }
+                fixed.set_aside.insert((id.clone(), *index));
+            }
+            actions.push(Action {
+                repair,
+                error: None,
+            });
+        }
+        actions.extend(refused);
+        Ok(true)
     }
 
     fn check_and_repair(
@@ -872,8 +1256,11 @@ impl LayerStore {
             let mut stack = vec![(root_id, false)];
             while let Some((current, expanded)) = stack.pop() {
                 if expanded {
-                    let because = (!broken.contains(current)).then(|| root.clone());
-                    doomed.push((current.to_string(), because));
+                    // A layer whose ID breaks the rule is set aside, never deleted.
+                    if validate_store_id(current).is_ok() {
+                        let because = (!broken.contains(current)).then(|| root.clone());
+                        doomed.push((current.to_string(), because));
+                    }
                     continue;
                 }
                 if !seen.insert(current) {
@@ -888,8 +1275,12 @@ impl LayerStore {
         drop(children);
         let doomed_ids: HashSet<String> = doomed.iter().map(|(id, _)| id.clone()).collect();
 
+        // Records that are not usable layers: into the set-aside file (written before
+        // layers.json, so a crash in between leaves a copy, never a loss), unless a layer
+        // names them as its parent.
+        let mut changed = self.set_aside_unusable(state, &problems, &mut actions, &mut fixed)?;
+
         // Names: the last record keeps a shared name (Go's load rule).
-        let mut changed = false;
         for problem in &problems {
             if let Problem::DuplicateName { name, ids } = problem
                 && let Some((_, earlier)) = ids.split_last()
@@ -911,14 +1302,14 @@ impl LayerStore {
             }
         }
 
+        let layout_dirs = self.driver_layout_dirs(state);
         // Mounts the kernel disagrees with (doomed layers are unmounted below anyway).
         for problem in &problems {
             match problem {
                 Problem::StaleMountCount { id, .. } if !doomed_ids.contains(id) => {
                     // The driver may still count the lost mount in this process (overlay
-                    // does): let it forget, or a later mount would not remount. Releasing
-                    // what is not mounted is harmless.
-                    let _ = self.driver.put(id);
+                    // does): let it forget, or a later mount would not remount.
+                    let _ = self.release_mount(id, &layout_dirs, None);
                     if let Some(&index) = state.by_id.get(id) {
                         if let Some(path) = state.layers[index].mount_point.take() {
                             state.by_mount.remove(&path);
@@ -933,7 +1324,7 @@ impl LayerStore {
                     fixed.mounts.insert(id.clone());
                 }
                 Problem::UncountedMount { id, path } if !doomed_ids.contains(id) => {
-                    let result = self.driver.put(id);
+                    let result = self.release_mount(id, &layout_dirs, Some(path));
                     if result.is_ok() {
                         fixed.mounts.insert(id.clone());
                     }
@@ -945,6 +1336,18 @@ impl LayerStore {
                         error: result.err().map(|e| e.to_string()),
                     });
                 }
+                Problem::UntrustedMountRecord { id, path } => {
+                    // Not applied when loading, so the next save leaves it out.
+                    changed = true;
+                    fixed.untrusted_mounts.insert((id.clone(), path.clone()));
+                    actions.push(Action {
+                        repair: Repair::DropMountRecord {
+                            id: id.clone(),
+                            path: path.clone(),
+                        },
+                        error: None,
+                    });
+                }
                 _ => {}
             }
         }
@@ -954,13 +1357,21 @@ impl LayerStore {
             let Some(&index) = state.by_id.get(id) else {
                 continue;
             };
-            let counted = state.layers[index].mount_count > 0;
-            let uncounted = problems
-                .iter()
-                .any(|p| matches!(p, Problem::UncountedMount { id: m, .. } if m == id));
-            if counted || uncounted {
-                // Best effort: a layer whose files are gone has nothing mounted to release.
-                let _ = self.driver.put(id);
+            // Release what is mounted for it. Best effort: the driver's remove reports
+            // what is left.
+            let uncounted = problems.iter().find_map(|p| match p {
+                Problem::UncountedMount { id: m, path } if m == id => Some(path.clone()),
+                _ => None,
+            });
+            let counted = state.layers[index]
+                .mount_point
+                .as_ref()
+                .filter(|path| state.layers[index].mount_count > 0 && super::is_mount_point(path))
+                .and_then(|path| fs::canonicalize(path).ok());
+            if let Some(path) = uncounted.or(counted) {
+                let _ = self.release_mount(id, &layout_dirs, Some(&path));
+            } else if state.layers[index].mount_count > 0 {
+                let _ = self.release_mount(id, &layout_dirs, None);
             }
             let layer = &mut state.layers[index];
             layer.mount_count = 0;
@@ -979,12 +1390,8 @@ impl LayerStore {
                     continue;
                 };
                 let removed = self
-                    .driver
-                    .remove(id)
-                    .map_err(|e| Error::driver(id, "remove", e))
-                    .and_then(|()| remove_file_if_exists(&self.tar_split_path(id)))
-                    .and_then(|()| remove_file_if_exists(&self.tar_split_temp_path(id)))
-                    .and_then(|()| remove_dir_if_exists(&self.big_data_dir(id)));
+                    .remove_driver_data(id, &layout_dirs)
+                    .and_then(|()| self.remove_layer_files(id));
                 if removed.is_ok() {
                     state.remove(index);
                     fixed.layers.insert(id.clone());
@@ -1009,17 +1416,17 @@ impl LayerStore {
             let (repair, result) = match problem {
                 Problem::OrphanLayerData { id } => (
                     Repair::RemoveLayerData { id: id.clone() },
-                    self.driver
-                        .remove(id)
-                        .map_err(|e| Error::driver(id, "remove", e)),
+                    self.remove_driver_data(id, &layout_dirs),
                 ),
-                Problem::OrphanTarSplit { path } | Problem::StaleTempFile { path } => (
+                Problem::OrphanTarSplit { path }
+                | Problem::StaleTempFile { path }
+                | Problem::UnexpectedFile { path, .. } => (
                     Repair::RemoveFile { path: path.clone() },
-                    remove_file_if_exists(path),
+                    remove_entry(path),
                 ),
                 Problem::OrphanBigData { path } => (
                     Repair::RemoveDirectory { path: path.clone() },
-                    remove_dir_if_exists(path),
+                    remove_entry(path),
                 ),
                 _ => continue,
             };
@@ -1050,8 +1457,12 @@ impl LayerStore {
 struct Fixed {
     /// Layers deleted.
     layers: HashSet<String>,
+    /// Records set aside: by ID, or by position for one without an ID.
+    set_aside: HashSet<(Option<String>, Option<usize>)>,
     /// Layers whose mount count now agrees with the kernel.
     mounts: HashSet<String>,
+    /// Mount records dropped.
+    untrusted_mounts: HashSet<(String, PathBuf)>,
     /// Names no longer shared.
     names: HashSet<String>,
     /// Orphans and temp files removed: (kind, path or driver ID).
@@ -1062,10 +1473,18 @@ impl Fixed {
     fn covers(&self, problem: &Problem) -> bool {
         match problem {
             Problem::DuplicateName { name, .. } => self.names.contains(name),
+            Problem::UnreadableRecord { index, id, .. } => {
+                self.set_aside.contains(&(id.clone(), Some(*index)))
+            }
+            Problem::UnsafeId { id, .. } => self.set_aside.contains(&(Some(id.clone()), None)),
             Problem::OrphanLayerData { .. }
             | Problem::OrphanTarSplit { .. }
             | Problem::OrphanBigData { .. }
-            | Problem::StaleTempFile { .. } => self.other.contains(&leftover_key(problem)),
+            | Problem::StaleTempFile { .. }
+            | Problem::UnexpectedFile { .. } => self.other.contains(&leftover_key(problem)),
+            Problem::UntrustedMountRecord { id, path } => {
+                self.untrusted_mounts.contains(&(id.clone(), path.clone()))
+            }
             Problem::StaleMountCount { id, .. } | Problem::UncountedMount { id, .. } => {
                 self.mounts.contains(id) || self.layers.contains(id)
             }
@@ -1083,30 +1502,60 @@ fn leftover_key(problem: &Problem) -> (&'static str, String) {
     (problem.kind(), subject)
 }
 
-/// Temp files of atomic writes: `.tmp-<name>*` (ours and Go's) and `.<id>.tar-split.gz.tmp`.
-fn is_temp_name(name: &str) -> bool {
-    name.starts_with(".tmp-") || (name.starts_with('.') && name.ends_with(".tar-split.gz.tmp"))
+/// Every layer that is its own ancestor, in record order. Each layer has at most one parent,
+/// so following parents from each layer not seen yet finds every cycle in linear time.
+fn parent_cycles(state: &State) -> Vec<Problem> {
+    let mut finished: HashSet<&str> = HashSet::new();
+    let mut in_cycle: HashMap<&str, Vec<String>> = HashMap::new();
+    for start in state.live() {
+        let mut path: Vec<&str> = Vec::new();
+        let mut on_path: HashMap<&str, usize> = HashMap::new();
+        let mut current = Some(start.id.as_str());
+        while let Some(id) = current {
+            if finished.contains(id) {
+                break;
+            }
+            if let Some(&at) = on_path.get(id) {
+                let cycle: Vec<&str> = path[at..].to_vec();
+                for (n, member) in cycle.iter().enumerate() {
+                    let rotated: Vec<String> = cycle[n..]
+                        .iter()
+                        .chain(&cycle[..n])
+                        .map(|s| s.to_string())
+                        .collect();
+                    in_cycle.insert(member, rotated);
+                }
+                break;
+            }
+            on_path.insert(id, path.len());
+            path.push(id);
+            current = state.by_id.get(id).and_then(|&i| state.layers[i].parent());
+        }
+        finished.extend(path);
+    }
+    state
+        .live()
+        .filter_map(|layer| {
+            let cycle = in_cycle.get(layer.id.as_str())?;
+            Some(Problem::ParentCycle {
+                id: layer.id.clone(),
+                cycle: cycle.clone(),
+            })
+        })
+        .collect()
 }
 
-/// `(name, path, is_dir)` of a directory's entries, sorted by name; names that are not UTF-8
-/// are skipped (no layer or file of the store has one).
-fn read_dir_sorted(dir: &Path) -> Result<Vec<(String, PathBuf, bool)>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("read directory", dir, e)),
+/// Removes the entry at `path` (a file, a symlink itself, or a directory tree), reaching it
+/// through its directory opened without following a symlink.
+fn remove_entry(path: &Path) -> Result<()> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+    else {
+        return Ok(());
     };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
-        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        out.push((name, entry.path(), is_dir));
+    match StoreDir::open(parent)? {
+        Some(dir) => dir.remove_tree(name),
+        None => Ok(()),
     }
-    out.sort();
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -1144,6 +1593,51 @@ mod tests {
         );
         assert_eq!(component_below(home, Path::new("/g/overlay")), None);
         assert_eq!(component_below(home, Path::new("/g/other/abc")), None);
+    }
+
+    #[test]
+    fn parent_cycles_are_found_and_the_layers_above_them_are_not_in_them() {
+        let mut state = State::default();
+        for (id, parent) in [
+            ("a", "a"),
+            ("b", "c"),
+            ("c", "b"),
+            ("d", "b"),
+            ("e", ""),
+            ("f", "g"),
+            ("g", "h"),
+            ("h", "f"),
+            ("i", "missing"),
+        ] {
+            let mut layer = Layer::new(id);
+            layer.parent = parent.to_string();
+            state.push(layer);
+        }
+        let found: Vec<(String, Vec<String>)> = parent_cycles(&state)
+            .into_iter()
+            .map(|p| match p {
+                Problem::ParentCycle { id, cycle } => (id, cycle),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let expected = [
+            ("a", vec!["a"]),
+            ("b", vec!["b", "c"]),
+            ("c", vec!["c", "b"]),
+            ("f", vec!["f", "g", "h"]),
+            ("g", vec!["g", "h", "f"]),
+            ("h", vec!["h", "f", "g"]),
+        ];
+        assert_eq!(found.len(), expected.len(), "{found:?}");
+        for ((id, cycle), (want_id, want_cycle)) in found.iter().zip(expected) {
+            assert_eq!(
+                (
+                    id.as_str(),
+                    cycle.iter().map(String::as_str).collect::<Vec<_>>()
+                ),
+                (want_id, want_cycle)
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! a layer and records what the differ reported (Go's `ApplyDiffWithDiffer`,
 //! `ApplyDiffFromStagingDirectory`, `CleanupStagingDirectory`, `DifferTarget`).
 
-use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -12,10 +11,10 @@ use layerstore_driver::{Differ, DifferOptions, DifferOutput, IdMappings};
 use layerstore_lockfile::WriteGuard;
 use layerstore_model::Layer;
 
-use super::{LayerStore, mappings_of};
+use super::{LayerStore, mappings_of, tar_split_name, tar_split_temp_name, usable};
 use crate::crash;
 use crate::error::{Error, Result};
-use crate::files::{big_data_file_name, mkdir_all, remove_file_if_exists, write_atomic};
+use crate::files::{StoreDir, big_data_file_name};
 use crate::options::LayerOptions;
 use crate::state::{State, reindex_digests, unindex_digest};
 
@@ -48,7 +47,7 @@ impl LayerStore {
         };
         self.write(|state, guard| {
             let index = state.resolve(key)?;
-            let layer = state.layers[index].clone();
+            let layer = usable(&state.layers[index])?.clone();
             let mut options = options.clone();
             options.id_mappings = mappings_of(&layer);
             let output = self
@@ -121,6 +120,7 @@ impl LayerStore {
     ) -> Result<()> {
         self.write(|state, guard| {
             let index = state.resolve(key)?;
+            usable(&state.layers[index])?;
             self.record_staged_locked(state, guard, index, staging, output)
         })
     }
@@ -139,7 +139,11 @@ impl LayerStore {
     /// The directory holding layer `key`'s own files as a differ writes them (overlay:
     /// `<home>/<id>/diff`), where a differ finds files to reuse (Go's `DifferTarget`).
     pub fn differ_target(&self, key: &str) -> Result<PathBuf> {
-        let id = self.lookup(key)?;
+        let id = self.read(|s| {
+            s.resolve(key)
+                .and_then(|i| usable(&s.layers[i]))
+                .map(|l| l.id.clone())
+        })?;
         self.driver
             .differ_target(&id)
             .map_err(|e| Error::driver(&id, "differ target", e))
@@ -159,16 +163,17 @@ impl LayerStore {
         self.save(state, guard)?;
         crash::point(crash::STAGING_AFTER_INCOMPLETE_RECORD);
 
-        let temp = self.tar_split_temp_path(&id);
+        let dir = self.layers_dir_rw()?;
+        let temp = tar_split_temp_name(&id);
         let before_move = output
             .tar_split
             .as_deref()
             .map_or(Ok(()), |records| {
-                write_atomic(&temp, 0o600, |out| {
+                dir.write_atomic(&temp, 0o600, |out| {
                     let mut gz = GzEncoder::new(out, GzLevel::fast());
                     gz.write_all(records)
                         .and_then(|()| gz.finish().map(drop))
-                        .map_err(|e| Error::io("write", &temp, e))
+                        .map_err(|e| Error::io("write", dir.join(&temp), e))
                 })
             })
             .and_then(|()| {
@@ -177,14 +182,14 @@ impl LayerStore {
                     .map_err(|e| Error::driver(&id, "apply diff from staging directory", e))
             });
         if let Err(e) = before_move {
-            let _ = fs::remove_file(&temp);
+            let _ = dir.remove_file(&temp);
             state.layers[index].set_incomplete(was_incomplete);
             let _ = self.save(state, guard);
             return Err(e);
         }
         crash::point(crash::STAGING_AFTER_MOVE);
 
-        let after_move = self.finish_staged(state, index, &id, &temp, output);
+        let after_move = self.finish_staged(state, index, &id, &dir, &temp, output);
         match after_move {
             Ok(()) => {
                 state.layers[index].set_incomplete(false);
@@ -204,27 +209,34 @@ impl LayerStore {
         state: &mut State,
         index: usize,
         id: &str,
-        temp: &Path,
+        layers_dir: &StoreDir,
+        temp: &str,
         output: &DifferOutput,
     ) -> Result<()> {
-        let tar_split = self.tar_split_path(id);
+        let tar_split = tar_split_name(id);
         if output.tar_split.is_some() {
-            fs::rename(temp, &tar_split).map_err(|e| Error::io("rename", temp, e))?;
-            crate::files::sync_dir(&self.layers_dir)?;
+            layers_dir.rename(temp, &tar_split)?;
+            layers_dir.sync()?;
         } else {
-            remove_file_if_exists(&tar_split)?;
+            layers_dir.remove_file(&tar_split)?;
         }
         if !output.big_data.is_empty() {
-            let dir = self.big_data_dir(id);
-            mkdir_all(&dir)?;
+            let dir = layers_dir.subdir(id, true)?.ok_or_else(|| {
+                Error::io(
+                    "open directory",
+                    layers_dir.join(id),
+                    std::io::ErrorKind::NotFound.into(),
+                )
+            })?;
             for (item, data) in &output.big_data {
                 if item.is_empty() {
                     return Err(Error::InvalidBigDataName(id.to_string()));
                 }
                 layerstore_model::check_big_data_key(layerstore_model::BigDataOwner::Layer, item)?;
-                write_atomic(&dir.join(big_data_file_name(item)), 0o600, |out| {
+                let name = big_data_file_name(item);
+                dir.write_atomic(&name, 0o600, |out| {
                     out.write_all(data)
-                        .map_err(|e| Error::io("write", dir.join(big_data_file_name(item)), e))
+                        .map_err(|e| Error::io("write", dir.join(&name), e))
                 })?;
                 let names = &mut state.layers[index].big_data_names;
                 if !names.iter().any(|n| n == item) {
