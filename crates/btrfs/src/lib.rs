@@ -567,6 +567,11 @@ impl Driver for BtrfsDriver {
     /// Deletes the quota file, the nested subvolumes, then the layer's subvolume, and waits for
     /// a quota rescan when quotas are in use. A missing layer is not an error.
     fn remove(&self, id: &str) -> Result<()> {
+        if RESERVED_NAMES.contains(&id) {
+            // No layer of that ID can have files here (create refuses it): nothing to remove,
+            // and the driver's own directory of that name is left alone.
+            return Ok(());
+        }
         validate(id)?;
         let name = id_cstring(id)?;
         let quota = self.quotas.join(id);

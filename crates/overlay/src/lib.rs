@@ -489,7 +489,11 @@ impl OverlayDriver {
         let path = layer.dir.join("diff");
         match tree::open_dir_at(&layer.fd, c"diff") {
             Ok(fd) => Ok(fd),
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            // O_NOFOLLOW | O_DIRECTORY on a symlink: ELOOP or ENOTDIR.
+            Err(_)
+                if tree::stat_at(&layer.fd, c"diff")
+                    .is_ok_and(|st| tree::file_type(&st) == tree::mode::S_IFLNK) =>
+            {
                 self.open_additional_diff(id, layer)
             }
             Err(e) => Err(Error::layer_io(id, "open", &path, e)),
@@ -940,6 +944,11 @@ impl Driver for OverlayDriver {
     /// `../<id>/diff`), then its directory (never following a symlink, never entering a mount
     /// left inside). A layer that does not exist is removed successfully.
     fn remove(&self, id: &str) -> Result<()> {
+        if RESERVED_NAMES.contains(&id) {
+            // No layer of that ID can have files here (create refuses it): nothing to remove,
+            // and the driver's own directory of that name is left alone.
+            return Ok(());
+        }
         validate(id)?;
         let name = id_cstring(id)?;
         let dir = self.home.join(id);

@@ -347,6 +347,11 @@ impl Driver for VfsDriver {
     /// Removes `dir/<id>` and everything below it (iteratively, whatever its depth, with a
     /// bounded number of descriptors; a symlink there is removed, never followed).
     fn remove(&self, id: &str) -> Result<()> {
+        if RESERVED_NAMES.contains(&id) {
+            // No layer of that ID can have files here (create refuses it): nothing to remove,
+            // and the driver's own directory of that name is left alone.
+            return Ok(());
+        }
         validate(id)?;
         let dir = self.own_dir(id);
         remove_tree_at(self.dirs_fd.as_fd(), &id_cstring(id)?, &dir)
