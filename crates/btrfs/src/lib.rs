@@ -20,15 +20,27 @@
 //! * [`Driver::get`] returns the subvolume's path (no mount, as in Go) and accepts no mount
 //!   option but `ro`; [`Driver::put`] does nothing.
 //! * [`Driver::remove`] first deletes the subvolumes nested in the layer (a container may have
-//!   made some). They are found by walking the layer's tree fd-relative, never following
-//!   symlinks nor entering other mounts, for directories with inode number 256 (every
-//!   subvolume's root, `BTRFS_FIRST_FREE_OBJECTID`): Go's method, which unlike a tree search
-//!   needs no privilege. Deletion is depth-first, since the kernel refuses to delete a
-//!   subvolume that holds another. A layer directory that is not a subvolume is removed
-//!   recursively.
+//!   made some). They are found by walking the layer's tree fd-relative with the drivers'
+//!   iterative walker ([`layerstore_driver::tree::walk_with`]), never following symlinks nor
+//!   entering other mounts, for directories with inode number 256 (every subvolume's root,
+//!   `BTRFS_FIRST_FREE_OBJECTID`): Go's method, which unlike a tree search needs no
+//!   privilege. Deletion is children first, since the kernel refuses to delete a subvolume
+//!   that holds another. A layer directory that is not a subvolume is removed with the
+//!   drivers' remover.
 //! * The diff family is the naive one of [`layerstore_driver::naive`] (`.wh.` whiteouts applied
 //!   into the snapshot); [`Driver::diff_getter`] reads files straight from the subvolume for
 //!   tar-split reassembly.
+//! * The layer's top directory (the subvolume's root) ends as Go 1.43 leaves it (measured):
+//!   0555 and the mapped root for a base layer, the parent's for a snapshot; `apply_diff` of a
+//!   tarball with `./` takes its mode and owner and its access time as recorded (the epoch
+//!   when absent), the modification time being the apply's end; `update_layer_id_map` leaves
+//!   it alone and shifts everything below, each inode once (the naive rule of
+//!   [`layerstore_driver::naive`]).
+//! * Trust: the home is bind-mounted through `/proc/self/fd` and kept open; `subvolumes` and
+//!   `subvolumes/<id>` are opened with `O_NOFOLLOW` and passed on as descriptors (tar-split
+//!   getter, naive diff family, ID shifting), so a subvolume swapped for a symlink reads or
+//!   writes nothing outside the store; `quotas/<id>` is read as a regular file of at most 64
+//!   bytes. The IDs `subvolumes` and `quotas` are refused.
 //! * [`Driver::status`] prints `Build Version: layerstore ioctls` where Go prints the
 //!   btrfs-progs version it was built with (`Btrfs v6.2`); Go's `Library Version` (the
 //!   btrfs-progs library's) is omitted, as Go omits it when unknown: we link no such library.
@@ -89,6 +101,8 @@
 //!   ignored; kernels from 6.7 remove it themselves once the subvolume is cleaned).
 //! * No SELinux labels (a mount label is accepted and ignored).
 //! * Deleting subvolumes as a non-root user needs the `user_subvol_rm_allowed` mount option.
+//! * Whether the home is a mount point already is read from `statx`'s mount-root attribute
+//!   (Linux 5.8+); older kernels compare devices, which a subvolume as home would fool.
 
 use std::ffi::{CStr, CString};
 use std::io;

@@ -146,8 +146,9 @@ const MAPPED: u32 = 100_000;
 const UIDMAP: &str = "0:100000:6";
 
 /// Issue 15 item 2 on one driver: creates a child with `--uidmap 0:R:6 --gidmap 0:R:6` on a
-/// parent holding two hard links to one root-owned file; returns what the child shows.
-fn mapped_child(store: &Store, tar: &Path, go: bool) -> MappedView {
+/// parent holding two hard links to one root-owned file; returns what the child shows, and
+/// its ID.
+fn mapped_child(store: &Store, tar: &Path, go: bool) -> (MappedView, String) {
     let create = |args: &[&str]| {
         if go {
             go_layer(store, args)
@@ -182,7 +183,7 @@ fn mapped_child(store: &Store, tar: &Path, go: bool) -> MappedView {
     let merged = PathBuf::from(mount(&["mount", &child]));
     let view = mapped_view(&merged);
     mount(&["unmount", &child]);
-    view
+    (view, child)
 }
 
 #[test]
@@ -197,9 +198,9 @@ fn hard_links_are_shifted_once_under_id_mappings_on_every_driver_as_go_does() {
         ("vfs", scratch.path().to_path_buf()),
         ("btrfs", disk.path().to_path_buf()),
     ] {
-        let ours = mapped_child(&store_in(&root.join("ours"), driver), &tar, false);
+        let (ours, _) = mapped_child(&store_in(&root.join("ours"), driver), &tar, false);
         let go_store = store_in(&root.join("go"), driver);
-        let go = mapped_child(&go_store, &tar, true);
+        let (go, _) = mapped_child(&go_store, &tar, true);
         let _ = go_store.go(&["shutdown"]);
         assert_eq!(ours, go, "{driver}: ours vs the Go tool");
         go_views.push(go);
@@ -216,12 +217,15 @@ fn hard_links_are_shifted_once_under_id_mappings_on_every_driver_as_go_does() {
     // Overlay chowns through a mount, whose copy-up splits the links: they are joined again.
     // (Go 1.43 shifts at mount time where the kernel has idmapped lowers; made to chown, it
     // leaves `f` unshifted and the links split, measured with idmapped-lower-dir-false.)
+    // Its upper dir is owned by the mapped root, as Go recreates it.
     let overlay = store_in(&scratch.path().join("overlay"), "overlay");
-    let view = mapped_child(&overlay, &tar, false);
+    let (view, child) = mapped_child(&overlay, &tar, false);
     assert_eq!(
         (view.f, view.g, view.linked),
         (expected.f, expected.g, true)
     );
+    let upper = fs::metadata(layer_root(&overlay, &child)).unwrap();
+    assert_eq!((upper.uid(), upper.gid()), (MAPPED, MAPPED));
     let _ = overlay.run(&["shutdown"]);
 }
 

@@ -39,6 +39,16 @@
 //! once, as Go's refcounter does. [`Driver::cleanup`] unmounts what this driver mounted and
 //! undoes the home's bind mount.
 //!
+//! The layer's `diff/` (its top directory in every mount), as Go 1.43 leaves it (measured):
+//! made 0555 and owned by the mapped root for a base layer, with the parent's mode and owner
+//! for a child; a tarball's `./` entry changes nothing (Go's `Unpack` skips it): the
+//! modification time is the kernel's (entries created in it), the access time the apply's end
+//! (Go reads the tree to size it). Applied naively (a parent other than the layer's own) the
+//! rule of the naive drivers holds instead (see [`layerstore_driver::naive::apply_diff`]).
+//! `update_layer_id_map` shifts every file below through a mount, each inode once (hard links
+//! split by copy-up are linked again), then gives `diff/` the mapped root as owner, as Go's
+//! rotation of the upper dir does.
+//!
 //! Everything in the home is input: `link` and `lower` are read as regular files of bounded
 //! size, never through a symlink, and hold only link names of the driver's form (26 base32
 //! characters); `l/<link>` must be exactly `../<id>/diff`; a layer directory, its `diff`,
@@ -1147,6 +1157,24 @@ impl Driver for OverlayDriver {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Shifts every file below the merged tree (naive, each inode once, split hard links
+    /// joined again), then gives `diff/` the mapped root as owner, as Go 1.43 recreates it.
+    fn update_layer_id_map(
+        &self,
+        id: &str,
+        to_container: &layerstore_driver::IdMappings,
+        to_host: &layerstore_driver::IdMappings,
+        mount_label: &str,
+    ) -> Result<()> {
+        naive::update_layer_id_map(self, id, to_container, to_host, mount_label)?;
+        let layer = self.open_layer(id)?;
+        let diff = self.open_own_diff(id, &layer)?;
+        let diff_path = layer.dir.join("diff");
+        let owner = to_host.root_owner(id, &diff_path)?;
+        self.chown_fd(diff.as_fd(), owner)
+            .map_err(|e| Error::layer_io(id, "chown", &diff_path, e))
     }
 
     /// Native (when `parent` is the layer's real parent): untar straight into `diff/` with

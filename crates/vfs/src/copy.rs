@@ -20,17 +20,21 @@
 //! destination refuses with `EPERM` or `ENOTSUP` (`trusted.*` when not root,
 //! `security.selinux` without SELinux) is skipped, as Go copies only a fixed subset.
 //!
-//! # Two threads, few calls per file
+//! # Two threads, few calls per file, any depth
 //!
 //! Copying a tree is kernel work that scales across cores even on one tmpfs, so the calling
 //! thread walks the source (reads directories, makes directories, symlinks, devices and
 //! hardlinks) and hands regular files, in batches of one directory's files, to a worker
 //! thread through a short queue; when the queue is full the walker copies the batch itself.
-//! A directory gets its metadata from whichever thread drops the last reference to it (its
-//! own walk, its queued batches, its subdirectories), so only once its contents are complete.
-//! The first copy of a multiply-linked inode is created while holding the table of copies,
-//! so a link made on the other thread always finds its target. The first error stops both
-//! threads and is the one reported.
+//! The walk is iterative: both trees' directories along the current path sit in
+//! [`DirChain`]s, which keep the last 16 open and reopen a parent through `..` (checking its
+//! device and inode) on the way back up, so the depth costs neither stack nor descriptors. A
+//! batch holds duplicated descriptors of its directory; the walker finishes a directory
+//! (owner, attributes, mode, times) on its way back up, or, while batches of its files are
+//! still queued, as soon as they are done (at most a few wait, each with its two
+//! descriptors); the root last. The first copy of a multiply-linked inode is created while
+//! holding the table of copies, so a link made on the other thread always finds its target.
+//! The first error stops both threads and is the one reported.
 //!
 //! A regular file costs `openat` (source), `statx` (its type from `getdents`, checked on the
 //! open descriptor), `openat(O_CREAT|O_EXCL)`, `copy_file_range`, `flistxattr`, `futimens`

@@ -15,6 +15,29 @@
 //! where the filesystem offers it. "Mounting" returns the directory. Diffs are the naive ones
 //! of [`layerstore_driver::naive`] (`.wh.` whiteouts on apply).
 //!
+//! # The layer's top directory (as Go 1.43 leaves it, measured)
+//!
+//! * `create`: 0555 and the mapped root for a base layer; a child copies its parent's (mode,
+//!   owner, times).
+//! * `apply_diff` (and `import-layer`) of a tarball with a `./` entry: the entry's mode and
+//!   owner (mapped), its access time as recorded (the epoch when the header has none); the
+//!   modification time is when the apply finished (Go's extraction makes and removes a
+//!   temporary directory there last). Without `./`: mode, owner and access time stay, the
+//!   modification time is the apply's too.
+//! * `update_layer_id_map` (a child created with other ID mappings than its parent's): the top
+//!   directory keeps its owner, as Go's walk skips `.`; everything below is shifted, each
+//!   inode once.
+//!
+//! # Trust
+//!
+//! The graph root is followed as configured; `vfs`, `dir` and `dir/<id>` are opened with
+//! `O_NOFOLLOW` (the first two once, when the driver starts) and every operation on a layer
+//! works through the descriptor of `dir/<id>` (copy, apply, diff, changes, the tar-split file
+//! getter, ID shifting, removal), so swapping `dir/<id>` for a symlink at any moment reads or
+//! writes nothing outside the store. Trees of any depth are copied, walked and removed with
+//! the drivers' iterative walker and a bounded number of descriptors
+//! ([`layerstore_driver::tree`]). The IDs `dir` and `staging` are refused.
+//!
 //! Staged layers (a [`layerstore_driver::Differ`] filling `vfs/staging/<random>`, moved into
 //! `dir/<id>` by one `renameat2(RENAME_EXCHANGE)`, the old tree removed afterwards): the driver
 //! is not told the parent while staging, so the differ writes only the layer's own files with
@@ -51,9 +74,9 @@
 //!
 //! # Limitations
 //!
-//! No quotas (`--storage-opt size=` is refused), no SELinux labels, no `Dedup`; the copy holds
-//! two descriptors per directory level (and per directory with files queued for its second
-//! thread, at most a few), so extremely deep trees need a matching fd limit.
+//! No quotas (`--storage-opt size=` is refused), no SELinux labels, no `Dedup`. A hard link
+//! whose first copy is deeper than `PATH_MAX` is made by opening its directory one level at a
+//! time (slower, but only for such links).
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::CString;
