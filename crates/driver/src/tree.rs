@@ -14,8 +14,9 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use rustix::fs::{AtFlags, Mode, OFlags, Statx, StatxFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Statx, StatxFlags};
 
 /// The `statx` fields the helpers ask for.
 pub const STATX_WANTED: StatxFlags = StatxFlags::BASIC_STATS.union(StatxFlags::MNT_ID);
@@ -89,16 +90,10 @@ pub fn open_dir_following(path: &Path) -> io::Result<OwnedFd> {
 
 /// The names in an open directory, without `.` and `..`, sorted bytewise (Go's `Walk` order).
 pub fn read_names(dir: impl AsFd) -> io::Result<Vec<CString>> {
-    // Reading through a duplicate keeps `dir`'s own offset untouched.
-    let mut reader = rustix::fs::Dir::read_from(dir)?;
-    let mut names = Vec::new();
-    while let Some(entry) = reader.read() {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name != c"." && name != c".." {
-            names.push(name.to_owned());
-        }
-    }
+    let mut names: Vec<CString> = read_typed(dir.as_fd())?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
     names.sort();
     Ok(names)
 }
@@ -314,15 +309,18 @@ pub fn open_dir_checked(dir: impl AsFd, name: &CStr, expected: &Statx) -> io::Re
 
 #[derive(Debug)]
 struct Link {
-    fd: Option<OwnedFd>,
-    id: FileId,
+    /// The directory, while it is in the window (shared with whoever asked for it).
+    fd: Option<Arc<OwnedFd>>,
+    /// Its identity, taken when it leaves the window (checked when it is reopened).
+    id: Option<FileId>,
 }
 
 /// The directories from a root down to the current one, of which only the last
 /// [`OPEN_DIRS`] (and the root) are held open: walking down pushes, walking back up pops and
 /// reopens a closed parent through the child's `..` (`O_NOFOLLOW`), refusing it unless it is
 /// the same directory (device and inode) that was left. Every iterative walk of the drivers
-/// keeps its descriptors in one.
+/// keeps its descriptors in one. A directory leaving the window costs one `statx`; a shallow
+/// walk none.
 #[derive(Debug)]
 pub struct DirChain {
     links: Vec<Link>,
@@ -333,18 +331,20 @@ pub struct DirChain {
 
 impl DirChain {
     /// A chain at `root` (an open directory).
-    pub fn new(root: OwnedFd) -> io::Result<Self> {
+    pub fn new(root: OwnedFd) -> Self {
         Self::with_window(root, OPEN_DIRS)
     }
 
     /// The same, holding at most `window` (at least 2) descriptors open.
-    pub fn with_window(root: OwnedFd, window: usize) -> io::Result<Self> {
-        let id = FileId::of(&stat_fd(&root)?);
-        Ok(DirChain {
-            links: vec![Link { fd: Some(root), id }],
+    pub fn with_window(root: OwnedFd, window: usize) -> Self {
+        DirChain {
+            links: vec![Link {
+                fd: Some(Arc::new(root)),
+                id: None,
+            }],
             first_open: 1,
             window: window.max(2),
-        })
+        }
     }
 
     /// How many directories below the root the current one is.
@@ -352,27 +352,42 @@ impl DirChain {
         self.links.len() - 1
     }
 
-    /// The current directory (always open).
-    pub fn current(&self) -> BorrowedFd<'_> {
+    fn current_link(&self) -> &Arc<OwnedFd> {
         match self.links.last().and_then(|link| link.fd.as_ref()) {
-            Some(fd) => fd.as_fd(),
+            Some(fd) => fd,
             // The last link is open by construction (push opens it, pop reopens it).
             None => unreachable!("the current directory of a DirChain is open"),
         }
     }
 
-    /// Descriptors held open now (for tests and assertions).
+    /// The current directory (always open).
+    pub fn current(&self) -> BorrowedFd<'_> {
+        self.current_link().as_fd()
+    }
+
+    /// The current directory's descriptor, shared: it stays open for the holder even after
+    /// the chain lets it go.
+    pub fn current_shared(&self) -> Arc<OwnedFd> {
+        Arc::clone(self.current_link())
+    }
+
+    /// Descriptors the chain holds open now (for tests and assertions).
     pub fn open_count(&self) -> usize {
         self.links.iter().filter(|link| link.fd.is_some()).count()
     }
 
     /// Makes `dir`, a subdirectory of the current one opened by the caller, the current one,
-    /// closing the oldest open descriptor beyond the window.
+    /// closing the oldest open descriptor beyond the window (after noting its identity).
     pub fn push(&mut self, dir: OwnedFd) -> io::Result<()> {
-        let id = FileId::of(&stat_fd(&dir)?);
-        self.links.push(Link { fd: Some(dir), id });
+        self.links.push(Link {
+            fd: Some(Arc::new(dir)),
+            id: None,
+        });
         if 1 + self.links.len() - self.first_open > self.window {
-            self.links[self.first_open].fd = None;
+            let link = &mut self.links[self.first_open];
+            if let Some(fd) = link.fd.take() {
+                link.id = Some(FileId::of(&stat_fd(&*fd)?));
+            }
             self.first_open += 1;
         }
         Ok(())
@@ -380,7 +395,7 @@ impl DirChain {
 
     /// Leaves the current directory and returns its descriptor; its parent becomes current,
     /// reopened through `..` if it was closed. Popping the root is `InvalidInput`.
-    pub fn pop(&mut self) -> io::Result<OwnedFd> {
+    pub fn pop(&mut self) -> io::Result<Arc<OwnedFd>> {
         if self.links.len() < 2 {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }
@@ -390,11 +405,11 @@ impl DirChain {
         };
         let parent = self.links.len() - 1;
         if self.links[parent].fd.is_none() {
-            let fd = open_dir_at(&child, c"..")?;
-            if FileId::of(&stat_fd(&fd)?) != self.links[parent].id {
+            let fd = open_dir_at(&*child, c"..")?;
+            if Some(FileId::of(&stat_fd(&fd)?)) != self.links[parent].id {
                 return Err(moved());
             }
-            self.links[parent].fd = Some(fd);
+            self.links[parent].fd = Some(Arc::new(fd));
             self.first_open = parent;
         }
         self.first_open = self.first_open.min(self.links.len());
@@ -462,7 +477,7 @@ fn walk_windowed(root: OwnedFd, visitor: &mut dyn Visitor, window: usize) -> Res
         move |source| WalkError { path, source }
     };
     let root_stat = stat_fd(&root).map_err(fail(&path))?;
-    let mut chain = DirChain::with_window(root, window).map_err(fail(&path))?;
+    let mut chain = DirChain::with_window(root, window);
     let root_entry = WalkEntry {
         dir: chain.current(),
         name: c".",
@@ -585,7 +600,7 @@ fn ignore_missing(result: rustix::io::Result<()>) -> io::Result<()> {
     }
 }
 
-/// Removes what a walk meets, children before their directory.
+/// What [`remove_all_at`] checks before it enters a directory.
 struct Remover {
     /// The mount the tree is on (`None`: the kernel does not say).
     mount: Option<u64>,
@@ -629,66 +644,116 @@ fn mount_id(st: &Statx) -> Option<u64> {
     (st.stx_mask & StatxFlags::MNT_ID.bits() != 0).then_some(st.stx_mnt_id)
 }
 
-impl Visitor for Remover {
-    fn enter(&mut self, entry: &WalkEntry<'_>) -> io::Result<bool> {
-        if entry.depth == 0 {
-            return Ok(true);
+/// The names in an open directory with the types `getdents` gives (`Unknown` where the
+/// filesystem does not say), without `.` and `..`.
+fn read_typed(dir: BorrowedFd<'_>) -> io::Result<Vec<(CString, FileType)>> {
+    // Reading through a duplicate keeps `dir`'s own offset untouched.
+    let mut reader = rustix::fs::Dir::read_from(dir)?;
+    let mut entries = Vec::new();
+    while let Some(entry) = reader.read() {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name != c"." && name != c".." {
+            entries.push((name.to_owned(), entry.file_type()));
         }
-        if file_type(entry.stat) != mode::S_IFDIR {
-            ignore_missing(rustix::fs::unlinkat(
-                entry.dir,
-                entry.name,
-                AtFlags::empty(),
-            ))?;
-            return Ok(false);
-        }
-        self.prepare_dir(entry.dir, entry.name, entry.stat)?;
-        Ok(true)
     }
+    Ok(entries)
+}
 
-    fn leave(&mut self, entry: &WalkEntry<'_>, _own: BorrowedFd<'_>) -> io::Result<()> {
-        if entry.depth == 0 {
-            return Ok(());
-        }
-        ignore_missing(rustix::fs::unlinkat(
-            entry.dir,
-            entry.name,
-            AtFlags::REMOVEDIR,
-        ))
-    }
+/// A directory being emptied by [`remove_all_at`].
+struct Emptying {
+    name: CString,
+    entries: std::vec::IntoIter<(CString, FileType)>,
 }
 
 /// Removes the entry `name` of `dir` and, for a directory, everything below it: iteratively,
-/// with a bounded number of descriptors, never following a symlink, never entering another
-/// mount (a mount point inside is an error naming it, and nothing below it is touched).
+/// with a bounded number of descriptors ([`DirChain`]), never following a symlink, never
+/// entering another mount (a mount point inside is an error naming it, and nothing below it is
+/// touched). Entries `getdents` says are not directories are unlinked without a `statx`.
 /// Directories whose modes would stop an unprivileged caller are made writable first. An
 /// entry already gone is not an error.
 pub fn remove_all_at(dir: BorrowedFd<'_>, name: &CStr) -> Result<(), WalkError> {
-    let top = name_path(name).to_path_buf();
-    let fail = |source| WalkError {
-        path: top.clone(),
-        source,
+    let mut path = name_path(name).to_path_buf();
+    let fail = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| WalkError { path, source }
     };
     let st = match stat_at(dir, name) {
         Ok(st) => st,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(fail(e)),
+        Err(e) => return Err(fail(&path)(e)),
     };
     if file_type(&st) != mode::S_IFDIR {
-        return ignore_missing(rustix::fs::unlinkat(dir, name, AtFlags::empty())).map_err(fail);
+        return ignore_missing(rustix::fs::unlinkat(dir, name, AtFlags::empty()))
+            .map_err(fail(&path));
     }
-    let mut remover = Remover::new(&st);
-    remover.prepare_dir(dir, name, &st).map_err(fail)?;
-    let sub = match open_dir_checked(dir, name, &st) {
-        Ok(sub) => sub,
+    let remover = Remover::new(&st);
+    remover.prepare_dir(dir, name, &st).map_err(fail(&path))?;
+    let top = match open_dir_checked(dir, name, &st) {
+        Ok(top) => top,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(fail(e)),
+        Err(e) => return Err(fail(&path)(e)),
     };
-    walk_with(sub, &mut remover).map_err(|e| WalkError {
-        path: top.join(e.path),
-        source: e.source,
-    })?;
-    ignore_missing(rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)).map_err(fail)
+    let entries = read_typed(top.as_fd()).map_err(fail(&path))?;
+    let mut chain = DirChain::new(top);
+    let mut stack = vec![Emptying {
+        name: name.to_owned(),
+        entries: entries.into_iter(),
+    }];
+    while let Some(current) = stack.last_mut() {
+        let Some((entry, kind)) = current.entries.next() else {
+            let Some(done) = stack.pop() else { break };
+            if stack.is_empty() {
+                break;
+            }
+            chain.pop().map_err(fail(&path))?;
+            ignore_missing(rustix::fs::unlinkat(
+                chain.current(),
+                &done.name,
+                AtFlags::REMOVEDIR,
+            ))
+            .map_err(fail(&path))?;
+            path.pop();
+            continue;
+        };
+        let here = chain.current();
+        if kind != FileType::Directory && kind != FileType::Unknown {
+            match rustix::fs::unlinkat(here, &entry, AtFlags::empty()) {
+                Ok(()) | Err(rustix::io::Errno::NOENT) => continue,
+                // Replaced by a directory since it was listed: handled below.
+                Err(rustix::io::Errno::ISDIR) => {}
+                Err(e) => return Err(fail(&path.join(name_path(&entry)))(e.into())),
+            }
+        }
+        path.push(name_path(&entry));
+        let st = match stat_at(here, &entry) {
+            Ok(st) => st,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                path.pop();
+                continue;
+            }
+            Err(e) => return Err(fail(&path)(e)),
+        };
+        if file_type(&st) != mode::S_IFDIR {
+            ignore_missing(rustix::fs::unlinkat(here, &entry, AtFlags::empty()))
+                .map_err(fail(&path))?;
+            path.pop();
+            continue;
+        }
+        remover
+            .prepare_dir(here, &entry, &st)
+            .map_err(fail(&path))?;
+        let sub = open_dir_checked(here, &entry, &st).map_err(fail(&path))?;
+        let entries = read_typed(sub.as_fd()).map_err(fail(&path))?;
+        chain.push(sub).map_err(fail(&path))?;
+        stack.push(Emptying {
+            name: entry,
+            entries: entries.into_iter(),
+        });
+    }
+    drop(chain);
+    path = name_path(name).to_path_buf();
+    ignore_missing(rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)).map_err(fail(&path))
 }
 
 /// [`remove_all_at`] by path: the parent directory is opened as given (the caller's path),
@@ -814,7 +879,7 @@ mod tests {
     fn a_chain_holds_a_window_and_reopens_parents_through_dotdot() {
         let tmp = tempfile::tempdir().unwrap();
         nest(tmp.path(), 100);
-        let mut chain = DirChain::with_window(open_dir(tmp.path()).unwrap(), 4).unwrap();
+        let mut chain = DirChain::with_window(open_dir(tmp.path()).unwrap(), 4);
         let mut ids = vec![FileId::of(&stat_fd(chain.current()).unwrap())];
         for _ in 0..100 {
             let sub = open_dir_at(chain.current(), c"d").unwrap();

@@ -66,7 +66,14 @@ impl OverlayDriver {
         let mut options = options.clone();
         options.whiteouts = layerstore_archive::WhiteoutStyle::Overlay;
         options.ignore_chown_errors |= self.options.ignore_chown_errors;
-        match differ.apply_diff(&dir, &options) {
+        // The differ writes through the staging directory's descriptor (its path could be
+        // swapped for a symlink meanwhile); the caller is told its real path.
+        let result = tree::open_dir_at(&home, &name)
+            .map_err(|e| Error::io("open", &dir, e))
+            .and_then(|fd| {
+                differ.apply_diff(&layerstore_driver::mount::proc_path(fd.as_fd()), &options)
+            });
+        match result {
             Ok(mut output) => {
                 output.target = dir;
                 Ok(output)

@@ -29,7 +29,8 @@
 //! The walk is iterative: both trees' directories along the current path sit in
 //! [`DirChain`]s, which keep the last 16 open and reopen a parent through `..` (checking its
 //! device and inode) on the way back up, so the depth costs neither stack nor descriptors. A
-//! batch holds duplicated descriptors of its directory; the walker finishes a directory
+//! batch shares its directory's descriptors with the chains (reference-counted, no `dup`), so
+//! they stay open for it whatever the walker closes meanwhile; the walker finishes a directory
 //! (owner, attributes, mode, times) on its way back up, or, while batches of its files are
 //! still queued, as soon as they are done (at most a few wait, each with its two
 //! descriptors); the root last. The first copy of a multiply-linked inode is created while
@@ -197,12 +198,8 @@ pub fn copy_tree_at(
         failure: Mutex::new(None),
         failed: AtomicBool::new(false),
     };
-    let src_chain = DirChain::new(duplicate(src).map_err(at_root)?)
-        .map_err(step("open"))
-        .map_err(at_root)?;
-    let dst_chain = DirChain::new(duplicate(dst).map_err(at_root)?)
-        .map_err(step("open"))
-        .map_err(at_root)?;
+    let src_chain = DirChain::new(duplicate(src).map_err(at_root)?);
+    let dst_chain = DirChain::new(duplicate(dst).map_err(at_root)?);
     let stats = std::thread::scope(|scope| {
         let mut walker = Walker {
             copier: Copier::new(&shared),
@@ -306,16 +303,16 @@ struct Dir<'d> {
     path: &'d Path,
 }
 
-/// Duplicated descriptors of a directory, kept alive by the batches of its files queued for
-/// the worker (the walker's own may be closed meanwhile).
+/// A directory's descriptors, shared with the walker's [`DirChain`]s: kept open by the batches
+/// of its files queued for the worker, whatever the walker has closed meanwhile.
 struct DirFds {
-    src: OwnedFd,
-    dst: OwnedFd,
+    src: Arc<OwnedFd>,
+    dst: Arc<OwnedFd>,
 }
 
 /// Regular files of one directory, for the worker.
 struct FileJob {
-    fds: Arc<DirFds>,
+    fds: DirFds,
     /// Held while the job is pending: the directory is finished only once none is left.
     _pending: Arc<()>,
     path: PathBuf,
@@ -331,8 +328,6 @@ struct Level {
     entries: std::vec::IntoIter<(CString, FileType)>,
     /// Regular files read but not yet handed over.
     files: Vec<CString>,
-    /// Duplicates of its descriptors for queued batches, while it is the current directory.
-    fds: Option<Arc<DirFds>>,
     /// One clone per pending batch.
     pending: Arc<()>,
 }
@@ -340,8 +335,8 @@ struct Level {
 /// A directory left by the walker whose queued files are not all copied yet: finished (its
 /// times last) once they are.
 struct Deferred {
-    src: OwnedFd,
-    dst: OwnedFd,
+    src: Arc<OwnedFd>,
+    dst: Arc<OwnedFd>,
     stat: Statx,
     chown: bool,
     pending: Arc<()>,
@@ -398,7 +393,6 @@ impl Walker<'_> {
                 chown,
                 entries: entries.into_iter(),
                 files: Vec::new(),
-                fds: None,
                 pending: Arc::new(()),
             }),
             Err(e) => {
@@ -448,10 +442,6 @@ impl Walker<'_> {
                 }
                 Ok(Entry::Dir(st)) => match self.enter(&name, &st) {
                     Ok(()) => {
-                        // Its batches keep their own duplicates; ours go while we are below.
-                        if let Some(level) = levels.last_mut() {
-                            level.fds = None;
-                        }
                         self.path.push(tree::name_path(&name));
                         let chown = !self.copier.shared.owner_at_create(&st);
                         match self.level(*st, chown) {
@@ -517,26 +507,9 @@ impl Walker<'_> {
             return;
         };
         if let Some(queue) = queue {
-            let fds = match &level.fds {
-                Some(fds) => Arc::clone(fds),
-                None => {
-                    let duplicated = self
-                        .src
-                        .current()
-                        .try_clone_to_owned()
-                        .and_then(|src| Ok((src, self.dst.current().try_clone_to_owned()?)));
-                    match duplicated {
-                        Ok((src, dst)) => {
-                            let fds = Arc::new(DirFds { src, dst });
-                            level.fds = Some(Arc::clone(&fds));
-                            fds
-                        }
-                        Err(e) => {
-                            self.fail(None, ("dup", e));
-                            return;
-                        }
-                    }
-                }
+            let fds = DirFds {
+                src: self.src.current_shared(),
+                dst: self.dst.current_shared(),
             };
             let job = FileJob {
                 fds,

@@ -96,7 +96,14 @@ impl VfsDriver {
         // Deletions must survive in an empty directory until the tree is laid over its parent.
         options.whiteouts = layerstore_archive::WhiteoutStyle::Overlay;
         options.ignore_chown_errors |= self.ignore_chown_errors;
-        match differ.apply_diff(&dir, &options) {
+        // The differ writes through the staging directory's descriptor (its path could be
+        // swapped for a symlink meanwhile); the caller is told its real path.
+        let result = tree::open_dir_at(&home, &name)
+            .map_err(|e| Error::io("open", &dir, e))
+            .and_then(|fd| {
+                differ.apply_diff(&layerstore_driver::mount::proc_path(fd.as_fd()), &options)
+            });
+        match result {
             Ok(mut output) => {
                 output.target = dir;
                 Ok(output)
@@ -323,7 +330,7 @@ fn merge(upper: BorrowedFd<'_>, lower: BorrowedFd<'_>) -> std::result::Result<()
         path: PathBuf::new(),
         source,
     };
-    let lower = DirChain::new(lower.try_clone_to_owned().map_err(fail)?).map_err(fail)?;
+    let lower = DirChain::new(lower.try_clone_to_owned().map_err(fail)?);
     let mut visitor = Merge {
         lower,
         levels: Vec::new(),
