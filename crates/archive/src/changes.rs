@@ -130,6 +130,10 @@ struct Node {
 
 fn read_tree(top: &Path) -> Result<Node> {
     let root = Root::open(top).map_err(|e| Error::path(top, "open", e))?;
+    read_tree_at(root, top)
+}
+
+fn read_tree_at(root: Root, top: &Path) -> Result<Node> {
     let fd = rooted::open_subdir(root.fd(), b".").map_err(|e| Error::path(top, "open", e))?;
     let st = rfs::fstat(&fd).map_err(|e| Error::path(top, "stat", e))?;
     let mut node = Node {
@@ -267,6 +271,30 @@ fn stat_different(old: &Meta, new: &Meta) -> bool {
 pub fn changes(layer: &Path, parent: Option<&Path>) -> Result<Vec<Change>> {
     let new = read_tree(layer)?;
     let old = parent.map(read_tree).transpose()?;
+    changes_of(new, old)
+}
+
+/// A root directory given as an open descriptor, and the path that names it in errors.
+pub type OpenTree<'a> = (BorrowedFd<'a>, &'a Path);
+
+fn root_of((fd, path): OpenTree<'_>) -> Result<Root> {
+    let fd = fd
+        .try_clone_to_owned()
+        .map_err(|e| Error::path(path, "duplicate the descriptor of", e))?;
+    Ok(Root::from_fd(fd))
+}
+
+/// [`changes`] of trees already open (the caller opened them safely; nothing is resolved by
+/// path again).
+pub fn changes_at(layer: OpenTree<'_>, parent: Option<OpenTree<'_>>) -> Result<Vec<Change>> {
+    let new = read_tree_at(root_of(layer)?, layer.1)?;
+    let old = parent
+        .map(|parent| read_tree_at(root_of(parent)?, parent.1))
+        .transpose()?;
+    changes_of(new, old)
+}
+
+fn changes_of(new: Node, old: Option<Node>) -> Result<Vec<Change>> {
     let mut out = Vec::new();
     match &old {
         Some(old) => add_changes(&new, Some(old), b"", false, &mut out),
@@ -313,6 +341,23 @@ pub fn overlay_changes(upper: &Path, lowers: &[&Path]) -> Result<Vec<Change>> {
         })
         .collect::<Result<Vec<_>>>()?;
     let root = Root::open(upper).map_err(|e| Error::path(upper, "open", e))?;
+    overlay_changes_of(root, upper, lowers)
+}
+
+/// [`overlay_changes`] of directories already open.
+pub fn overlay_changes_at(upper: OpenTree<'_>, lowers: &[OpenTree<'_>]) -> Result<Vec<Change>> {
+    let lowers = lowers
+        .iter()
+        .map(|&lower| {
+            Ok(Lower {
+                root: root_of(lower)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    overlay_changes_of(root_of(upper)?, upper.1, lowers)
+}
+
+fn overlay_changes_of(root: Root, upper: &Path, lowers: Vec<Lower>) -> Result<Vec<Change>> {
     let top = rooted::open_subdir(root.fd(), b".").map_err(|e| Error::path(upper, "open", e))?;
     let mut walk = OverlayWalk {
         lowers,

@@ -2,14 +2,14 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
 use rustix::fs::{self as rfs, FileType, Mode, OFlags};
 
-use crate::changes::{Change, ChangeKind, get_xattr_at};
+use crate::changes::{Change, ChangeKind, OpenTree, get_xattr_at};
 use crate::error::{Error, Result, show};
 use crate::extract::clean;
 use crate::idmap::{self, IdMap};
@@ -41,6 +41,34 @@ pub fn export_to<W: Write>(
     out: W,
 ) -> Result<W> {
     let root = Root::open(tree).map_err(|e| Error::path(tree, "open", e))?;
+    export_root(root, tree, changes, uid_map, gid_map, out)
+}
+
+/// [`export_to`] of a tree already open (`tree.1` only names it in errors).
+pub fn export_to_at<W: Write>(
+    tree: OpenTree<'_>,
+    changes: &[Change],
+    uid_map: &[IdMap],
+    gid_map: &[IdMap],
+    out: W,
+) -> Result<W> {
+    let root = Root::from_fd(duplicate(tree)?);
+    export_root(root, tree.1, changes, uid_map, gid_map, out)
+}
+
+fn duplicate((fd, path): OpenTree<'_>) -> Result<OwnedFd> {
+    fd.try_clone_to_owned()
+        .map_err(|e| Error::path(path, "duplicate the descriptor of", e))
+}
+
+fn export_root<W: Write>(
+    root: Root,
+    tree: &Path,
+    changes: &[Change],
+    uid_map: &[IdMap],
+    gid_map: &[IdMap],
+    out: W,
+) -> Result<W> {
     let mut sorted: Vec<&Change> = changes.iter().collect();
     sorted.sort_by(|a, b| {
         a.path
@@ -74,14 +102,23 @@ pub fn export(
     gid_map: Vec<IdMap>,
 ) -> Result<ExportReader> {
     // Fail early (and with our error type) when the tree cannot be opened at all.
-    Root::open(tree).map_err(|e| Error::path(tree, "open", e))?;
-    let tree = tree.to_path_buf();
+    let root = Root::open(tree).map_err(|e| Error::path(tree, "open", e))?;
+    export_root_in_thread(root, tree.to_path_buf(), changes, uid_map, gid_map)
+}
+
+fn export_root_in_thread(
+    root: Root,
+    tree: PathBuf,
+    changes: Vec<Change>,
+    uid_map: Vec<IdMap>,
+    gid_map: Vec<IdMap>,
+) -> Result<ExportReader> {
     let (writer, reader) = pipe(4);
     let thread = std::thread::Builder::new()
         .name("layer-export".into())
         .spawn(move || {
             let mut writer = writer;
-            match export_to(&tree, &changes, &uid_map, &gid_map, &mut writer) {
+            match export_root(root, &tree, &changes, &uid_map, &gid_map, &mut writer) {
                 Ok(_) => drop(writer),
                 Err(e) => writer.fail(io::Error::other(e)),
             }
@@ -91,6 +128,17 @@ pub fn export(
         reader,
         thread: Some(thread),
     })
+}
+
+/// [`export`] of a tree already open (`tree.1` only names it in errors).
+pub fn export_at(
+    tree: OpenTree<'_>,
+    changes: Vec<Change>,
+    uid_map: Vec<IdMap>,
+    gid_map: Vec<IdMap>,
+) -> Result<ExportReader> {
+    let root = Root::from_fd(duplicate(tree)?);
+    export_root_in_thread(root, tree.1.to_path_buf(), changes, uid_map, gid_map)
 }
 
 /// The tar stream made by [`export`].

@@ -22,7 +22,7 @@ use crate::error::{Error, Result, show};
 use crate::filewriter::{FileMeta, FileWriter, SMALL_FILE};
 use crate::header::{Header, Kind, Time};
 use crate::idmap;
-use crate::options::{ApplyOptions, DevicePolicy, WhiteoutStyle};
+use crate::options::{ApplyOptions, DevicePolicy, RootEntry, WhiteoutStyle};
 use crate::rooted::{self, Root};
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -257,9 +257,22 @@ impl<'o> Extractor<'o> {
                 "the archive's root can only be a directory",
             ));
         }
+        if self.opts.root_entry == RootEntry::Ignore {
+            return Ok(());
+        }
         let fd = rooted::open_subdir(self.root.fd(), b".")
             .map_err(|e| Error::entry(&hdr.name, "open the target directory", e))?;
-        self.dir_metadata(hdr, &fd, Vec::new())
+        self.dir_metadata(hdr, &fd, Vec::new())?;
+        if self.opts.root_entry == RootEntry::KeepModificationTime
+            && let Some((_, times)) = self.dirs.last_mut()
+        {
+            times.last_access = timespec(hdr.atime.unwrap_or(Time { secs: 0, nanos: 0 }));
+            times.last_modification = Timespec {
+                tv_sec: 0,
+                tv_nsec: rfs::UTIME_OMIT,
+            };
+        }
+        Ok(())
     }
 
     fn dir_metadata(&mut self, hdr: &Header, fd: &OwnedFd, key: Vec<u8>) -> Result<()> {
@@ -770,5 +783,41 @@ mod tests {
         assert_eq!(stats.uids, BTreeSet::from([1]));
         assert_eq!(stats.gids, BTreeSet::from([2]));
         assert_eq!(stats.entries, 2);
+    }
+    #[test]
+    fn the_root_entry_is_applied_kept_without_its_mtime_or_ignored_as_asked() {
+        use std::os::unix::fs::MetadataExt;
+        let mut root = Header::new(b"./", Kind::Directory, 0o711);
+        root.mtime = Time {
+            secs: 1_000_000_000,
+            nanos: 0,
+        };
+        let run = |root_entry| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            std::fs::set_permissions(
+                dir.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o750),
+            )
+            .expect("chmod");
+            std::fs::File::open(dir.path())
+                .and_then(|f| {
+                    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(77))
+                })
+                .expect("set mtime");
+            let opts = ApplyOptions {
+                root_entry,
+                ..ApplyOptions::default()
+            };
+            let mut ex = Extractor::new(Root::open(dir.path()).expect("root"), &opts);
+            ex.entry(&root, &mut io::empty()).expect("root entry");
+            ex.finish().expect("finish");
+            let meta = std::fs::metadata(dir.path()).expect("stat");
+            (meta.mode() & 0o7777, meta.atime(), meta.mtime())
+        };
+        assert_eq!(run(RootEntry::Apply), (0o711, 1_000_000_000, 1_000_000_000));
+        // No access time in the header: the epoch, as Go's `Chtimes` of a zero time.
+        assert_eq!(run(RootEntry::KeepModificationTime), (0o711, 0, 77));
+        assert_eq!(run(RootEntry::Ignore).0, 0o750);
+        assert_eq!(run(RootEntry::Ignore).2, 77);
     }
 }

@@ -169,10 +169,12 @@ mod pipe;
 mod rooted;
 
 pub use apply::{apply, apply_at};
-pub use changes::{Change, ChangeKind, changes, overlay_changes};
+pub use changes::{
+    Change, ChangeKind, OpenTree, changes, changes_at, overlay_changes, overlay_changes_at,
+};
 pub use compression::{Compression, MAGIC_LEN, decoder, decompress, detect, is_supported};
 pub use error::{Error, Result};
-pub use export::{ExportReader, export, export_to};
+pub use export::{ExportReader, export, export_at, export_to, export_to_at};
 pub use idmap::{IdMap, to_container, to_host};
 pub use layerstore_tarsplit::{EntrySink, Limits};
-pub use options::{ApplyOptions, ApplyReport, DevicePolicy, WhiteoutStyle};
+pub use options::{ApplyOptions, ApplyReport, DevicePolicy, RootEntry, WhiteoutStyle};

@@ -35,6 +35,21 @@ pub enum DevicePolicy {
     Fail,
 }
 
+/// What the archive's root entry (`./`) does to the target directory itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RootEntry {
+    /// The target takes the entry's owner, mode, xattrs and times.
+    #[default]
+    Apply,
+    /// The target takes the entry's owner, mode and xattrs and its access time as recorded
+    /// (the epoch when the header has none), but keeps its modification time: what
+    /// containers/storage's naive drivers (vfs, btrfs) do before they touch the root again.
+    KeepModificationTime,
+    /// The entry is ignored: the target keeps what it had (Go's `Unpack`, which the overlay
+    /// driver uses for `diff/`).
+    Ignore,
+}
+
 /// Options of [`apply`](crate::apply()).
 #[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
@@ -52,6 +67,8 @@ pub struct ApplyOptions {
     pub limits: Limits,
     /// Refuse a layer whose uncompressed stream is larger than this (decompression bombs).
     pub max_uncompressed_size: Option<u64>,
+    /// What the root entry (`./`) does to the target.
+    pub root_entry: RootEntry,
     /// Resolve paths with the userspace component walk even where `openat2` exists (the path
     /// taken on kernels before 5.6; for tests and for sandboxes that filter `openat2`).
     pub force_userspace_resolution: bool,

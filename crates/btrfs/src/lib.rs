@@ -20,15 +20,27 @@
 //! * [`Driver::get`] returns the subvolume's path (no mount, as in Go) and accepts no mount
 //!   option but `ro`; [`Driver::put`] does nothing.
 //! * [`Driver::remove`] first deletes the subvolumes nested in the layer (a container may have
-//!   made some). They are found by walking the layer's tree fd-relative, never following
-//!   symlinks nor entering other mounts, for directories with inode number 256 (every
-//!   subvolume's root, `BTRFS_FIRST_FREE_OBJECTID`): Go's method, which unlike a tree search
-//!   needs no privilege. Deletion is depth-first, since the kernel refuses to delete a
-//!   subvolume that holds another. A layer directory that is not a subvolume is removed
-//!   recursively.
+//!   made some). They are found by walking the layer's tree fd-relative with the drivers'
+//!   iterative walker ([`layerstore_driver::tree::walk_with`]), never following symlinks nor
+//!   entering other mounts, for directories with inode number 256 (every subvolume's root,
+//!   `BTRFS_FIRST_FREE_OBJECTID`): Go's method, which unlike a tree search needs no
+//!   privilege. Deletion is children first, since the kernel refuses to delete a subvolume
+//!   that holds another. A layer directory that is not a subvolume is removed with the
+//!   drivers' remover.
 //! * The diff family is the naive one of [`layerstore_driver::naive`] (`.wh.` whiteouts applied
 //!   into the snapshot); [`Driver::diff_getter`] reads files straight from the subvolume for
 //!   tar-split reassembly.
+//! * The layer's top directory (the subvolume's root) ends as Go 1.43 leaves it (measured):
+//!   0555 and the mapped root for a base layer, the parent's for a snapshot; `apply_diff` of a
+//!   tarball with `./` takes its mode and owner and its access time as recorded (the epoch
+//!   when absent), the modification time being the apply's end; `update_layer_id_map` leaves
+//!   it alone and shifts everything below, each inode once (the naive rule of
+//!   [`layerstore_driver::naive`]).
+//! * Trust: the home is bind-mounted through `/proc/self/fd` and kept open; `subvolumes` and
+//!   `subvolumes/<id>` are opened with `O_NOFOLLOW` and passed on as descriptors (tar-split
+//!   getter, naive diff family, ID shifting), so a subvolume swapped for a symlink reads or
+//!   writes nothing outside the store; `quotas/<id>` is read as a regular file of at most 64
+//!   bytes. The IDs `subvolumes` and `quotas` are refused.
 //! * [`Driver::status`] prints `Build Version: layerstore ioctls` where Go prints the
 //!   btrfs-progs version it was built with (`Btrfs v6.2`); Go's `Library Version` (the
 //!   btrfs-progs library's) is omitted, as Go omits it when unknown: we link no such library.
@@ -89,19 +101,21 @@
 //!   ignored; kernels from 6.7 remove it themselves once the subvolume is cleaned).
 //! * No SELinux labels (a mount label is accepted and ignored).
 //! * Deleting subvolumes as a non-root user needs the `user_subvol_rm_allowed` mount option.
+//! * Whether the home is a mount point already is read from `statx`'s mount-root attribute
+//!   (Linux 5.8+); older kernels compare devices, which a subvolume as home would fool.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use layerstore_driver::tree::{self, Visitor, WalkEntry};
 use layerstore_driver::{
     CreateOpts, DirFileGetter, Driver, DriverConfig, DriverOptions, Error, FileGetter, IdMappings,
-    MountOpts, Registration, Result, tree, validate_layer_id,
+    LayerRoot, MountOpts, Registration, Result, mount, validate_driver_layer_id,
 };
-use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 pub mod ioctl;
 mod size;
@@ -114,6 +128,9 @@ pub const NAME: &str = "btrfs";
 /// Mode of a base layer's top directory (Go's `defaultPerms`, checked with the Go tool).
 const BASE_LAYER_MODE: u32 = 0o555;
 
+/// Names in the driver's home that are the driver's own: never layer IDs.
+pub const RESERVED_NAMES: &[&str] = &["subvolumes", "quotas"];
+
 /// What [`Driver::status`] reports as `Build Version`.
 pub const BUILD_VERSION: &str = "layerstore ioctls";
 
@@ -124,19 +141,6 @@ pub fn registration() -> Registration {
         aliases: &[],
         init: |config| Ok(Box::new(BtrfsDriver::new(config)?)),
     }
-}
-
-/// The btrfs driver (see the crate documentation).
-#[derive(Debug)]
-pub struct BtrfsDriver {
-    home: PathBuf,
-    subvolumes: PathBuf,
-    quotas: PathBuf,
-    /// `btrfs.min_space`, in bytes.
-    min_space: Option<u64>,
-    default_mappings: IdMappings,
-    /// Whether this driver enabled quotas (then removal waits for the rescan).
-    quota_enabled: AtomicBool,
 }
 
 /// The name Go's `graphdriver.FsNames` gives a `statfs` `f_type`, if any.
@@ -191,79 +195,6 @@ fn check_btrfs(home: &Path, graph_root: &Path) -> Result<()> {
     })
 }
 
-/// Whether `path` is the root of a mount: `statx`'s mount-root attribute, or before Linux 5.8
-/// a line of `/proc/self/mountinfo` (device numbers cannot tell: every btrfs subvolume has
-/// its own).
-fn is_mount_point(path: &Path) -> bool {
-    use rustix::fs::StatxAttributes;
-    if let Ok(st) = rustix::fs::statx(
-        rustix::fs::CWD,
-        path,
-        AtFlags::SYMLINK_NOFOLLOW,
-        StatxFlags::BASIC_STATS,
-    ) && st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT)
-    {
-        return st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT);
-    }
-    let (Ok(path), Ok(info)) = (
-        std::fs::canonicalize(path),
-        std::fs::read("/proc/self/mountinfo"),
-    ) else {
-        return false;
-    };
-    use std::os::unix::ffi::OsStrExt;
-    let wanted = path.as_os_str().as_bytes();
-    info.split(|&b| b == b'\n')
-        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
-        .any(|mount_point| unescape_mountinfo(mount_point) == wanted)
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space, `\134` for a backslash, ...).
-fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        let octal = field
-            .get(i + 1..i + 4)
-            .filter(|d| field[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)))
-            .map(|d| d.iter().fold(0u32, |n, b| n * 8 + u32::from(b - b'0')))
-            .and_then(|n| u8::try_from(n).ok());
-        match octal {
-            Some(byte) => {
-                out.push(byte);
-                i += 4;
-            }
-            None => {
-                out.push(field[i]);
-                i += 1;
-            }
-        }
-    }
-    out
-}
-
-/// Go's `mount.MakePrivate`: bind-mount `path` onto itself unless it is a mount point already,
-/// then make it private.
-fn make_private(path: &Path) -> io::Result<()> {
-    if !is_mount_point(path) {
-        rustix::mount::mount_bind(path, path)?;
-    }
-    rustix::mount::mount_change(path, rustix::mount::MountPropagationFlags::PRIVATE)?;
-    Ok(())
-}
-
-fn open_dir(path: &Path) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
-}
-
-fn is_dir(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
-}
-
 fn id_cstring(id: &str) -> Result<CString> {
     CString::new(id).map_err(|_| Error::InvalidId {
         id: id.to_string(),
@@ -271,58 +202,84 @@ fn id_cstring(id: &str) -> Result<CString> {
     })
 }
 
-fn mkdir_0700(path: &Path) -> Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(|e| Error::io("mkdir", path, e))
+fn validate(id: &str) -> Result<()> {
+    validate_driver_layer_id(id, RESERVED_NAMES)
 }
 
-/// Deletes, depth-first, every subvolume nested below the directory `dir` (not `dir`
-/// itself). Only entries on the mount `mount_id` are visited; symlinks are never followed.
-/// `path` (relative to the layer) is kept for error messages.
-fn destroy_nested(
-    dir: &OwnedFd,
-    mount_id: u64,
-    path: &mut PathBuf,
-) -> std::result::Result<(), (PathBuf, io::Error)> {
-    let names = tree::read_names(dir).map_err(|e| (path.clone(), e))?;
-    for name in names {
-        path.push(tree::name_path(&name));
-        let st = rustix::fs::statx(
-            dir,
-            &name,
-            AtFlags::SYMLINK_NOFOLLOW,
-            StatxFlags::TYPE | StatxFlags::INO | StatxFlags::MNT_ID,
-        )
-        .map_err(|e| (path.clone(), e.into()))?;
-        let is_directory = u32::from(st.stx_mode) & tree::mode::S_IFMT == tree::mode::S_IFDIR;
-        if is_directory && st.stx_mnt_id == mount_id {
-            let sub = tree::open_dir_at(dir, &name).map_err(|e| (path.clone(), e))?;
-            destroy_nested(&sub, mount_id, path)?;
-            drop(sub);
-            if st.stx_ino == ioctl::SUBVOLUME_ROOT_INO {
-                ioctl::destroy_subvolume(dir, &name).map_err(|e| (path.clone(), e))?;
-            }
-        }
-        path.pop();
+/// Deletes, children first, every subvolume nested below a layer (not the layer itself):
+/// directories with inode number 256 on the layer's own mount. Walks iteratively with the
+/// drivers' one walker, never following symlinks nor entering other mounts.
+struct NestedSubvolumes {
+    mount: u64,
+}
+
+impl Visitor for NestedSubvolumes {
+    fn enter(&mut self, entry: &WalkEntry<'_>) -> io::Result<bool> {
+        Ok(tree::file_type(entry.stat) == tree::mode::S_IFDIR
+            && (entry.depth == 0 || entry.stat.stx_mnt_id == self.mount))
     }
-    Ok(())
+
+    fn leave(&mut self, entry: &WalkEntry<'_>, _own: BorrowedFd<'_>) -> io::Result<()> {
+        if entry.depth > 0 && entry.stat.stx_ino == ioctl::SUBVOLUME_ROOT_INO {
+            ioctl::destroy_subvolume(entry.dir, entry.name)?;
+        }
+        Ok(())
+    }
 }
 
-/// Writes `content` to `path` through a temporary file and a rename (Go's `AtomicWriteFile`).
-fn atomic_write(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    tmp.write_all(content)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+/// Writes `content` to the entry `name` of `dir` through a temporary file and a rename (Go's
+/// `AtomicWriteFile`), never through a symlink.
+fn atomic_write_at(dir: BorrowedFd<'_>, name: &str, content: &[u8], mode: u32) -> io::Result<()> {
+    let mut random = [0u8; 8];
+    rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty())?;
+    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = CString::new(format!(".tmp-{name}-{suffix}"))
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let result = (|| {
+        let file = rustix::fs::openat(
+            dir,
+            &tmp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        )?;
+        rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
+        let mut file = std::fs::File::from(file);
+        std::io::Write::write_all(&mut file, content)?;
+        file.sync_all()?;
+        let target =
+            CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        rustix::fs::renameat(dir, &tmp, dir, &target)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = rustix::fs::unlinkat(dir, &tmp, AtFlags::empty());
+    }
+    result
+}
+
+/// The quota a layer's file records, if it holds a plain number: an unreadable or malformed
+/// file is ignored, as in Go.
+fn read_quota(quotas: BorrowedFd<'_>, name: &CStr) -> Option<u64> {
+    let content = tree::read_small_file_at(quotas, name, 64).ok()?;
+    std::str::from_utf8(&content).ok()?.trim().parse().ok()
+}
+
+/// The btrfs driver (see the crate documentation).
+#[derive(Debug)]
+pub struct BtrfsDriver {
+    graph_root: PathBuf,
+    home: PathBuf,
+    /// `<home>` after its bind mount, opened from the graph root without following `btrfs`.
+    home_fd: OwnedFd,
+    subvolumes: PathBuf,
+    /// `<home>/subvolumes`, likewise.
+    subvolumes_fd: OwnedFd,
+    quotas: PathBuf,
+    /// `btrfs.min_space`, in bytes.
+    min_space: Option<u64>,
+    default_mappings: IdMappings,
+    /// Whether this driver enabled quotas (then removal waits for the rescan).
+    quota_enabled: AtomicBool,
 }
 
 impl BtrfsDriver {
@@ -348,20 +305,38 @@ impl BtrfsDriver {
         let home = config.home(NAME);
         check_btrfs(&home, &config.graph_root)?;
         let subvolumes = home.join("subvolumes");
-        mkdir_0700(&subvolumes)?;
+        let unmounted_home = tree::open_home(&config.graph_root, c"btrfs", 0o700)
+            .map_err(|e| Error::io("mkdir", &home, e))?;
+        let unmounted_subvolumes = tree::ensure_dir_at(&unmounted_home, c"subvolumes", 0o700)
+            .map_err(|e| Error::io("mkdir", &subvolumes, e))?;
         if let Some((uid, gid)) = config.id_mappings.root_pair()
             && (uid, gid) != (0, 0)
         {
-            for dir in [&home, &subvolumes] {
-                std::os::unix::fs::chown(dir, Some(uid), Some(gid))
-                    .map_err(|e| Error::io("chown", dir, e))?;
+            for (dir, fd) in [
+                (&home, &unmounted_home),
+                (&subvolumes, &unmounted_subvolumes),
+            ] {
+                rustix::fs::fchown(
+                    fd,
+                    Some(rustix::fs::Uid::from_raw(uid)),
+                    Some(rustix::fs::Gid::from_raw(gid)),
+                )
+                .map_err(|e| Error::io("chown", dir, e))?;
             }
         }
-        make_private(&home).map_err(|e| Error::io("make a private bind mount of", &home, e))?;
+        let graph_root = tree::open_dir_following(&config.graph_root)
+            .map_err(|e| Error::io("open", &config.graph_root, e))?;
+        let (_, home_fd) = mount::make_private_at(graph_root.as_fd(), c"btrfs")
+            .map_err(|e| Error::io("make a private bind mount of", &home, e))?;
+        let subvolumes_fd = tree::open_dir_at(&home_fd, c"subvolumes")
+            .map_err(|e| Error::io("open", &subvolumes, e))?;
         let driver = BtrfsDriver {
+            graph_root: config.graph_root.clone(),
             quotas: home.join("quotas"),
             home,
+            home_fd,
             subvolumes,
+            subvolumes_fd,
             min_space,
             default_mappings: config.id_mappings.clone(),
             quota_enabled: AtomicBool::new(false),
@@ -374,50 +349,64 @@ impl BtrfsDriver {
 
     /// Where layer `id`'s subvolume is: `<home>/subvolumes/<id>`.
     pub fn layer_dir(&self, id: &str) -> Result<PathBuf> {
-        validate_layer_id(id)?;
+        validate(id)?;
         Ok(self.subvolumes.join(id))
     }
 
     /// The path of the file holding layer `id`'s quota (`<home>/quotas/<id>`), if it has one.
     pub fn quota_file(&self, id: &str) -> Result<PathBuf> {
-        validate_layer_id(id)?;
+        validate(id)?;
         Ok(self.quotas.join(id))
     }
 
     /// Undoes the home's private bind mount (what [`Driver::cleanup`] does).
     pub fn cleanup_home(&self) -> Result<()> {
-        if is_mount_point(&self.home) {
-            match rustix::mount::unmount(&self.home, rustix::mount::UnmountFlags::DETACH) {
-                Ok(()) | Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => {}
-                Err(e) => return Err(Error::io("unmount", &self.home, e)),
-            }
+        let root = tree::open_dir_following(&self.graph_root)
+            .map_err(|e| Error::io("open", &self.graph_root, e))?;
+        if mount::is_mount_root_at(root.as_fd(), c"btrfs") {
+            mount::unmount_at(root.as_fd(), c"btrfs")
+                .map_err(|e| Error::io("unmount", &self.home, e))?;
         }
         Ok(())
     }
 
-    fn existing_dir(&self, id: &str) -> Result<PathBuf> {
+    /// Opens layer `id`'s subvolume from the driver's home, never through a symlink.
+    fn open_layer(&self, id: &str) -> Result<(OwnedFd, PathBuf)> {
         let dir = self.layer_dir(id)?;
-        if is_dir(&dir) {
-            Ok(dir)
-        } else {
-            Err(Error::LayerNotFound {
+        match tree::open_dir_at(&self.subvolumes_fd, &id_cstring(id)?) {
+            Ok(fd) => Ok((fd, dir)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::LayerNotFound {
                 id: id.to_string(),
                 path: dir,
-            })
+            }),
+            Err(e) => Err(Error::layer_io(id, "open", &dir, e)),
+        }
+    }
+
+    /// `<home>/quotas`, opened if it exists (`make`: made if missing).
+    fn quotas_fd(&self, make: bool) -> Result<Option<OwnedFd>> {
+        let opened = if make {
+            tree::ensure_dir_at(&self.home_fd, c"quotas", 0o700)
+        } else {
+            tree::open_dir_at(&self.home_fd, c"quotas")
+        };
+        match opened {
+            Ok(fd) => Ok(Some(fd)),
+            Err(e) if !make && e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("open", &self.quotas, e)),
         }
     }
 
     fn enable_quota(&self) -> Result<()> {
-        let home = open_dir(&self.home).map_err(|e| Error::io("open", &self.home, e))?;
-        ioctl::enable_quota(&home).map_err(|e| Error::io("enable quotas on", &self.home, e))?;
+        ioctl::enable_quota(&self.home_fd)
+            .map_err(|e| Error::io("enable quotas on", &self.home, e))?;
         self.quota_enabled.store(true, Ordering::Relaxed);
         Ok(())
     }
 
-    fn limit(&self, id: &str, dir: &Path, bytes: u64) -> Result<()> {
+    fn limit(&self, id: &str, dir: &Path, fd: BorrowedFd<'_>, bytes: u64) -> Result<()> {
         self.enable_quota()?;
-        let fd = open_dir(dir).map_err(|e| Error::layer_io(id, "open", dir, e))?;
-        ioctl::limit_qgroup(&fd, bytes).map_err(|e| Error::layer_io(id, "limit qgroup of", dir, e))
+        ioctl::limit_qgroup(fd, bytes).map_err(|e| Error::layer_io(id, "limit qgroup of", dir, e))
     }
 
     /// The `size` of per-layer storage options, checked against `btrfs.min_space`.
@@ -451,51 +440,59 @@ impl BtrfsDriver {
     }
 
     fn create_layer(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()> {
-        validate_layer_id(id)?;
+        validate(id)?;
         let size = self.requested_size(id, opts)?;
         let dir = self.subvolumes.join(id);
-        if std::fs::symlink_metadata(&dir).is_ok() {
+        let name = id_cstring(id)?;
+        if tree::stat_at(&self.subvolumes_fd, &name).is_ok() {
             return Err(Error::LayerExists {
                 id: id.to_string(),
                 path: dir,
             });
         }
-        let name = id_cstring(id)?;
-        let subvolumes =
-            open_dir(&self.subvolumes).map_err(|e| Error::io("open", &self.subvolumes, e))?;
         match parent {
             None => {
-                ioctl::create_subvolume(&subvolumes, &name)
+                ioctl::create_subvolume(&self.subvolumes_fd, &name)
                     .map_err(|e| Error::layer_io(id, "create subvolume", &dir, e))?;
                 let mappings = opts.id_mappings.as_ref().unwrap_or(&self.default_mappings);
                 let result = (|| {
                     let (uid, gid) = mappings.root_owner(id, &dir)?;
+                    let fd = tree::open_dir_at(&self.subvolumes_fd, &name)
+                        .map_err(|e| Error::layer_io(id, "open", &dir, e))?;
                     if (uid, gid) != (0, 0) {
-                        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
-                            .map_err(|e| Error::layer_io(id, "chown", &dir, e))?;
+                        rustix::fs::fchown(
+                            &fd,
+                            Some(rustix::fs::Uid::from_raw(uid)),
+                            Some(rustix::fs::Gid::from_raw(gid)),
+                        )
+                        .map_err(|e| Error::layer_io(id, "chown", &dir, e))?;
                     }
-                    rustix::fs::chmod(&dir, Mode::from_raw_mode(BASE_LAYER_MODE))
+                    rustix::fs::fchmod(&fd, Mode::from_raw_mode(BASE_LAYER_MODE))
                         .map_err(|e| Error::layer_io(id, "chmod", &dir, e))
                 })();
                 if let Err(e) = result {
-                    let _ = ioctl::destroy_subvolume(&subvolumes, &name);
+                    let _ = ioctl::destroy_subvolume(&self.subvolumes_fd, &name);
                     return Err(e);
                 }
             }
             Some(parent) => {
-                let parent_dir = self.existing_dir(parent)?;
-                let source = open_dir(&parent_dir)
-                    .map_err(|e| Error::layer_io(parent, "open", &parent_dir, e))?;
-                ioctl::snapshot(&source, &subvolumes, &name, false)
+                let (source, _) = self.open_layer(parent)?;
+                ioctl::snapshot(&source, &self.subvolumes_fd, &name, false)
                     .map_err(|e| Error::layer_io(id, "snapshot parent into", &dir, e))?;
             }
         }
         if let Some(bytes) = size {
-            let result = self.limit(id, &dir, bytes).and_then(|()| {
-                mkdir_0700(&self.quotas)?;
+            let result = self.open_layer(id).and_then(|(fd, _)| {
+                self.limit(id, &dir, fd.as_fd(), bytes)?;
+                let quotas = self.quotas_fd(true)?;
                 let file = self.quotas.join(id);
-                atomic_write(&file, bytes.to_string().as_bytes(), 0o644)
-                    .map_err(|e| Error::layer_io(id, "write quota", &file, e))
+                match quotas {
+                    Some(quotas) => {
+                        atomic_write_at(quotas.as_fd(), id, bytes.to_string().as_bytes(), 0o644)
+                            .map_err(|e| Error::layer_io(id, "write quota", &file, e))
+                    }
+                    None => Ok(()),
+                }
             });
             if let Err(e) = result {
                 let _ = self.remove(id);
@@ -505,48 +502,45 @@ impl BtrfsDriver {
         Ok(())
     }
 
-    /// Deletes the subvolumes nested in `id`'s subvolume, then the subvolume.
-    fn destroy_layer(&self, id: &str, dir: &Path) -> Result<()> {
+    /// Deletes the subvolumes nested in `id`'s subvolume, then the subvolume; a layer
+    /// directory that is not a subvolume is removed as a tree, a non-directory unlinked.
+    fn destroy_layer(&self, id: &str) -> Result<()> {
+        let dir = self.subvolumes.join(id);
         let name = id_cstring(id)?;
-        let subvolumes =
-            open_dir(&self.subvolumes).map_err(|e| Error::io("open", &self.subvolumes, e))?;
-        let layer = tree::open_dir_at(&subvolumes, &name)
-            .map_err(|e| Error::layer_io(id, "open", dir, e))?;
-        let st = rustix::fs::statx(
-            &layer,
-            c"",
-            AtFlags::EMPTY_PATH,
-            StatxFlags::INO | StatxFlags::MNT_ID,
-        )
-        .map_err(|e| Error::layer_io(id, "stat", dir, e))?;
-        destroy_nested(&layer, st.stx_mnt_id, &mut PathBuf::new()).map_err(|(path, e)| {
-            Error::layer_io(id, "delete nested subvolume", dir.join(path), e)
-        })?;
-        if st.stx_ino != ioctl::SUBVOLUME_ROOT_INO {
+        let st = match tree::stat_at(&self.subvolumes_fd, &name) {
+            Ok(st) => st,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::layer_io(id, "stat", &dir, e)),
+        };
+        let removed = |result: std::result::Result<(), tree::WalkError>| {
+            result.map_err(|e| Error::layer_io(id, "remove", dir.join(&e.path), e.source))
+        };
+        if tree::file_type(&st) != tree::mode::S_IFDIR || st.stx_ino != ioctl::SUBVOLUME_ROOT_INO {
             // Not a subvolume (made by hand, or a half-made layer): plain files.
-            drop(layer);
-            return std::fs::remove_dir_all(dir).map_err(|e| Error::layer_io(id, "remove", dir, e));
+            return removed(tree::remove_all_at(self.subvolumes_fd.as_fd(), &name));
         }
+        let layer = tree::open_dir_checked(&self.subvolumes_fd, &name, &st)
+            .map_err(|e| Error::layer_io(id, "open", &dir, e))?;
+        let mut nested = NestedSubvolumes {
+            mount: st.stx_mnt_id,
+        };
+        let walked = layer
+            .try_clone()
+            .map_err(|e| tree::WalkError {
+                path: PathBuf::new(),
+                source: e,
+            })
+            .and_then(|fd| tree::walk_with(fd, &mut nested));
+        walked.map_err(|e| {
+            Error::layer_io(id, "delete nested subvolume", dir.join(&e.path), e.source)
+        })?;
         // Best effort, as in Go (see the crate documentation).
         if let Ok(subvolume_id) = ioctl::subvolume_id(&layer) {
-            let _ = ioctl::destroy_qgroup(&subvolumes, subvolume_id);
+            let _ = ioctl::destroy_qgroup(&self.subvolumes_fd, subvolume_id);
         }
         drop(layer);
-        ioctl::destroy_subvolume(&subvolumes, &name)
-            .map_err(|e| Error::layer_io(id, "delete subvolume", dir, e))
-    }
-
-    fn destroy_layer_checked(&self, id: &str) -> Result<()> {
-        let dir = self.subvolumes.join(id);
-        match std::fs::symlink_metadata(&dir) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::layer_io(id, "stat", &dir, e)),
-            Ok(m) if !m.is_dir() => {
-                std::fs::remove_file(&dir).map_err(|e| Error::layer_io(id, "remove", &dir, e))?
-            }
-            Ok(_) => self.destroy_layer(id, &dir)?,
-        }
-        Ok(())
+        ioctl::destroy_subvolume(&self.subvolumes_fd, &name)
+            .map_err(|e| Error::layer_io(id, "delete subvolume", &dir, e))
     }
 }
 
@@ -579,7 +573,7 @@ impl Driver for BtrfsDriver {
         _read_write: bool,
     ) -> Result<()> {
         if let Some(parent) = parent {
-            validate_layer_id(parent)?;
+            validate(parent)?;
         }
         self.create_layer(id, Some(template), opts)
     }
@@ -587,17 +581,25 @@ impl Driver for BtrfsDriver {
     /// Deletes the quota file, the nested subvolumes, then the layer's subvolume, and waits for
     /// a quota rescan when quotas are in use. A missing layer is not an error.
     fn remove(&self, id: &str) -> Result<()> {
-        validate_layer_id(id)?;
+        if RESERVED_NAMES.contains(&id) {
+            // No layer of that ID can have files here (create refuses it): nothing to remove,
+            // and the driver's own directory of that name is left alone.
+            return Ok(());
+        }
+        validate(id)?;
+        let name = id_cstring(id)?;
         let quota = self.quotas.join(id);
-        let had_quota = match std::fs::remove_file(&quota) {
-            Ok(()) => true,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-            Err(e) => return Err(Error::layer_io(id, "remove", &quota, e)),
+        let had_quota = match self.quotas_fd(false)? {
+            Some(quotas) => match rustix::fs::unlinkat(&quotas, &name, AtFlags::empty()) {
+                Ok(()) => true,
+                Err(rustix::io::Errno::NOENT) => false,
+                Err(e) => return Err(Error::layer_io(id, "remove", &quota, e)),
+            },
+            None => false,
         };
-        self.destroy_layer_checked(id)?;
+        self.destroy_layer(id)?;
         if had_quota || self.quota_enabled.load(Ordering::Relaxed) {
-            let home = open_dir(&self.home).map_err(|e| Error::io("open", &self.home, e))?;
-            ioctl::wait_quota_rescan(&home)
+            ioctl::wait_quota_rescan(&self.home_fd)
                 .map_err(|e| Error::io("wait for the quota rescan of", &self.home, e))?;
         }
         Ok(())
@@ -606,7 +608,12 @@ impl Driver for BtrfsDriver {
     /// The subvolume's path, after re-applying the layer's quota. Accepts no mount options but
     /// `ro` (Go: "btrfs driver does not support mount options").
     fn get(&self, id: &str, opts: &MountOpts) -> Result<PathBuf> {
-        validate_layer_id(id)?;
+        self.get_root(id, opts).map(|root| root.path)
+    }
+
+    /// [`get`](Driver::get), with the subvolume opened from the driver's home.
+    fn get_root(&self, id: &str, opts: &MountOpts) -> Result<LayerRoot> {
+        validate(id)?;
         if opts.options.iter().any(|o| o != "ro") {
             return Err(Error::MountOptions {
                 driver: NAME.to_string(),
@@ -614,40 +621,41 @@ impl Driver for BtrfsDriver {
                 options: opts.options.clone(),
             });
         }
-        let dir = self.existing_dir(id)?;
-        let quota = self.quotas.join(id);
-        // As Go: an unreadable or malformed quota file is ignored.
-        if let Some(bytes) = std::fs::read_to_string(&quota)
-            .ok()
-            .and_then(|text| text.trim().parse::<u64>().ok())
+        let (fd, dir) = self.open_layer(id)?;
+        let quota = self
+            .quotas_fd(false)?
+            .and_then(|quotas| read_quota(quotas.as_fd(), &id_cstring(id).ok()?));
+        if let Some(bytes) = quota
             && bytes >= self.min_space.unwrap_or(0)
         {
-            self.limit(id, &dir, bytes)?;
+            self.limit(id, &dir, fd.as_fd(), bytes)?;
         }
-        Ok(dir)
+        Ok(LayerRoot { path: dir, fd })
     }
 
     /// Nothing to release: btrfs does not mount.
     fn put(&self, id: &str) -> Result<()> {
-        validate_layer_id(id)
+        validate(id)
     }
 
     fn exists(&self, id: &str) -> bool {
-        self.layer_dir(id).is_ok_and(|dir| is_dir(&dir))
+        self.open_layer(id).is_ok()
     }
 
+    /// The directories in `subvolumes/` whose names are valid layer IDs.
     fn list_layers(&self) -> Result<Vec<String>> {
-        let mut ids = Vec::new();
-        let entries = std::fs::read_dir(&self.subvolumes)
+        let names = tree::read_names(&self.subvolumes_fd)
             .map_err(|e| Error::io("read", &self.subvolumes, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io("read", &self.subvolumes, e))?;
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            if let (true, Some(id)) = (is_dir, entry.file_name().to_str()) {
-                ids.push(id.to_string());
+        let mut ids = Vec::new();
+        for name in names {
+            let is_dir = tree::stat_at(&self.subvolumes_fd, &name)
+                .is_ok_and(|st| tree::file_type(&st) == tree::mode::S_IFDIR);
+            if let (true, Ok(id)) = (is_dir, name.into_string())
+                && validate(&id).is_ok()
+            {
+                ids.push(id);
             }
         }
-        ids.sort();
         Ok(ids)
     }
 
@@ -661,20 +669,16 @@ impl Driver for BtrfsDriver {
         self.cleanup_home()
     }
 
-    /// Reads files straight from the layer's subvolume.
+    /// Reads files straight from the layer's subvolume, opened once from the driver's home.
     fn diff_getter(&self, id: &str) -> Result<Option<Box<dyn FileGetter + Send + '_>>> {
-        let dir = self.existing_dir(id)?;
-        let getter = DirFileGetter::new(&dir).map_err(|source| Error::TarSplit {
-            id: id.to_string(),
-            source,
-        })?;
-        Ok(Some(Box::new(getter)))
+        let (fd, dir) = self.open_layer(id)?;
+        Ok(Some(Box::new(DirFileGetter::from_fd(fd, dir))))
     }
 }
 
 /// Whether the directory at `path` is the root of a btrfs subvolume (inode 256 on btrfs).
 pub fn is_subvolume(path: &Path) -> io::Result<bool> {
-    let fd = open_dir(path)?;
+    let fd = tree::open_dir(path)?;
     let st = rustix::fs::fstat(&fd)?;
     let fs = rustix::fs::fstatfs(&fd)?;
     #[allow(clippy::unnecessary_cast)]
@@ -685,20 +689,6 @@ pub fn is_subvolume(path: &Path) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape_mountinfo(br"/a\040b\134c"), b"/a b\\c");
-        assert_eq!(unescape_mountinfo(br"/plain\09"), br"/plain\09");
-        assert_eq!(unescape_mountinfo(br"\"), br"\");
-    }
-
-    #[test]
-    fn mount_points() {
-        assert!(is_mount_point(Path::new("/proc")));
-        let tmp = tempfile::tempdir().unwrap();
-        assert!(!is_mount_point(tmp.path()));
-    }
 
     #[test]
     fn filesystem_names_follow_go() {

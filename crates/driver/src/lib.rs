@@ -11,7 +11,8 @@
 //!   (container layer), [`Driver::create_from_template`], [`Driver::remove`],
 //!   [`Driver::exists`], [`Driver::list_layers`];
 //! * **mounting**: [`Driver::get`] returns the path of the layer's merged tree,
-//!   [`Driver::put`] releases it; [`MountOpts`] carries the label, `ro` and ID maps;
+//!   [`Driver::get_root`] also a descriptor of its root ([`LayerRoot`]), [`Driver::put`]
+//!   releases it; [`MountOpts`] carries the label, `ro` and ID maps;
 //! * **reporting**: [`Driver::status`], [`Driver::metadata`], [`Driver::read_write_disk_usage`],
 //!   [`Driver::cleanup`] at shutdown;
 //! * **the diff family**: [`Driver::apply_diff`], [`Driver::diff`], [`Driver::changes`],
@@ -35,8 +36,20 @@
 //! Options (`--storage-opt`) are parsed with [`DriverOptions`]; drivers are found by name or
 //! picked automatically with a [`Registry`] that the top crate composes.
 //!
-//! Layer IDs are plain `&str`: every method validates them with [`validate_layer_id`] before
-//! touching the filesystem, so an ID can never name a path outside the driver's home.
+//! Layer IDs are plain `&str`: every method validates them with [`validate_layer_id`] (and
+//! [`validate_driver_layer_id`], which also refuses the driver's own names) before touching
+//! the filesystem, so an ID can never name a path outside the driver's home nor one of the
+//! driver's own directories.
+//!
+//! # What a driver trusts
+//!
+//! The configured paths (graph root, run root, additional stores) are followed as given.
+//! Everything below the driver's home is input: a layer directory, the files a driver keeps
+//! beside a layer's tree (overlay's `link` and `lower`) and the tree itself may have been
+//! changed by whoever can write the store. Drivers open them from a descriptor of their home
+//! with `O_NOFOLLOW` and pass descriptors on (see [`tree`] for the helpers and the one
+//! iterative walker and remover); the small files are read with a size bound and must be
+//! regular files.
 //!
 //! # Example
 //!
@@ -56,12 +69,14 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 pub mod additional;
 pub mod differ;
 mod error;
 mod idmap;
+pub mod mount;
 pub mod naive;
 mod options;
 mod registry;
@@ -90,6 +105,31 @@ pub fn validate_layer_id(id: &str) -> Result<()> {
             reason: "not a valid layer ID",
         },
     })
+}
+
+/// [`validate_layer_id`], and refuses the names the driver uses itself in the directory
+/// holding its layers (overlay's `l` and `staging`, ...): such an ID would make the layer's
+/// directory one of the driver's own, and removing the layer would remove it.
+pub fn validate_driver_layer_id(id: &str, reserved: &[&str]) -> Result<()> {
+    validate_layer_id(id)?;
+    if reserved.contains(&id) {
+        return Err(Error::InvalidId {
+            id: id.to_string(),
+            reason: "the driver uses this name itself",
+        });
+    }
+    Ok(())
+}
+
+/// A layer's mounted tree: the path [`Driver::get`] gives and a descriptor of its root,
+/// opened without following symlinks the driver does not own. Whoever holds one works
+/// through the descriptor, so nothing is resolved by path a second time.
+#[derive(Debug)]
+pub struct LayerRoot {
+    /// Where the tree is mounted (for messages and for callers that need a path).
+    pub path: PathBuf,
+    /// The tree's root directory.
+    pub fd: OwnedFd,
 }
 
 /// Options of [`Driver::create`] and friends (Go's `CreateOpts`).
@@ -260,6 +300,21 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     /// Releases a mount made by [`get`](Self::get).
     fn put(&self, id: &str) -> Result<()>;
 
+    /// Mounts layer `id` as [`get`](Self::get) does and opens the root of its tree; release
+    /// it with [`put`](Self::put). The naive diff family works through this descriptor.
+    /// Default: `get`, then the returned path opened with `O_NOFOLLOW | O_DIRECTORY`; drivers
+    /// override it to open the tree from their own home, never through a path again.
+    fn get_root(&self, id: &str, opts: &MountOpts) -> Result<LayerRoot> {
+        let path = self.get(id, opts)?;
+        match tree::open_dir(&path) {
+            Ok(fd) => Ok(LayerRoot { path, fd }),
+            Err(e) => {
+                let _ = self.put(id);
+                Err(Error::layer_io(id, "open", &path, e))
+            }
+        }
+    }
+
     /// Whether layer `id` has its files in this driver.
     fn exists(&self, id: &str) -> bool;
 
@@ -424,6 +479,17 @@ mod tests {
             let err = validate_layer_id(bad).unwrap_err();
             assert!(matches!(err, Error::InvalidId { .. }), "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn reserved_names_are_refused_as_layer_ids() {
+        validate_driver_layer_id("layer", &["l", "staging"]).unwrap();
+        let err = validate_driver_layer_id("l", &["l", "staging"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid layer ID \"l\": the driver uses this name itself"
+        );
+        assert!(validate_driver_layer_id("a/b", &[]).is_err());
     }
 
     #[test]

@@ -1,27 +1,32 @@
 //! The shared "naive" diff family: for drivers with no native way to diff, mount the layer
-//! (and its parent) with [`Driver::get`], compare or extract trees with the archive crate,
+//! (and its parent) with [`Driver::get_root`], compare or extract trees with the archive crate,
 //! and release the mounts with [`Driver::put`]. The [`Driver`] trait's default methods call
 //! these; a driver with a native diff (overlay) calls them for the cases it cannot handle.
+//!
+//! Everything works through the descriptor of each mounted root ([`LayerRoot`]): once a
+//! driver has opened a layer's tree safely, no path into it is resolved again (a layer
+//! directory swapped for a symlink meanwhile changes nothing).
 //!
 //! Each function takes the driver generically (`D: Driver + ?Sized`) so that the trait's
 //! default bodies can pass `self`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::tree::{self, mode};
+use crate::tree::{self, FileId, mode};
 use crate::{
     ApplyDiffOpts, ApplyReport, Change, ChangeKind, CreateOpts, DiffArgs, DiskUsage, Driver,
-    EntrySink, IdMappings, MountOpts,
+    EntrySink, IdMappings, LayerRoot, MountOpts,
 };
 
 /// A mounted layer, released (`put`) when dropped.
 struct Mounted<'d, D: Driver + ?Sized> {
     driver: &'d D,
     id: &'d str,
-    path: PathBuf,
+    root: LayerRoot,
 }
 
 impl<'d, D: Driver + ?Sized> Mounted<'d, D> {
@@ -35,12 +40,20 @@ impl<'d, D: Driver + ?Sized> Mounted<'d, D> {
             },
             ..Default::default()
         };
-        let path = driver.get(id, &opts)?;
-        Ok(Mounted { driver, id, path })
+        let root = driver.get_root(id, &opts)?;
+        Ok(Mounted { driver, id, root })
     }
 
     fn path(&self) -> &Path {
-        &self.path
+        &self.root.path
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.root.fd.as_fd()
+    }
+
+    fn tree(&self) -> layerstore_archive::OpenTree<'_> {
+        (self.fd(), self.path())
     }
 }
 
@@ -56,51 +69,96 @@ fn walk_error(id: &str, root: &Path, op: &'static str, e: tree::WalkError) -> Er
     Error::layer_io(id, op, root.join(&e.path), e.source)
 }
 
-/// Disk usage of the layer's mounted tree: apparent sizes and inodes, each inode counted once
-/// (Go's `directory.Usage`).
-pub fn disk_usage<D: Driver + ?Sized>(driver: &D, id: &str) -> Result<DiskUsage> {
-    let mounted = Mounted::new(driver, id, "", true)?;
+/// Apparent sizes and inode count of the tree at `root`, each inode counted once (Go's
+/// `directory.Usage`); `shown` names the tree in errors.
+pub fn usage_at(id: &str, root: BorrowedFd<'_>, shown: &Path) -> Result<DiskUsage> {
     let mut seen = HashSet::new();
     let mut usage = DiskUsage::default();
-    tree::walk(mounted.path(), &mut |e| {
-        let key = (e.stat.stx_dev_major, e.stat.stx_dev_minor, e.stat.stx_ino);
-        if seen.insert(key) {
+    tree::walk_at(root, &mut |e| {
+        if seen.insert(FileId::of(e.stat)) {
             usage.size += e.stat.stx_size;
             usage.inode_count += 1;
         }
         Ok(())
     })
-    .map_err(|e| walk_error(id, mounted.path(), "measure", e))?;
+    .map_err(|e| walk_error(id, shown, "measure", e))?;
     Ok(usage)
 }
 
-/// Re-owns every file of `root` (Go's `ChownPathByMaps`): the owner is mapped to the
-/// container's view with `to_container`, then to the host with `to_host` (empty mappings are
-/// the identity). `chown` clears set-user/group-ID bits and `security.capability`; both are
-/// put back. `id` is only used in messages.
-pub fn chown_tree(
+/// Disk usage of the layer's mounted tree: apparent sizes and inodes, each inode counted once
+/// (Go's `directory.Usage`).
+pub fn disk_usage<D: Driver + ?Sized>(driver: &D, id: &str) -> Result<DiskUsage> {
+    let mounted = Mounted::new(driver, id, "", true)?;
+    usage_at(id, mounted.fd(), mounted.path())
+}
+
+/// The host owner that `chown_tree_at` gives a file owned by `(uid, gid)`, or which ID has no
+/// mapping: `to_container` first (a `0:0` it cannot map stays `0:0`, as Go compensates for a
+/// parent that should have been mapped and was not), then `to_host`.
+fn shifted(
+    to_container: &IdMappings,
+    to_host: &IdMappings,
+    (uid, gid): (u32, u32),
+) -> std::result::Result<(u32, u32), (&'static str, u32)> {
+    let (container_uid, container_gid) = match to_container.to_container(uid, gid) {
+        (Some(u), Some(g)) => (u, g),
+        _ if (uid, gid) == (0, 0) => (0, 0),
+        (None, _) => return Err(("uid", uid)),
+        (_, None) => return Err(("gid", gid)),
+    };
+    match to_host.to_host(container_uid, container_gid) {
+        (Some(u), Some(g)) => Ok((u, g)),
+        (None, _) => Err(("uid", container_uid)),
+        (_, None) => Err(("gid", container_gid)),
+    }
+}
+
+/// Re-owns every file below `root` (Go's `ChownPathByMaps`; `shown` names the tree in
+/// errors, `id` the layer): the owner is mapped to the container's view with `to_container`,
+/// then to the host with `to_host` (empty mappings are the identity). The top directory is
+/// left alone, as Go's walk skips `.`.
+///
+/// Each inode is shifted once, however many hard links it has: a later link of an inode
+/// already shifted is left as it is, and where it is no longer that inode (an overlay
+/// copy-up of the first link split them) it is linked to the first one again, as Go does.
+/// `chown` clears set-user/group-ID bits and `security.capability`; both are put back.
+pub fn chown_tree_at(
     id: &str,
-    root: &Path,
+    root: BorrowedFd<'_>,
+    shown: &Path,
     to_container: &IdMappings,
     to_host: &IdMappings,
 ) -> Result<()> {
     let mut unmapped = None;
-    tree::walk(root, &mut |e| {
-        let (uid, gid) = (e.stat.stx_uid, e.stat.stx_gid);
-        let (cu, cg) = to_container.to_container(uid, gid);
-        let (Some(cu), Some(cg)) = (cu, cg) else {
-            unmapped = Some((e.path.to_path_buf(), cu.is_none(), uid, gid));
-            return Err(std::io::Error::from(std::io::ErrorKind::InvalidData));
-        };
-        let (hu, hg) = to_host.to_host(cu, cg);
-        let (Some(hu), Some(hg)) = (hu, hg) else {
-            unmapped = Some((e.path.to_path_buf(), hu.is_none(), cu, cg));
-            return Err(std::io::Error::from(std::io::ErrorKind::InvalidData));
-        };
-        if (hu, hg) == (uid, gid) {
+    // Multiply-linked inodes: the first path met and the owner it was given.
+    let mut shifted_inodes: HashMap<FileId, (PathBuf, (u32, u32))> = HashMap::new();
+    tree::walk_at(root, &mut |e| {
+        if e.depth == 0 {
             return Ok(());
         }
+        let owner = (e.stat.stx_uid, e.stat.stx_gid);
         let kind = tree::file_type(e.stat);
+        let linked = kind != mode::S_IFDIR && e.stat.stx_nlink > 1;
+        if linked && let Some((first, target)) = shifted_inodes.get(&FileId::of(e.stat)) {
+            if owner == *target {
+                return Ok(()); // the same inode, shifted already
+            }
+            rustix::fs::unlinkat(e.dir, e.name, rustix::fs::AtFlags::empty())?;
+            return tree::link_beneath(root, first, e.dir, e.name);
+        }
+        let (hu, hg) = match shifted(to_container, to_host, owner) {
+            Ok(pair) => pair,
+            Err((kind, value)) => {
+                unmapped = Some((e.path.to_path_buf(), kind, value));
+                return Err(std::io::Error::from(std::io::ErrorKind::InvalidData));
+            }
+        };
+        if linked {
+            shifted_inodes.insert(FileId::of(e.stat), (e.path.to_path_buf(), (hu, hg)));
+        }
+        if (hu, hg) == owner {
+            return Ok(());
+        }
         let capability = if kind == mode::S_IFREG {
             crate::xattr::get_at(e.dir, e.name, c"security.capability")?
         } else {
@@ -128,17 +186,28 @@ pub fn chown_tree(
         Ok(())
     })
     .map_err(|e| match unmapped.take() {
-        Some((path, is_uid, u, g)) => Error::Unmapped {
+        Some((path, kind, value)) => Error::Unmapped {
             id: id.to_string(),
-            path: root.join(path),
-            kind: if is_uid { "uid" } else { "gid" },
-            value: if is_uid { u } else { g },
+            path: shown.join(path),
+            kind,
+            value,
         },
-        None => walk_error(id, root, "chown", e),
+        None => walk_error(id, shown, "chown", e),
     })
 }
 
-/// Mounts the layer and [re-owns its tree](chown_tree) (Go's naive `UpdateLayerIDMap`).
+/// [`chown_tree_at`] of the directory at `root` (opened without following a final symlink).
+pub fn chown_tree(
+    id: &str,
+    root: &Path,
+    to_container: &IdMappings,
+    to_host: &IdMappings,
+) -> Result<()> {
+    let fd = tree::open_dir(root).map_err(|e| Error::layer_io(id, "open", root, e))?;
+    chown_tree_at(id, fd.as_fd(), root, to_container, to_host)
+}
+
+/// Mounts the layer and [re-owns its tree](chown_tree_at) (Go's naive `UpdateLayerIDMap`).
 pub fn update_layer_id_map<D: Driver + ?Sized>(
     driver: &D,
     id: &str,
@@ -147,7 +216,7 @@ pub fn update_layer_id_map<D: Driver + ?Sized>(
     mount_label: &str,
 ) -> Result<()> {
     let mounted = Mounted::new(driver, id, mount_label, false)?;
-    chown_tree(id, mounted.path(), to_container, to_host)
+    chown_tree_at(id, mounted.fd(), mounted.path(), to_container, to_host)
 }
 
 /// Drops tar-split records when the caller wants none.
@@ -162,11 +231,47 @@ impl EntrySink for DiscardEntries {
     }
 }
 
+/// Extracts `opts.diff` beneath the open directory `root` with the archive crate, owners
+/// mapped container → host with `opts.id_mappings`, recording tar-split entries into
+/// `opts.tar_split` (if any). `whiteouts` and `root_entry` are the driver's choice.
+pub fn apply_at(
+    id: &str,
+    root: BorrowedFd<'_>,
+    whiteouts: layerstore_archive::WhiteoutStyle,
+    root_entry: layerstore_archive::RootEntry,
+    opts: ApplyDiffOpts<'_>,
+) -> Result<ApplyReport> {
+    let options = layerstore_archive::ApplyOptions {
+        whiteouts,
+        root_entry,
+        uid_map: opts.id_mappings.uids,
+        gid_map: opts.id_mappings.gids,
+        ignore_chown_errors: opts.ignore_chown_errors,
+        max_uncompressed_size: opts.max_uncompressed_size,
+        ..Default::default()
+    };
+    let target = root
+        .try_clone_to_owned()
+        .map_err(|e| Error::layer_io(id, "duplicate the descriptor of", PathBuf::from(id), e))?;
+    let result = match opts.tar_split {
+        Some(sink) => layerstore_archive::apply_at(target, opts.diff, sink, &options)
+            .map(|(report, _)| report),
+        None => layerstore_archive::apply_at(target, opts.diff, DiscardEntries, &options)
+            .map(|(report, _)| report),
+    };
+    result.map_err(|e| Error::archive(id, e))
+}
+
 /// Naive `ApplyDiff`: mounts the layer read-write and extracts the stream into it with the
 /// archive crate's [naive whiteouts](layerstore_archive::WhiteoutStyle::Naive), owners mapped
 /// container → host with `opts.id_mappings`. Device nodes are created where permitted and
 /// skipped (with a report warning) otherwise. `parent` is not needed: the layer's tree
 /// already holds the parent's files (that is what makes whiteouts "naive").
+///
+/// The layer's top directory ends as Go's naive drivers leave it: owner, mode and xattrs of
+/// the archive's `./` entry, if it has one, and its access time (the epoch when the header
+/// records none); the modification time is when the apply finished (Go's extraction makes
+/// and removes a temporary directory there last).
 pub fn apply_diff<D: Driver + ?Sized>(
     driver: &D,
     id: &str,
@@ -174,21 +279,32 @@ pub fn apply_diff<D: Driver + ?Sized>(
     opts: ApplyDiffOpts<'_>,
 ) -> Result<ApplyReport> {
     let mounted = Mounted::new(driver, id, &opts.mount_label, false)?;
-    let options = layerstore_archive::ApplyOptions {
-        whiteouts: layerstore_archive::WhiteoutStyle::Naive,
-        uid_map: opts.id_mappings.uids,
-        gid_map: opts.id_mappings.gids,
-        ignore_chown_errors: opts.ignore_chown_errors,
-        max_uncompressed_size: opts.max_uncompressed_size,
-        ..Default::default()
+    let report = apply_at(
+        id,
+        mounted.fd(),
+        layerstore_archive::WhiteoutStyle::Naive,
+        layerstore_archive::RootEntry::KeepModificationTime,
+        opts,
+    )?;
+    touch_modification_time(mounted.fd())
+        .map_err(|e| Error::layer_io(id, "set the times of", mounted.path(), e))?;
+    Ok(report)
+}
+
+/// Sets the modification time of the open directory `dir` to now, leaving its access time.
+pub fn touch_modification_time(dir: BorrowedFd<'_>) -> std::io::Result<()> {
+    use rustix::fs::{Timespec, Timestamps, UTIME_NOW, UTIME_OMIT};
+    let times = Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        },
+        last_modification: Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_NOW,
+        },
     };
-    let result = match opts.tar_split {
-        Some(sink) => layerstore_archive::apply(mounted.path(), opts.diff, sink, &options)
-            .map(|(report, _)| report),
-        None => layerstore_archive::apply(mounted.path(), opts.diff, DiscardEntries, &options)
-            .map(|(report, _)| report),
-    };
-    result.map_err(|e| Error::archive(id, e))
+    Ok(rustix::fs::futimens(dir, &times)?)
 }
 
 /// The layer (mounted read-write, as Go does) and its parent (mounted `ro`), if any.
@@ -204,18 +320,39 @@ fn mount_pair<'d, D: Driver + ?Sized>(
     Ok((layer, parent))
 }
 
+/// The changes between the two mounted trees.
+fn changes_of<D: Driver + ?Sized>(
+    id: &str,
+    layer: &Mounted<'_, D>,
+    parent: Option<&Mounted<'_, D>>,
+) -> Result<Vec<Change>> {
+    layerstore_archive::changes_at(layer.tree(), parent.map(Mounted::tree))
+        .map_err(|e| Error::archive(id, e))
+}
+
 /// Naive `Changes`: both trees compared by the archive crate (Go's `ChangesDirs`: mode, owner,
 /// device, size, mtime and `security.capability`; directories only for their own metadata).
 pub fn changes<D: Driver + ?Sized>(driver: &D, args: &DiffArgs<'_>) -> Result<Vec<Change>> {
     let (layer, parent) = mount_pair(driver, args)?;
-    layerstore_archive::changes(layer.path(), parent.as_ref().map(|p| p.path()))
-        .map_err(|e| Error::archive(args.id, e))
+    changes_of(args.id, &layer, parent.as_ref())
 }
 
 /// Counts what passes through.
-struct Counting<'w> {
+pub struct Counting<'w> {
     inner: &'w mut dyn Write,
     count: u64,
+}
+
+impl<'w> Counting<'w> {
+    /// Counts what is written to `inner`.
+    pub fn new(inner: &'w mut dyn Write) -> Self {
+        Counting { inner, count: 0 }
+    }
+
+    /// Bytes written so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
 }
 
 impl Write for Counting<'_> {
@@ -242,30 +379,29 @@ pub fn diff<D: Driver + ?Sized>(
     out: &mut dyn Write,
 ) -> Result<u64> {
     let (layer, parent) = mount_pair(driver, args)?;
-    let changes = layerstore_archive::changes(layer.path(), parent.as_ref().map(|p| p.path()))
-        .map_err(|e| Error::archive(args.id, e))?;
-    let mut counting = Counting {
-        inner: out,
-        count: 0,
-    };
-    layerstore_archive::export_to(
-        layer.path(),
+    let changes = changes_of(args.id, &layer, parent.as_ref())?;
+    let mut counting = Counting::new(out);
+    layerstore_archive::export_to_at(
+        layer.tree(),
         &changes,
         &args.id_mappings.uids,
         &args.id_mappings.gids,
         &mut counting,
     )
     .map_err(|e| Error::archive(args.id, e))?;
-    Ok(counting.count)
+    Ok(counting.count())
 }
 
 /// Naive `DiffSize`: the sum of the sizes of the non-directory paths the layer adds or
 /// modifies, each inode counted once (Go's `ChangesSize`).
 pub fn diff_size<D: Driver + ?Sized>(driver: &D, args: &DiffArgs<'_>) -> Result<u64> {
-    let changes = changes(driver, args)?;
-    let layer = Mounted::new(driver, args.id, args.mount_label, true)?;
-    let root = tree::open_dir(layer.path())
-        .map_err(|e| Error::layer_io(args.id, "open", layer.path(), e))?;
+    let (layer, parent) = mount_pair(driver, args)?;
+    let changes = changes_of(args.id, &layer, parent.as_ref())?;
+    drop(parent);
+    let root =
+        layer.root.fd.try_clone().map_err(|e| {
+            Error::layer_io(args.id, "duplicate the descriptor of", layer.path(), e)
+        })?;
     let mut seen = HashSet::new();
     let mut size = 0;
     for change in changes.iter().filter(|c| c.kind != ChangeKind::Delete) {
@@ -283,7 +419,7 @@ pub fn diff_size<D: Driver + ?Sized>(driver: &D, args: &DiffArgs<'_>) -> Result<
         if tree::file_type(&stat) == mode::S_IFDIR {
             continue;
         }
-        if seen.insert((stat.stx_dev_major, stat.stx_dev_minor, stat.stx_ino)) {
+        if seen.insert(FileId::of(&stat)) {
             size += stat.stx_size;
         }
     }
@@ -321,11 +457,9 @@ pub fn create_from_template<D: Driver + ?Sized>(
             mount_label: &opts.mount_label,
         };
         let (layer, parent_mount) = mount_pair(driver, &args)?;
-        let changes =
-            layerstore_archive::changes(layer.path(), parent_mount.as_ref().map(|p| p.path()))
-                .map_err(|e| Error::archive(template, e))?;
-        let mut stream = layerstore_archive::export(
-            layer.path(),
+        let changes = changes_of(template, &layer, parent_mount.as_ref())?;
+        let mut stream = layerstore_archive::export_at(
+            layer.tree(),
             changes,
             template_mappings.uids.clone(),
             template_mappings.gids.clone(),

@@ -3,10 +3,13 @@
 
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use layerstore_driver::tree::{self, mode};
-use layerstore_driver::{Change, ChangeKind, DirFileGetter, Error, FileGetter, IdMappings, Result};
+use layerstore_driver::tree::{self, FileId, mode};
+use layerstore_driver::{
+    Change, ChangeKind, DirFileGetter, Error, FileGetter, IdMappings, Result, naive,
+};
 
 /// Whether a `statx` result is an overlay whiteout: a 0/0 character device.
 fn is_whiteout(st: &rustix::fs::Statx) -> bool {
@@ -17,9 +20,9 @@ fn is_whiteout(st: &rustix::fs::Statx) -> bool {
 /// entry of the upper dir in walk order, 0/0 character devices as deletions (exported as
 /// `.wh.<name>`). The archive crate exports a directory with the opaque xattr as itself followed
 /// by `<dir>/.wh..wh..opq`.
-pub fn upper_changes(id: &str, upper: &Path) -> Result<Vec<Change>> {
+pub fn upper_changes(id: &str, upper: BorrowedFd<'_>, shown: &Path) -> Result<Vec<Change>> {
     let mut changes = Vec::new();
-    tree::walk(upper, &mut |entry| {
+    tree::walk_at(upper, &mut |entry| {
         if entry.path.as_os_str().is_empty() {
             return Ok(()); // the layer's root is never exported
         }
@@ -34,86 +37,45 @@ pub fn upper_changes(id: &str, upper: &Path) -> Result<Vec<Change>> {
         });
         Ok(())
     })
-    .map_err(|e| Error::layer_io(id, "walk", upper.join(&e.path), e.source))?;
+    .map_err(|e| Error::layer_io(id, "walk", shown.join(&e.path), e.source))?;
     Ok(changes)
-}
-
-/// Counts what passes through.
-struct Counting<'w> {
-    inner: &'w mut dyn Write,
-    count: u64,
-}
-
-impl Write for Counting<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Native `Diff`: the tar stream of the upper dir with overlay whiteouts converted to AUFS
 /// ones; returns the bytes written.
-pub fn export(id: &str, upper: &Path, mappings: &IdMappings, out: &mut dyn Write) -> Result<u64> {
-    let changes = upper_changes(id, upper)?;
-    let mut counting = Counting {
-        inner: out,
-        count: 0,
-    };
-    layerstore_archive::export_to(
-        upper,
+pub fn export(
+    id: &str,
+    upper: BorrowedFd<'_>,
+    shown: &Path,
+    mappings: &IdMappings,
+    out: &mut dyn Write,
+) -> Result<u64> {
+    let changes = upper_changes(id, upper, shown)?;
+    let mut counting = naive::Counting::new(out);
+    layerstore_archive::export_to_at(
+        (upper, shown),
         &changes,
         &mappings.uids,
         &mappings.gids,
         &mut counting,
     )
     .map_err(|e| Error::archive(id, e))?;
-    Ok(counting.count)
+    Ok(counting.count())
 }
 
 /// Native `DiffSize`: the sizes of every non-directory inode of the upper dir, each inode
 /// once (Go's `directory.Size`).
-pub fn size(id: &str, upper: &Path) -> Result<u64> {
+pub fn size(id: &str, upper: BorrowedFd<'_>, shown: &Path) -> Result<u64> {
     let mut seen = HashSet::new();
     let mut total = 0;
-    tree::walk(upper, &mut |entry| {
-        if tree::file_type(entry.stat) != mode::S_IFDIR
-            && seen.insert((
-                entry.stat.stx_dev_major,
-                entry.stat.stx_dev_minor,
-                entry.stat.stx_ino,
-            ))
-        {
+    tree::walk_at(upper, &mut |entry| {
+        if tree::file_type(entry.stat) != mode::S_IFDIR && seen.insert(FileId::of(entry.stat)) {
             total += entry.stat.stx_size;
         }
         Ok(())
     })
-    .map_err(|e| Error::layer_io(id, "measure", upper.join(&e.path), e.source))?;
+    .map_err(|e| Error::layer_io(id, "measure", shown.join(&e.path), e.source))?;
     Ok(total)
-}
-
-/// Disk usage of the upper dir: apparent sizes and inode count, each inode once (Go's
-/// `directory.Usage` of `diff/`).
-pub fn usage(id: &str, upper: &Path) -> Result<layerstore_driver::DiskUsage> {
-    let mut seen = HashSet::new();
-    let mut usage = layerstore_driver::DiskUsage::default();
-    tree::walk(upper, &mut |entry| {
-        if seen.insert((
-            entry.stat.stx_dev_major,
-            entry.stat.stx_dev_minor,
-            entry.stat.stx_ino,
-        )) {
-            usage.size += entry.stat.stx_size;
-            usage.inode_count += 1;
-        }
-        Ok(())
-    })
-    .map_err(|e| Error::layer_io(id, "measure", upper.join(&e.path), e.source))?;
-    Ok(usage)
 }
 
 /// The tar-split file getter of an overlay layer: files are read from the layer's `diff/`,
@@ -126,6 +88,16 @@ pub struct OverlayFileGetter {
 }
 
 impl OverlayFileGetter {
+    /// A getter over trees the caller opened, upper first (each with the path that names it
+    /// in messages).
+    pub fn from_fds(trees: Vec<(OwnedFd, PathBuf)>) -> Self {
+        let dirs = trees
+            .into_iter()
+            .map(|(fd, path)| DirFileGetter::from_fd(fd, path))
+            .collect();
+        OverlayFileGetter { dirs }
+    }
+
     /// A getter over `upper` then `lowers`.
     pub fn new(id: &str, upper: &Path, lowers: &[PathBuf]) -> Result<Self> {
         let dirs = std::iter::once(upper)

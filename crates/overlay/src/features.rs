@@ -6,6 +6,8 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use layerstore_driver::tree;
+
 use crate::mount;
 
 /// `trusted.overlay.opaque`: the opaque-directory xattr of an overlay upper dir.
@@ -39,11 +41,6 @@ pub fn backing_fs_name(magic: i64) -> &'static str {
     }
 }
 
-/// The statfs magic of the filesystem holding `path`.
-pub fn fs_magic(path: &Path) -> io::Result<i64> {
-    Ok(rustix::fs::statfs(path)?.f_type as i64)
-}
-
 /// Filesystems overlay cannot use as upper layer without a FUSE mount program (Go refuses
 /// them too).
 pub fn needs_mount_program(magic: i64) -> bool {
@@ -53,11 +50,21 @@ pub fn needs_mount_program(magic: i64) -> bool {
     )
 }
 
-/// A cached probe result: `Some((value, text))` if either file exists.
+/// The cache file of `feature` with answer `value`.
+fn cache_name(feature: &str, value: bool) -> Option<std::ffi::CString> {
+    std::ffi::CString::new(format!("{feature}-{value}")).ok()
+}
+
+/// A cached probe result: `Some((value, text))` if either file exists (a regular file of at
+/// most 4 KiB, never read through a symlink).
 pub fn cached(run_home: &Path, feature: &str) -> Option<(bool, String)> {
+    let dir = tree::open_dir(run_home).ok()?;
     for value in [true, false] {
-        if let Ok(text) = std::fs::read_to_string(run_home.join(format!("{feature}-{value}"))) {
-            return Some((value, text));
+        let Some(name) = cache_name(feature, value) else {
+            continue;
+        };
+        if let Ok(text) = tree::read_small_file_at(&dir, &name, 4096) {
+            return Some((value, String::from_utf8_lossy(&text).into_owned()));
         }
     }
     None
@@ -66,7 +73,9 @@ pub fn cached(run_home: &Path, feature: &str) -> Option<(bool, String)> {
 /// Records a probe result; a failure's text is its reason (as Go).
 pub fn record(run_home: &Path, feature: &str, value: bool, text: &str) {
     // Caching is an optimisation: a read-only run root only costs a probe next time.
-    let _ = std::fs::write(run_home.join(format!("{feature}-{value}")), text);
+    if let (Ok(dir), Some(name)) = (tree::open_dir(run_home), cache_name(feature, value)) {
+        let _ = tree::write_file_at(&dir, &name, text.as_bytes(), 0o644);
+    }
 }
 
 /// Runs `probe` unless its answer is cached, then caches it.
@@ -151,7 +160,8 @@ struct Mounted(PathBuf);
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        let _ = mount::unmount(&self.0);
+        let flags = rustix::mount::UnmountFlags::DETACH | rustix::mount::UnmountFlags::NOFOLLOW;
+        let _ = rustix::mount::unmount(&self.0, flags);
     }
 }
 

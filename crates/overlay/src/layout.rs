@@ -1,10 +1,14 @@
 //! The on-disk layout shared with Go's overlay driver: short link IDs, the `l/` symlinks and
 //! the `lower` file.
 
+use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
-use layerstore_driver::{Error, Result};
+use layerstore_driver::{Error, Result, tree};
+use rustix::fs::AtFlags;
 
 /// Name of the directory of short links in the driver home.
 pub const LINK_DIR: &str = "l";
@@ -31,21 +35,36 @@ pub fn generate_link_id() -> io::Result<String> {
     Ok(id)
 }
 
-/// Whether `name` can be a short link name: non-empty, no `/`, not `.` or `..`, no NUL.
-///
-/// Go's IDs are 26 base32 characters, but other tools may have written other names; anything
-/// that stays one plain directory entry below `l/` is accepted.
+/// Whether `name` is a short link name of the driver's own form: 26 characters of the base32
+/// alphabet (`A-Z2-7`), as Go's `generateID` makes them. Anything else read from a `link` or
+/// `lower` file was not written by a driver and is refused: such a name would otherwise end
+/// up in a path the driver follows or in mount data.
 pub fn valid_link_name(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+    name.len() == LINK_ID_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
 }
+
+/// Longest `lower` file read: 26 + 3 bytes per lower, for far more lowers than a mount takes.
+const MAX_LOWER_FILE: u64 = 1 << 20;
 
 /// The `lower` entry of a layer whose link is `link`: `l/<link>`.
 pub fn lower_entry(link: &str) -> String {
     format!("{LINK_DIR}/{link}")
 }
 
-/// Parses a `lower` file: `l/A:l/B:…`, nearest parent first. Every entry must be a plain
-/// `l/<name>` so that joining it to the home can never leave the home.
+fn invalid(id: &str, path: &Path, what: String) -> Error {
+    Error::layer_io(
+        id,
+        "read",
+        path,
+        io::Error::new(io::ErrorKind::InvalidData, what),
+    )
+}
+
+/// Parses a `lower` file: `l/A:l/B:…`, nearest parent first. Every entry must be `l/<link>`
+/// with a link name of the driver's form ([`valid_link_name`]).
 pub fn parse_lower(id: &str, path: &Path, content: &str) -> Result<Vec<String>> {
     let content = content.trim_end_matches('\n');
     if content.is_empty() {
@@ -56,43 +75,44 @@ pub fn parse_lower(id: &str, path: &Path, content: &str) -> Result<Vec<String>> 
         .filter(|entry| !entry.is_empty())
         .map(|entry| match entry.strip_prefix("l/") {
             Some(name) if valid_link_name(name) => Ok(entry.to_string()),
-            _ => Err(Error::layer_io(
+            _ => Err(invalid(
                 id,
-                "parse",
                 path,
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("lower entry {entry:?} is not of the form l/<link>"),
-                ),
+                format!("lower entry {entry:?} is not of the form l/<26 base32 characters>"),
             )),
         })
         .collect()
 }
 
-/// Reads `<layer_dir>/lower` (missing: no lowers).
-pub fn read_lower(id: &str, layer_dir: &Path) -> Result<Vec<String>> {
+/// Reads the `lower` file of the layer directory `layer` (shown as `layer_dir`; missing: no
+/// lowers). A regular file of bounded size only, never through a symlink.
+pub fn read_lower(id: &str, layer: BorrowedFd<'_>, layer_dir: &Path) -> Result<Vec<String>> {
     let path = layer_dir.join("lower");
-    match std::fs::read_to_string(&path) {
-        Ok(content) => parse_lower(id, &path, &content),
+    match tree::read_small_file_at(layer, c"lower", MAX_LOWER_FILE) {
+        Ok(content) => {
+            let content = String::from_utf8(content)
+                .map_err(|_| invalid(id, &path, "not UTF-8".to_string()))?;
+            parse_lower(id, &path, &content)
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(Error::layer_io(id, "read", &path, e)),
     }
 }
 
-/// Reads `<layer_dir>/link`, checking it can name an entry of `l/`.
-pub fn read_link_id(id: &str, layer_dir: &Path) -> Result<String> {
+/// Reads the `link` file of the layer directory `layer` (shown as `layer_dir`), checking it
+/// holds a link name of the driver's form.
+pub fn read_link_id(id: &str, layer: BorrowedFd<'_>, layer_dir: &Path) -> Result<String> {
     let path = layer_dir.join("link");
-    let link = std::fs::read_to_string(&path).map_err(|e| Error::layer_io(id, "read", &path, e))?;
-    let link = link.trim_end_matches('\n').to_string();
+    let link = tree::read_small_file_at(layer, c"link", 4 * LINK_ID_LEN as u64)
+        .map_err(|e| Error::layer_io(id, "read", &path, e))?;
+    let link = String::from_utf8_lossy(&link)
+        .trim_end_matches('\n')
+        .to_string();
     if !valid_link_name(&link) {
-        return Err(Error::layer_io(
+        return Err(invalid(
             id,
-            "read",
             &path,
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("link ID {link:?} cannot name an entry of l/"),
-            ),
+            format!("link ID {link:?} is not 26 base32 characters"),
         ));
     }
     Ok(link)
@@ -100,9 +120,17 @@ pub fn read_link_id(id: &str, layer_dir: &Path) -> Result<String> {
 
 /// The content of a child's `lower` file: `l/<parent link>` then the parent's own `lower`
 /// (Go's `getLower`).
-pub fn child_lower(parent: &str, parent_dir: &Path) -> Result<Vec<String>> {
-    let mut lowers = vec![lower_entry(&read_link_id(parent, parent_dir)?)];
-    lowers.extend(read_lower(parent, parent_dir)?);
+pub fn child_lower(
+    parent: &str,
+    parent_layer: BorrowedFd<'_>,
+    parent_dir: &Path,
+) -> Result<Vec<String>> {
+    let mut lowers = vec![lower_entry(&read_link_id(
+        parent,
+        parent_layer,
+        parent_dir,
+    )?)];
+    lowers.extend(read_lower(parent, parent_layer, parent_dir)?);
     Ok(lowers)
 }
 
@@ -111,77 +139,100 @@ pub fn link_target(id: &str) -> PathBuf {
     Path::new("..").join(id).join("diff")
 }
 
-/// Go's `recreateSymlinks`: makes sure every layer's `link` file has its `l/` symlink, and
-/// every symlink in `l/` points at `../<id>/diff` of a layer whose `link` file names it
-/// (rewriting the `link` file when it does not; removing links whose target looks wrong).
-/// Returns the problems that could not be fixed, after at most five passes.
-pub fn recreate_symlinks(home: &Path) -> Result<()> {
-    let link_dir = home.join(LINK_DIR);
-    match std::fs::create_dir(&link_dir) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-            return Err(Error::io("mkdir", &link_dir, e));
+/// The layer a short link's target names, if it is exactly `../<id>/diff` for an ID the
+/// driver could have made.
+pub fn link_target_id(target: &Path) -> Option<String> {
+    let parts: Vec<_> = target.iter().collect();
+    match parts.as_slice() {
+        [dots, id, diff] if *dots == ".." && *diff == "diff" => {
+            let id = id.to_str()?;
+            crate::validate(id).is_ok().then(|| id.to_string())
         }
-        _ => {}
+        _ => None,
     }
-    let layers: Vec<String> = std::fs::read_dir(home)
-        .map_err(|e| Error::io("read", home, e))?
-        .filter_map(|entry| entry.ok())
-        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|entry| entry.file_name().into_string().ok())
-        .filter(|name| name != LINK_DIR && layerstore_driver::validate_layer_id(name).is_ok())
+}
+
+/// Go's `recreateSymlinks`, through the home's descriptor: makes sure every layer's `link`
+/// file has its `l/` symlink, and every symlink in `l/` points at `../<id>/diff` of a layer
+/// whose `link` file names it (rewriting the `link` file, in the layer's own directory and
+/// never through a symlink, when it does not; removing links whose target looks wrong).
+/// Returns the problems that could not be fixed, after at most five passes. `shown` names the
+/// home in messages.
+pub fn recreate_symlinks_at(home: BorrowedFd<'_>, shown: &Path) -> Result<()> {
+    let link_path = shown.join(LINK_DIR);
+    let link_dir =
+        tree::ensure_dir_at(home, c"l", 0o755).map_err(|e| Error::io("mkdir", &link_path, e))?;
+    let layers: Vec<String> = tree::read_names(home)
+        .map_err(|e| Error::io("read", shown, e))?
+        .into_iter()
+        .filter_map(|name| name.into_string().ok())
+        .filter(|name| crate::validate(name).is_ok())
         .collect();
     let mut problems = Vec::new();
     for _pass in 0..5 {
         problems.clear();
         let mut progress = false;
         for id in &layers {
-            let dir = home.join(id);
-            if !dir.join("diff").is_dir() {
-                continue; // not a layer (staging, …)
+            let dir = shown.join(id);
+            let Ok(name) = CString::new(id.as_str()) else {
+                continue;
+            };
+            // Only directories of the home, never followed.
+            let Ok(layer) = tree::open_dir_at(home, &name) else {
+                continue;
+            };
+            if tree::stat_at(&layer, c"diff").is_err() {
+                continue; // not a layer
             }
-            let link = match read_link_id(id, &dir) {
+            let link = match read_link_id(id, layer.as_fd(), &dir) {
                 Ok(link) => link,
                 Err(e) => {
                     problems.push(e.to_string());
                     continue;
                 }
             };
-            let path = link_dir.join(&link);
-            match std::fs::symlink_metadata(&path) {
+            let Ok(link_name) = CString::new(link.as_str()) else {
+                continue;
+            };
+            match tree::stat_at(&link_dir, &link_name) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    match std::os::unix::fs::symlink(link_target(id), &path) {
+                    match rustix::fs::symlinkat(link_target(id).as_path(), &link_dir, &link_name) {
                         Ok(()) => progress = true,
-                        Err(e) => problems.push(format!("symlink {}: {e}", path.display())),
+                        Err(e) => problems
+                            .push(format!("symlink {}: {e}", link_path.join(&link).display())),
                     }
                 }
-                Err(e) => problems.push(format!("lstat {}: {e}", path.display())),
+                Err(e) => problems.push(format!("lstat {}: {e}", link_path.join(&link).display())),
             }
         }
-        let entries = std::fs::read_dir(&link_dir).map_err(|e| Error::io("read", &link_dir, e))?;
-        for entry in entries.filter_map(|e| e.ok()) {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let target = std::fs::read_link(&path).unwrap_or_default();
-            let parts: Vec<_> = target.iter().map(|c| c.to_string_lossy()).collect();
-            let target_id = match parts.as_slice() {
-                [dots, id, diff] if dots == ".." && diff == "diff" && home.join(&**id).is_dir() => {
-                    id.to_string()
-                }
+        let entries = tree::read_names(&link_dir).map_err(|e| Error::io("read", &link_path, e))?;
+        for entry in entries {
+            let name = entry.to_string_lossy().into_owned();
+            let target = rustix::fs::readlinkat(&link_dir, &entry, Vec::new())
+                .map(|t| PathBuf::from(std::ffi::OsString::from_vec(t.into_bytes())))
+                .unwrap_or_default();
+            let target_layer = link_target_id(&target).and_then(|id| {
+                let fd = tree::open_dir_at(home, &CString::new(id.as_str()).ok()?).ok()?;
+                Some((id, fd))
+            });
+            let (target_id, layer) = match target_layer {
+                Some(found) if valid_link_name(&name) => found,
                 _ => {
                     problems.push(format!(
                         "link target of {name:?} looks weird: {}",
                         target.display()
                     ));
-                    if std::fs::remove_file(&path).is_ok() {
+                    if rustix::fs::unlinkat(&link_dir, &entry, AtFlags::empty()).is_ok() {
                         progress = true;
                     }
                     continue;
                 }
             };
-            let link_file = home.join(&target_id).join("link");
-            if std::fs::read_to_string(&link_file).ok().as_deref() != Some(name.as_str()) {
-                match std::fs::write(&link_file, name.as_bytes()) {
+            let current = tree::read_small_file_at(&layer, c"link", 4 * LINK_ID_LEN as u64).ok();
+            if current.as_deref() != Some(name.as_bytes()) {
+                let link_file = shown.join(&target_id).join("link");
+                match tree::write_file_at(&layer, c"link", name.as_bytes(), 0o644) {
                     Ok(()) => progress = true,
                     Err(e) => problems.push(format!("write {}: {e}", link_file.display())),
                 }
@@ -196,10 +247,17 @@ pub fn recreate_symlinks(home: &Path) -> Result<()> {
     } else {
         Err(Error::io(
             "recreate the short links in",
-            &link_dir,
+            &link_path,
             io::Error::other(problems.join("; ")),
         ))
     }
+}
+
+/// [`recreate_symlinks_at`] of the driver home at `home` (its last component is not
+/// followed).
+pub fn recreate_symlinks(home: &Path) -> Result<()> {
+    let fd = tree::open_dir(home).map_err(|e| Error::io("open", home, e))?;
+    recreate_symlinks_at(fd.as_fd(), home)
 }
 
 #[cfg(test)]
@@ -222,12 +280,29 @@ mod tests {
     #[test]
     fn lower_files_parse_and_refuse_escapes() {
         let p = Path::new("/x/lower");
-        assert_eq!(
-            parse_lower("id", p, "l/AAA:l/BBB").unwrap(),
-            ["l/AAA", "l/BBB"]
-        );
         assert!(parse_lower("id", p, "").unwrap().is_empty());
-        for bad in ["l/../x", "../../etc", "l/a/b", "/abs", "l/"] {
+        assert_eq!(
+            parse_lower(
+                "id",
+                p,
+                &format!("l/{}:l/{}", "A".repeat(26), "B2".repeat(13))
+            )
+            .unwrap(),
+            [
+                format!("l/{}", "A".repeat(26)),
+                format!("l/{}", "B2".repeat(13))
+            ]
+        );
+        let injected = format!("l/{},upperdir=/tmp", "A".repeat(26));
+        for bad in [
+            "l/../x",
+            "../../etc",
+            "l/a/b",
+            "/abs",
+            "l/",
+            "l/AAA",
+            &injected,
+        ] {
             let err = parse_lower("id", p, bad).unwrap_err();
             assert!(err.to_string().contains("/x/lower"), "{bad}: {err}");
         }
@@ -260,13 +335,17 @@ mod tests {
     fn recreate_restores_missing_links_and_link_files() {
         let tmp = tempfile::tempdir().unwrap();
         let home = tmp.path();
-        for (id, link) in [("aaa", "LINKA"), ("bbb", "LINKB")] {
+        let (link_a, link_b) = (
+            format!("LINKA{}", "A".repeat(21)),
+            format!("LINKB{}", "B".repeat(21)),
+        );
+        for (id, link) in [("aaa", &link_a), ("bbb", &link_b)] {
             std::fs::create_dir_all(home.join(id).join("diff")).unwrap();
             std::fs::write(home.join(id).join("link"), link).unwrap();
         }
         std::fs::create_dir(home.join("l")).unwrap();
         // bbb's link file is lost, but its symlink survives; aaa's symlink is lost.
-        std::os::unix::fs::symlink("../bbb/diff", home.join("l/LINKB")).unwrap();
+        std::os::unix::fs::symlink("../bbb/diff", home.join("l").join(&link_b)).unwrap();
         std::fs::remove_file(home.join("bbb/link")).unwrap();
         // A dangling, weird link is removed.
         std::os::unix::fs::symlink("/etc", home.join("l/WEIRD")).unwrap();
@@ -274,13 +353,37 @@ mod tests {
         // bbb had no link file during the first pass; the second pass is clean.
         result.unwrap();
         assert_eq!(
-            std::fs::read_link(home.join("l/LINKA")).unwrap(),
+            std::fs::read_link(home.join("l").join(&link_a)).unwrap(),
             Path::new("../aaa/diff")
         );
         assert_eq!(
             std::fs::read_to_string(home.join("bbb/link")).unwrap(),
-            "LINKB"
+            link_b
         );
         assert!(std::fs::symlink_metadata(home.join("l/WEIRD")).is_err());
+    }
+
+    #[test]
+    fn link_repair_never_writes_through_a_symlinked_layer_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(outside.join("diff")).unwrap();
+        std::fs::create_dir_all(home.join("l")).unwrap();
+        // A layer directory swapped for a symlink to an arbitrary directory, and a short link
+        // naming it: Go would write `link` (the short link's name) into that directory.
+        std::os::unix::fs::symlink(&outside, home.join("evil")).unwrap();
+        let name = "C".repeat(26);
+        std::os::unix::fs::symlink("../evil/diff", home.join("l").join(&name)).unwrap();
+        // The link is dropped as weird (fixed, so no error is left).
+        recreate_symlinks(&home).unwrap();
+        assert!(!outside.join("link").exists());
+        assert!(std::fs::symlink_metadata(home.join("l").join(&name)).is_err());
+        // A `link` file that is itself a symlink is never written through either.
+        std::fs::create_dir_all(home.join("good/diff")).unwrap();
+        std::os::unix::fs::symlink(outside.join("target"), home.join("good/link")).unwrap();
+        std::os::unix::fs::symlink("../good/diff", home.join("l").join(&name)).unwrap();
+        assert!(recreate_symlinks(&home).is_err());
+        assert!(!outside.join("target").exists());
     }
 }

@@ -22,17 +22,40 @@
 //!
 //! Layers are applied straight into `diff/` with overlay whiteouts (0/0 character devices,
 //! `trusted.overlay.opaque=y`). A writeable mount uses the lowers plus `diff/` as upper and
-//! `work/`; a read-only one (`ro` option) stacks `diff/` on the lowers. The mount data is
-//! Go's: absolute paths when they fit a page, else paths relative to the home mounted from a
-//! thread with its own working directory; beyond Go, when even that does not fit (hundreds of
-//! layers), the new mount API (`fsopen`/`fsconfig` with one `lowerdir+` per layer, Linux
-//! 6.8+) is used, and chains deeper than the kernel's 500-layer limit (`OVL_MAX_STACK`) mount
-//! their deepest layers as a read-only overlay (`<id>/lower-stack`) used as one lower dir (at
-//! most 999 layers). Options naming mount flags (`nodev`, `nosuid`, `ro`, …) become flags, as
-//! Go's `mount.ParseOptions` does. Mounts are counted: the first [`Driver::get`] mounts, the
-//! last [`Driver::put`] unmounts (`MNT_DETACH`) and removes `merged/`; a layer mounted by
-//! another process counts as mounted once, as Go's refcounter does. [`Driver::cleanup`]
-//! unmounts what this driver mounted and undoes the home's bind mount.
+//! `work/`; a read-only one (`ro` option) stacks `diff/` on the lowers. Unlike Go, the mount
+//! data names no path of the store: the driver opens every directory itself (the layer from
+//! the home's descriptor, each lower from the home by the ID its `l/` link names, never
+//! following a symlink) and names them `/proc/self/fd/<n>`, the mount point too, so neither a
+//! layer ID nor a link name nor a symlink swapped in can change what is mounted where.
+//! When that data does not fit a page (some 200 layers), the new mount API (`fsopen`/`fsconfig`
+//! with one `lowerdir+` per layer, Linux 6.8+, then `move_mount` onto the mount point's
+//! descriptor) is used, and chains deeper than the kernel's 500-layer limit (`OVL_MAX_STACK`)
+//! mount their deepest layers as a read-only overlay (`<id>/lower-stack`) used as one lower
+//! dir (at most 999 layers). Options naming mount flags (`nodev`, `nosuid`, `ro`, …) become
+//! flags, as Go's `mount.ParseOptions` does; a mount label with a quote, a backslash or a
+//! control character is refused. Mounts are counted: the first [`Driver::get`] mounts, the
+//! last [`Driver::put`] unmounts (`MNT_DETACH | UMOUNT_NOFOLLOW`, through the layer's
+//! descriptor) and removes `merged/`; a layer mounted by another process counts as mounted
+//! once, as Go's refcounter does. [`Driver::cleanup`] unmounts what this driver mounted and
+//! undoes the home's bind mount.
+//!
+//! The layer's `diff/` (its top directory in every mount), as Go 1.43 leaves it (measured):
+//! made 0555 and owned by the mapped root for a base layer, with the parent's mode and owner
+//! for a child; a tarball's `./` entry changes nothing (Go's `Unpack` skips it): the
+//! modification time is the kernel's (entries created in it), the access time the apply's end
+//! (Go reads the tree to size it). Applied naively (a parent other than the layer's own) the
+//! rule of the naive drivers holds instead (see [`layerstore_driver::naive::apply_diff`]).
+//! `update_layer_id_map` shifts every file below through a mount, each inode once (hard links
+//! split by copy-up are linked again), then gives `diff/` the mapped root as owner, as Go's
+//! rotation of the upper dir does.
+//!
+//! Everything in the home is input: `link` and `lower` are read as regular files of bounded
+//! size, never through a symlink, and hold only link names of the driver's form (26 base32
+//! characters); `l/<link>` must be exactly `../<id>/diff`; a layer directory, its `diff`,
+//! `work` and `merged` that are symlinks are refused. The one exception is the `diff` symlink
+//! of a layer adopted from an additional layer store (it has an `additionallayer` file), which
+//! must resolve inside a configured store. IDs `l`, `staging` and `.has-mount-program` are
+//! refused.
 //!
 //! The diff family is native (Go's path when the native-diff probe passed and the parent given
 //! is the layer's real parent): `changes`, `diff` and `diff_size` read `diff/` and the lowers'
@@ -94,18 +117,21 @@
 //! entries and their order are otherwise Go's.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::{CStr, CString};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use layerstore_driver::tree;
 use layerstore_driver::{
     AdditionalLayer, AdditionalLayerStore, Differ, DifferOptions, DifferOutput,
 };
 use layerstore_driver::{
     ApplyDiffOpts, ApplyReport, Change, CreateOpts, DiffArgs, DiskUsage, Driver, DriverConfig,
-    DriverOptions, EntrySink, Error, FileGetter, MountOpts, Registration, Result, naive,
-    validate_layer_id,
+    DriverOptions, Error, FileGetter, LayerRoot, MountOpts, Registration, Result, naive,
+    validate_driver_layer_id,
 };
 
 mod additional;
@@ -116,7 +142,7 @@ mod mount;
 mod staging;
 
 pub use diff::OverlayFileGetter;
-pub use layout::{LINK_ID_LEN, generate_link_id, recreate_symlinks};
+pub use layout::{LINK_ID_LEN, generate_link_id, recreate_symlinks, recreate_symlinks_at};
 pub use mount::{MountMethod, parse_options};
 
 /// The driver's name and home directory name.
@@ -124,10 +150,26 @@ pub const NAME: &str = "overlay";
 /// Other names Go accepts for it.
 pub const ALIASES: &[&str] = &["overlay2"];
 
+/// Names in the driver's home that are the driver's own: never layer IDs (a layer `l` would
+/// be the short links' directory, and removing it would remove every link).
+pub const RESERVED_NAMES: &[&str] = &["l", "staging", ".has-mount-program"];
+
 /// Mode of a base layer's `diff/` (Go's `defaultPerms`).
 const BASE_LAYER_MODE: u32 = 0o555;
 /// Name of the read-only overlay of a deep chain's deepest layers, inside the layer dir.
-const LOWER_STACK: &str = "lower-stack";
+const LOWER_STACK: &CStr = c"lower-stack";
+
+/// [`validate_driver_layer_id`] with this driver's reserved names.
+pub(crate) fn validate(id: &str) -> Result<()> {
+    validate_driver_layer_id(id, RESERVED_NAMES)
+}
+
+fn id_cstring(id: &str) -> Result<CString> {
+    CString::new(id).map_err(|_| Error::InvalidId {
+        id: id.to_string(),
+        reason: "contains NUL",
+    })
+}
 
 /// How the top crate registers this driver in its [`layerstore_driver::Registry`].
 pub fn registration() -> Registration {
@@ -200,7 +242,10 @@ struct MountState {
 /// The overlay driver (see the crate documentation).
 #[derive(Debug)]
 pub struct OverlayDriver {
+    graph_root: PathBuf,
     home: PathBuf,
+    /// The home, opened once without following `overlay` (after its bind mount, the mount).
+    home_fd: OwnedFd,
     run_home: PathBuf,
     options: OverlayOptions,
     default_mappings: layerstore_driver::IdMappings,
@@ -220,15 +265,21 @@ fn not_supported(root: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-fn mkdir(path: &Path, mode: u32) -> io::Result<()> {
-    match std::fs::DirBuilder::new().mode(mode).create(path) {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        other => other,
-    }
+/// A layer's directory `<home>/<id>`, opened from the home's descriptor.
+#[derive(Debug)]
+pub(crate) struct Layer {
+    pub(crate) fd: OwnedFd,
+    pub(crate) dir: PathBuf,
 }
 
-fn is_dir(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+/// One lower layer of a layer, resolved through the home: never through `l/` to anywhere but
+/// a layer of the home (or an additional layer store's tree the layer links).
+#[derive(Debug)]
+struct Lower {
+    /// The lower layer.
+    id: String,
+    /// Its `diff/`.
+    diff: OwnedFd,
 }
 
 impl OverlayDriver {
@@ -241,24 +292,33 @@ impl OverlayDriver {
     /// on to the next driver.
     pub fn new(config: &DriverConfig) -> Result<Self> {
         let options = OverlayOptions::parse(&config.options)?;
-        // Mount data names the layers by absolute path: a relative root is made absolute
-        // (lexically, keeping symlinks as given, as Go keeps the configured path).
+        // Messages and metadata name the layers by absolute path: a relative root is made
+        // absolute (lexically, keeping symlinks as given, as Go keeps the configured path).
         let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
-        let home = absolute(config.home(NAME));
+        let graph_root = absolute(config.graph_root.clone());
+        let home = graph_root.join(NAME);
         let run_home = absolute(config.run_root.join(NAME));
-        for dir in [&home, &run_home] {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| Error::io("mkdir", dir, e))?;
-        }
-        let magic = features::fs_magic(&home).map_err(|e| Error::io("statfs", &home, e))?;
+        let unmounted = tree::open_home(&graph_root, c"overlay", 0o700)
+            .map_err(|e| Error::io("mkdir", &home, e))?;
+        tree::open_home(&absolute(config.run_root.clone()), c"overlay", 0o700)
+            .map_err(|e| Error::io("mkdir", &run_home, e))?;
+        let magic = rustix::fs::fstatfs(&unmounted)
+            // `f_type`'s C type differs between architectures.
+            .map(
+                #[allow(clippy::unnecessary_cast)]
+                |st| st.f_type as i64,
+            )
+            .map_err(|e| Error::io("statfs", &home, e))?;
+        drop(unmounted);
+        let root_fd =
+            tree::open_dir_following(&graph_root).map_err(|e| Error::io("open", &graph_root, e))?;
         // First, so that not even the probes' mounts propagate to other namespaces.
-        let bound = if options.skip_mount_home {
-            false
+        let (bound_home, home_fd) = if options.skip_mount_home {
+            let fd =
+                tree::open_dir_at(&root_fd, c"overlay").map_err(|e| Error::io("open", &home, e))?;
+            (false, fd)
         } else {
-            make_private(&home).map_err(|e| {
+            layerstore_driver::mount::make_private_at(root_fd.as_fd(), c"overlay").map_err(|e| {
                 if e.kind() == io::ErrorKind::PermissionDenied {
                     // Rootless without a user namespace: let automatic selection move on.
                     not_supported(
@@ -270,11 +330,21 @@ impl OverlayDriver {
                 }
             })?
         };
-        let bind_mount = home.clone();
-        Self::start(config, options, home, run_home, magic).inspect_err(|_| {
+        let started = Self::start(
+            config,
+            options,
+            Homes {
+                graph_root,
+                home,
+                home_fd,
+                run_home,
+            },
+            magic,
+        );
+        started.inspect_err(|_| {
             // A driver that does not start leaves no bind mount of its own behind.
-            if bound {
-                let _ = mount::unmount(&bind_mount);
+            if bound_home {
+                let _ = layerstore_driver::mount::unmount_at(root_fd.as_fd(), c"overlay");
             }
         })
     }
@@ -282,10 +352,17 @@ impl OverlayDriver {
     fn start(
         config: &DriverConfig,
         mut options: OverlayOptions,
-        home: PathBuf,
-        run_home: PathBuf,
+        homes: Homes,
         magic: i64,
     ) -> Result<Self> {
+        let Homes {
+            graph_root,
+            home,
+            home_fd,
+            run_home,
+        } = homes;
+        // The probes work in scratch directories below the home, named through its descriptor.
+        let probe_home = layerstore_driver::mount::proc_path(home_fd.as_fd());
         let backing_fs = features::backing_fs_name(magic);
         let has_program = options.mount_program.is_some();
         if let Some(program) = &options.mount_program
@@ -308,15 +385,16 @@ impl OverlayDriver {
                     ),
                 ));
             }
-            let (overlay, why) =
-                features::check(&run_home, "overlay", || features::probe_overlay(&home));
+            let (overlay, why) = features::check(&run_home, "overlay", || {
+                features::probe_overlay(&probe_home)
+            });
             if !overlay {
                 return Err(not_supported(
                     &config.graph_root,
                     format!("kernel overlay does not work here: {why}"),
                 ));
             }
-            let d_type = features::supports_d_type(&home).unwrap_or(false);
+            let d_type = features::supports_d_type(&probe_home).unwrap_or(false);
             if !d_type {
                 return Err(not_supported(
                     &config.graph_root,
@@ -325,11 +403,11 @@ impl OverlayDriver {
             }
             let (metacopy, _) =
                 features::check(&run_home, &format!("metacopy({mount_opts})"), || {
-                    features::probe_metacopy(&home, &mount_opts)
+                    features::probe_metacopy(&probe_home, &mount_opts)
                 });
             let (native, _) =
                 features::check(&run_home, &format!("native-diff({mount_opts})"), || {
-                    features::probe_native_diff(&home, &mount_opts)
+                    features::probe_native_diff(&probe_home, &mount_opts)
                 });
             (d_type, native, metacopy)
         };
@@ -338,17 +416,20 @@ impl OverlayDriver {
             options.mount_options.retain(|o| o != "metacopy=on");
         }
         let flag_file = home.join(".has-mount-program");
-        write_file(
-            &flag_file,
-            if has_program { "true" } else { "false" },
+        tree::write_file_at(
+            &home_fd,
+            c".has-mount-program",
+            if has_program { b"true" } else { b"false" },
             0o600,
         )
         .map_err(|e| Error::io("write", &flag_file, e))?;
         let link_dir = home.join(layout::LINK_DIR);
-        mkdir(&link_dir, 0o755).map_err(|e| Error::io("mkdir", &link_dir, e))?;
-        let new_mount_api = !has_program && mount::new_api_supported(&link_dir);
+        tree::ensure_dir_at(&home_fd, c"l", 0o755).map_err(|e| Error::io("mkdir", &link_dir, e))?;
+        let new_mount_api = !has_program && mount::new_api_supported(&probe_home);
         Ok(OverlayDriver {
+            graph_root,
             home,
+            home_fd,
             run_home,
             options,
             default_mappings: config.id_mappings.clone(),
@@ -382,7 +463,7 @@ impl OverlayDriver {
     }
 
     /// Whether the kernel takes `lowerdir+` through `fsconfig` (used for chains whose mount
-    /// options do not fit a page).
+    /// data does not fit a page).
     pub fn has_new_mount_api(&self) -> bool {
         self.new_mount_api
     }
@@ -394,20 +475,45 @@ impl OverlayDriver {
 
     /// `<home>/<id>`.
     pub fn layer_dir(&self, id: &str) -> Result<PathBuf> {
-        validate_layer_id(id)?;
+        validate(id)?;
         Ok(self.home.join(id))
     }
 
-    fn existing_dir(&self, id: &str) -> Result<PathBuf> {
+    /// Opens `<home>/<id>` from the home's descriptor, never through a symlink.
+    pub(crate) fn open_layer(&self, id: &str) -> Result<Layer> {
         let dir = self.layer_dir(id)?;
-        if is_dir(&dir) {
-            Ok(dir)
-        } else {
-            Err(Error::LayerNotFound {
+        match tree::open_dir_at(&self.home_fd, &id_cstring(id)?) {
+            Ok(fd) => Ok(Layer { fd, dir }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::LayerNotFound {
                 id: id.to_string(),
                 path: dir,
-            })
+            }),
+            Err(e) => Err(Error::layer_io(id, "open", &dir, e)),
         }
+    }
+
+    /// Opens the layer's `diff/`: a directory of the layer's own, or, only for a layer adopted
+    /// from an additional layer store, the store's tree its `diff` symlink names, which must
+    /// resolve inside one of the configured stores.
+    pub(crate) fn open_diff(&self, id: &str, layer: &Layer) -> Result<OwnedFd> {
+        let path = layer.dir.join("diff");
+        match tree::open_dir_at(&layer.fd, c"diff") {
+            Ok(fd) => Ok(fd),
+            // O_NOFOLLOW | O_DIRECTORY on a symlink: ELOOP or ENOTDIR.
+            Err(_)
+                if tree::stat_at(&layer.fd, c"diff")
+                    .is_ok_and(|st| tree::file_type(&st) == tree::mode::S_IFLNK) =>
+            {
+                self.open_additional_diff(id, layer)
+            }
+            Err(e) => Err(Error::layer_io(id, "open", &path, e)),
+        }
+    }
+
+    /// The descriptor of a writeable `diff/`: never an additional layer store's tree.
+    pub(crate) fn open_own_diff(&self, id: &str, layer: &Layer) -> Result<OwnedFd> {
+        tree::open_dir_at(&layer.fd, c"diff")
+            .map_err(|e| Error::layer_io(id, "open", layer.dir.join("diff"), e))
     }
 
     fn lock_mounts(&self) -> std::sync::MutexGuard<'_, HashMap<String, MountState>> {
@@ -416,67 +522,86 @@ impl OverlayDriver {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The layer's lowers as `(absolute l/ link path, relative l/ entry, lower layer's diff
-    /// dir)`, nearest first. Missing `l/` links are recreated once (Go's `recreateSymlinks`).
-    fn lowers(&self, id: &str, dir: &Path) -> Result<Vec<(PathBuf, String, PathBuf)>> {
-        let entries = layout::read_lower(id, dir)?;
+    /// The layer's lowers, nearest first: each `l/<link>` of its `lower` file must be a
+    /// symlink `../<lower id>/diff`, and that lower's directory is then opened from the home
+    /// (the symlink itself is never followed, so no lower can be outside the home). Missing
+    /// `l/` links are recreated once (Go's `recreateSymlinks`).
+    fn lowers(&self, id: &str, layer: &Layer) -> Result<Vec<Lower>> {
+        let entries = layout::read_lower(id, layer.fd.as_fd(), &layer.dir)?;
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let link_dir = tree::open_dir_at(&self.home_fd, c"l")
+            .map_err(|e| Error::io("open", self.home.join(layout::LINK_DIR), e))?;
         let mut recreated = false;
         let mut out = Vec::with_capacity(entries.len());
         for entry in entries {
             let link = self.home.join(&entry);
-            let target = match std::fs::read_link(&link) {
+            let name = entry.strip_prefix("l/").unwrap_or(&entry);
+            let name = CString::new(name).map_err(|_| {
+                Error::layer_io(
+                    id,
+                    "read",
+                    &link,
+                    io::Error::from(io::ErrorKind::InvalidData),
+                )
+            })?;
+            let target = match rustix::fs::readlinkat(&link_dir, &name, Vec::new()) {
                 Ok(target) => target,
-                Err(e) if e.kind() == io::ErrorKind::NotFound && !recreated => {
+                Err(rustix::io::Errno::NOENT) if !recreated => {
                     recreated = true;
-                    layout::recreate_symlinks(&self.home)?;
-                    std::fs::read_link(&link)
+                    layout::recreate_symlinks_at(self.home_fd.as_fd(), &self.home)?;
+                    rustix::fs::readlinkat(&link_dir, &name, Vec::new())
                         .map_err(|e| Error::layer_io(id, "read the lower link", &link, e))?
                 }
                 Err(e) => return Err(Error::layer_io(id, "read the lower link", &link, e)),
             };
-            let diff = self.home.join(layout::LINK_DIR).join(&target);
-            let diff = normalize(&diff);
-            // `metadata` follows the `diff` symlink of a layer adopted from an additional
-            // layer store (its tree lives there).
-            if !diff.starts_with(&self.home) || !std::fs::metadata(&diff).is_ok_and(|m| m.is_dir())
-            {
-                return Err(Error::layer_io(
-                    id,
-                    "stat the lower layer",
-                    &link,
-                    io::Error::new(
-                        io::ErrorKind::NotFound,
-                        format!("can't stat lower layer {}", diff.display()),
-                    ),
-                ));
-            }
-            out.push((link, entry, diff));
+            let target = PathBuf::from(std::ffi::OsStr::from_bytes(target.as_bytes()));
+            let lower = layout::link_target_id(&target)
+                .and_then(|lower| {
+                    let layer = self.open_layer(&lower).ok()?;
+                    let diff = self.open_diff(&lower, &layer).ok()?;
+                    Some(Lower { id: lower, diff })
+                })
+                .ok_or_else(|| {
+                    Error::layer_io(
+                        id,
+                        "stat the lower layer",
+                        &link,
+                        io::Error::new(
+                            io::ErrorKind::NotFound,
+                            format!(
+                                "can't stat lower layer {}: not a layer of {}",
+                                target.display(),
+                                self.home.display()
+                            ),
+                        ),
+                    )
+                })?;
+            out.push(lower);
         }
         Ok(out)
     }
 
-    /// The `diff/` dirs of the layer's lowers, nearest first.
-    fn lower_diffs(&self, id: &str, dir: &Path) -> Result<Vec<PathBuf>> {
-        Ok(self
-            .lowers(id, dir)?
-            .into_iter()
-            .map(|(_, _, diff)| diff)
-            .collect())
+    /// The `diff/` paths of the layer's lowers, nearest first (for messages and metadata).
+    fn lower_paths(&self, lowers: &[Lower]) -> Vec<PathBuf> {
+        lowers
+            .iter()
+            .map(|lower| self.home.join(&lower.id).join("diff"))
+            .collect()
     }
 
     /// Go's `isParent`: `parent` is the layer's real first lower (or both are absent).
     fn is_parent(&self, id: &str, parent: Option<&str>) -> bool {
-        let Ok(dir) = self.existing_dir(id) else {
+        let Ok(layer) = self.open_layer(id) else {
             return false;
         };
-        let Ok(lowers) = self.lower_diffs(id, &dir) else {
+        let Ok(lowers) = self.lowers(id, &layer) else {
             return false;
         };
         match (parent, lowers.first()) {
             (None, None) => true,
-            (Some(parent), Some(first)) => {
-                validate_layer_id(parent).is_ok() && *first == self.home.join(parent).join("diff")
-            }
+            (Some(parent), Some(first)) => first.id == parent,
             _ => false,
         }
     }
@@ -488,9 +613,9 @@ impl OverlayDriver {
     }
 
     fn create_layer(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()> {
-        validate_layer_id(id)?;
+        validate(id)?;
         if let Some(parent) = parent {
-            validate_layer_id(parent)?;
+            validate(parent)?;
         }
         if !opts.storage_opt.is_empty() {
             return Err(Error::StorageOptions {
@@ -499,18 +624,21 @@ impl OverlayDriver {
             });
         }
         let dir = self.home.join(id);
-        if std::fs::symlink_metadata(&dir).is_ok() {
+        let name = id_cstring(id)?;
+        if tree::stat_at(&self.home_fd, &name).is_ok() {
             // Go warns and starts over ("directory already exists; removing it first").
             self.remove(id)?;
         }
         let (mode, uid, gid, lower) = match parent {
             Some(parent) => {
-                let parent_dir = self.existing_dir(parent)?;
-                let parent_diff = parent_dir.join("diff");
-                let st = std::fs::metadata(&parent_diff)
-                    .map_err(|e| Error::layer_io(parent, "stat", &parent_diff, e))?;
-                let lower = layout::child_lower(parent, &parent_dir)?;
-                (st.mode() & 0o7777, st.uid(), st.gid(), Some(lower))
+                let parent_layer = self.open_layer(parent)?;
+                let parent_diff = self.open_diff(parent, &parent_layer)?;
+                let st = tree::stat_fd(&parent_diff).map_err(|e| {
+                    Error::layer_io(parent, "stat", parent_layer.dir.join("diff"), e)
+                })?;
+                let lower =
+                    layout::child_lower(parent, parent_layer.fd.as_fd(), &parent_layer.dir)?;
+                (tree::permissions(&st), st.stx_uid, st.stx_gid, Some(lower))
             }
             None => {
                 let mappings = opts.id_mappings.as_ref().unwrap_or(&self.default_mappings);
@@ -518,11 +646,14 @@ impl OverlayDriver {
                 (BASE_LAYER_MODE, uid, gid, None)
             }
         };
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
+        rustix::fs::mkdirat(&self.home_fd, &name, rustix::fs::Mode::from_raw_mode(0o700))
             .map_err(|e| Error::layer_io(id, "mkdir", &dir, e))?;
-        let result = self.fill_layer(id, &dir, mode, (uid, gid), lower.as_deref());
+        let result = tree::open_dir_at(&self.home_fd, &name)
+            .map_err(|e| Error::layer_io(id, "open", &dir, e))
+            .and_then(|fd| {
+                let layer = Layer { fd, dir };
+                self.fill_layer(id, &layer, mode, (uid, gid), lower.as_deref())
+            });
         if result.is_err() {
             // Leave nothing half-made; the first error is the one to report.
             let _ = self.remove(id);
@@ -530,55 +661,78 @@ impl OverlayDriver {
         result
     }
 
+    fn chown_fd(&self, fd: BorrowedFd<'_>, (uid, gid): (u32, u32)) -> io::Result<()> {
+        let st = tree::stat_fd(fd)?;
+        if (st.stx_uid, st.stx_gid) == (uid, gid) {
+            return Ok(());
+        }
+        match rustix::fs::fchown(
+            fd,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+        ) {
+            Err(rustix::io::Errno::PERM) if self.options.ignore_chown_errors => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
     fn fill_layer(
         &self,
         id: &str,
-        dir: &Path,
+        layer: &Layer,
         mode: u32,
         owner: (u32, u32),
         lower: Option<&[String]>,
     ) -> Result<()> {
-        let make = |name: &str, mode: u32| -> Result<()> {
-            let path = dir.join(name);
-            mkdir(&path, 0o700).map_err(|e| Error::layer_io(id, "mkdir", &path, e))?;
-            chown(&path, owner, self.options.ignore_chown_errors)
+        let make = |name: &CStr, mode: u32| -> Result<()> {
+            let path = layer.dir.join(tree::name_path(name));
+            let fd = tree::ensure_dir_at(&layer.fd, name, 0o700)
+                .map_err(|e| Error::layer_io(id, "mkdir", &path, e))?;
+            self.chown_fd(fd.as_fd(), owner)
                 .map_err(|e| Error::layer_io(id, "chown", &path, e))?;
             // Explicitly, so the umask does not matter.
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(mode))
                 .map_err(|e| Error::layer_io(id, "chmod", &path, e))
         };
-        chown(dir, owner, self.options.ignore_chown_errors)
-            .map_err(|e| Error::layer_io(id, "chown", dir, e))?;
-        make("diff", mode)?;
-        let link_dir = self.home.join(layout::LINK_DIR);
-        mkdir(&link_dir, 0o755).map_err(|e| Error::io("mkdir", &link_dir, e))?;
+        self.chown_fd(layer.fd.as_fd(), owner)
+            .map_err(|e| Error::layer_io(id, "chown", &layer.dir, e))?;
+        make(c"diff", mode)?;
+        let link_path = self.home.join(layout::LINK_DIR);
+        let link_dir = tree::ensure_dir_at(&self.home_fd, c"l", 0o755)
+            .map_err(|e| Error::io("mkdir", &link_path, e))?;
         let link = loop {
-            let link = generate_link_id().map_err(|e| Error::layer_io(id, "getrandom", dir, e))?;
-            let path = link_dir.join(&link);
-            match std::os::unix::fs::symlink(layout::link_target(id), &path) {
+            let link =
+                generate_link_id().map_err(|e| Error::layer_io(id, "getrandom", &layer.dir, e))?;
+            let name = CString::new(link.as_str()).map_err(|_| {
+                Error::layer_io(
+                    id,
+                    "symlink",
+                    &link_path,
+                    io::Error::from(io::ErrorKind::InvalidData),
+                )
+            })?;
+            match rustix::fs::symlinkat(layout::link_target(id).as_path(), &link_dir, &name) {
                 Ok(()) => break link,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(Error::layer_io(id, "symlink", &path, e)),
+                Err(rustix::io::Errno::EXIST) => continue,
+                Err(e) => return Err(Error::layer_io(id, "symlink", link_path.join(&link), e)),
             }
         };
-        let link_file = dir.join("link");
-        write_file(&link_file, &link, 0o644)
-            .map_err(|e| Error::layer_io(id, "write", &link_file, e))?;
-        make("work", 0o700)?;
-        make("merged", 0o700)?;
+        tree::write_file_at(&layer.fd, c"link", link.as_bytes(), 0o644)
+            .map_err(|e| Error::layer_io(id, "write", layer.dir.join("link"), e))?;
+        make(c"work", 0o700)?;
+        make(c"merged", 0o700)?;
         match lower {
-            None => make("empty", 0o700)?,
+            None => make(c"empty", 0o700)?,
             Some(lower) => {
-                let lower_file = dir.join("lower");
-                write_file(&lower_file, &lower.join(":"), 0o644)
-                    .map_err(|e| Error::layer_io(id, "write", &lower_file, e))?;
+                tree::write_file_at(&layer.fd, c"lower", lower.join(":").as_bytes(), 0o644)
+                    .map_err(|e| Error::layer_io(id, "write", layer.dir.join("lower"), e))?;
             }
         }
         Ok(())
     }
 
-    /// Mounts layer `id` (refcount already known to be 0).
-    fn mount_layer(&self, id: &str, dir: &Path, opts: &MountOpts) -> Result<MountMethod> {
+    /// The mount options of a mount of `id` with `opts`.
+    fn mount_options(&self, opts: &MountOpts) -> Vec<String> {
         let mut options: Vec<String> = if opts.options.is_empty() {
             self.options.mount_options.clone()
         } else {
@@ -606,157 +760,163 @@ impl OverlayDriver {
             // marker is removed again before every mount (below), as Go does.
             options.push("volatile".to_string());
         }
-        let lowers = self.lowers(id, dir)?;
-        let mut lowers_abs: Vec<PathBuf> = Vec::new();
-        let mut lowers_rel: Vec<String> = Vec::new();
-        if !read_write {
-            let diff = dir.join("diff");
-            lowers_rel.push(diff.to_string_lossy().into_owned());
-            lowers_abs.push(diff);
-        }
-        for (link, entry, _) in &lowers {
-            lowers_abs.push(link.clone());
-            lowers_rel.push(entry.clone());
-        }
-        if lowers.is_empty() {
-            let empty = dir.join("empty");
-            mkdir(&empty, 0o700).map_err(|e| Error::layer_io(id, "mkdir", &empty, e))?;
-            lowers_abs.push(empty);
-            lowers_rel.push(format!("{id}/empty"));
-        }
-        let merged = dir.join("merged");
-        mkdir(&merged, 0o700).map_err(|e| Error::layer_io(id, "mkdir", &merged, e))?;
-        // A stale marker from a volatile mount would make the kernel refuse the workdir.
-        let _ = std::fs::remove_dir_all(dir.join("work/work/incompat/volatile"));
+        options
+    }
 
+    /// Mounts layer `id` (refcount already known to be 0).
+    fn mount_layer(&self, id: &str, layer: &Layer, opts: &MountOpts) -> Result<MountMethod> {
+        let options = self.mount_options(opts);
+        let read_write = !options.iter().any(|o| o == "ro");
+        let lowers = self.lowers(id, layer)?;
+        let mut lower_fds: Vec<OwnedFd> = Vec::new();
+        if !read_write {
+            lower_fds.push(self.open_diff(id, layer)?);
+        }
+        let no_lowers = lowers.is_empty();
+        lower_fds.extend(lowers.into_iter().map(|lower| lower.diff));
+        if no_lowers {
+            let empty = tree::ensure_dir_at(&layer.fd, c"empty", 0o700)
+                .map_err(|e| Error::layer_io(id, "mkdir", layer.dir.join("empty"), e))?;
+            lower_fds.push(empty);
+        }
+        let merged_path = layer.dir.join("merged");
+        let merged = tree::ensure_dir_at(&layer.fd, c"merged", 0o700)
+            .map_err(|e| Error::layer_io(id, "mkdir", &merged_path, e))?;
+        let upper = if read_write {
+            let work_path = layer.dir.join("work");
+            let work = tree::ensure_dir_at(&layer.fd, c"work", 0o700)
+                .map_err(|e| Error::layer_io(id, "mkdir", &work_path, e))?;
+            // A stale marker from a volatile mount would make the kernel refuse the workdir.
+            if let Ok(incompat) = tree::open_dir_at(&work, c"work")
+                .and_then(|inner| tree::open_dir_at(&inner, c"incompat"))
+            {
+                let _ = tree::remove_all_at(incompat.as_fd(), c"volatile");
+            }
+            Some((self.open_diff(id, layer)?, work))
+        } else {
+            None
+        };
+        let mut spec = mount::MountSpec {
+            lowers: lower_fds,
+            upper,
+            options,
+            mount_label: opts.mount_label.clone(),
+            target: merged,
+        };
         if let Some(program) = &self.options.mount_program {
-            let spec = self.spec(id, read_write, lowers_abs, lowers_rel, options, opts);
             return mount::mount_program(program, &spec)
-                .map_err(|e| mount_error(id, &merged, &spec, e));
+                .map_err(|e| mount_error(id, &merged_path, &spec, e));
         }
-        if lowers_abs.len() > mount::KERNEL_MAX_LAYERS {
-            self.mount_stack(id, dir, &mut lowers_abs, &mut lowers_rel)?;
+        if spec.lowers.len() > mount::KERNEL_MAX_LAYERS {
+            self.mount_stack(id, layer, &mut spec.lowers)?;
         }
-        let spec = self.spec(id, read_write, lowers_abs, lowers_rel, options, opts);
         let result = mount::mount_kernel(&spec, self.new_mount_api)
-            .map_err(|e| mount_error(id, &merged, &spec, e));
+            .map_err(|e| mount_error(id, &merged_path, &spec, e));
         if result.is_err() {
-            let _ = self.unmount_stack(dir);
+            let _ = self.unmount_stack(layer);
         }
         result
     }
 
-    fn spec(
-        &self,
-        id: &str,
-        read_write: bool,
-        lowers_abs: Vec<PathBuf>,
-        lowers_rel: Vec<String>,
-        options: Vec<String>,
-        opts: &MountOpts,
-    ) -> mount::MountSpec {
-        mount::MountSpec {
-            home: self.home.clone(),
-            id: id.to_string(),
-            read_write,
-            lowers_abs,
-            lowers_rel,
-            options,
-            mount_label: opts.mount_label.clone(),
-            target: self.home.join(id).join("merged"),
-            target_rel: format!("{id}/merged"),
-        }
-    }
-
     /// Mounts the deepest lowers (beyond what one overlay takes) read-only at
-    /// `<id>/lower-stack` and replaces them in the lists by that one directory.
-    fn mount_stack(
-        &self,
-        id: &str,
-        dir: &Path,
-        lowers_abs: &mut Vec<PathBuf>,
-        lowers_rel: &mut Vec<String>,
-    ) -> Result<()> {
+    /// `<id>/lower-stack` and replaces them in the list by that one directory.
+    fn mount_stack(&self, id: &str, layer: &Layer, lowers: &mut Vec<OwnedFd>) -> Result<()> {
         let keep = mount::KERNEL_MAX_LAYERS - 1;
-        let deep_abs = lowers_abs.split_off(keep);
-        let deep_rel = lowers_rel.split_off(keep);
-        let stack = dir.join(LOWER_STACK);
-        if deep_abs.len() > mount::KERNEL_MAX_LAYERS {
+        let deep = lowers.split_off(keep);
+        let stack_path = layer.dir.join(tree::name_path(LOWER_STACK));
+        if deep.len() > mount::KERNEL_MAX_LAYERS {
             return Err(Error::layer_io(
                 id,
                 "mount",
-                &stack,
+                &stack_path,
                 io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!(
                         "max depth exceeded: {} layers (at most {} can be mounted)",
-                        keep + deep_abs.len() + 1,
+                        keep + deep.len() + 1,
                         2 * mount::KERNEL_MAX_LAYERS - 1
                     ),
                 ),
             ));
         }
-        mkdir(&stack, 0o700).map_err(|e| Error::layer_io(id, "mkdir", &stack, e))?;
-        let _ = self.unmount_stack(dir);
-        mkdir(&stack, 0o700).map_err(|e| Error::layer_io(id, "mkdir", &stack, e))?;
+        let _ = self.unmount_stack(layer);
+        let stack = tree::ensure_dir_at(&layer.fd, LOWER_STACK, 0o700)
+            .map_err(|e| Error::layer_io(id, "mkdir", &stack_path, e))?;
         let spec = mount::MountSpec {
-            home: self.home.clone(),
-            id: id.to_string(),
-            read_write: false,
-            lowers_abs: deep_abs,
-            lowers_rel: deep_rel,
+            lowers: deep,
+            upper: None,
             options: vec!["ro".to_string()],
             mount_label: String::new(),
-            target: stack.clone(),
-            target_rel: format!("{id}/{LOWER_STACK}"),
+            target: stack,
         };
         mount::mount_kernel(&spec, self.new_mount_api)
-            .map_err(|e| mount_error(id, &stack, &spec, e))?;
-        lowers_abs.push(stack);
-        lowers_rel.push(format!("{id}/{LOWER_STACK}"));
+            .map_err(|e| mount_error(id, &stack_path, &spec, e))?;
+        // The stack's root, reached through the new mount.
+        let mounted = tree::open_dir_at(&layer.fd, LOWER_STACK)
+            .map_err(|e| Error::layer_io(id, "open", &stack_path, e))?;
+        lowers.push(mounted);
         Ok(())
     }
 
-    fn unmount_stack(&self, dir: &Path) -> io::Result<()> {
-        let stack = dir.join(LOWER_STACK);
-        if mount::is_mount_point(&stack) {
-            mount::unmount(&stack)?;
+    fn unmount_stack(&self, layer: &Layer) -> io::Result<()> {
+        if layerstore_driver::mount::is_mount_root_at(layer.fd.as_fd(), LOWER_STACK) {
+            layerstore_driver::mount::unmount_at(layer.fd.as_fd(), LOWER_STACK)?;
         }
-        match std::fs::remove_dir(&stack) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        match rustix::fs::unlinkat(&layer.fd, LOWER_STACK, rustix::fs::AtFlags::REMOVEDIR) {
+            Err(e) if e != rustix::io::Errno::NOENT => Err(e.into()),
             _ => Ok(()),
         }
     }
 
     /// Unmounts the layer's merged dir (and stack), then removes the mount point, as Go's
-    /// `Put` does once the count reaches 0.
-    fn unmount_layer(&self, id: &str, dir: &Path) -> Result<()> {
-        let merged = dir.join("merged");
-        let result = if self.options.mount_program.is_some() && mount::is_mount_point(&merged) {
-            mount::unmount_fuse(&merged)
+    /// `Put` does once the count reaches 0. Everything is addressed through the layer's
+    /// descriptor with `UMOUNT_NOFOLLOW`: a `merged` swapped for a symlink unmounts nothing.
+    fn unmount_layer(&self, id: &str, layer: &Layer) -> Result<()> {
+        let merged_path = layer.dir.join("merged");
+        let fuse = self.options.mount_program.is_some()
+            && layerstore_driver::mount::is_mount_root_at(layer.fd.as_fd(), c"merged");
+        let result = if fuse {
+            mount::unmount_fuse_at(layer.fd.as_fd(), c"merged")
         } else {
-            mount::unmount(&merged)
+            layerstore_driver::mount::unmount_at(layer.fd.as_fd(), c"merged")
         };
-        result.map_err(|e| Error::layer_io(id, "unmount", &merged, e))?;
-        self.unmount_stack(dir)
-            .map_err(|e| Error::layer_io(id, "unmount", dir.join(LOWER_STACK), e))?;
+        result.map_err(|e| Error::layer_io(id, "unmount", &merged_path, e))?;
+        self.unmount_stack(layer).map_err(|e| {
+            Error::layer_io(
+                id,
+                "unmount",
+                layer.dir.join(tree::name_path(LOWER_STACK)),
+                e,
+            )
+        })?;
         // Go ignores a failing rmdir too (the mount point may be busy elsewhere).
-        let _ = std::fs::remove_dir(&merged);
+        let _ = rustix::fs::unlinkat(&layer.fd, c"merged", rustix::fs::AtFlags::REMOVEDIR);
         Ok(())
     }
 
     /// The current mount count of `id`: ours, or 1 when someone else mounted it (Go's
     /// refcounter checks the mount table the first time it sees a path).
-    fn current_count(&self, mounts: &HashMap<String, MountState>, id: &str, dir: &Path) -> u32 {
+    fn current_count(&self, mounts: &HashMap<String, MountState>, id: &str, layer: &Layer) -> u32 {
         match mounts.get(id) {
             Some(state) => state.count,
-            None => u32::from(mount::is_mount_point(&dir.join("merged"))),
+            None => u32::from(layerstore_driver::mount::is_mount_root_at(
+                layer.fd.as_fd(),
+                c"merged",
+            )),
         }
     }
 }
 
+/// The directories [`OverlayDriver::new`] hands to `start`.
+struct Homes {
+    graph_root: PathBuf,
+    home: PathBuf,
+    home_fd: OwnedFd,
+    run_home: PathBuf,
+}
+
 fn mount_error(id: &str, target: &Path, spec: &mount::MountSpec, e: io::Error) -> Error {
-    let mut data = spec.data(false);
+    let mut data = spec.data("/proc/self/fd");
     if data.len() > 512 {
         let mut cut = 512;
         while !data.is_char_boundary(cut) {
@@ -771,68 +931,6 @@ fn mount_error(id: &str, target: &Path, spec: &mount::MountSpec, e: io::Error) -
         target,
         io::Error::new(e.kind(), format!("{e} (mount_data={data:?})")),
     )
-}
-
-/// `path` with `.` and `..` components resolved lexically.
-fn normalize(path: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-fn write_file(path: &Path, content: &str, mode: u32) -> io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)?;
-    file.write_all(content.as_bytes())
-}
-
-fn chown(path: &Path, (uid, gid): (u32, u32), ignore_errors: bool) -> io::Result<()> {
-    let st = std::fs::symlink_metadata(path)?;
-    if (st.uid(), st.gid()) == (uid, gid) {
-        return Ok(());
-    }
-    match std::os::unix::fs::chown(path, Some(uid), Some(gid)) {
-        Err(e) if ignore_errors && e.kind() == io::ErrorKind::PermissionDenied => Ok(()),
-        other => other,
-    }
-}
-
-/// Go's `mount.MakePrivate`: bind-mount `path` onto itself unless it is a mount point
-/// already, then make it private. Returns whether the bind mount was made here.
-fn make_private(path: &Path) -> io::Result<bool> {
-    let bind = !mount::is_mount_point(path);
-    if bind {
-        rustix::mount::mount_bind(path, path)?;
-    }
-    rustix::mount::mount_change(path, rustix::mount::MountPropagationFlags::PRIVATE)?;
-    Ok(bind)
-}
-
-/// Drops tar-split records when the caller wants none.
-struct DiscardEntries;
-
-impl EntrySink for DiscardEntries {
-    fn put(
-        &mut self,
-        _entry: layerstore_tarsplit::Entry,
-    ) -> std::result::Result<(), layerstore_tarsplit::Error> {
-        Ok(())
-    }
 }
 
 impl Driver for OverlayDriver {
@@ -852,37 +950,58 @@ impl Driver for OverlayDriver {
         self.create_layer(id, parent, opts)
     }
 
-    /// Unmounts the layer if mounted, removes its `l/` link, then its directory. A layer that
-    /// does not exist is removed successfully.
+    /// Unmounts the layer if mounted, removes its `l/` link (only if it is the layer's own:
+    /// `../<id>/diff`), then its directory (never following a symlink, never entering a mount
+    /// left inside). A layer that does not exist is removed successfully.
     fn remove(&self, id: &str) -> Result<()> {
-        let dir = self.layer_dir(id)?;
-        if std::fs::symlink_metadata(&dir).is_err() {
+        if RESERVED_NAMES.contains(&id) {
+            // No layer of that ID can have files here (create refuses it): nothing to remove,
+            // and the driver's own directory of that name is left alone.
             return Ok(());
         }
-        if mount::is_mount_point(&dir.join("merged")) {
-            self.unmount_layer(id, &dir)?;
+        validate(id)?;
+        let name = id_cstring(id)?;
+        let dir = self.home.join(id);
+        match tree::stat_at(&self.home_fd, &name) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::layer_io(id, "stat", &dir, e)),
+            Ok(st) if tree::file_type(&st) != tree::mode::S_IFDIR => {
+                // Not a layer directory (a symlink put in its place): the entry goes, not
+                // what it points at.
+                return tree::remove_all_at(self.home_fd.as_fd(), &name)
+                    .map_err(|e| Error::layer_io(id, "remove", &dir, e.source));
+            }
+            Ok(_) => {}
+        }
+        let layer = self.open_layer(id)?;
+        if layerstore_driver::mount::is_mount_root_at(layer.fd.as_fd(), c"merged") {
+            self.unmount_layer(id, &layer)?;
         }
         self.lock_mounts().remove(id);
-        if let Ok(link) = layout::read_link_id(id, &dir) {
-            let path = self.home.join(layout::LINK_DIR).join(link);
-            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
-                std::fs::remove_file(&path).map_err(|e| Error::layer_io(id, "remove", &path, e))?;
+        if let Ok(link) = layout::read_link_id(id, layer.fd.as_fd(), &layer.dir)
+            && let Ok(link_dir) = tree::open_dir_at(&self.home_fd, c"l")
+            && let Ok(link_name) = CString::new(link.as_str())
+        {
+            let ours = rustix::fs::readlinkat(&link_dir, &link_name, Vec::new()).is_ok_and(|t| {
+                t.as_bytes() == layout::link_target(id).as_os_str().as_encoded_bytes()
+            });
+            if ours {
+                let path = self.home.join(layout::LINK_DIR).join(&link);
+                rustix::fs::unlinkat(&link_dir, &link_name, rustix::fs::AtFlags::empty())
+                    .map_err(|e| Error::layer_io(id, "remove", &path, e))?;
             }
         }
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(Error::layer_io(id, "remove", &dir, e))
-            }
-            _ => Ok(()),
-        }
+        drop(layer);
+        tree::remove_all_at(self.home_fd.as_fd(), &name)
+            .map_err(|e| Error::layer_io(id, "remove", self.home.join(&e.path), e.source))
     }
 
     /// Mounts the layer (once; later calls count) and returns `<home>/<id>/merged`.
     fn get(&self, id: &str, opts: &MountOpts) -> Result<PathBuf> {
-        let dir = self.existing_dir(id)?;
-        let merged = dir.join("merged");
+        let layer = self.open_layer(id)?;
+        let merged = layer.dir.join("merged");
         let mut mounts = self.lock_mounts();
-        let count = self.current_count(&mounts, id, &dir);
+        let count = self.current_count(&mounts, id, &layer);
         if count > 0 {
             let state = mounts.entry(id.to_string()).or_insert(MountState {
                 count,
@@ -891,11 +1010,11 @@ impl Driver for OverlayDriver {
             state.count = count + 1;
             return Ok(merged);
         }
-        let method = match self.mount_layer(id, &dir, opts) {
+        let method = match self.mount_layer(id, &layer, opts) {
             Ok(method) => method,
             Err(e) => {
                 // As Go's deferred cleanup: no mount point is left behind.
-                let _ = std::fs::remove_dir(&merged);
+                let _ = rustix::fs::unlinkat(&layer.fd, c"merged", rustix::fs::AtFlags::REMOVEDIR);
                 return Err(e);
             }
         };
@@ -909,13 +1028,29 @@ impl Driver for OverlayDriver {
         Ok(merged)
     }
 
+    /// [`get`](Driver::get), and the merged tree opened through the layer's descriptor.
+    fn get_root(&self, id: &str, opts: &MountOpts) -> Result<LayerRoot> {
+        let path = self.get(id, opts)?;
+        let opened = self.open_layer(id).and_then(|layer| {
+            tree::open_dir_at(&layer.fd, c"merged")
+                .map_err(|e| Error::layer_io(id, "open", &path, e))
+        });
+        match opened {
+            Ok(fd) => Ok(LayerRoot { path, fd }),
+            Err(e) => {
+                let _ = self.put(id);
+                Err(e)
+            }
+        }
+    }
+
     /// Counts down; at 0 unmounts (`MNT_DETACH`, `fusermount -u` for FUSE) and removes
     /// `merged/`. A layer that is not mounted, or mounted by another process, is not an
     /// error (the latter is unmounted, as Go does).
     fn put(&self, id: &str) -> Result<()> {
-        let dir = self.existing_dir(id)?;
+        let layer = self.open_layer(id)?;
         let mut mounts = self.lock_mounts();
-        let count = self.current_count(&mounts, id, &dir).saturating_sub(1);
+        let count = self.current_count(&mounts, id, &layer).saturating_sub(1);
         if count > 0 {
             if let Some(state) = mounts.get_mut(id) {
                 state.count = count;
@@ -923,30 +1058,36 @@ impl Driver for OverlayDriver {
             return Ok(());
         }
         mounts.remove(id);
-        self.unmount_layer(id, &dir)
+        self.unmount_layer(id, &layer)
     }
 
     fn exists(&self, id: &str) -> bool {
-        self.layer_dir(id).is_ok_and(|dir| is_dir(&dir))
+        self.open_layer(id).is_ok()
     }
 
+    /// The directories of the home whose names are layer IDs (not the driver's own) and
+    /// that have a `diff` (a directory, or an adopted layer's symlink).
     fn list_layers(&self) -> Result<Vec<String>> {
+        let names =
+            tree::read_names(&self.home_fd).map_err(|e| Error::io("read", &self.home, e))?;
         let mut ids = Vec::new();
-        let entries =
-            std::fs::read_dir(&self.home).map_err(|e| Error::io("read", &self.home, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io("read", &self.home, e))?;
-            let Ok(id) = entry.file_name().into_string() else {
+        for name in names {
+            let Ok(id) = name.into_string() else {
                 continue;
             };
-            if id == layout::LINK_DIR || id == "staging" || validate_layer_id(&id).is_err() {
+            if validate(&id).is_err() {
                 continue;
             }
-            if std::fs::metadata(entry.path().join("diff")).is_ok_and(|m| m.is_dir()) {
+            let has_diff = self.open_layer(&id).is_ok_and(|layer| {
+                tree::stat_at(&layer.fd, c"diff").is_ok_and(|st| {
+                    let kind = tree::file_type(&st);
+                    kind == tree::mode::S_IFDIR || kind == tree::mode::S_IFLNK
+                })
+            });
+            if has_diff {
                 ids.push(id);
             }
         }
-        ids.sort();
         Ok(ids)
     }
 
@@ -966,13 +1107,13 @@ impl Driver for OverlayDriver {
     /// `WorkDir`, `MergedDir`, `UpperDir` and (for children) `LowerDir`, the lowers' `diff`
     /// dirs joined by `:`.
     fn metadata(&self, id: &str) -> Result<BTreeMap<String, String>> {
-        let dir = self.existing_dir(id)?;
+        let layer = self.open_layer(id)?;
         let show = |p: PathBuf| p.to_string_lossy().into_owned();
         let mut out = BTreeMap::new();
-        out.insert("WorkDir".into(), show(dir.join("work")));
-        out.insert("MergedDir".into(), show(dir.join("merged")));
-        out.insert("UpperDir".into(), show(dir.join("diff")));
-        let lowers = self.lower_diffs(id, &dir)?;
+        out.insert("WorkDir".into(), show(layer.dir.join("work")));
+        out.insert("MergedDir".into(), show(layer.dir.join("merged")));
+        out.insert("UpperDir".into(), show(layer.dir.join("diff")));
+        let lowers = self.lower_paths(&self.lowers(id, &layer)?);
         if !lowers.is_empty() {
             let joined: Vec<String> = lowers.into_iter().map(show).collect();
             out.insert("LowerDir".into(), joined.join(":"));
@@ -982,8 +1123,9 @@ impl Driver for OverlayDriver {
 
     /// Usage of the layer's own files (`diff/`), without mounting.
     fn read_write_disk_usage(&self, id: &str) -> Result<DiskUsage> {
-        let dir = self.existing_dir(id)?;
-        diff::usage(id, &dir.join("diff"))
+        let layer = self.open_layer(id)?;
+        let diff = self.open_diff(id, &layer)?;
+        naive::usage_at(id, diff.as_fd(), &layer.dir.join("diff"))
     }
 
     /// Unmounts every layer this driver mounted, then the home's private bind mount (unless
@@ -992,17 +1134,24 @@ impl Driver for OverlayDriver {
         let ids: Vec<String> = self.lock_mounts().drain().map(|(id, _)| id).collect();
         let mut first_error = None;
         for id in ids {
-            let dir = self.home.join(&id);
-            if let Err(e) = self.unmount_layer(&id, &dir) {
+            if let Err(e) = self
+                .open_layer(&id)
+                .and_then(|layer| self.unmount_layer(&id, &layer))
+            {
                 first_error.get_or_insert(e);
             }
         }
-        if !self.options.skip_mount_home && mount::is_mount_point(&self.home) {
-            mount::unmount(&self.home)
-                .map_err(|e| Error::io("unmount", &self.home, e))
-                .unwrap_or_else(|e| {
-                    first_error.get_or_insert(e);
-                });
+        if !self.options.skip_mount_home {
+            let unmounted = tree::open_dir_following(&self.graph_root).and_then(|root| {
+                if layerstore_driver::mount::is_mount_root_at(root.as_fd(), c"overlay") {
+                    layerstore_driver::mount::unmount_at(root.as_fd(), c"overlay")
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(e) = unmounted {
+                first_error.get_or_insert(Error::io("unmount", &self.home, e));
+            }
         }
         match first_error {
             Some(e) => Err(e),
@@ -1010,8 +1159,28 @@ impl Driver for OverlayDriver {
         }
     }
 
+    /// Shifts every file below the merged tree (naive, each inode once, split hard links
+    /// joined again), then gives `diff/` the mapped root as owner, as Go 1.43 recreates it.
+    fn update_layer_id_map(
+        &self,
+        id: &str,
+        to_container: &layerstore_driver::IdMappings,
+        to_host: &layerstore_driver::IdMappings,
+        mount_label: &str,
+    ) -> Result<()> {
+        naive::update_layer_id_map(self, id, to_container, to_host, mount_label)?;
+        let layer = self.open_layer(id)?;
+        let diff = self.open_own_diff(id, &layer)?;
+        let diff_path = layer.dir.join("diff");
+        let owner = to_host.root_owner(id, &diff_path)?;
+        self.chown_fd(diff.as_fd(), owner)
+            .map_err(|e| Error::layer_io(id, "chown", &diff_path, e))
+    }
+
     /// Native (when `parent` is the layer's real parent): untar straight into `diff/` with
-    /// overlay whiteouts. Otherwise naive, through a mount.
+    /// overlay whiteouts, the archive's `./` entry ignored (Go's `Unpack` leaves `diff/` as
+    /// made), and `diff/`'s access time then set to now (Go reads the tree to size it).
+    /// Otherwise naive, through a mount.
     fn apply_diff(
         &self,
         id: &str,
@@ -1022,23 +1191,18 @@ impl Driver for OverlayDriver {
         if !self.native(id, parent) {
             return naive::apply_diff(self, id, parent, opts);
         }
-        let diff = self.existing_dir(id)?.join("diff");
-        let options = layerstore_archive::ApplyOptions {
-            whiteouts: layerstore_archive::WhiteoutStyle::Overlay,
-            uid_map: opts.id_mappings.uids,
-            gid_map: opts.id_mappings.gids,
-            ignore_chown_errors: opts.ignore_chown_errors,
-            max_uncompressed_size: opts.max_uncompressed_size,
-            ..Default::default()
-        };
-        let result = match opts.tar_split {
-            Some(sink) => {
-                layerstore_archive::apply(&diff, opts.diff, sink, &options).map(|(r, _)| r)
-            }
-            None => layerstore_archive::apply(&diff, opts.diff, DiscardEntries, &options)
-                .map(|(r, _)| r),
-        };
-        result.map_err(|e| Error::archive(id, e))
+        let layer = self.open_layer(id)?;
+        let diff = self.open_own_diff(id, &layer)?;
+        let report = naive::apply_at(
+            id,
+            diff.as_fd(),
+            layerstore_archive::WhiteoutStyle::Overlay,
+            layerstore_archive::RootEntry::Ignore,
+            opts,
+        )?;
+        touch_access_time(diff.as_fd())
+            .map_err(|e| Error::layer_io(id, "set the times of", layer.dir.join("diff"), e))?;
+        Ok(report)
     }
 
     /// Native: the upper dir exported with whiteouts converted (see the crate docs).
@@ -1046,8 +1210,15 @@ impl Driver for OverlayDriver {
         if !self.native(args.id, args.parent) {
             return naive::diff(self, args, out);
         }
-        let dir = self.existing_dir(args.id)?;
-        diff::export(args.id, &dir.join("diff"), args.id_mappings, out)
+        let layer = self.open_layer(args.id)?;
+        let upper = self.open_diff(args.id, &layer)?;
+        diff::export(
+            args.id,
+            upper.as_fd(),
+            &layer.dir.join("diff"),
+            args.id_mappings,
+            out,
+        )
     }
 
     /// Native: Go's `OverlayChanges` over `diff/` and the lowers.
@@ -1055,10 +1226,17 @@ impl Driver for OverlayDriver {
         if !self.native(args.id, args.parent) {
             return naive::changes(self, args);
         }
-        let dir = self.existing_dir(args.id)?;
-        let lowers = self.lower_diffs(args.id, &dir)?;
-        let lower_refs: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
-        layerstore_archive::overlay_changes(&dir.join("diff"), &lower_refs)
+        let layer = self.open_layer(args.id)?;
+        let upper = self.open_diff(args.id, &layer)?;
+        let lowers = self.lowers(args.id, &layer)?;
+        let paths = self.lower_paths(&lowers);
+        let lower_trees: Vec<layerstore_archive::OpenTree<'_>> = lowers
+            .iter()
+            .zip(&paths)
+            .map(|(lower, path)| (lower.diff.as_fd(), path.as_path()))
+            .collect();
+        let upper_path = layer.dir.join("diff");
+        layerstore_archive::overlay_changes_at((upper.as_fd(), &upper_path), &lower_trees)
             .map_err(|e| Error::archive(args.id, e))
     }
 
@@ -1067,11 +1245,11 @@ impl Driver for OverlayDriver {
         if !self.native(args.id, args.parent) {
             return naive::diff_size(self, args);
         }
-        let dir = self.existing_dir(args.id)?;
-        diff::size(args.id, &dir.join("diff"))
+        let layer = self.open_layer(args.id)?;
+        let upper = self.open_diff(args.id, &layer)?;
+        diff::size(args.id, upper.as_fd(), &layer.dir.join("diff"))
     }
 
-    /// Reads from `diff/`, then the lowers' (for metacopy-only files).
     /// Stages into a fresh `<home>/staging/<random>` with overlay whiteouts.
     fn apply_diff_with_differ(
         &self,
@@ -1106,13 +1284,31 @@ impl Driver for OverlayDriver {
         self.differ_dir(id)
     }
 
+    /// Reads from `diff/`, then the lowers' (for metacopy-only files), every tree opened
+    /// through the home.
     fn diff_getter(&self, id: &str) -> Result<Option<Box<dyn FileGetter + Send + '_>>> {
-        let dir = self.existing_dir(id)?;
-        let lowers = self.lower_diffs(id, &dir)?;
-        Ok(Some(Box::new(OverlayFileGetter::new(
-            id,
-            &dir.join("diff"),
-            &lowers,
-        )?)))
+        let layer = self.open_layer(id)?;
+        let upper = self.open_diff(id, &layer)?;
+        let lowers = self.lowers(id, &layer)?;
+        let paths = self.lower_paths(&lowers);
+        let mut trees = vec![(upper, layer.dir.join("diff"))];
+        trees.extend(lowers.into_iter().map(|lower| lower.diff).zip(paths));
+        Ok(Some(Box::new(OverlayFileGetter::from_fds(trees))))
     }
+}
+
+/// Sets the access time of the open directory `dir` to now, leaving its modification time.
+fn touch_access_time(dir: BorrowedFd<'_>) -> io::Result<()> {
+    use rustix::fs::{Timespec, Timestamps, UTIME_NOW, UTIME_OMIT};
+    let times = Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_NOW,
+        },
+        last_modification: Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        },
+    };
+    Ok(rustix::fs::futimens(dir, &times)?)
 }

@@ -1,17 +1,15 @@
-//! Building overlay mount data as Go does, and mounting it: `mount(2)` with absolute paths,
-//! `mount(2)` with paths relative to the driver home (from a thread with its own working
-//! directory), the new mount API (`fsopen`/`fsconfig` with `lowerdir+`) for chains whose
-//! options do not fit a page, or a FUSE mount program.
+//! Building overlay mount data and mounting it: `mount(2)` with every directory named
+//! through `/proc/self/fd` (descriptors the driver opened without following symlinks), the new
+//! mount API (`fsopen`/`fsconfig` with `lowerdir+`, `move_mount` onto the descriptor of the
+//! mount point) for chains whose data does not fit a page, or a FUSE mount program.
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rustix::mount::{
-    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
-};
+use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags};
 
 /// The kernel's limit on overlay layers in one mount (`OVL_MAX_STACK`).
 pub const KERNEL_MAX_LAYERS: usize = 500;
@@ -63,61 +61,44 @@ pub fn format_mount_label(options: &str, label: &str) -> String {
     }
 }
 
-/// Everything needed to mount one layer.
-#[derive(Debug, Clone)]
+/// Everything needed to mount one layer, every directory an open descriptor: the mount data
+/// names them `/proc/self/fd/<n>` (`/proc/<pid>/fd/<n>` for a mount program), which the kernel
+/// resolves to exactly the directories opened, so nothing read from the layer's files and no
+/// symlink swapped in meanwhile can reach the mount data or redirect it.
+#[derive(Debug)]
 pub struct MountSpec {
-    /// The driver home (working directory for the relative form).
-    pub home: PathBuf,
-    /// The layer.
-    pub id: String,
-    /// Upper and work dirs (`<id>/diff`, `<id>/work`) are used: a writeable mount.
-    pub read_write: bool,
-    /// Every lower dir as an absolute path, nearest first (`<home>/l/X`, `<home>/<id>/empty`;
-    /// a read-only mount starts with the layer's own `diff`).
-    pub lowers_abs: Vec<PathBuf>,
-    /// The same lower dirs as the relative form names them (`l/X`, `<id>/empty`; Go keeps a
-    /// read-only mount's own `diff` absolute).
-    pub lowers_rel: Vec<String>,
+    /// Every lower dir, nearest first (a read-only mount starts with the layer's own `diff`).
+    pub lowers: Vec<OwnedFd>,
+    /// Upper and work dirs of a writeable mount.
+    pub upper: Option<(OwnedFd, OwnedFd)>,
     /// Caller / default options (`nodev`, `metacopy=on`, …).
     pub options: Vec<String>,
     /// SELinux label, passed as `context=`.
     pub mount_label: String,
-    /// Where to mount.
-    pub target: PathBuf,
-    /// The same, relative to the home (`<id>/merged`).
-    pub target_rel: String,
+    /// The mount point.
+    pub target: OwnedFd,
 }
 
+/// `<prefix>/<n>` for the descriptor `fd`.
+fn fd_path(prefix: &str, fd: &OwnedFd) -> String {
+    format!("{prefix}/{}", fd.as_raw_fd())
+}
+
+/// The prefix naming this process's descriptors for itself.
+const OWN_FDS: &str = "/proc/self/fd";
+
 impl MountSpec {
-    /// The mount data Go builds: absolute paths (`relative = false`) or, when that does not
-    /// fit a page, paths relative to the home.
-    pub fn data(&self, relative: bool) -> String {
-        let join_abs = || {
-            self.lowers_abs
-                .iter()
-                .map(|p| p.to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join(":")
-        };
-        let lowers = if relative {
-            self.lowers_rel.join(":")
-        } else {
-            join_abs()
-        };
-        let mut opts = if self.read_write {
-            let (upper, work) = if relative {
-                (format!("{}/diff", self.id), format!("{}/work", self.id))
-            } else {
-                let dir = self.home.join(&self.id);
-                (
-                    dir.join("diff").to_string_lossy().into_owned(),
-                    dir.join("work").to_string_lossy().into_owned(),
-                )
-            };
-            format!("lowerdir={lowers},upperdir={upper},workdir={work}")
-        } else {
-            format!("lowerdir={lowers}")
-        };
+    /// The overlay mount data, descriptors named under `prefix` (`/proc/self/fd`).
+    pub fn data(&self, prefix: &str) -> String {
+        let lowers: Vec<String> = self.lowers.iter().map(|fd| fd_path(prefix, fd)).collect();
+        let mut opts = format!("lowerdir={}", lowers.join(":"));
+        if let Some((upper, work)) = &self.upper {
+            opts.push_str(&format!(
+                ",upperdir={},workdir={}",
+                fd_path(prefix, upper),
+                fd_path(prefix, work)
+            ));
+        }
         let extra: Vec<&str> = self
             .options
             .iter()
@@ -135,11 +116,9 @@ impl MountSpec {
 /// How a layer got mounted (for tests and debug output).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MountMethod {
-    /// `mount(2)` with absolute paths.
-    Absolute,
-    /// `mount(2)` with paths relative to the home.
-    Relative,
-    /// `fsopen`/`fsconfig` with `lowerdir+`.
+    /// `mount(2)`, every directory named through `/proc/self/fd`.
+    Descriptors,
+    /// `fsopen`/`fsconfig` with `lowerdir+` (mount data longer than a page).
     NewApi,
     /// A FUSE mount program.
     Program,
@@ -153,25 +132,37 @@ fn cstring(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in mount data"))
 }
 
-/// Mounts `spec` with the kernel's overlay, choosing the method as Go does and, beyond Go,
-/// the new mount API when even the relative form does not fit a page.
+/// Refuses a mount label that could end the quoted `context="…"` option early (a `"` or a
+/// `\`) or that holds control characters: a label comes from the layer's record, which is
+/// input like every file of the store.
+pub fn check_mount_label(label: &str) -> io::Result<()> {
+    if label
+        .chars()
+        .any(|c| c == '"' || c == '\\' || c.is_control())
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("mount label {label:?} holds a quote, a backslash or a control character"),
+        ));
+    }
+    Ok(())
+}
+
+/// Mounts `spec` with the kernel's overlay: `mount(2)` when the data fits a page, else the
+/// new mount API (Linux 6.8+ for `lowerdir+`).
 pub fn mount_kernel(spec: &MountSpec, new_api: bool) -> io::Result<MountMethod> {
-    let absolute = spec.data(false);
-    if absolute.len() < page_size() {
-        let (flags, data) = parse_options(&absolute);
+    check_mount_label(&spec.mount_label)?;
+    let data = spec.data(OWN_FDS);
+    if data.len() < page_size() {
+        let (flags, data) = parse_options(&data);
         rustix::mount::mount(
             "overlay",
-            &spec.target,
+            fd_path(OWN_FDS, &spec.target).as_str(),
             "overlay",
             flags,
             cstring(&data)?.as_c_str(),
         )?;
-        return Ok(MountMethod::Absolute);
-    }
-    let relative = spec.data(true);
-    if relative.len() < page_size() {
-        mount_relative(spec, &relative)?;
-        return Ok(MountMethod::Relative);
+        return Ok(MountMethod::Descriptors);
     }
     if new_api {
         mount_new_api(spec)?;
@@ -180,36 +171,11 @@ pub fn mount_kernel(spec: &MountSpec, new_api: bool) -> io::Result<MountMethod> 
     Err(io::Error::new(
         io::ErrorKind::InvalidInput,
         format!(
-            "cannot mount layer, mount label {:?} too large {} >= page size {} (and the kernel has no fsconfig lowerdir+)",
-            spec.mount_label,
-            relative.len(),
+            "cannot mount layer, mount data too large {} >= page size {} (and the kernel has no fsconfig lowerdir+)",
+            data.len(),
             page_size()
         ),
     ))
-}
-
-/// `mount(2)` with relative paths from a short-lived thread that has its own working
-/// directory (`unshare(CLONE_FS)`), so the process's working directory never changes (Go
-/// re-executes itself for the same purpose).
-fn mount_relative(spec: &MountSpec, data: &str) -> io::Result<()> {
-    let (flags, data) = parse_options(data);
-    let data = cstring(&data)?;
-    let target = Path::new(&spec.target_rel);
-    let home = &spec.home;
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| -> io::Result<()> {
-                // SAFETY: CLONE_FS only gives this thread its own root, working directory
-                // and umask; no file descriptor table is unshared, so no fd the rest of the
-                // process relies on changes meaning.
-                unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS)? };
-                rustix::process::chdir(home)?;
-                rustix::mount::mount("overlay", target, "overlay", flags, data.as_c_str())?;
-                Ok(())
-            })
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the mount thread panicked")))
-    })
 }
 
 /// Whether the kernel's overlay accepts `lowerdir+` through `fsconfig` (Linux 6.8 and later):
@@ -228,14 +194,14 @@ fn mount_new_api(spec: &MountSpec) -> io::Result<()> {
     let with_key = |key: &str, e: rustix::io::Errno| {
         io::Error::new(io::Error::from(e).kind(), format!("fsconfig {key}: {e}"))
     };
-    for lower in &spec.lowers_abs {
-        fsconfig_set_string(&fs, "lowerdir+", lower).map_err(|e| with_key("lowerdir+", e))?;
+    for lower in &spec.lowers {
+        fsconfig_set_string(&fs, "lowerdir+", fd_path(OWN_FDS, lower).as_str())
+            .map_err(|e| with_key("lowerdir+", e))?;
     }
-    if spec.read_write {
-        let dir = spec.home.join(&spec.id);
-        fsconfig_set_string(&fs, "upperdir", dir.join("diff"))
+    if let Some((upper, work)) = &spec.upper {
+        fsconfig_set_string(&fs, "upperdir", fd_path(OWN_FDS, upper).as_str())
             .map_err(|e| with_key("upperdir", e))?;
-        fsconfig_set_string(&fs, "workdir", dir.join("work"))
+        fsconfig_set_string(&fs, "workdir", fd_path(OWN_FDS, work).as_str())
             .map_err(|e| with_key("workdir", e))?;
     }
     let (flags, data) = parse_options(&spec.options.join(","));
@@ -278,22 +244,24 @@ fn mount_new_api(spec: &MountSpec) -> io::Result<()> {
     rustix::mount::move_mount(
         mnt.as_fd(),
         c"",
-        rustix::fs::CWD,
-        &spec.target,
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        spec.target.as_fd(),
+        c"",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
     )?;
     Ok(())
 }
 
-/// Mounts `spec` with a FUSE program (`fuse-overlayfs -o <data> <target>`), working directory
-/// the home, as Go does.
+/// Mounts `spec` with a FUSE program (`fuse-overlayfs -o <data> <target>`): the program is
+/// another process, so the descriptors are named `/proc/<our pid>/fd/<n>` (it opens them
+/// before it returns, while they are still open here).
 pub fn mount_program(program: &Path, spec: &MountSpec) -> io::Result<MountMethod> {
-    let data = spec.data(false);
+    check_mount_label(&spec.mount_label)?;
+    let prefix = format!("/proc/{}/fd", std::process::id());
+    let data = spec.data(&prefix);
     let output = Command::new(program)
         .arg("-o")
         .arg(&data)
-        .arg(&spec.target)
-        .current_dir(&spec.home)
+        .arg(fd_path(&prefix, &spec.target))
         .output()?;
     if output.status.success() {
         Ok(MountMethod::Program)
@@ -307,52 +275,27 @@ pub fn mount_program(program: &Path, spec: &MountSpec) -> io::Result<MountMethod
     }
 }
 
-/// Whether `path` is the root of a mount: its device differs from its parent's, or it is the
-/// same inode as its parent (a bind mount of a directory onto itself keeps the device, so
-/// `statx`'s mount-root attribute is asked first).
-pub fn is_mount_point(path: &Path) -> bool {
-    use rustix::fs::{AtFlags, StatxAttributes, StatxFlags};
-    if let Ok(st) = rustix::fs::statx(
-        rustix::fs::CWD,
-        path,
-        AtFlags::SYMLINK_NOFOLLOW,
-        StatxFlags::BASIC_STATS,
-    ) && st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT)
-    {
-        return st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT);
-    }
-    let (Ok(own), Some(Ok(parent))) = (
-        rustix::fs::lstat(path),
-        path.parent().map(rustix::fs::lstat),
-    ) else {
-        return false;
-    };
-    own.st_dev != parent.st_dev
-}
-
-/// Unmounts `target` with `MNT_DETACH`; "not mounted" (`EINVAL`) and "gone" (`ENOENT`) are
-/// not errors, as in Go's `Put`.
-pub fn unmount(target: &Path) -> io::Result<()> {
-    match rustix::mount::unmount(target, UnmountFlags::DETACH) {
-        Ok(()) | Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Unmounts a FUSE mount with `fusermount3 -u` / `fusermount -u`, falling back to
-/// [`unmount`] (root may always unmount).
-pub fn unmount_fuse(target: &Path) -> io::Result<()> {
+/// Unmounts the FUSE mount at the entry `name` of `dir` with `fusermount3 -u` /
+/// `fusermount -u` (named through `/proc/<our pid>/fd`), falling back to
+/// [`layerstore_driver::mount::unmount_at`] (root may always unmount).
+pub fn unmount_fuse_at(dir: BorrowedFd<'_>, name: &std::ffi::CStr) -> io::Result<()> {
+    let mut path = PathBuf::from(format!(
+        "/proc/{}/fd/{}",
+        std::process::id(),
+        dir.as_raw_fd()
+    ));
+    path.push(layerstore_driver::tree::name_path(name));
     for tool in ["fusermount3", "fusermount"] {
         let ok = Command::new(tool)
             .arg("-u")
-            .arg(target)
+            .arg(&path)
             .output()
             .is_ok_and(|o| o.status.success());
         if ok {
             return Ok(());
         }
     }
-    unmount(target)
+    layerstore_driver::mount::unmount_at(dir, name)
 }
 
 #[cfg(test)]
@@ -406,44 +349,34 @@ mod tests {
         );
     }
 
-    fn spec(read_write: bool) -> MountSpec {
-        let (mut lowers_abs, mut lowers_rel) = (Vec::new(), Vec::new());
-        if !read_write {
-            lowers_abs.push("/g/overlay/top/diff".into());
-            lowers_rel.push("/g/overlay/top/diff".into());
-        }
-        lowers_abs.extend(["/g/overlay/l/A".into(), "/g/overlay/l/B".into()]);
-        lowers_rel.extend(["l/A".into(), "l/B".into()]);
-        MountSpec {
-            home: "/g/overlay".into(),
-            id: "top".into(),
-            read_write,
-            lowers_abs,
-            lowers_rel,
+    #[test]
+    fn mount_data_names_descriptors_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let open = || layerstore_driver::tree::open_dir(tmp.path()).unwrap();
+        let spec = MountSpec {
+            lowers: vec![open(), open()],
+            upper: Some((open(), open())),
             options: vec!["nodev".into()],
             mount_label: "lbl".into(),
-            target: "/g/overlay/top/merged".into(),
-            target_rel: "top/merged".into(),
-        }
-    }
-
-    #[test]
-    fn mount_data_matches_go() {
+            target: open(),
+        };
+        let data = spec.data("/proc/self/fd");
+        let fds: Vec<i32> = spec.lowers.iter().map(|fd| fd.as_raw_fd()).collect();
+        let (upper, work) = spec
+            .upper
+            .as_ref()
+            .map(|(u, w)| (u.as_raw_fd(), w.as_raw_fd()))
+            .unwrap();
         assert_eq!(
-            spec(true).data(false),
-            "lowerdir=/g/overlay/l/A:/g/overlay/l/B,upperdir=/g/overlay/top/diff,workdir=/g/overlay/top/work,nodev,context=\"lbl\""
+            data,
+            format!(
+                "lowerdir=/proc/self/fd/{}:/proc/self/fd/{},upperdir=/proc/self/fd/{upper},workdir=/proc/self/fd/{work},nodev,context=\"lbl\"",
+                fds[0], fds[1]
+            )
         );
-        assert_eq!(
-            spec(true).data(true),
-            "lowerdir=l/A:l/B,upperdir=top/diff,workdir=top/work,nodev,context=\"lbl\""
-        );
-        assert_eq!(
-            spec(false).data(false),
-            "lowerdir=/g/overlay/top/diff:/g/overlay/l/A:/g/overlay/l/B,nodev,context=\"lbl\""
-        );
-        assert_eq!(
-            spec(false).data(true),
-            "lowerdir=/g/overlay/top/diff:l/A:l/B,nodev,context=\"lbl\""
-        );
+        // Nothing but descriptors names a directory.
+        assert!(!data.contains(tmp.path().to_str().unwrap()));
+        assert!(check_mount_label("system_u:object_r:container_file_t:s0:c1,c2").is_ok());
+        assert!(check_mount_label("x\",upperdir=/tmp,\"").is_err());
     }
 }

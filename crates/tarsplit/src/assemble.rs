@@ -83,7 +83,17 @@ impl DirFileGetter {
         })
     }
 
-    /// The directory given to [`new`](Self::new).
+    /// A getter beneath `dir`, a directory the caller opened (any descriptor of it, `O_PATH`
+    /// included); `path` only names it in messages.
+    pub fn from_fd(dir: OwnedFd, path: impl AsRef<Path>) -> Self {
+        DirFileGetter {
+            root: RootDir::from_fd(dir),
+            path: path.as_ref().to_path_buf(),
+            last_dir: Mutex::new(None),
+        }
+    }
+
+    /// The directory given to [`new`](Self::new) or [`from_fd`](Self::from_fd).
     pub fn path(&self) -> &Path {
         &self.path
     }

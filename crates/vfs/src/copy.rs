@@ -20,17 +20,22 @@
 //! destination refuses with `EPERM` or `ENOTSUP` (`trusted.*` when not root,
 //! `security.selinux` without SELinux) is skipped, as Go copies only a fixed subset.
 //!
-//! # Two threads, few calls per file
+//! # Two threads, few calls per file, any depth
 //!
 //! Copying a tree is kernel work that scales across cores even on one tmpfs, so the calling
 //! thread walks the source (reads directories, makes directories, symlinks, devices and
 //! hardlinks) and hands regular files, in batches of one directory's files, to a worker
 //! thread through a short queue; when the queue is full the walker copies the batch itself.
-//! A directory gets its metadata from whichever thread drops the last reference to it (its
-//! own walk, its queued batches, its subdirectories), so only once its contents are complete.
-//! The first copy of a multiply-linked inode is created while holding the table of copies,
-//! so a link made on the other thread always finds its target. The first error stops both
-//! threads and is the one reported.
+//! The walk is iterative: both trees' directories along the current path sit in
+//! [`DirChain`]s, which keep the last 16 open and reopen a parent through `..` (checking its
+//! device and inode) on the way back up, so the depth costs neither stack nor descriptors. A
+//! batch shares its directory's descriptors with the chains (reference-counted, no `dup`), so
+//! they stay open for it whatever the walker closes meanwhile; the walker finishes a directory
+//! (owner, attributes, mode, times) on its way back up, or, while batches of its files are
+//! still queued, as soon as they are done (at most a few wait, each with its two
+//! descriptors); the root last. The first copy of a multiply-linked inode is created while
+//! holding the table of copies, so a link made on the other thread always finds its target.
+//! The first error stops both threads and is the one reported.
 //!
 //! A regular file costs `openat` (source), `statx` (its type from `getdents`, checked on the
 //! open descriptor), `openat(O_CREAT|O_EXCL)`, `copy_file_range`, `flistxattr`, `futimens`
@@ -66,15 +71,14 @@ use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use layerstore_driver::tree::{self, mode};
+use layerstore_driver::tree::{self, DirChain, FileId, mode};
 use layerstore_driver::xattr::{self, XattrTarget};
 use rustix::fs::{
     AtFlags, FileType, Gid, Mode, OFlags, RawDir, SeekFrom, Statx, Timespec, Timestamps, Uid,
@@ -151,45 +155,59 @@ const BATCH_LEN: usize = 16;
 const DIRENT_BUFFER: usize = 32 << 10;
 
 /// Copies the contents and metadata of directory `src` into the existing, empty directory
-/// `dst` (see the module documentation).
+/// `dst` (see the module documentation). Neither path's last component may be a symlink.
 pub fn copy_tree(src: &Path, dst: &Path, options: CopyOptions) -> Result<CopyStats, CopyError> {
+    let at_root = |source| CopyError {
+        path: PathBuf::new(),
+        op: "open",
+        source,
+    };
+    let src_fd = tree::open_dir(src).map_err(at_root)?;
+    let dst_fd = tree::open_dir(dst).map_err(at_root)?;
+    copy_tree_at(src_fd.as_fd(), dst_fd.as_fd(), options)
+}
+
+/// [`copy_tree`] between two open directories (their descriptors are duplicated, not
+/// consumed): nothing is resolved by path.
+pub fn copy_tree_at(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    options: CopyOptions,
+) -> Result<CopyStats, CopyError> {
     let at_root = |(op, source): (&'static str, io::Error)| CopyError {
         path: PathBuf::new(),
         op,
         source,
     };
-    let src_fd = tree::open_dir(src).map_err(step("open")).map_err(at_root)?;
-    let dst_fd = tree::open_dir(dst).map_err(step("open")).map_err(at_root)?;
-    let root_stat = tree::stat_at(&src_fd, c".")
+    let duplicate = |fd: BorrowedFd<'_>| fd.try_clone_to_owned().map_err(step("dup"));
+    let root_stat = tree::stat_fd(src).map_err(step("stat")).map_err(at_root)?;
+    let dst_mode = rustix::fs::fstat(dst)
         .map_err(step("stat"))
-        .map_err(at_root)?;
+        .map_err(at_root)?
+        .st_mode;
     let shared = Shared {
         options,
-        dst_root: dst_fd.try_clone().map_err(step("dup")).map_err(at_root)?,
+        dst_root: duplicate(dst).map_err(at_root)?,
         umask: process_umask(),
         creator: (
             rustix::process::geteuid().as_raw(),
             rustix::process::getegid().as_raw(),
         ),
+        setgid: dst_mode & Mode::SGID.bits() != 0,
         links: Mutex::new(HashMap::new()),
         failure: Mutex::new(None),
         failed: AtomicBool::new(false),
     };
-    let dst_mode = rustix::fs::fstat(&dst_fd)
-        .map_err(step("stat"))
-        .map_err(at_root)?
-        .st_mode;
-    let root = Arc::new(DirNode {
-        src: src_fd,
-        dst: dst_fd,
-        stat: root_stat,
-        chown: true,
-        setgid: dst_mode & Mode::SGID.bits() != 0,
-        path: PathBuf::new(),
-        parent: None,
-    });
+    let src_chain = DirChain::new(duplicate(src).map_err(at_root)?);
+    let dst_chain = DirChain::new(duplicate(dst).map_err(at_root)?);
     let stats = std::thread::scope(|scope| {
-        let mut walker = Copier::new(&shared);
+        let mut walker = Walker {
+            copier: Copier::new(&shared),
+            src: src_chain,
+            dst: dst_chain,
+            path: PathBuf::new(),
+            deferred: Vec::new(),
+        };
         let (queue, jobs) = std::sync::mpsc::sync_channel(QUEUE_LEN);
         let worker = if options.single_thread {
             None
@@ -204,16 +222,19 @@ pub fn copy_tree(src: &Path, dst: &Path, options: CopyOptions) -> Result<CopySta
                 })
                 .ok()
         };
-        walker.copy_dir(&root, worker.as_ref().map(|_| &queue));
+        walker.walk(root_stat, worker.as_ref().map(|_| &queue));
         drop(queue);
-        walker.release(root);
-        let mut stats = walker.stats;
+        let mut stats = CopyStats::default();
         if let Some(worker) = worker {
             match worker.join() {
                 Ok(worker_stats) => stats.add(&worker_stats),
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
+        // Every file is in place: the directories still waiting for theirs, then the root.
+        walker.finish_deferred(true);
+        walker.finish_root(&root_stat);
+        stats.add(&walker.copier.stats);
         stats
     });
     match shared.failure.into_inner() {
@@ -242,10 +263,13 @@ struct Shared {
     /// Our effective user and group: the owner of what we create (unless the directory is
     /// set-group-ID).
     creator: (u32, u32),
-    /// (device major, minor, inode) of a multiply-linked source → its copy, relative to the
-    /// destination root. Held while the first copy is created, so that a link made on another
-    /// thread always finds it in place.
-    links: Mutex<HashMap<(u32, u32, u64), CString>>,
+    /// Whether the copies are set-group-ID while being filled (inherited from the destination
+    /// root), so that what is created in them takes their group.
+    setgid: bool,
+    /// Source inode of a multiply-linked file → its copy, relative to the destination root.
+    /// Held while the first copy is created, so that a link made on another thread always
+    /// finds it in place.
+    links: Mutex<HashMap<FileId, PathBuf>>,
     /// The first error; the copy stops at it.
     failure: Mutex<Option<CopyError>>,
     failed: AtomicBool,
@@ -263,36 +287,60 @@ impl Shared {
     fn failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
     }
-}
 
-/// A directory being copied. Its walk, every queued batch of its files and every
-/// subdirectory hold a reference; whoever drops the last one sets the directory's metadata (its contents are then
-/// complete) and then releases its parent.
-struct DirNode {
-    src: OwnedFd,
-    dst: OwnedFd,
-    stat: Statx,
-    /// Whether the copy's owner must still be set.
-    chown: bool,
-    /// Whether the copy is set-group-ID while being filled (inherited from the destination
-    /// root), so that what is created in it takes its group.
-    setgid: bool,
-    /// Relative to the roots.
-    path: PathBuf,
-    parent: Option<Arc<DirNode>>,
-}
-
-impl DirNode {
-    /// Whether something created in this directory already has the owner `st` asks for.
-    fn owner_at_create(&self, shared: &Shared, st: &Statx) -> bool {
-        !self.setgid && (st.stx_uid, st.stx_gid) == shared.creator
+    /// Whether something created in a copy already has the owner `st` asks for.
+    fn owner_at_create(&self, st: &Statx) -> bool {
+        !self.setgid && (st.stx_uid, st.stx_gid) == self.creator
     }
+}
+
+/// A directory's source and destination, as the file-level steps use them.
+#[derive(Clone, Copy)]
+struct Dir<'d> {
+    src: BorrowedFd<'d>,
+    dst: BorrowedFd<'d>,
+    /// Relative to the roots.
+    path: &'d Path,
+}
+
+/// A directory's descriptors, shared with the walker's [`DirChain`]s: kept open by the batches
+/// of its files queued for the worker, whatever the walker has closed meanwhile.
+struct DirFds {
+    src: Arc<OwnedFd>,
+    dst: Arc<OwnedFd>,
 }
 
 /// Regular files of one directory, for the worker.
 struct FileJob {
-    dir: Arc<DirNode>,
+    fds: DirFds,
+    /// Held while the job is pending: the directory is finished only once none is left.
+    _pending: Arc<()>,
+    path: PathBuf,
     names: Vec<CString>,
+}
+
+/// A directory on the walker's current path.
+struct Level {
+    /// Its source's `statx`, which its copy gets at the end.
+    stat: Statx,
+    /// Whether the copy's owner must still be set.
+    chown: bool,
+    entries: std::vec::IntoIter<(CString, FileType)>,
+    /// Regular files read but not yet handed over.
+    files: Vec<CString>,
+    /// One clone per pending batch.
+    pending: Arc<()>,
+}
+
+/// A directory left by the walker whose queued files are not all copied yet: finished (its
+/// times last) once they are.
+struct Deferred {
+    src: Arc<OwnedFd>,
+    dst: Arc<OwnedFd>,
+    stat: Statx,
+    chown: bool,
+    pending: Arc<()>,
+    path: PathBuf,
 }
 
 /// One thread's copying state.
@@ -303,6 +351,17 @@ struct Copier<'a> {
     stats: CopyStats,
     buffer: Vec<u8>,
     dirents: Vec<MaybeUninit<u8>>,
+}
+
+/// The calling thread: walks the source iteratively, both trees' descriptors in bounded
+/// windows ([`DirChain`]).
+struct Walker<'a> {
+    copier: Copier<'a>,
+    src: DirChain,
+    dst: DirChain,
+    /// The current directory, relative to the roots.
+    path: PathBuf,
+    deferred: Vec<Deferred>,
 }
 
 fn timestamps(st: &Statx) -> Timestamps {
@@ -318,9 +377,255 @@ fn timestamps(st: &Statx) -> Timestamps {
     }
 }
 
-fn rel_cstring(path: &Path) -> Step<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| ("link", io::Error::from(io::ErrorKind::InvalidInput)))
+impl Walker<'_> {
+    fn fail(&self, name: Option<&CStr>, (op, source): (&'static str, io::Error)) {
+        let path = match name {
+            Some(name) => self.path.join(tree::name_path(name)),
+            None => self.path.clone(),
+        };
+        self.copier.shared.fail(CopyError { path, op, source });
+    }
+
+    fn level(&mut self, stat: Statx, chown: bool) -> Option<Level> {
+        match self.copier.read_entries(self.src.current()) {
+            Ok(entries) => Some(Level {
+                stat,
+                chown,
+                entries: entries.into_iter(),
+                files: Vec::new(),
+                pending: Arc::new(()),
+            }),
+            Err(e) => {
+                self.fail(None, ("readdir", e));
+                None
+            }
+        }
+    }
+
+    /// Copies everything below the roots; directories are finished on the way back up (or
+    /// deferred while files of theirs are queued), the root is left to the caller.
+    fn walk(&mut self, root_stat: Statx, queue: Option<&SyncSender<FileJob>>) {
+        let Some(root) = self.level(root_stat, true) else {
+            return;
+        };
+        let mut levels = vec![root];
+        while let Some(level) = levels.last_mut() {
+            if self.copier.shared.failed() {
+                return;
+            }
+            let Some((name, file_type)) = level.entries.next() else {
+                let batch = std::mem::take(&mut level.files);
+                self.dispatch_last(&mut levels, batch, queue);
+                if levels.len() == 1 {
+                    return; // the root: finished by the caller once the worker is done
+                }
+                if let Some(done) = levels.pop() {
+                    self.leave(done);
+                }
+                continue;
+            };
+            // `getdents` says regular file: its one `statx` comes with its open.
+            if file_type == FileType::RegularFile {
+                level.files.push(name);
+                if level.files.len() == BATCH_LEN {
+                    let batch = std::mem::take(&mut level.files);
+                    self.dispatch_last(&mut levels, batch, queue);
+                }
+                continue;
+            }
+            match self.entry(&name) {
+                Ok(Entry::Done) => {}
+                Ok(Entry::File) => {
+                    if let Some(level) = levels.last_mut() {
+                        level.files.push(name);
+                    }
+                }
+                Ok(Entry::Dir(st)) => match self.enter(&name, &st) {
+                    Ok(()) => {
+                        self.path.push(tree::name_path(&name));
+                        let chown = !self.copier.shared.owner_at_create(&st);
+                        match self.level(*st, chown) {
+                            Some(level) => levels.push(level),
+                            None => return,
+                        }
+                    }
+                    Err(e) => {
+                        self.fail(Some(&name), e);
+                        return;
+                    }
+                },
+                Err(e) => {
+                    self.fail(Some(&name), e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Anything but a regular file known as one from `getdents`: stat by name, then make it
+    /// (a directory is only reported, for the walk to enter).
+    fn entry(&mut self, name: &CStr) -> Step<Entry> {
+        let dir = Dir {
+            src: self.src.current(),
+            dst: self.dst.current(),
+            path: &self.path,
+        };
+        let st = tree::stat_at(dir.src, name).map_err(step("stat"))?;
+        match tree::file_type(&st) {
+            mode::S_IFDIR => Ok(Entry::Dir(Box::new(st))),
+            // The filesystem did not say (`DT_UNKNOWN`), or the entry changed since.
+            mode::S_IFREG => Ok(Entry::File),
+            _ => self
+                .copier
+                .copy_special(dir, name, &st)
+                .map(|()| Entry::Done),
+        }
+    }
+
+    /// Makes the copy of directory `name` and makes it (and its source) current.
+    fn enter(&mut self, name: &CStr, st: &Statx) -> Step<()> {
+        rustix::fs::mkdirat(self.dst.current(), name, Mode::from_raw_mode(0o700))
+            .map_err(step("mkdir"))?;
+        let src = tree::open_dir_checked(self.src.current(), name, st).map_err(step("open"))?;
+        let dst = tree::open_dir_at(self.dst.current(), name).map_err(step("open"))?;
+        self.src.push(src).map_err(step("open"))?;
+        self.dst.push(dst).map_err(step("open"))
+    }
+
+    /// Hands `batch` (files of the current directory, the last level) to the worker, or
+    /// copies it here when the queue is full or there is no worker.
+    fn dispatch_last(
+        &mut self,
+        levels: &mut [Level],
+        batch: Vec<CString>,
+        queue: Option<&SyncSender<FileJob>>,
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+        let Some(level) = levels.last_mut() else {
+            return;
+        };
+        if let Some(queue) = queue {
+            let fds = DirFds {
+                src: self.src.current_shared(),
+                dst: self.dst.current_shared(),
+            };
+            let job = FileJob {
+                fds,
+                _pending: Arc::clone(&level.pending),
+                path: self.path.clone(),
+                names: batch,
+            };
+            match queue.try_send(job) {
+                Ok(()) => return,
+                Err(TrySendError::Full(back) | TrySendError::Disconnected(back)) => {
+                    let dir = Dir {
+                        src: back.fds.src.as_fd(),
+                        dst: back.fds.dst.as_fd(),
+                        path: &back.path,
+                    };
+                    self.copier.copy_files(dir, &back.names);
+                    return;
+                }
+            }
+        }
+        let dir = Dir {
+            src: self.src.current(),
+            dst: self.dst.current(),
+            path: &self.path,
+        };
+        self.copier.copy_files(dir, &batch);
+    }
+
+    /// Goes back up from the finished directory `done`: finishes it, or defers it while
+    /// batches of its files are queued.
+    fn leave(&mut self, done: Level) {
+        let popped = self.src.pop().and_then(|src| Ok((src, self.dst.pop()?)));
+        let (src, dst) = match popped {
+            Ok(fds) => fds,
+            Err(e) => {
+                self.fail(None, ("open the parent directory", e));
+                return;
+            }
+        };
+        let Level {
+            stat,
+            chown,
+            pending,
+            ..
+        } = done;
+        let deferred = Deferred {
+            src,
+            dst,
+            stat,
+            chown,
+            pending,
+            path: self.path.clone(),
+        };
+        self.path.pop();
+        self.deferred.push(deferred);
+        self.finish_deferred(false);
+    }
+
+    /// Finishes the deferred directories whose files are all copied (`all`: every one; the
+    /// worker is done).
+    fn finish_deferred(&mut self, all: bool) {
+        let mut index = 0;
+        while index < self.deferred.len() {
+            if !all && Arc::strong_count(&self.deferred[index].pending) > 1 {
+                index += 1;
+                continue;
+            }
+            let dir = self.deferred.swap_remove(index);
+            if self.copier.shared.failed() {
+                continue;
+            }
+            let result = self
+                .copier
+                .finish_fd(&dir.src, &dir.dst, &dir.stat, dir.chown, true);
+            if let Err((op, source)) = result {
+                self.copier.shared.fail(CopyError {
+                    path: dir.path,
+                    op,
+                    source,
+                });
+                continue;
+            }
+            self.copier.stats.directories += 1;
+        }
+    }
+
+    fn finish_root(&mut self, root_stat: &Statx) {
+        if self.copier.shared.failed() {
+            return;
+        }
+        let result = self.copier.finish_fd(
+            &self.src.current(),
+            &self.dst.current(),
+            root_stat,
+            true,
+            true,
+        );
+        match result {
+            Ok(()) => self.copier.stats.directories += 1,
+            Err((op, source)) => self.copier.shared.fail(CopyError {
+                path: PathBuf::new(),
+                op,
+                source,
+            }),
+        }
+    }
+}
+
+/// What [`Walker::entry`] made of an entry.
+enum Entry {
+    /// Copied (a symlink, device, FIFO or socket).
+    Done,
+    /// A regular file after all: to be batched.
+    File,
+    /// A directory, to enter (boxed: a `statx` is large).
+    Dir(Box<Statx>),
 }
 
 impl<'a> Copier<'a> {
@@ -335,117 +640,36 @@ impl<'a> Copier<'a> {
         }
     }
 
-    fn fail_at(&self, dir: &DirNode, name: &CStr, (op, source): (&'static str, io::Error)) {
-        self.shared.fail(CopyError {
-            path: dir.path.join(tree::name_path(name)),
-            op,
-            source,
-        });
-    }
-
     /// The worker: copies queued files until the walker is done.
     fn run_jobs(&mut self, jobs: Receiver<FileJob>) {
         for job in jobs {
-            self.run_job(job);
+            let dir = Dir {
+                src: job.fds.src.as_fd(),
+                dst: job.fds.dst.as_fd(),
+                path: &job.path,
+            };
+            self.copy_files(dir, &job.names);
         }
     }
 
-    fn run_job(&mut self, job: FileJob) {
-        for name in &job.names {
-            if self.shared.failed() {
-                break;
-            }
-            if let Err(e) = self.copy_file(&job.dir, name) {
-                self.fail_at(&job.dir, name, e);
-                break;
-            }
-        }
-        self.release(job.dir);
-    }
-
-    /// Drops a reference to `dir`; the last one finishes it, then its parents likewise.
-    fn release(&mut self, dir: Arc<DirNode>) {
-        let mut next = Some(dir);
-        while let Some(node) = next.take().and_then(Arc::into_inner) {
-            let DirNode {
-                src,
-                dst,
-                stat,
-                chown,
-                path,
-                parent,
-                ..
-            } = node;
+    fn copy_files(&mut self, dir: Dir<'_>, names: &[CString]) {
+        for name in names {
             if self.shared.failed() {
                 return;
             }
-            if let Err((op, source)) = self.finish_fd(&src, &dst, &stat, chown, true) {
-                self.shared.fail(CopyError { path, op, source });
-                return;
-            }
-            self.stats.directories += 1;
-            next = parent;
-        }
-    }
-
-    /// The walker: reads `dir`, makes everything but regular files itself and queues those
-    /// (or copies them itself when the queue is full).
-    fn copy_dir(&mut self, dir: &Arc<DirNode>, queue: Option<&SyncSender<FileJob>>) {
-        let entries = match self.read_entries(&dir.src) {
-            Ok(entries) => entries,
-            Err(e) => {
+            if let Err((op, source)) = self.copy_file(dir, name) {
                 self.shared.fail(CopyError {
-                    path: dir.path.clone(),
-                    op: "readdir",
-                    source: e,
+                    path: dir.path.join(tree::name_path(name)),
+                    op,
+                    source,
                 });
                 return;
             }
-        };
-        let mut files = Vec::new();
-        for (name, file_type) in entries {
-            if self.shared.failed() {
-                return;
-            }
-            if file_type == FileType::RegularFile {
-                files.push(name);
-                if files.len() == BATCH_LEN {
-                    self.dispatch(dir, std::mem::take(&mut files), queue);
-                }
-                continue;
-            }
-            if let Err(e) = self.copy_entry(dir, &name, queue) {
-                self.fail_at(dir, &name, e);
-                return;
-            }
         }
-        if !files.is_empty() {
-            self.dispatch(dir, files, queue);
-        }
-    }
-
-    /// Queues regular files of `dir` for the worker, or copies them when the queue is full.
-    fn dispatch(
-        &mut self,
-        dir: &Arc<DirNode>,
-        names: Vec<CString>,
-        queue: Option<&SyncSender<FileJob>>,
-    ) {
-        let mut job = FileJob {
-            dir: Arc::clone(dir),
-            names,
-        };
-        if let Some(queue) = queue {
-            match queue.try_send(job) {
-                Ok(()) => return,
-                Err(TrySendError::Full(back) | TrySendError::Disconnected(back)) => job = back,
-            }
-        }
-        self.run_job(job);
     }
 
     /// The names in `dir` with their `getdents` types, sorted bytewise (Go's `Walk` order).
-    fn read_entries(&mut self, dir: &OwnedFd) -> io::Result<Vec<(CString, FileType)>> {
+    fn read_entries(&mut self, dir: BorrowedFd<'_>) -> io::Result<Vec<(CString, FileType)>> {
         if self.dirents.is_empty() {
             self.dirents = vec![MaybeUninit::uninit(); DIRENT_BUFFER];
         }
@@ -464,45 +688,17 @@ impl<'a> Copier<'a> {
         Ok(entries)
     }
 
-    /// Anything but a regular file known as one from `getdents`: stat by name, then make it.
-    fn copy_entry(
-        &mut self,
-        dir: &Arc<DirNode>,
-        name: &CStr,
-        queue: Option<&SyncSender<FileJob>>,
-    ) -> Step<()> {
-        let st = tree::stat_at(&dir.src, name).map_err(step("stat"))?;
-        match tree::file_type(&st) {
-            mode::S_IFDIR => {
-                rustix::fs::mkdirat(&dir.dst, name, Mode::from_raw_mode(0o700))
-                    .map_err(step("mkdir"))?;
-                let child = Arc::new(DirNode {
-                    src: tree::open_dir_at(&dir.src, name).map_err(step("open"))?,
-                    dst: tree::open_dir_at(&dir.dst, name).map_err(step("open"))?,
-                    stat: st,
-                    chown: !dir.owner_at_create(self.shared, &st),
-                    setgid: dir.setgid,
-                    path: dir.path.join(tree::name_path(name)),
-                    parent: Some(Arc::clone(dir)),
-                });
-                self.copy_dir(&child, queue);
-                self.release(child);
-                Ok(())
-            }
-            // The filesystem did not say (`DT_UNKNOWN`), or the entry changed since.
-            mode::S_IFREG => {
-                self.dispatch(dir, vec![name.to_owned()], queue);
-                Ok(())
-            }
+    /// A symlink, device, FIFO or socket.
+    fn copy_special(&mut self, dir: Dir<'_>, name: &CStr, st: &Statx) -> Step<()> {
+        match tree::file_type(st) {
             mode::S_IFLNK => {
                 let target =
-                    rustix::fs::readlinkat(&dir.src, name, Vec::new()).map_err(step("readlink"))?;
+                    rustix::fs::readlinkat(dir.src, name, Vec::new()).map_err(step("readlink"))?;
                 let create = || {
-                    rustix::fs::symlinkat(target.as_c_str(), &dir.dst, name)
-                        .map_err(step("symlink"))
+                    rustix::fs::symlinkat(target.as_c_str(), dir.dst, name).map_err(step("symlink"))
                 };
-                if self.create_or_link(dir, name, &st, create)?.is_some() {
-                    self.finish_special(dir, name, &st, false)?;
+                if self.create_or_link(dir, name, st, create)?.is_some() {
+                    self.finish_special(dir, name, st, false)?;
                 }
                 Ok(())
             }
@@ -510,11 +706,11 @@ impl<'a> Copier<'a> {
                 let file_type = FileType::from_raw_mode(u32::from(st.stx_mode));
                 let dev = rustix::fs::makedev(st.stx_rdev_major, st.stx_rdev_minor);
                 let create = || {
-                    rustix::fs::mknodat(&dir.dst, name, file_type, Mode::from_raw_mode(0o600), dev)
+                    rustix::fs::mknodat(dir.dst, name, file_type, Mode::from_raw_mode(0o600), dev)
                         .map_err(step("mknod"))
                 };
-                if self.create_or_link(dir, name, &st, create)?.is_some() {
-                    self.finish_special(dir, name, &st, true)?;
+                if self.create_or_link(dir, name, st, create)?.is_some() {
+                    self.finish_special(dir, name, st, true)?;
                 }
                 Ok(())
             }
@@ -532,7 +728,7 @@ impl<'a> Copier<'a> {
     /// (`None`).
     fn create_or_link<T>(
         &mut self,
-        dir: &DirNode,
+        dir: Dir<'_>,
         name: &CStr,
         st: &Statx,
         create: impl FnOnce() -> Step<T>,
@@ -541,22 +737,16 @@ impl<'a> Copier<'a> {
             return create().map(Some);
         }
         let shared = self.shared;
-        let key = (st.stx_dev_major, st.stx_dev_minor, st.stx_ino);
+        let key = FileId::of(st);
         let mut links = shared.links.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(first) = links.get(&key) {
-            rustix::fs::linkat(
-                &shared.dst_root,
-                first.as_c_str(),
-                &dir.dst,
-                name,
-                AtFlags::empty(),
-            )
-            .map_err(step("link"))?;
+            tree::link_beneath(shared.dst_root.as_fd(), first, dir.dst, name)
+                .map_err(step("link"))?;
             self.stats.hardlinks += 1;
             return Ok(None);
         }
         let created = create()?;
-        links.insert(key, rel_cstring(&dir.path.join(tree::name_path(name)))?);
+        links.insert(key, dir.path.join(tree::name_path(name)));
         Ok(Some(created))
     }
 
@@ -579,11 +769,11 @@ impl<'a> Copier<'a> {
         }
     }
 
-    fn copy_file(&mut self, dir: &DirNode, name: &CStr) -> Step<()> {
+    fn copy_file(&mut self, dir: Dir<'_>, name: &CStr) -> Step<()> {
         // O_NONBLOCK: should the entry have been swapped for a FIFO since `getdents`, the open
         // must not hang; the check below then refuses it. Its `statx` is the only one.
         let src_file: File = rustix::fs::openat(
-            &dir.src,
+            dir.src,
             name,
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
             Mode::empty(),
@@ -598,7 +788,7 @@ impl<'a> Copier<'a> {
         let (create_mode, chmod) = self.create_mode(&st);
         let create = || {
             rustix::fs::openat(
-                &dir.dst,
+                dir.dst,
                 name,
                 OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 create_mode,
@@ -610,7 +800,7 @@ impl<'a> Copier<'a> {
             return Ok(());
         };
         self.copy_data(&src_file, &dst_file, &st)?;
-        let chown = !dir.owner_at_create(self.shared, &st);
+        let chown = !self.shared.owner_at_create(&st);
         self.finish_fd(&src_file, &dst_file, &st, chown, chmod)
     }
 
@@ -742,10 +932,10 @@ impl<'a> Copier<'a> {
     }
 
     /// The same for a symlink or special file, by name (never following it).
-    fn finish_special(&mut self, dir: &DirNode, name: &CStr, st: &Statx, chmod: bool) -> Step<()> {
+    fn finish_special(&mut self, dir: Dir<'_>, name: &CStr, st: &Statx, chmod: bool) -> Step<()> {
         self.stats.specials += 1;
-        let (src, dst) = (&dir.src, &dir.dst);
-        if !dir.owner_at_create(self.shared, st) {
+        let (src, dst) = (dir.src, dir.dst);
+        if !self.shared.owner_at_create(st) {
             let result = rustix::fs::chownat(
                 dst,
                 name,

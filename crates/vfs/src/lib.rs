@@ -15,6 +15,29 @@
 //! where the filesystem offers it. "Mounting" returns the directory. Diffs are the naive ones
 //! of [`layerstore_driver::naive`] (`.wh.` whiteouts on apply).
 //!
+//! # The layer's top directory (as Go 1.43 leaves it, measured)
+//!
+//! * `create`: 0555 and the mapped root for a base layer; a child copies its parent's (mode,
+//!   owner, times).
+//! * `apply_diff` (and `import-layer`) of a tarball with a `./` entry: the entry's mode and
+//!   owner (mapped), its access time as recorded (the epoch when the header has none); the
+//!   modification time is when the apply finished (Go's extraction makes and removes a
+//!   temporary directory there last). Without `./`: mode, owner and access time stay, the
+//!   modification time is the apply's too.
+//! * `update_layer_id_map` (a child created with other ID mappings than its parent's): the top
+//!   directory keeps its owner, as Go's walk skips `.`; everything below is shifted, each
+//!   inode once.
+//!
+//! # Trust
+//!
+//! The graph root is followed as configured; `vfs`, `dir` and `dir/<id>` are opened with
+//! `O_NOFOLLOW` (the first two once, when the driver starts) and every operation on a layer
+//! works through the descriptor of `dir/<id>` (copy, apply, diff, changes, the tar-split file
+//! getter, ID shifting, removal), so swapping `dir/<id>` for a symlink at any moment reads or
+//! writes nothing outside the store. Trees of any depth are copied, walked and removed with
+//! the drivers' iterative walker and a bounded number of descriptors
+//! ([`layerstore_driver::tree`]). The IDs `dir` and `staging` are refused.
+//!
 //! Staged layers (a [`layerstore_driver::Differ`] filling `vfs/staging/<random>`, moved into
 //! `dir/<id>` by one `renameat2(RENAME_EXCHANGE)`, the old tree removed afterwards): the driver
 //! is not told the parent while staging, so the differ writes only the layer's own files with
@@ -51,19 +74,21 @@
 //!
 //! # Limitations
 //!
-//! No quotas (`--storage-opt size=` is refused), no SELinux labels, no `Dedup`; the copy holds
-//! two descriptors per directory level (and per directory with files queued for its second
-//! thread, at most a few), so extremely deep trees need a matching fd limit.
+//! No quotas (`--storage-opt size=` is refused), no SELinux labels, no `Dedup`. A hard link
+//! whose first copy is deeper than `PATH_MAX` is made by opening its directory one level at a
+//! time (slower, but only for such links).
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::unix::fs::DirBuilderExt;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use layerstore_driver::{
     ApplyDiffOpts, ApplyReport, CreateOpts, Differ, DifferOptions, DifferOutput, DirFileGetter,
-    Driver, DriverConfig, DriverOptions, Error, FileGetter, IdMappings, MountOpts, Registration,
-    Result, naive, tree, validate_layer_id,
+    Driver, DriverConfig, DriverOptions, Error, FileGetter, IdMappings, LayerRoot, MountOpts,
+    Registration, Result, naive, tree, validate_driver_layer_id,
 };
 
 pub mod copy;
@@ -71,6 +96,9 @@ mod staging;
 
 /// The driver's name and home directory name.
 pub const NAME: &str = "vfs";
+
+/// Names in the driver's home that are the driver's own: never layer IDs.
+pub const RESERVED_NAMES: &[&str] = &["dir", "staging"];
 
 /// Mode of a base layer's top directory (Go's `defaultPerms`).
 const BASE_LAYER_MODE: u32 = 0o555;
@@ -88,10 +116,31 @@ pub fn registration() -> Registration {
 #[derive(Debug)]
 pub struct VfsDriver {
     home: PathBuf,
+    /// `<home>`, opened once (the graph root followed as configured, `vfs` never).
+    home_fd: OwnedFd,
+    /// `<home>/dir`, likewise.
+    dirs_fd: OwnedFd,
     additional_homes: Vec<PathBuf>,
     ignore_chown_errors: bool,
     default_mappings: IdMappings,
     mount_labels: Mutex<HashMap<String, String>>,
+}
+
+fn validate(id: &str) -> Result<()> {
+    validate_driver_layer_id(id, RESERVED_NAMES)
+}
+
+fn id_cstring(id: &str) -> Result<CString> {
+    CString::new(id).map_err(|_| Error::InvalidId {
+        id: id.to_string(),
+        reason: "contains NUL",
+    })
+}
+
+/// A layer's tree, opened.
+struct OpenLayer {
+    fd: OwnedFd,
+    path: PathBuf,
 }
 
 impl VfsDriver {
@@ -107,14 +156,15 @@ impl VfsDriver {
         let ignore_chown_errors = options.take_bool("ignore_chown_errors")?.unwrap_or(false);
         options.finish()?;
         let home = config.home(NAME);
+        let home_fd = tree::open_home(&config.graph_root, c"vfs", 0o700)
+            .map_err(|e| Error::io("mkdir", &home, e))?;
         let dirs = home.join("dir");
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dirs)
+        let dirs_fd = tree::ensure_dir_at(&home_fd, c"dir", 0o700)
             .map_err(|e| Error::io("mkdir", &dirs, e))?;
         Ok(VfsDriver {
             home,
+            home_fd,
+            dirs_fd,
             additional_homes,
             ignore_chown_errors,
             default_mappings: config.id_mappings.clone(),
@@ -125,33 +175,42 @@ impl VfsDriver {
     /// Where layer `id`'s tree is: `<home>/dir/<id>`, or the first additional image store
     /// holding it (`<store>/vfs/dir/<id>`); the former when neither exists.
     pub fn layer_dir(&self, id: &str) -> Result<PathBuf> {
-        validate_layer_id(id)?;
-        let own = self.own_dir(id);
-        if is_dir(&own) {
-            return Ok(own);
-        }
-        Ok(self
-            .additional_homes
-            .iter()
-            .map(|store| store.join(NAME).join("dir").join(id))
-            .find(|candidate| is_dir(candidate))
-            .unwrap_or(own))
+        validate(id)?;
+        Ok(match self.open_layer(id) {
+            Ok(layer) => layer.path,
+            Err(_) => self.own_dir(id),
+        })
     }
 
     fn own_dir(&self, id: &str) -> PathBuf {
         self.home.join("dir").join(id)
     }
 
-    fn existing_dir(&self, id: &str) -> Result<PathBuf> {
-        let dir = self.layer_dir(id)?;
-        if is_dir(&dir) {
-            Ok(dir)
-        } else {
-            Err(Error::LayerNotFound {
-                id: id.to_string(),
-                path: dir,
-            })
+    /// Opens layer `id`'s tree: `dir/<id>` from the home's descriptor, else
+    /// `<store>/vfs/dir/<id>` of the first additional image store holding it; never through a
+    /// symlink below the home or the store.
+    fn open_layer(&self, id: &str) -> Result<OpenLayer> {
+        validate(id)?;
+        let name = id_cstring(id)?;
+        let own = self.own_dir(id);
+        match tree::open_dir_at(&self.dirs_fd, &name) {
+            Ok(fd) => return Ok(OpenLayer { fd, path: own }),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(Error::layer_io(id, "open", &own, e));
+            }
+            Err(_) => {}
         }
+        for store in &self.additional_homes {
+            let opened = open_store_layer(store, &name);
+            if let Ok(fd) = opened {
+                let path = store.join(NAME).join("dir").join(id);
+                return Ok(OpenLayer { fd, path });
+            }
+        }
+        Err(Error::LayerNotFound {
+            id: id.to_string(),
+            path: own,
+        })
     }
 
     fn keep_label(&self, id: &str, label: &str) {
@@ -165,7 +224,7 @@ impl VfsDriver {
     }
 
     fn create_layer(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()> {
-        validate_layer_id(id)?;
+        validate(id)?;
         if !opts.storage_opt.is_empty() {
             return Err(Error::StorageOptions {
                 driver: NAME.to_string(),
@@ -173,19 +232,19 @@ impl VfsDriver {
             });
         }
         let dir = self.own_dir(id);
-        if std::fs::symlink_metadata(&dir).is_ok() {
+        let name = id_cstring(id)?;
+        if tree::stat_at(&self.dirs_fd, &name).is_ok() {
             return Err(Error::LayerExists {
                 id: id.to_string(),
                 path: dir,
             });
         }
-        let (mode, uid, gid, parent_dir) = match parent {
+        let (mode, uid, gid, parent_layer) = match parent {
             Some(parent) => {
-                let parent_dir = self.existing_dir(parent)?;
-                let st = std::fs::metadata(&parent_dir)
-                    .map_err(|e| Error::layer_io(parent, "stat", &parent_dir, e))?;
-                use std::os::unix::fs::MetadataExt;
-                (st.mode() & 0o7777, st.uid(), st.gid(), Some(parent_dir))
+                let layer = self.open_layer(parent)?;
+                let st = tree::stat_fd(&layer.fd)
+                    .map_err(|e| Error::layer_io(parent, "stat", &layer.path, e))?;
+                (tree::permissions(&st), st.stx_uid, st.stx_gid, Some(layer))
             }
             None => {
                 let mappings = opts.id_mappings.as_ref().unwrap_or(&self.default_mappings);
@@ -193,14 +252,23 @@ impl VfsDriver {
                 (BASE_LAYER_MODE, uid, gid, None)
             }
         };
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
+        rustix::fs::mkdirat(&self.dirs_fd, &name, rustix::fs::Mode::from_raw_mode(0o700))
             .map_err(|e| Error::layer_io(id, "mkdir", &dir, e))?;
-        let result = self.fill_layer(id, &dir, mode, uid, gid, parent_dir.as_deref());
+        let result = tree::open_dir_at(&self.dirs_fd, &name)
+            .map_err(|e| Error::layer_io(id, "open", &dir, e))
+            .and_then(|fd| {
+                self.fill_layer(
+                    id,
+                    &dir,
+                    fd.as_fd(),
+                    mode,
+                    (uid, gid),
+                    parent_layer.as_ref(),
+                )
+            });
         if result.is_err() {
             // Leave no half-made layer behind; the original error is what matters.
-            let _ = remove_tree(&dir);
+            let _ = tree::remove_all_at(self.dirs_fd.as_fd(), &name);
         }
         result?;
         self.keep_label(id, &opts.mount_label);
@@ -211,30 +279,32 @@ impl VfsDriver {
         &self,
         id: &str,
         dir: &Path,
+        fd: BorrowedFd<'_>,
         mode: u32,
-        uid: u32,
-        gid: u32,
-        parent_dir: Option<&Path>,
+        (uid, gid): (u32, u32),
+        parent: Option<&OpenLayer>,
     ) -> Result<()> {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let st = std::fs::symlink_metadata(dir).map_err(|e| Error::layer_io(id, "stat", dir, e))?;
+        let st = tree::stat_fd(fd).map_err(|e| Error::layer_io(id, "stat", dir, e))?;
         // Only when needed, so that an unprivileged user can make layers owned by itself.
-        if (st.uid(), st.gid()) != (uid, gid) {
-            match std::os::unix::fs::chown(dir, Some(uid), Some(gid)) {
-                Err(e)
-                    if self.ignore_chown_errors
-                        && e.kind() == std::io::ErrorKind::PermissionDenied => {}
+        if (st.stx_uid, st.stx_gid) != (uid, gid) {
+            let result = rustix::fs::fchown(
+                fd,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            );
+            match result {
+                Err(rustix::io::Errno::PERM) if self.ignore_chown_errors => {}
                 other => other.map_err(|e| Error::layer_io(id, "chown", dir, e))?,
             }
         }
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(mode))
             .map_err(|e| Error::layer_io(id, "chmod", dir, e))?;
-        if let Some(parent_dir) = parent_dir {
+        if let Some(parent) = parent {
             let options = copy::CopyOptions {
                 ignore_chown_errors: self.ignore_chown_errors,
                 ..Default::default()
             };
-            copy::copy_tree(parent_dir, dir, options).map_err(|e| Error::LayerIo {
+            copy::copy_tree_at(parent.fd.as_fd(), fd, options).map_err(|e| Error::LayerIo {
                 id: id.to_string(),
                 op: e.op,
                 path: dir.join(&e.path),
@@ -245,33 +315,22 @@ impl VfsDriver {
     }
 }
 
-fn is_dir(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+/// Opens `<store>/vfs/dir/<name>` of an additional image store: the store as configured, the
+/// rest never through a symlink.
+fn open_store_layer(store: &Path, name: &std::ffi::CStr) -> io::Result<OwnedFd> {
+    let store = tree::open_dir_following(store)?;
+    let home = tree::open_dir_at(&store, c"vfs")?;
+    let dirs = tree::open_dir_at(&home, c"dir")?;
+    tree::open_dir_at(&dirs, name)
 }
 
-/// Removes a layer tree (symlinks inside are removed, never followed); read-only directories
-/// are made writable first when that is what stops the removal (rootless).
-fn remove_tree(dir: &Path) -> std::io::Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            tree::walk(dir, &mut |entry| {
-                if tree::file_type(entry.stat) == tree::mode::S_IFDIR {
-                    rustix::fs::chmodat(
-                        entry.dir,
-                        entry.name,
-                        rustix::fs::Mode::from_raw_mode(tree::permissions(entry.stat) | 0o700),
-                        rustix::fs::AtFlags::empty(),
-                    )?;
-                }
-                Ok(())
-            })
-            .map_err(|w| w.source)?;
-            std::fs::remove_dir_all(dir)
-        }
-        Err(e) => Err(e),
-    }
+/// Removes a tree (symlinks inside are removed, never followed) with the one remover of the
+/// drivers ([`tree::remove_all_at`]), naming the path that failed.
+fn remove_tree_at(dir: BorrowedFd<'_>, name: &std::ffi::CStr, shown: &Path) -> io::Result<()> {
+    tree::remove_all_at(dir, name).map_err(|e| {
+        let path = shown.parent().unwrap_or(shown).join(&e.path);
+        io::Error::new(e.source.kind(), format!("{}: {}", path.display(), e.source))
+    })
 }
 
 impl Driver for VfsDriver {
@@ -303,15 +362,23 @@ impl Driver for VfsDriver {
         _read_write: bool,
     ) -> Result<()> {
         if let Some(parent) = parent {
-            validate_layer_id(parent)?;
+            validate(parent)?;
         }
         self.create_layer(id, Some(template), opts)
     }
 
+    /// Removes `dir/<id>` and everything below it (iteratively, whatever its depth, with a
+    /// bounded number of descriptors; a symlink there is removed, never followed).
     fn remove(&self, id: &str) -> Result<()> {
-        validate_layer_id(id)?;
+        if RESERVED_NAMES.contains(&id) {
+            // No layer of that ID can have files here (create refuses it): nothing to remove,
+            // and the driver's own directory of that name is left alone.
+            return Ok(());
+        }
+        validate(id)?;
         let dir = self.own_dir(id);
-        remove_tree(&dir).map_err(|e| Error::layer_io(id, "remove", &dir, e))?;
+        remove_tree_at(self.dirs_fd.as_fd(), &id_cstring(id)?, &dir)
+            .map_err(|e| Error::layer_io(id, "remove", &dir, e))?;
         let mut labels = self
             .mount_labels
             .lock()
@@ -323,7 +390,12 @@ impl Driver for VfsDriver {
     /// The layer's directory. Accepts no mount options but `ro` (Go: "vfs driver does not
     /// support mount options").
     fn get(&self, id: &str, opts: &MountOpts) -> Result<PathBuf> {
-        validate_layer_id(id)?;
+        self.get_root(id, opts).map(|root| root.path)
+    }
+
+    /// The layer's directory, opened from the driver's home (or its image store).
+    fn get_root(&self, id: &str, opts: &MountOpts) -> Result<LayerRoot> {
+        validate(id)?;
         if opts.options.iter().any(|o| o != "ro") {
             return Err(Error::MountOptions {
                 driver: NAME.to_string(),
@@ -331,36 +403,42 @@ impl Driver for VfsDriver {
                 options: opts.options.clone(),
             });
         }
-        let dir = self.existing_dir(id)?;
+        let layer = self.open_layer(id)?;
         self.keep_label(id, &opts.mount_label);
-        Ok(dir)
+        Ok(LayerRoot {
+            path: layer.path,
+            fd: layer.fd,
+        })
     }
 
     /// Nothing to release: vfs does not mount.
     fn put(&self, id: &str) -> Result<()> {
-        validate_layer_id(id)
+        validate(id)
     }
 
     fn exists(&self, id: &str) -> bool {
-        self.layer_dir(id).is_ok_and(|dir| is_dir(&dir))
+        self.open_layer(id).is_ok()
     }
 
+    /// The directories in `dir/` whose names are valid layer IDs.
     fn list_layers(&self) -> Result<Vec<String>> {
         let dirs = self.home.join("dir");
+        let names = tree::read_names(&self.dirs_fd).map_err(|e| Error::io("read", &dirs, e))?;
         let mut ids = Vec::new();
-        for entry in std::fs::read_dir(&dirs).map_err(|e| Error::io("read", &dirs, e))? {
-            let entry = entry.map_err(|e| Error::io("read", &dirs, e))?;
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            if let (true, Some(id)) = (is_dir, entry.file_name().to_str()) {
-                ids.push(id.to_string());
+        for name in names {
+            let is_dir = tree::stat_at(&self.dirs_fd, &name)
+                .is_ok_and(|st| tree::file_type(&st) == tree::mode::S_IFDIR);
+            if let (true, Ok(id)) = (is_dir, name.into_string())
+                && validate(&id).is_ok()
+            {
+                ids.push(id);
             }
         }
-        ids.sort();
         Ok(ids)
     }
 
     fn metadata(&self, id: &str) -> Result<BTreeMap<String, String>> {
-        validate_layer_id(id)?;
+        validate(id)?;
         let labels = self
             .mount_labels
             .lock()
@@ -372,14 +450,11 @@ impl Driver for VfsDriver {
             .collect())
     }
 
-    /// Reads files straight from the layer's directory (Go: a path file getter rooted there).
+    /// Reads files straight from the layer's directory, opened once from the driver's home
+    /// (Go: a path file getter rooted there).
     fn diff_getter(&self, id: &str) -> Result<Option<Box<dyn FileGetter + Send + '_>>> {
-        let dir = self.existing_dir(id)?;
-        let getter = DirFileGetter::new(&dir).map_err(|source| Error::TarSplit {
-            id: id.to_string(),
-            source,
-        })?;
-        Ok(Some(Box::new(getter)))
+        let layer = self.open_layer(id)?;
+        Ok(Some(Box::new(DirFileGetter::from_fd(layer.fd, layer.path))))
     }
 
     fn additional_image_stores(&self) -> Vec<PathBuf> {
@@ -420,21 +495,6 @@ impl Driver for VfsDriver {
 
     /// The layer's whole tree, `dir/<id>` (or its additional image store's copy).
     fn differ_target(&self, id: &str) -> Result<PathBuf> {
-        self.existing_dir(id)
-    }
-
-    /// Naive chown of the tree, then the top directory owned by the mapped root (as Go).
-    fn update_layer_id_map(
-        &self,
-        id: &str,
-        to_container: &IdMappings,
-        to_host: &IdMappings,
-        mount_label: &str,
-    ) -> Result<()> {
-        naive::update_layer_id_map(self, id, to_container, to_host, mount_label)?;
-        let dir = self.existing_dir(id)?;
-        let (uid, gid) = to_host.root_owner(id, &dir)?;
-        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
-            .map_err(|e| Error::layer_io(id, "chown", &dir, e))
+        self.open_layer(id).map(|layer| layer.path)
     }
 }

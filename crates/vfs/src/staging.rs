@@ -15,21 +15,27 @@
 //! upper dir would show it, and the layer's top directory keeps the mode and owner `create`
 //! gave it (as overlay's `diff/` does) where `apply_diff` takes the tarball's `./` entry.
 //! Making the markers needs `CAP_MKNOD` (root).
+//!
+//! Everything here works through descriptors opened from the driver's home without following
+//! symlinks, and the merge walks the staged tree iteratively ([`tree::walk_with`]).
 
+use std::collections::HashSet;
+use std::ffi::{CStr, CString};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use layerstore_driver::tree::{self, DirChain, Visitor, WalkEntry};
 use layerstore_driver::{Differ, DifferOptions, DifferOutput, Error, Result};
-use rustix::fs::{CWD, RenameFlags, renameat_with};
+use rustix::fs::{AtFlags, RenameFlags, Statx, Timespec, Timestamps, renameat_with};
 
-use crate::{VfsDriver, copy, is_dir, remove_tree};
+use crate::{VfsDriver, copy, id_cstring, remove_tree_at, validate};
 
 /// The staging home's name inside the driver's home.
 const STAGING_DIR: &str = "staging";
 
 /// The xattr overlay-style whiteouts mark an opaque directory with.
-const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+const OPAQUE_XATTR: &CStr = c"trusted.overlay.opaque";
 
 impl VfsDriver {
     /// `<home>/staging`, where staging directories are made.
@@ -37,40 +43,43 @@ impl VfsDriver {
         self.home.join(STAGING_DIR)
     }
 
-    /// Refuses any path that is not directly inside the staging home, so that a caller cannot
-    /// make the driver move or delete anything else.
-    fn check_staging(&self, staging: &Path) -> Result<()> {
-        let inside = staging.parent() == Some(self.staging_home().as_path())
-            && staging
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n != "." && n != "..");
-        if inside {
-            Ok(())
-        } else {
-            Err(Error::NotStaging {
+    fn staging_home_fd(&self) -> Result<OwnedFd> {
+        tree::ensure_dir_at(&self.home_fd, c"staging", 0o700)
+            .map_err(|e| Error::io("mkdir", self.staging_home(), e))
+    }
+
+    /// The name of `staging` in the staging home; refuses any path that is not directly
+    /// inside it, so that a caller cannot make the driver move or delete anything else.
+    fn staging_name(&self, staging: &Path) -> Result<CString> {
+        let name = staging
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| *n != "." && *n != "..");
+        match name {
+            Some(name) if staging.parent() == Some(self.staging_home().as_path()) => {
+                CString::new(name).map_err(|_| Error::NotStaging {
+                    path: staging.to_path_buf(),
+                })
+            }
+            _ => Err(Error::NotStaging {
                 path: staging.to_path_buf(),
-            })
+            }),
         }
     }
 
-    /// A fresh, empty `<home>/staging/<random>` (0700).
-    fn make_staging_dir(&self) -> Result<PathBuf> {
-        let home = self.staging_home();
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&home)
-            .map_err(|e| Error::io("mkdir", &home, e))?;
+    /// A fresh, empty `<home>/staging/<random>` (0700): its path and name.
+    fn make_staging_dir(&self, home: BorrowedFd<'_>) -> Result<(PathBuf, CString)> {
+        let home_path = self.staging_home();
         loop {
             let mut random = [0u8; 16];
             rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty())
-                .map_err(|e| Error::io("getrandom", &home, io::Error::from(e)))?;
+                .map_err(|e| Error::io("getrandom", &home_path, io::Error::from(e)))?;
             let name: String = random.iter().map(|b| format!("{b:02x}")).collect();
-            let dir = home.join(name);
-            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-                Ok(()) => return Ok(dir),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            let dir = home_path.join(&name);
+            let name = CString::new(name).map_err(|_| Error::NotStaging { path: dir.clone() })?;
+            match rustix::fs::mkdirat(home, &name, rustix::fs::Mode::from_raw_mode(0o700)) {
+                Ok(()) => return Ok((dir, name)),
+                Err(rustix::io::Errno::EXIST) => continue,
                 Err(e) => return Err(Error::io("mkdir", &dir, e)),
             }
         }
@@ -81,149 +90,250 @@ impl VfsDriver {
         options: &DifferOptions,
         differ: &mut dyn Differ,
     ) -> Result<DifferOutput> {
-        let dir = self.make_staging_dir()?;
+        let home = self.staging_home_fd()?;
+        let (dir, name) = self.make_staging_dir(home.as_fd())?;
         let mut options = options.clone();
         // Deletions must survive in an empty directory until the tree is laid over its parent.
         options.whiteouts = layerstore_archive::WhiteoutStyle::Overlay;
         options.ignore_chown_errors |= self.ignore_chown_errors;
-        match differ.apply_diff(&dir, &options) {
+        // The differ writes through the staging directory's descriptor (its path could be
+        // swapped for a symlink meanwhile); the caller is told its real path.
+        let result = tree::open_dir_at(&home, &name)
+            .map_err(|e| Error::io("open", &dir, e))
+            .and_then(|fd| {
+                differ.apply_diff(&layerstore_driver::mount::proc_path(fd.as_fd()), &options)
+            });
+        match result {
             Ok(mut output) => {
                 output.target = dir;
                 Ok(output)
             }
             Err(e) => {
                 // Nothing half-filled stays behind; the differ's error is the one to report.
-                let _ = remove_tree(&dir);
+                let _ = remove_tree_at(home.as_fd(), &name, &dir);
                 Err(e)
             }
         }
     }
 
     pub(crate) fn unstage(&self, id: &str, staging: &Path) -> Result<()> {
-        self.check_staging(staging)?;
-        layerstore_driver::validate_layer_id(id)?;
-        let target = self.own_dir(id);
-        if !is_dir(&target) {
-            return Err(Error::LayerNotFound {
-                id: id.to_string(),
-                path: target,
+        let staged_name = self.staging_name(staging)?;
+        validate(id)?;
+        let id_name = id_cstring(id)?;
+        let target_path = self.own_dir(id);
+        let target = match tree::open_dir_at(&self.dirs_fd, &id_name) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::LayerNotFound {
+                    id: id.to_string(),
+                    path: target_path,
+                });
+            }
+            Err(e) => return Err(Error::layer_io(id, "open", &target_path, e)),
+        };
+        let home = self.staging_home_fd()?;
+        let staged = tree::open_dir_at(&home, &staged_name).map_err(|_| Error::NotStaging {
+            path: staging.to_path_buf(),
+        })?;
+        let (below_path, below_name) = self.make_staging_dir(home.as_fd())?;
+        let merged = tree::open_dir_at(&home, &below_name)
+            .map_err(|e| Error::io("open", &below_path, e))
+            .and_then(|below| {
+                self.lay_over(
+                    id,
+                    staged.as_fd(),
+                    staging,
+                    target.as_fd(),
+                    &below,
+                    &below_path,
+                )
             });
-        }
-        if !is_dir(staging) {
-            return Err(Error::NotStaging {
-                path: staging.to_path_buf(),
-            });
-        }
-        let below = self.make_staging_dir()?;
-        let merged = self.lay_over(id, staging, &target, &below);
         // What is left of the copy is not needed whatever happened.
-        let _ = remove_tree(&below);
+        let _ = remove_tree_at(home.as_fd(), &below_name, &below_path);
         merged?;
         // One exchange: the layer has its old tree or the new one, never neither. The old one,
         // now at the staging path, goes afterwards.
-        renameat_with(CWD, staging, CWD, &target, RenameFlags::EXCHANGE)
-            .map_err(|e| Error::layer_io(id, "exchange", &target, io::Error::from(e)))?;
+        renameat_with(
+            &home,
+            &staged_name,
+            &self.dirs_fd,
+            &id_name,
+            RenameFlags::EXCHANGE,
+        )
+        .map_err(|e| Error::layer_io(id, "exchange", &target_path, io::Error::from(e)))?;
         let dirs = self.home.join("dir");
-        std::fs::File::open(&dirs)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::layer_io(id, "fsync", &dirs, e))?;
-        self.remove_staging(staging)
+        rustix::fs::fsync(&self.dirs_fd).map_err(|e| Error::layer_io(id, "fsync", &dirs, e))?;
+        remove_tree_at(home.as_fd(), &staged_name, staging)
+            .map_err(|e| Error::io("remove", staging, e))
     }
 
-    /// Copies the layer's tree `target` into `below`, lays the staged tree `staging` over it
-    /// (the result in `staging`) and gives `staging` the mode and owner of `target`.
-    fn lay_over(&self, id: &str, staging: &Path, target: &Path, below: &Path) -> Result<()> {
+    /// Copies the layer's tree `target` into `below`, lays the staged tree `staged` over it
+    /// (the result in `staged`) and gives `staged` the mode and owner of `target`.
+    fn lay_over(
+        &self,
+        id: &str,
+        staged: BorrowedFd<'_>,
+        staged_path: &Path,
+        target: BorrowedFd<'_>,
+        below: &OwnedFd,
+        below_path: &Path,
+    ) -> Result<()> {
         let options = copy::CopyOptions {
             ignore_chown_errors: self.ignore_chown_errors,
             ..Default::default()
         };
-        copy::copy_tree(target, below, options).map_err(|e| Error::LayerIo {
+        copy::copy_tree_at(target, below.as_fd(), options).map_err(|e| Error::LayerIo {
             id: id.to_string(),
             op: e.op,
-            path: below.join(&e.path),
+            path: below_path.join(&e.path),
             source: e.source,
         })?;
-        merge(staging, Some(below)).map_err(|(path, e)| Error::layer_io(id, "merge", &path, e))?;
-        let st = std::fs::metadata(target).map_err(|e| Error::layer_io(id, "stat", target, e))?;
-        if let Err(e) = std::os::unix::fs::chown(staging, Some(st.uid()), Some(st.gid()))
-            && !(self.ignore_chown_errors && e.kind() == io::ErrorKind::PermissionDenied)
+        merge(staged, below.as_fd())
+            .map_err(|e| Error::layer_io(id, "merge", staged_path.join(e.path), e.source))?;
+        let st = tree::stat_fd(target).map_err(|e| Error::layer_io(id, "stat", staged_path, e))?;
+        let chown = rustix::fs::fchown(
+            staged,
+            Some(rustix::fs::Uid::from_raw(st.stx_uid)),
+            Some(rustix::fs::Gid::from_raw(st.stx_gid)),
+        );
+        if let Err(e) = chown
+            && !(self.ignore_chown_errors && e == rustix::io::Errno::PERM)
         {
-            return Err(Error::layer_io(id, "chown", staging, e));
+            return Err(Error::layer_io(id, "chown", staged_path, e));
         }
-        std::fs::set_permissions(staging, std::fs::Permissions::from_mode(st.mode() & 0o7777))
-            .map_err(|e| Error::layer_io(id, "chmod", staging, e))
+        rustix::fs::fchmod(
+            staged,
+            rustix::fs::Mode::from_raw_mode(tree::permissions(&st)),
+        )
+        .map_err(|e| Error::layer_io(id, "chmod", staged_path, e))
     }
 
     pub(crate) fn remove_staging(&self, staging: &Path) -> Result<()> {
-        self.check_staging(staging)?;
-        remove_tree(staging).map_err(|e| Error::io("remove", staging, e))
+        let name = self.staging_name(staging)?;
+        let home = match tree::open_dir_at(&self.home_fd, c"staging") {
+            Ok(home) => home,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("open", self.staging_home(), e)),
+        };
+        remove_tree_at(home.as_fd(), &name, staging).map_err(|e| Error::io("remove", staging, e))
     }
 }
 
-fn is_whiteout(meta: &std::fs::Metadata) -> bool {
-    meta.file_type().is_char_device() && meta.rdev() == 0
+fn is_whiteout(st: &Statx) -> bool {
+    tree::file_type(st) == tree::mode::S_IFCHR && st.stx_rdev_major == 0 && st.stx_rdev_minor == 0
 }
 
-/// Makes `upper` (a staged directory) what the layer must hold there: whiteouts in it delete
-/// the names they mark and go, and unless it is opaque, entries of `lower` (the same directory
-/// in a copy of the tree below) that it does not name move into it. Never follows symlinks.
-fn merge(upper: &Path, lower: Option<&Path>) -> std::result::Result<(), (PathBuf, io::Error)> {
-    let at = |path: &Path| {
-        let path = path.to_path_buf();
-        move |e: io::Error| (path, e)
-    };
-    let mut value = [0u8; 8];
-    let opaque = rustix::fs::lgetxattr(upper, OPAQUE_XATTR, &mut value[..])
-        .is_ok_and(|n| value[..n] == *b"y");
-    if opaque {
-        rustix::fs::lremovexattr(upper, OPAQUE_XATTR)
-            .map_err(|e| (upper.to_path_buf(), e.into()))?;
-    }
-    // Deleting markers and moving entries in must not change the times the differ set.
-    let times = rustix::fs::statx(
-        CWD,
-        upper,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        rustix::fs::StatxFlags::ATIME | rustix::fs::StatxFlags::MTIME,
-    )
-    .map_err(|e| (upper.to_path_buf(), io::Error::from(e)))?;
-    let lower = lower.filter(|_| !opaque);
-    let mut named = std::collections::HashSet::new();
-    for entry in std::fs::read_dir(upper).map_err(at(upper))? {
-        let entry = entry.map_err(at(upper))?;
-        let path = entry.path();
-        let meta = std::fs::symlink_metadata(&path).map_err(at(&path))?;
-        named.insert(entry.file_name());
-        if is_whiteout(&meta) {
-            std::fs::remove_file(&path).map_err(at(&path))?;
-        } else if meta.is_dir() {
-            let below = lower
-                .map(|l| l.join(entry.file_name()))
-                .filter(|b| is_dir(b));
-            merge(&path, below.as_deref())?;
+/// One directory of the staged tree being merged.
+struct Level {
+    /// Whether the copy below has this directory (and it is not opaque): its entries the
+    /// staged one does not name move in when it is done.
+    has_lower: bool,
+    /// The staged directory's times, as the differ set them.
+    times: Statx,
+    /// Every name the staged directory had (markers included).
+    named: HashSet<CString>,
+}
+
+/// Makes each staged directory what the layer must hold there: markers in it delete the names
+/// they mark and go, and unless it is opaque, the entries of the same directory in the copy
+/// below (`lower`) that it does not name move into it. Never follows symlinks; keeps the
+/// times the differ set.
+struct Merge {
+    lower: DirChain,
+    levels: Vec<Level>,
+}
+
+impl Merge {
+    /// Reads and drops the opaque marker of the staged directory `dir`.
+    fn take_opaque(dir: BorrowedFd<'_>) -> io::Result<bool> {
+        let mut value = [0u8; 8];
+        let opaque = rustix::fs::fgetxattr(dir, OPAQUE_XATTR, &mut value[..])
+            .is_ok_and(|n| value[..n] == *b"y");
+        if opaque {
+            rustix::fs::fremovexattr(dir, OPAQUE_XATTR)?;
         }
+        Ok(opaque)
     }
-    if let Some(lower) = lower {
-        for entry in std::fs::read_dir(lower).map_err(at(lower))? {
-            let entry = entry.map_err(at(lower))?;
-            if !named.contains(&entry.file_name()) {
-                let to = upper.join(entry.file_name());
-                std::fs::rename(entry.path(), &to).map_err(at(&to))?;
+}
+
+impl Visitor for Merge {
+    fn enter(&mut self, entry: &WalkEntry<'_>) -> io::Result<bool> {
+        if let Some(level) = self.levels.last_mut() {
+            level.named.insert(entry.name.to_owned());
+        }
+        if tree::file_type(entry.stat) != tree::mode::S_IFDIR {
+            if entry.depth > 0 && is_whiteout(entry.stat) {
+                rustix::fs::unlinkat(entry.dir, entry.name, AtFlags::empty())?;
+            }
+            return Ok(false);
+        }
+        let own = if entry.depth == 0 {
+            entry.dir.try_clone_to_owned()?
+        } else {
+            tree::open_dir_checked(entry.dir, entry.name, entry.stat)?
+        };
+        let opaque = Self::take_opaque(own.as_fd())?;
+        let parent_has_lower = self.levels.last().is_none_or(|level| level.has_lower);
+        let mut has_lower = parent_has_lower && !opaque;
+        if has_lower && entry.depth > 0 {
+            let below = match tree::stat_at(self.lower.current(), entry.name) {
+                Ok(st) if tree::file_type(&st) == tree::mode::S_IFDIR => Some(
+                    tree::open_dir_checked(self.lower.current(), entry.name, &st)?,
+                ),
+                Ok(_) => None,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            };
+            match below {
+                Some(below) => self.lower.push(below)?,
+                None => has_lower = false,
             }
         }
+        self.levels.push(Level {
+            has_lower,
+            times: *entry.stat,
+            named: HashSet::new(),
+        });
+        Ok(true)
     }
-    let timestamp = |t: rustix::fs::StatxTimestamp| rustix::fs::Timespec {
-        tv_sec: t.tv_sec,
-        tv_nsec: t.tv_nsec.into(),
+
+    fn leave(&mut self, entry: &WalkEntry<'_>, own: BorrowedFd<'_>) -> io::Result<()> {
+        let Some(level) = self.levels.pop() else {
+            return Ok(());
+        };
+        if level.has_lower {
+            let lower = self.lower.current();
+            for name in tree::read_names(lower)? {
+                if !level.named.contains(&name) {
+                    rustix::fs::renameat(lower, &name, own, &name)?;
+                }
+            }
+            if entry.depth > 0 {
+                self.lower.pop()?;
+            }
+        }
+        let timestamp = |t: rustix::fs::StatxTimestamp| Timespec {
+            tv_sec: t.tv_sec,
+            tv_nsec: t.tv_nsec.into(),
+        };
+        let times = Timestamps {
+            last_access: timestamp(level.times.stx_atime),
+            last_modification: timestamp(level.times.stx_mtime),
+        };
+        Ok(rustix::fs::futimens(own, &times)?)
+    }
+}
+
+/// [`Merge`] of the staged tree `upper` over `lower`, iteratively.
+fn merge(upper: BorrowedFd<'_>, lower: BorrowedFd<'_>) -> std::result::Result<(), tree::WalkError> {
+    let fail = |source| tree::WalkError {
+        path: PathBuf::new(),
+        source,
     };
-    rustix::fs::utimensat(
-        CWD,
-        upper,
-        &rustix::fs::Timestamps {
-            last_access: timestamp(times.stx_atime),
-            last_modification: timestamp(times.stx_mtime),
-        },
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(|e| (upper.to_path_buf(), io::Error::from(e)))
+    let lower = DirChain::new(lower.try_clone_to_owned().map_err(fail)?);
+    let mut visitor = Merge {
+        lower,
+        levels: Vec::new(),
+    };
+    tree::walk_with(upper.try_clone_to_owned().map_err(fail)?, &mut visitor)
 }
