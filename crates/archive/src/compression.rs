@@ -51,10 +51,55 @@ pub fn decoder<'r, R: BufRead + Send + 'r>(
         #[cfg(feature = "bzip2")]
         Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
         #[cfg(feature = "xz")]
-        Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(input)),
+        Compression::Xz => {
+            // liblzma allocates what the stream's headers ask for (a forged dictionary of up
+            // to 4 GiB) unless it is given a limit; then it refuses before allocating.
+            let stream = liblzma::stream::Stream::new_auto_decoder(
+                XZ_MEMORY_LIMIT,
+                liblzma::stream::CONCATENATED,
+            )
+            .map_err(|e| Error::Input(e.into()))?;
+            Box::new(XzLimitMessage(liblzma::bufread::XzDecoder::new_stream(
+                input, stream,
+            )))
+        }
         #[allow(unreachable_patterns)] // reachable only with a decompression feature off
         other => return Err(Error::UnsupportedCompression(other)),
     })
+}
+
+/// The most memory liblzma may use to decompress one xz layer: 256 MiB, four times what the
+/// largest preset (`xz -9`, a 64 MiB dictionary) needs. A stream whose headers ask for more (a
+/// forged dictionary) fails before anything is allocated.
+///
+/// The other decompressors are bounded by their formats or libraries: bzip2 blocks are at most
+/// 900 kB (a few MiB to decode), and libzstd refuses frames whose window exceeds 128 MiB
+/// (`ZSTD_WINDOWLOG_LIMIT_DEFAULT`) unless asked otherwise, which we never do.
+pub const XZ_MEMORY_LIMIT: u64 = 256 << 20;
+
+/// Says which limit an xz stream hit, instead of liblzma's bare "memory limit reached".
+#[cfg(feature = "xz")]
+struct XzLimitMessage<R>(R);
+
+#[cfg(feature = "xz")]
+impl<R: Read> Read for XzLimitMessage<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| {
+            let memlimit = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<liblzma::stream::Error>())
+                .is_some_and(|inner| matches!(inner, liblzma::stream::Error::MemLimit));
+            if memlimit {
+                io::Error::other(format!(
+                    "xz: decompressing this stream needs more than {} MiB of memory \
+                     (its dictionary is larger than any xz preset uses)",
+                    XZ_MEMORY_LIMIT >> 20
+                ))
+            } else {
+                e
+            }
+        })
+    }
 }
 
 /// Detects the compression of `input` (peeking, nothing is lost) and returns it with a reader of
