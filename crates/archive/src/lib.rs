@@ -49,6 +49,9 @@
 //!   ([`Error::DuplicatePath`]), as the Go tool does (tar-split could not give both back).
 //! * PAX record, GNU long-name and sparse-map sizes are capped ([`Limits`], the Go tar CVEs),
 //!   and [`ApplyOptions::max_uncompressed_size`] stops decompression bombs.
+//! * No entry may lie more than [`ApplyOptions::max_depth`] directories below the target
+//!   ([`DEFAULT_MAX_DEPTH`], 1,024): the depth is that of the tree as it is, so a name that goes
+//!   through symlinks counts where it really lands ([`Error::TooDeep`] names the entry).
 //!
 //! Whiteouts (`.wh.NAME`, `.wh..wh..opq`) land as the caller picks ([`WhiteoutStyle`]): naive
 //! (delete from a target that holds the parent's files: vfs, btrfs) or overlay (0:0 character
@@ -167,6 +170,7 @@ mod idmap;
 mod options;
 mod pipe;
 mod rooted;
+mod walk;
 
 pub use apply::{apply, apply_at};
 pub use changes::{Change, ChangeKind, changes, overlay_changes};
@@ -175,4 +179,4 @@ pub use error::{Error, Result};
 pub use export::{ExportReader, export, export_to};
 pub use idmap::{IdMap, to_container, to_host};
 pub use layerstore_tarsplit::{EntrySink, Limits};
-pub use options::{ApplyOptions, ApplyReport, DevicePolicy, WhiteoutStyle};
+pub use options::{ApplyOptions, ApplyReport, DEFAULT_MAX_DEPTH, DevicePolicy, WhiteoutStyle};

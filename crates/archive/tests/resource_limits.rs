@@ -81,3 +81,136 @@ fn a_zstd_frame_asking_for_a_2_gib_window_is_refused() {
         "libzstd's window limit holds: {message}"
     );
 }
+
+/// `d/d/.../d` (`depth` components).
+fn nested(depth: usize) -> Vec<u8> {
+    vec![&b"d"[..]; depth].join(&b'/')
+}
+
+/// A tar that nests `chains` × `depth` directories: `d^depth/f`, then `l1 -> d^depth` and
+/// `l1/d^depth/f`, `l2 -> l1/d^depth` and `l2/d^depth/f`, ... Every name is at most
+/// `depth + 2` components long, but the tree it makes is `chains × depth` deep. Parents are
+/// never listed: extraction makes them.
+fn symlink_chained_tree(depth: usize, chains: usize) -> Vec<u8> {
+    let mut tar = RawTar::new();
+    let mut through = Vec::new(); // the symlink the next names go through
+    for chain in 0..chains {
+        let mut name = through.clone();
+        if !name.is_empty() {
+            name.push(b'/');
+        }
+        name.extend_from_slice(&nested(depth));
+        let mut file = name.clone();
+        file.extend_from_slice(b"/f");
+        tar.pax(&[("path", &file)]).file(b"placeholder", b"x");
+        let link = format!("l{}", chain + 1).into_bytes();
+        tar.pax(&[("linkpath", &name)])
+            .symlink(&link, b"placeholder");
+        through = link;
+    }
+    tar.finish()
+}
+
+/// Removes a tree too deep for recursive removal (GNU `rm` walks it with its own stack).
+fn remove_deep(path: &std::path::Path) {
+    let status = std::process::Command::new("rm")
+        .arg("-rf")
+        .arg(path)
+        .status()
+        .expect("runs rm");
+    assert!(status.success(), "rm -rf {}", path.display());
+}
+
+#[test]
+fn a_name_deeper_than_the_limit_is_refused_naming_it() {
+    let target = tempfile::tempdir().expect("tempdir");
+    let mut name = nested(layerstore_archive::DEFAULT_MAX_DEPTH);
+    name.extend_from_slice(b"/f");
+    let tar = RawTar::new()
+        .pax(&[("path", &name)])
+        .file(b"x", b"")
+        .finish();
+    let err = apply_bytes(&target.path().join("t"), &tar, &opts()).expect_err("too deep");
+    assert!(
+        matches!(&err, Error::TooDeep { entry, depth: 1025, limit: 1024 } if entry.ends_with("d/d/f")),
+        "{err}"
+    );
+    // At the limit it applies.
+    let mut name = nested(layerstore_archive::DEFAULT_MAX_DEPTH - 1);
+    name.extend_from_slice(b"/f");
+    let tar = RawTar::new()
+        .pax(&[("path", &name)])
+        .file(b"x", b"")
+        .finish();
+    apply_bytes(&target.path().join("ok"), &tar, &opts()).expect("1,024 deep applies");
+    remove_deep(target.path());
+}
+
+#[test]
+fn depth_reached_through_symlinks_counts_where_entries_really_land() {
+    let target = tempfile::tempdir().expect("tempdir");
+    // Names of at most 602 components, a tree 1,200 deep.
+    let tar = symlink_chained_tree(600, 2);
+    for force_walk in [false, true] {
+        let opts = ApplyOptions {
+            force_userspace_resolution: force_walk,
+            ..opts()
+        };
+        let dir = target.path().join(format!("t{force_walk}"));
+        let err = apply_bytes(&dir, &tar, &opts).expect_err("too deep");
+        assert!(
+            matches!(&err, Error::TooDeep { entry, depth: 1025, limit: 1024 } if entry.starts_with("l1/d/d/")),
+            "{err}"
+        );
+    }
+    // With a higher limit the same layer applies: the limit is what refused it.
+    let opts = ApplyOptions {
+        max_depth: 1300,
+        ..opts()
+    };
+    apply_bytes(&target.path().join("allowed"), &tar, &opts).expect("under 1,300");
+    remove_deep(target.path());
+}
+
+#[test]
+fn changes_of_a_tree_ten_thousand_deep_do_not_abort() {
+    // 2,000 directories per name, chained through symlinks to 10,000 levels: 54 KB of tar.
+    let tar = symlink_chained_tree(2_000, 5);
+    assert!(tar.len() < 64_000, "{} bytes", tar.len());
+    let target = tempfile::tempdir().expect("tempdir");
+    let layer = target.path().join("layer");
+    let opts = ApplyOptions {
+        max_depth: 20_000,
+        ..opts()
+    };
+    apply_bytes(&layer, &tar, &opts).expect("applies under a raised limit");
+    // A 256 KiB stack: recursion over 10,000 levels would overflow it.
+    let (naive, overlay) = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn_scoped(s, || {
+                let naive = layerstore_archive::changes(&layer, None).expect("changes");
+                let overlay = layerstore_archive::overlay_changes(&layer, &[]).expect("overlay");
+                (naive, overlay)
+            })
+            .expect("spawn")
+            .join()
+            .expect("no stack overflow")
+    });
+    // 10,000 directories, 5 files, 5 symlinks.
+    assert_eq!(naive.len(), 10_010);
+    assert_eq!(overlay.len(), 10_010);
+    assert!(
+        naive
+            .iter()
+            .all(|c| c.kind == layerstore_archive::ChangeKind::Add)
+    );
+    let deepest = naive
+        .iter()
+        .map(|c| c.path.components().count())
+        .max()
+        .expect("changes");
+    // The tree as it is: `/`, 10,000 directories `d`, then `f`.
+    assert_eq!(deepest, 10_002, "the deepest path: /d^10000/f");
+    remove_deep(target.path());
+}

@@ -104,3 +104,251 @@ fn an_xz_dictionary_bomb_fails_clearly_within_a_gib() {
     assert!(store.listed().is_empty(), "a layer was left");
     suite::verify(&store, "after the xz bomb");
 }
+
+/// Creates a layer on `parent` with our tool, changes its tree through the mount with `edit`,
+/// unmounts it; returns its ID.
+fn layer_changed_through_mount(
+    store: &Store,
+    parent: Option<&str>,
+    edit: impl Fn(&Path),
+) -> String {
+    let mut args = vec!["create-layer"];
+    args.extend(parent);
+    let id = store.run_ok(&args).trim().to_string();
+    let mount = store.run_ok(&["mount", &id]).trim().to_string();
+    edit(Path::new(&mount));
+    store.run_ok(&["unmount", &id]);
+    id
+}
+
+/// Lines of the output, sorted (the tools list changes in walk order, which may differ).
+fn sorted_lines(output: &str) -> Vec<String> {
+    let mut lines: Vec<String> = output.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+/// The names in a tar stream, in order.
+fn tar_names(tar: &[u8]) -> Vec<String> {
+    tar::Archive::new(tar)
+        .entries()
+        .expect("tar")
+        .map(|e| {
+            let e = e.expect("entry");
+            String::from_utf8_lossy(&e.path_bytes()).into_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn overlay_changes_below_a_recreated_opaque_directory_are_adds_as_the_go_tool_lists_them() {
+    require_or_skip!(Capability::Overlay, Capability::GoTool);
+    let scratch = Scratch::new();
+    let store = Store::new(
+        scratch.path().join("graph"),
+        scratch.path().join("run"),
+        "overlay",
+    );
+    let base = layer_changed_through_mount(&store, None, |m| {
+        fs::create_dir_all(m.join("d/sub/deeper")).expect("mkdir");
+        fs::write(m.join("d/file"), b"base file").expect("write");
+        fs::write(m.join("d/sub/deeper/leaf"), b"base leaf").expect("write");
+        fs::create_dir(m.join("kept")).expect("mkdir");
+    });
+    let middle = layer_changed_through_mount(&store, Some(&base), |m| {
+        fs::remove_dir_all(m.join("d")).expect("rm -r d");
+    });
+    // Made again through the merged mount: overlayfs marks the new `d` opaque.
+    let top = layer_changed_through_mount(&store, Some(&middle), |m| {
+        fs::create_dir_all(m.join("d/sub/deeper")).expect("mkdir");
+        fs::write(m.join("d/file"), b"new file!").expect("write");
+        fs::write(m.join("d/sub/deeper/leaf"), b"new leaf").expect("write");
+        fs::create_dir(m.join("kept/new")).expect("mkdir");
+    });
+    let ours = sorted_lines(&store.run_ok(&["changes", &top]));
+    let go = store.go(&["changes", &top]);
+    assert!(go.status.success(), "Go: {}", suite::describe(&go));
+    let go = sorted_lines(&String::from_utf8_lossy(&go.stdout));
+    let expected = [
+        "Add \"/d\"",
+        "Add \"/d/file\"",
+        "Add \"/d/sub\"",
+        "Add \"/d/sub/deeper\"",
+        "Add \"/d/sub/deeper/leaf\"",
+        "Add \"/kept/new\"",
+        "Modify \"/kept\"",
+    ];
+    assert_eq!(go, expected, "the Go tool's answer");
+    assert_eq!(ours, expected, "ours");
+    // The same layer, deleted and made again within one layer: everything below is an Add
+    // too (the directory itself is a Delete, exported as the directory and its opaque marker).
+    let again = layer_changed_through_mount(&store, Some(&top), |m| {
+        fs::remove_dir_all(m.join("d")).expect("rm -r d");
+        fs::create_dir_all(m.join("d/sub")).expect("mkdir");
+        fs::write(m.join("d/file"), b"third").expect("write");
+    });
+    let ours = sorted_lines(&store.run_ok(&["changes", &again]));
+    assert_eq!(
+        ours,
+        ["Add \"/d/file\"", "Add \"/d/sub\"", "Delete \"/d\""],
+        "below an opaque directory, names the lowers have are Adds"
+    );
+    // diff and diffsize walk the same tree: every changed name is in the diff, and the size
+    // counts the files below the opaque directory.
+    for (id, files) in [(&top, &b"new file!new leaf"[..]), (&again, b"third")] {
+        let path = scratch.path().join("diff.tar");
+        store.run_ok(&["diff", "-u", "-f", &path.display().to_string(), id]);
+        let names = tar_names(&fs::read(&path).expect("diff"));
+        for line in store.run_ok(&["changes", id]).lines() {
+            let name = line.split('"').nth(1).expect("quoted path");
+            let name = &name[1..];
+            assert!(
+                names.iter().any(|n| n.trim_end_matches('/') == name),
+                "{name} of `changes` missing from the diff {names:?}"
+            );
+        }
+        let size: u64 = store
+            .run_ok(&["diffsize", id])
+            .trim()
+            .parse()
+            .expect("size");
+        assert_eq!(size, files.len() as u64, "diffsize of {id}");
+    }
+}
+
+/// 15 TiB: what a 5 KB tarball can declare as one sparse file.
+const SPARSE_REAL_SIZE: u64 = 15 << 40;
+
+/// A PAX 1.0 sparse file `sparse` of [`SPARSE_REAL_SIZE`] bytes holding three 1 KiB data
+/// regions (at the start, in the middle, at the end); the rest is holes.
+fn sparse_bomb() -> Vec<u8> {
+    let regions = [
+        (0u64, b'a'),
+        (SPARSE_REAL_SIZE / 2, b'b'),
+        (SPARSE_REAL_SIZE - 1024, b'c'),
+    ];
+    let mut map = format!("{}\n", regions.len());
+    for (offset, _) in regions {
+        map.push_str(&format!("{offset}\n1024\n"));
+    }
+    let mut data = map.into_bytes();
+    data.resize(512, 0);
+    for (_, byte) in regions {
+        data.extend(std::iter::repeat_n(byte, 1024));
+    }
+    let mut builder = tar::Builder::new(Vec::new());
+    let real_size = SPARSE_REAL_SIZE.to_string();
+    builder
+        .append_pax_extensions([
+            ("GNU.sparse.major", &b"1"[..]),
+            ("GNU.sparse.minor", b"0"),
+            ("GNU.sparse.name", b"sparse"),
+            ("GNU.sparse.realsize", real_size.as_bytes()),
+        ])
+        .expect("pax");
+    let mut header = tar::Header::new_ustar();
+    header.set_path("GNUSparseFile.0/sparse").expect("name");
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(1_700_000_000);
+    header.set_cksum();
+    builder.append(&header, &data[..]).expect("append");
+    builder.into_inner().expect("tar")
+}
+
+/// Runs `command` and waits at most `limit` for it; kills it and fails past that.
+fn output_within(
+    mut command: Command,
+    limit: std::time::Duration,
+    what: &str,
+) -> std::process::Output {
+    let started = std::time::Instant::now();
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Drain stdout on a thread so a large output cannot stall the child.
+    let mut stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        stdout.read_to_end(&mut bytes).map(|_| bytes)
+    });
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut stderr = Vec::new();
+            child
+                .stderr
+                .take()
+                .expect("piped")
+                .read_to_end(&mut stderr)
+                .expect("stderr");
+            let stdout = reader.join().expect("reader").expect("stdout");
+            return std::process::Output {
+                status,
+                stdout,
+                stderr,
+            };
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish in {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_15_tib_sparse_file_diffs_and_checks_by_its_data_and_counts_against_the_cap() {
+    require_or_skip!(Capability::Root);
+    let scratch = Scratch::new();
+    let tarball = sparse_bomb();
+    assert!(tarball.len() < 10_240, "{} bytes", tarball.len());
+    let path = scratch.path().join("sparse.tar");
+    suite::write_file(&path, &tarball);
+    for driver in ["vfs", "overlay"] {
+        if driver == "overlay" && Capability::Overlay.missing_reason().is_some() {
+            continue; // the vfs half still runs; overlay is required under CI's flag below
+        }
+        let store = Store::new(
+            scratch.path().join(format!("graph-{driver}")),
+            scratch.path().join(format!("run-{driver}")),
+            driver,
+        );
+        // The cap counts the declared 15 TiB, not the 5 KB stream.
+        let mut capped = store.command(&["import-layer", "-f", &path.display().to_string()]);
+        capped.env("LAYERSTORE_MAX_LAYER_SIZE", "1G");
+        let output = capped.output().expect("runs");
+        assert!(
+            !output.status.success(),
+            "{driver}: imported under a 1 GiB cap"
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("exceeds the limit"), "{driver}: {stderr}");
+        assert!(store.listed().is_empty(), "{driver}: a layer was left");
+        // Without a cap it imports; diff reads only the data regions (reading the holes would
+        // take hours) and gives the tarball back byte for byte; check rebuilds it the same way.
+        let id = store
+            .run_ok(&["import-layer", "-f", &path.display().to_string()])
+            .trim()
+            .to_string();
+        let bound = std::time::Duration::from_secs(60);
+        let diff = output_within(store.command(&["diff", "-u", &id]), bound, "diff");
+        assert!(
+            diff.status.success(),
+            "{driver}: {}",
+            suite::describe(&diff)
+        );
+        assert!(
+            diff.stdout == tarball,
+            "{driver}: the diff differs from the tarball"
+        );
+        let check = output_within(store.command(&["check"]), bound, "check");
+        assert!(
+            check.status.success(),
+            "{driver}: {}",
+            suite::describe(&check)
+        );
+    }
+}
