@@ -174,7 +174,10 @@ mod walk;
 
 pub use apply::{apply, apply_at};
 pub use changes::{Change, ChangeKind, changes, overlay_changes};
-pub use compression::{Compression, MAGIC_LEN, decoder, decompress, detect, is_supported};
+pub use compression::{
+    Compression, Encoder, GZIP_LEVEL, MAGIC_LEN, XZ_MEMORY_LIMIT, ZSTD_LEVEL, decoder, decompress,
+    detect, encoder, is_supported,
+};
 pub use error::{Error, Result};
 pub use export::{ExportReader, export, export_to};
 pub use idmap::{IdMap, to_container, to_host};

@@ -34,7 +34,16 @@ pub const ALL: &[Fixture] = &[
     Fixture {
         name: "bigfile.tar.gz",
     },
+    Fixture {
+        name: "compressible.tar",
+    },
+    Fixture {
+        name: "incompressible.tar",
+    },
 ];
+
+/// The fixtures whose diff is also timed gzip-compressed (`diff -c`).
+pub const COMPRESSED_DIFF: &[&str] = &["compressible.tar", "incompressible.tar"];
 
 /// The child layer of rootfs.tar (whiteouts, opaque dir), applied on the vfs child.
 pub const CHILD_LAYER: &str = "layer2.tar";
@@ -111,6 +120,8 @@ pub fn ensure(dir: &Path, shared: &Path, wanted: &[Fixture]) -> Vec<(Fixture, St
         let made = match f.name {
             "smallfiles.tar" => make_synthetic(dir, f.name, write_small_files),
             "bigfile.tar" => make_synthetic(dir, f.name, write_big_file),
+            "compressible.tar" => make_synthetic(dir, f.name, write_compressible),
+            "incompressible.tar" => make_synthetic(dir, f.name, write_incompressible),
             _ => Err(if script_note.is_empty() {
                 "make-fixtures.sh did not make it".to_owned()
             } else {
@@ -235,6 +246,52 @@ fn write_big_file(builder: &mut tar::Builder<BufWriter<File>>) -> io::Result<Str
     let h = header("data/bigfile.bin", SIZE, tar::EntryType::Regular, 0o644);
     builder.append(&h, RandomBytes { left: SIZE })?;
     Ok("synthetic (cargo xtask bench): one 1 GiB file of getrandom bytes, GNU tar".into())
+}
+
+/// 16 files of 10 MiB of numbered text lines (160 MiB, gzip -6 keeps ~4%).
+fn write_compressible(builder: &mut tar::Builder<BufWriter<File>>) -> io::Result<String> {
+    let text = numbered_text(10 << 20);
+    for i in 0..16 {
+        let h = header(
+            &format!("text/file{i:02}.txt"),
+            text.len() as u64,
+            tar::EntryType::Regular,
+            0o644,
+        );
+        builder.append(&h, &text[..])?;
+    }
+    Ok("synthetic (cargo xtask bench): 16 x 10 MiB of numbered text lines, GNU tar".into())
+}
+
+/// 150 MiB of random bytes and 10 MiB of text (160 MiB, nearly incompressible).
+fn write_incompressible(builder: &mut tar::Builder<BufWriter<File>>) -> io::Result<String> {
+    const RANDOM: u64 = 150 << 20;
+    let h = header("data/random.bin", RANDOM, tar::EntryType::Regular, 0o644);
+    builder.append(&h, RandomBytes { left: RANDOM })?;
+    let text = numbered_text(10 << 20);
+    let h = header(
+        "data/text.txt",
+        text.len() as u64,
+        tar::EntryType::Regular,
+        0o644,
+    );
+    builder.append(&h, &text[..])?;
+    Ok(
+        "synthetic (cargo xtask bench): 150 MiB of getrandom bytes + 10 MiB of text, GNU tar"
+            .into(),
+    )
+}
+
+/// `len` bytes of lines `line N of a synthetic text layer`.
+fn numbered_text(len: usize) -> Vec<u8> {
+    let mut text = Vec::with_capacity(len + 64);
+    let mut i = 0u64;
+    while text.len() < len {
+        text.extend_from_slice(format!("line {i} of a synthetic text layer\n").as_bytes());
+        i += 1;
+    }
+    text.truncate(len);
+    text
 }
 
 /// sha256 (hex) of a file.
