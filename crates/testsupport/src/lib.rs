@@ -108,7 +108,10 @@ macro_rules! require_or_skip {
 /// `tests/fixtures/go-1.43` of this repository: data written by the Go tool 1.43, kept in the
 /// repository (made again by `cargo xtask fixtures`).
 pub fn go_fixtures() -> PathBuf {
-    workspace_root().join("tests").join("fixtures").join("go-1.43")
+    workspace_root()
+        .join("tests")
+        .join("fixtures")
+        .join("go-1.43")
 }
 
 /// The path of the Go `containers-storage` binary, if installed.
