@@ -469,3 +469,69 @@ fn a_naive_diff_is_stable_and_an_overlay_diff_is_the_go_tools_byte_for_byte() {
         }
     }
 }
+
+/// `d/d/.../d` (`depth` components).
+fn nested(depth: usize) -> String {
+    vec!["d"; depth].join("/")
+}
+
+/// The deep-tree attack: `d^2000/f`, then `l1 -> d^2000` and `l1/d^2000/f`, and so on, each
+/// name at most 2,002 components long, chained through symlinks to a tree 10,000 deep.
+fn symlink_chained_tree() -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut through = String::new();
+    for chain in 1..=5 {
+        let dirs = if through.is_empty() {
+            nested(2_000)
+        } else {
+            format!("{through}/{}", nested(2_000))
+        };
+        let file = format!("{dirs}/f");
+        builder
+            .append_pax_extensions([("path", file.as_bytes())])
+            .expect("pax");
+        let mut header = tar::Header::new_ustar();
+        header.set_path("placeholder").expect("name");
+        header.set_size(1);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append(&header, &b"x"[..]).expect("file");
+        builder
+            .append_pax_extensions([("linkpath", dirs.as_bytes())])
+            .expect("pax");
+        let link = format!("l{chain}");
+        let mut header = tar::Header::new_ustar();
+        header.set_path(&link).expect("name");
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_link_name("placeholder").expect("link");
+        header.set_mode(0o777);
+        header.set_size(0);
+        header.set_cksum();
+        builder.append(&header, std::io::empty()).expect("symlink");
+        through = link;
+    }
+    builder.into_inner().expect("tar")
+}
+
+#[test]
+fn a_tree_chained_ten_thousand_deep_is_refused_at_import_naming_the_entry() {
+    require_or_skip!(Capability::Root);
+    let scratch = Scratch::new();
+    let tarball = symlink_chained_tree();
+    let path = scratch.path().join("deep.tar");
+    suite::write_file(&path, &tarball);
+    let store = Store::new(
+        scratch.path().join("graph"),
+        scratch.path().join("run"),
+        "vfs",
+    );
+    let output = store.run(&["import-layer", "-f", &path.display().to_string()]);
+    assert!(!output.status.success(), "a 10,000-deep tree imported");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("directories deep") && stderr.contains("over the limit of 1024"),
+        "unclear error: {stderr}"
+    );
+    assert!(store.listed().is_empty(), "a layer was left");
+    suite::verify(&store, "after the deep tree");
+}
