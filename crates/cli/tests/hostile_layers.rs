@@ -301,16 +301,13 @@ fn output_within(
 
 #[test]
 fn a_15_tib_sparse_file_diffs_and_checks_by_its_data_and_counts_against_the_cap() {
-    require_or_skip!(Capability::Root);
+    require_or_skip!(Capability::Root, Capability::Overlay);
     let scratch = Scratch::new();
     let tarball = sparse_bomb();
     assert!(tarball.len() < 10_240, "{} bytes", tarball.len());
     let path = scratch.path().join("sparse.tar");
     suite::write_file(&path, &tarball);
     for driver in ["vfs", "overlay"] {
-        if driver == "overlay" && Capability::Overlay.missing_reason().is_some() {
-            continue; // the vfs half still runs; overlay is required under CI's flag below
-        }
         let store = Store::new(
             scratch.path().join(format!("graph-{driver}")),
             scratch.path().join(format!("run-{driver}")),
