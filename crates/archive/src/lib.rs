@@ -52,6 +52,8 @@
 //! * No entry may lie more than [`ApplyOptions::max_depth`] directories below the target
 //!   ([`DEFAULT_MAX_DEPTH`], 1,024): the depth is that of the tree as it is, so a name that goes
 //!   through symlinks counts where it really lands ([`Error::TooDeep`] names the entry).
+//!   Depths are kept per directory inode (one `fstat` per directory made or newly looked up:
+//!   1,387 more system calls, +3%, for the 6,672 entries of the Debian rootfs layer).
 //!
 //! Whiteouts (`.wh.NAME`, `.wh..wh..opq`) land as the caller picks ([`WhiteoutStyle`]): naive
 //! (delete from a target that holds the parent's files: vfs, btrfs) or overlay (0:0 character
@@ -59,7 +61,10 @@
 //!
 //! [`changes`] compares two trees as containers/storage's naive drivers do; [`overlay_changes`]
 //! reads an overlay upper dir; [`export`] / [`export_to`] write the tar stream of a change list
-//! over a tree (for layers without tar-split records).
+//! over a tree (for layers without tar-split records), with headers laid out as Go's
+//! `archive/tar` writes them. Every tree walk is iterative and holds at most 64 directory
+//! descriptors per tree, whatever the depth. [`encoder`] compresses a diff (parallel gzip,
+//! zstd).
 //!
 //! # Fuzzing
 //!
