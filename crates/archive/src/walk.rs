@@ -219,32 +219,32 @@ pub(crate) fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
     }
     let mut fds = FdStack::new(open_dir_nofollow(dir, b".")?, WINDOW)?;
     fds.enter(name)?;
-    // The name of each directory entered, to remove it once it is empty.
-    let mut entered: Vec<Vec<u8>> = vec![name.to_vec()];
-    while let Some(current) = entered.last().cloned() {
-        let mut went_down = false;
-        for child in rooted::list_dir(fds.last())? {
+    // Each directory entered: its name (to remove it once empty) and the entries still to
+    // remove, listed once.
+    let mut entered: Vec<(Vec<u8>, std::vec::IntoIter<Vec<u8>>)> =
+        vec![(name.to_vec(), rooted::list_dir(fds.last())?.into_iter())];
+    while let Some((_, children)) = entered.last_mut() {
+        if let Some(child) = children.next() {
             let is_dir = rooted::lstat_at(fds.last(), &child)?
                 .is_some_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory);
             if is_dir {
                 fds.enter(&child)?;
-                entered.push(child);
-                went_down = true;
-                break;
+                let grandchildren = rooted::list_dir(fds.last())?.into_iter();
+                entered.push((child, grandchildren));
+            } else {
+                match rfs::unlinkat(fds.last(), &child[..], AtFlags::empty()) {
+                    Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
-            match rfs::unlinkat(fds.last(), &child[..], AtFlags::empty()) {
-                Ok(()) | Err(rustix::io::Errno::NOENT) => {}
-                Err(e) => return Err(e.into()),
-            }
+            continue;
         }
-        if !went_down {
-            // Empty now: climb and remove it.
-            fds.leave()?;
-            entered.pop();
-            match rfs::unlinkat(fds.last(), &current[..], AtFlags::REMOVEDIR) {
-                Ok(()) | Err(rustix::io::Errno::NOENT) => {}
-                Err(e) => return Err(e.into()),
-            }
+        // Empty now: climb and remove it.
+        let (done, _) = entered.pop().expect("checked");
+        fds.leave()?;
+        match rfs::unlinkat(fds.last(), &done[..], AtFlags::REMOVEDIR) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
@@ -323,6 +323,27 @@ mod tests {
                 .expect("no overflow");
         });
         assert_eq!(std::fs::read_dir(t.path()).expect("list").count(), 0);
+    }
+
+    #[test]
+    fn remove_all_empties_wide_trees_without_following_symlinks() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let keep = t.path().join("keep");
+        std::fs::create_dir(&keep).expect("mkdir");
+        std::fs::write(keep.join("precious"), b"x").expect("write");
+        let wide = t.path().join("wide");
+        for i in 0..200 {
+            let sub = wide.join(format!("sub{i}/inner"));
+            std::fs::create_dir_all(&sub).expect("mkdir");
+            std::fs::write(sub.join("f"), b"f").expect("write");
+            std::os::unix::fs::symlink(&keep, wide.join(format!("sub{i}/out"))).expect("ln");
+        }
+        let top =
+            rfs::open(t.path(), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).expect("top");
+        remove_all(top.as_fd(), b"wide").expect("remove");
+        remove_all(top.as_fd(), b"wide").expect("a missing name is fine");
+        assert!(!wide.exists());
+        assert!(keep.join("precious").exists());
     }
 
     #[test]
