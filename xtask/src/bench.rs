@@ -735,6 +735,10 @@ fn section_import(
                 vec![format!("tar-c/{}", f.plain())],
             ));
             diff.goals = vec![Goal::VsGo(0.25), Goal::VsReference(2.0)];
+            // gzip-compressed diff (Go: pgzip at its default level): no slower than Go.
+            let mut diff_gzip = Row::new("diff", "diff -c (gzip)", driver, f.name);
+            diff_gzip.goals = vec![Goal::VsGo(1.0)];
+            let time_gzip = fixtures::COMPRESSED_DIFF.contains(&f.name);
             let mut delete = Row::new("import", "delete-layer", driver, f.name);
             let mut broken = Broken::default();
             for run in 0..opts.runs {
@@ -808,6 +812,24 @@ fn section_import(
                             ),
                         }
                         let _ = fs::remove_file(&out);
+                        if time_gzip {
+                            sync();
+                            match ctx.runner.timed(
+                                s.command(&bin)
+                                    .args(["diff", "-c", "--file"])
+                                    .arg(&out)
+                                    .arg(&id),
+                            ) {
+                                Ok(done) => record(&mut diff_gzip, tool, done.sample),
+                                Err(e) => broken.mark(
+                                    tool,
+                                    results,
+                                    &format!("diff -c {} on {driver}", f.name),
+                                    &e,
+                                ),
+                            }
+                            let _ = fs::remove_file(&out);
+                        }
                     }
                     sync();
                     match ctx
@@ -830,6 +852,9 @@ fn section_import(
             }
             if opts.has(Section::Diff) {
                 results.rows.push(diff);
+                if time_gzip {
+                    results.rows.push(diff_gzip);
+                }
             }
         }
         for s in &stores {

@@ -1,9 +1,9 @@
 //! The list of changes between a layer's tree and its parent's, as containers/storage computes
 //! it: by comparing metadata of two trees (naive drivers), or from an overlay upper dir.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
@@ -11,6 +11,7 @@ use rustix::fs::{self as rfs, FileType};
 
 use crate::error::{Error, Result};
 use crate::rooted::{self, Root};
+use crate::walk::{self, Descend};
 
 /// What happened to a path. The discriminants are Go's `ChangeType` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -101,10 +102,11 @@ struct Meta {
     rdev: u64,
     size: i64,
     mtime: (i64, i64),
+    capability: Option<Vec<u8>>,
 }
 
 impl Meta {
-    fn of(st: &rfs::Stat) -> Self {
+    fn of(st: &rfs::Stat, capability: Option<Vec<u8>>) -> Self {
         Meta {
             mode: st.st_mode,
             uid: st.st_uid,
@@ -112,6 +114,7 @@ impl Meta {
             rdev: st.st_rdev,
             size: st.st_size,
             mtime: (st.st_mtime, st.st_mtime_nsec as i64),
+            capability,
         }
     }
 
@@ -120,60 +123,350 @@ impl Meta {
     }
 }
 
-/// A tree of a layer's files, built by walking it with fds (never following symlinks).
-#[derive(Debug)]
-struct Node {
-    meta: Meta,
-    capability: Option<Vec<u8>>,
-    children: BTreeMap<Vec<u8>, Node>,
+/// A tree's entries in depth-first pre-order (names sorted), each with its absolute path
+/// (`/a/b`); kept flat so that neither building nor dropping it recurses, however deep.
+struct Tree {
+    entries: Vec<(Vec<u8>, Meta)>,
 }
 
-fn read_tree(top: &Path) -> Result<Node> {
-    let root = Root::open(top).map_err(|e| Error::path(top, "open", e))?;
-    read_tree_at(root, top)
-}
-
-fn read_tree_at(root: Root, top: &Path) -> Result<Node> {
-    let fd = rooted::open_subdir(root.fd(), b".").map_err(|e| Error::path(top, "open", e))?;
-    let st = rfs::fstat(&fd).map_err(|e| Error::path(top, "stat", e))?;
-    let mut node = Node {
-        meta: Meta::of(&st),
-        capability: None,
-        children: BTreeMap::new(),
-    };
-    fill_children(&mut node, fd.as_fd(), top.to_path_buf(), true)?;
-    Ok(node)
-}
-
-fn fill_children(node: &mut Node, dir: BorrowedFd<'_>, path: PathBuf, top: bool) -> Result<()> {
-    let names = rooted::list_dir(dir).map_err(|e| Error::path(&path, "readdir", e))?;
-    for name in names {
-        // AUFS metadata at the top of a layer is not content (Go skips `/.wh..wh.*`).
-        if top && name.starts_with(b".wh..wh.") {
-            continue;
-        }
-        let child_path = path.join(std::ffi::OsStr::from_bytes(&name));
-        let Some(st) =
-            rooted::lstat_at(dir, &name).map_err(|e| Error::path(&child_path, "lstat", e))?
-        else {
-            continue;
-        };
-        let meta = Meta::of(&st);
-        let capability = get_xattr_at(dir, &name, "security.capability")
-            .map_err(|e| Error::path(&child_path, "getxattr", e))?;
-        let mut child = Node {
-            meta,
-            capability,
-            children: BTreeMap::new(),
-        };
-        if child.meta.is_dir() {
-            let sub =
-                rooted::open_subdir(dir, &name).map_err(|e| Error::path(&child_path, "open", e))?;
-            fill_children(&mut child, sub.as_fd(), child_path, false)?;
-        }
-        node.children.insert(name, child);
+impl Tree {
+    fn read(top: &Path) -> Result<Tree> {
+        let root = Root::open(top).map_err(|e| Error::path(top, "open", e))?;
+        Tree::read_root(&root, top)
     }
-    Ok(())
+
+    /// The tree below `root`, named `top` in errors.
+    fn read_root(root: &Root, top: &Path) -> Result<Tree> {
+        let mut entries = Vec::new();
+        walk::walk_sorted::<Error>(root.fd(), &mut |entry| {
+            // AUFS metadata at the top of a layer is not content (Go skips `/.wh..wh.*`).
+            if entry.components.len() == 1 && entry.name.starts_with(b".wh..wh.") {
+                return Ok(Descend::No);
+            }
+            let path = absolute(entry.components);
+            let capability = get_xattr_at(entry.dir, entry.name, "security.capability")
+                .map_err(|e| Error::path(shown(top, &path), "getxattr", e))?;
+            entries.push((path, Meta::of(entry.stat, capability)));
+            Ok(Descend::Yes)
+        })
+        .map_err(|e| walk_error(top, e))?;
+        Ok(Tree { entries })
+    }
+}
+
+/// `/a/b` from the components `a`, `b`.
+fn absolute(components: &[Vec<u8>]) -> Vec<u8> {
+    let mut path = Vec::new();
+    for c in components {
+        path.push(b'/');
+        path.extend_from_slice(c);
+    }
+    path
+}
+
+/// The host path of an absolute path inside the tree at `top`, for messages.
+fn shown(top: &Path, path: &[u8]) -> PathBuf {
+    top.join(std::ffi::OsStr::from_bytes(
+        path.strip_prefix(b"/").unwrap_or(path),
+    ))
+}
+
+fn walk_error(top: &Path, e: walk::WalkError<Error>) -> Error {
+    match e.failure {
+        walk::Failure::Visit(error) => error,
+        walk::Failure::Io(op, error) => {
+            Error::path(shown(top, &absolute(&e.components)), op, error)
+        }
+    }
+}
+
+/// The parent of an absolute path (`""` for a name at the top).
+fn parent_of(path: &[u8]) -> &[u8] {
+    &path[..path.iter().rposition(|&b| b == b'/').unwrap_or(0)]
+}
+
+/// Go's `statDifferent`: size and mtime are ignored for directories.
+fn stat_different(old: &Meta, new: &Meta) -> bool {
+    old.mode != new.mode
+        || old.uid != new.uid
+        || old.gid != new.gid
+        || old.rdev != new.rdev
+        || (!old.is_dir() && (old.mtime != new.mtime || old.size != new.size))
+}
+
+/// The changes that turn `parent`'s tree into `layer`'s (everything is an Add without a parent),
+/// computed as containers/storage's naive drivers do (`ChangesDirs`): mode, owner, device number,
+/// size, mtime (not for directories) and `security.capability` are compared. A directory with
+/// changes inside is listed as a Modify before them; deletions follow the additions and
+/// modifications of their directory. Both trees are walked iteratively: any depth is fine.
+pub fn changes(layer: &Path, parent: Option<&Path>) -> Result<Vec<Change>> {
+    let new = Tree::read(layer)?;
+    let old = parent.map(Tree::read).transpose()?;
+    changes_of(new, old)
+}
+
+/// A root directory given as an open descriptor, and the path that names it in errors.
+pub type OpenTree<'a> = (BorrowedFd<'a>, &'a Path);
+
+fn root_of((fd, path): OpenTree<'_>) -> Result<Root> {
+    let fd = fd
+        .try_clone_to_owned()
+        .map_err(|e| Error::path(path, "duplicate the descriptor of", e))?;
+    Ok(Root::from_fd(fd))
+}
+
+/// [`changes`] of trees already open (the caller opened them safely; nothing is resolved by
+/// path again).
+pub fn changes_at(layer: OpenTree<'_>, parent: Option<OpenTree<'_>>) -> Result<Vec<Change>> {
+    let new = Tree::read_root(&root_of(layer)?, layer.1)?;
+    let old = parent
+        .map(|parent| Tree::read_root(&root_of(parent)?, parent.1))
+        .transpose()?;
+    changes_of(new, old)
+}
+
+fn changes_of(new: Tree, old: Option<Tree>) -> Result<Vec<Change>> {
+    let new_paths: HashSet<&[u8]> = new.entries.iter().map(|(p, _)| &p[..]).collect();
+    let mut old_meta: HashMap<&[u8], &Meta> = HashMap::new();
+    let mut old_children: HashMap<&[u8], Vec<&[u8]>> = HashMap::new();
+    for (path, meta) in old.iter().flat_map(|t| t.entries.iter()) {
+        old_meta.insert(path, meta);
+        old_children.entry(parent_of(path)).or_default().push(path);
+    }
+    // The directories whose entries are being listed (Go's `addChanges` frames), the layer's
+    // root first.
+    struct Open<'p> {
+        path: &'p [u8],
+        size_at_entry: usize,
+        added: bool,
+    }
+    let close = |open: Open<'_>, out: &mut Vec<Change>| {
+        for &gone in old_children.get(open.path).into_iter().flatten() {
+            if !new_paths.contains(gone) {
+                out.push(change(gone, ChangeKind::Delete));
+            }
+        }
+        // A directory with changes inside is itself listed (permissions must be restorable).
+        if out.len() > open.size_at_entry && !open.added && !open.path.is_empty() {
+            out.insert(open.size_at_entry, change(open.path, ChangeKind::Modify));
+        }
+    };
+    let mut out = Vec::new();
+    let mut open = vec![Open {
+        path: b"",
+        size_at_entry: 0,
+        added: false,
+    }];
+    for (path, meta) in &new.entries {
+        let parent = parent_of(path);
+        while open.last().is_some_and(|o| o.path != parent) {
+            close(open.pop().expect("checked"), &mut out);
+        }
+        let size_at_entry = out.len();
+        let added = match old_meta.get(&path[..]) {
+            None => {
+                out.push(change(path, ChangeKind::Add));
+                true
+            }
+            Some(old) if stat_different(old, meta) || old.capability != meta.capability => {
+                out.push(change(path, ChangeKind::Modify));
+                true
+            }
+            Some(_) => false,
+        };
+        if meta.is_dir() {
+            open.push(Open {
+                path,
+                size_at_entry,
+                added,
+            });
+        }
+    }
+    while let Some(o) = open.pop() {
+        close(o, &mut out);
+    }
+    Ok(out)
+}
+
+/// 0:0 character device: an overlay whiteout.
+fn is_whiteout(st: &rfs::Stat) -> bool {
+    FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0
+}
+
+/// Go's `sameFsTime`: equal, or the same second with either side lacking nanoseconds (tar).
+fn same_fs_time(a: (i64, i64), b: (i64, i64)) -> bool {
+    a.0 == b.0 && (a.1 == b.1 || a.1 == 0 || b.1 == 0)
+}
+
+/// The changes recorded in an overlay upper dir (`upper`) over its lower layers (`lowers`,
+/// nearest first), as the overlay driver's native `Changes` computes them: a 0:0 character
+/// device is a Delete; an opaque directory that a lower shows is a Delete of the directory
+/// (exported as the directory and its opaque marker); anything else is an Add, or a Modify
+/// when a lower shows the path (directories equal in size, mode and mtime to the lower's are
+/// not listed). Directories above an Add or Delete are listed as Modify first.
+///
+/// What a lower "shows" follows overlayfs: below an opaque directory of the upper nothing of
+/// the lowers is visible, so everything there is an Add (also a name a lower has, as when a
+/// directory deleted in one layer is made again in a child through the merged mount); a
+/// lower's whiteout, non-directory or opaque directory hides the lowers beneath it.
+/// Iterative, with descriptors bounded whatever the depth.
+pub fn overlay_changes(upper: &Path, lowers: &[&Path]) -> Result<Vec<Change>> {
+    let lower_roots = lowers
+        .iter()
+        .map(|p| Root::open(p).map_err(|e| Error::path(*p, "open", e)))
+        .collect::<Result<Vec<_>>>()?;
+    let root = Root::open(upper).map_err(|e| Error::path(upper, "open", e))?;
+    overlay_changes_of(&root, upper, &lower_roots, lowers)
+}
+
+/// [`overlay_changes`] of directories already open (nothing is resolved by path again).
+pub fn overlay_changes_at(upper: OpenTree<'_>, lowers: &[OpenTree<'_>]) -> Result<Vec<Change>> {
+    let lower_roots = lowers
+        .iter()
+        .map(|&lower| root_of(lower))
+        .collect::<Result<Vec<_>>>()?;
+    let lower_paths: Vec<&Path> = lowers.iter().map(|l| l.1).collect();
+    overlay_changes_of(&root_of(upper)?, upper.1, &lower_roots, &lower_paths)
+}
+
+fn overlay_changes_of(
+    root: &Root,
+    upper: &Path,
+    lower_roots: &[Root],
+    lowers: &[&Path],
+) -> Result<Vec<Change>> {
+    let window = (walk::WINDOW * 4 / (lowers.len() + 1)).max(4);
+    let mut cursors = lower_roots
+        .iter()
+        .zip(lowers)
+        .map(|(lower, p)| {
+            let top = walk::open_dir_nofollow(lower.fd(), b".")
+                .map_err(|e| Error::path(*p, "open", e))?;
+            walk::FdStack::new(top, window).map_err(|e| Error::path(*p, "stat", e))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // For each directory on the current path (the upper's root first): the lowers, nearest
+    // first, whose directory at that path is visible through the ones above, and whether the
+    // directory is listed already (Go's `changedDirs`; only the current path's can matter).
+    struct Level {
+        visible: Vec<usize>,
+        listed: bool,
+    }
+    let mut levels = vec![Level {
+        visible: (0..lowers.len()).collect(),
+        listed: true,
+    }];
+    // Levels below this one are all listed: each Add or Delete climbs only to it.
+    let mut listed_below = 1;
+    let mut changes = Vec::new();
+    walk::walk_sorted::<Error>(root.fd(), &mut |entry| {
+        let path = absolute(entry.components);
+        let here = || shown(upper, &path);
+        // Climb the lowers back to the entry's directory.
+        while levels.len() > entry.components.len() {
+            for &i in &levels.pop().expect("checked").visible {
+                cursors[i]
+                    .leave()
+                    .map_err(|e| Error::path(lowers[i], "open ..", e))?;
+            }
+        }
+        if entry.components.len() == 1 && entry.name.starts_with(b".wh..wh.") {
+            return Ok(Descend::No);
+        }
+        let st = entry.stat;
+        let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+        // The nearest lower showing this name (a whiteout there hides it from all below).
+        listed_below = listed_below.min(levels.len());
+        let mut in_lower = None;
+        for &i in &levels.last().expect("the root level stays").visible {
+            let lower = rooted::lstat_at(cursors[i].last(), entry.name)
+                .map_err(|e| Error::path(shown(lowers[i], &path), "lstat", e))?;
+            if let Some(lower) = lower {
+                in_lower = (!is_whiteout(&lower)).then_some((i, lower));
+                break;
+            }
+        }
+        let opaque = is_dir
+            && get_xattr_at(entry.dir, entry.name, "trusted.overlay.opaque")
+                .map_err(|e| Error::path(here(), "getxattr", e))?
+                .as_deref()
+                == Some(b"y");
+        let kind = if is_whiteout(st) || (opaque && in_lower.is_some()) {
+            Some(ChangeKind::Delete)
+        } else {
+            match &in_lower {
+                None => Some(ChangeKind::Add),
+                Some((_, lower))
+                    if is_dir
+                        && FileType::from_raw_mode(lower.st_mode) == FileType::Directory
+                        && lower.st_size == st.st_size
+                        && lower.st_mode == st.st_mode
+                        && same_fs_time(
+                            (lower.st_mtime, lower.st_mtime_nsec as i64),
+                            (st.st_mtime, st.st_mtime_nsec as i64),
+                        ) =>
+                {
+                    None
+                }
+                Some(_) => Some(ChangeKind::Modify),
+            }
+        };
+        if let Some(kind) = kind
+            && kind != ChangeKind::Modify
+        {
+            // Every directory above an Add or Delete is listed, outermost first.
+            let ends: Vec<usize> = path
+                .iter()
+                .enumerate()
+                .filter(|&(_, &b)| b == b'/')
+                .map(|(at, _)| at)
+                .collect();
+            for depth in listed_below..levels.len() {
+                if !levels[depth].listed {
+                    levels[depth].listed = true;
+                    changes.push(change(&path[..ends[depth]], ChangeKind::Modify));
+                }
+            }
+            listed_below = levels.len();
+        }
+        if let Some(kind) = kind {
+            changes.push(change(&path, kind));
+        }
+        if is_dir {
+            // The lowers whose directory of this name shows through the upper's.
+            let mut below = Vec::new();
+            if !opaque {
+                for &i in &levels.last().expect("the root level stays").visible {
+                    let at = shown(lowers[i], &path);
+                    let lower = rooted::lstat_at(cursors[i].last(), entry.name)
+                        .map_err(|e| Error::path(&at, "lstat", e))?;
+                    let Some(lower) = lower else { continue };
+                    if FileType::from_raw_mode(lower.st_mode) != FileType::Directory {
+                        break; // a whiteout or a file hides the lowers beneath
+                    }
+                    let lower_opaque =
+                        get_xattr_at(cursors[i].last(), entry.name, "trusted.overlay.opaque")
+                            .map_err(|e| Error::path(&at, "getxattr", e))?
+                            .as_deref()
+                            == Some(b"y");
+                    cursors[i]
+                        .enter(entry.name)
+                        .map_err(|e| Error::path(&at, "open", e))?;
+                    below.push(i);
+                    if lower_opaque {
+                        break;
+                    }
+                }
+            }
+            levels.push(Level {
+                visible: below,
+                listed: kind.is_some(),
+            });
+        }
+        Ok(Descend::Yes)
+    })
+    .map_err(|e| walk_error(upper, e))?;
+    Ok(changes)
 }
 
 /// Reads one xattr of `name` in `dir` without following a symlink; `None` when absent or when the
@@ -205,271 +498,10 @@ fn get_xattr_path(path: &[u8], xattr: &str) -> std::io::Result<Option<Vec<u8>>> 
     }
 }
 
-fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut p = parent.to_vec();
-    p.push(b'/');
-    p.extend_from_slice(name);
-    p
-}
-
 fn change(path: &[u8], kind: ChangeKind) -> Change {
     Change {
         path: PathBuf::from(std::ffi::OsString::from_vec(path.to_vec())),
         kind,
-    }
-}
-
-/// Go's `FileInfo.addChanges`: `path` is the node's absolute path (`""` for the root).
-fn add_changes(new: &Node, old: Option<&Node>, path: &[u8], added: bool, out: &mut Vec<Change>) {
-    let size_at_entry = out.len();
-    let mut added = added;
-    if old.is_none() && !path.is_empty() {
-        out.push(change(path, ChangeKind::Add));
-        added = true;
-    }
-    // Deletions are only looked for below a directory that is still a directory.
-    let mut old_children: BTreeMap<&[u8], &Node> = BTreeMap::new();
-    if let Some(old) = old
-        && new.meta.is_dir()
-    {
-        old_children = old.children.iter().map(|(k, v)| (&k[..], v)).collect();
-    }
-    for (name, new_child) in &new.children {
-        let child_path = join(path, name);
-        let old_child = old_children.remove(&name[..]);
-        let mut child_added = false;
-        if let Some(old_child) = old_child
-            && (stat_different(&old_child.meta, &new_child.meta)
-                || old_child.capability != new_child.capability)
-        {
-            out.push(change(&child_path, ChangeKind::Modify));
-            child_added = true;
-        }
-        add_changes(new_child, old_child, &child_path, child_added, out);
-    }
-    for name in old_children.keys() {
-        out.push(change(&join(path, name), ChangeKind::Delete));
-    }
-    // A directory with changes inside is itself listed (permissions must be restorable).
-    if out.len() > size_at_entry && new.meta.is_dir() && !added && !path.is_empty() {
-        out.insert(size_at_entry, change(path, ChangeKind::Modify));
-    }
-}
-
-/// Go's `statDifferent`: size and mtime are ignored for directories.
-fn stat_different(old: &Meta, new: &Meta) -> bool {
-    old.mode != new.mode
-        || old.uid != new.uid
-        || old.gid != new.gid
-        || old.rdev != new.rdev
-        || (!old.is_dir() && (old.mtime != new.mtime || old.size != new.size))
-}
-
-/// The changes that turn `parent`'s tree into `layer`'s (everything is an Add without a parent),
-/// computed as containers/storage's naive drivers do (`ChangesDirs`): mode, owner, device number,
-/// size, mtime (not for directories) and `security.capability` are compared.
-pub fn changes(layer: &Path, parent: Option<&Path>) -> Result<Vec<Change>> {
-    let new = read_tree(layer)?;
-    let old = parent.map(read_tree).transpose()?;
-    changes_of(new, old)
-}
-
-/// A root directory given as an open descriptor, and the path that names it in errors.
-pub type OpenTree<'a> = (BorrowedFd<'a>, &'a Path);
-
-fn root_of((fd, path): OpenTree<'_>) -> Result<Root> {
-    let fd = fd
-        .try_clone_to_owned()
-        .map_err(|e| Error::path(path, "duplicate the descriptor of", e))?;
-    Ok(Root::from_fd(fd))
-}
-
-/// [`changes`] of trees already open (the caller opened them safely; nothing is resolved by
-/// path again).
-pub fn changes_at(layer: OpenTree<'_>, parent: Option<OpenTree<'_>>) -> Result<Vec<Change>> {
-    let new = read_tree_at(root_of(layer)?, layer.1)?;
-    let old = parent
-        .map(|parent| read_tree_at(root_of(parent)?, parent.1))
-        .transpose()?;
-    changes_of(new, old)
-}
-
-fn changes_of(new: Node, old: Option<Node>) -> Result<Vec<Change>> {
-    let mut out = Vec::new();
-    match &old {
-        Some(old) => add_changes(&new, Some(old), b"", false, &mut out),
-        None => {
-            for (name, child) in &new.children {
-                add_changes(child, None, &join(b"", name), false, &mut out);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// A lower layer looked up during [`overlay_changes`].
-struct Lower {
-    root: Root,
-}
-
-impl Lower {
-    /// The lower's entry at `components`, unless it is missing or whited out there.
-    fn lookup(&self, components: &[&[u8]]) -> Option<rfs::Stat> {
-        let (last, parent) = components.split_last()?;
-        let dir: OwnedFd = self.root.open_dir(parent).ok()?;
-        rooted::lstat_at(dir.as_fd(), last).ok().flatten()
-    }
-}
-
-/// 0:0 character device: an overlay whiteout.
-fn is_whiteout(st: &rfs::Stat) -> bool {
-    FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0
-}
-
-/// The changes recorded in an overlay upper dir (`upper`) over its lower layers (`lowers`,
-/// nearest first), as the overlay driver's native `Changes` computes them: a 0:0 character device
-/// is a Delete; an opaque directory that exists below is a Delete of the directory (its new
-/// children follow as Adds); anything else is an Add, or a Modify when a lower has the path
-/// (directories equal in size, mode and mtime to the lower's are not listed).
-pub fn overlay_changes(upper: &Path, lowers: &[&Path]) -> Result<Vec<Change>> {
-    let lowers = lowers
-        .iter()
-        .map(|p| {
-            Ok(Lower {
-                root: Root::open(p).map_err(|e| Error::path(*p, "open", e))?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let root = Root::open(upper).map_err(|e| Error::path(upper, "open", e))?;
-    overlay_changes_of(root, upper, lowers)
-}
-
-/// [`overlay_changes`] of directories already open.
-pub fn overlay_changes_at(upper: OpenTree<'_>, lowers: &[OpenTree<'_>]) -> Result<Vec<Change>> {
-    let lowers = lowers
-        .iter()
-        .map(|&lower| {
-            Ok(Lower {
-                root: root_of(lower)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    overlay_changes_of(root_of(upper)?, upper.1, lowers)
-}
-
-fn overlay_changes_of(root: Root, upper: &Path, lowers: Vec<Lower>) -> Result<Vec<Change>> {
-    let top = rooted::open_subdir(root.fd(), b".").map_err(|e| Error::path(upper, "open", e))?;
-    let mut walk = OverlayWalk {
-        lowers,
-        changes: Vec::new(),
-        changed_dirs: HashSet::new(),
-    };
-    walk.dir(top.as_fd(), &mut Vec::new(), upper)?;
-    Ok(walk.changes)
-}
-
-struct OverlayWalk {
-    lowers: Vec<Lower>,
-    changes: Vec<Change>,
-    changed_dirs: HashSet<Vec<u8>>,
-}
-
-impl OverlayWalk {
-    fn find_in_lowers(&self, components: &[&[u8]]) -> Option<rfs::Stat> {
-        for lower in &self.lowers {
-            if let Some(st) = lower.lookup(components) {
-                // A whiteout hides the path from every layer below it.
-                return (!is_whiteout(&st)).then_some(st);
-            }
-        }
-        None
-    }
-
-    fn dir(
-        &mut self,
-        dir: BorrowedFd<'_>,
-        components: &mut Vec<Vec<u8>>,
-        upper: &Path,
-    ) -> Result<()> {
-        let mut names = rooted::list_dir(dir).map_err(|e| Error::path(upper, "readdir", e))?;
-        names.sort();
-        for name in names {
-            components.push(name);
-            let result = self.entry(dir, components, upper);
-            components.pop();
-            result?;
-        }
-        Ok(())
-    }
-
-    fn entry(
-        &mut self,
-        dir: BorrowedFd<'_>,
-        components: &mut Vec<Vec<u8>>,
-        upper: &Path,
-    ) -> Result<()> {
-        let Some(name) = components.last().cloned() else {
-            return Ok(());
-        };
-        let path: Vec<u8> = components
-            .iter()
-            .flat_map(|c| [&b"/"[..], c].concat())
-            .collect();
-        let shown = || upper.join(std::ffi::OsStr::from_bytes(&path[1..]));
-        if components.len() == 1 && name.starts_with(b".wh..wh.") {
-            return Ok(());
-        }
-        let Some(st) =
-            rooted::lstat_at(dir, &name).map_err(|e| Error::path(shown(), "lstat", e))?
-        else {
-            return Ok(());
-        };
-        let comps: Vec<&[u8]> = components.iter().map(|c| &c[..]).collect();
-        let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
-        let mut deleted = is_whiteout(&st);
-        if is_dir && !deleted {
-            let opaque = get_xattr_at(dir, &name, "trusted.overlay.opaque")
-                .map_err(|e| Error::path(shown(), "getxattr", e))?;
-            deleted = opaque.as_deref() == Some(b"y") && self.find_in_lowers(&comps).is_some();
-        }
-        let mut record = true;
-        let kind = if deleted {
-            ChangeKind::Delete
-        } else {
-            match self.find_in_lowers(&comps) {
-                None => ChangeKind::Add,
-                Some(lower) => {
-                    let lower_dir = FileType::from_raw_mode(lower.st_mode) == FileType::Directory;
-                    if is_dir
-                        && lower_dir
-                        && lower.st_size == st.st_size
-                        && lower.st_mode == st.st_mode
-                        && (lower.st_mtime, lower.st_mtime_nsec) == (st.st_mtime, st.st_mtime_nsec)
-                    {
-                        record = false;
-                    }
-                    ChangeKind::Modify
-                }
-            }
-        };
-        if record {
-            if is_dir {
-                self.changed_dirs.insert(path.clone());
-            }
-            if kind != ChangeKind::Modify {
-                let parent = &path[..path.iter().rposition(|&b| b == b'/').unwrap_or(0)];
-                if !parent.is_empty() && self.changed_dirs.insert(parent.to_vec()) {
-                    self.changes.push(change(parent, ChangeKind::Modify));
-                }
-            }
-            self.changes.push(change(&path, kind));
-        }
-        if is_dir {
-            let sub =
-                rooted::open_subdir(dir, &name).map_err(|e| Error::path(shown(), "open", e))?;
-            self.dir(sub.as_fd(), components, upper)?;
-        }
-        Ok(())
     }
 }
 

@@ -22,11 +22,26 @@ pub enum Error {
     /// raised by the tar-split parser.
     #[error(transparent)]
     Tar(#[from] layerstore_tarsplit::Error),
-    /// The uncompressed stream is larger than `ApplyOptions::max_uncompressed_size`.
+    /// The uncompressed stream, or the sizes its files declare (a sparse file's expanded size),
+    /// add up to more than `ApplyOptions::max_uncompressed_size`.
     #[error("the uncompressed layer exceeds the limit of {limit} bytes")]
     TooLarge {
         /// The limit that was exceeded.
         limit: u64,
+    },
+    /// An entry would lie deeper than `ApplyOptions::max_depth` directories below the target,
+    /// counted on the tree as it is (through any symlinks its name went through).
+    #[error(
+        "entry {entry:?}: {depth} directories deep (at least), over the limit of {limit} \
+         (ApplyOptions::max_depth)"
+    )]
+    TooDeep {
+        /// The entry's name.
+        entry: String,
+        /// Its depth below the target (the limit plus one when the climb stopped there).
+        depth: usize,
+        /// The limit.
+        limit: usize,
     },
     /// An entry's name (or link target, or whiteout) would land outside the target directory.
     #[error("entry {entry:?}: {what} {target:?} is outside of the target directory")]

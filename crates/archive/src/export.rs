@@ -25,14 +25,30 @@ fn exported_xattr(name: &[u8]) -> bool {
 
 /// Writes the tar stream of `changes` over `tree` to `out` and returns `out`.
 ///
-/// As Go's `ExportChanges`: changes are sorted by path; a Delete becomes an empty regular file
-/// `dir/.wh.name`; anything else is the entry found at that path in `tree` (a path that vanished
-/// is skipped, as Go does); directories end in `/`; a directory with the overlay opaque xattr
-/// (an overlay upper dir, whose [`overlay_changes`](crate::overlay_changes) list it as deleted)
-/// is exported as itself followed by `dir/.wh..wh..opq`; the 2nd+ path of a multiply-linked regular
-/// file is a hardlink to the first; xattrs `security.capability`, `security.ima` and `user.*` are
-/// kept as PAX `SCHILY.xattr.` records; owners are mapped host → container through `uid_map` /
-/// `gid_map`; mtimes are whole seconds; the stream ends with 1024 zero bytes.
+/// As Go's `ExportChanges` and overlay `Diff`: changes are sorted by path; anything but a
+/// Delete is the entry found at that path in `tree` (a path that vanished is skipped, as Go
+/// does); directories end in `/`; a directory with the overlay opaque xattr (an overlay upper
+/// dir, whose [`overlay_changes`](crate::overlay_changes) list it as deleted) is exported as
+/// itself followed by `dir/.wh..wh..opq` (its permission bits and owner, no time); the 2nd+
+/// path of a multiply-linked regular file is a hardlink to the first; xattrs
+/// `security.capability`, `security.ima` and `user.*` are kept as PAX `SCHILY.xattr.` records;
+/// owners are mapped host → container through `uid_map` / `gid_map`.
+///
+/// A Delete becomes an empty regular file `dir/.wh.name` of mode 0. Where `tree` holds the
+/// overlay whiteout (a 0:0 character device), its owner and mtime are used, as Go does; where
+/// the name is simply gone (naive drivers: vfs, btrfs) Go stamps the current time, so two
+/// diffs of one layer differ, and we use the mtime of the directory that held the name (it
+/// changed when the name went and does not change later), owner 0:0: the same layer always
+/// gives the same bytes.
+///
+/// Headers are laid out byte for byte as Go 1.19's `archive/tar` writes them for
+/// containers/storage: the mode carries the file-type bits (`0040755`, Go's
+/// `fillGo18FileTypeBits`), user and group names are the host's (`/etc/passwd`,
+/// `/etc/group`) for the file's host IDs, mtimes are whole seconds, USTAR with the
+/// prefix field for long names, a PAX header `dir/PaxHeaders.0/name` with sorted records
+/// when USTAR cannot carry the entry (xattrs, longer names, non-ASCII names), checksums and
+/// device fields as Go formats them, and two zero blocks at the end. So an overlay layer
+/// changed through a mount gives the Go tool's diff byte for byte.
 pub fn export_to<W: Write>(
     tree: &Path,
     changes: &[Change],
@@ -81,15 +97,16 @@ fn export_root<W: Write>(
         tree,
         uid_map,
         gid_map,
-        builder: tar::Builder::new(out),
+        out: GoTarWriter { out },
         first_paths: HashMap::new(),
+        names: HostNames::default(),
     };
     for change in sorted {
         exporter.change(change)?;
     }
     exporter
-        .builder
-        .into_inner()
+        .out
+        .finish()
         .map_err(|e| Error::path(tree, "write the tar stream", e))
 }
 
@@ -167,14 +184,49 @@ struct Exporter<'a, W: Write> {
     tree: &'a Path,
     uid_map: &'a [IdMap],
     gid_map: &'a [IdMap],
-    builder: tar::Builder<W>,
+    out: GoTarWriter<W>,
     /// (dev, ino) → first exported name, for hardlinks.
     first_paths: HashMap<(u64, u64), Vec<u8>>,
+    names: HostNames,
+}
+
+/// The file-type bits Go's `archive.FileInfoHeader` adds to a header's mode
+/// (`fillGo18FileTypeBits`): `0040755` for a directory, not `0000755`.
+fn go_type_bits(file_type: FileType) -> u32 {
+    match file_type {
+        FileType::Directory => 0o040000,
+        FileType::RegularFile => 0o100000,
+        FileType::Symlink => 0o120000,
+        FileType::BlockDevice => 0o060000,
+        FileType::CharacterDevice => 0o020000,
+        FileType::Fifo => 0o010000,
+        FileType::Socket => 0o140000,
+        _ => 0,
+    }
 }
 
 impl<W: Write> Exporter<'_, W> {
     fn write_err(&self, e: io::Error) -> Error {
         Error::path(self.tree, "write the tar stream", e)
+    }
+
+    /// Owner of `st` as the container sees it, and the host's names for it (Go's
+    /// `tar.FileInfoHeader` looks the names up on the host, before the IDs are mapped).
+    fn owner(&mut self, path: &[u8], st: &rfs::Stat) -> Result<(u64, u64, String, String)> {
+        let uid =
+            idmap::to_container(self.uid_map, st.st_uid).ok_or_else(|| Error::UnmappedId {
+                entry: show(path),
+                kind: "uid",
+                id: st.st_uid.into(),
+            })?;
+        let gid =
+            idmap::to_container(self.gid_map, st.st_gid).ok_or_else(|| Error::UnmappedId {
+                entry: show(path),
+                kind: "gid",
+                id: st.st_gid.into(),
+            })?;
+        let (uname, gname) = self.names.of(st.st_uid, st.st_gid);
+        Ok((uid.into(), gid.into(), uname, gname))
     }
 
     fn change(&mut self, change: &Change) -> Result<()> {
@@ -188,12 +240,16 @@ impl<W: Write> Exporter<'_, W> {
             return Ok(()); // the root itself is never exported
         };
         let rel = components.join(&b'/');
-        let found = match self.root.open_dir(parent) {
-            Ok(dir) => rooted::lstat_at(dir.as_fd(), last)
-                .map_err(|e| Error::entry(path, "lstat", e))?
-                .map(|st| (dir, st)),
+        let parent_dir = match self.root.open_dir(parent) {
+            Ok(dir) => Some(dir),
             Err(e) if is_gone(&e) => None,
             Err(e) => return Err(Error::entry(path, "open the parent directory", e)),
+        };
+        let found = match &parent_dir {
+            Some(dir) => rooted::lstat_at(dir.as_fd(), last)
+                .map_err(|e| Error::entry(path, "lstat", e))?
+                .map(|st| (dir, st)),
+            None => None,
         };
         // An overlay upper dir lists an opaque directory as deleted; it is exported as itself
         // followed by its `.wh..wh..opq` marker.
@@ -213,74 +269,76 @@ impl<W: Write> Exporter<'_, W> {
             }
             name.extend_from_slice(b".wh.");
             name.extend_from_slice(last);
-            let mut header = tar::Header::new_ustar();
-            header.set_entry_type(tar::EntryType::Regular);
-            header.set_mode(0);
-            header.set_size(0);
-            header.set_mtime(now());
-            return self.append(header, &name, b"", &[], &mut io::empty());
+            let mut header = GoHeader::new(name, b'0', 0);
+            match &found {
+                // Overlay: the whiteout is a 0:0 device; as Go's converter, its owner and
+                // times, mode 0.
+                Some((_, st)) => {
+                    let (uid, gid, uname, gname) = self.owner(path, st)?;
+                    (header.uid, header.gid, header.uname, header.gname) = (uid, gid, uname, gname);
+                    header.mtime = st.st_mtime;
+                }
+                // Naive: nothing is left to take a time from. Go stamps the current time,
+                // which makes every diff different; the containing directory's mtime is
+                // what changed when the name went, and stays put.
+                None => {
+                    header.mtime = match &parent_dir {
+                        Some(dir) => rfs::fstat(dir).map_or(0, |st| st.st_mtime),
+                        None => 0,
+                    };
+                }
+            }
+            return self
+                .out
+                .entry(&header, &mut io::empty())
+                .map_err(|e| self.write_err(e));
         }
         // A path that vanished since the change list was made is skipped, as Go does.
         let Some((dir, st)) = found else {
             return Ok(());
         };
         let file_type = FileType::from_raw_mode(st.st_mode);
-        let mut header = tar::Header::new_ustar();
-        header.set_mode(st.st_mode & 0o7777);
-        let uid =
-            idmap::to_container(self.uid_map, st.st_uid).ok_or_else(|| Error::UnmappedId {
-                entry: show(path),
-                kind: "uid",
-                id: st.st_uid.into(),
-            })?;
-        let gid =
-            idmap::to_container(self.gid_map, st.st_gid).ok_or_else(|| Error::UnmappedId {
-                entry: show(path),
-                kind: "gid",
-                id: st.st_gid.into(),
-            })?;
-        header.set_uid(uid.into());
-        header.set_gid(gid.into());
-        header.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
-        header.set_size(0);
-        let xattrs = list_exported_xattrs(dir.as_fd(), last)
+        let (uid, gid, uname, gname) = self.owner(path, &st)?;
+        let mut header = GoHeader::new(rel, b'0', (st.st_mode & 0o7777) | go_type_bits(file_type));
+        (header.uid, header.gid, header.uname, header.gname) = (uid, gid, uname, gname);
+        header.mtime = st.st_mtime;
+        header.xattrs = list_exported_xattrs(dir.as_fd(), last)
             .map_err(|e| Error::entry(path, "read xattrs", e))?;
-        let mut name = rel;
-        let mut link = Vec::new();
         match file_type {
             FileType::Directory => {
-                header.set_entry_type(tar::EntryType::Directory);
-                let mut marker = name.clone();
-                name.push(b'/');
-                self.append(header.clone(), &name, b"", &xattrs, &mut io::empty())?;
+                header.typeflag = b'5';
+                let mut marker = header.name.clone();
+                header.name.push(b'/');
+                self.out
+                    .entry(&header, &mut io::empty())
+                    .map_err(|e| self.write_err(e))?;
                 if opaque {
-                    // As Go's overlay export: perm bits and owner of the dir, zero mtime.
+                    // As Go's overlay export: perm bits and owner of the dir, no mtime.
                     marker.extend_from_slice(b"/.wh..wh..opq");
-                    let mut header = header;
-                    header.set_entry_type(tar::EntryType::Regular);
-                    header.set_mode(st.st_mode & 0o777);
-                    header.set_mtime(0);
-                    self.append(header, &marker, b"", &[], &mut io::empty())?;
+                    let mut wo = GoHeader::new(marker, b'0', st.st_mode & 0o777);
+                    (wo.uid, wo.gid) = (header.uid, header.gid);
+                    (wo.uname, wo.gname) = (header.uname.clone(), header.gname.clone());
+                    self.out
+                        .entry(&wo, &mut io::empty())
+                        .map_err(|e| self.write_err(e))?;
                 }
                 return Ok(());
             }
             FileType::Symlink => {
-                header.set_entry_type(tar::EntryType::Symlink);
-                link = rfs::readlinkat(dir.as_fd(), *last, Vec::new())
+                header.typeflag = b'2';
+                header.link = rfs::readlinkat(dir.as_fd(), *last, Vec::new())
                     .map_err(|e| Error::entry(path, "readlink", e))?
                     .into_bytes();
             }
             FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
-                header.set_entry_type(match file_type {
-                    FileType::CharacterDevice => tar::EntryType::Char,
-                    FileType::BlockDevice => tar::EntryType::Block,
-                    _ => tar::EntryType::Fifo,
-                });
+                header.typeflag = match file_type {
+                    FileType::CharacterDevice => b'3',
+                    FileType::BlockDevice => b'4',
+                    _ => b'6',
+                };
                 if file_type != FileType::Fifo {
-                    header
-                        .set_device_major(rfs::major(st.st_rdev))
-                        .and_then(|()| header.set_device_minor(rfs::minor(st.st_rdev)))
-                        .map_err(|e| Error::entry(path, "device number", e))?;
+                    header.devmajor = rfs::major(st.st_rdev);
+                    header.devminor = rfs::minor(st.st_rdev);
                 }
             }
             FileType::RegularFile => {
@@ -288,13 +346,12 @@ impl<W: Write> Exporter<'_, W> {
                 if st.st_nlink > 1
                     && let Some(first) = self.first_paths.get(&inode)
                 {
-                    header.set_entry_type(tar::EntryType::Link);
-                    link = first.clone();
+                    header.typeflag = b'1';
+                    header.link = first.clone();
                 } else {
                     if st.st_nlink > 1 {
-                        self.first_paths.insert(inode, name.clone());
+                        self.first_paths.insert(inode, header.name.clone());
                     }
-                    header.set_entry_type(tar::EntryType::Regular);
                     let fd = rfs::openat(
                         dir.as_fd(),
                         *last,
@@ -310,70 +367,292 @@ impl<W: Write> Exporter<'_, W> {
                             io::Error::other("replaced while exporting"),
                         ));
                     }
-                    let size = u64::try_from(st.st_size).unwrap_or(0);
-                    header.set_size(size);
+                    header.size = u64::try_from(st.st_size).unwrap_or(0);
                     let mut content = Exact {
                         inner: std::fs::File::from(fd),
-                        left: size,
+                        left: header.size,
                     };
-                    return self.append(header, &name, &link, &xattrs, &mut content);
+                    return self
+                        .out
+                        .entry(&header, &mut content)
+                        .map_err(|e| self.write_err(e));
                 }
             }
             // Sockets and unknown types cannot be carried by tar (Go skips sockets too).
             _ => return Ok(()),
         }
-        self.append(header, &name, &link, &xattrs, &mut io::empty())
-    }
-
-    /// Appends one entry, with a PAX header first when the name or link does not fit USTAR or
-    /// there are xattrs.
-    fn append(
-        &mut self,
-        mut header: tar::Header,
-        name: &[u8],
-        link: &[u8],
-        xattrs: &[(String, Vec<u8>)],
-        content: &mut dyn Read,
-    ) -> Result<()> {
-        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
-        if !fits_ustar(name) {
-            pax.push(("path".into(), name.to_vec()));
-        }
-        if !fits_ustar(link) {
-            pax.push(("linkpath".into(), link.to_vec()));
-        }
-        for (key, value) in xattrs {
-            pax.push((format!("SCHILY.xattr.{key}"), value.clone()));
-        }
-        if !pax.is_empty() {
-            self.builder
-                .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), &v[..])))
-                .map_err(|e| self.write_err(e))?;
-        }
-        let old = header.as_old_mut();
-        copy_truncated(&mut old.name, name);
-        copy_truncated(&mut old.linkname, link);
-        header.set_cksum();
-        self.builder
-            .append(&header, content)
+        self.out
+            .entry(&header, &mut io::empty())
             .map_err(|e| self.write_err(e))
     }
 }
 
-fn fits_ustar(s: &[u8]) -> bool {
-    s.len() <= 100 && s.is_ascii()
+/// One entry as Go's `archive/tar` writer lays it out.
+#[derive(Debug, Clone)]
+struct GoHeader {
+    name: Vec<u8>,
+    link: Vec<u8>,
+    typeflag: u8,
+    /// Permission bits and, as Go writes them, the file-type bits.
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    uname: String,
+    gname: String,
+    size: u64,
+    /// Whole seconds; 0 is written for times before 1970 or past the octal field.
+    mtime: i64,
+    devmajor: u32,
+    devminor: u32,
+    /// Carried as PAX `SCHILY.xattr.` records.
+    xattrs: Vec<(String, Vec<u8>)>,
 }
 
-fn copy_truncated(field: &mut [u8; 100], value: &[u8]) {
+impl GoHeader {
+    fn new(name: Vec<u8>, typeflag: u8, mode: u32) -> Self {
+        GoHeader {
+            name,
+            link: Vec::new(),
+            typeflag,
+            mode,
+            uid: 0,
+            gid: 0,
+            uname: String::new(),
+            gname: String::new(),
+            size: 0,
+            mtime: 0,
+            devmajor: 0,
+            devminor: 0,
+            xattrs: Vec::new(),
+        }
+    }
+}
+
+/// Go's `splitUSTARPath`: a name of more than 100 bytes split at a `/` into a prefix of at
+/// most 155 bytes and a name of at most 100.
+fn split_ustar_path(name: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut length = name.len();
+    if length <= 100 || !name.is_ascii() {
+        return None;
+    } else if length > 156 {
+        length = 156;
+    } else if name[length - 1] == b'/' {
+        length -= 1;
+    }
+    let i = name[..length].iter().rposition(|&b| b == b'/')?;
+    let suffix = name.len() - i - 1;
+    if i == 0 || suffix > 100 || suffix == 0 || i > 155 {
+        return None;
+    }
+    Some((&name[..i], &name[i + 1..]))
+}
+
+/// Whether `value` fits Go's octal field of `width` bytes (`width - 1` digits and a NUL).
+fn fits_octal(width: usize, value: i64) -> bool {
+    let digits = (width - 1) as u32;
+    value >= 0 && (digits >= 21 || value < 8i64.pow(digits))
+}
+
+/// Go's `formatOctal`: zero-padded digits and a NUL; a value that does not fit is written as 0.
+fn put_octal(field: &mut [u8], value: i64) {
+    let value = if fits_octal(field.len(), value) {
+        value
+    } else {
+        0
+    };
+    let digits = format!("{value:0width$o}", width = field.len() - 1);
+    field[..digits.len()].copy_from_slice(digits.as_bytes());
+    field[digits.len()] = 0;
+}
+
+/// Go's `formatString` (PAX main headers keep only the ASCII bytes that fit).
+fn put_string(field: &mut [u8], value: &[u8]) {
     let n = value.len().min(field.len());
     field[..n].copy_from_slice(&value[..n]);
-    field[n..].fill(0);
+    if value.len() > field.len() && field[field.len() - 1] == b'/' {
+        // As Go: no trailing slash left in a truncated name.
+        let kept = value[..field.len() - 1]
+            .iter()
+            .rposition(|&b| b != b'/')
+            .map_or(0, |i| i + 1);
+        field[kept] = 0;
+    }
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// One PAX record, `"<len> <key>=<value>\n"`.
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body = key.len() + value.len() + 3;
+    let mut len = body + body.to_string().len();
+    if body + len.to_string().len() != len {
+        len = body + len.to_string().len();
+    }
+    let mut out = format!("{len} {key}=").into_bytes();
+    out.extend_from_slice(value);
+    out.push(b'\n');
+    out
+}
+
+/// Writes tar entries byte for byte as Go's `archive/tar` `Writer` does for headers whose
+/// format is left to it (the containers/storage exports): USTAR when the entry fits (long
+/// names split into prefix and name), otherwise a PAX extended header `dir/PaxHeaders.0/base`
+/// with sorted records; checksums as 6 digits, NUL, space; device fields of every entry
+/// written as octal zeros; two zero blocks at the end.
+struct GoTarWriter<W: Write> {
+    out: W,
+}
+
+impl<W: Write> GoTarWriter<W> {
+    fn block(&mut self, mut block: [u8; 512], pax: bool) -> io::Result<()> {
+        block[257..263].copy_from_slice(b"ustar\0");
+        block[263..265].copy_from_slice(b"00");
+        let _ = pax; // PAX and USTAR headers carry the same magic in Go
+        block[148..156].fill(b' ');
+        let sum: u32 = block.iter().map(|&b| u32::from(b)).sum();
+        put_octal(&mut block[148..155], i64::from(sum));
+        block[155] = b' ';
+        self.out.write_all(&block)
+    }
+
+    fn padding(&mut self, len: u64) -> io::Result<()> {
+        let pad = (512 - len % 512) % 512;
+        self.out.write_all(&[0u8; 512][..pad as usize])
+    }
+
+    fn entry(&mut self, h: &GoHeader, content: &mut dyn Read) -> io::Result<()> {
+        let mut records: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut ustar = h.xattrs.is_empty();
+        let split = split_ustar_path(&h.name);
+        if h.name.len() > 100 || !h.name.is_ascii() {
+            records.push(("path".into(), h.name.clone()));
+            ustar &= split.is_some();
+        }
+        if h.link.len() > 100 || !h.link.is_ascii() {
+            records.push(("linkpath".into(), h.link.clone()));
+            ustar = false;
+        }
+        for (key, value, width) in [("uname", &h.uname, 32), ("gname", &h.gname, 32)] {
+            if value.len() > width || !value.is_ascii() {
+                records.push((key.into(), value.as_bytes().to_vec()));
+                ustar = false;
+            }
+        }
+        for (key, value, width) in [("uid", h.uid, 8), ("gid", h.gid, 8), ("size", h.size, 12)] {
+            let value = i64::try_from(value).unwrap_or(i64::MAX);
+            if !fits_octal(width, value) {
+                records.push((key.into(), value.to_string().into_bytes()));
+                ustar = false;
+            }
+        }
+        for (key, value) in &h.xattrs {
+            records.push((format!("SCHILY.xattr.{key}"), value.clone()));
+        }
+        let mut block = [0u8; 512];
+        let (name, prefix): (&[u8], &[u8]) = match split {
+            Some((prefix, name)) if ustar => (name, prefix),
+            _ => (&h.name, b""),
+        };
+        if !ustar {
+            records.sort();
+            let data: Vec<u8> = records.iter().flat_map(|(k, v)| pax_record(k, v)).collect();
+            // Go names the extended header `dir/PaxHeaders.0/base`, cleaned.
+            // (Go's `path.Split`: a directory's `d/` gives `d/PaxHeaders.0`.)
+            let (dir, base) = match h.name.iter().rposition(|&b| b == b'/') {
+                Some(i) => (&h.name[..=i], &h.name[i + 1..]),
+                None => (&b""[..], &h.name[..]),
+            };
+            let mut pax_name = dir.to_vec();
+            pax_name.extend_from_slice(b"PaxHeaders.0");
+            if !base.is_empty() {
+                pax_name.push(b'/');
+                pax_name.extend_from_slice(base);
+            }
+            pax_name.retain(u8::is_ascii);
+            pax_name.truncate(100);
+            while pax_name.last() == Some(&b'/') {
+                pax_name.pop();
+            }
+            let mut pax = [0u8; 512];
+            put_string(&mut pax[..100], &pax_name);
+            put_octal(&mut pax[100..108], 0);
+            put_octal(&mut pax[108..116], 0);
+            put_octal(&mut pax[116..124], 0);
+            put_octal(&mut pax[124..136], data.len() as i64);
+            put_octal(&mut pax[136..148], 0);
+            pax[156] = b'x';
+            self.block(pax, true)?;
+            self.out.write_all(&data)?;
+            self.padding(data.len() as u64)?;
+        }
+        let ascii = |s: &[u8]| -> Vec<u8> { s.iter().copied().filter(u8::is_ascii).collect() };
+        let (name, link) = if ustar {
+            (name.to_vec(), h.link.clone())
+        } else {
+            (ascii(name), ascii(&h.link))
+        };
+        put_string(&mut block[..100], &name);
+        put_octal(&mut block[100..108], i64::from(h.mode));
+        put_octal(&mut block[108..116], i64::try_from(h.uid).unwrap_or(-1));
+        put_octal(&mut block[116..124], i64::try_from(h.gid).unwrap_or(-1));
+        put_octal(&mut block[124..136], i64::try_from(h.size).unwrap_or(-1));
+        put_octal(&mut block[136..148], h.mtime);
+        block[156] = h.typeflag;
+        put_string(&mut block[157..257], &link);
+        put_string(&mut block[265..297], &ascii(h.uname.as_bytes()));
+        put_string(&mut block[297..329], &ascii(h.gname.as_bytes()));
+        put_octal(&mut block[329..337], i64::from(h.devmajor));
+        put_octal(&mut block[337..345], i64::from(h.devminor));
+        put_string(&mut block[345..500], prefix);
+        self.block(block, !ustar)?;
+        if h.size > 0 {
+            let copied = io::copy(&mut content.take(h.size), &mut self.out)?;
+            if copied != h.size {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while exporting",
+                ));
+            }
+            self.padding(h.size)?;
+        }
+        Ok(())
+    }
+
+    /// Two zero blocks end the archive, as Go's `Writer.Close` writes them.
+    fn finish(mut self) -> io::Result<W> {
+        self.out.write_all(&[0u8; 1024])?;
+        Ok(self.out)
+    }
+}
+
+/// User and group names of host IDs from the host's `/etc/passwd` and `/etc/group`, as Go's
+/// `archive/tar` looks them up (an ID without a name gets none); read once per export.
+#[derive(Debug, Default)]
+struct HostNames {
+    users: Option<HashMap<u32, String>>,
+    groups: Option<HashMap<u32, String>>,
+}
+
+impl HostNames {
+    fn read(path: &str) -> HashMap<u32, String> {
+        let mut names = HashMap::new();
+        for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+            let mut fields = line.split(':');
+            if let (Some(name), Some(_), Some(id)) = (fields.next(), fields.next(), fields.next())
+                && let Ok(id) = id.parse::<u32>()
+            {
+                // The first line naming an ID wins, as getpwuid's does.
+                names.entry(id).or_insert_with(|| name.to_string());
+            }
+        }
+        names
+    }
+
+    fn of(&mut self, uid: u32, gid: u32) -> (String, String) {
+        let users = self.users.get_or_insert_with(|| Self::read("/etc/passwd"));
+        let uname = users.get(&uid).cloned().unwrap_or_default();
+        let groups = self.groups.get_or_insert_with(|| Self::read("/etc/group"));
+        let gname = groups.get(&gid).cloned().unwrap_or_default();
+        (uname, gname)
+    }
 }
 
 fn is_gone(e: &io::Error) -> bool {

@@ -11,7 +11,7 @@
 //! and finished. A directory entry's own fd becomes the cached parent of the entries after it
 //! (mostly its children), which saves one rooted lookup per directory.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
@@ -24,6 +24,7 @@ use crate::header::{Header, Kind, Time};
 use crate::idmap;
 use crate::options::{ApplyOptions, DevicePolicy, RootEntry, WhiteoutStyle};
 use crate::rooted::{self, Root};
+use crate::walk;
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
@@ -66,12 +67,17 @@ pub(crate) struct Extractor<'o> {
     /// Directories whose times are set at the end, after their contents.
     dirs: Vec<(Vec<u8>, Timestamps)>,
     /// The parent directory of the previous entry: consecutive entries mostly share it.
-    cached_parent: Option<(Vec<u8>, OwnedFd)>,
+    cached_parent: Option<(Vec<u8>, OwnedFd, usize)>,
     /// Set when an entry removed a directory: a cached fd might then name a detached directory.
     cache_dirty: bool,
     /// The directory the current entry created or merged (its key and fd): the next entries
     /// are mostly its children, so it becomes the cached parent.
-    made_dir: Option<(Vec<u8>, OwnedFd)>,
+    made_dir: Option<(Vec<u8>, OwnedFd, usize)>,
+    /// Depth below the root (the root is 0) of the directories met so far, by device and
+    /// inode: the real depth, whatever symlinks a name went through (see [`Self::dir_depth`]).
+    depths: HashMap<(u64, u64), usize>,
+    /// Bytes the regular files so far declare (sparse files: their expanded size).
+    declared_size: u64,
     buf: Vec<u8>,
     /// Finishes small regular files on a second thread (see [`crate::filewriter`]).
     writer: FileWriter,
@@ -90,6 +96,8 @@ impl<'o> Extractor<'o> {
             cached_parent: None,
             cache_dirty: false,
             made_dir: None,
+            depths: HashMap::new(),
+            declared_size: 0,
             buf: vec![0; 256 * 1024],
             writer: FileWriter::new(opts.ignore_chown_errors),
             use_writer: true,
@@ -133,6 +141,10 @@ impl<'o> Extractor<'o> {
             what: "path",
             target: show(name),
         })?;
+        // The cheap test first: the name alone is too deep (symlinks can only add depth).
+        if components.len() > self.opts.max_depth {
+            return Err(self.too_deep(name, components.len()));
+        }
         let whiteout = components
             .last()
             .is_some_and(|base| base.starts_with(WHITEOUT_PREFIX));
@@ -149,15 +161,18 @@ impl<'o> Extractor<'o> {
         };
         self.cache_dirty = false;
         let parent_key = parent_components.join(&b'/');
-        let parent = self.parent(parent_key.clone(), parent_components, name)?;
+        let (parent, parent_depth) = self.parent(parent_key.clone(), parent_components, name)?;
+        if parent_depth >= self.opts.max_depth {
+            return Err(self.too_deep(name, parent_depth + 1));
+        }
         let result = if whiteout {
             self.whiteout(hdr, parent.as_fd(), &parent_key, last)
         } else {
-            self.create(hdr, parent.as_fd(), last, key, content)
+            self.create(hdr, parent.as_fd(), parent_depth, last, key, content)
         };
         let made_dir = self.made_dir.take();
         if !self.cache_dirty {
-            self.cached_parent = Some(made_dir.unwrap_or((parent_key, parent)));
+            self.cached_parent = Some(made_dir.unwrap_or((parent_key, parent, parent_depth)));
         }
         result
     }
@@ -197,17 +212,32 @@ impl<'o> Extractor<'o> {
         Ok(())
     }
 
-    /// The parent directory of an entry, created (0755, owned by the mapped root) if missing.
-    fn parent(&mut self, key: Vec<u8>, components: &[&[u8]], entry: &[u8]) -> Result<OwnedFd> {
-        if let Some((cached_key, fd)) = self.cached_parent.take()
+    /// The parent directory of an entry, created (0755, owned by the mapped root) if missing,
+    /// and its depth. A directory this creates deeper than an entry may be is an error.
+    fn parent(
+        &mut self,
+        key: Vec<u8>,
+        components: &[&[u8]],
+        entry: &[u8],
+    ) -> Result<(OwnedFd, usize)> {
+        if let Some((cached_key, fd, depth)) = self.cached_parent.take()
             && cached_key == key
         {
-            return Ok(fd);
+            return Ok((fd, depth));
         }
         let owner = self.implicit_owner(entry)?;
         let ignore = self.opts.ignore_chown_errors;
-        self.root
-            .ensure_dir(components, &mut |fd| match owner {
+        let max_depth = self.opts.max_depth;
+        let mut too_deep = None;
+        let mut depths = std::mem::take(&mut self.depths);
+        let root = &self.root;
+        let made = root.ensure_dir(components, &mut |fd| {
+            let depth = dir_depth(&mut depths, root, max_depth, fd)?;
+            if depth >= max_depth {
+                too_deep = Some(depth + 1);
+                return Err(io::Error::other("too deep"));
+            }
+            match owner {
                 None => Ok(()),
                 Some((uid, gid)) => {
                     match rfs::chownat(fd, c"", Some(uid), Some(gid), AtFlags::EMPTY_PATH) {
@@ -215,8 +245,25 @@ impl<'o> Extractor<'o> {
                         other => other.map_err(Into::into),
                     }
                 }
-            })
-            .map_err(|e| Error::entry(entry, "resolve parent directory", e))
+            }
+        });
+        let result = made.and_then(|fd| {
+            let depth = dir_depth(&mut depths, root, max_depth, fd.as_fd())?;
+            Ok((fd, depth))
+        });
+        self.depths = depths;
+        if let Some(depth) = too_deep {
+            return Err(self.too_deep(entry, depth));
+        }
+        result.map_err(|e| Error::entry(entry, "resolve parent directory", e))
+    }
+
+    fn too_deep(&self, entry: &[u8], depth: usize) -> Error {
+        Error::TooDeep {
+            entry: show(entry),
+            depth,
+            limit: self.opts.max_depth,
+        }
     }
 
     /// Owner of directories created implicitly: the container's root mapped to the host, when
@@ -288,6 +335,7 @@ impl<'o> Extractor<'o> {
         &mut self,
         hdr: &Header,
         parent: BorrowedFd<'_>,
+        parent_depth: usize,
         last: &[u8],
         key: Vec<u8>,
         content: &mut dyn Read,
@@ -316,7 +364,9 @@ impl<'o> Extractor<'o> {
                 let fd = rooted::open_subdir(parent, last)
                     .map_err(|e| Error::entry(entry, "open", e))?;
                 self.dir_metadata(hdr, &fd, key.clone())?;
-                self.made_dir = Some((key, fd));
+                let id = rfs::fstat(&fd).map_err(|e| Error::entry(entry, "fstat", e))?;
+                self.depths.insert((id.st_dev, id.st_ino), parent_depth + 1);
+                self.made_dir = Some((key, fd, parent_depth + 1));
                 Ok(())
             }
             Kind::Symlink => {
@@ -385,6 +435,18 @@ impl<'o> Extractor<'o> {
         content: &mut dyn Read,
     ) -> Result<()> {
         let entry = &hdr.name[..];
+        // The expanded-size cap counts what files declare, so a sparse file's holes count
+        // as the terabytes they would read back as.
+        let declared = hdr
+            .sparse
+            .as_ref()
+            .map_or(hdr.size, |(real_size, _)| *real_size);
+        self.declared_size = self.declared_size.saturating_add(declared);
+        if let Some(limit) = self.opts.max_uncompressed_size
+            && self.declared_size > limit
+        {
+            return Err(Error::TooLarge { limit });
+        }
         let fd = self
             .replacing(entry, parent, last, || {
                 rfs::openat(
@@ -633,6 +695,42 @@ impl<'o> Extractor<'o> {
             .warnings
             .push(format!("entry {:?}: {what}", show(entry)));
     }
+}
+
+/// The depth below `root` of the directory `dir` (the root is 0): known from `depths`, else
+/// found by climbing through `..` to a known directory, and then remembered for every
+/// directory on the way. Past `max_depth` levels the climb stops and `max_depth + 1` is
+/// returned (a directory outside the root would otherwise be climbed to `/` forever).
+fn dir_depth(
+    depths: &mut HashMap<(u64, u64), usize>,
+    root: &Root,
+    max_depth: usize,
+    dir: BorrowedFd<'_>,
+) -> io::Result<usize> {
+    let identity = |fd: BorrowedFd<'_>| rfs::fstat(fd).map(|st| (st.st_dev, st.st_ino));
+    if depths.is_empty() {
+        depths.insert(identity(root.fd())?, 0);
+    }
+    let mut climbed = Vec::new();
+    let mut id = identity(dir)?;
+    let mut current: Option<OwnedFd> = None;
+    let known = loop {
+        if let Some(&depth) = depths.get(&id) {
+            break depth;
+        }
+        if climbed.len() > max_depth {
+            return Ok(max_depth + 1);
+        }
+        climbed.push(id);
+        let up = walk::open_dir_nofollow(current.as_ref().map_or(dir, |c| c.as_fd()), b"..")?;
+        id = identity(up.as_fd())?;
+        current = Some(up);
+    };
+    let depth = known + climbed.len();
+    for (i, id) in climbed.into_iter().enumerate() {
+        depths.insert(id, depth - i);
+    }
+    Ok(depth)
 }
 
 #[derive(Clone, Copy)]

@@ -49,6 +49,11 @@
 //!   ([`Error::DuplicatePath`]), as the Go tool does (tar-split could not give both back).
 //! * PAX record, GNU long-name and sparse-map sizes are capped ([`Limits`], the Go tar CVEs),
 //!   and [`ApplyOptions::max_uncompressed_size`] stops decompression bombs.
+//! * No entry may lie more than [`ApplyOptions::max_depth`] directories below the target
+//!   ([`DEFAULT_MAX_DEPTH`], 1,024): the depth is that of the tree as it is, so a name that goes
+//!   through symlinks counts where it really lands ([`Error::TooDeep`] names the entry).
+//!   Depths are kept per directory inode (one `fstat` per directory made or newly looked up:
+//!   1,387 more system calls, +3%, for the 6,672 entries of the Debian rootfs layer).
 //!
 //! Whiteouts (`.wh.NAME`, `.wh..wh..opq`) land as the caller picks ([`WhiteoutStyle`]): naive
 //! (delete from a target that holds the parent's files: vfs, btrfs) or overlay (0:0 character
@@ -56,7 +61,10 @@
 //!
 //! [`changes`] compares two trees as containers/storage's naive drivers do; [`overlay_changes`]
 //! reads an overlay upper dir; [`export`] / [`export_to`] write the tar stream of a change list
-//! over a tree (for layers without tar-split records).
+//! over a tree (for layers without tar-split records), with headers laid out as Go's
+//! `archive/tar` writes them. Every tree walk is iterative and holds at most 64 directory
+//! descriptors per tree, whatever the depth. [`encoder`] compresses a diff (parallel gzip,
+//! zstd).
 //!
 //! # Fuzzing
 //!
@@ -167,14 +175,20 @@ mod idmap;
 mod options;
 mod pipe;
 mod rooted;
+mod walk;
 
 pub use apply::{apply, apply_at};
 pub use changes::{
     Change, ChangeKind, OpenTree, changes, changes_at, overlay_changes, overlay_changes_at,
 };
-pub use compression::{Compression, MAGIC_LEN, decoder, decompress, detect, is_supported};
+pub use compression::{
+    Compression, Encoder, GZIP_LEVEL, MAGIC_LEN, XZ_MEMORY_LIMIT, ZSTD_LEVEL, decoder, decompress,
+    detect, encoder, is_supported,
+};
 pub use error::{Error, Result};
 pub use export::{ExportReader, export, export_at, export_to, export_to_at};
 pub use idmap::{IdMap, to_container, to_host};
 pub use layerstore_tarsplit::{EntrySink, Limits};
-pub use options::{ApplyOptions, ApplyReport, DevicePolicy, RootEntry, WhiteoutStyle};
+pub use options::{
+    ApplyOptions, ApplyReport, DEFAULT_MAX_DEPTH, DevicePolicy, RootEntry, WhiteoutStyle,
+};

@@ -50,8 +50,14 @@ pub enum RootEntry {
     Ignore,
 }
 
+/// The default of [`ApplyOptions::max_depth`]: 1,024 directories. Real images stay below 100
+/// (deep `node_modules` and Java package trees reach 30–60), and a plain tar name cannot go past
+/// about 2,000 (`PATH_MAX`); deeper trees are only made on purpose, through symlinks, to
+/// exhaust the stacks and descriptors of whoever walks them later.
+pub const DEFAULT_MAX_DEPTH: usize = 1024;
+
 /// Options of [`apply`](crate::apply()).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ApplyOptions {
     /// How whiteouts land.
     pub whiteouts: WhiteoutStyle,
@@ -65,13 +71,38 @@ pub struct ApplyOptions {
     pub devices: DevicePolicy,
     /// Caps of the tar parser (PAX record, long name and sparse map sizes).
     pub limits: Limits,
-    /// Refuse a layer whose uncompressed stream is larger than this (decompression bombs).
+    /// Refuse a layer whose uncompressed stream is larger than this, or whose regular files
+    /// declare more than this in all, a sparse file counting its expanded size (decompression
+    /// and sparse-file bombs).
     pub max_uncompressed_size: Option<u64>,
     /// What the root entry (`./`) does to the target.
     pub root_entry: RootEntry,
+
+    /// Refuse an entry more than this many directories below the target
+    /// ([`Error::TooDeep`](crate::Error::TooDeep)), counted on the tree as it is: a name that
+    /// goes through a symlink counts the depth of the symlink's target. Default
+    /// [`DEFAULT_MAX_DEPTH`].
+    pub max_depth: usize,
     /// Resolve paths with the userspace component walk even where `openat2` exists (the path
     /// taken on kernels before 5.6; for tests and for sandboxes that filter `openat2`).
     pub force_userspace_resolution: bool,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            whiteouts: WhiteoutStyle::default(),
+            uid_map: Vec::new(),
+            gid_map: Vec::new(),
+            ignore_chown_errors: false,
+            devices: DevicePolicy::default(),
+            limits: Limits::default(),
+            max_uncompressed_size: None,
+            root_entry: RootEntry::default(),
+            max_depth: DEFAULT_MAX_DEPTH,
+            force_userspace_resolution: false,
+        }
+    }
 }
 
 /// What one [`apply`](crate::apply()) did.

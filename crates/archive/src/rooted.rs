@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use layerstore_tarsplit::rooted::RootDir;
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 
 /// A directory used as the root of every lookup made through it: tarsplit's resolver (the
 /// one the file getter reads back through) plus what extraction needs on top of it.
@@ -129,25 +129,9 @@ pub(crate) fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
 }
 
 /// Removes `name` from `dir` and, if it is a directory, everything below it (never following a
-/// symlink). A missing `name` is not an error.
+/// symlink). A missing `name` is not an error. Iterative, whatever the depth.
 pub(crate) fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
-    let Some(stat) = lstat_at(dir, name)? else {
-        return Ok(());
-    };
-    if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
-        let sub = open_subdir(dir, name)?;
-        for child in list_dir(sub.as_fd())? {
-            remove_all(sub.as_fd(), &child)?;
-        }
-        drop(sub);
-        rfs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
-    } else {
-        match rfs::unlinkat(dir, name, AtFlags::empty()) {
-            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
+    crate::walk::remove_all(dir, name)
 }
 
 #[cfg(test)]

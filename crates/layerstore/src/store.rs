@@ -959,21 +959,15 @@ impl LayerStore {
             count: 0,
         };
         match compression {
-            Compression::None => {
-                self.diff_uncompressed(&layer, from_layer.as_ref(), &mut counting)?;
-            }
-            Compression::Gzip => {
-                let mut gz =
-                    flate2::write::GzEncoder::new(&mut counting, flate2::Compression::default());
-                self.diff_uncompressed(&layer, from_layer.as_ref(), &mut gz)?;
-                gz.finish()
-                    .map_err(|e| Error::io("compress the diff of", &layer.id, e))?;
-            }
-            Compression::Zstd => {
-                let mut zst = zstd::stream::write::Encoder::new(&mut counting, 3)
-                    .map_err(|e| Error::io("compress the diff of", &layer.id, e))?;
-                self.diff_uncompressed(&layer, from_layer.as_ref(), &mut zst)?;
-                zst.finish()
+            Compression::None | Compression::Gzip | Compression::Zstd => {
+                // The archive crate's encoders (parallel gzip at the Go tool's level, zstd).
+                let mut encoder =
+                    layerstore_archive::encoder(&mut counting, compression).map_err(|e| {
+                        Error::io("compress the diff of", &layer.id, std::io::Error::other(e))
+                    })?;
+                self.diff_uncompressed(&layer, from_layer.as_ref(), &mut encoder)?;
+                encoder
+                    .finish()
                     .map_err(|e| Error::io("compress the diff of", &layer.id, e))?;
             }
             Compression::Bzip2 => return Err(Error::UnsupportedCompression("tar.bz2")),

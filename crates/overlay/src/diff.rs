@@ -10,6 +10,7 @@ use layerstore_driver::tree::{self, FileId, mode};
 use layerstore_driver::{
     Change, ChangeKind, DirFileGetter, Error, FileGetter, IdMappings, Result, naive,
 };
+use layerstore_tarsplit::SeekableFile;
 
 /// Whether a `statx` result is an overlay whiteout: a 0/0 character device.
 fn is_whiteout(st: &rustix::fs::Statx) -> bool {
@@ -120,6 +121,23 @@ fn is_metacopy(file: &std::fs::File) -> bool {
     rustix::fs::fgetxattr(file, crate::features::METACOPY_XATTR, &mut buf).is_ok()
 }
 
+impl OverlayFileGetter {
+    /// The file in the first layer, upper first, that holds its data, and its size.
+    fn open_data(&self, name: &[u8]) -> io::Result<(std::fs::File, u64)> {
+        let mut first_error = None;
+        for getter in &self.dirs {
+            match getter.open_file(name) {
+                Ok((file, size)) if !is_metacopy(&file) => return Ok((file, size)),
+                Ok(_) => continue,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| io::Error::from(io::ErrorKind::NotFound)))
+    }
+}
+
 impl FileGetter for OverlayFileGetter {
     fn get(&self, name: &[u8]) -> io::Result<Box<dyn Read + '_>> {
         self.get_with_size(name).map(|(reader, _)| reader)
@@ -128,16 +146,13 @@ impl FileGetter for OverlayFileGetter {
     /// The first layer, upper first, that holds the file's data; its size comes from the same
     /// `fstat` that checked it is a regular file, so the assembler needs no end-of-file probe.
     fn get_with_size(&self, name: &[u8]) -> io::Result<(Box<dyn Read + '_>, Option<u64>)> {
-        let mut first_error = None;
-        for getter in &self.dirs {
-            match getter.open_file(name) {
-                Ok((file, size)) if !is_metacopy(&file) => return Ok((Box::new(file), Some(size))),
-                Ok(_) => continue,
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        Err(first_error.unwrap_or_else(|| io::Error::from(io::ErrorKind::NotFound)))
+        let (file, size) = self.open_data(name)?;
+        Ok((Box::new(file), Some(size)))
+    }
+
+    /// The same file, seekable: assembly then skips a sparse file's holes.
+    fn get_seekable(&self, name: &[u8]) -> io::Result<Option<SeekableFile<'_>>> {
+        let (file, size) = self.open_data(name)?;
+        Ok(Some((Box::new(file), Some(size))))
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,7 +30,26 @@ pub trait FileGetter {
     fn get_with_size(&self, name: &[u8]) -> io::Result<(Box<dyn Read + '_>, Option<u64>)> {
         Ok((self.get(name)?, None))
     }
+
+    /// Opens the file like [`get_with_size`](Self::get_with_size), as a reader that can also
+    /// seek, when the getter can give one; `Ok(None)` (the default) when it cannot.
+    ///
+    /// Assembly asks for it only for sparse entries: it then seeks over the holes and reads
+    /// only the data regions, so a file that declares terabytes of holes costs what its data
+    /// costs. Without it the holes are read through.
+    fn get_seekable(&self, name: &[u8]) -> io::Result<Option<SeekableFile<'_>>> {
+        let _ = name;
+        Ok(None)
+    }
 }
+
+/// A file that can be read at chosen offsets.
+pub trait ReadSeek: Read + Seek {}
+
+impl<T: Read + Seek> ReadSeek for T {}
+
+/// What [`FileGetter::get_seekable`] gives: the file and, when known, its size.
+pub type SeekableFile<'a> = (Box<dyn ReadSeek + 'a>, Option<u64>);
 
 impl<G: FileGetter + ?Sized> FileGetter for &G {
     fn get(&self, name: &[u8]) -> io::Result<Box<dyn Read + '_>> {
@@ -39,6 +58,10 @@ impl<G: FileGetter + ?Sized> FileGetter for &G {
 
     fn get_with_size(&self, name: &[u8]) -> io::Result<(Box<dyn Read + '_>, Option<u64>)> {
         (**self).get_with_size(name)
+    }
+
+    fn get_seekable(&self, name: &[u8]) -> io::Result<Option<SeekableFile<'_>>> {
+        (**self).get_seekable(name)
     }
 }
 
@@ -49,6 +72,10 @@ impl<G: FileGetter + ?Sized> FileGetter for Box<G> {
 
     fn get_with_size(&self, name: &[u8]) -> io::Result<(Box<dyn Read + '_>, Option<u64>)> {
         (**self).get_with_size(name)
+    }
+
+    fn get_seekable(&self, name: &[u8]) -> io::Result<Option<SeekableFile<'_>>> {
+        (**self).get_seekable(name)
     }
 }
 
@@ -115,6 +142,11 @@ impl FileGetter for DirFileGetter {
     fn get_with_size(&self, name: &[u8]) -> io::Result<(Box<dyn Read + '_>, Option<u64>)> {
         let (file, size) = self.open_file(name)?;
         Ok((Box::new(file), Some(size)))
+    }
+
+    fn get_seekable(&self, name: &[u8]) -> io::Result<Option<SeekableFile<'_>>> {
+        let (file, size) = self.open_file(name)?;
+        Ok(Some((Box::new(file), Some(size))))
     }
 }
 
@@ -189,11 +221,36 @@ impl FileGetter for MemoryFileGetter {
             None => Err(io::Error::new(io::ErrorKind::NotFound, "no such file")),
         }
     }
+
+    fn get_seekable(&self, name: &[u8]) -> io::Result<Option<SeekableFile<'_>>> {
+        match self.files.get(&clean_path(name)) {
+            Some(content) => Ok(Some((
+                Box::new(io::Cursor::new(content.as_slice())),
+                Some(content.len() as u64),
+            ))),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, "no such file")),
+        }
+    }
+}
+
+/// A file being copied: seekable (sparse entries, when the getter can) or read in order.
+enum FileReader<'g> {
+    Stream(Box<dyn Read + 'g>),
+    Seekable(Box<dyn ReadSeek + 'g>),
+}
+
+impl Read for FileReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            FileReader::Stream(r) => r.read(buf),
+            FileReader::Seekable(r) => r.read(buf),
+        }
+    }
 }
 
 struct FileCopy<'g> {
     name: Vec<u8>,
-    reader: Box<dyn Read + 'g>,
+    reader: FileReader<'g>,
     expected_crc: u64,
     crc: Crc64Digest,
     /// Bytes of the current region (or of the whole file) still to copy.
@@ -277,13 +334,22 @@ where
                         )));
                     }
                 }
-                let (reader, known_size) =
-                    self.getter
-                        .get_with_size(&name)
-                        .map_err(|source| Error::File {
-                            name: lossy(&name),
-                            source,
-                        })?;
+                let file_error = |source| Error::File {
+                    name: lossy(&name),
+                    source,
+                };
+                let seekable = match &entry.sparse {
+                    Some(_) => self.getter.get_seekable(&name).map_err(file_error)?,
+                    None => None,
+                };
+                let (reader, known_size) = match seekable {
+                    Some((reader, size)) => (FileReader::Seekable(reader), size),
+                    None => {
+                        let (reader, size) =
+                            self.getter.get_with_size(&name).map_err(file_error)?;
+                        (FileReader::Stream(reader), size)
+                    }
+                };
                 let expected_len = entry.sparse.as_ref().map_or(entry.size, |m| m.real_size);
                 if let Some(actual) = known_size
                     && actual != expected_len
@@ -344,7 +410,18 @@ where
             && let Some(region) = map.regions.get(*next).copied()
         {
             *next += 1;
-            // Skip the hole before the region.
+            // Skip the hole before the region: a seek where the file allows it (holes are
+            // never read then, however large), otherwise by reading it.
+            if fc.logical < region.offset
+                && let FileReader::Seekable(file) = &mut fc.reader
+            {
+                file.seek(SeekFrom::Start(region.offset))
+                    .map_err(|source| Error::File {
+                        name: lossy(&fc.name),
+                        source,
+                    })?;
+                fc.logical = region.offset;
+            }
             while fc.logical < region.offset {
                 let want = (region.offset - fc.logical).min(scratch.len() as u64) as usize;
                 if Self::read_file(fc, &mut scratch[..want])? == 0 {
@@ -784,6 +861,95 @@ mod tests {
             matches!(err, Error::Size { ref name, expected: 100, actual: 95 } if name == "s"),
             "{err}"
         );
+    }
+
+    /// A sparse file of `size` bytes: `data` at `at`, zeros elsewhere; counts what is read.
+    struct Holes {
+        size: u64,
+        at: u64,
+        data: Vec<u8>,
+        pos: u64,
+        read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    }
+
+    impl Read for Holes {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min((self.size - self.pos) as usize);
+            for (i, b) in buf[..n].iter_mut().enumerate() {
+                let offset = self.pos + i as u64;
+                *b = match offset.checked_sub(self.at) {
+                    Some(k) if (k as usize) < self.data.len() => self.data[k as usize],
+                    _ => 0,
+                };
+            }
+            self.pos += n as u64;
+            self.read.fetch_add(n as u64, Ordering::Relaxed);
+            Ok(n)
+        }
+    }
+
+    impl Seek for Holes {
+        fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+            let SeekFrom::Start(to) = to else {
+                return Err(io::ErrorKind::Unsupported.into());
+            };
+            self.pos = to;
+            Ok(to)
+        }
+    }
+
+    struct HolesGetter(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+    impl HolesGetter {
+        fn file(&self) -> Holes {
+            Holes {
+                size: 1 << 40,
+                at: 1 << 39,
+                data: b"payload".to_vec(),
+                pos: 0,
+                read: self.0.clone(),
+            }
+        }
+    }
+
+    impl FileGetter for HolesGetter {
+        fn get(&self, _: &[u8]) -> io::Result<Box<dyn Read + '_>> {
+            Ok(Box::new(self.file()))
+        }
+
+        fn get_with_size(&self, _: &[u8]) -> io::Result<(Box<dyn Read + '_>, Option<u64>)> {
+            Ok((Box::new(self.file()), Some(1 << 40)))
+        }
+
+        fn get_seekable(&self, _: &[u8]) -> io::Result<Option<SeekableFile<'_>>> {
+            Ok(Some((Box::new(self.file()), Some(1 << 40))))
+        }
+    }
+
+    #[test]
+    fn sparse_entries_seek_over_holes_when_the_getter_can() {
+        let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let getter = HolesGetter(read.clone());
+        let mut entry = Entry::file(b"s".to_vec(), 7, Some(crate::crc64(b"payload")));
+        entry.sparse = Some(SparseMap {
+            real_size: 1 << 40,
+            regions: vec![crate::SparseRegion {
+                offset: 1 << 39,
+                len: 7,
+            }],
+        });
+        for pipelined in [false, true] {
+            read.store(0, Ordering::Relaxed);
+            let mut out = Vec::new();
+            if pipelined {
+                assemble_pipelined([Ok(entry.clone())], &getter, &mut out).unwrap();
+            } else {
+                assemble([Ok(entry.clone())], &getter, &mut out).unwrap();
+            }
+            assert_eq!(out, b"payload");
+            // A TiB of holes, 7 bytes read.
+            assert_eq!(read.load(Ordering::Relaxed), 7, "pipelined: {pipelined}");
+        }
     }
 
     /// Hides the size a getter knows, so assembly takes the reading path to find a file's end.

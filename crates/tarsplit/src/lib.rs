@@ -76,7 +76,9 @@
 //! * As in Go, an archive that ends at an entry boundary without end blocks is accepted;
 //!   global PAX headers (`g`) are recorded as entries of their own and their records are not
 //!   applied to later headers' fields (they are listed in [`TarHeader::pax`], capped at 64 KiB).
-//! * Assembling a sparse file reads the expanded file through its holes (to check its size).
+//! * Assembling a sparse file seeks over its holes and reads only its data regions when the
+//!   getter gives a seekable file ([`FileGetter::get_seekable`]: [`DirFileGetter`] and
+//!   [`MemoryFileGetter`] do); through any other getter the holes are read.
 //! * The CRC-64 code is inlined into this crate: an unoptimised (dev-profile) build of it
 //!   checksums at a few hundred MB/s instead of ~10 GB/s.
 //!
@@ -127,8 +129,8 @@ pub mod rooted;
 pub mod tar;
 
 pub use assemble::{
-    Assembler, DirFileGetter, FileGetter, MemoryFileGetter, PIPELINE_CHUNK_SIZE, assemble,
-    assemble_pipelined,
+    Assembler, DirFileGetter, FileGetter, MemoryFileGetter, PIPELINE_CHUNK_SIZE, ReadSeek,
+    SeekableFile, assemble, assemble_pipelined,
 };
 pub use disassemble::{Disassembler, TeeDisassembler, disassemble};
 pub use entry::{

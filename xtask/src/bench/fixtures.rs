@@ -7,6 +7,8 @@
 //! | rootfs.tar.gz, .zst | the same, compressed | `gzip -6 -n`, `zstd -3` |
 //! | smallfiles.tar | ~50,000 entries: an npm `node_modules` tree (react-scripts 5.0.1, date-fns 2.30.0) | `npm install --ignore-scripts`, GNU tar; without npm (or network) 1,000 synthetic directories of 50 files |
 //! | bigfile.tar, .gz | one 1 GiB file of incompressible bytes, the same on every build | a SplitMix64 stream; `gzip -6 -n` |
+//! | compressible.tar | 16 files of 10 MiB of numbered text lines (160 MiB; gzip keeps ~4%) | xtask, GNU tar |
+//! | incompressible.tar | 150 MiB of keystream bytes and 10 MiB of text | xtask, GNU tar |
 //! | layer2.tar | a child of rootfs.tar: whiteouts, an opaque directory, changed, chmod-ed and new files, a hard link | built against the extracted rootfs, GNU tar |
 //!
 //! Each fixture that already exists is kept (delete it to build it again); each writes a
@@ -46,7 +48,16 @@ pub const ALL: &[Fixture] = &[
     Fixture {
         name: "bigfile.tar.gz",
     },
+    Fixture {
+        name: "compressible.tar",
+    },
+    Fixture {
+        name: "incompressible.tar",
+    },
 ];
+
+/// The fixtures whose diff is also timed gzip-compressed (`diff -c`).
+pub const COMPRESSED_DIFF: &[&str] = &["compressible.tar", "incompressible.tar"];
 
 /// The child layer of rootfs.tar (whiteouts, opaque dir), applied on the vfs child.
 pub const CHILD_LAYER: &str = "layer2.tar";
@@ -175,6 +186,10 @@ fn make(dir: &Path, stage: &Path, fixture: Fixture) -> Result<(), String> {
             "rootfs.tar" => rootfs(dir, stage).map(Some),
             "smallfiles.tar" => small_files(dir, stage).map(Some),
             "bigfile.tar" => big_file(dir).map(Some),
+            "compressible.tar" => write_tar(&dir.join(fixture.name), write_compressible).map(Some),
+            "incompressible.tar" => {
+                write_tar(&dir.join(fixture.name), write_incompressible).map(Some)
+            }
             other => Err(format!("no recipe for {other}")),
         }
     })
@@ -705,6 +720,49 @@ fn write_big_file(builder: &mut tar::Builder<BufWriter<File>>) -> io::Result<Str
     let h = header("data/bigfile.bin", SIZE, tar::EntryType::Regular, 0o644);
     builder.append(&h, Keystream::new("lsbench", SIZE))?;
     Ok("xtask: one 1 GiB file of SplitMix64 bytes (incompressible, reproducible), GNU tar".into())
+}
+
+/// 16 files of 10 MiB of numbered text lines (160 MiB, gzip -6 keeps ~4%).
+fn write_compressible(builder: &mut tar::Builder<BufWriter<File>>) -> io::Result<String> {
+    let text = numbered_text(10 << 20);
+    for i in 0..16 {
+        let h = header(
+            &format!("text/file{i:02}.txt"),
+            text.len() as u64,
+            tar::EntryType::Regular,
+            0o644,
+        );
+        builder.append(&h, &text[..])?;
+    }
+    Ok("xtask: 16 x 10 MiB of numbered text lines, GNU tar".into())
+}
+
+/// 150 MiB of keystream bytes and 10 MiB of text (160 MiB, nearly incompressible).
+fn write_incompressible(builder: &mut tar::Builder<BufWriter<File>>) -> io::Result<String> {
+    const RANDOM: u64 = 150 << 20;
+    let h = header("data/random.bin", RANDOM, tar::EntryType::Regular, 0o644);
+    builder.append(&h, Keystream::new("lsbench-incompressible", RANDOM))?;
+    let text = numbered_text(10 << 20);
+    let h = header(
+        "data/text.txt",
+        text.len() as u64,
+        tar::EntryType::Regular,
+        0o644,
+    );
+    builder.append(&h, &text[..])?;
+    Ok("xtask: 150 MiB of SplitMix64 bytes + 10 MiB of text, GNU tar".into())
+}
+
+/// `len` bytes of lines `line N of a synthetic text layer`.
+fn numbered_text(len: usize) -> Vec<u8> {
+    let mut text = Vec::with_capacity(len + 64);
+    let mut i = 0u64;
+    while text.len() < len {
+        text.extend_from_slice(format!("line {i} of a synthetic text layer\n").as_bytes());
+        i += 1;
+    }
+    text.truncate(len);
+    text
 }
 
 #[cfg(test)]
