@@ -359,32 +359,39 @@ fn a_layer_root_ends_with_the_mode_owner_and_times_go_leaves_per_driver() {
     }
 }
 
-/// Directories per chunk of the deep tarball: `d/` that many times stays below PATH_MAX with a
-/// `sN/` in front.
-const CHUNK: usize = 1_999;
-/// Chunks: 5 × 1,999 + the files ≈ 10,000 levels.
-const CHUNKS: usize = 5;
+/// How deep the deep layers go: far beyond the 1,024 open files the tests allow, and beyond
+/// what an import accepts (imports refuse entries more than 1,024 directories deep), so the
+/// tree is made the way a container would make it: through the mounted layer, one `mkdirat`
+/// at a time.
+const LEVELS: usize = 10_000;
 
-/// A tarball whose tree is `CHUNKS × CHUNK` directories deep: a file at the bottom of a chain
-/// of `CHUNK` directories, a symlink `s1` to that chain's last directory, a file under
-/// `s1/` + another chain, `s2` to its end, and so on. A few dozen KiB.
-fn deep_tar() -> Vec<u8> {
-    let chain = "d/".repeat(CHUNK);
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut prefix = String::new();
-    for chunk in 0..CHUNKS {
-        let mut file = header(tar::EntryType::Regular, 0o644, 0, 0);
-        builder
-            .append_data(&mut file, format!("{prefix}{chain}k{chunk}"), &[][..])
-            .unwrap();
-        let target = format!("{prefix}{}", &chain[..chain.len() - 1]);
-        let mut link = header(tar::EntryType::Symlink, 0o777, 0, 0);
-        builder
-            .append_link(&mut link, format!("s{}", chunk + 1), target)
-            .unwrap();
-        prefix = format!("s{}/", chunk + 1);
+/// Makes `levels` directories `d` nested below `dir`, each from the descriptor of the one
+/// above (no path is ever longer than one name), with a file at the bottom.
+fn make_deep_tree(dir: &Path, levels: usize) {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut fd = rustix::fs::open(dir, flags, Mode::empty()).expect("open");
+    for _ in 0..levels {
+        rustix::fs::mkdirat(&fd, c"d", Mode::from_raw_mode(0o755)).expect("mkdirat");
+        fd = rustix::fs::openat(&fd, c"d", flags, Mode::empty()).expect("openat");
     }
-    builder.into_inner().unwrap()
+    let file = rustix::fs::openat(
+        &fd,
+        c"bottom",
+        OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .expect("create");
+    drop(file);
+}
+
+/// A new layer of `store` holding a tree [`LEVELS`] deep, made through its mount point.
+fn deep_layer(store: &Store) -> String {
+    let id = new_layer(store, &["create-layer"]);
+    let mounted = store.run_ok(&["mount", &id]);
+    make_deep_tree(Path::new(mounted.trim()), LEVELS);
+    store.run_ok(&["unmount", &id]);
+    id
 }
 
 /// How many directories `d` are nested below `dir` (opened one at a time, the test's own
@@ -409,12 +416,10 @@ fn trees_ten_thousand_levels_deep_are_copied_walked_and_removed_with_1024_open_f
     // A tmpfs: deep directories are slow to make and remove on a disk.
     let tmp = scratch.path().join("tmpfs");
     mount_tmpfs(&tmp, 1024);
-    let tar = file_in(&tmp, "deep.tar", &deep_tar());
-    let tar = tar.to_str().unwrap();
-    let levels = CHUNK * CHUNKS;
+    let levels = LEVELS;
 
     let vfs = store_in(&tmp.join("vfs"), "vfs");
-    let deep = new_layer(&vfs, &["import-layer", "-f", tar]);
+    let deep = deep_layer(&vfs);
     assert!(depth_below(&layer_root(&vfs, &deep)) >= levels);
     // A copy on top (vfs create-layer), and a copy whose owners are shifted (a walk).
     let copy = new_layer(&vfs, &["create-layer", &deep]);
@@ -442,7 +447,7 @@ fn trees_ten_thousand_levels_deep_are_copied_walked_and_removed_with_1024_open_f
     assert_eq!(fs::read_dir(vfs.graph.join("vfs/dir")).unwrap().count(), 0);
 
     let overlay = store_in(&tmp.join("overlay"), "overlay");
-    let deep = new_layer(&overlay, &["import-layer", "-f", tar]);
+    let deep = deep_layer(&overlay);
     assert!(depth_below(&layer_root(&overlay, &deep)) >= levels);
     overlay.run_ok(&["delete-layer", &deep]);
     assert_eq!(overlay.run_ok(&["layers"]), "");
@@ -450,7 +455,7 @@ fn trees_ten_thousand_levels_deep_are_copied_walked_and_removed_with_1024_open_f
 
     let disk = BtrfsLoop::new(1024).expect("btrfs loop");
     let btrfs = store_in(disk.path(), "btrfs");
-    let deep = new_layer(&btrfs, &["import-layer", "-f", tar]);
+    let deep = deep_layer(&btrfs);
     let copy = new_layer(&btrfs, &["create-layer", &deep]);
     for id in [&copy, &deep] {
         btrfs.run_ok(&["delete-layer", id]);
