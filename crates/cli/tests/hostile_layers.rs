@@ -324,12 +324,28 @@ fn a_15_tib_sparse_file_diffs_and_checks_by_its_data_and_counts_against_the_cap(
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("exceeds the limit"), "{driver}: {stderr}");
         assert!(store.listed().is_empty(), "{driver}: a layer was left");
-        // Without a cap it imports; diff reads only the data regions (reading the holes would
-        // take hours) and gives the tarball back byte for byte; check rebuilds it the same way.
-        let id = store
-            .run_ok(&["import-layer", "-f", &path.display().to_string()])
-            .trim()
-            .to_string();
+        // The default cap (1 TiB) refuses it too.
+        let output = store
+            .command(&["import-layer", "-f", &path.display().to_string()])
+            .output()
+            .expect("runs");
+        assert!(
+            !output.status.success(),
+            "{driver}: imported under the default cap"
+        );
+        assert!(store.listed().is_empty(), "{driver}: a layer was left");
+        // Without a cap (`0`) it imports; diff reads only the data regions (reading the holes
+        // would take hours) and gives the tarball back byte for byte; check rebuilds it the
+        // same way.
+        let mut uncapped = store.command(&["import-layer", "-f", &path.display().to_string()]);
+        uncapped.env("LAYERSTORE_MAX_LAYER_SIZE", "0");
+        let output = uncapped.output().expect("runs");
+        assert!(
+            output.status.success(),
+            "{driver}: {}",
+            suite::describe(&output)
+        );
+        let id = String::from_utf8_lossy(&output.stdout).trim().to_string();
         let bound = std::time::Duration::from_secs(60);
         let diff = output_within(store.command(&["diff", "-u", &id]), bound, "diff");
         assert!(
