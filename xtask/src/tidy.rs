@@ -14,6 +14,7 @@ const LAYERS: &[&str] = &[
     "layerstore-model",
     "layerstore-truncindex",
     "layerstore-lockfile",
+    "layerstore-recordstore",
     "layerstore-tarsplit",
     "layerstore-archive",
     "layerstore-driver",
