@@ -15,6 +15,7 @@ const LAYERS: &[&str] = &[
     "layerstore-truncindex",
     "layerstore-lockfile",
     "layerstore-recordstore",
+    "layerstore-images",
     "layerstore-tarsplit",
     "layerstore-archive",
     "layerstore-driver",

@@ -85,3 +85,20 @@ pub use dir::{Dir, FileStamp, TEMP_PREFIX};
 pub use error::{Error, Result};
 pub use records::{BadRecord, NameRepair, Record, Records};
 pub use store::{Layout, ReadSession, RecordStore, Session, WriteSession};
+
+/// The digest Go records for a big-data item (`digest.Canonical.FromBytes`): `sha256:` and
+/// the hex SHA-256 of `data`.
+///
+/// ```
+/// let digest = layerstore_recordstore::canonical_digest(b"");
+/// assert_eq!(
+///     digest.as_str(),
+///     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+/// );
+/// ```
+pub fn canonical_digest(data: &[u8]) -> layerstore_model::Digest {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(data);
+    layerstore_model::Digest::from_hash(layerstore_model::DigestAlgorithm::Sha256, &hash)
+        .unwrap_or_else(|_| unreachable!("a SHA-256 hash is 32 bytes"))
+}
