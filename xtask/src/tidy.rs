@@ -16,6 +16,7 @@ const LAYERS: &[&str] = &[
     "layerstore-lockfile",
     "layerstore-recordstore",
     "layerstore-images",
+    "layerstore-containers",
     "layerstore-tarsplit",
     "layerstore-archive",
     "layerstore-driver",

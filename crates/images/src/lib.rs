@@ -75,7 +75,7 @@ mod error;
 mod store;
 
 pub use error::{Error, Result};
+pub use layerstore_recordstore::NamesOp;
 pub use store::{
-    IMAGES_LOCK, ImageReader, ImageSession, ImageStore, ImageWriter, ManifestDigester, NamesOp,
-    NewImage,
+    IMAGES_LOCK, ImageReader, ImageSession, ImageStore, ImageWriter, ManifestDigester, NewImage,
 };

@@ -7,7 +7,8 @@ use layerstore_model::{
     is_manifest_key, validate_id,
 };
 use layerstore_recordstore::{
-    BadRecord, Layout, ReadSession, RecordStore, Records, Session, WriteSession, canonical_digest,
+    BadRecord, Layout, NamesOp, ReadSession, RecordStore, Records, Session, WriteSession,
+    canonical_digest,
 };
 use serde_json::Value;
 
@@ -37,35 +38,6 @@ pub struct NewImage {
     pub created: Option<Timestamp>,
     /// The digest it is found by (`--digest`), validated; `None` for none.
     pub digest: Option<String>,
-}
-
-/// How [`ImageWriter::update_names`] changes an image's names (Go's name operations).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NamesOp {
-    /// The names become exactly the given ones.
-    Set,
-    /// The given names, then the old ones.
-    Add,
-    /// The old names without the given ones.
-    Remove,
-}
-
-impl NamesOp {
-    /// The new list of names (without duplicates, first occurrence kept).
-    pub fn apply(self, old: &[String], given: &[String]) -> Vec<String> {
-        let combined: Vec<&String> = match self {
-            NamesOp::Set => given.iter().collect(),
-            NamesOp::Add => given.iter().chain(old).collect(),
-            NamesOp::Remove => old.iter().filter(|n| !given.contains(n)).collect(),
-        };
-        let mut names: Vec<String> = Vec::with_capacity(combined.len());
-        for name in combined {
-            if !names.contains(name) {
-                names.push(name.clone());
-            }
-        }
-        names
-    }
 }
 
 /// The image store of one driver: `<graphroot>/<driver>-images/images.json` under
@@ -352,17 +324,13 @@ impl<S: Session<Image>> ImageSession<S> {
             item,
             "can't retrieve size of image big data with empty name",
         )?;
-        let image = self.get(key)?;
-        if let Some(&size) = image.big_data_sizes.get(item) {
-            return Ok(size);
-        }
-        match self.session.big_data_len(&image.id, item)? {
-            Some(len) => Ok(i64::try_from(len).unwrap_or(i64::MAX)),
-            None => Err(Error::SizeUnknown {
-                id: image.id.clone(),
+        let id = &self.get(key)?.id;
+        self.session
+            .big_data_size(id, item)?
+            .ok_or_else(|| Error::SizeUnknown {
+                id: id.clone(),
                 key: item.to_owned(),
-            }),
-        }
+            })
     }
 
     /// The recorded digest of big-data item `item` (only the record is consulted, as in Go).
@@ -516,17 +484,7 @@ impl ImageWriter<'_> {
         } else {
             canonical_digest(data)
         };
-        self.session.write_big_data(&id, item, data)?;
-        let size = i64::try_from(data.len()).unwrap_or(i64::MAX);
-        self.session.update(&id, |image| {
-            image.big_data_sizes.insert(item.to_owned(), size);
-            image
-                .big_data_digests
-                .insert(item.to_owned(), digest.as_str().to_owned());
-            if !image.big_data_names.iter().any(|name| name == item) {
-                image.big_data_names.push(item.to_owned());
-            }
-        })?;
+        self.session.set_big_data(&id, item, data, &digest)?;
         self.session.save()?;
         Ok(())
     }

@@ -83,7 +83,7 @@ mod store;
 
 pub use dir::{Dir, FileStamp, TEMP_PREFIX};
 pub use error::{Error, Result};
-pub use records::{BadRecord, NameRepair, Record, Records};
+pub use records::{BadRecord, BigDataRecord, NameRepair, NamesOp, Record, Records};
 pub use store::{Layout, ReadSession, RecordStore, Session, WriteSession};
 
 /// The digest Go records for a big-data item (`digest.Canonical.FromBytes`): `sha256:` and

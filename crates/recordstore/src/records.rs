@@ -1,10 +1,10 @@
 //! [`Record`], what a record type tells the store, and [`Records`], the records of one store
 //! in memory with their indexes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use layerstore_model::{BigDataOwner, validate_id};
+use layerstore_model::{BigDataOwner, Digest, validate_id};
 use layerstore_truncindex::TruncIndex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -34,6 +34,62 @@ pub trait Record: Clone + PartialEq + Serialize + DeserializeOwned + Send + Sync
     }
     /// Marks a record loaded from a read-only store (images carry that mark in memory).
     fn mark_read_only(&mut self) {}
+}
+
+/// A record that describes its big-data items in its own fields (`big-data-names`,
+/// `big-data-sizes`, `big-data-digests`): images and containers.
+pub trait BigDataRecord: Record {
+    /// The items' keys, in the order they were first set.
+    fn big_data_names_mut(&mut self) -> &mut Vec<String>;
+    /// Each item's size in bytes.
+    fn big_data_sizes(&self) -> &BTreeMap<String, i64>;
+    /// Each item's size in bytes, to change.
+    fn big_data_sizes_mut(&mut self) -> &mut BTreeMap<String, i64>;
+    /// Each item's digest, to change.
+    fn big_data_digests_mut(&mut self) -> &mut BTreeMap<String, String>;
+
+    /// Records item `key` as Go's `SetBigData` does once its file is written: its size, its
+    /// digest, and its key at the end of the names unless it is there already.
+    fn record_big_data(&mut self, key: &str, size: usize, digest: &Digest) {
+        let size = i64::try_from(size).unwrap_or(i64::MAX);
+        self.big_data_sizes_mut().insert(key.to_owned(), size);
+        self.big_data_digests_mut()
+            .insert(key.to_owned(), digest.as_str().to_owned());
+        let names = self.big_data_names_mut();
+        if !names.iter().any(|name| name == key) {
+            names.push(key.to_owned());
+        }
+    }
+}
+
+/// How a record's names change (Go's `applyNameOperation`, shared by layers, images and
+/// containers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamesOp {
+    /// The names become exactly the given ones.
+    Set,
+    /// The given names, then the old ones.
+    Add,
+    /// The old names without the given ones.
+    Remove,
+}
+
+impl NamesOp {
+    /// The new list of names (without duplicates, first occurrence kept).
+    pub fn apply(self, old: &[String], given: &[String]) -> Vec<String> {
+        let combined: Vec<&String> = match self {
+            NamesOp::Set => given.iter().collect(),
+            NamesOp::Add => given.iter().chain(old).collect(),
+            NamesOp::Remove => old.iter().filter(|n| !given.contains(n)).collect(),
+        };
+        let mut names: Vec<String> = Vec::with_capacity(combined.len());
+        for name in combined {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
 }
 
 /// A record of a file that cannot be used: it does not decode, its ID is unusable or taken by

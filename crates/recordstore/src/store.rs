@@ -5,13 +5,13 @@ use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
 use layerstore_lockfile::{LastWrite, LockFile, ReadGuard, WriteGuard};
-use layerstore_model::{check_big_data_key, validate_id};
+use layerstore_model::{Digest, check_big_data_key, validate_id};
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::crash;
 use crate::dir::{Dir, FileStamp};
 use crate::error::{Error, Result};
-use crate::records::{BadRecord, NameRepair, Record, Records, file_bit};
+use crate::records::{BadRecord, BigDataRecord, NameRepair, Record, Records, file_bit};
 
 /// How many times a reader that found repairs to do takes the write lock to make them before
 /// giving up (others kept breaking the records meanwhile).
@@ -390,6 +390,20 @@ pub trait Session<T: Record>: Deref<Target = Records<T>> + sealed::Sealed {
     fn big_data_len(&self, id: &str, key: &str) -> Result<Option<u64>> {
         self.store().big_data_len(id, key)
     }
+
+    /// The size of big-data item `key` of record `id`: as the record says, else the size of
+    /// its file (computed, not recorded: a reader must not write); `None` if neither knows.
+    fn big_data_size(&self, id: &str, key: &str) -> Result<Option<i64>>
+    where
+        T: BigDataRecord,
+    {
+        if let Some(&size) = self.by_id(id).and_then(|r| r.big_data_sizes().get(key)) {
+            return Ok(Some(size));
+        }
+        Ok(self
+            .big_data_len(id, key)?
+            .map(|len| i64::try_from(len).unwrap_or(i64::MAX)))
+    }
 }
 
 /// The records under the shared lock (see [`RecordStore::read`]); dereferences to
@@ -576,6 +590,17 @@ impl<T: Record> WriteSession<'_, T> {
         self.position(id)?;
         self.store.create_item_dir(id)?.write_file(&name, data)?;
         Ok(())
+    }
+
+    /// Stores big-data item `key` of record `id`: its file first
+    /// ([`WriteSession::write_big_data`]), then its size, `digest` and key in the record
+    /// ([`BigDataRecord::record_big_data`]), to be saved by the caller.
+    pub fn set_big_data(&mut self, id: &str, key: &str, data: &[u8], digest: &Digest) -> Result<()>
+    where
+        T: BigDataRecord,
+    {
+        self.write_big_data(id, key, data)?;
+        self.update(id, |record| record.record_big_data(key, data.len(), digest))
     }
 
     /// Removes the item directory of record `id` (`<dir>/<id>` and all below it), without

@@ -380,3 +380,42 @@ fn both_say_the_same_errors() {
             .to_string()
     );
 }
+
+#[test]
+fn where_go_gives_up_or_forgets_we_keep_the_records() {
+    require_or_skip!(Capability::GoTool);
+    let go = GoStore::new();
+    let store = ImageStore::open(go.images_dir()).unwrap();
+    for name in ["a", "b"] {
+        store
+            .create(NewImage {
+                names: vec![name.into()],
+                ..NewImage::default()
+            })
+            .unwrap();
+    }
+    let json = go.images_dir().join("images.json");
+    let whole = std::fs::read(&json).unwrap();
+
+    // One image with a digest that does not validate: Go opens nothing at all.
+    let mut with_bad = whole[..whole.len() - 1].to_vec();
+    with_bad.extend_from_slice(br#",{"id":"ccc","digest":"sha256:zzz"}]"#);
+    std::fs::write(&json, &with_bad).unwrap();
+    let out = go.output(&["images"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("validating image digest \"sha256:zzz\""),
+        "{out:?}"
+    );
+    assert_eq!(store.images().unwrap().len(), 2);
+    assert_eq!(store.bad_records().unwrap()[0].id.as_deref(), Some("ccc"));
+
+    // A truncated file: Go lists what it could decode and would save over it; we refuse to
+    // touch it and say where.
+    std::fs::write(&json, &whole[..whole.len() / 2]).unwrap();
+    assert!(go.output(&["images"]).status.success());
+    let err = store.images().unwrap_err().to_string();
+    assert!(err.starts_with(&format!("loading {json:?}")), "{err}");
+    assert!(store.create(NewImage::default()).is_err());
+    assert_eq!(std::fs::read(&json).unwrap(), &whole[..whole.len() / 2]);
+}
