@@ -4,8 +4,9 @@
 
 use std::collections::HashSet;
 
-use layerstore_images::{ImageStore, NamesOp, NewImage};
-use layerstore_model::Image;
+use layerstore_images::{IMAGES_LOCK, ImageStore, NamesOp, NewImage};
+use layerstore_model::{IMAGES_JSON, Image};
+use layerstore_recordstore::{Layout, RecordStore};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -104,5 +105,71 @@ proptest! {
             // A fresh handle reads the same records from the file.
             prop_assert_eq!(&ImageStore::open(scratch.dir()).unwrap().images().unwrap(), &images);
         }
+    }
+}
+
+/// Any image the store accepts: odd names and metadata (escapes, control characters,
+/// non-ASCII), flags of every JSON kind, big-data maps, any time Go can write.
+fn any_image() -> impl Strategy<Value = Image> {
+    let text = "(\\PC|[<>&\"\\\\\u{1}\u{2028}\n])*";
+    (
+        "[a-f0-9]{1,64}",
+        proptest::collection::vec(text, 0..3),
+        text,
+        proptest::collection::btree_map("[a-z<>&]{1,6}", (any::<i64>(), text, any::<bool>()), 0..3),
+        proptest::collection::btree_map(text, 0i64..1 << 40, 0..3),
+        (0i64..253_402_300_799, 0u32..1_000_000_000),
+    )
+        .prop_map(|(id, names, metadata, flags, sizes, (secs, nanos))| {
+            let mut unique = Vec::new();
+            for name in names {
+                if !unique.contains(&name) {
+                    unique.push(name);
+                }
+            }
+            Image {
+                id,
+                names: unique,
+                metadata,
+                big_data_names: sizes.keys().cloned().collect(),
+                big_data_sizes: sizes,
+                flags: flags
+                    .into_iter()
+                    .map(|(key, (n, s, b))| (key, json!([n, s, b, null, {"k": s}])))
+                    .collect(),
+                created: layerstore_model::Timestamp::from_unix(secs, nanos).unwrap(),
+                ..Image::default()
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// What a record store saves, the image store reads back equal, and saving it again
+    /// writes the same bytes.
+    #[test]
+    fn any_images_save_and_load_back(images in proptest::collection::vec(any_image(), 0..4)) {
+        let scratch = Scratch::new();
+        let records: RecordStore<Image> =
+            RecordStore::open(Layout::new(scratch.dir(), IMAGES_LOCK, IMAGES_JSON)).unwrap();
+        let mut kept = Vec::new();
+        let offered = images.len();
+        {
+            let mut session = records.write().unwrap();
+            for image in images {
+                if session.insert(image.clone()).is_ok() {
+                    kept.push(image);
+                }
+            }
+            session.save_all().unwrap();
+        }
+        // The first image always fits an empty store; later ones only clash on IDs or names.
+        prop_assert!(offered == 0 || !kept.is_empty());
+        let bytes = std::fs::read(scratch.json()).unwrap();
+        let store = scratch.open();
+        prop_assert_eq!(&store.images().unwrap(), &kept);
+        store.write().unwrap().save_all().unwrap();
+        prop_assert_eq!(std::fs::read(scratch.json()).unwrap(), bytes);
     }
 }

@@ -14,7 +14,7 @@ const ROLE_ENV: &str = "RECORDSTORE_TEST_ROLE";
 const DIR_ENV: &str = "RECORDSTORE_TEST_DIR";
 
 /// Saves, one after the other, stores holding `r0`, then `r0 r1`, ... (each record a few KiB,
-/// so a save takes long enough to be killed in the middle).
+/// so a save takes long enough to be killed in the middle); prints [`SAVING`] after the first.
 pub(crate) const SAVE_FOREVER: &str = "save-forever";
 /// Adds record `child` in one save.
 pub(crate) const SAVE_ONCE: &str = "save-once";
@@ -26,6 +26,8 @@ pub(crate) const HOLD_WRITE: &str = "hold-write";
 /// What [`HOLD_WRITE`] prints once it holds the lock (after the test harness's own words on
 /// the same line).
 pub(crate) const LOCKED: &str = "helper-holds-the-write-lock";
+/// What [`SAVE_FOREVER`] prints once its first save is done.
+pub(crate) const SAVING: &str = "helper-saved-once";
 
 /// This test binary as a helper process playing `role` on the store in `dir`.
 pub(crate) fn command(role: &str, dir: &Path) -> Command {
@@ -64,6 +66,10 @@ fn helper_process() {
                 let mut session = store.write().unwrap();
                 session.insert(round_record(round)).unwrap();
                 session.save().unwrap();
+                if round == 0 {
+                    println!("{SAVING}");
+                    std::io::stdout().flush().unwrap();
+                }
             }
         }
         SAVE_ONCE => {
