@@ -39,15 +39,21 @@ fn sigkill_during_saves_never_leaves_a_half_written_file() {
         });
     println!("seed {seed} (rerun with RECORDSTORE_CRASH_SEED={seed})");
     let mut rng = Rng(seed);
-    let mut saw_records = 0;
     for trial in 0..12 {
         let scratch = Scratch::new();
         let mut helper = child::command(SAVE_FOREVER, &scratch.dir())
+            .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        // Spread the kills over the first ~half second of saving: early ones land in the first
-        // saves, later ones in saves of files of a few hundred KiB.
-        std::thread::sleep(Duration::from_millis(20 + rng.next() % 500));
+        let stdout = BufReader::new(helper.stdout.take().unwrap());
+        for line in stdout.lines() {
+            if line.unwrap().ends_with(SAVING) {
+                break;
+            }
+        }
+        // Spread the kills over the next ~half second of saving, over saves of files from a
+        // few KiB to a few hundred.
+        std::thread::sleep(Duration::from_millis(rng.next() % 500));
         helper.kill().unwrap();
         let status = helper.wait().unwrap();
         assert_eq!(status.signal(), Some(9), "trial {trial}: {status:?}");
