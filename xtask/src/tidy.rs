@@ -23,7 +23,7 @@ const LAYERS: &[&str] = &[
     "layerstore-vfs",
     "layerstore-overlay",
     "layerstore-btrfs",
-    "layerstore",
+    "layerstore-layers",
     "layerstore-cli",
 ];
 

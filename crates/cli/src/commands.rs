@@ -13,7 +13,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
 
 use anyhow::Result;
-use layerstore::{
+use layerstore_layers::{
     CheckOptions, Compression, DiffOptions, Error, IDMap, Layer, LayerOptions, LayerStore,
     MountOptions,
 };
@@ -1187,7 +1187,7 @@ mod tests {
     #[test]
     fn check_reports_repairs_and_exits_by_what_remains() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = LayerStore::open(layerstore::StoreOptions::new(
+        let store = LayerStore::open(layerstore_layers::StoreOptions::new(
             dir.path().join("graph"),
             dir.path().join("run"),
             "vfs",

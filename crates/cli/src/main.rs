@@ -13,7 +13,7 @@
 //! `$STORAGE_OPTS`, else the built-in paths (see [`config`]). Beyond the Go tool: a progress
 //! bar on stderr for `applydiff`, `import-layer` and `diff` when stderr is a terminal,
 //! `--json-errors`, `completions SHELL`, `check [--repair] [--quick] [--json]` (the store's
-//! consistency check, [`layerstore::LayerStore::check`]), and vfs (without chown) for an
+//! consistency check, [`layerstore_layers::LayerStore::check`]), and vfs (without chown) for an
 //! ordinary user.
 //!
 //! Deliberate differences (kept out of the differential test): flags may follow positional
@@ -35,7 +35,7 @@ use std::ffi::OsString;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use layerstore::{LayerStore, StoreOptions};
+use layerstore_layers::{LayerStore, StoreOptions};
 
 use crate::args::{Cli, Command, UNSUPPORTED_COMMANDS, command_spec};
 use crate::config::{Environment, StoreConfig};
@@ -124,14 +124,14 @@ fn open_store(config: &StoreConfig) -> Result<LayerStore, String> {
     options.max_layer_size = max_layer_size()?;
     LayerStore::open(options).map_err(|err| match err {
         // Go prints the driver's own complaint (`vfs driver does not support a options`).
-        layerstore::Error::Driver { source, .. } => source.to_string(),
+        layerstore_layers::Error::Driver { source, .. } => source.to_string(),
         other => other.to_string(),
     })
 }
 
 /// The environment variable that caps a layer's uncompressed size (beyond the Go tool, which
 /// has no cap): bytes, or a number with a `K`, `M`, `G` or `T` suffix (powers of 1024); `0`
-/// lifts the cap. Unset, the store's default applies ([`layerstore::DEFAULT_MAX_LAYER_SIZE`],
+/// lifts the cap. Unset, the store's default applies ([`layerstore_layers::DEFAULT_MAX_LAYER_SIZE`],
 /// 1 TiB).
 const MAX_LAYER_SIZE_ENV: &str = "LAYERSTORE_MAX_LAYER_SIZE";
 
@@ -148,7 +148,7 @@ fn max_layer_size_from(value: Option<&str>) -> Result<Option<u64>, String> {
                 "{MAX_LAYER_SIZE_ENV}={value:?}: not a size (e.g. 8G, or 0 for no cap)"
             )),
         },
-        _ => Ok(Some(layerstore::DEFAULT_MAX_LAYER_SIZE)),
+        _ => Ok(Some(layerstore_layers::DEFAULT_MAX_LAYER_SIZE)),
     }
 }
 

@@ -17,7 +17,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use layerstore::crash;
+use layerstore_layers::crash;
 use layerstore_testsupport::{Capability, require_or_skip};
 use suite::{Layer, Rng, Scratch, Store};
 

@@ -8,7 +8,7 @@
 //! Tarballs are built here from raw 512-byte headers (checksums computed) where the `tar` crate
 //! would refuse to write them. The configurable cap on the expanded size
 //! (`ApplyOptions::max_uncompressed_size`) is exposed neither by the CLI nor by
-//! `layerstore::LayerStore`, so the 10 GiB bombs against that cap go through
+//! `layerstore_layers::LayerStore`, so the 10 GiB bombs against that cap go through
 //! `layerstore_archive::apply`; through the CLI, bombs are contained by a small filesystem.
 
 mod suite;

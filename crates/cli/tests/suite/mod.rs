@@ -154,7 +154,7 @@ impl Store {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .env_remove("CONTAINERS_STORAGE_CONF")
-            .env_remove(layerstore::crash::CRASH_ENV);
+            .env_remove(layerstore_layers::crash::CRASH_ENV);
         command
     }
 

@@ -10,7 +10,7 @@ use std::fs;
 use std::path::Path;
 
 use common::{Scratch, fixture_tar};
-use layerstore::{
+use layerstore_layers::{
     CheckOptions, CheckReport, DiffOptions, LayerOptions, LayerStore, MountOptions, Problem,
     Repair, StoreOptions,
 };

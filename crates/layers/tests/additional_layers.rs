@@ -6,7 +6,7 @@ mod common;
 use std::fs;
 
 use common::build_layout;
-use layerstore::{Digest, LayerOptions, LayerStore, MountOptions, StoreOptions};
+use layerstore_layers::{Digest, LayerOptions, LayerStore, MountOptions, StoreOptions};
 use layerstore_testsupport::{Capability, require_or_skip};
 
 struct ShutdownOnDrop(LayerStore);

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::fixture_tar;
-use layerstore::chunked::{FileBlob, LocalFiles, ZstdChunkedDiffer};
-use layerstore::{
+use layerstore_layers::chunked::{FileBlob, LocalFiles, ZstdChunkedDiffer};
+use layerstore_layers::{
     Compression, DiffOptions, DifferOptions, Digest, LayerOptions, LayerStore, StoreOptions,
 };
 use layerstore_testsupport::{Capability, require_or_skip};
@@ -226,11 +226,11 @@ fn a_partial_pull_reads_little_and_gives_the_plain_pulls_diff() {
     assert!(partial.bytes_reused() >= 100_000);
 
     assert!(!layer.is_incomplete());
-    assert_eq!(layer.big_data_names, [layerstore::chunked::TOC_BIG_DATA]);
+    assert_eq!(layer.big_data_names, [layerstore_layers::chunked::TOC_BIG_DATA]);
     let mut toc = String::new();
     std::io::Read::read_to_string(
         &mut store
-            .big_data("partial", layerstore::chunked::TOC_BIG_DATA)
+            .big_data("partial", layerstore_layers::chunked::TOC_BIG_DATA)
             .expect("TOC"),
         &mut toc,
     )

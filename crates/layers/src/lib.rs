@@ -180,7 +180,7 @@
 //! # Example
 //!
 //! ```
-//! use layerstore::{CheckOptions, DiffOptions, LayerOptions, LayerStore, StoreOptions};
+//! use layerstore_layers::{CheckOptions, DiffOptions, LayerOptions, LayerStore, StoreOptions};
 //!
 //! let dir = tempfile::tempdir()?;
 //! let store = LayerStore::open(StoreOptions::new(dir.path().join("graph"), dir.path().join("run"), "vfs"))?;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{Scratch, TarballDiffer, fixture_tar, uncompressed};
-use layerstore::{
+use layerstore_layers::{
     DiffOptions, Differ, DifferOptions, DifferOutput, LayerOptions, LayerStore, StoreOptions, crash,
 };
 use layerstore_testsupport::{Capability, require_or_skip};
@@ -67,7 +67,7 @@ fn staging_entries(graph: &Path) -> Vec<String> {
 fn diff_of(store: &LayerStore, key: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let options = DiffOptions {
-        compression: Some(layerstore::Compression::None),
+        compression: Some(layerstore_layers::Compression::None),
     };
     store.diff(None, key, &options, &mut out).expect("diff");
     out

@@ -6,7 +6,7 @@ mod common;
 use std::fs::File;
 
 use common::{Scratch, fixture_tar, uncompressed};
-use layerstore::{DiffOptions, Error, LayerOptions, LayerStore, MountOptions};
+use layerstore_layers::{DiffOptions, Error, LayerOptions, LayerStore, MountOptions};
 use layerstore_testsupport::{Capability, require_or_skip};
 
 #[test]
@@ -30,7 +30,7 @@ fn read_only_store_reads_and_refuses_changes() {
     let before = scratch.layers_json_bytes();
     let ro_run = scratch.dir.path().join("other-run");
     let store = LayerStore::open(
-        layerstore::StoreOptions::new(scratch.graph(), &ro_run, "vfs").read_only(),
+        layerstore_layers::StoreOptions::new(scratch.graph(), &ro_run, "vfs").read_only(),
     )
     .unwrap();
     assert!(store.is_read_only());

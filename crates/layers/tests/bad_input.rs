@@ -5,7 +5,7 @@ mod common;
 use std::fs::File;
 
 use common::{Scratch, fixture_tar};
-use layerstore::{Error, LayerOptions, LayerStore, MountOptions};
+use layerstore_layers::{Error, LayerOptions, LayerStore, MountOptions};
 use layerstore_testsupport::{Capability, require_or_skip};
 
 /// A store with layers `base` (named `first`) and `other`.
@@ -28,7 +28,7 @@ fn populated() -> (Scratch, LayerStore) {
 fn unchanged<T: std::fmt::Debug>(
     scratch: &Scratch,
     what: &str,
-    f: impl FnOnce() -> layerstore::Result<T>,
+    f: impl FnOnce() -> layerstore_layers::Result<T>,
     check: impl FnOnce(&Error) -> bool,
 ) {
     let before = scratch.layers_json_bytes();
@@ -209,7 +209,7 @@ fn a_corrupt_or_truncated_layers_json_is_an_error_and_kept() {
     ] {
         std::fs::write(scratch.layers_json(), bad).unwrap();
         // A fresh open fails, naming the file and the position.
-        let err = layerstore::LayerStore::open(scratch.options()).unwrap_err();
+        let err = layerstore_layers::LayerStore::open(scratch.options()).unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, Error::CorruptLayers { .. }), "{err:?}");
         assert!(
@@ -242,7 +242,7 @@ fn a_corrupt_mountpoints_json_is_an_error() {
     let (scratch, store) = populated();
     let path = scratch.run().join("vfs-layers/mountpoints.json");
     std::fs::write(&path, b"bogus").unwrap();
-    let err = layerstore::LayerStore::open(scratch.options()).unwrap_err();
+    let err = layerstore_layers::LayerStore::open(scratch.options()).unwrap_err();
     assert!(
         matches!(&err, Error::CorruptMounts { path: p, .. } if *p == path),
         "{err:?}"

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 
 use common::{BASE_TARS, Scratch, fixture_tar, uncompressed};
-use layerstore::{Compression, DiffOptions, LayerOptions, MountOptions};
+use layerstore_layers::{Compression, DiffOptions, LayerOptions, MountOptions};
 use layerstore_testsupport::{Capability, require_or_skip};
 
 fn go_layers(scratch: &Scratch) -> Vec<serde_json::Value> {
@@ -208,12 +208,12 @@ fn b_a_store_filled_by_us_opens_with_go() {
     let _ = mountpoint;
     // layer-parent-owners of a mapped, mounted layer agrees with ours.
     let mut mapped = LayerOptions::new().id("mapped-id").parent("child-id");
-    mapped.uid_map = vec![layerstore::IDMap {
+    mapped.uid_map = vec![layerstore_layers::IDMap {
         container_id: 0,
         host_id: 100000,
         size: 65536,
     }];
-    mapped.gid_map = vec![layerstore::IDMap {
+    mapped.gid_map = vec![layerstore_layers::IDMap {
         container_id: 0,
         host_id: 200000,
         size: 65536,
@@ -221,7 +221,7 @@ fn b_a_store_filled_by_us_opens_with_go() {
     reopened.create(&mapped).unwrap();
     assert!(matches!(
         reopened.parent_owners("mapped-id"),
-        Err(layerstore::Error::NotMounted(_))
+        Err(layerstore_layers::Error::NotMounted(_))
     ));
     reopened
         .mount("mapped-id", &MountOptions::default())
@@ -258,7 +258,7 @@ fn interop_worker_child() {
     };
     let graph = std::env::var("LAYERSTORE_TEST_GRAPH").expect("graph");
     let run = std::env::var("LAYERSTORE_TEST_RUN").expect("run");
-    let store = layerstore::LayerStore::open(layerstore::StoreOptions::new(graph, run, "vfs"))
+    let store = layerstore_layers::LayerStore::open(layerstore_layers::StoreOptions::new(graph, run, "vfs"))
         .expect("open");
     for i in 0..PER_WORKER {
         store

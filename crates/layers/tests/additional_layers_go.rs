@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use common::build_layout;
-use layerstore::{LayerOptions, LayerStore, StoreOptions};
+use layerstore_layers::{LayerOptions, LayerStore, StoreOptions};
 use layerstore_testsupport::{Capability, require_or_skip};
 use sha2::{Digest as _, Sha256};
 

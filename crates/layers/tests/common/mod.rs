@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use layerstore::{LayerStore, StoreOptions};
+use layerstore_layers::{LayerStore, StoreOptions};
 
 /// A scratch store location: `<tmp>/graph` and `<tmp>/run`.
 pub struct Scratch {
@@ -104,12 +104,12 @@ pub fn uncompressed(name: &str) -> Vec<u8> {
 /// Fills the staging directory from a plain (possibly compressed) tarball.
 pub struct TarballDiffer(pub Vec<u8>);
 
-impl layerstore::Differ for TarballDiffer {
+impl layerstore_layers::Differ for TarballDiffer {
     fn apply_diff(
         &mut self,
         dest: &Path,
-        options: &layerstore::DifferOptions,
-    ) -> layerstore_driver::Result<layerstore::DifferOutput> {
+        options: &layerstore_layers::DifferOptions,
+    ) -> layerstore_driver::Result<layerstore_layers::DifferOutput> {
         let apply_options = layerstore_archive::ApplyOptions {
             whiteouts: options.whiteouts,
             uid_map: options.id_mappings.uids.clone(),
@@ -130,13 +130,13 @@ impl layerstore::Differ for TarballDiffer {
                 message: "tar-split records".into(),
                 source: Some(Box::new(e)),
             })?;
-        Ok(layerstore::DifferOutput::from_report(report, Some(records)))
+        Ok(layerstore_layers::DifferOutput::from_report(report, Some(records)))
     }
 }
 
 /// Builds `<als>/<digest>/{diff,info,blob}` from basic.tar by pulling it into a scratch vfs
 /// store (its tree becomes `diff/`, its record `info`). Returns the layer's blob digest.
-pub fn build_layout(work: &Path, als: &Path) -> (layerstore_model::Digest, layerstore::Layer) {
+pub fn build_layout(work: &Path, als: &Path) -> (layerstore_model::Digest, layerstore_layers::Layer) {
     let scratch = LayerStore::open(StoreOptions::new(
         work.join("source-graph"),
         work.join("source-run"),
@@ -146,7 +146,7 @@ pub fn build_layout(work: &Path, als: &Path) -> (layerstore_model::Digest, layer
     let blob = std::fs::read(fixture_tar("basic.tar.gz")).expect("fixture");
     let (record, _) = scratch
         .put(
-            &layerstore::LayerOptions::new().id("source"),
+            &layerstore_layers::LayerOptions::new().id("source"),
             Some(&mut &blob[..]),
         )
         .expect("source put");

@@ -5,7 +5,7 @@ mod common;
 use std::time::Instant;
 
 use common::Scratch;
-use layerstore::LayerOptions;
+use layerstore_layers::LayerOptions;
 use layerstore_testsupport::{Capability, require_or_skip};
 
 const LAYERS: usize = 40_000;

@@ -5,7 +5,7 @@ mod common;
 use std::fs::File;
 
 use common::{BASE_TARS, Scratch, fixture_tar, uncompressed};
-use layerstore::{Compression, DiffOptions, Error, LayerOptions};
+use layerstore_layers::{Compression, DiffOptions, Error, LayerOptions};
 use layerstore_testsupport::{Capability, require_or_skip};
 use sha2::Digest as _;
 
@@ -82,7 +82,7 @@ fn put_records_digests_and_diff_gives_back_every_fixture() {
     }
     // Lookups by digest.
     let tar = uncompressed("basic.tar");
-    let digest: layerstore::Digest = sha256(&tar).parse().unwrap();
+    let digest: layerstore_layers::Digest = sha256(&tar).parse().unwrap();
     let by_diff: Vec<String> = store
         .layers_by_uncompressed_digest(&digest)
         .unwrap()
@@ -90,7 +90,7 @@ fn put_records_digests_and_diff_gives_back_every_fixture() {
         .flat_map(|l| l.names)
         .collect();
     assert_eq!(by_diff, ["basic.tar", "basic.tar.gz", "basic.tar.zst"]);
-    let gz: layerstore::Digest = sha256(&std::fs::read(fixture_tar("basic.tar.gz")).unwrap())
+    let gz: layerstore_layers::Digest = sha256(&std::fs::read(fixture_tar("basic.tar.gz")).unwrap())
         .parse()
         .unwrap();
     assert_eq!(store.layers_by_compressed_digest(&gz).unwrap().len(), 1);

@@ -7,13 +7,13 @@ mod common;
 use std::fs;
 
 use common::{Scratch, TarballDiffer, fixture_tar, uncompressed};
-use layerstore::{DiffOptions, DifferOptions, LayerOptions, LayerStore};
+use layerstore_layers::{DiffOptions, DifferOptions, LayerOptions, LayerStore};
 use layerstore_testsupport::{Capability, require_or_skip};
 
 fn diff_of(store: &LayerStore, key: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let options = DiffOptions {
-        compression: Some(layerstore::Compression::None),
+        compression: Some(layerstore_layers::Compression::None),
     };
     store.diff(None, key, &options, &mut out).expect("diff");
     out

@@ -8,7 +8,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 
 use common::{Scratch, fixture_tar, uncompressed};
-use layerstore::{DiffOptions, LayerOptions, LayerStore, StoreOptions, crash};
+use layerstore_layers::{DiffOptions, LayerOptions, LayerStore, StoreOptions, crash};
 use layerstore_testsupport::{Capability, require_or_skip};
 
 const CHILD_ROLE: &str = "LAYERSTORE_TEST_CRASH_CHILD";

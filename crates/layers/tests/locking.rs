@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::Scratch;
-use layerstore::LayerOptions;
+use layerstore_layers::LayerOptions;
 use layerstore_lockfile::LockFile;
 use layerstore_testsupport::{Capability, require_or_skip};
 

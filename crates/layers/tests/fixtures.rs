@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use layerstore::{DiffOptions, LayerStore, StoreOptions};
+use layerstore_layers::{DiffOptions, LayerStore, StoreOptions};
 use layerstore_testsupport::{Capability, go_fixtures, require_or_skip};
 use sha2::Digest as _;
 

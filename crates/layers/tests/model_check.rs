@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::Scratch;
-use layerstore::{Error, LayerOptions};
+use layerstore_layers::{Error, LayerOptions};
 use layerstore_testsupport::Capability;
 use proptest::prelude::*;
 

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 
 use common::Scratch;
-use layerstore::{Error, LayerOptions};
+use layerstore_layers::{Error, LayerOptions};
 use layerstore_testsupport::{Capability, require_or_skip};
 
 #[test]
@@ -280,23 +280,23 @@ fn drivers_by_name_or_auto() {
     let scratch = Scratch::new();
     let mut options = scratch.options();
     options.driver = "auto".into();
-    let mut only_vfs = layerstore::Registry::new();
+    let mut only_vfs = layerstore_layers::Registry::new();
     only_vfs.register(layerstore_vfs::registration());
     options.registry = Some(only_vfs);
-    let store = layerstore::LayerStore::open(options.clone()).unwrap();
+    let store = layerstore_layers::LayerStore::open(options.clone()).unwrap();
     assert_eq!(store.driver_name(), "vfs", "the only registered driver");
     assert!(store.layers_dir().ends_with("vfs-layers"));
     drop(store);
-    assert!(layerstore::default_registry().names().any(|n| n == "vfs"));
+    assert!(layerstore_layers::default_registry().names().any(|n| n == "vfs"));
     options.registry = None;
     options.driver = "nosuchdriver".into();
-    let err = layerstore::LayerStore::open(options.clone()).unwrap_err();
+    let err = layerstore_layers::LayerStore::open(options.clone()).unwrap_err();
     assert!(matches!(err, Error::Driver { .. }), "{err:?}");
     assert!(err.to_string().contains("nosuchdriver"), "{err}");
     options.driver = "vfs".into();
     options.driver_options = vec!["vfs.mountopt=nodev".into()];
     assert!(matches!(
-        layerstore::LayerStore::open(options),
+        layerstore_layers::LayerStore::open(options),
         Err(Error::Driver { .. })
     ));
 }
@@ -348,7 +348,7 @@ fn parent_owners_checks_mappings_before_the_mount() {
         (Vec::new(), Vec::new())
     );
     let mut options = LayerOptions::new();
-    options.uid_map = vec![layerstore::IDMap {
+    options.uid_map = vec![layerstore_layers::IDMap {
         container_id: 0,
         host_id: 100_000,
         size: 65_536,
