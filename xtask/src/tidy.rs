@@ -21,6 +21,7 @@ const LAYERS: &[&str] = &[
     "layerstore-overlay",
     "layerstore-btrfs",
     "layerstore",
+    "layerstore-pull",
     "layerstore-cli",
 ];
 

@@ -145,46 +145,19 @@ fn put_blobs(
             unique.push(blob);
         }
     }
-    let next = std::sync::Mutex::new(0usize);
-    let outcome = std::sync::Mutex::new((PushReport::default(), None::<Error>));
-    std::thread::scope(|scope| {
-        for _ in 0..parallel.clamp(1, unique.len().max(1)) {
-            scope.spawn(|| {
-                loop {
-                    let i = {
-                        let mut n = next.lock().expect("not poisoned");
-                        if *n >= unique.len() || outcome.lock().expect("not poisoned").1.is_some() {
-                            return;
-                        }
-                        *n += 1;
-                        *n - 1
-                    };
-                    let blob = unique[i];
-                    let result = dest.has_blob(blob).and_then(|has| {
-                        if has {
-                            return Ok(false);
-                        }
-                        dest.put_blob(blob, open(blob)?)?;
-                        Ok(true)
-                    });
-                    let mut state = outcome.lock().expect("not poisoned");
-                    match result {
-                        Ok(true) => state.0.blobs_sent += 1,
-                        Ok(false) => state.0.blobs_skipped += 1,
-                        Err(e) => {
-                            state.1.get_or_insert(e);
-                            return;
-                        }
-                    }
-                }
-            });
+    let sent = crate::source::in_parallel(unique.len(), parallel, |i| {
+        let blob = unique[i];
+        if dest.has_blob(blob)? {
+            return Ok(false);
         }
-    });
-    let (report, error) = outcome.into_inner().expect("not poisoned");
-    match error {
-        Some(e) => Err(e),
-        None => Ok(report),
-    }
+        dest.put_blob(blob, open(blob)?)?;
+        Ok(true)
+    })?;
+    let blobs_sent = sent.iter().filter(|s| **s).count();
+    Ok(PushReport {
+        blobs_sent,
+        blobs_skipped: sent.len() - blobs_sent,
+    })
 }
 
 /// Copies `stream` into `out` through a [`VerifyingReader`] for `blob`, so a destination

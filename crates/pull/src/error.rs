@@ -160,6 +160,14 @@ impl Error {
         std::io::Error::new(kind, self)
     }
 
+    /// The kind of a registry failure, `None` for other errors.
+    pub fn registry_kind(&self) -> Option<RegistryErrorKind> {
+        match self {
+            Error::Registry { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
     /// The crate error carried inside an `io::Error` returned by a blob reader, if it is one.
     pub fn from_io(err: &std::io::Error) -> Option<&Error> {
         err.get_ref().and_then(|e| e.downcast_ref::<Error>())

@@ -21,8 +21,6 @@ pub(crate) trait ImageFiles: Send + Sync {
     fn location(&self) -> &str;
     /// The file at `path` from byte `offset` on, and its total size.
     fn open_from(&self, path: &str, offset: u64) -> Result<(BlobStream, u64)>;
-    /// Whether `path` exists.
-    fn exists(&self, path: &str) -> bool;
 
     /// A whole small file (`index.json`, a manifest) of at most `limit` bytes.
     fn read_small(&self, path: &str, limit: u64) -> Result<Vec<u8>> {
@@ -107,10 +105,6 @@ impl ImageFiles for DirFiles {
             }),
             size,
         ))
-    }
-
-    fn exists(&self, path: &str) -> bool {
-        self.open_file(path).is_ok()
     }
 }
 
@@ -213,10 +207,6 @@ impl ImageFiles for TarFiles {
             size,
         ))
     }
-
-    fn exists(&self, path: &str) -> bool {
-        self.find(path).is_ok()
-    }
 }
 
 /// `a/./b//c` as `a/b/c`, without a leading `/` or `./`; `None` for the root or a path that
@@ -311,8 +301,8 @@ mod tests {
         assert_eq!(text, "ello");
         assert_eq!(files.read_small("x.tar", 10).unwrap(), b"hello");
         assert!(files.read_small("x.tar", 3).is_err());
-        assert!(!files.exists("escape"));
-        assert!(!files.exists("absolute"));
+        assert!(files.find("escape").is_err());
+        assert!(files.find("absolute").is_err());
         let err = files.open_from("missing", 0).err().unwrap();
         assert!(err.to_string().contains("missing in archive"), "{err}");
     }

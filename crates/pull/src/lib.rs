@@ -1,18 +1,54 @@
 //! Image transports for pull and push: everything of `layerstore pull` and `push` that does
-//! not write into a store.
+//! not write into a store, so that committing a pulled image is a thin last step.
 //!
 //! * [`ImageReference`]: `oci:DIR[:REF]`, `oci-archive:FILE[:REF]`,
 //!   `docker-archive:FILE[:NAME:TAG|:@N]`, `docker://HOST/REPO[:TAG|@DIGEST]` and bare
-//!   registry names, normalised as podman does.
-//! * [`ImageSource`]: manifests and blobs of one image, from [`OciSource`] (layout directory
-//!   or archive), [`DockerArchiveSource`] or a registry; [`resolve`] picks the manifest for a
-//!   [`Platform`], [`open_blob`] streams a blob while checking its size and digest,
-//!   [`fetch_blobs`] runs several at once, [`read_blob_range`] reads part of one.
-//! * [`commit`]: the IDs, records and big data podman writes for a pulled image, computed
-//!   without touching a store.
+//!   registry names, normalised as podman 4.3 does (`docker.io/library/…`, `latest`).
+//! * [`ImageSource`] ([`open_source`]): manifests and blobs of one image, from [`OciSource`]
+//!   (a layout directory or archive), [`DockerArchiveSource`] or [`RegistrySource`]. On top of
+//!   any source: [`resolve`] picks the manifest for a [`Platform`] from an index,
+//!   [`open_blob`] streams a blob while checking its size and digest, [`fetch_blobs`] runs
+//!   several at once, [`read_blob_range`] reads part of one (for partial pulls).
+//! * [`ImageDestination`] ([`open_destination`]): [`OciLayoutDestination`],
+//!   [`OciArchiveDestination`], [`RegistryDestination`]; [`push_image`] sends a manifest,
+//!   config and layer streams a caller gives, [`copy_image`] copies from a source unchanged.
+//! * [`commit`]: the layer IDs, layer and image records, big data, names and metadata podman
+//!   writes for a pulled image, computed without touching a store; [`commit::plan`] then
+//!   [`commit::LayerPlan::record`] for each layer as it is applied.
+//! * [`sample`]: a small deterministic image for the demo and tests
+//!   (`cargo run -p layerstore-pull --example make_sample_images -- examples` makes
+//!   `examples/image` and `examples/image-oci.tar`).
+//!
+//! # Streaming
 //!
 //! Nothing here writes a temporary copy of a blob: local blobs are read in place (an archive
-//! is indexed, never extracted), registry blobs stream from the connection.
+//! is indexed once, never extracted, and members are read with `pread`, so several stream at
+//! once), registry blobs stream from the connection through a bounded channel. Every blob is
+//! hashed and counted as it streams; a wrong digest, a short or a long blob is an error
+//! ([`Error::DigestMismatch`], [`Error::SizeMismatch`]) naming the blob and the source, raised
+//! by the read that reaches the end (or by [`VerifyingReader::verify_to_end`] for a consumer
+//! that stops early, as a tar reader does).
+//!
+//! # Registries
+//!
+//! HTTP API v2 through oci-client (the ORAS project's client, the maintained successor of
+//! `oci-distribution`: anonymous, basic and bearer-token auth, range requests, chunked uploads,
+//! cross-repository mounts) and oci-spec's types, on a small tokio runtime that each
+//! connection owns behind this crate's blocking API. TLS through rustls with the ring provider.
+//! Transient failures are retried a bounded number of times; a blob cut off mid-stream resumes
+//! with a range request from where it stopped.
+//!
+//! # Differences from podman
+//!
+//! * A bare name (`busybox`) is read as `docker.io/library/busybox:latest`; podman would
+//!   consult `registries.conf` (search registries, short-name aliases).
+//! * Credential helpers (`credHelpers`, `credsStore`) and identity tokens in auth files are
+//!   not used. `tls_verify: false` means plain HTTP to that registry (podman tries HTTPS
+//!   without verification first).
+//! * A blob upload that fails mid-stream is not retried (the caller's stream cannot be
+//!   replayed); requests without a body are.
+//! * The config's DiffIDs are checked against what each layer measures
+//!   ([`commit::LayerPlan::record`]); containers/image 5.23 does not check them.
 //!
 //! ```no_run
 //! use layerstore_pull::{ImageReference, Platform, open_source, resolve, open_blob};
@@ -27,6 +63,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auth;
 pub mod commit;
 pub mod dest;
 mod docker_archive;
@@ -37,6 +74,7 @@ mod oci;
 mod oci_dest;
 mod platform;
 mod reference;
+mod registry;
 pub mod sample;
 mod source;
 
@@ -53,14 +91,19 @@ pub use source::{
     read_blob_range, read_config, resolve,
 };
 
+pub use registry::{RegistryDestination, RegistryOptions, RegistrySource};
+
 /// How to reach a source or destination (registry options; local transports need none).
 #[derive(Debug, Clone, Default)]
-pub struct TransportOptions {}
+pub struct TransportOptions {
+    /// Options for `docker://` references.
+    pub registry: RegistryOptions,
+}
 
 /// Opens the source `reference` names.
 pub fn open_source(
     reference: &ImageReference,
-    _options: &TransportOptions,
+    options: &TransportOptions,
 ) -> Result<Box<dyn ImageSource>> {
     Ok(match reference {
         ImageReference::Oci { dir, reference } => {
@@ -72,10 +115,27 @@ pub fn open_source(
         ImageReference::DockerArchive { file, selector } => {
             Box::new(DockerArchiveSource::open(file, selector.as_ref())?)
         }
-        ImageReference::Registry(r) => {
+        ImageReference::Registry(r) => Box::new(RegistrySource::open(r, &options.registry)?),
+    })
+}
+
+/// Opens the push destination `reference` names (`oci:`, `oci-archive:` or `docker://`).
+pub fn open_destination(
+    reference: &ImageReference,
+    options: &TransportOptions,
+) -> Result<Box<dyn ImageDestination>> {
+    Ok(match reference {
+        ImageReference::Oci { dir, reference } => {
+            Box::new(OciLayoutDestination::create(dir, reference.as_deref())?)
+        }
+        ImageReference::OciArchive { file, reference } => {
+            Box::new(OciArchiveDestination::create(file, reference.as_deref())?)
+        }
+        ImageReference::Registry(r) => Box::new(RegistryDestination::open(r, &options.registry)?),
+        ImageReference::DockerArchive { .. } => {
             return Err(Error::Unsupported {
-                location: format!("docker://{r}"),
-                what: "transport (registries come next)".into(),
+                location: reference.to_string(),
+                what: "push destination (docker-archive)".into(),
             });
         }
     })

@@ -1,6 +1,6 @@
 //! Manifests and indexes as served: [`RawManifest`] keeps the exact bytes (their digest is the
-//! image's digest, so they are never re-serialised); [`Manifest`] is what is read from them,
-//! through oci-spec's types. Docker schema 2 manifests and manifest lists have the same shape
+//! image's digest, so they are never re-serialised) and reads them through oci-spec's types
+//! ([`RawManifest::image`], [`RawManifest::index`]). Docker schema 2 manifests and manifest lists have the same shape
 //! as OCI's and are read by the same types; schema 1 is refused.
 
 use layerstore_model::Digest;

@@ -176,9 +176,9 @@ pub(crate) fn blob_read_error(location: &str, blob: &Blob, err: io::Error) -> Er
     }
 }
 
-/// Runs `work` on each blob's checked stream (then reads what it left and checks the digest), up to `parallel` at once (at least one), and
-/// gives the results in the order of `blobs`. The first error stops the blobs not yet started
-/// and is returned.
+/// Runs `work` on each blob's checked stream (then reads what it left and checks the digest), up to
+/// `parallel` at once (at least one), and gives the results in the order of `blobs`. The first
+/// error stops the blobs not yet started and is returned.
 pub fn fetch_blobs<T, F>(
     source: &dyn ImageSource,
     blobs: &[Blob],
@@ -189,27 +189,37 @@ where
     T: Send,
     F: Fn(&Blob, &mut VerifyingReader<BlobStream>) -> Result<T> + Sync,
 {
+    in_parallel(blobs.len(), parallel, |i| {
+        let mut reader = open_blob(source, &blobs[i])?;
+        let value = work(&blobs[i], &mut reader)?;
+        reader.verify_to_end()?;
+        Ok(value)
+    })
+}
+
+/// Runs `task(i)` for each `i` in `0..count` on up to `parallel` threads (at least one), and
+/// gives the results in order. The first error stops the tasks not yet started and is returned.
+pub(crate) fn in_parallel<T, F>(count: usize, parallel: usize, task: F) -> Result<Vec<T>>
+where
+    T: Send,
+    F: Fn(usize) -> Result<T> + Sync,
+{
     let next = Mutex::new(0usize);
-    let results: Mutex<Vec<Option<T>>> = Mutex::new((0..blobs.len()).map(|_| None).collect());
+    let results: Mutex<Vec<Option<T>>> = Mutex::new((0..count).map(|_| None).collect());
     let failed: Mutex<Option<Error>> = Mutex::new(None);
     std::thread::scope(|scope| {
-        for _ in 0..parallel.clamp(1, blobs.len().max(1)) {
+        for _ in 0..parallel.clamp(1, count.max(1)) {
             scope.spawn(|| {
                 loop {
                     let i = {
                         let mut n = next.lock().expect("not poisoned");
-                        if *n >= blobs.len() || failed.lock().expect("not poisoned").is_some() {
+                        if *n >= count || failed.lock().expect("not poisoned").is_some() {
                             return;
                         }
                         *n += 1;
                         *n - 1
                     };
-                    let outcome = open_blob(source, &blobs[i]).and_then(|mut r| {
-                        let value = work(&blobs[i], &mut r)?;
-                        r.verify_to_end()?;
-                        Ok(value)
-                    });
-                    match outcome {
+                    match task(i) {
                         Ok(v) => results.lock().expect("not poisoned")[i] = Some(v),
                         Err(e) => {
                             failed.lock().expect("not poisoned").get_or_insert(e);
@@ -227,7 +237,7 @@ where
         .into_inner()
         .expect("not poisoned")
         .into_iter()
-        .map(|r| r.expect("every blob ran"))
+        .map(|r| r.expect("every task ran"))
         .collect())
 }
 
