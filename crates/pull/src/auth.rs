@@ -52,20 +52,18 @@ impl std::str::FromStr for Credentials {
 
 /// The auth files podman reads, in order, from this process's environment.
 pub fn default_auth_files() -> Vec<PathBuf> {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
+    auth_files_from(|k| std::env::var_os(k), rustix::process::getuid().as_raw())
+}
+
+/// [`default_auth_files`] for the environment `var` and user `uid`.
+fn auth_files_from(var: impl Fn(&str) -> Option<std::ffi::OsString>, uid: u32) -> Vec<PathBuf> {
+    let env = |k: &str| var(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     let home = env("HOME").unwrap_or_else(|| PathBuf::from("/"));
     let mut files = Vec::new();
     match (env("REGISTRY_AUTH_FILE"), env("XDG_RUNTIME_DIR")) {
         (Some(file), _) => files.push(file),
         (None, Some(runtime)) => files.push(runtime.join("containers/auth.json")),
-        (None, None) => files.push(PathBuf::from(format!(
-            "/run/containers/{}/auth.json",
-            rustix::process::getuid().as_raw()
-        ))),
+        (None, None) => files.push(PathBuf::from(format!("/run/containers/{uid}/auth.json"))),
     }
     let config = env("XDG_CONFIG_HOME").unwrap_or_else(|| home.join(".config"));
     files.push(config.join("containers/auth.json"));
@@ -208,6 +206,44 @@ mod tests {
         assert_eq!(find("busybox").unwrap().user, "hub");
         assert_eq!(find("other.io/x").unwrap().user, "o");
         assert_eq!(find("nowhere.io/x"), None);
+    }
+
+    #[test]
+    fn auth_files_are_looked_up_in_podmans_order() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.into())
+        };
+        let files = |pairs, uid| {
+            auth_files_from(env(pairs), uid)
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            files(&[("HOME", "/h"), ("XDG_RUNTIME_DIR", "/run/user/7")], 7),
+            [
+                "/run/user/7/containers/auth.json",
+                "/h/.config/containers/auth.json",
+                "/h/.docker/config.json",
+                "/h/.dockercfg"
+            ]
+        );
+        assert_eq!(
+            files(
+                &[
+                    ("HOME", "/h"),
+                    ("REGISTRY_AUTH_FILE", "/a.json"),
+                    ("XDG_RUNTIME_DIR", "/r"),
+                    ("XDG_CONFIG_HOME", "/c")
+                ],
+                0
+            )[..2],
+            ["/a.json", "/c/containers/auth.json"]
+        );
+        assert_eq!(
+            files(&[("HOME", "/root"), ("XDG_RUNTIME_DIR", "")], 0)[0],
+            "/run/containers/0/auth.json"
+        );
     }
 
     #[test]
