@@ -399,6 +399,81 @@ mod tests {
         ));
     }
 
+    /// Serves blobs of `b"blob N"`; opening one waits (up to a generous bound) until
+    /// `together` blobs are open at once (`patience` at most).
+    struct Rendezvous {
+        together: usize,
+        patience: std::time::Duration,
+        open: std::sync::Mutex<usize>,
+        arrived: std::sync::Condvar,
+    }
+
+    impl ImageSource for Rendezvous {
+        fn location(&self) -> String {
+            "rendezvous".into()
+        }
+        fn top_manifest(&self) -> Result<RawManifest> {
+            unreachable!("not asked")
+        }
+        fn manifest(&self, _: &Digest) -> Result<RawManifest> {
+            unreachable!("not asked")
+        }
+        fn blob_from(&self, blob: &Blob, _: u64) -> Result<BlobStream> {
+            let mut open = self.open.lock().unwrap();
+            *open += 1;
+            self.arrived.notify_all();
+            let (open, timeout) = self
+                .arrived
+                .wait_timeout_while(open, self.patience, |n| *n < self.together)
+                .unwrap();
+            if timeout.timed_out() {
+                return Err(Error::invalid(
+                    "rendezvous",
+                    "blob",
+                    format!("only {} open at once", *open),
+                ));
+            }
+            let text = (0..10)
+                .map(|i| format!("blob {i}"))
+                .find(|t| sha256_digest(t.as_bytes()) == blob.digest)
+                .expect("one of ours");
+            Ok(Box::new(io::Cursor::new(text.into_bytes())))
+        }
+        fn image_names(&self, _: &RawManifest) -> Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn fetch_blobs_streams_several_at_once_and_keeps_the_order() {
+        let blobs: Vec<Blob> = (0..4)
+            .map(|i| blob_of(format!("blob {i}").as_bytes()))
+            .collect();
+        let source = Rendezvous {
+            together: 3,
+            patience: std::time::Duration::from_secs(60),
+            open: std::sync::Mutex::new(0),
+            arrived: std::sync::Condvar::new(),
+        };
+        let texts = fetch_blobs(&source, &blobs, 3, |_, reader| {
+            let mut text = String::new();
+            reader
+                .read_to_string(&mut text)
+                .map_err(|e| blob_read_error("x", &blobs[0], e))?;
+            Ok(text)
+        })
+        .unwrap();
+        assert_eq!(texts, ["blob 0", "blob 1", "blob 2", "blob 3"]);
+        // One at a time can never meet (however long it waited): the first error is returned.
+        let alone = Rendezvous {
+            together: 2,
+            patience: std::time::Duration::from_millis(100),
+            open: std::sync::Mutex::new(0),
+            arrived: std::sync::Condvar::new(),
+        };
+        assert!(fetch_blobs(&alone, &blobs[..1], 1, |_, _| Ok(())).is_err());
+    }
+
     proptest::proptest! {
         /// Whatever the read sizes, the right bytes pass and any change is caught.
         #[test]
