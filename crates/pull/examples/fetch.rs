@@ -9,7 +9,14 @@ use std::time::Instant;
 use layerstore_pull::commit::measure_layer;
 use layerstore_pull::{Platform, TransportOptions, fetch_blobs, open_source, read_config, resolve};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("Error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut options = TransportOptions::default();
     let mut platform = Platform::host();
     let mut parallel = 4;

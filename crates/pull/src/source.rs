@@ -177,8 +177,9 @@ pub(crate) fn blob_read_error(location: &str, blob: &Blob, err: io::Error) -> Er
 }
 
 /// Runs `work` on each blob's checked stream (then reads what it left and checks the digest), up to
-/// `parallel` at once (at least one), and gives the results in the order of `blobs`. The first
-/// error stops the blobs not yet started and is returned.
+/// `parallel` at once (at least one), and gives the results in the order of `blobs`. When
+/// `work` fails on a blob whose digest is wrong, the error is the [`Error::DigestMismatch`].
+/// The first error stops the blobs not yet started and is returned.
 pub fn fetch_blobs<T, F>(
     source: &dyn ImageSource,
     blobs: &[Blob],
@@ -191,7 +192,15 @@ where
 {
     in_parallel(blobs.len(), parallel, |i| {
         let mut reader = open_blob(source, &blobs[i])?;
-        let value = work(&blobs[i], &mut reader)?;
+        let value = match work(&blobs[i], &mut reader) {
+            Ok(value) => value,
+            // Damaged bytes usually fail the consumer first (a corrupt deflate stream); the
+            // blob's digest says what was really wrong.
+            Err(e) => match reader.verify_to_end() {
+                Err(mismatch @ Error::DigestMismatch { .. }) => return Err(mismatch),
+                _ => return Err(e),
+            },
+        };
         reader.verify_to_end()?;
         Ok(value)
     })

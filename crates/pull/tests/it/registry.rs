@@ -217,6 +217,16 @@ fn a_blob_served_with_wrong_bytes_is_a_digest_error_naming_blob_and_registry() {
         text.contains(layer.digest.as_str()) && text.contains(registry.host()),
         "{text}"
     );
+    // A consumer that decompresses fails on the damage first; the digest is what is reported.
+    let err = layerstore_pull::fetch_blobs(&source, std::slice::from_ref(layer), 1, |_, r| {
+        layerstore_pull::commit::measure_layer(r).map_err(|e| Error::Invalid {
+            location: source.location(),
+            what: "layer".into(),
+            reason: e.to_string(),
+        })
+    })
+    .unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
 }
 
 #[test]
@@ -241,4 +251,29 @@ fn range_reads_fetch_part_of_a_blob() {
 fn base64_of(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+#[test]
+fn tls_is_the_default_and_a_plain_http_registry_is_refused_naming_it() {
+    require_or_skip!(Capability::Registry);
+    let (registry, _dir) = registry_with_samples(RegistryAuth::Anonymous);
+    let verify = RegistryOptions {
+        tls_verify: true,
+        max_retries: 1,
+        ..options(None)
+    };
+    let err = RegistrySource::open(&reference(&registry, "sample:v1"), &verify)
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.registry_kind(),
+        Some(RegistryErrorKind::Network),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("docker://{}/sample:v1", registry.host()))
+            && text.contains("after 1 retries"),
+        "{text}"
+    );
 }
