@@ -107,3 +107,16 @@ pub fn scratch() -> tempfile::TempDir {
         .tempdir()
         .unwrap()
 }
+
+/// `err` is a registry error of `kind` whose message names every one of `needles`.
+pub fn assert_registry_error(
+    err: &layerstore_pull::Error,
+    kind: layerstore_pull::RegistryErrorKind,
+    needles: &[&str],
+) {
+    let text = err.to_string();
+    assert_eq!(err.registry_kind(), Some(kind), "{text}");
+    for needle in needles {
+        assert!(text.contains(needle), "{text} does not name {needle:?}");
+    }
+}

@@ -265,15 +265,10 @@ fn tls_is_the_default_and_a_plain_http_registry_is_refused_naming_it() {
     let err = RegistrySource::open(&reference(&registry, "sample:v1"), &verify)
         .err()
         .unwrap();
-    assert_eq!(
-        err.registry_kind(),
-        Some(RegistryErrorKind::Network),
-        "{err}"
-    );
-    let text = err.to_string();
-    assert!(
-        text.contains(&format!("docker://{}/sample:v1", registry.host()))
-            && text.contains("after 1 retries"),
-        "{text}"
+    let location = format!("docker://{}/sample:v1", registry.host());
+    assert_registry_error(
+        &err,
+        RegistryErrorKind::Network,
+        &[&location, "after 1 retries"],
     );
 }
