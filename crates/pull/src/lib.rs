@@ -50,6 +50,15 @@
 //! * The config's DiffIDs are checked against what each layer measures
 //!   ([`commit::LayerPlan::record`]); containers/image 5.23 does not check them.
 //!
+//! # Limitations
+//!
+//! * A manifest from a registry is read whole by oci-client before its size can be checked
+//!   (configs and blobs are bounded by their descriptors' sizes).
+//! * A compressed layer in a docker-archive is decompressed once to learn its size, as
+//!   containers/image does, with no bound but the data.
+//! * Signatures are neither fetched nor written: the plan records none, as podman does for an
+//!   unsigned image.
+//!
 //! ```no_run
 //! use layerstore_pull::{ImageReference, Platform, open_source, resolve, open_blob};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
