@@ -19,6 +19,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod registry;
 pub mod tree;
 
 /// Something a test may need that not every machine has.
@@ -34,6 +35,11 @@ pub enum Capability {
     Btrfs,
     /// GNU tar on `PATH`.
     GnuTar,
+    /// A local test registry can run: `docker-registry` (Debian package `docker-registry`),
+    /// `skopeo` and `openssl` on `PATH` (see [`registry`]).
+    Registry,
+    /// `podman` on `PATH` and root (tests compare with what a real `podman pull` writes).
+    Podman,
 }
 
 impl Capability {
@@ -46,6 +52,19 @@ impl Capability {
                 .is_none()
                 .then(|| "the Go `containers-storage` tool is not installed".to_string()),
             Capability::GnuTar => (!on_path("tar")).then(|| "GNU tar is not installed".to_string()),
+            Capability::Podman => {
+                if !root {
+                    Some("podman tests need root".to_string())
+                } else if !on_path("podman") {
+                    Some("podman is not installed".to_string())
+                } else {
+                    None
+                }
+            }
+            Capability::Registry => ["docker-registry", "skopeo", "openssl"]
+                .into_iter()
+                .find(|tool| !on_path(tool))
+                .map(|tool| format!("{tool} is not installed (the test registry needs it)")),
             Capability::Overlay => {
                 if !root {
                     Some("overlay tests need root".to_string())
@@ -132,7 +151,7 @@ fn on_path(name: &str) -> bool {
     find_on_path(name).is_some()
 }
 
-fn find_on_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .chain(["/usr/sbin".into(), "/sbin".into()])
@@ -208,7 +227,7 @@ impl Drop for BtrfsLoop {
     }
 }
 
-fn run(cmd: &mut Command) -> std::io::Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> std::io::Result<()> {
     let out = cmd.output()?;
     if out.status.success() {
         Ok(())
@@ -221,7 +240,7 @@ fn run(cmd: &mut Command) -> std::io::Result<()> {
     }
 }
 
-fn unique() -> u64 {
+pub(crate) fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
