@@ -226,7 +226,10 @@ fn a_partial_pull_reads_little_and_gives_the_plain_pulls_diff() {
     assert!(partial.bytes_reused() >= 100_000);
 
     assert!(!layer.is_incomplete());
-    assert_eq!(layer.big_data_names, [layerstore_layers::chunked::TOC_BIG_DATA]);
+    assert_eq!(
+        layer.big_data_names,
+        [layerstore_layers::chunked::TOC_BIG_DATA]
+    );
     let mut toc = String::new();
     std::io::Read::read_to_string(
         &mut store

@@ -90,9 +90,10 @@ fn put_records_digests_and_diff_gives_back_every_fixture() {
         .flat_map(|l| l.names)
         .collect();
     assert_eq!(by_diff, ["basic.tar", "basic.tar.gz", "basic.tar.zst"]);
-    let gz: layerstore_layers::Digest = sha256(&std::fs::read(fixture_tar("basic.tar.gz")).unwrap())
-        .parse()
-        .unwrap();
+    let gz: layerstore_layers::Digest =
+        sha256(&std::fs::read(fixture_tar("basic.tar.gz")).unwrap())
+            .parse()
+            .unwrap();
     assert_eq!(store.layers_by_compressed_digest(&gz).unwrap().len(), 1);
 }
 

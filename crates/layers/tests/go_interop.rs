@@ -258,8 +258,10 @@ fn interop_worker_child() {
     };
     let graph = std::env::var("LAYERSTORE_TEST_GRAPH").expect("graph");
     let run = std::env::var("LAYERSTORE_TEST_RUN").expect("run");
-    let store = layerstore_layers::LayerStore::open(layerstore_layers::StoreOptions::new(graph, run, "vfs"))
-        .expect("open");
+    let store = layerstore_layers::LayerStore::open(layerstore_layers::StoreOptions::new(
+        graph, run, "vfs",
+    ))
+    .expect("open");
     for i in 0..PER_WORKER {
         store
             .put(

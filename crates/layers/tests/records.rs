@@ -287,7 +287,11 @@ fn drivers_by_name_or_auto() {
     assert_eq!(store.driver_name(), "vfs", "the only registered driver");
     assert!(store.layers_dir().ends_with("vfs-layers"));
     drop(store);
-    assert!(layerstore_layers::default_registry().names().any(|n| n == "vfs"));
+    assert!(
+        layerstore_layers::default_registry()
+            .names()
+            .any(|n| n == "vfs")
+    );
     options.registry = None;
     options.driver = "nosuchdriver".into();
     let err = layerstore_layers::LayerStore::open(options.clone()).unwrap_err();

@@ -130,13 +130,19 @@ impl layerstore_layers::Differ for TarballDiffer {
                 message: "tar-split records".into(),
                 source: Some(Box::new(e)),
             })?;
-        Ok(layerstore_layers::DifferOutput::from_report(report, Some(records)))
+        Ok(layerstore_layers::DifferOutput::from_report(
+            report,
+            Some(records),
+        ))
     }
 }
 
 /// Builds `<als>/<digest>/{diff,info,blob}` from basic.tar by pulling it into a scratch vfs
 /// store (its tree becomes `diff/`, its record `info`). Returns the layer's blob digest.
-pub fn build_layout(work: &Path, als: &Path) -> (layerstore_model::Digest, layerstore_layers::Layer) {
+pub fn build_layout(
+    work: &Path,
+    als: &Path,
+) -> (layerstore_model::Digest, layerstore_layers::Layer) {
     let scratch = LayerStore::open(StoreOptions::new(
         work.join("source-graph"),
         work.join("source-run"),
