@@ -104,10 +104,17 @@ struct Meta {
     size: i64,
     mtime: (i64, i64),
     capability: Option<Vec<u8>>,
+    /// `user.*` xattrs, sorted by name (Go compares them as a map).
+    user_xattrs: Vec<(String, Vec<u8>)>,
 }
 
 impl Meta {
-    fn of(st: &rfs::Stat, capability: Option<Vec<u8>>) -> Self {
+    fn of(
+        st: &rfs::Stat,
+        capability: Option<Vec<u8>>,
+        mut user_xattrs: Vec<(String, Vec<u8>)>,
+    ) -> Self {
+        user_xattrs.sort();
         Meta {
             mode: st.st_mode,
             uid: st.st_uid,
@@ -116,6 +123,7 @@ impl Meta {
             size: st.st_size,
             mtime: (st.st_mtime, st.st_mtime_nsec as i64),
             capability,
+            user_xattrs,
         }
     }
 
@@ -178,9 +186,16 @@ impl Tree {
                 return Ok(Descend::No);
             }
             let path = absolute(entry.components);
-            let capability = get_xattr_at(entry.dir, entry.name, "security.capability")
-                .map_err(|e| Error::path(shown(top, &path), "getxattr", e))?;
-            entries.push((path, Meta::of(entry.stat, capability)));
+            // One listing finds both kinds compared (most files have no xattr at all).
+            let mut user_xattrs = list_xattrs_at(entry.dir, entry.name, |key| {
+                key.starts_with(b"user.") || key == b"security.capability"
+            })
+            .map_err(|e| Error::path(shown(top, &path), "read the xattrs of", e))?;
+            let capability = user_xattrs
+                .iter()
+                .position(|(key, _)| key == "security.capability")
+                .map(|at| user_xattrs.swap_remove(at).1);
+            entries.push((path, Meta::of(entry.stat, capability, user_xattrs)));
             Ok(Descend::Yes)
         })
         .map_err(|e| walk_error(top, e))?;
@@ -236,20 +251,21 @@ fn compared_owners(
     }
 }
 
-/// Go's `statDifferent`: owners compared as [`compared_owners`] says; size and mtime are
-/// ignored for directories.
+/// Go's `statDifferent`: owners compared as [`compared_owners`] says, mtimes as
+/// [`same_fs_time`] does; size and mtime are ignored for directories.
 fn stat_different(old: (&Meta, TreeMappings<'_>), new: (&Meta, TreeMappings<'_>)) -> bool {
     let (old_owner, new_owner) = compared_owners(old, new);
     let (old, new) = (old.0, new.0);
     old.mode != new.mode
         || old_owner != new_owner
         || old.rdev != new.rdev
-        || (!old.is_dir() && (old.mtime != new.mtime || old.size != new.size))
+        || (!old.is_dir() && (!same_fs_time(old.mtime, new.mtime) || old.size != new.size))
 }
 
 /// The changes that turn `parent`'s tree into `layer`'s (everything is an Add without a parent),
 /// computed as containers/storage's naive drivers do (`ChangesDirs`): mode, owner, device number,
-/// size, mtime (not for directories) and `security.capability` are compared. A directory with
+/// size, mtime (not for directories; equal within the same second when either side has no
+/// nanoseconds, as tar keeps none), `security.capability` and `user.*` xattrs are compared. A directory with
 /// changes inside is listed as a Modify before them; deletions follow the additions and
 /// modifications of their directory. Both trees are walked iteratively: any depth is fine.
 /// Owners are compared as they are on disk; [`changes_at`] compares them through each tree's
@@ -334,7 +350,8 @@ fn changes_of(
             }
             Some(old)
                 if stat_different((old, old_maps), (meta, new_maps))
-                    || old.capability != meta.capability =>
+                    || old.capability != meta.capability
+                    || old.user_xattrs != meta.user_xattrs =>
             {
                 out.push(change(path, ChangeKind::Modify));
                 true
@@ -536,6 +553,42 @@ fn overlay_changes_of(
     Ok(changes)
 }
 
+/// The xattrs of `name` in `dir` whose names `keep` accepts, with their values, in the order
+/// the filesystem lists them, without following a symlink; none when the filesystem has no
+/// xattrs.
+pub(crate) fn list_xattrs_at(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    keep: impl Fn(&[u8]) -> bool,
+) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    path.extend_from_slice(name);
+    let mut list = vec![0u8; 1024];
+    let n = loop {
+        match rfs::llistxattr(&path[..], &mut list[..]) {
+            Ok(n) => break n,
+            Err(rustix::io::Errno::RANGE) if list.len() < (1 << 20) => {
+                list.resize(list.len() * 4, 0)
+            }
+            Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut out = Vec::new();
+    for key in list[..n].split(|&b| b == 0).filter(|k| !k.is_empty()) {
+        if !keep(key) {
+            continue;
+        }
+        let Ok(key) = std::str::from_utf8(key) else {
+            continue;
+        };
+        if let Some(value) = get_xattr_path(&path, key)? {
+            out.push((key.to_string(), value));
+        }
+    }
+    Ok(out)
+}
+
 /// Reads one xattr of `name` in `dir` without following a symlink; `None` when absent or when the
 /// filesystem has no xattrs.
 pub(crate) fn get_xattr_at(
@@ -641,6 +694,7 @@ mod tests {
             size: 1,
             mtime: (0, 0),
             capability: None,
+            user_xattrs: Vec::new(),
         }
     }
 
@@ -772,6 +826,85 @@ mod tests {
                 "Modify \"/sub\"",
                 "Modify \"/sub/file3\"",
             ]
+        );
+    }
+
+    fn listed(new: &Path, old: &Path) -> Vec<String> {
+        changes(new, Some(old))
+            .expect("changes")
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    /// Go's `sameFsTimeSpec`: a file whose mtime lost its nanoseconds (it went through a tar
+    /// stream) within the same second is not a change; any other difference is.
+    #[test]
+    fn mtimes_without_nanoseconds_match_within_their_second() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (old, new) = (t.path().join("old"), t.path().join("new"));
+        let set = |dir: &Path, name: &str, (secs, nanos): (u64, u32)| {
+            let file = std::fs::File::create(dir.join(name)).expect("create");
+            let at = std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+            file.set_modified(at).expect("set the mtime");
+        };
+        for (name, old_time, new_time, changed) in [
+            ("tar-then-touched", (1000, 0), (1000, 500_000_000), false),
+            ("touched-then-tar", (1000, 500_000_000), (1000, 0), false),
+            ("same", (1000, 7), (1000, 7), false),
+            ("other-nanoseconds", (1000, 1), (1000, 2), true),
+            ("other-second", (1000, 0), (1001, 0), true),
+        ] {
+            let _ = std::fs::remove_dir_all(&old);
+            let _ = std::fs::remove_dir_all(&new);
+            std::fs::create_dir(&old).expect("mkdir");
+            std::fs::create_dir(&new).expect("mkdir");
+            set(&old, name, old_time);
+            set(&new, name, new_time);
+            let want: Vec<String> = if changed {
+                vec![format!("Modify \"/{name}\"")]
+            } else {
+                Vec::new()
+            };
+            assert_eq!(listed(&new, &old), want, "{name}");
+        }
+    }
+
+    /// Go compares `user.*` xattrs (and only those, besides `security.capability`).
+    #[test]
+    fn user_xattrs_are_compared() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (old, new) = (t.path().join("old"), t.path().join("new"));
+        for dir in [&old, &new] {
+            std::fs::create_dir(dir).expect("mkdir");
+            for name in ["plain", "tagged", "retagged", "same"] {
+                let file = std::fs::File::create(dir.join(name)).expect("create");
+                file.set_modified(std::time::UNIX_EPOCH)
+                    .expect("set the mtime");
+            }
+        }
+        let tag = |path: PathBuf, value: &[u8]| {
+            rfs::setxattr(&path, "user.tag", value, rfs::XattrFlags::empty())
+        };
+        match tag(new.join("tagged"), b"1") {
+            Err(rustix::io::Errno::NOTSUP) => {
+                eprintln!(
+                    "SKIP user_xattrs_are_compared: no user xattrs on {}",
+                    t.path().display()
+                );
+                return;
+            }
+            other => other.expect("setxattr"),
+        }
+        for (dir, value) in [(&old, b"1"), (&new, b"2")] {
+            tag(dir.join("retagged"), value).expect("setxattr");
+        }
+        for dir in [&old, &new] {
+            tag(dir.join("same"), b"1").expect("setxattr");
+        }
+        assert_eq!(
+            listed(&new, &old),
+            ["Modify \"/retagged\"", "Modify \"/tagged\""]
         );
     }
 }

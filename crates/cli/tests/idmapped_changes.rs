@@ -13,6 +13,10 @@
 //! mappings, so its diff carries host owners (upstream's test fails there); we record the
 //! mappings and re-own the files as on the other drivers, and give what the test expects.
 //! Where Go shifted, its change lists, diff names and sizes are still compared with ours.
+//!
+//! The same naive comparison is checked against the Go tool for more rules of Go's
+//! `ChangesDirs`: `user.*` xattrs and `security.capability` count, and an mtime that lost its
+//! nanoseconds within the same second does not.
 
 mod suite;
 
@@ -245,4 +249,69 @@ fn a_child_with_other_mappings_shows_only_its_real_change_on_overlay() {
             );
         }
     }
+}
+
+/// `changes` of a child whose files got a `user.*` xattr, a file capability, or an mtime within
+/// the same second as the parent's (which has no nanoseconds) or in the next second, by one
+/// tool on a fresh vfs store below `root`.
+fn xattr_and_mtime_changes(root: &Path, go: bool) -> Vec<String> {
+    let store = Store::new(root.join("graph"), root.join("run"), "vfs");
+    let line = |out: String| out.lines().next().unwrap_or_default().to_string();
+    let base = line(run(&store, go, &["create-layer"]));
+    let mount = PathBuf::from(line(run(&store, go, &["mount", &base])));
+    let second = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+    for name in ["tagged", "capable", "touched", "moved-on"] {
+        let file = std::fs::File::create(mount.join(name)).expect("create");
+        file.set_modified(second).expect("set the mtime");
+    }
+    let child = line(run(&store, go, &["create-layer", &base]));
+    let mount = PathBuf::from(line(run(&store, go, &["mount", &child])));
+    rustix::fs::setxattr(
+        mount.join("tagged"),
+        "user.tag",
+        b"1",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("setxattr");
+    // `setcap cap_net_raw+ep`: a version-2 capability set, effective, CAP_NET_RAW (13) permitted.
+    let mut capability = [0u8; 20];
+    capability[..4].copy_from_slice(&0x0200_0001u32.to_le_bytes());
+    capability[4..8].copy_from_slice(&(1u32 << 13).to_le_bytes());
+    rustix::fs::setxattr(
+        mount.join("capable"),
+        "security.capability",
+        &capability,
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("setxattr");
+    let set = |name: &str, at| {
+        let file = std::fs::File::options().write(true).open(mount.join(name));
+        file.and_then(|f| f.set_modified(at))
+            .expect("set the mtime");
+    };
+    set("touched", second + std::time::Duration::from_millis(500));
+    set("moved-on", second + std::time::Duration::from_secs(1));
+    let mut changes: Vec<String> = run(&store, go, &["changes", &child])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    changes.sort();
+    changes
+}
+
+#[test]
+fn user_xattrs_count_and_lost_nanoseconds_do_not_as_go_compares() {
+    require_or_skip!(Capability::Root, Capability::GoTool);
+    let scratch = Scratch::new();
+    let ours = xattr_and_mtime_changes(&scratch.path().join("ours"), false);
+    let go = xattr_and_mtime_changes(&scratch.path().join("go"), true);
+    assert_eq!(
+        ours,
+        [
+            "Modify \"/capable\"",
+            "Modify \"/moved-on\"",
+            "Modify \"/tagged\""
+        ]
+    );
+    assert_eq!(ours, go);
 }
