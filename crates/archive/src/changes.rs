@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{self as rfs, FileType};
 
 use crate::error::{Error, Result};
+use crate::idmap::{IdMap, to_container};
 use crate::rooted::{self, Root};
 use crate::walk::{self, Descend};
 
@@ -103,10 +104,17 @@ struct Meta {
     size: i64,
     mtime: (i64, i64),
     capability: Option<Vec<u8>>,
+    /// `user.*` xattrs, sorted by name (Go compares them as a map).
+    user_xattrs: Vec<(String, Vec<u8>)>,
 }
 
 impl Meta {
-    fn of(st: &rfs::Stat, capability: Option<Vec<u8>>) -> Self {
+    fn of(
+        st: &rfs::Stat,
+        capability: Option<Vec<u8>>,
+        mut user_xattrs: Vec<(String, Vec<u8>)>,
+    ) -> Self {
+        user_xattrs.sort();
         Meta {
             mode: st.st_mode,
             uid: st.st_uid,
@@ -115,6 +123,7 @@ impl Meta {
             size: st.st_size,
             mtime: (st.st_mtime, st.st_mtime_nsec as i64),
             capability,
+            user_xattrs,
         }
     }
 
@@ -129,10 +138,43 @@ struct Tree {
     entries: Vec<(Vec<u8>, Meta)>,
 }
 
+/// The ID mappings of a tree whose files are owned by host IDs: a layer's `uidmap` and
+/// `gidmap`. Empty lists are the identity.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TreeMappings<'a> {
+    /// UID ranges (container ID → host ID).
+    pub uids: &'a [IdMap],
+    /// GID ranges.
+    pub gids: &'a [IdMap],
+}
+
+impl TreeMappings<'_> {
+    /// The container's view of a host owner; `None` when either ID has no mapping.
+    fn to_container(self, (uid, gid): (u32, u32)) -> Option<(u32, u32)> {
+        Some((to_container(self.uids, uid)?, to_container(self.gids, gid)?))
+    }
+}
+
+/// An open tree ([`OpenTree`]) and the ID mappings its owners are read through.
+#[derive(Debug, Clone, Copy)]
+pub struct MappedTree<'a> {
+    /// The tree's root directory and the path that names it in errors.
+    pub tree: OpenTree<'a>,
+    /// The tree's ID mappings.
+    pub mappings: TreeMappings<'a>,
+}
+
 impl Tree {
     fn read(top: &Path) -> Result<Tree> {
         let root = Root::open(top).map_err(|e| Error::path(top, "open", e))?;
         Tree::read_root(&root, top)
+    }
+
+    /// The open tree and its mappings.
+    fn read_mapped(tree: MappedTree<'_>) -> Result<(Tree, TreeMappings<'_>)> {
+        let (fd, top) = tree.tree;
+        let entries = Tree::read_root(&root_of((fd, top))?, top)?;
+        Ok((entries, tree.mappings))
     }
 
     /// The tree below `root`, named `top` in errors.
@@ -144,9 +186,16 @@ impl Tree {
                 return Ok(Descend::No);
             }
             let path = absolute(entry.components);
-            let capability = get_xattr_at(entry.dir, entry.name, "security.capability")
-                .map_err(|e| Error::path(shown(top, &path), "getxattr", e))?;
-            entries.push((path, Meta::of(entry.stat, capability)));
+            // One listing finds both kinds compared (most files have no xattr at all).
+            let mut user_xattrs = list_xattrs_at(entry.dir, entry.name, |key| {
+                key.starts_with(b"user.") || key == b"security.capability"
+            })
+            .map_err(|e| Error::path(shown(top, &path), "read the xattrs of", e))?;
+            let capability = user_xattrs
+                .iter()
+                .position(|(key, _)| key == "security.capability")
+                .map(|at| user_xattrs.swap_remove(at).1);
+            entries.push((path, Meta::of(entry.stat, capability, user_xattrs)));
             Ok(Descend::Yes)
         })
         .map_err(|e| walk_error(top, e))?;
@@ -185,24 +234,49 @@ fn parent_of(path: &[u8]) -> &[u8] {
     &path[..path.iter().rposition(|&b| b == b'/').unwrap_or(0)]
 }
 
-/// Go's `statDifferent`: size and mtime are ignored for directories.
-fn stat_different(old: &Meta, new: &Meta) -> bool {
+/// The owners of an entry of each tree as they are compared (Go's `statDifferent`): both as
+/// their container sees them when the new one is mapped, the old one only if it is mapped too;
+/// otherwise both host owners as they are.
+fn compared_owners(
+    (old, old_maps): (&Meta, TreeMappings<'_>),
+    (new, new_maps): (&Meta, TreeMappings<'_>),
+) -> ((u32, u32), (u32, u32)) {
+    let (old_host, new_host) = ((old.uid, old.gid), (new.uid, new.gid));
+    match new_maps.to_container(new_host) {
+        Some(new_owner) => (
+            old_maps.to_container(old_host).unwrap_or(old_host),
+            new_owner,
+        ),
+        None => (old_host, new_host),
+    }
+}
+
+/// Go's `statDifferent`: owners compared as [`compared_owners`] says, mtimes as
+/// [`same_fs_time`] does; size and mtime are ignored for directories.
+fn stat_different(old: (&Meta, TreeMappings<'_>), new: (&Meta, TreeMappings<'_>)) -> bool {
+    let (old_owner, new_owner) = compared_owners(old, new);
+    let (old, new) = (old.0, new.0);
     old.mode != new.mode
-        || old.uid != new.uid
-        || old.gid != new.gid
+        || old_owner != new_owner
         || old.rdev != new.rdev
-        || (!old.is_dir() && (old.mtime != new.mtime || old.size != new.size))
+        || (!old.is_dir() && (!same_fs_time(old.mtime, new.mtime) || old.size != new.size))
 }
 
 /// The changes that turn `parent`'s tree into `layer`'s (everything is an Add without a parent),
 /// computed as containers/storage's naive drivers do (`ChangesDirs`): mode, owner, device number,
-/// size, mtime (not for directories) and `security.capability` are compared. A directory with
+/// size, mtime (not for directories; equal within the same second when either side has no
+/// nanoseconds, as tar keeps none), `security.capability` and `user.*` xattrs are compared. A directory with
 /// changes inside is listed as a Modify before them; deletions follow the additions and
 /// modifications of their directory. Both trees are walked iteratively: any depth is fine.
+/// Owners are compared as they are on disk; [`changes_at`] compares them through each tree's
+/// ID mappings.
 pub fn changes(layer: &Path, parent: Option<&Path>) -> Result<Vec<Change>> {
     let new = Tree::read(layer)?;
     let old = parent.map(Tree::read).transpose()?;
-    changes_of(new, old)
+    changes_of(
+        (new, TreeMappings::default()),
+        old.map(|old| (old, TreeMappings::default())),
+    )
 }
 
 /// A root directory given as an open descriptor, and the path that names it in errors.
@@ -216,20 +290,26 @@ fn root_of((fd, path): OpenTree<'_>) -> Result<Root> {
 }
 
 /// [`changes`] of trees already open (the caller opened them safely; nothing is resolved by
-/// path again).
-pub fn changes_at(layer: OpenTree<'_>, parent: Option<OpenTree<'_>>) -> Result<Vec<Change>> {
-    let new = Tree::read_root(&root_of(layer)?, layer.1)?;
-    let old = parent
-        .map(|parent| Tree::read_root(&root_of(parent)?, parent.1))
-        .transpose()?;
+/// path again), each owned through its own ID mappings, as Go's `ChangesDirs` takes a layer's
+/// and its parent's: an owner is compared as its container sees it, so a layer whose files
+/// were only re-owned for other mappings (a child created with mappings other than its
+/// parent's) shows no change. When the layer's owner of a path has no mapping, both host
+/// owners are compared as they are; when only the parent's has none, its host owner is.
+pub fn changes_at(layer: MappedTree<'_>, parent: Option<MappedTree<'_>>) -> Result<Vec<Change>> {
+    let new = Tree::read_mapped(layer)?;
+    let old = parent.map(Tree::read_mapped).transpose()?;
     changes_of(new, old)
 }
 
-fn changes_of(new: Tree, old: Option<Tree>) -> Result<Vec<Change>> {
+fn changes_of(
+    (new, new_maps): (Tree, TreeMappings<'_>),
+    old: Option<(Tree, TreeMappings<'_>)>,
+) -> Result<Vec<Change>> {
+    let old_maps = old.as_ref().map(|(_, maps)| *maps).unwrap_or_default();
     let new_paths: HashSet<&[u8]> = new.entries.iter().map(|(p, _)| &p[..]).collect();
     let mut old_meta: HashMap<&[u8], &Meta> = HashMap::new();
     let mut old_children: HashMap<&[u8], Vec<&[u8]>> = HashMap::new();
-    for (path, meta) in old.iter().flat_map(|t| t.entries.iter()) {
+    for (path, meta) in old.iter().flat_map(|(t, _)| t.entries.iter()) {
         old_meta.insert(path, meta);
         old_children.entry(parent_of(path)).or_default().push(path);
     }
@@ -268,7 +348,11 @@ fn changes_of(new: Tree, old: Option<Tree>) -> Result<Vec<Change>> {
                 out.push(change(path, ChangeKind::Add));
                 true
             }
-            Some(old) if stat_different(old, meta) || old.capability != meta.capability => {
+            Some(old)
+                if stat_different((old, old_maps), (meta, new_maps))
+                    || old.capability != meta.capability
+                    || old.user_xattrs != meta.user_xattrs =>
+            {
                 out.push(change(path, ChangeKind::Modify));
                 true
             }
@@ -469,6 +553,42 @@ fn overlay_changes_of(
     Ok(changes)
 }
 
+/// The xattrs of `name` in `dir` whose names `keep` accepts, with their values, in the order
+/// the filesystem lists them, without following a symlink; none when the filesystem has no
+/// xattrs.
+pub(crate) fn list_xattrs_at(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    keep: impl Fn(&[u8]) -> bool,
+) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    path.extend_from_slice(name);
+    let mut list = vec![0u8; 1024];
+    let n = loop {
+        match rfs::llistxattr(&path[..], &mut list[..]) {
+            Ok(n) => break n,
+            Err(rustix::io::Errno::RANGE) if list.len() < (1 << 20) => {
+                list.resize(list.len() * 4, 0)
+            }
+            Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut out = Vec::new();
+    for key in list[..n].split(|&b| b == 0).filter(|k| !k.is_empty()) {
+        if !keep(key) {
+            continue;
+        }
+        let Ok(key) = std::str::from_utf8(key) else {
+            continue;
+        };
+        if let Some(value) = get_xattr_path(&path, key)? {
+            out.push((key.to_string(), value));
+        }
+    }
+    Ok(out)
+}
+
 /// Reads one xattr of `name` in `dir` without following a symlink; `None` when absent or when the
 /// filesystem has no xattrs.
 pub(crate) fn get_xattr_at(
@@ -555,5 +675,236 @@ mod tests {
         let all = changes(&new, None).expect("changes");
         assert!(all.iter().all(|c| c.kind == ChangeKind::Add));
         assert_eq!(all.len(), 4);
+    }
+
+    const fn map(container_id: u32, host_id: u32, size: u32) -> IdMap {
+        IdMap {
+            container_id,
+            host_id,
+            size,
+        }
+    }
+
+    fn meta(uid: u32, gid: u32) -> Meta {
+        Meta {
+            mode: 0o100644,
+            uid,
+            gid,
+            rdev: 0,
+            size: 1,
+            mtime: (0, 0),
+            capability: None,
+            user_xattrs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn owners_are_compared_as_each_container_sees_them() {
+        let parent_uids = [map(0, 100_000, 10)];
+        let parent_gids = [map(0, 200_000, 10)];
+        let layer_uids = [map(0, 300_000, 10)];
+        let layer_gids = [map(0, 400_000, 10)];
+        let parent = TreeMappings {
+            uids: &parent_uids,
+            gids: &parent_gids,
+        };
+        let layer = TreeMappings {
+            uids: &layer_uids,
+            gids: &layer_gids,
+        };
+        // Re-owned for the layer's mappings only: container 3:3 on both sides.
+        let same = (
+            (&meta(100_003, 200_003), parent),
+            (&meta(300_003, 400_003), layer),
+        );
+        assert_eq!(compared_owners(same.0, same.1), ((3, 3), (3, 3)));
+        assert!(!stat_different(same.0, same.1));
+        // Really re-owned: container 3:3 became 0:0.
+        let chowned = (
+            (&meta(100_003, 200_003), parent),
+            (&meta(300_000, 400_000), layer),
+        );
+        assert!(stat_different(chowned.0, chowned.1));
+        // The parent's owner is unmapped: its host IDs are compared with the layer's
+        // container IDs, as Go does.
+        let old_unmapped = ((&meta(3, 3), parent), (&meta(300_003, 400_003), layer));
+        assert_eq!(
+            compared_owners(old_unmapped.0, old_unmapped.1),
+            ((3, 3), (3, 3))
+        );
+        // The layer's owner is unmapped (only its gid here): both host owners as they are.
+        let new_unmapped = (
+            (&meta(100_003, 200_003), parent),
+            (&meta(300_003, 3), layer),
+        );
+        assert_eq!(
+            compared_owners(new_unmapped.0, new_unmapped.1),
+            ((100_003, 200_003), (300_003, 3))
+        );
+        assert!(stat_different(new_unmapped.0, new_unmapped.1));
+        // Identity mappings compare host owners.
+        let identity = TreeMappings::default();
+        assert!(!stat_different(
+            (&meta(7, 8), identity),
+            (&meta(7, 8), identity)
+        ));
+        assert!(stat_different(
+            (&meta(7, 8), identity),
+            (&meta(7, 9), identity)
+        ));
+    }
+
+    /// A parent tree owned through one mapping, a child tree with the same files re-owned for
+    /// another and one file really given to the container's root: only that file changes
+    /// (upstream's idmaps-create-diff-layer, at the level of two trees).
+    #[test]
+    fn trees_with_other_mappings_show_only_real_owner_changes() {
+        use layerstore_testsupport::{Capability, require_or_skip};
+        require_or_skip!(Capability::Root);
+        let t = tempfile::tempdir().expect("tempdir");
+        let (old, new) = (t.path().join("old"), t.path().join("new"));
+        let parent_uids = [map(0, 100_000, 6)];
+        let parent_gids = [map(0, 200_000, 6)];
+        let layer_uids = [map(0, 300_000, 6)];
+        let layer_gids = [map(0, 400_000, 6)];
+        for (dir, uid, gid) in [(&old, 100_000, 200_000), (&new, 300_000, 400_000)] {
+            std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
+            std::os::unix::fs::lchown(dir.join("sub"), Some(uid + 4), Some(gid + 4))
+                .expect("chown");
+            for i in 1..=3 {
+                let file = if i == 3 {
+                    dir.join("sub/file3")
+                } else {
+                    dir.join(format!("file{i}"))
+                };
+                std::fs::write(&file, b"same").expect("write");
+                let mtime = std::fs::FileTimes::new().set_modified(std::time::UNIX_EPOCH);
+                std::fs::File::options()
+                    .write(true)
+                    .open(&file)
+                    .and_then(|f| f.set_times(mtime))
+                    .expect("set times");
+                std::os::unix::fs::lchown(&file, Some(uid + i), Some(gid + i)).expect("chown");
+            }
+        }
+        // The one real change: file2 given to the container's root in the child.
+        std::os::unix::fs::lchown(new.join("file2"), Some(300_000), Some(400_000)).expect("chown");
+        let open = |dir: &Path| Root::open(dir).expect("open");
+        let (old_root, new_root) = (open(&old), open(&new));
+        fn tree<'a>(
+            root: &'a Root,
+            dir: &'a Path,
+            uids: &'a [IdMap],
+            gids: &'a [IdMap],
+        ) -> MappedTree<'a> {
+            MappedTree {
+                tree: (root.fd(), dir),
+                mappings: TreeMappings { uids, gids },
+            }
+        }
+        let got: Vec<String> = changes_at(
+            tree(&new_root, &new, &layer_uids, &layer_gids),
+            Some(tree(&old_root, &old, &parent_uids, &parent_gids)),
+        )
+        .expect("changes")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(got, ["Modify \"/file2\""]);
+        // Read as host owners, every re-owned entry differs.
+        let mut host: Vec<String> = changes(&new, Some(&old))
+            .expect("changes")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        host.sort();
+        assert_eq!(
+            host,
+            [
+                "Modify \"/file1\"",
+                "Modify \"/file2\"",
+                "Modify \"/sub\"",
+                "Modify \"/sub/file3\"",
+            ]
+        );
+    }
+
+    fn listed(new: &Path, old: &Path) -> Vec<String> {
+        changes(new, Some(old))
+            .expect("changes")
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    /// Go's `sameFsTimeSpec`: a file whose mtime lost its nanoseconds (it went through a tar
+    /// stream) within the same second is not a change; any other difference is.
+    #[test]
+    fn mtimes_without_nanoseconds_match_within_their_second() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (old, new) = (t.path().join("old"), t.path().join("new"));
+        let set = |dir: &Path, name: &str, (secs, nanos): (u64, u32)| {
+            let file = std::fs::File::create(dir.join(name)).expect("create");
+            let at = std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+            file.set_modified(at).expect("set the mtime");
+        };
+        for (name, old_time, new_time, changed) in [
+            ("tar-then-touched", (1000, 0), (1000, 500_000_000), false),
+            ("touched-then-tar", (1000, 500_000_000), (1000, 0), false),
+            ("same", (1000, 7), (1000, 7), false),
+            ("other-nanoseconds", (1000, 1), (1000, 2), true),
+            ("other-second", (1000, 0), (1001, 0), true),
+        ] {
+            let _ = std::fs::remove_dir_all(&old);
+            let _ = std::fs::remove_dir_all(&new);
+            std::fs::create_dir(&old).expect("mkdir");
+            std::fs::create_dir(&new).expect("mkdir");
+            set(&old, name, old_time);
+            set(&new, name, new_time);
+            let want: Vec<String> = if changed {
+                vec![format!("Modify \"/{name}\"")]
+            } else {
+                Vec::new()
+            };
+            assert_eq!(listed(&new, &old), want, "{name}");
+        }
+    }
+
+    /// Go compares `user.*` xattrs (and only those, besides `security.capability`).
+    #[test]
+    fn user_xattrs_are_compared() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (old, new) = (t.path().join("old"), t.path().join("new"));
+        for dir in [&old, &new] {
+            std::fs::create_dir(dir).expect("mkdir");
+            for name in ["plain", "tagged", "retagged", "same"] {
+                let file = std::fs::File::create(dir.join(name)).expect("create");
+                file.set_modified(std::time::UNIX_EPOCH)
+                    .expect("set the mtime");
+            }
+        }
+        let tag = |path: PathBuf, value: &[u8]| {
+            rfs::setxattr(&path, "user.tag", value, rfs::XattrFlags::empty())
+        };
+        match tag(new.join("tagged"), b"1") {
+            Err(rustix::io::Errno::NOTSUP) => {
+                eprintln!(
+                    "SKIP user_xattrs_are_compared: no user xattrs on {}",
+                    t.path().display()
+                );
+                return;
+            }
+            other => other.expect("setxattr"),
+        }
+        for (dir, value) in [(&old, b"1"), (&new, b"2")] {
+            tag(dir.join("retagged"), value).expect("setxattr");
+        }
+        for dir in [&old, &new] {
+            tag(dir.join("same"), b"1").expect("setxattr");
+        }
+        assert_eq!(
+            listed(&new, &old),
+            ["Modify \"/retagged\"", "Modify \"/tagged\""]
+        );
     }
 }

@@ -2,14 +2,14 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
 use rustix::fs::{self as rfs, FileType, Mode, OFlags};
 
-use crate::changes::{Change, ChangeKind, OpenTree, get_xattr_at};
+use crate::changes::{Change, ChangeKind, OpenTree, get_xattr_at, list_xattrs_at};
 use crate::error::{Error, Result, show};
 use crate::extract::clean;
 use crate::idmap::{self, IdMap};
@@ -302,7 +302,7 @@ impl<W: Write> Exporter<'_, W> {
         let mut header = GoHeader::new(rel, b'0', (st.st_mode & 0o7777) | go_type_bits(file_type));
         (header.uid, header.gid, header.uname, header.gname) = (uid, gid, uname, gname);
         header.mtime = st.st_mtime;
-        header.xattrs = list_exported_xattrs(dir.as_fd(), last)
+        header.xattrs = list_xattrs_at(dir.as_fd(), last, exported_xattr)
             .map_err(|e| Error::entry(path, "read xattrs", e))?;
         match file_type {
             FileType::Directory => {
@@ -658,35 +658,6 @@ impl HostNames {
 fn is_gone(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound
         || e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error())
-}
-
-fn list_exported_xattrs(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<(String, Vec<u8>)>> {
-    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
-    path.extend_from_slice(name);
-    let mut list = vec![0u8; 1024];
-    let n = loop {
-        match rfs::llistxattr(&path[..], &mut list[..]) {
-            Ok(n) => break n,
-            Err(rustix::io::Errno::RANGE) if list.len() < (1 << 20) => {
-                list.resize(list.len() * 4, 0)
-            }
-            Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let mut out = Vec::new();
-    for key in list[..n].split(|&b| b == 0).filter(|k| !k.is_empty()) {
-        if !exported_xattr(key) {
-            continue;
-        }
-        let Ok(key) = std::str::from_utf8(key) else {
-            continue;
-        };
-        if let Some(value) = get_xattr_at(dir, name, key)? {
-            out.push((key.to_string(), value));
-        }
-    }
-    Ok(out)
 }
 
 /// Yields exactly `left` bytes of `inner`, failing if it ends early (a file shrunk while

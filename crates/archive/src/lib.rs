@@ -59,7 +59,8 @@
 //! (delete from a target that holds the parent's files: vfs, btrfs) or overlay (0:0 character
 //! devices and `trusted.overlay.opaque=y`, as containers/storage's overlay driver stores them).
 //!
-//! [`changes`] compares two trees as containers/storage's naive drivers do; [`overlay_changes`]
+//! [`changes`] compares two trees as containers/storage's naive drivers do ([`changes_at`]
+//! reads each tree's owners through its own ID mappings, [`MappedTree`]); [`overlay_changes`]
 //! reads an overlay upper dir; [`export`] / [`export_to`] write the tar stream of a change list
 //! over a tree (for layers without tar-split records), with headers laid out as Go's
 //! `archive/tar` writes them. Every tree walk is iterative and holds at most 64 directory
@@ -179,7 +180,8 @@ mod walk;
 
 pub use apply::{apply, apply_at};
 pub use changes::{
-    Change, ChangeKind, OpenTree, changes, changes_at, overlay_changes, overlay_changes_at,
+    Change, ChangeKind, MappedTree, OpenTree, TreeMappings, changes, changes_at, overlay_changes,
+    overlay_changes_at,
 };
 pub use compression::{
     Compression, Encoder, GZIP_LEVEL, MAGIC_LEN, XZ_MEMORY_LIMIT, ZSTD_LEVEL, decoder, decompress,

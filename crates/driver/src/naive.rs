@@ -55,6 +55,17 @@ impl<'d, D: Driver + ?Sized> Mounted<'d, D> {
     fn tree(&self) -> layerstore_archive::OpenTree<'_> {
         (self.fd(), self.path())
     }
+
+    /// The tree, its owners read through `mappings`.
+    fn mapped<'a>(&'a self, mappings: &'a IdMappings) -> layerstore_archive::MappedTree<'a> {
+        layerstore_archive::MappedTree {
+            tree: self.tree(),
+            mappings: layerstore_archive::TreeMappings {
+                uids: &mappings.uids,
+                gids: &mappings.gids,
+            },
+        }
+    }
 }
 
 impl<D: Driver + ?Sized> Drop for Mounted<'_, D> {
@@ -320,21 +331,27 @@ fn mount_pair<'d, D: Driver + ?Sized>(
     Ok((layer, parent))
 }
 
-/// The changes between the two mounted trees.
+/// The changes between the two mounted trees, each tree's owners read through its own
+/// mappings (`args.id_mappings`, `args.parent_mappings`).
 fn changes_of<D: Driver + ?Sized>(
-    id: &str,
+    args: &DiffArgs<'_>,
     layer: &Mounted<'_, D>,
     parent: Option<&Mounted<'_, D>>,
 ) -> Result<Vec<Change>> {
-    layerstore_archive::changes_at(layer.tree(), parent.map(Mounted::tree))
-        .map_err(|e| Error::archive(id, e))
+    layerstore_archive::changes_at(
+        layer.mapped(args.id_mappings),
+        parent.map(|parent| parent.mapped(args.parent_mappings)),
+    )
+    .map_err(|e| Error::archive(args.id, e))
 }
 
 /// Naive `Changes`: both trees compared by the archive crate (Go's `ChangesDirs`: mode, owner,
 /// device, size, mtime and `security.capability`; directories only for their own metadata).
+/// Owners are compared as each layer's container sees them (the layer's mappings, the
+/// parent's), so files only re-owned for the layer's own mappings are not changes.
 pub fn changes<D: Driver + ?Sized>(driver: &D, args: &DiffArgs<'_>) -> Result<Vec<Change>> {
     let (layer, parent) = mount_pair(driver, args)?;
-    changes_of(args.id, &layer, parent.as_ref())
+    changes_of(args, &layer, parent.as_ref())
 }
 
 /// Counts what passes through.
@@ -369,7 +386,8 @@ impl Write for Counting<'_> {
 
 /// Naive `Diff`: the [changes](changes()) exported as a tar stream by the archive crate
 /// (deletions as `.wh.` entries; without a parent, every file of the layer), owners mapped
-/// back to the container's view with the layer's mappings. Returns the bytes written.
+/// back to the container's view with the layer's mappings (so a file a container's root owns
+/// is `0:0` in the stream, whatever host IDs the layer uses). Returns the bytes written.
 ///
 /// Unlike Go, no sleep to the next whole second follows: layers are not modified after a
 /// diff is taken here, so the mtime-granularity guard has nothing to protect.
@@ -379,7 +397,7 @@ pub fn diff<D: Driver + ?Sized>(
     out: &mut dyn Write,
 ) -> Result<u64> {
     let (layer, parent) = mount_pair(driver, args)?;
-    let changes = changes_of(args.id, &layer, parent.as_ref())?;
+    let changes = changes_of(args, &layer, parent.as_ref())?;
     let mut counting = Counting::new(out);
     layerstore_archive::export_to_at(
         layer.tree(),
@@ -393,10 +411,11 @@ pub fn diff<D: Driver + ?Sized>(
 }
 
 /// Naive `DiffSize`: the sum of the sizes of the non-directory paths the layer adds or
-/// modifies, each inode counted once (Go's `ChangesSize`).
+/// modifies ([`changes()`], owners compared through each layer's mappings), each inode counted
+/// once (Go's `ChangesSize`).
 pub fn diff_size<D: Driver + ?Sized>(driver: &D, args: &DiffArgs<'_>) -> Result<u64> {
     let (layer, parent) = mount_pair(driver, args)?;
-    let changes = changes_of(args.id, &layer, parent.as_ref())?;
+    let changes = changes_of(args, &layer, parent.as_ref())?;
     drop(parent);
     let root =
         layer.root.fd.try_clone().map_err(|e| {
@@ -457,7 +476,7 @@ pub fn create_from_template<D: Driver + ?Sized>(
             mount_label: &opts.mount_label,
         };
         let (layer, parent_mount) = mount_pair(driver, &args)?;
-        let changes = changes_of(template, &layer, parent_mount.as_ref())?;
+        let changes = changes_of(&args, &layer, parent_mount.as_ref())?;
         let mut stream = layerstore_archive::export_at(
             layer.tree(),
             changes,
@@ -475,4 +494,131 @@ pub fn create_from_template<D: Driver + ?Sized>(
         let _ = driver.remove(id);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::IdMap;
+
+    /// The smallest driver: a layer is a directory of `home` that the test fills itself.
+    #[derive(Debug)]
+    struct DirDriver {
+        home: PathBuf,
+    }
+
+    impl Driver for DirDriver {
+        fn name(&self) -> &'static str {
+            "dirs"
+        }
+        fn home(&self) -> &Path {
+            &self.home
+        }
+        fn create(&self, id: &str, _parent: Option<&str>, _opts: &CreateOpts) -> Result<()> {
+            let dir = self.home.join(id);
+            std::fs::create_dir(&dir).map_err(|e| Error::layer_io(id, "create", &dir, e))
+        }
+        fn create_read_write(
+            &self,
+            id: &str,
+            parent: Option<&str>,
+            opts: &CreateOpts,
+        ) -> Result<()> {
+            self.create(id, parent, opts)
+        }
+        fn remove(&self, id: &str) -> Result<()> {
+            let dir = self.home.join(id);
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::layer_io(id, "remove", &dir, e))
+        }
+        fn get(&self, id: &str, _opts: &MountOpts) -> Result<PathBuf> {
+            Ok(self.home.join(id))
+        }
+        fn put(&self, _id: &str) -> Result<()> {
+            Ok(())
+        }
+        fn exists(&self, id: &str) -> bool {
+            self.home.join(id).is_dir()
+        }
+        fn list_layers(&self) -> Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn mappings(uid_base: u32, gid_base: u32) -> IdMappings {
+        let map = |host_id| IdMap {
+            container_id: 0,
+            host_id,
+            size: 6,
+        };
+        IdMappings::new(vec![map(uid_base)], vec![map(gid_base)])
+    }
+
+    /// Upstream's idmaps-create-diff-layer at the driver's level: a parent owned through one
+    /// mapping, a child holding the same files re-owned for another and one file given to the
+    /// container's root. Changes, diff and diff size see that file only; the diff carries the
+    /// container's owner.
+    #[test]
+    fn a_child_with_other_mappings_diffs_only_what_really_changed() {
+        use layerstore_testsupport::{Capability, require_or_skip};
+        require_or_skip!(Capability::Root);
+        let home = tempfile::tempdir().unwrap();
+        let driver = DirDriver {
+            home: home.path().to_path_buf(),
+        };
+        let (parent_maps, child_maps) = (mappings(100_000, 200_000), mappings(300_000, 400_000));
+        for (id, maps) in [("parent", &parent_maps), ("child", &child_maps)] {
+            driver.create(id, None, &CreateOpts::default()).unwrap();
+            let (root_uid, root_gid) = maps.root_pair().unwrap();
+            for i in 1..=5 {
+                let file = home.path().join(id).join(format!("file{i}"));
+                std::fs::write(&file, vec![b'x'; 10 * i as usize]).unwrap();
+                let times = std::fs::FileTimes::new().set_modified(std::time::UNIX_EPOCH);
+                std::fs::File::options()
+                    .write(true)
+                    .open(&file)
+                    .and_then(|f| f.set_times(times))
+                    .unwrap();
+                std::os::unix::fs::lchown(&file, Some(root_uid + i), Some(root_gid + i)).unwrap();
+            }
+        }
+        // The one real change: file3 given to the child's container root.
+        std::os::unix::fs::lchown(
+            home.path().join("child/file3"),
+            Some(300_000),
+            Some(400_000),
+        )
+        .unwrap();
+        let args = DiffArgs {
+            id: "child",
+            id_mappings: &child_maps,
+            parent: Some("parent"),
+            parent_mappings: &parent_maps,
+            mount_label: "",
+        };
+        let listed: Vec<String> = changes(&driver, &args)
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(listed, ["Modify \"/file3\""]);
+        assert_eq!(diff_size(&driver, &args).unwrap(), 30);
+        let mut tar = Vec::new();
+        diff(&driver, &args, &mut tar).unwrap();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let entries: Vec<(String, u64, u64, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|entry| {
+                let entry = entry.unwrap();
+                let header = entry.header();
+                (
+                    entry.path().unwrap().display().to_string(),
+                    header.uid().unwrap(),
+                    header.gid().unwrap(),
+                    header.size().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(entries, [("file3".to_string(), 0, 0, 30)]);
+    }
 }

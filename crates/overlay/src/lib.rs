@@ -60,6 +60,11 @@
 //! The diff family is native (Go's path when the native-diff probe passed and the parent given
 //! is the layer's real parent): `changes`, `diff` and `diff_size` read `diff/` and the lowers'
 //! `diff/` without mounting; otherwise the naive versions of [`layerstore_driver::naive`] run.
+//! They run too for a child whose ID mappings differ from its parent's: making it re-owned
+//! every file through the mount, so its `diff/` holds a copy-up of each, and only comparing
+//! owners as each layer's container sees them tells real changes from re-owned files. (Go
+//! 1.43 shifts with ID-mapped mounts on kernels that have them and then records no mappings;
+//! where it cannot, its native diff lists every copied-up file.)
 //! The tar-split file getter ([`OverlayFileGetter`]) reads `diff/`, falling back to the lowers
 //! for metacopy-only files.
 //!
@@ -610,6 +615,13 @@ impl OverlayDriver {
     /// only metadata, so the upper dir alone is not the layer's diff.
     fn native(&self, id: &str, parent: Option<&str>) -> bool {
         self.native_diff && !self.using_metacopy && self.is_parent(id, parent)
+    }
+
+    /// [`native`](Self::native) for the diff family, which is naive also for a child whose
+    /// mappings differ from its parent's (see the crate docs).
+    fn native_diff_of(&self, args: &DiffArgs<'_>) -> bool {
+        self.native(args.id, args.parent)
+            && (args.parent.is_none() || args.id_mappings == args.parent_mappings)
     }
 
     fn create_layer(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()> {
@@ -1207,7 +1219,7 @@ impl Driver for OverlayDriver {
 
     /// Native: the upper dir exported with whiteouts converted (see the crate docs).
     fn diff(&self, args: &DiffArgs<'_>, out: &mut dyn io::Write) -> Result<u64> {
-        if !self.native(args.id, args.parent) {
+        if !self.native_diff_of(args) {
             return naive::diff(self, args, out);
         }
         let layer = self.open_layer(args.id)?;
@@ -1223,7 +1235,7 @@ impl Driver for OverlayDriver {
 
     /// Native: Go's `OverlayChanges` over `diff/` and the lowers.
     fn changes(&self, args: &DiffArgs<'_>) -> Result<Vec<Change>> {
-        if !self.native(args.id, args.parent) {
+        if !self.native_diff_of(args) {
             return naive::changes(self, args);
         }
         let layer = self.open_layer(args.id)?;
@@ -1242,7 +1254,7 @@ impl Driver for OverlayDriver {
 
     /// Native: sizes of the upper dir's non-directory inodes.
     fn diff_size(&self, args: &DiffArgs<'_>) -> Result<u64> {
-        if !self.native(args.id, args.parent) {
+        if !self.native_diff_of(args) {
             return naive::diff_size(self, args);
         }
         let layer = self.open_layer(args.id)?;
