@@ -6,19 +6,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use layerstore_tarsplit::{JsonLinesPacker, disassemble, gzip_packer};
-use layerstore_testsupport::{Capability, go_fixtures, go_tool, require_or_skip};
+use layerstore_testsupport::go::run_go;
+use layerstore_testsupport::{Capability, go_fixtures, require_or_skip};
 
 fn go(store: &Path, args: &[&str]) -> Output {
-    let tool = go_tool().expect("containers-storage");
-    Command::new(tool)
-        .arg("--graph")
-        .arg(store.join("graph"))
-        .arg("--run")
-        .arg(store.join("run"))
-        .args(["--storage-driver", "vfs"])
-        .args(args)
-        .output()
-        .expect("running containers-storage")
+    run_go(&store.join("graph"), &store.join("run"), "vfs", args)
 }
 
 fn check(out: &Output, what: &str) {
