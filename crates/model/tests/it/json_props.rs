@@ -2,7 +2,7 @@
 //! unchanged, and our encoding equals an independent, character-by-character reference
 //! encoder of Go's rules; big-data file names and image digest lists keep their invariants.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

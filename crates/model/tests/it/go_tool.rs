@@ -4,7 +4,7 @@
 //! equal ours after the same change — so Go reads every record as we meant it, and we write
 //! exactly what Go writes.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
@@ -15,6 +15,7 @@ use layerstore_model::{
     Container, Image, Layer, encode_containers_json, encode_images_json, encode_layers_json,
     is_manifest_key, parse_containers_json, parse_images_json, parse_layers_json,
 };
+use layerstore_testsupport::go::run_go_ok;
 use layerstore_testsupport::{Capability, go_tool, require_or_skip};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
@@ -55,22 +56,7 @@ fn first_difference(ours: &str, go: &str) -> String {
 }
 
 fn run_go(graph: &Path, run: &Path, args: &[&str]) {
-    let tool = go_tool().expect("capability checked");
-    let output = Command::new(tool)
-        .arg("--graph")
-        .arg(graph)
-        .arg("--run")
-        .arg(run)
-        .args(["--storage-driver", "vfs"])
-        .args(args)
-        .output()
-        .expect("running containers-storage");
-    assert!(
-        output.status.success(),
-        "containers-storage {args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_go_ok(graph, run, "vfs", args);
 }
 
 #[test]

@@ -1,7 +1,6 @@
 //! Strategies for random layer, image and container records, and an independent reference
 //! encoder of Go's JSON.
 
-#![allow(dead_code)] // Each test binary uses part of this module.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
