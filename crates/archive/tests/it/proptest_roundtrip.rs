@@ -1,6 +1,6 @@
 //! Random trees → tar (written by the `tar` crate) → apply → the same tree GNU tar extracts.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

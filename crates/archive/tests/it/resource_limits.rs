@@ -3,7 +3,7 @@
 //! deeper than any real image (directly and through symlinks). Each must end in a clear error
 //! or a bounded cost.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 

@@ -1,5 +1,4 @@
 //! Shared helpers of the integration tests: tree snapshots, GNU tar, hand-made tar bytes.
-#![allow(dead_code)] // each test binary uses a different subset
 
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;

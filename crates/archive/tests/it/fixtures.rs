@@ -1,7 +1,7 @@
 //! Applying each Go fixture tarball gives what GNU tar extracts as root, the digests of
 //! `sha256sum`, and the uid/gid sets the Go tool recorded.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! entries that touch them, and errors on both threads, must give what a one-thread extraction
 //! in archive order gives.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! A parent and a child layer: whiteouts in both styles (the overlay one checked through a real
 //! overlay mount), `changes` against the Go tool's output, and `export` round trips.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! result contained in the target) and that nothing outside the target changed. Every case runs
 //! with both resolvers: `openat2(RESOLVE_IN_ROOT)` and the userspace component walk.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
