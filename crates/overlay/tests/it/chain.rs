@@ -1,6 +1,6 @@
 //! Our overlay driver on the real kernel: layout, mounts, whiteouts, native diff.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Layers made and filled by us (create + naive apply_diff), compared with GNU tar extracting
 //! the same tarballs; and our apply compared with what the Go tool made of the fixtures.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

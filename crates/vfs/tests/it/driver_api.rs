@@ -1,6 +1,6 @@
 //! The Driver contract as vfs implements it: options, layout, errors, ID shifting, registry.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;

@@ -5,7 +5,7 @@
 //!
 //! This binary changes its working directory, so it holds nothing else.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

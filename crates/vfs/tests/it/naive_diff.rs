@@ -1,6 +1,6 @@
 //! The shared naive diff family (layerstore_driver::naive) on vfs layers.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

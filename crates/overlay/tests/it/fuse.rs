@@ -1,41 +1,17 @@
 //! `overlay.mount_program=fuse-overlayfs`: the rootless way of mounting, checked as root.
 
-mod common;
-
-use std::path::{Path, PathBuf};
+use crate::common;
 
 use common::{Scratch, apply_fixture, assert_same_tree, snapshot};
 use layerstore_driver::{CreateOpts, Driver, MountOpts};
 use layerstore_overlay::MountMethod;
-use layerstore_testsupport::{Capability, require_or_skip};
+use layerstore_testsupport::{Capability, fuse_overlayfs, require_or_skip};
 use layerstore_vfs::VfsDriver;
-
-/// fuse-overlayfs and /dev/fuse, or why not. Missing either skips the test, unless
-/// `LAYERSTORE_REQUIRE_PRIVILEGED=1` (CI installs Debian's fuse-overlayfs).
-fn fuse_overlayfs() -> Option<PathBuf> {
-    let program = ["/usr/bin/fuse-overlayfs", "/usr/local/bin/fuse-overlayfs"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file());
-    let reason = match (&program, Path::new("/dev/fuse").exists()) {
-        (None, _) => "fuse-overlayfs is not installed",
-        (Some(_), false) => "/dev/fuse does not exist",
-        (Some(_), true) => return program,
-    };
-    assert!(
-        !layerstore_testsupport::privileged_required(),
-        "LAYERSTORE_REQUIRE_PRIVILEGED=1 but {reason}"
-    );
-    eprintln!("SKIP fuse-overlayfs test: {reason}");
-    None
-}
 
 #[test]
 fn fuse_overlayfs_mounts_and_unmounts_a_chain() {
-    require_or_skip!(Capability::Root);
-    let Some(program) = fuse_overlayfs() else {
-        return;
-    };
+    require_or_skip!(Capability::Root, Capability::FuseOverlayfs);
+    let program = fuse_overlayfs().expect("checked by FuseOverlayfs");
     let scratch = Scratch::new();
     let option = format!("overlay.mount_program={}", program.display());
     let overlay = scratch.overlay(&[&option]);

@@ -1,6 +1,6 @@
 //! Property: whatever the tree, the copy is indistinguishable from the original.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;

@@ -1,7 +1,6 @@
 //! Helpers shared by the btrfs integration tests: a scratch btrfs with the driver on it,
 //! exact tree snapshots (as the vfs tests take them), and btrfs-progs inspection.
 
-#![allow(dead_code)] // each test file uses its own subset
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,16 +29,6 @@ pub fn assert_same_tree(
         Root::Compare
     };
     assert_same_tree(what, expected, actual, root);
-}
-
-/// Runs GNU tar with `args`, panicking with its stderr on failure.
-pub fn gnu_tar(args: &[&std::ffi::OsStr]) {
-    let out = Command::new("tar").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "tar {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A scratch btrfs with a graph root on it and our driver opened there. Dropping it undoes the
@@ -136,7 +125,6 @@ pub fn run(cmd: &mut Command) -> String {
 /// One line of `btrfs subvolume list -q -u`.
 #[derive(Debug, Clone)]
 pub struct SubvolumeLine {
-    pub id: u64,
     pub parent_uuid: Option<String>,
     pub uuid: String,
     pub path: String,
@@ -156,7 +144,6 @@ pub fn list_subvolumes(mountpoint: &Path) -> Vec<SubvolumeLine> {
             };
             let parent_uuid = after("parent_uuid");
             SubvolumeLine {
-                id: after("ID").parse().unwrap(),
                 parent_uuid: (parent_uuid != "-").then_some(parent_uuid),
                 uuid: after("uuid"),
                 path: after("path"),

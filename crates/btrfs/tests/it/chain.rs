@@ -2,7 +2,7 @@
 //! the same tarballs, each layer is one subvolume and each child a snapshot of its parent, and
 //! the tar-split records of every apply give back the tarball byte for byte.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! Removal: nested subvolumes (made inside a layer, as a container may) go first; a parent can
 //! go while its child lives on (snapshots are independent); odd leftovers are handled.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 

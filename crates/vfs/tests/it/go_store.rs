@@ -1,6 +1,6 @@
 //! Our vfs driver on a graph root written by the Go tool (containers-storage 1.43).
 
-mod common;
+use crate::common;
 
 use layerstore_driver::{Driver, DriverConfig, MountOpts};
 use layerstore_testsupport::{Capability, require_or_skip};

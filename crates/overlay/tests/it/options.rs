@@ -1,6 +1,6 @@
 //! Driver options, registration, metacopy, and the naive fallbacks.
 
-mod common;
+use crate::common;
 
 use common::{Scratch, apply_fixture, assert_same_tree, snapshot};
 use layerstore_driver::{CreateOpts, DiffArgs, Driver, DriverConfig, MountOpts, Registry};

@@ -2,7 +2,7 @@
 //! tree (its parent's copy) and exchanged into `dir/<id>`; the result equals `apply_diff` of
 //! the same tarball.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;

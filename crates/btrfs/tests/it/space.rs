@@ -1,7 +1,7 @@
 //! A child of a 1 GiB layer is a snapshot: made in near-constant time and with no extra space
 //! (measured with statvfs and btrfs's own exclusive-bytes accounting).
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;

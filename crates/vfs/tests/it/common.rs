@@ -1,6 +1,5 @@
 //! Helpers shared by the vfs integration tests: exact tree snapshots and GNU tar.
 
-#![allow(dead_code)] // each test file uses its own subset
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! One overlay store shared with the Go tool (`containers-storage` 1.43): chains built by
 //! either side mount with the other, and both give back the original tarballs.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! mount with our driver, ours (recorded in `layers.json` with layerstore-model) are listed,
 //! diffed and deleted by it, and both sides' diffs give back the original tarballs.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -5,7 +5,7 @@
 //! owner when nothing would change them (set-ID bits, capabilities, a set-group-ID
 //! destination).
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;

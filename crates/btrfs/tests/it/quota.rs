@@ -1,7 +1,7 @@
 //! `--storage-opt size=` and `btrfs.min_space`: qgroup limits that the kernel enforces,
 //! recorded in `quotas/<id>` and re-applied by `get`.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;

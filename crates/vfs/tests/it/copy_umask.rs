@@ -2,7 +2,7 @@
 //! under a strict umask every mode must still come out exact. Alone in its test binary, as
 //! the umask belongs to the whole process.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
