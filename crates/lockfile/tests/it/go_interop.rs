@@ -1,20 +1,16 @@
 //! Against the real Go `containers-storage` tool (v1.43): its layer store and ours exclude each
 //! other on `<graph>/vfs-layers/layers.lock` and see each other's last-writer tokens.
 
-mod common;
-
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{KernelMode, posix_locks_on};
 use layerstore_lockfile::{Error, Holder, LockFile};
-use layerstore_testsupport::{Capability, go_tool, require_or_skip};
-
-/// Generous bound for a Go command that is no longer blocked (it normally takes ~20 ms).
-const GO_TIMEOUT: Duration = Duration::from_secs(60);
+use layerstore_testsupport::go::{go_command, run_go, wait_with_timeout};
+use layerstore_testsupport::locks::wait_for_kernel_lock;
+use layerstore_testsupport::{Capability, require_or_skip};
 
 /// A scratch store for the Go tool: graph root, run root, vfs driver.
 struct GoStore {
@@ -43,58 +39,15 @@ impl GoStore {
         self.graph.join("vfs-layers/layers.lock")
     }
 
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(go_tool().expect("Go tool checked by require_or_skip"));
-        cmd.arg("--graph")
-            .arg(&self.graph)
-            .arg("--run")
-            .arg(&self.run)
-            .args(["--storage-driver", "vfs"])
-            .args(args);
-        cmd
-    }
-
     fn output(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
+        run_go(&self.graph, &self.run, "vfs", args)
     }
 
     fn spawn(&self, args: &[&str], stdin: Stdio) -> Child {
-        self.command(args)
+        go_command(&self.graph, &self.run, "vfs", args)
             .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
             .unwrap()
-    }
-}
-
-/// Waits for `child` to exit, killing it and failing after [`GO_TIMEOUT`].
-fn wait_with_timeout(mut child: Child) -> Output {
-    let deadline = Instant::now() + GO_TIMEOUT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the Go tool did not finish within {GO_TIMEOUT:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
-}
-
-/// Polls `/proc/locks` until `pid` holds (or waits for, if `blocked`) a write lock on `path`.
-fn wait_for_kernel_lock(path: &Path, pid: u32, blocked: bool) {
-    let deadline = Instant::now() + GO_TIMEOUT;
-    while !posix_locks_on(path)
-        .iter()
-        .any(|l| l.pid == pid && l.blocked == blocked && l.mode == KernelMode::Write)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "pid {pid} never {} a write lock on {path:?}: {:?}",
-            if blocked { "waited for" } else { "held" },
-            posix_locks_on(path)
-        );
-        thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -1,16 +1,14 @@
 //! One process: threads and handles exclude each other, holders are counted, the kernel lock
 //! follows, tokens are written in Go's layout, files are created as Go creates them.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
-use common::{KernelMode, held_by_us};
 use layerstore_lockfile::{Access, Error, Holder, LockFile, LockState, ReadGuard, WriteGuard};
+use layerstore_testsupport::locks::{KernelMode, held_by_us};
 
 fn assert_send_sync<T: Send + Sync>() {}
 fn assert_send<T: Send>() {}

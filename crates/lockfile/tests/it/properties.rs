@@ -1,12 +1,10 @@
 //! Property tests: the token codec round-trips, and any sequence of lock operations through
 //! guards on one thread neither deadlocks nor loses count, with the kernel lock following.
 
-mod common;
-
-use common::{KernelMode, held_by_us};
 use layerstore_lockfile::{
     Error, Holder, LockFile, LockState, ReadGuard, TOKEN_LEN, Token, WriteGuard,
 };
+use layerstore_testsupport::locks::{KernelMode, held_by_us};
 use proptest::prelude::*;
 
 proptest! {

@@ -1,21 +1,20 @@
-//! Two processes: the test binary re-runs itself as a child (`--exact <test>` with a role in
-//! the environment); the child takes a lock and reports over its stdout pipe, the parent checks
-//! what it can take meanwhile, then closes the child's stdin to let it release and exit.
-
-mod common;
+//! Two processes: the test binary re-runs itself as a child (`testsupport::helper`: the same
+//! test with a role in the environment); the child takes a lock and reports over its stdout
+//! pipe, the parent checks what it can take meanwhile, then closes the child's stdin to let it
+//! release and exit.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use common::{KernelMode, posix_locks_on};
 use layerstore_lockfile::{Error, Holder, LockFile, LockState};
+use layerstore_testsupport::helper;
+use layerstore_testsupport::locks::{KernelMode, posix_locks_on};
 
-const ROLE_ENV: &str = "LAYERSTORE_LOCKFILE_TEST_CHILD_ROLE";
 const PATH_ENV: &str = "LAYERSTORE_LOCKFILE_TEST_CHILD_PATH";
 /// Prefix of the child's report lines (libtest prints its own lines around them).
 const REPORT: &str = "CHILD-REPORT ";
@@ -46,7 +45,7 @@ impl Role {
 
 /// In the child process, plays the role and returns `true`; in the parent returns `false`.
 fn play_child_role() -> bool {
-    let Ok(role) = std::env::var(ROLE_ENV) else {
+    let Some(role) = helper::role() else {
         return false;
     };
     let path = std::env::var(PATH_ENV).expect("child needs the lock path");
@@ -108,10 +107,8 @@ struct ChildLocker {
 }
 
 impl ChildLocker {
-    fn spawn(test_name: &str, role: Role, path: &Path) -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
-            .env(ROLE_ENV, role.name())
+    fn spawn(role: Role, path: &Path) -> Self {
+        let mut child = helper::command(role.name())
             .env(PATH_ENV, path)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -182,11 +179,7 @@ fn a_writer_in_another_process_excludes_us() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("xproc-write.lock");
     let lock = LockFile::open_rw(&path).unwrap();
-    let mut child = ChildLocker::spawn(
-        "a_writer_in_another_process_excludes_us",
-        Role::Write,
-        &path,
-    );
+    let mut child = ChildLocker::spawn(Role::Write, &path);
     assert_eq!(child.report(), "locked");
     let kernel = posix_locks_on(&path);
     assert!(
@@ -231,11 +224,7 @@ fn readers_in_two_processes_coexist_and_exclude_writers() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("xproc-read.lock");
     let lock = LockFile::open_rw(&path).unwrap();
-    let mut child = ChildLocker::spawn(
-        "readers_in_two_processes_coexist_and_exclude_writers",
-        Role::Read,
-        &path,
-    );
+    let mut child = ChildLocker::spawn(Role::Read, &path);
     assert_eq!(child.report(), "locked");
     let reader = lock.try_rlock().expect("two processes may read at once");
     let second_reader = lock.rlock().unwrap();
@@ -258,13 +247,12 @@ fn our_locks_exclude_another_process() {
     if play_child_role() {
         return;
     }
-    let test = "our_locks_exclude_another_process";
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("xproc-ours.lock");
     let lock = LockFile::open_rw(&path).unwrap();
 
     let write = lock.lock().unwrap();
-    let mut child = ChildLocker::spawn(test, Role::TryBoth, &path);
+    let mut child = ChildLocker::spawn(Role::TryBoth, &path);
     assert_eq!(
         child.report(),
         "would-block:OtherProcess would-block:OtherProcess"
@@ -273,12 +261,12 @@ fn our_locks_exclude_another_process() {
     drop(write);
 
     let read = lock.rlock().unwrap();
-    let mut child = ChildLocker::spawn(test, Role::TryBoth, &path);
+    let mut child = ChildLocker::spawn(Role::TryBoth, &path);
     assert_eq!(child.report(), "would-block:OtherProcess acquired");
     child.finish();
     drop(read);
 
-    let mut child = ChildLocker::spawn(test, Role::TryBoth, &path);
+    let mut child = ChildLocker::spawn(Role::TryBoth, &path);
     assert_eq!(child.report(), "acquired acquired");
     child.finish();
 }
@@ -298,11 +286,7 @@ fn a_write_in_another_process_is_seen_as_modified() {
         guard.get_last_write().unwrap()
     };
 
-    let mut child = ChildLocker::spawn(
-        "a_write_in_another_process_is_seen_as_modified",
-        Role::RecordWrite,
-        &path,
-    );
+    let mut child = ChildLocker::spawn(Role::RecordWrite, &path);
     let child_hex = child.report();
     let child_pid = child.pid();
     child.finish();
@@ -326,11 +310,7 @@ fn readers_waiting_for_another_process_share_one_kernel_lock() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("xproc-waiting-readers.lock");
     let lock = LockFile::open_rw(&path).unwrap();
-    let mut child = ChildLocker::spawn(
-        "readers_waiting_for_another_process_share_one_kernel_lock",
-        Role::Write,
-        &path,
-    );
+    let mut child = ChildLocker::spawn(Role::Write, &path);
     assert_eq!(child.report(), "locked");
     let all_reading = std::sync::Barrier::new(3);
     let checked = std::sync::Barrier::new(3);
