@@ -1,6 +1,6 @@
 //! put / apply_diff / diff on vfs: digests recorded, tarballs given back byte for byte.
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 

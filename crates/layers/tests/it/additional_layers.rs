@@ -1,28 +1,13 @@
 //! Additional layer stores: a read-only layout as a lazy-pulling filesystem serves it (built
 //! here in a plain directory), adopted with `put_additional_layer` through overlay.
 
-mod common;
+use crate::common;
 
 use std::fs;
 
-use common::build_layout;
+use common::{ShutdownOnDrop, build_layout};
 use layerstore_layers::{Digest, LayerOptions, LayerStore, MountOptions, StoreOptions};
 use layerstore_testsupport::{Capability, require_or_skip};
-
-struct ShutdownOnDrop(LayerStore);
-
-impl Drop for ShutdownOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.shutdown(true);
-    }
-}
-
-impl std::ops::Deref for ShutdownOnDrop {
-    type Target = LayerStore;
-    fn deref(&self) -> &LayerStore {
-        &self.0
-    }
-}
 
 #[test]
 fn an_additional_layer_is_adopted_read_only_and_used_as_a_lower() {

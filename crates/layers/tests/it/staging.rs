@@ -2,20 +2,18 @@
 //! store moves it into a layer and records it as `apply_diff` would; failures and crashes
 //! leave neither a staging directory nor a listed layer behind.
 
-mod common;
+use crate::common;
 
 use std::fs::{self, File};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::Command;
 
-use common::{Scratch, TarballDiffer, fixture_tar, uncompressed};
+use common::{Scratch, ShutdownOnDrop, TarballDiffer, fixture_tar, uncompressed};
 use layerstore_layers::{
     DiffOptions, Differ, DifferOptions, DifferOutput, LayerOptions, LayerStore, StoreOptions, crash,
 };
+use layerstore_testsupport::helper;
 use layerstore_testsupport::{Capability, require_or_skip};
-
-const CHILD_ROLE: &str = "LAYERSTORE_TEST_STAGING_CHILD";
 
 /// A differ that writes a file, then fails.
 struct FailingDiffer;
@@ -31,21 +29,6 @@ impl Differ for FailingDiffer {
             message: "blob entry \"half\": digest mismatch".into(),
             source: None,
         })
-    }
-}
-
-struct ShutdownOnDrop(LayerStore);
-
-impl Drop for ShutdownOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.shutdown(true);
-    }
-}
-
-impl std::ops::Deref for ShutdownOnDrop {
-    type Target = LayerStore;
-    fn deref(&self) -> &LayerStore {
-        &self.0
     }
 }
 
@@ -256,12 +239,8 @@ fn a_failed_differ_leaves_no_staging_directory_and_bad_paths_are_refused() {
     assert!(staging_entries(&scratch.graph()).is_empty());
 }
 
-/// The child's side of the crash tests: does nothing unless spawned by one.
-#[test]
-fn staging_crash_child() {
-    let Ok(graph) = std::env::var(CHILD_ROLE) else {
-        return;
-    };
+/// The child's side of the crash tests: the test, re-run as a helper with the graph root as role.
+fn staging_crash_child(graph: &str) {
     let run = std::env::var("LAYERSTORE_TEST_RUN").expect("run");
     let store = LayerStore::open(StoreOptions::new(graph, run, "overlay")).expect("child open");
     let base = fs::read(fixture_tar("basic.tar")).expect("fixture");
@@ -278,20 +257,16 @@ fn staging_crash_child() {
 
 #[test]
 fn a_crash_between_staging_and_recording_leaves_nothing_listed() {
+    if let Some(role) = helper::role() {
+        return staging_crash_child(&role);
+    }
     require_or_skip!(Capability::Overlay);
     for point in [
         crash::STAGING_AFTER_INCOMPLETE_RECORD,
         crash::STAGING_AFTER_MOVE,
     ] {
         let scratch = Scratch::new();
-        let status = Command::new(std::env::current_exe().expect("exe"))
-            .args([
-                "--exact",
-                "staging_crash_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ROLE, scratch.graph())
+        let status = helper::command(&scratch.graph().to_string_lossy())
             .env("LAYERSTORE_TEST_RUN", scratch.run())
             .env(crash::CRASH_ENV, point)
             .status()

@@ -2,8 +2,6 @@
 //! it again writes the same bytes; `layers-edited.json` (newer fields, an incomplete layer)
 //! round-trips.
 
-mod common;
-
 use std::process::Command;
 
 use layerstore_layers::{DiffOptions, LayerStore, StoreOptions};

@@ -1,6 +1,6 @@
 //! Every bad input gives a typed error naming what was wrong, and leaves layers.json as it was.
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 

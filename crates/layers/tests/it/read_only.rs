@@ -1,7 +1,7 @@
 //! A read-only store (an additional graph root): open, list, get, diff and mount work; every
 //! change is `ReadOnly`; layers report read-only.
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 

@@ -1,7 +1,7 @@
 //! Random sequences of operations against a simple model: the store agrees with the model,
 //! a reopened store agrees with the first, names stay unique, every layer has its files.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 
@@ -50,7 +50,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
     #[test]
     fn the_store_follows_the_model(ops in proptest::collection::vec(op(), 1..14)) {
-        if Capability::Root.missing_reason().is_some() && !layerstore_testsupport::privileged_required() {
+        if !layerstore_testsupport::available(&[Capability::Root]) {
             return Ok(());
         }
         let scratch = Scratch::new();

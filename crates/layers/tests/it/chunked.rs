@@ -2,51 +2,19 @@
 //! from OCI layouts this test builds out of the fixture tarballs, pulled through the overlay
 //! driver's staging with files taken from another local layer.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::fixture_tar;
+use common::{ShutdownOnDrop, fixture_tar};
 use layerstore_layers::chunked::{FileBlob, LocalFiles, ZstdChunkedDiffer};
 use layerstore_layers::{
     Compression, DiffOptions, DifferOptions, Digest, LayerOptions, LayerStore, StoreOptions,
 };
 use layerstore_testsupport::{Capability, require_or_skip};
 use sha2::{Digest as _, Sha256};
-
-struct ShutdownOnDrop(LayerStore);
-
-impl Drop for ShutdownOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.shutdown(true);
-    }
-}
-
-impl std::ops::Deref for ShutdownOnDrop {
-    type Target = LayerStore;
-    fn deref(&self) -> &LayerStore {
-        &self.0
-    }
-}
-
-/// Whether skopeo can run; without it the test is skipped, unless privileged tests are
-/// required (CI installs it).
-fn skopeo_or_skip() -> bool {
-    let present = Command::new("skopeo")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !present {
-        assert!(
-            std::env::var("LAYERSTORE_REQUIRE_PRIVILEGED").as_deref() != Ok("1"),
-            "skopeo is required (apt-get install skopeo)"
-        );
-        eprintln!("skipped: skopeo is not installed");
-    }
-    present
-}
 
 fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
@@ -179,10 +147,7 @@ fn differ(blob: &ChunkedBlob, local: LocalFiles) -> ZstdChunkedDiffer {
 
 #[test]
 fn a_partial_pull_reads_little_and_gives_the_plain_pulls_diff() {
-    require_or_skip!(Capability::Overlay);
-    if !skopeo_or_skip() {
-        return;
-    }
+    require_or_skip!(Capability::Overlay, Capability::Skopeo);
     let work = tempfile::tempdir().expect("temp dir");
     let blob = zstd_chunked(work.path(), &mostly_basic());
     let blob_size = fs::metadata(&blob.path).expect("blob").len();
@@ -344,10 +309,7 @@ fn with_toc(blob: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
 
 #[test]
 fn corrupt_blobs_are_clear_errors_that_leave_nothing_behind() {
-    require_or_skip!(Capability::Overlay);
-    if !skopeo_or_skip() {
-        return;
-    }
+    require_or_skip!(Capability::Overlay, Capability::Skopeo);
     let work = tempfile::tempdir().expect("temp dir");
     let blob = zstd_chunked(
         work.path(),
@@ -411,10 +373,7 @@ fn corrupt_blobs_are_clear_errors_that_leave_nothing_behind() {
 
 #[test]
 fn a_chunked_child_layer_keeps_its_whiteouts() {
-    require_or_skip!(Capability::Overlay);
-    if !skopeo_or_skip() {
-        return;
-    }
+    require_or_skip!(Capability::Overlay, Capability::Skopeo);
     let work = tempfile::tempdir().expect("temp dir");
     let child_tar = fs::read(fixture_tar("child-whiteouts.tar")).expect("fixture");
     let blob = zstd_chunked(work.path(), &child_tar);

@@ -1,6 +1,6 @@
 //! A store of 40,000 layers: one parse to open, cheap lookups, batched deletes.
 
-mod common;
+use crate::common;
 
 use std::time::Instant;
 

@@ -2,7 +2,7 @@
 //! driver lays it over the new layer's copy of its parent and swaps it into `vfs/dir/<id>`;
 //! the layer then gives back exactly the tarball the differ applied.
 
-mod common;
+use crate::common;
 
 use std::fs;
 

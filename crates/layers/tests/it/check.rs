@@ -3,35 +3,18 @@
 //! mount table; a store broken in every way `check` knows is reported problem by problem,
 //! repaired, checked clean again and still opened by the Go tool.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 
-use common::{Scratch, fixture_tar};
+use common::{Scratch, ShutdownOnDrop, fixture_tar};
 use layerstore_layers::{
     CheckOptions, CheckReport, DiffOptions, LayerOptions, LayerStore, MountOptions, Problem,
     Repair, StoreOptions,
 };
 use layerstore_testsupport::{BtrfsLoop, Capability, require_or_skip};
-
-/// Shuts the store down (unmounting everything, releasing the driver's bind mount of its
-/// home) however the test ends.
-struct ShutdownOnDrop(LayerStore);
-
-impl Drop for ShutdownOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.shutdown(true);
-    }
-}
-
-impl std::ops::Deref for ShutdownOnDrop {
-    type Target = LayerStore;
-    fn deref(&self) -> &LayerStore {
-        &self.0
-    }
-}
 
 fn tarball(name: &str) -> Vec<u8> {
     fs::read(fixture_tar(name)).expect("fixture tarball")

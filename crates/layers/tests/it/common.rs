@@ -1,5 +1,4 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -52,17 +51,7 @@ impl Scratch {
 }
 
 pub fn go(graph: &Path, run: &Path, args: &[&str]) -> Output {
-    let tool = layerstore_testsupport::go_tool().expect("the Go tool");
-    Command::new(tool)
-        .arg("--graph")
-        .arg(graph)
-        .arg("--run")
-        .arg(run)
-        .arg("--storage-driver")
-        .arg("vfs")
-        .args(args)
-        .output()
-        .expect("run containers-storage")
+    layerstore_testsupport::go::run_go(graph, run, "vfs", args)
 }
 
 pub fn fixture_tar(name: &str) -> PathBuf {
@@ -173,4 +162,21 @@ pub fn build_layout(
     std::fs::write(dir.join("info"), info).expect("info");
     std::fs::write(dir.join("blob"), &blob).expect("blob");
     (digest, record)
+}
+
+/// A store that is shut down (`force`: every mount released) when the test lets it go, so a
+/// failing overlay test leaves no mount behind.
+pub struct ShutdownOnDrop(pub LayerStore);
+
+impl Drop for ShutdownOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.shutdown(true);
+    }
+}
+
+impl std::ops::Deref for ShutdownOnDrop {
+    type Target = LayerStore;
+    fn deref(&self) -> &LayerStore {
+        &self.0
+    }
 }

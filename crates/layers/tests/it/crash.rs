@@ -1,28 +1,22 @@
 //! Crash safety: a child process killed (SIGKILL) at each named point of `put` and `delete`.
 //! Reopening deletes the incomplete layer and keeps the others; the Go tool opens the store.
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
 
 use common::{Scratch, fixture_tar, uncompressed};
 use layerstore_layers::{DiffOptions, LayerOptions, LayerStore, StoreOptions, crash};
+use layerstore_testsupport::helper;
 use layerstore_testsupport::{Capability, require_or_skip};
 
-const CHILD_ROLE: &str = "LAYERSTORE_TEST_CRASH_CHILD";
-
-/// The child's side: does nothing unless spawned by [`run_child`].
-#[test]
-fn crash_child() {
-    let Ok(role) = std::env::var(CHILD_ROLE) else {
-        return;
-    };
+/// The child's side, in the process [`run_child`] starts (the calling test, re-run).
+fn crash_child(role: &str) {
     let graph = std::env::var("LAYERSTORE_TEST_GRAPH").expect("graph");
     let run = std::env::var("LAYERSTORE_TEST_RUN").expect("run");
     let store = LayerStore::open(StoreOptions::new(graph, run, "vfs")).expect("child open");
-    match role.as_str() {
+    match role {
         "put" => {
             store
                 .put(
@@ -40,9 +34,7 @@ fn crash_child() {
 }
 
 fn run_child(scratch: &Scratch, role: &str, point: &str) -> std::process::ExitStatus {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ROLE, role)
+    helper::command(role)
         .env(crash::CRASH_ENV, point)
         .env("LAYERSTORE_TEST_GRAPH", scratch.graph())
         .env("LAYERSTORE_TEST_RUN", scratch.run())
@@ -118,6 +110,9 @@ fn killed(status: std::process::ExitStatus, point: &str) {
 
 #[test]
 fn put_killed_at_each_step() {
+    if let Some(role) = helper::role() {
+        return crash_child(&role);
+    }
     require_or_skip!(Capability::Root, Capability::GoTool);
     let points = [
         crash::SAVE_AFTER_TOKEN,
@@ -155,6 +150,9 @@ fn put_killed_at_each_step() {
 
 #[test]
 fn delete_killed_at_each_step() {
+    if let Some(role) = helper::role() {
+        return crash_child(&role);
+    }
     require_or_skip!(Capability::Root, Capability::GoTool);
     for point in [
         crash::DELETE_AFTER_INCOMPLETE_RECORD,
@@ -178,6 +176,9 @@ fn delete_killed_at_each_step() {
 
 #[test]
 fn a_reader_handle_cleans_up_what_a_crashed_writer_left() {
+    if let Some(role) = helper::role() {
+        return crash_child(&role);
+    }
     require_or_skip!(Capability::Root);
     let scratch = setup();
     let reader = scratch.open();

@@ -1,27 +1,22 @@
 //! The locking model: reads take layers.lock shared, changes exclusive (across processes);
 //! records are reloaded only when the last-writer token or layers.json's mtime changed.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use common::Scratch;
 use layerstore_layers::LayerOptions;
 use layerstore_lockfile::LockFile;
+use layerstore_testsupport::helper;
 use layerstore_testsupport::{Capability, require_or_skip};
 
-const HOLDER_ROLE: &str = "LAYERSTORE_TEST_LOCK_HOLDER";
-
 /// Child side of [`readers_share_and_writers_wait_across_processes`]: holds layers.lock for
-/// reading until its stdin closes. Does nothing when not spawned as that child.
-#[test]
-fn lock_holder_child() {
-    let Ok(path) = std::env::var(HOLDER_ROLE) else {
-        return;
-    };
+/// reading until its stdin closes (the test, re-run as a helper, with the lock's path as role).
+fn lock_holder_child(path: &str) {
     let lock = LockFile::open_rw(&path).expect("open lock");
     let guard = lock.rlock().expect("rlock");
     println!("locked");
@@ -33,19 +28,15 @@ fn lock_holder_child() {
 
 #[test]
 fn readers_share_and_writers_wait_across_processes() {
+    if let Some(role) = helper::role() {
+        return lock_holder_child(&role);
+    }
     require_or_skip!(Capability::Root);
     let scratch = Scratch::new();
     let store = scratch.open();
     store.create(&LayerOptions::new().id("first")).unwrap();
     let lock_path = scratch.graph().join("vfs-layers/layers.lock");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "lock_holder_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(HOLDER_ROLE, &lock_path)
+    let mut child = helper::command(&lock_path.to_string_lossy())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

@@ -18,7 +18,7 @@
 //! * `delete-layer` removes our layer's directory and link without touching the store's
 //!   `diff/`, and removes the `use` file our adoption created (Go releases the layer).
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Read;

@@ -1,6 +1,6 @@
 //! Records: create, list, get, names, metadata, flags, big data, delete, on vfs.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;

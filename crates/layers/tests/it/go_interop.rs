@@ -1,12 +1,13 @@
 //! Interoperability with the Go `containers-storage` tool (v1.43), both ways, on vfs.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs::File;
 
 use common::{BASE_TARS, Scratch, fixture_tar, uncompressed};
 use layerstore_layers::{Compression, DiffOptions, LayerOptions, MountOptions};
+use layerstore_testsupport::helper;
 use layerstore_testsupport::{Capability, require_or_skip};
 
 fn go_layers(scratch: &Scratch) -> Vec<serde_json::Value> {
@@ -246,16 +247,11 @@ fn b_a_store_filled_by_us_opens_with_go() {
     assert!(!reopened.exists("child-id").unwrap());
 }
 
-const WORKER_ROLE: &str = "LAYERSTORE_TEST_INTEROP_WORKER";
 const PER_WORKER: usize = 6;
 
 /// Child side of [`c_go_and_us_at_once_lose_nothing`]: one of our processes putting layers.
-/// Does nothing unless spawned as that child.
-#[test]
-fn interop_worker_child() {
-    let Ok(name) = std::env::var(WORKER_ROLE) else {
-        return;
-    };
+/// The test, re-run as a helper with the worker's name as role.
+fn interop_worker_child(name: &str) {
     let graph = std::env::var("LAYERSTORE_TEST_GRAPH").expect("graph");
     let run = std::env::var("LAYERSTORE_TEST_RUN").expect("run");
     let store = layerstore_layers::LayerStore::open(layerstore_layers::StoreOptions::new(
@@ -277,6 +273,9 @@ fn interop_worker_child() {
 /// once never lose a layer.
 #[test]
 fn c_go_and_us_at_once_lose_nothing() {
+    if let Some(role) = helper::role() {
+        return interop_worker_child(&role);
+    }
     require_or_skip!(Capability::GoTool, Capability::Root);
     let scratch = Scratch::new();
     let store = scratch.open();
@@ -285,14 +284,7 @@ fn c_go_and_us_at_once_lose_nothing() {
     const OUR_THREADS: usize = 2;
     let children: Vec<_> = (0..OUR_PROCESSES)
         .map(|p| {
-            std::process::Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    "interop_worker_child",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env(WORKER_ROLE, format!("proc{p}"))
+            helper::command(&format!("proc{p}"))
                 .env("LAYERSTORE_TEST_GRAPH", scratch.graph())
                 .env("LAYERSTORE_TEST_RUN", scratch.run())
                 .stdout(std::process::Stdio::null())
