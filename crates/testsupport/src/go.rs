@@ -3,8 +3,6 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::thread;
 use std::time::Duration;
 
 /// Generous bound for one Go command (it normally takes tens of milliseconds): one still
@@ -51,22 +49,8 @@ pub fn run_go_ok(graph: &Path, run: &Path, driver: &str, args: &[&str]) -> Vec<u
     out.stdout
 }
 
-/// Waits for `child` to exit and collects its output (read as it comes, so a large output
-/// cannot block it); kills it and fails the test when it runs longer than [`GO_TIMEOUT`].
+/// Waits for `child` to exit and collects its output ([`crate::process::wait_bounded`]):
+/// kills it and fails the test when it runs longer than [`GO_TIMEOUT`].
 pub fn wait_with_timeout(child: Child) -> Output {
-    let pid = child.id();
-    let (done, finished) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    match finished.recv_timeout(GO_TIMEOUT) {
-        Ok(output) => output.expect("collect the child's output"),
-        Err(_) => {
-            // Not reaped yet (the waiting thread still waits), so the PID is still the child's.
-            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-            panic!("the Go tool did not finish within {GO_TIMEOUT:?}");
-        }
-    }
+    crate::process::wait_bounded(child, "the Go tool", GO_TIMEOUT)
 }

@@ -18,7 +18,8 @@
 //! test can find out), which names the running test: `SKIP <module>::<test>: <reason>`.
 //!
 //! Besides: the Go tool on a store ([`go`]), the kernel's view of POSIX locks ([`locks`]), a
-//! test binary re-run as a helper process ([`helper`]), and tree snapshots ([`tree`]).
+//! test binary re-run as a helper process ([`helper`]), waiting for a child with a bound
+//! ([`process`]), and tree snapshots ([`tree`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,6 +27,7 @@ use std::process::Command;
 pub mod go;
 pub mod helper;
 pub mod locks;
+pub mod process;
 pub mod tree;
 
 /// Something a test may need that not every machine has.
