@@ -85,27 +85,9 @@ fn fixture_tar(name: &str) -> String {
         .to_string()
 }
 
-fn have_script() -> bool {
-    let found = Command::new("script")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            !layerstore_testsupport::privileged_required(),
-            "`script` (util-linux) is needed for the pseudo-terminal tests"
-        );
-        eprintln!("SKIP: `script` (util-linux) is not installed");
-    }
-    found
-}
-
 #[test]
 fn progress_bar_shows_on_a_terminal_and_not_on_a_pipe() {
-    require_or_skip!(Capability::Root);
-    if !have_script() {
-        return;
-    }
+    require_or_skip!(Capability::Root, Capability::Script);
     let store = Store::new();
     let basic = fixture_tar("basic.tar");
 
@@ -352,16 +334,7 @@ fn example_layer_imports_lists_and_comes_back_identical() {
 
 #[test]
 fn example_layer_round_trip_works_for_an_ordinary_user() {
-    require_or_skip!(Capability::Root);
-    let setpriv = Command::new("setpriv").arg("--version").output();
-    if !setpriv.is_ok_and(|o| o.status.success()) {
-        assert!(
-            !layerstore_testsupport::privileged_required(),
-            "`setpriv` (util-linux) is needed to run as an ordinary user"
-        );
-        eprintln!("SKIP: `setpriv` (util-linux) is not installed");
-        return;
-    }
+    require_or_skip!(Capability::Root, Capability::Setpriv);
     let home = tempfile::tempdir().expect("tempdir");
     let nobody = 65534;
     std::os::unix::fs::chown(home.path(), Some(nobody), Some(nobody)).expect("chown home");

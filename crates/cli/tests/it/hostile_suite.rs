@@ -11,7 +11,7 @@
 //! `layerstore_layers::LayerStore`, so the 10 GiB bombs against that cap go through
 //! `layerstore_archive::apply`; through the CLI, bombs are contained by a small filesystem.
 
-mod suite;
+use crate::suite;
 
 use std::collections::BTreeMap;
 use std::fs;

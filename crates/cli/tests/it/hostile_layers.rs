@@ -6,7 +6,7 @@
 //! Time and memory are bounded generously (a memory rlimit on the child, "well under a minute"),
 //! never timed tightly.
 
-mod suite;
+use crate::suite;
 
 use std::fs;
 use std::io::Read;

@@ -9,7 +9,7 @@
 //! Rerun one trial: `LAYERSTORE_CRASH_SEED=<seed printed> LAYERSTORE_CRASH_TRIALS=1 cargo test
 //! -p layerstore-cli --test crash_suite -- <driver test>`.
 
-mod suite;
+use crate::suite;
 
 use std::collections::BTreeMap;
 use std::fs;

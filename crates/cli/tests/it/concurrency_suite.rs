@@ -8,7 +8,7 @@
 //! `LAYERSTORE_CONCURRENCY_SECS` sets the duration (default 12), `LAYERSTORE_CONCURRENCY_SEED`
 //! the seed.
 
-mod suite;
+use crate::suite;
 
 use std::collections::BTreeMap;
 use std::path::Path;

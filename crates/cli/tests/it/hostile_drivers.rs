@@ -14,7 +14,7 @@
 //! holding a secret and checks afterwards that nothing there was read (the secret never shows
 //! in any output), written (no new file), or unmounted.
 
-mod suite;
+use crate::suite;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};

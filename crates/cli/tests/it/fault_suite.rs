@@ -6,7 +6,7 @@
 //! Real kernels only: tmpfs mounts with a size (`mount -t tmpfs -o size=8m`), removed by the
 //! [`Scratch`] guard however the test ends.
 
-mod suite;
+use crate::suite;
 
 use std::collections::BTreeSet;
 use std::fs;

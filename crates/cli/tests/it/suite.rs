@@ -3,7 +3,6 @@
 //! run after every trial, a seeded RNG, tarball builders and a guard that leaves no mounts.
 
 // Each suite file uses a different part of this module.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -184,15 +183,7 @@ impl Store {
 
     /// `containers-storage <flags> args` (the Go tool, v1.43).
     pub fn go_command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(go_tool());
-        command
-            .args(self.flags())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env_remove("CONTAINERS_STORAGE_CONF");
-        command
+        layerstore_testsupport::go::go_command(&self.graph, &self.run, &self.driver, args)
     }
 
     /// Runs the Go tool.
@@ -272,24 +263,7 @@ pub fn run_bounded(mut command: Command, what: &str, limit: std::time::Duration)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let pid = child.id();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let _ = sender.send(child.wait_with_output());
-    });
-    match receiver.recv_timeout(limit) {
-        Ok(output) => {
-            let _ = waiter.join();
-            output.unwrap_or_else(|e| panic!("{what}: {e}"))
-        }
-        Err(_) => {
-            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-            let _ = waiter.join();
-            panic!("{what} did not finish within {limit:?}");
-        }
-    }
+    layerstore_testsupport::process::wait_bounded(child, what, limit)
 }
 
 /// The parts of a layer record the suites compare.
