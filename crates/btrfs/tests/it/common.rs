@@ -1,7 +1,6 @@
 //! Helpers shared by the btrfs integration tests: a scratch btrfs with the driver on it,
 //! exact tree snapshots (as the vfs tests take them), and btrfs-progs inspection.
 
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

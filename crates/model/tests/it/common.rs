@@ -1,7 +1,6 @@
 //! Strategies for random layer, image and container records, and an independent reference
 //! encoder of Go's JSON.
 
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 

@@ -1,7 +1,6 @@
 //! Helpers shared by the overlay integration tests: stores that clean up every mount they
 //! made (even when a test fails), exact tree snapshots, fixtures.
 
-
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,5 @@
 //! Helpers shared by the vfs integration tests: exact tree snapshots and GNU tar.
 
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
