@@ -503,6 +503,12 @@ fn crash_trials(driver: &str) {
         tally.repaired,
         started.elapsed()
     );
+    // A binary without crash points would let every trial aimed at one run to its end.
+    assert!(
+        trials < DEFAULT_TRIALS || tally.killed_at_point > 0,
+        "no trial was killed at a crash point: the binary under test lacks them (the cli's tests \
+         build it with layerstore-layers' crash-points feature)"
+    );
     assert_eq!(tally.trials, trials);
 }
 

@@ -17,7 +17,7 @@ use layerstore_testsupport::{Capability, require_or_skip};
 /// Child side of [`readers_share_and_writers_wait_across_processes`]: holds layers.lock for
 /// reading until its stdin closes (the test, re-run as a helper, with the lock's path as role).
 fn lock_holder_child(path: &str) {
-    let lock = LockFile::open_rw(&path).expect("open lock");
+    let lock = LockFile::open_rw(path).expect("open lock");
     let guard = lock.rlock().expect("rlock");
     println!("locked");
     std::io::stdout().flush().expect("flush");
