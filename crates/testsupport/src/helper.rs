@@ -40,3 +40,46 @@ pub fn command(role: &str) -> Command {
         .env(ROLE_ENV, role);
     command
 }
+
+/// The role of a test [`in_own_process`] runs again.
+const OWN_PROCESS: &str = "own-process";
+
+/// For a test that changes what belongs to the whole process (the umask, the working
+/// directory, a resource limit) while the other tests of its binary run beside it: in the
+/// binary's process, runs the test again in a process of its own (this binary, only this
+/// test), fails when it fails there, and answers `false` (the test then returns); in that
+/// process, answers `true` (the test goes on and may change the process as it likes).
+pub fn in_own_process() -> bool {
+    if role().as_deref() == Some(OWN_PROCESS) {
+        return true;
+    }
+    let test = crate::current_test().unwrap_or_default();
+    let output = command(OWN_PROCESS)
+        .output()
+        .expect("run the test in a process of its own");
+    assert!(
+        output.status.success(),
+        "{test} failed in its own process ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_in_its_own_process_runs_there_and_only_there() {
+        if !in_own_process() {
+            return;
+        }
+        assert_eq!(role().as_deref(), Some(OWN_PROCESS));
+        // What would disturb the tests beside it: this process is the test's alone.
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+        let others = std::fs::read_dir("/proc/self/task").unwrap().count();
+        assert!(others <= 2, "{others} threads: the test is not alone");
+    }
+}

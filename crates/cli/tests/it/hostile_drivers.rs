@@ -23,15 +23,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use layerstore_testsupport::{BtrfsLoop, Capability, require_or_skip};
+use layerstore_testsupport::{BtrfsLoop, Capability, helper, require_or_skip};
 use suite::{Scratch, Store, describe, mount_tmpfs, mounts_under};
 
 /// The soft limit on open files the deep-tree tests run with (the common default).
 const NOFILE: u64 = 1024;
 
-/// Lowers this process's soft `RLIMIT_NOFILE` to [`NOFILE`]; the binaries it starts inherit
-/// it. Every test of this file runs with it.
-fn limit_open_files() {
+/// In the test binary's process: runs the calling test in a process of its own and answers
+/// `false` (the test returns). In that process: lowers its soft `RLIMIT_NOFILE` to [`NOFILE`],
+/// which the binaries it starts inherit, and answers `true`. Every test of this file runs so;
+/// the other tests of the binary keep the limit they had.
+fn limit_open_files() -> bool {
+    if !helper::in_own_process() {
+        return false;
+    }
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
     let soft = limit.current.map_or(NOFILE, |current| current.min(NOFILE));
     let new = rustix::process::Rlimit {
@@ -39,6 +44,7 @@ fn limit_open_files() {
         maximum: limit.maximum,
     };
     rustix::process::setrlimit(rustix::process::Resource::Nofile, new).expect("setrlimit");
+    true
 }
 
 /// A store of `driver` below `root` (graph `root/graph`, run `root/run`).
@@ -189,7 +195,9 @@ fn mapped_child(store: &Store, tar: &Path, go: bool) -> (MappedView, String) {
 #[test]
 fn hard_links_are_shifted_once_under_id_mappings_on_every_driver_as_go_does() {
     require_or_skip!(Capability::Root, Capability::GoTool, Capability::Overlay);
-    limit_open_files();
+    if !limit_open_files() {
+        return;
+    }
     let scratch = Scratch::new();
     let tar = file_in(scratch.path(), "hl.tar", &hard_linked_tar());
     let disk = BtrfsLoop::new(512).expect("btrfs loop");
@@ -307,7 +315,9 @@ fn now() -> i64 {
 #[test]
 fn a_layer_root_ends_with_the_mode_owner_and_times_go_leaves_per_driver() {
     require_or_skip!(Capability::Root, Capability::GoTool, Capability::Overlay);
-    limit_open_files();
+    if !limit_open_files() {
+        return;
+    }
     let scratch = Scratch::new();
     let basic = layerstore_testsupport::go_fixtures().join("tars/basic.tar");
     let odd = file_in(scratch.path(), "odd.tar", &odd_root_tar());
@@ -411,7 +421,9 @@ fn depth_below(dir: &Path) -> usize {
 #[test]
 fn trees_ten_thousand_levels_deep_are_copied_walked_and_removed_with_1024_open_files() {
     require_or_skip!(Capability::Root, Capability::Overlay);
-    limit_open_files();
+    if !limit_open_files() {
+        return;
+    }
     let scratch = Scratch::new();
     // A tmpfs: deep directories are slow to make and remove on a disk.
     let tmp = scratch.path().join("tmpfs");
@@ -593,7 +605,9 @@ fn layer_directory_race(store: &Store, scratch: &Path) {
 #[test]
 fn a_vfs_layer_directory_swapped_for_a_symlink_in_a_loop_leaks_nothing() {
     require_or_skip!(Capability::Root);
-    limit_open_files();
+    if !limit_open_files() {
+        return;
+    }
     let scratch = Scratch::new();
     layer_directory_race(&store_in(scratch.path(), "vfs"), scratch.path());
 }
@@ -601,7 +615,9 @@ fn a_vfs_layer_directory_swapped_for_a_symlink_in_a_loop_leaks_nothing() {
 #[test]
 fn a_btrfs_subvolume_swapped_for_a_symlink_in_a_loop_leaks_nothing() {
     require_or_skip!(Capability::Btrfs);
-    limit_open_files();
+    if !limit_open_files() {
+        return;
+    }
     let scratch = Scratch::new();
     let disk = BtrfsLoop::new(256).expect("btrfs loop");
     let store = store_in(disk.path(), "btrfs");
@@ -633,7 +649,9 @@ fn replace_with_symlink(path: &Path, target: &Path) {
 #[test]
 fn overlay_applydiff_never_writes_through_a_symlinked_diff() {
     require_or_skip!(Capability::Overlay);
-    limit_open_files();
+    if !limit_open_files() {
+        return;
+    }
     let scratch = Scratch::new();
     let outside = outside_dir(scratch.path());
     let before = files_below(&outside);
@@ -652,7 +670,9 @@ fn overlay_applydiff_never_writes_through_a_symlinked_diff() {
 #[test]
 fn overlay_diff_never_reads_through_a_symlinked_diff() {
     require_or_skip!(Capability::Overlay);
-    limit_open_files();
+    if !limit_open_files() {
+        return;
+    }
     let scratch = Scratch::new();
     let outside = outside_dir(scratch.path());
     // A host file with exactly the layer file's bytes (only root may read it): were it read
@@ -683,7 +703,9 @@ fn overlay_diff_never_reads_through_a_symlinked_diff() {
 #[test]
 fn overlay_mount_never_lands_on_a_symlinked_merged() {
     require_or_skip!(Capability::Overlay);
-    limit_open_files();
+    if !limit_open_files() {
+        return;
+    }
     let scratch = Scratch::new();
     let outside = outside_dir(scratch.path());
     let (store, base, _) = overlay_chain(&scratch.path().join("s"));
@@ -701,7 +723,9 @@ fn overlay_mount_never_lands_on_a_symlinked_merged() {
 #[test]
 fn overlay_unmount_never_detaches_a_mount_behind_a_symlinked_merged() {
     require_or_skip!(Capability::Overlay);
-    limit_open_files();
+    if !limit_open_files() {
+        return;
+    }
     let scratch = Scratch::new();
     let outside = outside_dir(scratch.path());
     // An unrelated mount.
@@ -726,7 +750,9 @@ fn overlay_unmount_never_detaches_a_mount_behind_a_symlinked_merged() {
 #[test]
 fn overlay_link_repair_never_writes_outside_the_home() {
     require_or_skip!(Capability::Overlay);
-    limit_open_files();
+    if !limit_open_files() {
+        return;
+    }
     let scratch = Scratch::new();
     let outside = outside_dir(scratch.path());
     let before = files_below(&outside);
@@ -747,7 +773,9 @@ fn overlay_link_repair_never_writes_outside_the_home() {
 #[test]
 fn overlay_lowers_never_leave_the_home() {
     require_or_skip!(Capability::Overlay);
-    limit_open_files();
+    if !limit_open_files() {
+        return;
+    }
     let scratch = Scratch::new();
     let outside = outside_dir(scratch.path());
     let (store, base, child) = overlay_chain(&scratch.path().join("s"));
@@ -775,7 +803,9 @@ fn overlay_lowers_never_leave_the_home() {
 #[test]
 fn check_repair_never_unmounts_another_stores_layer() {
     require_or_skip!(Capability::Overlay);
-    limit_open_files();
+    if !limit_open_files() {
+        return;
+    }
     let scratch = Scratch::new();
     let (other, victim, _) = overlay_chain(&scratch.path().join("other"));
     let merged = PathBuf::from(other.run_ok(&["mount", &victim]).trim());
@@ -812,7 +842,9 @@ fn mount_from(store: &Store, cwd: &Path, id: &str) -> (std::process::Output, Opt
 #[test]
 fn forged_link_and_lower_files_cannot_inject_mount_options() {
     require_or_skip!(Capability::Overlay);
-    limit_open_files();
+    if !limit_open_files() {
+        return;
+    }
     let scratch = Scratch::new();
     let (store, base, child) = overlay_chain(&scratch.path().join("s"));
     let home = store.graph.join("overlay");
@@ -864,7 +896,9 @@ fn forged_link_and_lower_files_cannot_inject_mount_options() {
 #[test]
 fn the_drivers_own_names_are_refused_as_layer_ids() {
     require_or_skip!(Capability::Overlay, Capability::Btrfs);
-    limit_open_files();
+    if !limit_open_files() {
+        return;
+    }
     let scratch = Scratch::new();
     let (store, base, child) = overlay_chain(&scratch.path().join("overlay"));
     let links = store.graph.join("overlay/l");
