@@ -11,6 +11,7 @@ use crate::workspace_root;
 
 /// The layering, lowest first. A crate may depend only on crates listed before it.
 const LAYERS: &[&str] = &[
+    "layerstore-crashpoint",
     "layerstore-model",
     "layerstore-truncindex",
     "layerstore-lockfile",

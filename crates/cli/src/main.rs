@@ -29,6 +29,7 @@ mod flags;
 mod mflag;
 mod output;
 mod progress;
+mod spec;
 mod usage;
 
 use std::ffi::OsString;
@@ -37,11 +38,12 @@ use std::process::ExitCode;
 
 use layerstore_layers::{LayerStore, StoreOptions};
 
-use crate::args::{Cli, Command, UNSUPPORTED_COMMANDS, command_spec};
+use crate::args::{Cli, Command};
 use crate::config::{Environment, StoreConfig};
 use crate::flags::{
     EXIT_FLAG_ERROR, print_usage, program, report_group_error, report_parse_error, typed_command,
 };
+use crate::spec::UNSUPPORTED_COMMANDS;
 use crate::usage::{FlagDefaults, command_usage, top_usage};
 
 /// Raises the soft limit on open files to the hard limit, as the Go tool does (its runtime
@@ -190,7 +192,7 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
         print_usage(&top_usage(&base, true), help)?;
         return Ok(if help { 0 } else { 1 });
     };
-    let Some(name) = command.name() else {
+    let Some(spec) = cli.spec else {
         let word = match command {
             Command::External(words) => words.first().cloned().unwrap_or_default(),
             _ => String::new(),
@@ -206,8 +208,7 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
         }
         return Ok(1);
     };
-    let spec = command_spec(name).ok_or_else(|| anyhow::anyhow!("no spec for {name}"))?;
-    let typed = typed_command(argv, name);
+    let typed = typed_command(argv, spec.name);
     if cli.global.help {
         print_usage(
             &command_usage(&base, &typed, spec, &flag_defaults(&cli, &env)),

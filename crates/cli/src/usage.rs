@@ -6,7 +6,8 @@
 
 use clap::{Arg, ArgAction, CommandFactory};
 
-use crate::args::{COMMANDS, Cli, CommandSpec};
+use crate::args::Cli;
+use crate::spec::{COMMANDS, CommandSpec};
 
 /// The values the Go tool shows as defaults of the global flags.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -192,7 +193,7 @@ pub fn top_usage(prog: &str, with_help: bool) -> Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::command_spec;
+    use crate::spec::command_spec;
 
     fn defaults() -> FlagDefaults {
         FlagDefaults {

@@ -1,10 +1,12 @@
 //! Named crash points, for testing crash safety.
 //!
-//! When the environment variable [`CRASH_ENV`] (`LAYERSTORE_CRASH_AT`) names one of the points
-//! below, the process kills itself with `SIGKILL` when it gets there: no destructors run, no
-//! buffers are flushed, exactly as if the machine had lost the process at that instant. The
-//! variable is read once, at the first crash point reached. Without it, a crash point costs
-//! one load of a cached value.
+//! In a build with the feature `crash-points` (which only tests enable: this crate's, and the
+//! cli's for the binary its suites drive), when the environment variable [`CRASH_ENV`]
+//! (`LAYERSTORE_CRASH_AT`) names one of the points below, the process kills itself with
+//! `SIGKILL` when it gets there: no destructors run, no buffers are flushed, exactly as if the
+//! machine had lost the process at that instant. The variable is read once, at the first crash
+//! point reached; without it, a crash point costs one load of a cached value. In any other
+//! build a crash point is an empty function (the mechanism is `layerstore-crashpoint`'s).
 //!
 //! The points of [`LayerStore::put`](crate::LayerStore::put), in order:
 //!
@@ -22,10 +24,8 @@
 //! [`LayerStore::apply_diff_from_staging_directory`](crate::LayerStore::apply_diff_from_staging_directory):
 //! [`STAGING_AFTER_INCOMPLETE_RECORD`], [`STAGING_AFTER_MOVE`].
 
-use std::sync::OnceLock;
-
 /// The environment variable naming the crash point.
-pub const CRASH_ENV: &str = "LAYERSTORE_CRASH_AT";
+pub use layerstore_crashpoint::CRASH_ENV;
 
 /// `put`: the record flagged `incomplete` is saved, nothing else exists yet.
 pub const PUT_AFTER_INCOMPLETE_RECORD: &str = "put-after-incomplete-record";
@@ -64,14 +64,6 @@ pub const ALL: &[&str] = &[
     STAGING_AFTER_MOVE,
 ];
 
-/// Kills the process with `SIGKILL` if [`CRASH_ENV`] names `point`.
-pub(crate) fn point(point: &'static str) {
-    static SELECTED: OnceLock<Option<String>> = OnceLock::new();
-    let selected = SELECTED.get_or_init(|| std::env::var(CRASH_ENV).ok());
-    if selected.as_deref() == Some(point) {
-        let _ =
-            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
-        // SIGKILL cannot be caught; should delivery be delayed, do not run on.
-        std::process::abort();
-    }
-}
+/// Kills the process with `SIGKILL` if [`CRASH_ENV`] names the point, in a build with the
+/// `crash-points` feature; otherwise nothing.
+pub(crate) use layerstore_crashpoint::point;

@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn numbers_are_written_like_go() {
-        // What the Go 1.43 tool (jsoniter) writes for float64(x); see tests/go_tool.rs.
+        // What the Go 1.43 tool (jsoniter) writes for float64(x); see tests/it/go_tool.rs.
         let table: &[(f64, &str)] = &[
             (1.0, "1"),
             (-0.0, "-0"),

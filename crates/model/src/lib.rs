@@ -62,7 +62,7 @@
 //! * Numbers inside `flags` and unknown fields are kept as serde_json reads them; Go reads them
 //!   as `float64`, so for integers beyond 2⁵³ Go would write a rounded value where this crate
 //!   writes the exact one. Floats are written as Go 1.43 writes them (`1.0` as `1`, `1e21` as
-//!   `1e+21`, `1e-7` as `1e-07`), checked against the Go tool in `tests/go_tool.rs`.
+//!   `1e+21`, `1e-7` as `1e-07`), checked against the Go tool in `tests/it/go_tool.rs`.
 //! * Go 1.43 itself drops unknown fields (and `toc-digest`) when it rewrites the file; this
 //!   crate keeps them.
 //! * Strings must be UTF-8; Go would write invalid bytes as U+FFFD.

@@ -6,19 +6,28 @@
 //! capability fails the test instead.
 //!
 //! ```
-//! use layerstore_testsupport::{require, Capability};
+//! use layerstore_testsupport::{Capability, require_or_skip};
 //! fn my_test() {
-//!     if !require(Capability::Root, "my_test") {
-//!         return; // skipped, reason printed
-//!     }
+//!     require_or_skip!(Capability::Root); // skipped here, reason printed, unless required
 //!     // ... privileged work ...
 //! }
 //! # my_test();
 //! ```
+//!
+//! Every skip goes through one check ([`available`], and [`satisfied`] for a condition only the
+//! test can find out), which names the running test: `SKIP <module>::<test>: <reason>`.
+//!
+//! Besides: the Go tool on a store ([`go`]), the kernel's view of POSIX locks ([`locks`]), a
+//! test binary re-run as a helper process ([`helper`]), waiting for a child with a bound
+//! ([`process`]), and tree snapshots ([`tree`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod go;
+pub mod helper;
+pub mod locks;
+pub mod process;
 pub mod registry;
 pub mod tree;
 
@@ -40,6 +49,14 @@ pub enum Capability {
     Registry,
     /// `podman` on `PATH` and root (tests compare with what a real `podman pull` writes).
     Podman,
+    /// `skopeo` runs (it writes zstd:chunked images).
+    Skopeo,
+    /// `script` (util-linux) runs: a pseudo-terminal for a command.
+    Script,
+    /// `setpriv` (util-linux) runs: a command as another user.
+    Setpriv,
+    /// `fuse-overlayfs` is installed and `/dev/fuse` exists.
+    FuseOverlayfs,
 }
 
 impl Capability {
@@ -57,6 +74,23 @@ impl Capability {
                     Some("podman tests need root".to_string())
                 } else if !on_path("podman") {
                     Some("podman is not installed".to_string())
+                } else {
+                    None
+                }
+            }
+            Capability::Skopeo => (!runs("skopeo"))
+                .then(|| "skopeo is not installed (apt-get install skopeo)".to_string()),
+            Capability::Script => {
+                (!runs("script")).then(|| "`script` (util-linux) is not installed".to_string())
+            }
+            Capability::Setpriv => {
+                (!runs("setpriv")).then(|| "`setpriv` (util-linux) is not installed".to_string())
+            }
+            Capability::FuseOverlayfs => {
+                if fuse_overlayfs().is_none() {
+                    Some("fuse-overlayfs is not installed".to_string())
+                } else if !Path::new("/dev/fuse").exists() {
+                    Some("/dev/fuse does not exist".to_string())
                 } else {
                     None
                 }
@@ -94,31 +128,61 @@ pub fn privileged_required() -> bool {
     std::env::var("LAYERSTORE_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1")
 }
 
-/// Returns `true` when `cap` is present. Otherwise prints `SKIP <test>: <reason>` and returns
+/// The name of the running test as the test harness knows it (`module::test`): the name it
+/// gives the test's thread. `None` on a thread that is not a test's.
+pub fn current_test() -> Option<String> {
+    std::thread::current()
+        .name()
+        .filter(|name| *name != "main")
+        .map(str::to_string)
+}
+
+/// The one capability check: `true` when every capability in `caps` is present. Otherwise
+/// prints `SKIP <test>: <reason>` (the running test, see [`current_test`]) and returns
 /// `false`, or panics when [`privileged_required`] says a skip is not allowed.
-pub fn require(cap: Capability, test: &str) -> bool {
-    match cap.missing_reason() {
-        None => true,
-        Some(reason) if privileged_required() => {
-            panic!("{test}: LAYERSTORE_REQUIRE_PRIVILEGED=1 but {reason}")
-        }
-        Some(reason) => {
-            eprintln!("SKIP {test}: {reason}");
-            false
-        }
-    }
+pub fn available(caps: &[Capability]) -> bool {
+    caps.iter()
+        .all(|&cap| satisfied_or_skip(cap.missing_reason(), None))
+}
+
+/// [`available`] for a condition only the test can find out (a kernel feature the driver
+/// probes, a part of a test that needs more than the rest): `true` when `condition` holds,
+/// else the same skip, or failure under `LAYERSTORE_REQUIRE_PRIVILEGED=1`, naming `missing`.
+pub fn satisfied(condition: bool, missing: &str) -> bool {
+    satisfied_or_skip((!condition).then(|| missing.to_string()), None)
+}
+
+/// [`available`] for one capability; `what` names the part of the test it gates, when the
+/// running test cannot be told from its thread.
+pub fn require(cap: Capability, what: &str) -> bool {
+    satisfied_or_skip(cap.missing_reason(), Some(what))
 }
 
 /// [`require`] for several capabilities at once.
-pub fn require_all(caps: &[Capability], test: &str) -> bool {
-    caps.iter().all(|&c| require(c, test))
+pub fn require_all(caps: &[Capability], what: &str) -> bool {
+    caps.iter()
+        .all(|&cap| satisfied_or_skip(cap.missing_reason(), Some(what)))
 }
 
-/// Skips (returns from) the calling test unless every capability is present.
+fn satisfied_or_skip(missing: Option<String>, what: Option<&str>) -> bool {
+    let Some(reason) = missing else {
+        return true;
+    };
+    let test = current_test()
+        .or_else(|| what.map(str::to_string))
+        .unwrap_or_else(|| "(not a test thread)".to_string());
+    if privileged_required() {
+        panic!("{test}: LAYERSTORE_REQUIRE_PRIVILEGED=1 but {reason}");
+    }
+    eprintln!("SKIP {test}: {reason}");
+    false
+}
+
+/// Skips (returns from) the calling test unless every capability is present ([`available`]).
 #[macro_export]
 macro_rules! require_or_skip {
     ($($cap:expr),+ $(,)?) => {
-        if !$crate::require_all(&[$($cap),+], module_path!()) {
+        if !$crate::available(&[$($cap),+]) {
             return;
         }
     };
@@ -149,6 +213,22 @@ pub fn workspace_root() -> PathBuf {
 
 fn on_path(name: &str) -> bool {
     find_on_path(name).is_some()
+}
+
+/// Whether `program --version` runs and succeeds.
+fn runs(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The `fuse-overlayfs` program, if installed.
+pub fn fuse_overlayfs() -> Option<PathBuf> {
+    ["/usr/bin/fuse-overlayfs", "/usr/local/bin/fuse-overlayfs"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
 }
 
 pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
@@ -244,4 +324,25 @@ pub(crate) fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_running_test_is_named_after_its_thread() {
+        assert_eq!(
+            current_test().as_deref(),
+            Some("tests::the_running_test_is_named_after_its_thread")
+        );
+        let other = std::thread::spawn(current_test).join().unwrap();
+        assert_eq!(other, None, "an unnamed thread is not a test's");
+    }
+
+    #[test]
+    fn a_condition_that_holds_is_no_skip() {
+        assert!(satisfied(true, "never printed"));
+        assert!(available(&[]));
+    }
 }

@@ -15,15 +15,22 @@
 //! `<stem>.source` line saying how it was made, which the report quotes.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::{PermissionsExt, chown, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use synthetic::{
+    Keystream, write_big_file, write_compressible, write_incompressible, write_small_files,
+    write_tar,
+};
 
 use super::store::remove_tree;
 use crate::tools::{compress, run, sha256_file};
 
 /// One fixture: a tarball, maybe compressed.
+mod synthetic;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fixture {
     /// File name in the fixtures directory.
@@ -596,175 +603,6 @@ fn chmod(path: &Path, mode: u32) -> Result<(), String> {
         .map_err(|e| format!("chmod {}: {e}", path.display()))
 }
 
-/// Writes a tarball with the `tar` crate through a temp file; returns the `.source` line.
-fn write_tar(
-    out: &Path,
-    write: fn(&mut tar::Builder<BufWriter<File>>) -> io::Result<String>,
-) -> Result<String, String> {
-    let tmp = out.with_extension("tar.tmp");
-    let result = (|| -> io::Result<String> {
-        let mut builder = tar::Builder::new(BufWriter::new(File::create(&tmp)?));
-        let what = write(&mut builder)?;
-        builder.into_inner()?.flush()?;
-        fs::rename(&tmp, out)?;
-        Ok(what)
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        format!("generating {}: {e}", out.display())
-    })
-}
-
-/// Bytes from SplitMix64 seeded by a label: incompressible, fast, the same on every run.
-struct Keystream {
-    state: u64,
-    left: u64,
-    word: [u8; 8],
-    used: usize,
-}
-
-impl Keystream {
-    fn new(label: &str, len: u64) -> Keystream {
-        // FNV-1a of the label: different labels, different streams.
-        let state = label.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
-        Keystream {
-            state,
-            left: len,
-            word: [0; 8],
-            used: 8,
-        }
-    }
-
-    fn next_word(&mut self) -> [u8; 8] {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)).to_le_bytes()
-    }
-}
-
-impl Read for Keystream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = usize::try_from(self.left)
-            .unwrap_or(usize::MAX)
-            .min(buf.len());
-        let mut filled = 0;
-        // The rest of the current word, then whole words, then the start of the next one.
-        while filled < want && self.used < 8 {
-            buf[filled] = self.word[self.used];
-            self.used += 1;
-            filled += 1;
-        }
-        let mut words = buf[filled..want].chunks_exact_mut(8);
-        for chunk in &mut words {
-            chunk.copy_from_slice(&self.next_word());
-        }
-        let tail = words.into_remainder();
-        if !tail.is_empty() {
-            self.word = self.next_word();
-            tail.copy_from_slice(&self.word[..tail.len()]);
-            self.used = tail.len();
-        }
-        self.left -= want as u64;
-        Ok(want)
-    }
-}
-
-fn header(path: &str, size: u64, kind: tar::EntryType, mode: u32) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(kind);
-    h.set_size(size);
-    h.set_mode(mode);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(1_700_000_000);
-    // Paths here are short ASCII; set_path only fails on over-long or non-UTF-8 names.
-    let _ = h.set_path(path);
-    h.set_cksum();
-    h
-}
-
-/// ~50,000 entries: 1,000 directories of 50 files, 0–8 KiB of text each.
-fn write_small_files(builder: &mut tar::Builder<BufWriter<File>>) -> io::Result<String> {
-    let mut sizes = vec![0u8; 2 * 50_000];
-    Keystream::new("smallfiles", sizes.len() as u64).read_exact(&mut sizes)?;
-    let filler = b"export function noop() { return undefined; } // lsbench synthetic source file\n";
-    let body: Vec<u8> = filler.iter().copied().cycle().take(8192).collect();
-    for d in 0..1000 {
-        let dir = format!("node_modules/pkg{d:04}/");
-        builder.append(
-            &header(&dir, 0, tar::EntryType::Directory, 0o755),
-            io::empty(),
-        )?;
-        for f in 0..50 {
-            let i = d * 50 + f;
-            let size = usize::from(u16::from_le_bytes([sizes[2 * i], sizes[2 * i + 1]]) % 8192);
-            let path = format!("{dir}file{f:02}.js");
-            let h = header(&path, size as u64, tar::EntryType::Regular, 0o644);
-            builder.append(&h, &body[..size])?;
-        }
-    }
-    Ok("synthetic (xtask): 1,000 dirs x 50 files of 0-8 KiB, GNU tar".into())
-}
-
-/// One 1 GiB file of keystream bytes.
-fn write_big_file(builder: &mut tar::Builder<BufWriter<File>>) -> io::Result<String> {
-    const SIZE: u64 = 1 << 30;
-    builder.append(
-        &header("data/", 0, tar::EntryType::Directory, 0o755),
-        io::empty(),
-    )?;
-    let h = header("data/bigfile.bin", SIZE, tar::EntryType::Regular, 0o644);
-    builder.append(&h, Keystream::new("lsbench", SIZE))?;
-    Ok("xtask: one 1 GiB file of SplitMix64 bytes (incompressible, reproducible), GNU tar".into())
-}
-
-/// 16 files of 10 MiB of numbered text lines (160 MiB, gzip -6 keeps ~4%).
-fn write_compressible(builder: &mut tar::Builder<BufWriter<File>>) -> io::Result<String> {
-    let text = numbered_text(10 << 20);
-    for i in 0..16 {
-        let h = header(
-            &format!("text/file{i:02}.txt"),
-            text.len() as u64,
-            tar::EntryType::Regular,
-            0o644,
-        );
-        builder.append(&h, &text[..])?;
-    }
-    Ok("xtask: 16 x 10 MiB of numbered text lines, GNU tar".into())
-}
-
-/// 150 MiB of keystream bytes and 10 MiB of text (160 MiB, nearly incompressible).
-fn write_incompressible(builder: &mut tar::Builder<BufWriter<File>>) -> io::Result<String> {
-    const RANDOM: u64 = 150 << 20;
-    let h = header("data/random.bin", RANDOM, tar::EntryType::Regular, 0o644);
-    builder.append(&h, Keystream::new("lsbench-incompressible", RANDOM))?;
-    let text = numbered_text(10 << 20);
-    let h = header(
-        "data/text.txt",
-        text.len() as u64,
-        tar::EntryType::Regular,
-        0o644,
-    );
-    builder.append(&h, &text[..])?;
-    Ok("xtask: 150 MiB of SplitMix64 bytes + 10 MiB of text, GNU tar".into())
-}
-
-/// `len` bytes of lines `line N of a synthetic text layer`.
-fn numbered_text(len: usize) -> Vec<u8> {
-    let mut text = Vec::with_capacity(len + 64);
-    let mut i = 0u64;
-    while text.len() < len {
-        text.extend_from_slice(format!("line {i} of a synthetic text layer\n").as_bytes());
-        i += 1;
-    }
-    text.truncate(len);
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -782,88 +620,6 @@ mod tests {
         assert_eq!(plain.plain(), "bigfile.tar");
         assert_eq!(plain.decompressor(), None);
         assert_eq!(Fixture::named("nope.tar"), None);
-    }
-
-    #[test]
-    fn synthetic_small_files_tar_lists_fifty_thousand_files() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = dir.path().join("smallfiles.tar");
-        let source = write_tar(&out, write_small_files).expect("made");
-        assert!(source.starts_with("synthetic"), "{source}");
-        let mut archive = tar::Archive::new(File::open(&out).expect("open"));
-        let mut files = 0;
-        let mut dirs = 0;
-        for entry in archive.entries().expect("entries") {
-            let entry = entry.expect("entry");
-            match entry.header().entry_type() {
-                tar::EntryType::Regular => files += 1,
-                tar::EntryType::Directory => dirs += 1,
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        assert_eq!((files, dirs), (50_000, 1_000));
-        // Reproducible: a second build has the same bytes.
-        let again = dir.path().join("again.tar");
-        write_tar(&again, write_small_files).expect("made again");
-        assert_eq!(sha256_file(&out), sha256_file(&again));
-    }
-
-    #[test]
-    fn keystream_reads_the_same_bytes_whatever_the_buffer_sizes() {
-        // Byte at a time, word by word: what the fixtures were first built with.
-        let mut reference = Keystream::new("x", 1000);
-        let whole: Vec<u8> = (0..1000)
-            .flat_map(|i| {
-                if i % 8 == 0 {
-                    reference.word = reference.next_word();
-                }
-                Some(reference.word[i % 8])
-            })
-            .collect();
-        let mut pieces = Vec::new();
-        let mut stream = Keystream::new("x", 1000);
-        for size in (1..).cycle() {
-            let mut buf = vec![0u8; size % 13];
-            let n = stream.read(&mut buf).expect("read");
-            if n == 0 && !buf.is_empty() {
-                break;
-            }
-            pieces.extend_from_slice(&buf[..n]);
-        }
-        assert_eq!(pieces, whole);
-    }
-
-    #[test]
-    fn keystream_is_reproducible_sized_and_incompressible() {
-        let mut bytes = Vec::new();
-        Keystream::new("x", 100_003)
-            .read_to_end(&mut bytes)
-            .expect("read");
-        assert_eq!(bytes.len(), 100_003);
-        let mut again = Vec::new();
-        Keystream::new("x", 100_003)
-            .read_to_end(&mut again)
-            .expect("read");
-        assert_eq!(bytes, again);
-        let mut other = Vec::new();
-        Keystream::new("y", 100_003)
-            .read_to_end(&mut other)
-            .expect("read");
-        assert_ne!(bytes, other);
-        let distinct: std::collections::HashSet<u8> = bytes.iter().copied().collect();
-        assert_eq!(distinct.len(), 256);
-        // gzip -9 saves nothing on it.
-        let mut gzip = Command::new("gzip")
-            .args(["-9", "-c"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("gzip");
-        let mut stdin = gzip.stdin.take().expect("stdin");
-        let writer = std::thread::spawn(move || stdin.write_all(&bytes));
-        let out = gzip.wait_with_output().expect("gzip output");
-        writer.join().expect("writer").expect("written");
-        assert!(out.stdout.len() > 100_003, "{} bytes", out.stdout.len());
     }
 
     #[test]

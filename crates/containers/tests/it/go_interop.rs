@@ -2,19 +2,17 @@
 //! Go lists, inspects, reads and deletes what we wrote; we read what Go wrote; a Go writer
 //! waits for our write lock and we see its write; both say the same errors.
 
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use layerstore_containers::{ContainerStore, NamesOp, NewContainer};
 use layerstore_model::{Container, IDMap, to_go_json};
 use layerstore_recordstore::canonical_digest;
-use layerstore_testsupport::{Capability, go_tool, require_or_skip};
-
-/// Generous bound for one Go command (it normally takes a few tens of milliseconds).
-const GO_TIMEOUT: Duration = Duration::from_secs(60);
+use layerstore_testsupport::go::{GO_TIMEOUT, go_command, wait_with_timeout};
+use layerstore_testsupport::locks::waits_for_lock;
+use layerstore_testsupport::{Capability, require_or_skip};
 
 /// A scratch store shared with the Go tool: graph root, run root, vfs.
 struct GoStore {
@@ -47,18 +45,7 @@ impl GoStore {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(go_tool().expect("checked by require_or_skip"));
-        command
-            .arg("--graph")
-            .arg(self.graph())
-            .arg("--run")
-            .arg(self.run())
-            .args(["--storage-driver", "vfs"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        command
+        go_command(&self.graph(), &self.run(), "vfs", args)
     }
 
     fn output(&self, args: &[&str]) -> Output {
@@ -87,39 +74,6 @@ impl GoStore {
     fn create_layer(&self) -> String {
         self.text(&["create-layer"]).trim().to_owned()
     }
-}
-
-/// Waits for `child`, killing it and failing after [`GO_TIMEOUT`].
-fn wait_with_timeout(mut child: Child) -> Output {
-    let deadline = Instant::now() + GO_TIMEOUT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the Go tool did not finish within {GO_TIMEOUT:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
-}
-
-/// Whether the kernel shows `pid` waiting for a lock on `path` (`->` lines of /proc/locks).
-fn waits_for_lock(path: &Path, pid: u32) -> bool {
-    let meta = std::fs::metadata(path).unwrap();
-    let file = format!(
-        "{:02x}:{:02x}:{}",
-        rustix::fs::major(meta.dev()),
-        rustix::fs::minor(meta.dev()),
-        meta.ino()
-    );
-    std::fs::read_to_string("/proc/locks")
-        .unwrap()
-        .lines()
-        .any(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.get(1) == Some(&"->")
-                && fields.get(5) == Some(&pid.to_string().as_str())
-                && fields.get(6) == Some(&file.as_str())
-        })
 }
 
 fn as_go_prints(containers: &[Container]) -> String {

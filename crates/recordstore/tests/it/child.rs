@@ -1,5 +1,6 @@
 //! The other side of the multi-process tests: this test binary started again as a helper
-//! process, which opens the store in `$RECORDSTORE_TEST_DIR` and plays a role.
+//! process (`testsupport::helper`: the same test, with a role), which opens the store in
+//! `$RECORDSTORE_TEST_DIR` and plays the role instead of testing.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -8,9 +9,10 @@ use std::process::Command;
 use layerstore_model::Image;
 use layerstore_recordstore::RecordStore;
 
+use layerstore_testsupport::helper;
+
 use crate::{image, layout};
 
-const ROLE_ENV: &str = "RECORDSTORE_TEST_ROLE";
 const DIR_ENV: &str = "RECORDSTORE_TEST_DIR";
 
 /// Saves, one after the other, stores holding `r0`, then `r0 r1`, ... (each record a few KiB,
@@ -29,18 +31,11 @@ pub(crate) const LOCKED: &str = "helper-holds-the-write-lock";
 /// What [`SAVE_FOREVER`] prints once its first save is done.
 pub(crate) const SAVING: &str = "helper-saved-once";
 
-/// This test binary as a helper process playing `role` on the store in `dir`.
+/// This test binary as a helper process running the calling test, playing `role` on the
+/// store in `dir` (the test starts with [`play`] when [`helper::role`] says it is the helper).
 pub(crate) fn command(role: &str, dir: &Path) -> Command {
-    let mut command = Command::new(std::env::current_exe().unwrap());
+    let mut command = helper::command(role);
     command
-        .args([
-            "--ignored",
-            "--exact",
-            "child::helper_process",
-            "--nocapture",
-        ])
-        .args(["--test-threads", "1"])
-        .env(ROLE_ENV, role)
         .env(DIR_ENV, dir)
         .stdout(std::process::Stdio::null());
     command
@@ -53,13 +48,11 @@ pub(crate) fn round_record(round: usize) -> Image {
     record
 }
 
-#[test]
-#[ignore = "a helper process the multi-process tests start"]
-fn helper_process() {
-    let role = std::env::var(ROLE_ENV).expect("started by a test with RECORDSTORE_TEST_ROLE");
+/// The helper's side: plays `role` on the store in `$RECORDSTORE_TEST_DIR`.
+pub(crate) fn play(role: &str) {
     let dir = PathBuf::from(std::env::var_os(DIR_ENV).expect("RECORDSTORE_TEST_DIR"));
     let store: RecordStore<Image> = RecordStore::open(layout(&dir)).unwrap();
-    match role.as_str() {
+    match role {
         SAVE_FOREVER => {
             // Bounded, should nobody kill it.
             for round in 0..20_000 {

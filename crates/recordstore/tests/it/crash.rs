@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use layerstore_model::Image;
 use layerstore_recordstore::{RecordStore, Session, crash as points};
 
+use layerstore_testsupport::helper;
+
 use crate::child::{self, BIG_DATA_ONCE, SAVE_FOREVER, SAVE_ONCE, SAVING};
 use crate::{Scratch, ids, image, layout};
 
@@ -27,6 +29,9 @@ impl Rng {
 
 #[test]
 fn sigkill_during_saves_never_leaves_a_half_written_file() {
+    if let Some(role) = helper::role() {
+        return child::play(&role);
+    }
     let seed = std::env::var("RECORDSTORE_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -103,6 +108,9 @@ fn store_with_a(scratch: &Scratch) -> RecordStore<Image> {
 
 #[test]
 fn a_save_killed_after_the_token_leaves_the_old_file_and_reads_as_a_change() {
+    if let Some(role) = helper::role() {
+        return child::play(&role);
+    }
     let scratch = Scratch::new();
     let reader = store_with_a(&scratch);
     let before = std::fs::read(scratch.json()).unwrap();
@@ -119,6 +127,9 @@ fn a_save_killed_after_the_token_leaves_the_old_file_and_reads_as_a_change() {
 
 #[test]
 fn a_save_killed_before_the_rename_leaves_the_old_file_and_a_temp_the_next_open_removes() {
+    if let Some(role) = helper::role() {
+        return child::play(&role);
+    }
     let scratch = Scratch::new();
     let _reader = store_with_a(&scratch);
     let before = std::fs::read(scratch.json()).unwrap();
@@ -148,6 +159,9 @@ fn a_save_killed_before_the_rename_leaves_the_old_file_and_a_temp_the_next_open_
 
 #[test]
 fn a_big_data_write_killed_before_the_rename_keeps_the_old_item() {
+    if let Some(role) = helper::role() {
+        return child::play(&role);
+    }
     let scratch = Scratch::new();
     let _reader = store_with_a(&scratch);
     let status = child::command(BIG_DATA_ONCE, &scratch.dir())

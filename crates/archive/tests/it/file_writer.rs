@@ -1,0 +1,137 @@
+//! Small regular files are finished (content, owner, mode, times) on a second thread: later
+//! entries that touch them, and errors on both threads, must give what a one-thread extraction
+//! in archive order gives.
+
+use crate::common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use layerstore_archive::{ApplyOptions, Error};
+use layerstore_testsupport::{Capability, require_or_skip};
+
+/// A regular file with its own mode and mtime (octal fields of the hand-made header).
+fn file_with(tar: &mut RawTar, name: &[u8], content: &[u8], mode: u32, mtime: u64) {
+    let mut h = header(name, b'0', content.len() as u64, b"", mode);
+    let digits = format!("{mtime:011o}");
+    h[136..147].copy_from_slice(digits.as_bytes());
+    h[147] = 0;
+    set_owner(&mut h, 0, 0); // recomputes the checksum
+    tar.raw(h, content);
+}
+
+fn body(i: usize) -> Vec<u8> {
+    format!("file {i} ").repeat(i % 50 + 1).into_bytes()
+}
+
+#[test]
+fn later_entries_touching_files_being_finished_apply_in_archive_order() {
+    require_or_skip!(Capability::Root);
+    let mut tar = RawTar::new();
+    tar.dir(b"many/");
+    // More files than one batch holds, so several batches are in flight.
+    for i in 0..300 {
+        let name = format!("many/f{i:03}");
+        file_with(&mut tar, name.as_bytes(), &body(i), 0o640, 1_000 + i as u64);
+    }
+    // Larger than the worker takes: written inline, between queued files.
+    file_with(&mut tar, b"many/big", &vec![7u8; 300 * 1024], 0o600, 5);
+    file_with(&mut tar, b"many/setuid", b"#!", 0o4755, 6);
+    // A hardlink to a queued file shares its inode, so its final content and metadata.
+    tar.hardlink(b"link", b"many/f000");
+    // A whiteout of a queued file removes it.
+    tar.file(b"many/.wh.f001", b"");
+    // A queued file replaced by a directory through a symlink to its directory.
+    tar.symlink(b"alias", b"many");
+    tar.dir(b"alias/f002/");
+    let archive = tar.finish();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("t");
+    let (report, _) = apply_bytes(&target, &archive, &ApplyOptions::default()).expect("apply");
+    assert_eq!(report.entries, 1 + 300 + 2 + 4);
+
+    for i in 3..300 {
+        let path = target.join(format!("many/f{i:03}"));
+        assert_eq!(std::fs::read(&path).expect("read"), body(i), "{i}");
+        let md = std::fs::symlink_metadata(&path).expect("lstat");
+        assert_eq!(md.permissions().mode() & 0o7777, 0o640, "{i}");
+        assert_eq!(md.mtime(), 1_000 + i as i64, "{i}");
+    }
+    let link = std::fs::symlink_metadata(target.join("link")).expect("lstat link");
+    assert_eq!(std::fs::read(target.join("link")).expect("read"), body(0));
+    assert_eq!(
+        (link.mtime(), link.mode() & 0o7777, link.nlink()),
+        (1_000, 0o640, 2)
+    );
+    assert!(!target.join("many/f001").exists());
+    assert!(target.join("many/f002").is_dir());
+    let setuid = std::fs::metadata(target.join("many/setuid")).expect("stat");
+    assert_eq!(
+        setuid.mode() & 0o7777,
+        0o4755,
+        "chmod after chown keeps setuid"
+    );
+    assert_eq!(
+        std::fs::read(target.join("many/big")).expect("read").len(),
+        300 * 1024
+    );
+    // Directory times are set after every file is finished.
+    let many = std::fs::metadata(target.join("many")).expect("stat");
+    assert_eq!(many.mtime(), 1_700_000_000);
+}
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    fn new(size_kib: u64) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_kib}k")])
+            .arg("tmpfs")
+            .arg(dir.path())
+            .status()
+            .expect("runs mount");
+        assert!(status.success(), "mount tmpfs");
+        SmallFs { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn an_earlier_files_write_error_wins_over_a_later_entrys_error() {
+    require_or_skip!(Capability::Root);
+    let fs = SmallFs::new(1024);
+    let mut tar = RawTar::new();
+    // 20 × 200 KiB cannot fit in 1 MiB: a write on the worker fails with ENOSPC...
+    for i in 0..20 {
+        tar.file(format!("f{i:02}").as_bytes(), &vec![1u8; 200 * 1024]);
+    }
+    // ...before the extracting thread reaches an entry that fails on its own.
+    tar.raw(header(b"../escape", b'0', 0, b"", 0o644), b"");
+    let archive = tar.finish();
+    let err = apply_bytes(&fs.path().join("t"), &archive, &ApplyOptions::default())
+        .expect_err("the filesystem is full");
+    match &err {
+        Error::Entry { entry, op, source } => {
+            assert!(entry.starts_with('f'), "{err}");
+            assert_eq!(*op, "write", "{err}");
+            assert_eq!(source.raw_os_error(), Some(28), "ENOSPC: {err}");
+        }
+        other => panic!("want the full filesystem's error, got {other}"),
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests of layerstore-archive: applying real and hostile layers, the file writer,
+//! resource limits, the Go-written fixtures, and round trips of arbitrary trees. One test binary,
+//! one module per concern.
+
+mod attacks;
+mod common;
+mod file_writer;
+mod fixtures;
+mod layers;
+mod proptest_roundtrip;
+mod resource_limits;

@@ -1,0 +1,146 @@
+//! `mount`, `unmount` and `mounted`.
+
+use anyhow::Result;
+use layerstore_layers::MountOptions;
+use serde::Serialize;
+
+use super::{Context, go_error_text};
+use crate::output::{write_error, write_json};
+
+#[derive(Serialize)]
+struct MountResult<'a> {
+    id: &'a str,
+    mountpoint: String,
+    error: String,
+}
+
+pub(super) fn mount(
+    ctx: &mut Context<'_>,
+    label: Option<&str>,
+    read_only: bool,
+    json: bool,
+    args: &[String],
+) -> Result<i32> {
+    let options = MountOptions {
+        mount_label: label.unwrap_or_default().to_string(),
+        ..MountOptions::default()
+    };
+    let results: Vec<MountResult<'_>> = args
+        .iter()
+        .map(|arg| {
+            if read_only {
+                // `--ro` mounts images, which this tool does not hold.
+                return MountResult {
+                    id: arg,
+                    mountpoint: String::new(),
+                    error: format!("locating image with ID {arg:?}: image not known"),
+                };
+            }
+            match ctx.store.mount(arg, &options) {
+                Ok(path) => MountResult {
+                    id: arg,
+                    mountpoint: path.display().to_string(),
+                    error: String::new(),
+                },
+                Err(err) => MountResult {
+                    id: arg,
+                    mountpoint: String::new(),
+                    error: go_error_text(&err),
+                },
+            }
+        })
+        .collect();
+    if json {
+        write_json(ctx.out, &results)?;
+    } else {
+        for result in &results {
+            if !result.error.is_empty() {
+                write_error(
+                    ctx.err,
+                    ctx.json_errors,
+                    &format!("{} while mounting {}", result.error, result.id),
+                )?;
+            }
+            writeln!(ctx.out, "{}", result.mountpoint)?;
+        }
+    }
+    Ok(i32::from(results.iter().any(|r| !r.error.is_empty())))
+}
+
+#[derive(Serialize)]
+struct IdError<'a> {
+    id: &'a str,
+    error: String,
+}
+
+/// The common end of `unmount` and `mounted`: the results as JSON, or each error on stderr
+/// in the Go tool's words (`describe`); exit 1 when any argument failed.
+fn finish_id_errors(
+    ctx: &mut Context<'_>,
+    json: bool,
+    results: &[IdError<'_>],
+    describe: impl Fn(&IdError<'_>) -> String,
+) -> Result<i32> {
+    if json {
+        write_json(ctx.out, &results)?;
+    } else {
+        for result in results.iter().filter(|r| !r.error.is_empty()) {
+            write_error(ctx.err, ctx.json_errors, &describe(result))?;
+        }
+    }
+    Ok(i32::from(results.iter().any(|r| !r.error.is_empty())))
+}
+
+pub(super) fn unmount(
+    ctx: &mut Context<'_>,
+    force: bool,
+    json: bool,
+    args: &[String],
+) -> Result<i32> {
+    let mut results = Vec::new();
+    for arg in args {
+        match ctx.store.unmount(arg, force) {
+            Ok(remaining) => {
+                if remaining == 0 {
+                    writeln!(ctx.out, "{arg} mountpoint unmounted")?;
+                }
+                results.push(IdError {
+                    id: arg,
+                    error: String::new(),
+                });
+            }
+            Err(err) => results.push(IdError {
+                id: arg,
+                error: go_error_text(&err),
+            }),
+        }
+    }
+    finish_id_errors(ctx, json, &results, |r| {
+        format!("{} while unmounting {}", r.error, r.id)
+    })
+}
+
+pub(super) fn mounted(ctx: &mut Context<'_>, json: bool, args: &[String]) -> Result<i32> {
+    let mut results = Vec::new();
+    for arg in args {
+        match ctx.store.mounted(arg) {
+            Ok(count) => {
+                // Printed even with --json, as the Go tool does.
+                if count > 0 {
+                    writeln!(ctx.out, "{arg} mounted")?;
+                }
+                results.push(IdError {
+                    id: arg,
+                    error: String::new(),
+                });
+            }
+            Err(err) => results.push(IdError {
+                id: arg,
+                error: go_error_text(&err),
+            }),
+        }
+    }
+    finish_id_errors(ctx, json, &results, |r| {
+        format!("{} checking if {} is mounted", r.error, r.id)
+    })
+}

@@ -1,0 +1,268 @@
+//! The Go tool's facts about its commands (usage line, description, argument counts), in its
+//! listing order: the one table of them. The clap definitions of [`crate::args`] take each
+//! command's description from here, and a parsed command line carries its command's entry.
+
+/// The Go tool's facts about one command: its usage line, description and argument count.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandSpec {
+    /// Canonical name.
+    pub name: &'static str,
+    /// Text after the command in the usage line.
+    pub options_help: &'static str,
+    /// One-line description.
+    pub about: &'static str,
+    /// Fewest positional arguments (0: none needed).
+    pub min_args: usize,
+    /// Most positional arguments (`None`: unlimited).
+    pub max_args: Option<usize>,
+}
+
+const fn spec(
+    name: &'static str,
+    options_help: &'static str,
+    about: &'static str,
+    min_args: usize,
+    max_args: Option<usize>,
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        options_help,
+        about,
+        min_args,
+        max_args,
+    }
+}
+
+/// The layer commands, in the Go tool's listing order (observed from v1.43: minimum and
+/// maximum argument counts included).
+pub const COMMANDS: &[CommandSpec] = &[
+    spec(
+        "create-layer",
+        "[options [...]] [parentLayerNameOrID]",
+        "Create a new layer",
+        0,
+        Some(1),
+    ),
+    spec(
+        "import-layer",
+        "[options [...]] [parentLayerNameOrID]",
+        "Import a new layer",
+        0,
+        Some(1),
+    ),
+    spec(
+        "delete",
+        "[LayerOrImageOrContainerNameOrID [...]]",
+        "Delete a layer or image or container, with no safety checks",
+        1,
+        None,
+    ),
+    spec(
+        "delete-layer",
+        "[LayerNameOrID [...]]",
+        "Delete a layer, with safety checks",
+        1,
+        None,
+    ),
+    spec(
+        "changes",
+        "[options [...]] layerNameOrID [referenceLayerNameOrID]",
+        "Compare two layers",
+        1,
+        Some(2),
+    ),
+    spec(
+        "diffsize",
+        "[options [...]] layerNameOrID [referenceLayerNameOrID]",
+        "Compare two layers",
+        1,
+        Some(2),
+    ),
+    spec(
+        "diff",
+        "[options [...]] layerNameOrID [referenceLayerNameOrID]",
+        "Compare two layers",
+        1,
+        Some(2),
+    ),
+    spec(
+        "applydiff",
+        "[options [...]] layerNameOrID [referenceLayerNameOrID]",
+        "Apply a diff to a layer",
+        1,
+        Some(1),
+    ),
+    spec(
+        "exists",
+        "[LayerOrImageOrContainerNameOrID [...]]",
+        "Check if a layer or image or container exists",
+        1,
+        None,
+    ),
+    spec(
+        "layer",
+        "[options [...]] layerNameOrID [...]",
+        "Examine a layer",
+        1,
+        None,
+    ),
+    spec(
+        "layer-parent-owners",
+        "[options [...]] layerNameOrID [...]",
+        "Compute the set of unmapped parent UIDs and GIDs of the layer",
+        1,
+        None,
+    ),
+    spec(
+        "list-layer-data",
+        "[options [...]] layerNameOrID",
+        "List data items that are attached to a layer",
+        1,
+        Some(1),
+    ),
+    spec(
+        "get-layer-data",
+        "[options [...]] layerID dataName",
+        "Get data that is attached to a layer",
+        2,
+        None,
+    ),
+    spec(
+        "set-layer-data",
+        "[options [...]] layerID dataName",
+        "Set data that is attached to a layer",
+        2,
+        None,
+    ),
+    spec("layers", "[options [...]]", "List layers", 0, None),
+    spec(
+        "metadata",
+        "[LayerOrImageOrContainerNameOrID [...]]",
+        "Retrieve layer, image, or container metadata",
+        1,
+        None,
+    ),
+    spec(
+        "set-metadata",
+        "[options [...]] layerOrImageOrContainerNameOrID",
+        "Set layer, image, or container metadata",
+        1,
+        Some(1),
+    ),
+    spec(
+        "mount",
+        "[options [...]] LayerOrContainerNameOrID",
+        "Mount a layer or container",
+        1,
+        None,
+    ),
+    spec(
+        "unmount",
+        "LayerOrContainerNameOrID",
+        "Unmount an image, layer or container",
+        1,
+        None,
+    ),
+    spec(
+        "mounted",
+        "LayerOrContainerNameOrID",
+        "Check if a file system is mounted",
+        1,
+        None,
+    ),
+    spec(
+        "get-names",
+        "[options [...]] imageOrContainerNameOrID",
+        "Get layer, image, or container name or names",
+        1,
+        None,
+    ),
+    spec(
+        "add-names",
+        "[options [...]] imageOrContainerNameOrID",
+        "Add layer, image, or container name or names",
+        1,
+        None,
+    ),
+    spec(
+        "set-names",
+        "[options [...]] imageOrContainerNameOrID",
+        "Set layer, image, or container name or names",
+        1,
+        None,
+    ),
+    spec("shutdown", "", "Shut down layer storage", 0, None),
+    spec("status", "", "Check on graph driver status", 0, None),
+    spec(
+        "version",
+        "",
+        "Return containers-storage version information",
+        0,
+        None,
+    ),
+    spec(
+        "wipe",
+        "",
+        "Wipe all layers, images, and containers",
+        0,
+        None,
+    ),
+    spec(
+        "check",
+        "[-r] [-q] [-j]",
+        "Check storage consistency and optionally repair it (layers)",
+        0,
+        Some(0),
+    ),
+    spec(
+        "completions",
+        "[bash|zsh|fish|elvish|powershell]",
+        "Print a shell completion script (layerstore only)",
+        0,
+        None,
+    ),
+];
+
+/// The Go tool's image and container commands: this tool answers them with "not supported".
+pub const UNSUPPORTED_COMMANDS: &[&str] = &[
+    "container",
+    "list-container-data",
+    "get-container-data",
+    "get-container-data-size",
+    "get-container-data-digest",
+    "set-container-data",
+    "get-container-dir",
+    "get-container-run-dir",
+    "container-parent-owners",
+    "containers",
+    "copy",
+    "create-image",
+    "create-container",
+    "delete-image",
+    "delete-container",
+    "image",
+    "list-image-data",
+    "get-image-data",
+    "get-image-data-size",
+    "get-image-data-digest",
+    "set-image-data",
+    "images",
+    "images-by-digest",
+    "createimage",
+    "createcontainer",
+    "deleteimage",
+    "deletecontainer",
+    "listimagedata",
+    "getimagedata",
+    "setimagedata",
+    "listcontainerdata",
+    "getcontainerdata",
+    "setcontainerdata",
+    "getcontainerdir",
+    "getcontainerrundir",
+];
+
+/// The spec of a canonical command name.
+pub fn command_spec(name: &str) -> Option<&'static CommandSpec> {
+    COMMANDS.iter().find(|spec| spec.name == name)
+}

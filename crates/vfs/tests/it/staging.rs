@@ -1,0 +1,228 @@
+//! Staged vfs layers: a differ fills `vfs/staging/<random>`, which is laid over the layer's
+//! tree (its parent's copy) and exchanged into `dir/<id>`; the result equals `apply_diff` of
+//! the same tarball.
+
+use crate::common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use layerstore_archive::{ApplyOptions, apply};
+use layerstore_driver::{
+    ApplyDiffOpts, CreateOpts, Differ, DifferOptions, DifferOutput, Driver, DriverConfig, Error,
+};
+use layerstore_tarsplit::JsonLinesPacker;
+use layerstore_testsupport::{Capability, require_or_skip};
+use layerstore_vfs::VfsDriver;
+
+/// Fills the staging directory from a tarball with the archive crate, as a puller would.
+struct TarballDiffer(Vec<u8>);
+
+impl Differ for TarballDiffer {
+    fn apply_diff(
+        &mut self,
+        dest: &Path,
+        options: &DifferOptions,
+    ) -> layerstore_driver::Result<DifferOutput> {
+        let apply_options = ApplyOptions {
+            whiteouts: options.whiteouts,
+            ignore_chown_errors: options.ignore_chown_errors,
+            ..Default::default()
+        };
+        let (report, packer) = apply(
+            dest,
+            &self.0[..],
+            JsonLinesPacker::new(Vec::new()),
+            &apply_options,
+        )
+        .map_err(|e| Error::archive("(staging)", e))?;
+        let records = packer.into_inner().map_err(|e| Error::Differ {
+            message: "tar-split records".into(),
+            source: Some(Box::new(e)),
+        })?;
+        Ok(DifferOutput::from_report(report, Some(records)))
+    }
+}
+
+/// Writes a file into the staging directory, then fails.
+struct FailingDiffer;
+
+impl Differ for FailingDiffer {
+    fn apply_diff(
+        &mut self,
+        dest: &Path,
+        _options: &DifferOptions,
+    ) -> layerstore_driver::Result<DifferOutput> {
+        fs::write(dest.join("half"), b"written before the failure").expect("write");
+        Err(Error::Differ {
+            message: "blob entry \"half\": digest mismatch".into(),
+            source: None,
+        })
+    }
+}
+
+fn driver(root: &Path) -> VfsDriver {
+    VfsDriver::new(&DriverConfig::new(root.join("graph"), root.join("run"))).expect("driver")
+}
+
+fn tarball(name: &str) -> Vec<u8> {
+    fs::read(common::fixture_tar(name)).expect("fixture")
+}
+
+fn apply_tarball(driver: &VfsDriver, id: &str, parent: Option<&str>, name: &str) {
+    let blob = tarball(name);
+    driver
+        .apply_diff(id, parent, ApplyDiffOpts::new(&mut &blob[..]))
+        .expect("apply_diff");
+}
+
+/// Stages `name` and moves it into the (created) layer `id`.
+fn stage_tarball(driver: &VfsDriver, id: &str, name: &str) -> DifferOutput {
+    let output = driver
+        .apply_diff_with_differ(&DifferOptions::default(), &mut TarballDiffer(tarball(name)))
+        .expect("stage");
+    assert_eq!(
+        output.target.parent(),
+        Some(driver.staging_home().as_path())
+    );
+    driver
+        .apply_diff_from_staging_directory(id, &output.target)
+        .expect("move the staged tree in");
+    output
+}
+
+fn without_root(tree: &BTreeMap<PathBuf, common::Node>) -> BTreeMap<PathBuf, common::Node> {
+    let mut tree = tree.clone();
+    tree.remove(Path::new(""));
+    tree
+}
+
+fn staging_entries(driver: &VfsDriver) -> Vec<PathBuf> {
+    fs::read_dir(driver.staging_home())
+        .map(|dir| dir.map(|e| e.expect("entry").path()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_staged_tarball_gives_the_tree_apply_diff_gives() {
+    require_or_skip!(Capability::Root);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let driver = driver(tmp.path());
+    let opts = CreateOpts::default();
+
+    // A base layer.
+    driver.create("base", None, &opts).expect("create");
+    apply_tarball(&driver, "base", None, "basic.tar");
+    driver.create("staged-base", None, &opts).expect("create");
+    let output = stage_tarball(&driver, "staged-base", "basic.tar");
+    let base = common::snapshot(&driver.differ_target("base").expect("target"));
+    let mut staged_base = common::snapshot(&driver.differ_target("staged-base").expect("target"));
+    // The top directory keeps the mode create gave it (as overlay's `diff/` does), where
+    // apply_diff takes the tarball's `./` entry.
+    let root = staged_base.remove(Path::new("")).expect("root");
+    assert_eq!(root.mode & 0o7777, 0o555);
+    common::assert_same_tree(
+        "staged base layer",
+        &without_root(&base),
+        &staged_base,
+        true,
+    );
+    assert!(output.uncompressed_digest.is_some() && output.tar_split.is_some());
+
+    // A child with a whiteout, an opaque directory, a changed and an added file: the staged
+    // tree is laid over the parent's copy.
+    driver.create("child", Some("base"), &opts).expect("create");
+    apply_tarball(&driver, "child", Some("base"), "child-whiteouts.tar");
+    driver
+        .create("staged-child", Some("base"), &opts)
+        .expect("create");
+    stage_tarball(&driver, "staged-child", "child-whiteouts.tar");
+    let child = without_root(&common::snapshot(
+        &driver.differ_target("child").expect("target"),
+    ));
+    let staged_child = without_root(&common::snapshot(
+        &driver.differ_target("staged-child").expect("target"),
+    ));
+    common::assert_same_tree("staged child layer", &child, &staged_child, true);
+    assert!(
+        !staged_child.contains_key(Path::new("etc/passwd-hard")),
+        "the whiteout deleted its file"
+    );
+    assert!(
+        staging_entries(&driver).is_empty(),
+        "{:?}",
+        staging_entries(&driver)
+    );
+    // The parent is untouched.
+    let base_after = common::snapshot(&driver.differ_target("base").expect("target"));
+    common::assert_same_tree("parent after staging", &base, &base_after, false);
+}
+
+#[test]
+fn a_failed_differ_leaves_no_staging_directory() {
+    require_or_skip!(Capability::Root);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let driver = driver(tmp.path());
+    let err = driver
+        .apply_diff_with_differ(&DifferOptions::default(), &mut FailingDiffer)
+        .expect_err("the differ fails");
+    assert!(err.to_string().contains("half"), "{err}");
+    assert!(staging_entries(&driver).is_empty());
+    assert!(driver.list_layers().expect("list").is_empty());
+}
+
+#[test]
+fn paths_outside_the_staging_home_are_refused() {
+    require_or_skip!(Capability::Root);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let driver = driver(tmp.path());
+    driver
+        .create("layer", None, &CreateOpts::default())
+        .expect("create");
+    let layer_dir = driver.differ_target("layer").expect("target");
+    fs::write(layer_dir.join("keep"), b"mine").expect("write");
+    let outside = tmp.path().join("elsewhere");
+    fs::create_dir(&outside).expect("mkdir");
+    fs::write(outside.join("file"), b"not staged").expect("write");
+    let sneaky = driver.staging_home().join("..").join("dir").join("layer");
+    for path in [outside.as_path(), layer_dir.as_path(), sneaky.as_path()] {
+        assert!(matches!(
+            driver.apply_diff_from_staging_directory("layer", path),
+            Err(Error::NotStaging { .. })
+        ));
+        assert!(matches!(
+            driver.cleanup_staging_directory(path),
+            Err(Error::NotStaging { .. })
+        ));
+    }
+    assert!(outside.join("file").is_file());
+    assert_eq!(fs::read(layer_dir.join("keep")).expect("read"), b"mine");
+
+    // A real staging directory is removed; removing it again is fine.
+    let staged = driver
+        .apply_diff_with_differ(
+            &DifferOptions::default(),
+            &mut TarballDiffer(tarball("basic.tar")),
+        )
+        .expect("stage");
+    driver
+        .cleanup_staging_directory(&staged.target)
+        .expect("cleanup");
+    assert!(!staged.target.exists());
+    driver
+        .cleanup_staging_directory(&staged.target)
+        .expect("cleanup again");
+    // A staging directory cannot go into a layer that does not exist.
+    let staged = driver
+        .apply_diff_with_differ(
+            &DifferOptions::default(),
+            &mut TarballDiffer(tarball("basic.tar")),
+        )
+        .expect("stage");
+    assert!(matches!(
+        driver.apply_diff_from_staging_directory("missing", &staged.target),
+        Err(Error::LayerNotFound { .. })
+    ));
+    assert!(staged.target.is_dir(), "kept for the caller to clean up");
+}

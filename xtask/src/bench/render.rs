@@ -1,0 +1,258 @@
+//! The report document: header, machine facts, the results of each filesystem, how to run it,
+//! the method, and the hand-written notes a rerun keeps.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::fixtures;
+use super::machine::{first_line_of, machine_facts};
+use super::options::Section;
+use super::report::{FsResults, Tool};
+use super::sections::Context;
+
+pub(super) fn render(
+    ctx: &Context<'_>,
+    all: &[FsResults],
+    workspace: &Path,
+    started: &str,
+    finished: &str,
+    load_before: &str,
+    load_after: &str,
+) -> String {
+    let opts = ctx.opts;
+    let mut md = String::new();
+    md.push_str("# Benchmarks: `layerstore` against Go `containers-storage`\n\n");
+    md.push_str(
+        "Written by `cargo xtask bench` (xtask/src/bench.rs); do not edit the tables by hand — rerun \
+         it. Only the hand-written part at the end (from its marker on) survives a rerun.\n\n",
+    );
+    let complete = opts.runs >= 5
+        && opts.sections.len() == 5
+        && opts.fs.len() == 2
+        && opts.drivers.len() == 2
+        && opts.all_fixtures().len() == fixtures::ALL.len()
+        && opts.disk_fixtures.is_none()
+        && opts.many_layers == 10_000
+        && opts.chain_depth == 100;
+    let kind = if opts.quick {
+        "**QUICK RUN** (`--quick`: a small subset, few runs; not the full benchmark)"
+    } else if complete {
+        "Full run"
+    } else {
+        "**PARTIAL RUN** (a subset of the full benchmark: see the command line)"
+    };
+    let sections: Vec<String> = opts
+        .sections
+        .iter()
+        .map(|s| format!("{s:?}").to_lowercase())
+        .collect();
+    let _ = writeln!(
+        md,
+        "{kind}: `{}`, {started} → {finished}; {} runs per tool and row; sections {}; 1-min load average {load_before} before, {load_after} after.\n",
+        opts.command_line,
+        opts.runs,
+        sections.join(", "),
+    );
+    md.push_str("## How to run\n\n");
+    md.push_str(HOW_TO_RUN);
+    md.push_str("\n## Machine and tools\n\n| fact | value |\n|---|---|\n");
+    for (k, v) in machine_facts() {
+        let _ = writeln!(md, "| {k} | {v} |");
+    }
+    let built = if opts.ours.is_none() {
+        let commit = first_line_of(
+            "git",
+            &[
+                "-C",
+                &workspace.display().to_string(),
+                "rev-parse",
+                "--short",
+                "HEAD",
+            ],
+        );
+        format!(
+            " (`cargo build --release -p layerstore-cli` of the workspace at commit {commit} and its uncommitted changes)"
+        )
+    } else {
+        " (given with `--ours`)".to_owned()
+    };
+    let _ = writeln!(
+        md,
+        "| ours | `{}`{built} |",
+        shown_path(ctx.tool(Tool::Ours), workspace)
+    );
+    let go_version = first_line_of(
+        "dpkg-query",
+        &["-W", "-f", "${Package} ${Version}", "containers-storage"],
+    );
+    let _ = writeln!(
+        md,
+        "| Go tool | `{}` ({go_version}) |",
+        ctx.tool(Tool::Go).display()
+    );
+    for r in all {
+        let _ = writeln!(md, "| {} | {} |", r.name, r.description);
+    }
+    md.push_str("\n## Fixtures\n\n| fixture | bytes | source |\n|---|---:|---|\n");
+    let all_fixtures = opts.all_fixtures();
+    let mut listed: Vec<&str> = all_fixtures.iter().map(|f| f.name).collect();
+    if opts.has(Section::Child) {
+        listed.extend(["rootfs.tar", fixtures::CHILD_LAYER]);
+    }
+    let mut seen = Vec::new();
+    for name in listed {
+        if seen.contains(&name) {
+            continue;
+        }
+        seen.push(name);
+        let path = ctx.fixture(name);
+        let size = fs::metadata(&path).map_or("missing".into(), |m| m.len().to_string());
+        let _ = writeln!(
+            md,
+            "| {name} | {size} | {} |",
+            fixtures::source(&opts.fixtures_dir, name)
+        );
+    }
+    for (f, reason) in &ctx.unavailable {
+        let _ = writeln!(md, "\n{} could not be made: {reason}", f.name);
+    }
+    md.push_str("\n## Goals (tmpfs)\n\n");
+    if !all.iter().any(|r| r.goals_apply) {
+        md.push_str("Not checked: this run has no tmpfs results.\n");
+    }
+    for r in all.iter().filter(|r| r.goals_apply) {
+        let checks = r.goal_checks();
+        let met = checks.iter().filter(|c| c.3 == Some(true)).count();
+        let _ = writeln!(
+            md,
+            "{met} of {} goal checks met on {}.\n",
+            checks.len(),
+            r.name
+        );
+        md.push_str("| row | goal | measured | |\n|---|---|---|---|\n");
+        for (row, goal, measured, verdict) in checks {
+            let mark = match verdict {
+                Some(true) => "✔",
+                Some(false) => "✘",
+                None => "?",
+            };
+            let _ = writeln!(md, "| {row} | {goal} | {measured} | {mark} |");
+        }
+    }
+    md.push('\n');
+    for r in all {
+        md.push_str(&r.markdown());
+    }
+    md.push_str(METHOD);
+    md
+}
+
+/// A binary's path as the report shows it: relative inside the workspace, as it is under
+/// `/usr`, else its last two components (a target directory's place is one machine's).
+fn shown_path(path: &Path, workspace: &Path) -> String {
+    if let Ok(relative) = path.strip_prefix(workspace) {
+        return relative.display().to_string();
+    }
+    if path.starts_with("/usr") {
+        return path.display().to_string();
+    }
+    let tail: Vec<_> = path.components().rev().take(2).collect();
+    let tail: PathBuf = tail.into_iter().rev().collect();
+    format!("…/{}", tail.display())
+}
+
+const HOW_TO_RUN: &str = "\
+As root, on an otherwise idle machine (the 1-minute load average is recorded; above ~3 the
+numbers are noise):
+
+    apt-get install -y containers-storage debootstrap zstd npm   # once
+    cargo xtask bench                  # everything: tmpfs and disk, 5 runs (~45 min on 2 cores)
+    cargo xtask bench --quick          # ~2 minutes: tmpfs, the rootfs fixtures, 3 runs
+    cargo xtask bench --sections many,mount --fs tmpfs --runs 10
+    cargo xtask bench --ours /usr/bin/containers-storage   # Go against itself: the noise floor
+
+The fixtures are made once, by `cargo xtask bench-fixtures` or by the first `bench` that needs
+them (`xtask/src/bench/fixtures.rs`: a Debian rootfs by debootstrap, an npm tree, a 1 GiB
+file, a child layer); without npm `smallfiles.tar` is synthetic, without debootstrap the rootfs
+rows are skipped with the reason. `--help` lists every option.
+";
+
+const METHOD: &str = "\
+## Method
+
+- Every timed command is one process: `Instant` around spawn and `wait4(2)`; peak RSS and CPU
+  (user + system) come from wait4's rusage. Medians, min–max over the runs; peak RSS is the
+  largest of the runs.
+- The two tools alternate run by run (the first one swaps every run). Untimed prepare steps
+  (`delete-layer`, `create-layer --id`, removing the output) end with `sync(2)`. Inputs are
+  in the page cache; `diff` writes to a tmpfs scratch file in both the tmpfs and disk cases.
+- import = `applydiff --file F ID` into a new empty layer; each tool has its own store. Its
+  physical reference is GNU `tar -xf` of the uncompressed tar into an empty directory on the
+  same filesystem, plus the decompressor alone to /dev/null (`gzip -dc`, `zstd -dcq`) for a
+  compressed input (the goal's reference); shown beside it, GNU `tar -xf` of the compressed
+  file itself (tar pipes it through the decompressor, on both cores). diff = `diff -u --file OUT ID` (the uncompressed tar back; its sha256 is
+  checked against the input's); reference: `tar --numeric-owner -cf` of the extracted tree.
+- many: a store of N empty layers written directly (layers.json records by
+  layerstore-model, driver dirs as Go lays them out), read by both tools: `layers` (its line
+  count is checked), `create-layer --id X`, `delete-layer X`.
+- mount: a chain of empty overlay layers written the same way; `mount TOP`, `unmount TOP`.
+- child: `create-layer --id C P` on vfs where P holds rootfs.tar (a full copy); reference
+  `cp -a` of the extracted tree; then `applydiff` of layer2.tar (whiteouts, opaque dir) onto C.
+- The physical baselines are timed on the same filesystem right before the tools' import and
+  diff runs (same number of runs), not interleaved with them.
+- Under load (other jobs on the 2 cores), wall times of a single-threaded process suffer more
+  than those of the multi-threaded Go tool, which gets more run-queue shares; the CPU columns
+  and the CPU ratio in parentheses are the steadier numbers then.
+- No command has a time limit: a hung tool hangs the run. An interrupted run leaves
+  `<work>/lsbench-xtask-<pid>` (and its mounts); the next run removes it.
+- tmpfs: a fresh tmpfs mounted for the run (the goals are for this case: it isolates the
+  software's cost from the shared machine's disk). disk: a directory under `--work`.
+";
+
+/// The line from which the report's hand-written part (profiles, experiments) starts; a rerun
+/// keeps that part as it is, below the fresh tables.
+const NOTES_MARKER: &str = "<!-- hand-written below: kept by `cargo xtask bench` -->";
+
+/// The hand-written part of the report at `out`, marker included, or nothing.
+pub(super) fn kept_notes(out: &Path) -> String {
+    let old = fs::read_to_string(out).unwrap_or_default();
+    notes_after_marker(&old).map_or_else(String::new, |notes| format!("\n{notes}"))
+}
+
+fn notes_after_marker(report: &str) -> Option<&str> {
+    report.find(NOTES_MARKER).map(|at| &report[at..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_shows_no_machine_s_directories() {
+        let workspace = Path::new("/src/layerstore");
+        let shown = |p: &str| shown_path(Path::new(p), workspace);
+        assert_eq!(
+            shown("/src/layerstore/target/release/layerstore"),
+            "target/release/layerstore"
+        );
+        assert_eq!(
+            shown("/usr/bin/containers-storage"),
+            "/usr/bin/containers-storage"
+        );
+        assert_eq!(
+            shown("/opt/t/bench/release/layerstore"),
+            "…/release/layerstore"
+        );
+    }
+
+    #[test]
+    fn only_the_part_from_the_marker_on_is_kept() {
+        let report = format!("# table\n| a |\n\n{NOTES_MARKER}\n## Why\nprofile\n");
+        assert_eq!(
+            notes_after_marker(&report),
+            Some(format!("{NOTES_MARKER}\n## Why\nprofile\n").as_str())
+        );
+        assert_eq!(notes_after_marker("# table only\n"), None);
+    }
+}

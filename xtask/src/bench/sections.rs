@@ -1,0 +1,708 @@
+//! The sections of the benchmark (import, diff, many layers, mount, child layer) and the
+//! physical baselines they are compared with; each section fills its rows of the results.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::exec::{Runner, Sample};
+use super::fixtures::{self, Fixture};
+use super::machine::load_average;
+use super::options::{Options, Section};
+use super::report::{FsResults, Goal, Row, Tool};
+use super::store::{self, Store};
+use super::{layer_id, sync};
+
+/// What every section needs.
+pub(super) struct Context<'a> {
+    pub(super) opts: &'a Options,
+    pub(super) runner: Runner,
+    pub(super) tools: [PathBuf; 2],
+    pub(super) scratch: PathBuf,
+    pub(super) plain_sha: HashMap<String, String>,
+    pub(super) unavailable: Vec<(Fixture, String)>,
+}
+
+impl Context<'_> {
+    pub(super) fn tool(&self, tool: Tool) -> &Path {
+        &self.tools[tool.index()]
+    }
+
+    fn available(&self, f: &Fixture) -> bool {
+        !self.unavailable.iter().any(|(u, _)| u == f)
+    }
+
+    pub(super) fn fixture(&self, name: &str) -> PathBuf {
+        self.opts.fixtures_dir.join(name)
+    }
+
+    fn plain_sha(&mut self, plain: &str) -> Result<String, String> {
+        if let Some(sha) = self.plain_sha.get(plain) {
+            return Ok(sha.clone());
+        }
+        let sha = crate::tools::sha256_file(&self.fixture(plain))?;
+        self.plain_sha.insert(plain.to_owned(), sha.clone());
+        Ok(sha)
+    }
+}
+
+/// Per-row bookkeeping of a tool that failed: it is skipped for the rest of the row.
+#[derive(Default)]
+struct Broken([bool; 2]);
+
+impl Broken {
+    fn is(&self, tool: Tool) -> bool {
+        self.0[tool.index()]
+    }
+
+    fn mark(&mut self, tool: Tool, results: &mut FsResults, what: &str, err: &str) {
+        if !self.0[tool.index()] {
+            results.notes.push(format!("{tool:?} FAILED {what}: {err}"));
+            eprintln!("bench: {tool:?} failed {what}: {err}");
+        }
+        self.0[tool.index()] = true;
+    }
+}
+
+pub(super) fn run_sections(ctx: &mut Context<'_>, fs_root: &Path, results: &mut FsResults) {
+    let opts = ctx.opts;
+    let timed_section =
+        |name: &str,
+         results: &mut FsResults,
+         f: &mut dyn FnMut(&mut FsResults) -> Result<(), String>| {
+            let before = load_average();
+            eprintln!("bench: --- {name} (load {before})");
+            // A section that cannot go on is reported; the others still run.
+            if let Err(e) = f(results) {
+                eprintln!("bench: section {name} aborted: {e}");
+                results.notes.push(format!("section {name} ABORTED: {e}"));
+            }
+            results.load.push((name.to_owned(), before, load_average()));
+        };
+    if opts.has(Section::Import) || opts.has(Section::Diff) {
+        // import and diff run interleaved (import, diff, delete per run): one load record each.
+        timed_section("import", results, &mut |r| section_import(ctx, fs_root, r));
+        if let Some((_, before, after)) = results.load.last().cloned() {
+            results.load.push(("diff".into(), before, after));
+        }
+    }
+    if opts.has(Section::Many) {
+        timed_section("many", results, &mut |r| section_many(ctx, fs_root, r));
+    }
+    if opts.has(Section::Mount) {
+        timed_section("mount", results, &mut |r| section_mount(ctx, fs_root, r));
+    }
+    if opts.has(Section::Child) {
+        timed_section("child", results, &mut |r| section_child(ctx, fs_root, r));
+    }
+}
+
+fn record(row: &mut Row, tool: Tool, sample: Sample) {
+    row.samples[tool.index()].push(sample);
+}
+
+/// Physical baselines of one fixture on this filesystem: `tar -x` of its plain tar (and
+/// `tar -c` of the tree, for diff), the decompressor alone, `cat`.
+fn baselines(
+    ctx: &mut Context<'_>,
+    fs_root: &Path,
+    results: &mut FsResults,
+    f: Fixture,
+) -> Result<(), String> {
+    let runs = ctx.opts.runs;
+    let plain = f.plain();
+    let tree = fs_root.join("baseline-tree");
+    let tar_out = ctx.scratch.join("baseline.tar");
+    let x_key = format!("tar-x/{plain}");
+    if !results.baselines.contains_key(&x_key) {
+        for _ in 0..runs {
+            store::remove_tree(&tree)?;
+            fs::create_dir_all(&tree).map_err(|e| format!("mkdir {}: {e}", tree.display()))?;
+            sync();
+            let s = ctx
+                .runner
+                .timed(
+                    Command::new("tar")
+                        .arg("-xf")
+                        .arg(ctx.fixture(plain))
+                        .arg("-C")
+                        .arg(&tree),
+                )?
+                .sample;
+            results.baselines.entry(x_key.clone()).or_default().push(s);
+            if ctx.opts.has(Section::Diff) {
+                let _ = fs::remove_file(&tar_out);
+                sync();
+                let s = ctx
+                    .runner
+                    .timed(
+                        Command::new("tar")
+                            .args(["--numeric-owner", "-C"])
+                            .arg(&tree)
+                            .arg("-cf")
+                            .arg(&tar_out)
+                            .arg("."),
+                    )?
+                    .sample;
+                results
+                    .baselines
+                    .entry(format!("tar-c/{plain}"))
+                    .or_default()
+                    .push(s);
+                let _ = fs::remove_file(&tar_out);
+            }
+        }
+        store::remove_tree(&tree)?;
+    }
+    if f.decompressor().is_some() {
+        // GNU tar -xf of the compressed file: tar runs the decompressor in a pipe, in parallel.
+        for _ in 0..runs {
+            store::remove_tree(&tree)?;
+            fs::create_dir_all(&tree).map_err(|e| format!("mkdir {}: {e}", tree.display()))?;
+            sync();
+            let s = ctx
+                .runner
+                .timed(
+                    Command::new("tar")
+                        .arg("-xf")
+                        .arg(ctx.fixture(f.name))
+                        .arg("-C")
+                        .arg(&tree),
+                )?
+                .sample;
+            results
+                .baselines
+                .entry(format!("tar-x/{}", f.name))
+                .or_default()
+                .push(s);
+        }
+        store::remove_tree(&tree)?;
+    }
+    if let Some(decompressor) = f.decompressor() {
+        let key = format!("{}-dc/{}", decompressor[0], f.name);
+        for _ in 0..runs {
+            let s = ctx.runner.timed_discarding_stdout(
+                Command::new(decompressor[0])
+                    .args(&decompressor[1..])
+                    .arg(ctx.fixture(f.name)),
+            )?;
+            results.baselines.entry(key.clone()).or_default().push(s);
+        }
+    }
+    let cat_key = format!("cat/{}", f.name);
+    if !results.baselines.contains_key(&cat_key) {
+        for _ in 0..runs {
+            let s = ctx
+                .runner
+                .timed_discarding_stdout(Command::new("cat").arg(ctx.fixture(f.name)))?;
+            results
+                .baselines
+                .entry(cat_key.clone())
+                .or_default()
+                .push(s);
+        }
+    }
+    Ok(())
+}
+
+/// import (applydiff into a new layer), diff -u of it, delete-layer; per fixture and driver.
+fn section_import(
+    ctx: &mut Context<'_>,
+    fs_root: &Path,
+    results: &mut FsResults,
+) -> Result<(), String> {
+    let opts = ctx.opts;
+    let wanted = opts.fixtures_on(&results.name);
+    let fixtures: Vec<Fixture> = wanted
+        .iter()
+        .copied()
+        .filter(|f| ctx.available(f))
+        .collect();
+    for (f, reason) in &ctx.unavailable {
+        if wanted.contains(f) {
+            results.notes.push(format!("{} skipped: {reason}", f.name));
+        }
+    }
+    for &f in &fixtures {
+        baselines(ctx, fs_root, results, f)?;
+    }
+    let out = ctx.scratch.join("diff.tar");
+    let mut identical: Vec<String> = Vec::new();
+    for driver in &opts.drivers {
+        let stores: Vec<Store> = [Tool::Ours, Tool::Go]
+            .iter()
+            .map(|t| Store::at(&fs_root.join(format!("stores/{t:?}-{driver}")), driver))
+            .collect();
+        for &f in &fixtures {
+            let id = layer_id(f.name);
+            let input = ctx.fixture(f.name);
+            let plain_sha = ctx.plain_sha(f.plain())?;
+            let mut import = Row::new("import", "applydiff", driver, f.name);
+            import.reference = Some(match f.decompressor() {
+                None => (
+                    format!("tar -x {}", f.name),
+                    vec![format!("tar-x/{}", f.name)],
+                ),
+                Some(d) => (
+                    format!("tar -x {} + {} {}", f.plain(), d.join(" "), f.name),
+                    vec![
+                        format!("tar-x/{}", f.plain()),
+                        format!("{}-dc/{}", d[0], f.name),
+                    ],
+                ),
+            });
+            if f.decompressor().is_some() {
+                import.also = Some((
+                    format!("pipelined tar -xf {}", f.name),
+                    format!("tar-x/{}", f.name),
+                ));
+            }
+            import.goals = vec![
+                Goal::VsGo(0.2),
+                Goal::VsReference(1.5),
+                Goal::PeakRssMib(64.0),
+            ];
+            let mut diff = Row::new("diff", "diff -u", driver, f.name);
+            diff.reference = Some((
+                format!("tar -c of {}'s tree", f.plain()),
+                vec![format!("tar-c/{}", f.plain())],
+            ));
+            diff.goals = vec![Goal::VsGo(0.25), Goal::VsReference(2.0)];
+            // gzip-compressed diff (Go: pgzip at its default level): no slower than Go.
+            let mut diff_gzip = Row::new("diff", "diff -c (gzip)", driver, f.name);
+            diff_gzip.goals = vec![Goal::VsGo(1.0)];
+            let time_gzip = fixtures::COMPRESSED_DIFF.contains(&f.name);
+            let mut delete = Row::new("import", "delete-layer", driver, f.name);
+            let mut broken = Broken::default();
+            for run in 0..opts.runs {
+                for tool in Tool::order(run) {
+                    if broken.is(tool) {
+                        continue;
+                    }
+                    let s = &stores[tool.index()];
+                    let bin = ctx.tool(tool).to_path_buf();
+                    eprintln!(
+                        "bench: {tool:?} applydiff {driver} {} run {}",
+                        f.name,
+                        run + 1
+                    );
+                    ctx.runner
+                        .run_ignoring_failure(s.command(&bin).args(["delete-layer", &id]));
+                    if let Err(e) =
+                        ctx.runner
+                            .run(s.command(&bin).args(["create-layer", "--id", &id]))
+                    {
+                        broken.mark(tool, results, &format!("create-layer on {driver}"), &e);
+                        continue;
+                    }
+                    sync();
+                    match ctx.runner.timed(
+                        s.command(&bin)
+                            .arg("applydiff")
+                            .arg("--file")
+                            .arg(&input)
+                            .arg(&id),
+                    ) {
+                        Ok(done) => record(&mut import, tool, done.sample),
+                        Err(e) => {
+                            broken.mark(
+                                tool,
+                                results,
+                                &format!("applydiff {} on {driver}", f.name),
+                                &e,
+                            );
+                            continue;
+                        }
+                    }
+                    if opts.has(Section::Diff) {
+                        let _ = fs::remove_file(&out);
+                        sync();
+                        match ctx.runner.timed(
+                            s.command(&bin)
+                                .args(["diff", "-u", "--file"])
+                                .arg(&out)
+                                .arg(&id),
+                        ) {
+                            Ok(done) => {
+                                record(&mut diff, tool, done.sample);
+                                if run < 2 {
+                                    let got = crate::tools::sha256_file(&out)?;
+                                    let what = format!("{tool:?} {} {driver}", f.name);
+                                    if got != plain_sha {
+                                        results.notes.push(format!(
+                                            "{what}: `diff -u` DIFFERS from the input tar (sha256 {got}, want {plain_sha})"
+                                        ));
+                                    } else if !identical.contains(&what) {
+                                        identical.push(what);
+                                    }
+                                }
+                            }
+                            Err(e) => broken.mark(
+                                tool,
+                                results,
+                                &format!("diff {} on {driver}", f.name),
+                                &e,
+                            ),
+                        }
+                        let _ = fs::remove_file(&out);
+                        if time_gzip {
+                            sync();
+                            match ctx.runner.timed(
+                                s.command(&bin)
+                                    .args(["diff", "-c", "--file"])
+                                    .arg(&out)
+                                    .arg(&id),
+                            ) {
+                                Ok(done) => record(&mut diff_gzip, tool, done.sample),
+                                Err(e) => broken.mark(
+                                    tool,
+                                    results,
+                                    &format!("diff -c {} on {driver}", f.name),
+                                    &e,
+                                ),
+                            }
+                            let _ = fs::remove_file(&out);
+                        }
+                    }
+                    sync();
+                    match ctx
+                        .runner
+                        .timed(s.command(&bin).args(["delete-layer", &id]))
+                    {
+                        Ok(done) => record(&mut delete, tool, done.sample),
+                        Err(e) => broken.mark(
+                            tool,
+                            results,
+                            &format!("delete-layer {} on {driver}", f.name),
+                            &e,
+                        ),
+                    }
+                }
+            }
+            if opts.has(Section::Import) {
+                results.rows.push(import);
+                results.rows.push(delete);
+            }
+            if opts.has(Section::Diff) {
+                results.rows.push(diff);
+                if time_gzip {
+                    results.rows.push(diff_gzip);
+                }
+            }
+        }
+        for s in &stores {
+            store::remove_tree(s.graph.parent().unwrap_or(&s.graph))?;
+        }
+    }
+    if !identical.is_empty() {
+        results.notes.push(format!(
+            "`diff -u` gave back the uncompressed input byte for byte (sha256, first two runs of each tool) for: {}",
+            identical.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// `layers`, create-layer and delete-layer in a store of `--layers` empty layers.
+fn section_many(
+    ctx: &mut Context<'_>,
+    fs_root: &Path,
+    results: &mut FsResults,
+) -> Result<(), String> {
+    let opts = ctx.opts;
+    let n = opts.many_layers;
+    let extra = layer_id("many-extra");
+    for driver in opts.many_drivers() {
+        let base = fs_root.join(format!("stores/many-{driver}"));
+        let s = Store::at(&base, &driver);
+        eprintln!("bench: writing a {n}-layer {driver} store");
+        store::write_flat_store(&s, n)?;
+        sync();
+        let input = format!("{n} layers");
+        let mut layers = Row::new("many", "layers", &driver, &input);
+        layers.goals = vec![Goal::VsGo(0.3)];
+        let mut create = Row::new("many", "create-layer", &driver, &input);
+        create.goals = vec![Goal::VsGo(0.3)];
+        let mut delete = Row::new("many", "delete-layer", &driver, &input);
+        delete.goals = vec![Goal::VsGo(0.3)];
+        let mut broken = Broken::default();
+        // Warm-up: the first call of a tool creates lock files and probes the driver.
+        for tool in [Tool::Ours, Tool::Go] {
+            let bin = ctx.tool(tool).to_path_buf();
+            if let Err(e) = ctx.runner.run(s.command(&bin).arg("layers")) {
+                broken.mark(
+                    tool,
+                    results,
+                    &format!("layers of the {n}-layer {driver} store"),
+                    &e,
+                );
+            }
+        }
+        for run in 0..opts.runs {
+            for tool in Tool::order(run) {
+                if broken.is(tool) {
+                    continue;
+                }
+                let bin = ctx.tool(tool).to_path_buf();
+                match ctx.runner.timed(s.command(&bin).arg("layers")) {
+                    Ok(done) => {
+                        let listed = done.stdout.lines().filter(|l| !l.trim().is_empty()).count();
+                        if listed != n {
+                            broken.mark(
+                                tool,
+                                results,
+                                &format!("layers ({driver})"),
+                                &format!("listed {listed} layers, want {n}"),
+                            );
+                            continue;
+                        }
+                        record(&mut layers, tool, done.sample);
+                    }
+                    Err(e) => {
+                        broken.mark(tool, results, &format!("layers ({driver})"), &e);
+                        continue;
+                    }
+                }
+                // A run that failed half-way must not leave the extra layer to the other tool.
+                ctx.runner
+                    .run_ignoring_failure(s.command(&bin).args(["delete-layer", &extra]));
+                sync();
+                match ctx
+                    .runner
+                    .timed(s.command(&bin).args(["create-layer", "--id", &extra]))
+                {
+                    Ok(done) => record(&mut create, tool, done.sample),
+                    Err(e) => {
+                        broken.mark(
+                            tool,
+                            results,
+                            &format!("create-layer ({driver}, {n} layers)"),
+                            &e,
+                        );
+                        continue;
+                    }
+                }
+                sync();
+                match ctx
+                    .runner
+                    .timed(s.command(&bin).args(["delete-layer", &extra]))
+                {
+                    Ok(done) => record(&mut delete, tool, done.sample),
+                    Err(e) => broken.mark(
+                        tool,
+                        results,
+                        &format!("delete-layer ({driver}, {n} layers)"),
+                        &e,
+                    ),
+                }
+                sync();
+            }
+        }
+        results.rows.extend([layers, create, delete]);
+        store::remove_tree(&base)?;
+    }
+    Ok(())
+}
+
+/// mount + unmount of the top of a `--chain`-deep overlay chain.
+fn section_mount(
+    ctx: &mut Context<'_>,
+    fs_root: &Path,
+    results: &mut FsResults,
+) -> Result<(), String> {
+    let opts = ctx.opts;
+    if !opts.drivers.iter().any(|d| d == "overlay") {
+        results
+            .notes
+            .push("mount section skipped: overlay is not among --drivers".into());
+        return Ok(());
+    }
+    let depth = opts.chain_depth;
+    let base = fs_root.join("stores/chain-overlay");
+    let s = Store::at(&base, "overlay");
+    let ids = store::write_chain_store(&s, depth)?;
+    let top = ids.last().cloned().unwrap_or_default();
+    sync();
+    let input = format!("{depth}-layer chain");
+    let mut mount = Row::new("mount", "mount", "overlay", &input);
+    let mut unmount = Row::new("mount", "unmount", "overlay", &input);
+    let mut broken = Broken::default();
+    let mount_once = |ctx: &Context<'_>,
+                      tool: Tool,
+                      broken: &mut Broken,
+                      results: &mut FsResults|
+     -> Option<(Sample, Sample)> {
+        let bin = ctx.tool(tool);
+        let m = match ctx.runner.timed(s.command(bin).args(["mount", &top])) {
+            Ok(done) => done,
+            Err(e) => {
+                broken.mark(
+                    tool,
+                    results,
+                    &format!("mount of the {depth}-layer chain"),
+                    &e,
+                );
+                return None;
+            }
+        };
+        let path = m.stdout.trim().to_owned();
+        if !store::is_mount_point(Path::new(&path)) {
+            broken.mark(
+                tool,
+                results,
+                "mount",
+                &format!("printed `{path}`, which is not a mount point"),
+            );
+        }
+        match ctx.runner.timed(s.command(bin).args(["unmount", &top])) {
+            Ok(u) => Some((m.sample, u.sample)),
+            Err(e) => {
+                broken.mark(
+                    tool,
+                    results,
+                    &format!("unmount of the {depth}-layer chain"),
+                    &e,
+                );
+                None
+            }
+        }
+    };
+    for tool in [Tool::Ours, Tool::Go] {
+        mount_once(ctx, tool, &mut broken, results);
+    }
+    for run in 0..opts.runs {
+        for tool in Tool::order(run) {
+            if broken.is(tool) {
+                continue;
+            }
+            if let Some((m, u)) = mount_once(ctx, tool, &mut broken, results) {
+                record(&mut mount, tool, m);
+                record(&mut unmount, tool, u);
+            }
+        }
+    }
+    results.rows.extend([mount, unmount]);
+    store::remove_tree(&base)
+}
+
+/// A vfs child of the rootfs layer (a full copy), and layer2.tar applied onto it.
+fn section_child(
+    ctx: &mut Context<'_>,
+    fs_root: &Path,
+    results: &mut FsResults,
+) -> Result<(), String> {
+    let opts = ctx.opts;
+    let Some(rootfs) = Fixture::named("rootfs.tar").filter(|f| ctx.available(f)) else {
+        results
+            .notes
+            .push("child section skipped: rootfs.tar is not available".into());
+        return Ok(());
+    };
+    let parent = layer_id("child-parent");
+    let child = layer_id("child");
+    let layer2 = ctx.fixture(fixtures::CHILD_LAYER);
+    let layer2 = layer2.is_file().then_some(layer2);
+    // The physical reference: cp -a of the extracted tree.
+    let tree = fs_root.join("baseline-tree");
+    let copy = fs_root.join("baseline-copy");
+    store::remove_tree(&tree)?;
+    fs::create_dir_all(&tree).map_err(|e| format!("mkdir {}: {e}", tree.display()))?;
+    ctx.runner.run(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(ctx.fixture(rootfs.name))
+            .arg("-C")
+            .arg(&tree),
+    )?;
+    for _ in 0..opts.runs {
+        store::remove_tree(&copy)?;
+        sync();
+        let s = ctx
+            .runner
+            .timed(Command::new("cp").arg("-a").arg(&tree).arg(&copy))?
+            .sample;
+        results
+            .baselines
+            .entry("cp-a/rootfs".into())
+            .or_default()
+            .push(s);
+    }
+    store::remove_tree(&copy)?;
+    store::remove_tree(&tree)?;
+
+    let mut create = Row::new("child", "create-layer PARENT", "vfs", "child of rootfs.tar");
+    create.reference = Some((
+        "cp -a of the rootfs tree".into(),
+        vec!["cp-a/rootfs".into()],
+    ));
+    create.goals = vec![Goal::VsGo(0.5)];
+    let mut apply = Row::new("child", "applydiff", "vfs", "layer2.tar onto the child");
+    let mut broken = Broken::default();
+    let stores: Vec<Store> = [Tool::Ours, Tool::Go]
+        .iter()
+        .map(|t| Store::at(&fs_root.join(format!("stores/{t:?}-child")), "vfs"))
+        .collect();
+    for tool in [Tool::Ours, Tool::Go] {
+        let s = &stores[tool.index()];
+        let bin = ctx.tool(tool).to_path_buf();
+        let made = ctx
+            .runner
+            .run(s.command(&bin).args(["create-layer", "--id", &parent]))
+            .and_then(|_| {
+                ctx.runner.run(
+                    s.command(&bin)
+                        .arg("applydiff")
+                        .arg("--file")
+                        .arg(ctx.fixture(rootfs.name))
+                        .arg(&parent),
+                )
+            });
+        if let Err(e) = made {
+            broken.mark(tool, results, "importing rootfs.tar as the parent", &e);
+        }
+    }
+    for run in 0..opts.runs {
+        for tool in Tool::order(run) {
+            if broken.is(tool) {
+                continue;
+            }
+            let s = &stores[tool.index()];
+            let bin = ctx.tool(tool).to_path_buf();
+            ctx.runner
+                .run_ignoring_failure(s.command(&bin).args(["delete-layer", &child]));
+            sync();
+            match ctx.runner.timed(
+                s.command(&bin)
+                    .args(["create-layer", "--id", &child, &parent]),
+            ) {
+                Ok(done) => record(&mut create, tool, done.sample),
+                Err(e) => {
+                    broken.mark(tool, results, "create-layer of a vfs child", &e);
+                    continue;
+                }
+            }
+            if let Some(layer2) = &layer2 {
+                sync();
+                match ctx.runner.timed(
+                    s.command(&bin)
+                        .arg("applydiff")
+                        .arg("--file")
+                        .arg(layer2)
+                        .arg(&child),
+                ) {
+                    Ok(done) => record(&mut apply, tool, done.sample),
+                    Err(e) => broken.mark(tool, results, "applydiff layer2.tar onto the child", &e),
+                }
+            }
+        }
+    }
+    results.rows.push(create);
+    if layer2.is_some() {
+        results.rows.push(apply);
+    }
+    for s in &stores {
+        store::remove_tree(s.graph.parent().unwrap_or(&s.graph))?;
+    }
+    Ok(())
+}
