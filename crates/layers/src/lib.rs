@@ -227,7 +227,7 @@ pub use error::{Error, Result};
 pub use files::big_data_file_name;
 pub use options::{DEFAULT_MAX_LAYER_SIZE, DiffOptions, LayerOptions, MountOptions, StoreOptions};
 pub use store::check::{Action, CheckOptions, CheckReport, Problem, Repair};
-pub use store::{LayerStore, default_registry};
+pub use store::{LayerReader, LayerRecords, LayerStore, LayerWriter, default_registry};
 
 pub use layerstore_driver::{
     AdditionalLayer, Change, ChangeKind, Differ, DifferOptions, DifferOutput, Registry,
