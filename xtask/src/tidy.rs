@@ -24,6 +24,7 @@ const LAYERS: &[&str] = &[
     "layerstore-overlay",
     "layerstore-btrfs",
     "layerstore-layers",
+    "layerstore",
     "layerstore-pull",
     "layerstore-cli",
 ];

@@ -81,6 +81,30 @@ impl LayerWriter<'_> {
         })
     }
 
+    /// Sets flag `flag` to `value` on each layer of `keys` (removes it with `None`), saving
+    /// `layers.json` once, and only if a record changed. Every key must name a layer.
+    pub fn set_flags(&mut self, keys: &[&str], flag: &str, value: Option<&Value>) -> Result<()> {
+        let store = self.store;
+        self.run(|state, guard| {
+            let indexes = keys
+                .iter()
+                .map(|key| state.resolve(key))
+                .collect::<Result<Vec<usize>>>()?;
+            let mut changed = false;
+            for index in indexes {
+                let flags = &mut state.layers[index].flags;
+                changed |= match value {
+                    Some(value) => flags.insert(flag.to_string(), value.clone()).as_ref() != Some(value),
+                    None => flags.remove(flag).is_some(),
+                };
+            }
+            if changed {
+                store.save(state, guard)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Gives the layer found by `key` the names `new` computes from its old ones, taking them
     /// from other layers; saves and returns them.
     fn rename(
