@@ -90,7 +90,10 @@ impl Store {
         let mut record = NewContainer {
             id: Some(id.clone()),
             names: options.names.clone(),
-            image_id: found.as_ref().map(|(image, _)| image.id.clone()).unwrap_or_default(),
+            image_id: found
+                .as_ref()
+                .map(|(image, _)| image.id.clone())
+                .unwrap_or_default(),
             layer_id: String::new(),
             metadata: options.metadata.clone(),
             uid_map: options.uid_map.clone(),
@@ -323,7 +326,9 @@ impl Store {
             .read()?
             .by_layer(&id)
             .cloned()
-            .ok_or_else(|| Error::ContainerUnknown { key: key.to_owned() })
+            .ok_or_else(|| Error::ContainerUnknown {
+                key: key.to_owned(),
+            })
     }
 
     /// The keys of a container's big-data items, in the order they were first set.
@@ -453,7 +458,11 @@ pub(crate) fn delete_container_locked(
                 child: child.id.clone(),
             });
         }
-        pending::mark(layers, &[layer], &PendingOp::DeleteContainer(container.id.clone()))?;
+        pending::mark(
+            layers,
+            &[layer],
+            &PendingOp::DeleteContainer(container.id.clone()),
+        )?;
         crash::point(crash::DELETE_CONTAINER_AFTER_MARK);
     }
     containers.delete(&container.id)?;
@@ -470,8 +479,13 @@ fn files_size(dir: &Path) -> Result<i64> {
     let mut seen = HashSet::new();
     let mut size: u64 = 0;
     layerstore_driver::tree::walk(dir, &mut |entry| {
-        let is_dir = layerstore_driver::tree::file_type(entry.stat) == layerstore_driver::tree::mode::S_IFDIR;
-        let id = (entry.stat.stx_dev_major, entry.stat.stx_dev_minor, entry.stat.stx_ino);
+        let is_dir = layerstore_driver::tree::file_type(entry.stat)
+            == layerstore_driver::tree::mode::S_IFDIR;
+        let id = (
+            entry.stat.stx_dev_major,
+            entry.stat.stx_dev_minor,
+            entry.stat.stx_ino,
+        );
         if seen.insert(id) && !is_dir {
             size = size.saturating_add(entry.stat.stx_size);
         }

@@ -27,11 +27,10 @@ impl Store {
             let stores: Vec<LayerRecords<'_>> = std::iter::once(layers.records())
                 .chain(additional.iter().map(|r| r.records()))
                 .collect();
-            let (_, layer) = find_layer(&stores, &new.top_layer).ok_or_else(|| {
-                Error::LayerUnknown {
+            let (_, layer) =
+                find_layer(&stores, &new.top_layer).ok_or_else(|| Error::LayerUnknown {
                     key: new.top_layer.clone(),
-                }
-            })?;
+                })?;
             new.top_layer = layer.id.clone();
         }
         crash::point(crash::CREATE_IMAGE_BEFORE_RECORD);
@@ -171,9 +170,7 @@ impl Store {
         data: &[u8],
         digest_manifest: Option<ManifestDigester<'_>>,
     ) -> Result<()> {
-        Ok(self
-            .images
-            .set_big_data(key, item, data, digest_manifest)?)
+        Ok(self.images.set_big_data(key, item, data, digest_manifest)?)
     }
 
     /// The size of an image (Go's `ImageSize`): each layer of its top layer, its ID-mapped
@@ -203,11 +200,10 @@ impl Store {
             if !visited.insert(id) {
                 continue;
             }
-            let (index, layer) =
-                find_layer(&stores, id).ok_or_else(|| Error::MissingLayer {
-                    owner: image.id.clone(),
-                    layer: id.to_owned(),
-                })?;
+            let (index, layer) = find_layer(&stores, id).ok_or_else(|| Error::MissingLayer {
+                owner: image.id.clone(),
+                layer: id.to_owned(),
+            })?;
             let n = match layer.uncompressed_digest {
                 Some(_) => layer.uncompressed_size,
                 None => {

@@ -6,7 +6,7 @@ use layerstore_model::{Container, Image, Layer};
 
 use crate::containers::delete_container_locked;
 use crate::error::{Error, Result};
-use crate::layers::{delete_checked, deletable_layer};
+use crate::layers::{deletable_layer, delete_checked};
 use crate::store::Store;
 
 /// What kind of item an argument names.
@@ -110,21 +110,27 @@ impl Store {
 
     /// The full ID of what `key` names (Go's `Lookup`); `layer not known` if nothing.
     pub fn lookup(&self, key: &str) -> Result<String> {
-        self.found(key, || Error::LayerUnknown { key: key.to_owned() })
-            .map(|item| item.id().to_owned())
+        self.found(key, || Error::LayerUnknown {
+            key: key.to_owned(),
+        })
+        .map(|item| item.id().to_owned())
     }
 
     /// The names of what `key` names (Go's `Names`); `layer not known` if nothing.
     pub fn names(&self, key: &str) -> Result<Vec<String>> {
-        self.found(key, || Error::LayerUnknown { key: key.to_owned() })
-            .map(|item| item.names().to_vec())
+        self.found(key, || Error::LayerUnknown {
+            key: key.to_owned(),
+        })
+        .map(|item| item.names().to_vec())
     }
 
     /// The metadata of what `key` names (Go's `Metadata`); `identifier is not a layer,
     /// image, or container` if nothing.
     pub fn metadata(&self, key: &str) -> Result<String> {
-        self.found(key, || Error::NotAnId { key: key.to_owned() })
-            .map(|item| item.metadata().to_owned())
+        self.found(key, || Error::NotAnId {
+            key: key.to_owned(),
+        })
+        .map(|item| item.metadata().to_owned())
     }
 
     fn found(&self, key: &str, missing: impl FnOnce() -> Error) -> Result<Item> {

@@ -55,7 +55,11 @@ where
 {
     let id = match layers.get(key) {
         Ok(layer) => layer.id.clone(),
-        Err(_) => return Err(Error::NotALayer { key: key.to_owned() }),
+        Err(_) => {
+            return Err(Error::NotALayer {
+                key: key.to_owned(),
+            });
+        }
     };
     if let Some(child) = layers.layers().find(|l| l.parent == id) {
         return Err(Error::LayerHasChildren {
@@ -112,30 +116,30 @@ impl Store {
         if host.gid {
             options.gid_map.clear();
         }
-        let (inherited_uids, inherited_gids) = match options.parent.clone().filter(|p| !p.is_empty())
-        {
-            Some(key) => {
-                let stores: Vec<LayerRecords<'_>> = std::iter::once(layers.records())
-                    .chain(additional.iter().map(|r| r.records()))
-                    .collect();
-                let (index, parent) =
-                    find_layer(&stores, &key).ok_or_else(|| Error::LayerUnknown { key })?;
-                if let Some(container) = containers.by_layer(&parent.id) {
-                    return Err(Error::ParentIsContainer {
-                        parent: parent.id.clone(),
-                        container: container.id.clone(),
-                    });
+        let (inherited_uids, inherited_gids) =
+            match options.parent.clone().filter(|p| !p.is_empty()) {
+                Some(key) => {
+                    let stores: Vec<LayerRecords<'_>> = std::iter::once(layers.records())
+                        .chain(additional.iter().map(|r| r.records()))
+                        .collect();
+                    let (index, parent) =
+                        find_layer(&stores, &key).ok_or_else(|| Error::LayerUnknown { key })?;
+                    if let Some(container) = containers.by_layer(&parent.id) {
+                        return Err(Error::ParentIsContainer {
+                            parent: parent.id.clone(),
+                            container: container.id.clone(),
+                        });
+                    }
+                    let inherited = (parent.uid_map.clone(), parent.gid_map.clone());
+                    if index == 0 {
+                        options.parent = Some(parent.id.clone());
+                    } else {
+                        options.parent_layer = Some(parent.clone());
+                    }
+                    inherited
                 }
-                let inherited = (parent.uid_map.clone(), parent.gid_map.clone());
-                if index == 0 {
-                    options.parent = Some(parent.id.clone());
-                } else {
-                    options.parent_layer = Some(parent.clone());
-                }
-                inherited
-            }
-            None => (self.uid_map.clone(), self.gid_map.clone()),
-        };
+                None => (self.uid_map.clone(), self.gid_map.clone()),
+            };
         if !host.uid && options.uid_map.is_empty() {
             options.uid_map = inherited_uids;
         }

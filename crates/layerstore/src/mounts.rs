@@ -117,14 +117,13 @@ impl Store {
             layerstore_layers::Error::LayerMounted(layer) => Error::LayerMounted { layer },
             other => other.into(),
         })?;
-        self.layers
-            .driver()
-            .cleanup()
-            .map_err(|e| Error::Layers(layerstore_layers::Error::Driver {
+        self.layers.driver().cleanup().map_err(|e| {
+            Error::Layers(layerstore_layers::Error::Driver {
                 id: "-".to_owned(),
                 op: "clean up",
                 source: Box::new(e),
-            }))?;
+            })
+        })?;
         storage.record_write()?;
         Ok(())
     }

@@ -186,7 +186,10 @@ impl Store {
         let opened = self.layers.open_additional(&additional.root)?;
         // Another thread may have opened it meanwhile; either handle is as good.
         let _ = additional.layers.set(opened);
-        Ok(additional.layers.get().unwrap_or_else(|| unreachable!("just set")))
+        Ok(additional
+            .layers
+            .get()
+            .unwrap_or_else(|| unreachable!("just set")))
     }
 
     /// Read sessions of every additional layer store, in order (taken right after the
