@@ -4,4 +4,5 @@
 //! on vfs and overlay. One test binary, one module per concern.
 
 mod interop;
+mod semantics;
 mod support;
