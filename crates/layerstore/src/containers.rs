@@ -5,11 +5,12 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use layerstore_containers::{ContainerWriter, NewContainer};
-use layerstore_images::{ImageReader, ImageWriter};
+use layerstore_images::{ImageReader, ImageSession, ImageWriter};
 use layerstore_layers::{LayerOptions, LayerRecords, LayerWriter};
 use layerstore_model::{
     Container, IDMap, Image, Layer, MOUNT_LABEL_FLAG, PROCESS_LABEL_FLAG, generate_id_unused,
 };
+use layerstore_recordstore::Session;
 use serde_json::Value;
 
 use crate::crash;
@@ -294,10 +295,12 @@ impl Store {
 
     /// Deletes a container (Go's `DeleteContainer`): its layer (unmounted first), its record,
     /// and its directories in both roots. `identifier is not a container` when there is none.
-    /// A container whose layer is gone is deleted all the same. Crash-safe: the layer is
-    /// marked before the record goes and removed after (see the crate documentation).
+    /// A container whose layer is gone is deleted all the same; a layer an image uses stays.
+    /// Crash-safe: the layer is marked before the record goes and removed after (see the
+    /// crate documentation).
     pub fn delete_container(&self, key: &str) -> Result<()> {
         let mut layers = self.layers.write_session()?;
+        let images = self.images.write()?;
         let mut containers = self.containers.write()?;
         let container = containers
             .get(key)
@@ -305,7 +308,7 @@ impl Store {
                 key: key.to_owned(),
             })?
             .clone();
-        delete_container_locked(&mut layers, &mut containers, &container)
+        delete_container_locked(&mut layers, &images, &mut containers, &container)
     }
 
     /// Every container, in creation order.
@@ -443,15 +446,21 @@ fn find_image(
 
 /// Deletes `container` with the locks held: its layer is marked first (so a crash after the
 /// record goes leaves a layer a later open settles), then the record and directories go,
-/// then the layer. A layer another layer stands on is refused before anything changes.
-pub(crate) fn delete_container_locked(
+/// then the layer. A layer another layer stands on is refused before anything changes; a
+/// layer an image uses (made into one with `create-image <its layer>`) stays, as that
+/// image's (Go deletes it and leaves the image pointing at nothing).
+pub(crate) fn delete_container_locked<SI: Session<Image>>(
     layers: &mut LayerWriter<'_>,
+    images: &ImageSession<SI>,
     containers: &mut ContainerWriter<'_>,
     container: &Container,
 ) -> Result<()> {
     let layer = container.layer_id.as_str();
-    let has_layer = layers.records().by_id(layer).is_some();
-    if has_layer {
+    let used_by_image = images
+        .images()
+        .any(|i| i.top_layer == layer || i.mapped_top_layers.iter().any(|m| m == layer));
+    let delete_layer = layers.records().by_id(layer).is_some() && !used_by_image;
+    if delete_layer {
         if let Some(child) = layers.records().layers().find(|l| l.parent == layer) {
             return Err(Error::LayerHasChildren {
                 layer: layer.to_owned(),
@@ -467,7 +476,7 @@ pub(crate) fn delete_container_locked(
     }
     containers.delete(&container.id)?;
     crash::point(crash::DELETE_CONTAINER_AFTER_RECORD);
-    if has_layer {
+    if delete_layer {
         delete_checked(layers, layer)?;
     }
     Ok(())

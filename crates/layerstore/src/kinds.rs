@@ -228,7 +228,7 @@ impl Store {
         let mut containers = self.containers.write()?;
         if let Ok(container) = containers.get(key) {
             let container = container.clone();
-            return delete_container_locked(&mut layers, &mut containers, &container);
+            return delete_container_locked(&mut layers, &images, &mut containers, &container);
         }
         if images.exists(key) {
             images.delete(key)?;

@@ -94,7 +94,9 @@ impl LayerWriter<'_> {
             for index in indexes {
                 let flags = &mut state.layers[index].flags;
                 changed |= match value {
-                    Some(value) => flags.insert(flag.to_string(), value.clone()).as_ref() != Some(value),
+                    Some(value) => {
+                        flags.insert(flag.to_string(), value.clone()).as_ref() != Some(value)
+                    }
                     None => flags.remove(flag).is_some(),
                 };
             }
