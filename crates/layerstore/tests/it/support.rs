@@ -224,11 +224,19 @@ pub fn wait_bounded(mut child: std::process::Child, what: &str) -> Output {
 
 /// A tarball of `files` (path, contents), mode 0644, owned by 0:0.
 pub fn tarball(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let owned: Vec<(&str, &[u8], u32)> = files.iter().map(|&(p, c)| (p, c, 0)).collect();
+    tarball_owned(&owned)
+}
+
+/// A tarball of `files` (path, contents, owner used as UID and GID), mode 0644.
+pub fn tarball_owned(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
-    for (path, contents) in files {
+    for (path, contents, owner) in files {
         let mut header = tar::Header::new_gnu();
         header.set_size(contents.len() as u64);
         header.set_mode(0o644);
+        header.set_uid(u64::from(*owner));
+        header.set_gid(u64::from(*owner));
         header.set_mtime(1_700_000_000);
         header.set_cksum();
         builder.append_data(&mut header, path, *contents).unwrap();
