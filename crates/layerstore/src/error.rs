@@ -171,6 +171,10 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The driver could not start (an unknown driver, an option it refuses, a filesystem it
+    /// cannot work on): its own message, as Go prints it.
+    #[error(transparent)]
+    DriverStart(Box<layerstore_driver::Error>),
     /// The layer store (layers, the driver, tar-split) failed.
     #[error(transparent)]
     Layers(layerstore_layers::Error),

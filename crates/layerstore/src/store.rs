@@ -80,7 +80,12 @@ impl Store {
         layer_options.driver_options = options.driver_options.clone();
         layer_options.registry = options.registry.clone();
         layer_options.max_layer_size = options.max_layer_size;
-        let layers = LayerStore::open(layer_options)?;
+        let layers = LayerStore::open(layer_options).map_err(|e| match e {
+            layerstore_layers::Error::Driver { id, source, .. } if id == "-" => {
+                Error::DriverStart(source)
+            }
+            other => other.into(),
+        })?;
         let name = layers.driver_name();
         if !options.driver.is_empty() && options.driver != name {
             // Go makes `<graphroot>/<driver as given>` too (`overlay2`: an empty directory).

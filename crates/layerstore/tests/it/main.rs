@@ -3,6 +3,7 @@
 //! in-use rules, crash trials, concurrency, additional image stores and ID-mapped copies,
 //! on vfs and overlay. One test binary, one module per concern.
 
+mod additional;
 mod idmaps;
 mod in_use;
 mod interop;
