@@ -106,8 +106,11 @@
 //!
 //! # Limitations
 //!
-//! No quotas (`size`/`inodes`), additional image stores, idmapped lowers
-//! (`supports_shifting` is false: the store chowns instead), or composefs. Rootless use
+//! No quotas (`size`/`inodes`), idmapped lowers (`supports_shifting` is false: the store
+//! chowns instead), or composefs. Additional image stores (`imagestore=<dir>,…`,
+//! `additionalimagestore=`, checked as Go checks them) serve their layers as lowers and
+//! parents: a layer or `l/` link the home lacks is looked up in `<dir>/overlay`; their
+//! layers are mounted where they are, as in Go. Rootless use
 //! needs the mount program: kernel overlay without root would need
 //! `userxattr` and `user.overlay.*` whiteouts, which the archive crate does not write. With a mount program the whiteouts on disk stay in the kernel's
 //! format (the archive crate has no AUFS-on-disk style), which fuse-overlayfs reads too; that
@@ -194,6 +197,10 @@ pub struct OverlayOptions {
     /// Read-only stores of lazily pulled layers
     /// (`overlay.additionallayerstore=<path>[:ref],…`).
     pub additional_layer_stores: Vec<AdditionalLayerStore>,
+    /// Additional (read-only) image stores, graph roots of other stores whose layers serve
+    /// as lowers (`imagestore=<dir>,…` or `additionalimagestore=`): absolute paths of
+    /// existing directories, as Go checks them.
+    pub image_stores: Vec<PathBuf>,
 }
 
 impl OverlayOptions {
@@ -216,11 +223,57 @@ impl OverlayOptions {
                 .iter()
                 .map(|spec| AdditionalLayerStore::parse(spec))
                 .collect(),
+            image_stores: options
+                .take_list("imagestore")
+                .into_iter()
+                .chain(options.take_list("additionalimagestore"))
+                .map(|store| image_store(&store))
+                .collect::<Result<_>>()?,
         };
         // Accepted and ignored, as in Go.
         options.take_all("override_kernel_check");
         options.finish()?;
         Ok(parsed)
+    }
+}
+
+/// An `imagestore=` entry checked as Go checks it: cleaned, absolute, an existing directory;
+/// Go's texts otherwise.
+fn image_store(store: &str) -> Result<PathBuf> {
+    let path: PathBuf = Path::new(store).components().collect();
+    let refuse = |reason: String| Error::ImageStore {
+        driver: NAME.to_string(),
+        path: path.clone(),
+        reason,
+    };
+    if !path.is_absolute() {
+        return Err(refuse(format!(
+            "image path {:?} is not absolute.  Can not be relative",
+            path.display().to_string()
+        )));
+    }
+    match std::fs::metadata(&path) {
+        Ok(st) if st.is_dir() => Ok(path),
+        Ok(_) => Err(refuse(format!(
+            "image path {:?} must be a directory",
+            path.display().to_string()
+        ))),
+        Err(e) => Err(refuse(format!(
+            "can't stat imageStore dir {}: stat {}: {}",
+            path.display(),
+            path.display(),
+            go_errno_text(&e)
+        ))),
+    }
+}
+
+/// How Go's `os.Stat` words the common errors (`no such file or directory`).
+fn go_errno_text(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "no such file or directory".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        io::ErrorKind::NotADirectory => "not a directory".into(),
+        _ => e.to_string(),
     }
 }
 
@@ -255,6 +308,9 @@ pub struct OverlayDriver {
     using_metacopy: bool,
     new_mount_api: bool,
     mounts: Mutex<HashMap<String, MountState>>,
+    /// `<image store>/overlay` of each additional image store, opened when the driver
+    /// started (`None`: it has none), searched after the home for layers and `l/` links.
+    image_store_homes: Vec<(PathBuf, Option<OwnedFd>)>,
 }
 
 fn not_supported(root: &Path, reason: impl Into<String>) -> Error {
@@ -426,6 +482,15 @@ impl OverlayDriver {
         let link_dir = home.join(layout::LINK_DIR);
         tree::ensure_dir_at(&home_fd, c"l", 0o755).map_err(|e| Error::io("mkdir", &link_dir, e))?;
         let new_mount_api = !has_program && mount::new_api_supported(&probe_home);
+        let image_store_homes = options
+            .image_stores
+            .iter()
+            .map(|store| {
+                let home = store.join(NAME);
+                let fd = tree::open_dir(&home).ok();
+                (home, fd)
+            })
+            .collect();
         Ok(OverlayDriver {
             graph_root,
             home,
@@ -439,6 +504,7 @@ impl OverlayDriver {
             using_metacopy,
             new_mount_api,
             mounts: Mutex::new(HashMap::new()),
+            image_store_homes,
         })
     }
 
@@ -479,16 +545,50 @@ impl OverlayDriver {
         Ok(self.home.join(id))
     }
 
-    /// Opens `<home>/<id>` from the home's descriptor, never through a symlink.
+    /// Opens `<home>/<id>` from the home's descriptor, never through a symlink; a layer the
+    /// home lacks is looked up in each additional image store's `overlay/` the same way
+    /// (read-only layers: lowers and parents of this store's layers, as in Go).
     pub(crate) fn open_layer(&self, id: &str) -> Result<Layer> {
         let dir = self.layer_dir(id)?;
-        match tree::open_dir_at(&self.home_fd, &id_cstring(id)?) {
+        let name = id_cstring(id)?;
+        match tree::open_dir_at(&self.home_fd, &name) {
             Ok(fd) => Ok(Layer { fd, dir }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::LayerNotFound {
-                id: id.to_string(),
-                path: dir,
-            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                for (home, fd) in &self.image_store_homes {
+                    let Some(fd) = fd else { continue };
+                    if let Ok(layer) = tree::open_dir_at(fd, &name) {
+                        return Ok(Layer {
+                            fd: layer,
+                            dir: home.join(id),
+                        });
+                    }
+                }
+                Err(Error::LayerNotFound {
+                    id: id.to_string(),
+                    path: dir,
+                })
+            }
             Err(e) => Err(Error::layer_io(id, "open", &dir, e)),
+        }
+    }
+
+    /// The target of short link `name` (`l/<name>`): the home's, else the first additional
+    /// image store's that has it (a read-only lower's link lives in its own store).
+    fn read_short_link(&self, link_dir: &OwnedFd, name: &CStr) -> rustix::io::Result<Vec<u8>> {
+        match rustix::fs::readlinkat(link_dir, name, Vec::new()) {
+            Err(rustix::io::Errno::NOENT) => {
+                for (_, fd) in &self.image_store_homes {
+                    let Some(fd) = fd else { continue };
+                    let Ok(dir) = tree::open_dir_at(fd, c"l") else {
+                        continue;
+                    };
+                    if let Ok(target) = rustix::fs::readlinkat(&dir, name, Vec::new()) {
+                        return Ok(target.into_bytes());
+                    }
+                }
+                Err(rustix::io::Errno::NOENT)
+            }
+            other => other.map(|t| t.into_bytes()),
         }
     }
 
@@ -546,17 +646,17 @@ impl OverlayDriver {
                     io::Error::from(io::ErrorKind::InvalidData),
                 )
             })?;
-            let target = match rustix::fs::readlinkat(&link_dir, &name, Vec::new()) {
+            let target = match self.read_short_link(&link_dir, &name) {
                 Ok(target) => target,
                 Err(rustix::io::Errno::NOENT) if !recreated => {
                     recreated = true;
                     layout::recreate_symlinks_at(self.home_fd.as_fd(), &self.home)?;
-                    rustix::fs::readlinkat(&link_dir, &name, Vec::new())
+                    self.read_short_link(&link_dir, &name)
                         .map_err(|e| Error::layer_io(id, "read the lower link", &link, e))?
                 }
                 Err(e) => return Err(Error::layer_io(id, "read the lower link", &link, e)),
             };
-            let target = PathBuf::from(std::ffi::OsStr::from_bytes(target.as_bytes()));
+            let target = PathBuf::from(std::ffi::OsStr::from_bytes(&target));
             let lower = layout::link_target_id(&target)
                 .and_then(|lower| {
                     let layer = self.open_layer(&lower).ok()?;
@@ -1092,6 +1192,10 @@ impl Driver for OverlayDriver {
     }
 
     /// Go 1.43's four lines.
+    fn additional_image_stores(&self) -> Vec<PathBuf> {
+        self.options.image_stores.clone()
+    }
+
     fn status(&self) -> Vec<(String, String)> {
         vec![
             ("Backing Filesystem".into(), self.backing_fs.into()),
