@@ -51,14 +51,12 @@ fn read_only_store(scratch: &Scratch) -> String {
     image.id
 }
 
-#[test]
-fn an_additional_store_is_read_used_and_copied_up_but_never_written() {
-    require_or_skip!(Capability::Root, Capability::GoTool);
-    let ro = Scratch::new("vfs");
+fn read_used_and_copied_up_but_never_written(driver: &'static str) {
+    let ro = Scratch::new(driver);
     let ro_image = read_only_store(&ro);
     let before = contents(&ro.graph());
-    let scratch = Scratch::new("vfs");
-    let option = format!("vfs.imagestore={}", ro.graph().display());
+    let scratch = Scratch::new(driver);
+    let option = format!("{driver}.imagestore={}", ro.graph().display());
     let store = Store::open(scratch.options().driver_option(&option)).unwrap();
     assert_eq!(store.additional_stores().len(), 1);
 
@@ -179,12 +177,46 @@ fn an_additional_store_is_read_used_and_copied_up_but_never_written() {
     store.delete_layer(&child).unwrap();
     assert_whole(&store);
     assert_eq!(store.images().unwrap().len(), 1);
+    store.shutdown(false).unwrap();
     drop(store);
     assert_eq!(
         contents(&ro.graph()),
         before,
         "the additional store is as it was"
     );
+}
+
+#[test]
+fn an_additional_store_is_read_used_and_copied_up_but_never_written_on_vfs() {
+    require_or_skip!(Capability::Root, Capability::GoTool);
+    read_used_and_copied_up_but_never_written("vfs");
+}
+
+#[test]
+fn an_additional_store_is_read_used_and_copied_up_but_never_written_on_overlay() {
+    require_or_skip!(Capability::Overlay, Capability::GoTool);
+    read_used_and_copied_up_but_never_written("overlay");
+}
+
+/// Overlay checks its image stores as Go does, in Go's words.
+#[test]
+fn overlay_refuses_relative_and_missing_image_stores_in_gos_words() {
+    require_or_skip!(Capability::Overlay, Capability::GoTool);
+    let scratch = Scratch::new("overlay");
+    let missing = scratch.path().join("missing");
+    for option in [
+        "overlay.imagestore=relro".to_owned(),
+        format!("overlay.additionalimagestore={}", missing.display()),
+    ] {
+        let ours = Store::open(scratch.options().driver_option(&option)).unwrap_err();
+        let go = scratch.go(&["--storage-opt", &option, "images"]);
+        let go_text = String::from_utf8_lossy(&go.stdout);
+        assert_eq!(
+            go_text.trim(),
+            format!("error initializing: {ours}"),
+            "{option}"
+        );
+    }
 }
 
 /// Go's option spellings and refusals (store doc 2.8): `vfs.imagestore` and `.imagestore`
