@@ -317,3 +317,64 @@ pub fn sorted<T>(items: impl IntoIterator<Item = T>, id: impl Fn(&T) -> &str) ->
     ids.sort();
     ids
 }
+
+/// Creates an image podman can use on the layers `layers` (bottom first, each made from a
+/// tarball so its diff digest is recorded), as c/image writes one: the ID is the config's
+/// digest, big data holds the config (under its digest) and the OCI manifest (under
+/// `manifest` and `manifest-<digest>`).
+pub fn podman_image(store: &Store, name: &str, layers: &[&str]) -> layerstore::Image {
+    let records: Vec<layerstore::Layer> = layers.iter().map(|l| store.layer(l).unwrap()).collect();
+    let diff_ids: Vec<String> = records
+        .iter()
+        .map(|l| {
+            l.uncompressed_digest
+                .clone()
+                .expect("a diff digest")
+                .as_str()
+                .to_owned()
+        })
+        .collect();
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/true"], "Labels": {"name": name}},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    })
+    .to_string();
+    let config_digest = layerstore_recordstore::canonical_digest(config.as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest.as_str(),
+            "size": config.len(),
+        },
+        "layers": records.iter().map(|l| serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": l.compressed_digest.as_ref().unwrap().as_str(),
+            "size": l.compressed_size,
+        })).collect::<Vec<_>>(),
+    })
+    .to_string();
+    let manifest_digest = layerstore_recordstore::canonical_digest(manifest.as_bytes());
+    let image = store
+        .create_image(layerstore::NewImage {
+            id: Some(config_digest.hex().to_owned()),
+            names: vec![format!("localhost/{name}:latest")],
+            top_layer: records.last().unwrap().id.clone(),
+            ..layerstore::NewImage::default()
+        })
+        .unwrap();
+    let digester = |d: &[u8]| Ok(layerstore_recordstore::canonical_digest(d));
+    for (key, data) in [
+        (config_digest.as_str().to_owned(), config.as_bytes()),
+        (format!("manifest-{manifest_digest}"), manifest.as_bytes()),
+        ("manifest".to_owned(), manifest.as_bytes()),
+    ] {
+        store
+            .set_image_big_data(&image.id, &key, data, Some(&digester))
+            .unwrap();
+    }
+    store.image(&image.id).unwrap()
+}
