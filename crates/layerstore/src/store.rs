@@ -8,7 +8,7 @@ use layerstore_containers::{ContainerReader, ContainerStore};
 use layerstore_images::{ImageReader, ImageStore};
 use layerstore_layers::{LayerReader, LayerRecords, LayerStore};
 use layerstore_lockfile::LockFile;
-use layerstore_model::{IDMap, Layer};
+use layerstore_model::{IDMap, Image, Layer};
 
 use crate::error::{Error, Result};
 use crate::options::StoreOptions;
@@ -284,5 +284,43 @@ impl<'a> StoreReader<'a> {
             all.extend(records.layers());
         }
         all
+    }
+
+    /// Every image: the read-write store's, then each additional store's (Go's `Images`).
+    pub fn images(&self) -> Vec<&Image> {
+        self.image_stores().flat_map(|r| r.images()).collect()
+    }
+
+    /// The layer `key` names: the read-write store's, else the first additional store's.
+    pub fn layer(&self, key: &str) -> Option<&Layer> {
+        crate::layers::find_layer(&self.layer_stores(), key).map(|(_, layer)| layer)
+    }
+
+    /// The image `key` names: the read-write store's, else the first additional store's.
+    pub fn image(&self, key: &str) -> Option<&Image> {
+        self.image_stores().find_map(|r| r.get(key).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_needs_both_roots() {
+        for (graph, run) in [("", "/run/x"), ("/var/x", ""), ("", "")] {
+            let err = Store::open(StoreOptions::new(graph, run, "vfs")).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "no storage runroot or graphroot specified: missing necessary StoreOptions"
+            );
+        }
+    }
+
+    #[test]
+    fn the_store_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Store>();
+        assert_send_sync::<Error>();
     }
 }

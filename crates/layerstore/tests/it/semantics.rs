@@ -447,3 +447,113 @@ fn big_data_sizes_and_digests_match_go() {
         "Go's size"
     );
 }
+
+/// Mounting images and containers, counts, unmounting by mount point, shutdown and wipe.
+#[test]
+fn mounts_shutdown_and_wipe_match_go() {
+    require_or_skip!(Capability::Root, Capability::GoTool);
+    let twin = Twin::new("vfs");
+    let tar = crate::support::tarball(&[("etc/x", b"x")]);
+    let tar_path = twin.go.path().join("x.tar");
+    std::fs::write(&tar_path, &tar).unwrap();
+    twin.same_bare(
+        &[
+            "import-layer",
+            "--id",
+            "l",
+            "-f",
+            tar_path.to_str().unwrap(),
+        ],
+        |s| {
+            s.put_layer(
+                &layer_options("l", None),
+                Default::default(),
+                Some(&mut &tar[..]),
+            )
+        },
+    );
+    twin.same_bare(&["create-image", "--id", "img", "l"], |s| {
+        s.create_image(image("img", &[], "l"))
+    });
+    twin.same_bare(&["create-container", "--id", "c", "img"], |s| {
+        s.create_container(container("c", &[], "img"))
+    });
+    let store = twin.store();
+    // An image mounts read-only; `rw` is refused in Go's words.
+    let image_mount = store.mount_image("img", &[], "").unwrap();
+    assert_eq!(std::fs::read(image_mount.join("etc/x")).unwrap(), b"x");
+    assert_eq!(
+        store
+            .mount_image("img", &["rw".into()], "")
+            .unwrap_err()
+            .to_string(),
+        " \"rw\" option not supported"
+    );
+    assert!(!store.unmount_image("img", false).unwrap());
+    // A container mounts by ID, name or layer ID; counts add up; a mount point unmounts.
+    let ctr_layer = store.container("c").unwrap().layer_id;
+    let first = store.mount("c", "").unwrap();
+    assert_eq!(store.mount(&ctr_layer, "").unwrap(), first);
+    assert_eq!(store.mounted("c").unwrap(), 2);
+    assert!(
+        store.unmount(first.to_str().unwrap(), false).unwrap(),
+        "one mount left"
+    );
+    twin.same(&["mount", "c"], |s| s.mount("c", ""), |e| e.to_owned());
+    twin.same(
+        &["shutdown"],
+        |s| s.shutdown(false),
+        |e| format!("shutdown: {e}"),
+    );
+    twin.same(
+        &["unmount", "--force", "c"],
+        |s| s.unmount("c", true),
+        |e| e.to_owned(),
+    );
+    twin.same(
+        &["mount", "nosuch"],
+        |s| s.mount("nosuch", ""),
+        |e| format!("{e} while mounting nosuch"),
+    );
+    twin.same(
+        &["unmount", "nosuch"],
+        |s| s.unmount("nosuch", false),
+        |e| format!("{e} while unmounting nosuch"),
+    );
+    twin.same(
+        &["mounted", "nosuch"],
+        |s| s.mounted("nosuch"),
+        |e| format!("{e} checking if nosuch is mounted"),
+    );
+    twin.same_bare(&["shutdown"], |s| s.shutdown(false));
+    // Wipe takes everything of the read-write stores, run directories included (Go leaves
+    // the container's run directory).
+    let run_dir = store.container_run_directory("c").unwrap();
+    twin.same_bare(&["wipe"], |s| s.wipe());
+    assert!(!run_dir.parent().unwrap().exists());
+    twin.assert_alike();
+    assert_eq!(store.layers().unwrap(), []);
+}
+
+/// A volatile container is flagged as Go flags it and mounted `volatile` on overlay.
+#[test]
+fn volatile_containers_are_flagged_and_mounted_volatile_on_overlay() {
+    require_or_skip!(Capability::Overlay, Capability::GoTool);
+    let twin = Twin::new("overlay");
+    twin.same_bare(&["create-container", "--id", "v", "--volatile", ""], |s| {
+        s.create_container(ContainerOptions {
+            volatile: true,
+            ..container("v", &[], "")
+        })
+    });
+    let ours = serde_json::to_value(twin.store().container("v").unwrap().flags).unwrap();
+    assert_eq!(ours, twin.go.go_json(&["container", "v"])[0]["flags"]);
+    let mount = twin.store().mount("v", "").unwrap();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(mount.to_str().unwrap()))
+        .expect("the container is mounted");
+    assert!(line.contains("volatile"), "{line}");
+    twin.store().shutdown(true).unwrap();
+}
