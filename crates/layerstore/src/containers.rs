@@ -40,8 +40,9 @@ impl Store {
     /// read-write layer store, then its record.
     ///
     /// * Image: looked up in the read-write image store, then each additional one
-    ///   (`locating image with ID "<key>": image not known`). Without an image the layer
-    ///   has no parent and gets the store's default mappings when none are asked for.
+    ///   (`locating image with ID "<key>": image not known`). Without an image, or with an
+    ///   image without layers, the layer has no parent and gets the store's default mappings
+    ///   when none are asked for (Go 1.43 forgets them for a layerless image).
     /// * Parent: the image's top layer or one of its ID-mapped copies whose mappings are the
     ///   ones asked for (`mapped-layers`); when none is, and the image is in the read-write
     ///   store with its top layer in the read-write layer store, an ID-mapped copy of the top
@@ -148,8 +149,9 @@ impl Store {
                 }
                 inherited
             }
-            Some(_) => (Vec::new(), Vec::new()),
-            None => (self.uid_map.clone(), self.gid_map.clone()),
+            // No top layer to inherit from: the store's defaults, as without an image (Go 1.43
+            // gives a layerless image's containers no mapping: store doc 7.2.16).
+            _ => (self.uid_map.clone(), self.gid_map.clone()),
         };
         layer_options.uid_map = if !wanted.host.uid && wanted.uid_map.is_empty() {
             inherited_uids

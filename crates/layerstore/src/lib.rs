@@ -117,6 +117,8 @@
 //! * A container's record is checked (ID, names, overlapping mappings, labels) before its
 //!   layer is made (Go makes the layer, then rolls it back).
 //! * Unmounting accepts a mount point (Go's Store refuses it).
+//! * A container made from an image without layers gets the store's default ID mappings,
+//!   as one made without an image does (Go 1.43 gives it none).
 //! * Records are read under shared locks; a file that does not decode is an error naming
 //!   it, never truncated by the next save; names and keys follow the image, container and
 //!   layer stores' own rules (see their crates).

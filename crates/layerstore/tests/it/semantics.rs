@@ -557,3 +557,113 @@ fn volatile_containers_are_flagged_and_mounted_volatile_on_overlay() {
     assert!(line.contains("volatile"), "{line}");
     twin.store().shutdown(true).unwrap();
 }
+
+/// Images by top layer, containers by layer, parent owners; the store's default mappings.
+#[test]
+fn lookups_by_layer_parent_owners_and_default_mappings() {
+    require_or_skip!(Capability::Root, Capability::GoTool);
+    let twin = Twin::new("vfs");
+    let map = "0:100000:65536";
+    twin.same_bare(&["create-layer", "--id", "l"], |s| {
+        s.create_layer(&layer_options("l", None), Default::default())
+    });
+    twin.same_bare(&["create-image", "--id", "i", "l"], |s| {
+        s.create_image(image("i", &[], "l"))
+    });
+    twin.same_bare(&["create-container", "--id", "plain", "i"], |s| {
+        s.create_container(container("plain", &[], "i"))
+    });
+    twin.same_bare(
+        &[
+            "create-container",
+            "--id",
+            "mapped",
+            "--uidmap",
+            map,
+            "--gidmap",
+            map,
+            "i",
+        ],
+        |s| {
+            let ids = vec![IDMap {
+                container_id: 0,
+                host_id: 100_000,
+                size: 65_536,
+            }];
+            s.create_container(ContainerOptions {
+                uid_map: ids.clone(),
+                gid_map: ids,
+                ..container("mapped", &[], "i")
+            })
+        },
+    );
+    let store = twin.store();
+    // Both the top layer and its ID-mapped copy find the image.
+    let copy = store.image("i").unwrap().mapped_top_layers[0].clone();
+    for layer in ["l", copy.as_str()] {
+        let found: Vec<String> = store
+            .images_by_top_layer(layer)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(found, ["i"], "{layer}");
+    }
+    let plain_layer = store.container("plain").unwrap().layer_id;
+    assert_eq!(
+        store.container_by_layer(&plain_layer[..12]).unwrap().id,
+        "plain"
+    );
+    assert_eq!(
+        store.container_by_layer("l").unwrap_err().to_string(),
+        "container not known"
+    );
+    // Parent owners: none for a container without mappings; the unmapped owners of the
+    // mount point's parents for a mapped one, mounted (Go's JSON: `null` for none).
+    for ctr in ["plain", "mapped"] {
+        store.mount(ctr, "").unwrap();
+        twin.go.go_ok(&["mount", ctr]);
+        let (uids, gids) = store.container_parent_owners(ctr).unwrap();
+        let go = twin.go.go_json(&["container-parent-owners", ctr]);
+        let as_json = |ids: Vec<u32>| {
+            if ids.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::to_value(ids).unwrap()
+            }
+        };
+        assert_eq!(
+            (as_json(uids), as_json(gids)),
+            (go["UIDs"].clone(), go["GIDs"].clone()),
+            "{ctr}"
+        );
+    }
+    store.shutdown(true).unwrap();
+    // (Go 1.43's `shutdown --force` loops forever: unmount one by one.)
+    for ctr in ["plain", "mapped"] {
+        twin.go.go_ok(&["unmount", ctr]);
+    }
+
+    // The store's default mappings go to containers without an image or on a layerless one.
+    let defaults = vec![IDMap {
+        container_id: 0,
+        host_id: 200_000,
+        size: 65_536,
+    }];
+    let scratch = Scratch::new("vfs");
+    let mut options = scratch.options();
+    options.uid_map = defaults.clone();
+    options.gid_map = defaults.clone();
+    let store = layerstore::Store::open(options).unwrap();
+    store.create_image(image("empty", &[], "")).unwrap();
+    for (ctr, image) in [("none", ""), ("layerless", "empty")] {
+        let c = store.create_container(container(ctr, &[], image)).unwrap();
+        assert!(c.uid_map.is_empty(), "the record keeps what was asked");
+        let layer = store.layer(&c.layer_id).unwrap();
+        assert_eq!(
+            (layer.uid_map, layer.gid_map),
+            (defaults.clone(), defaults.clone()),
+            "{ctr}"
+        );
+    }
+}
