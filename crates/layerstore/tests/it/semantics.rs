@@ -555,6 +555,29 @@ fn volatile_containers_are_flagged_and_mounted_volatile_on_overlay() {
         .find(|l| l.split(' ').nth(4) == Some(mount.to_str().unwrap()))
         .expect("the container is mounted");
     assert!(line.contains("volatile"), "{line}");
+    // A container's mount options (the `MountOpts` flag, API only in Go) go to every mount.
+    let opts = twin
+        .store()
+        .create_container(ContainerOptions {
+            mount_opts: Some(vec!["nodev".into()]),
+            ..container("o", &[], "")
+        })
+        .unwrap();
+    assert_eq!(opts.flags["MountOpts"], serde_json::json!(["nodev"]));
+    let mount = twin.store().mount("o", "").unwrap();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(mount.to_str().unwrap()))
+        .expect("the container is mounted");
+    assert!(
+        line.split(' ')
+            .nth(5)
+            .unwrap()
+            .split(',')
+            .any(|o| o == "nodev"),
+        "{line}"
+    );
     twin.store().shutdown(true).unwrap();
 }
 
