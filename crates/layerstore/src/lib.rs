@@ -61,6 +61,30 @@
 //! * **Errors** the Store itself raises are Go's exact texts ([`Error`]); what the stores
 //!   below raise passes through with their own messages.
 //!
+//! # The Go tool's commands on the Store
+//!
+//! | command | Store calls |
+//! |---|---|
+//! | `layers`, `layer` | [`Store::read`] ([`StoreReader::layers`], [`StoreReader::images`], [`StoreReader::containers`]: the images and containers using each layer), [`Store::layer`] |
+//! | `create-layer`, `import-layer` | [`Store::create_layer`], [`Store::put_layer`] (`--hostuidmap` is [`HostMapping`]) |
+//! | `delete-layer` | [`Store::delete_layer`] |
+//! | `applydiff`, `diff`, `diffsize`, `changes` | [`Store::apply_diff`], [`Store::diff`], [`Store::diff_size`], [`Store::changes`] |
+//! | `list-layer-data`, `get-layer-data`, `set-layer-data` | [`Store::list_layer_big_data`], [`Store::layer_big_data`], [`Store::set_layer_big_data`] |
+//! | `layer-parent-owners`, `container-parent-owners` | [`Store::layer_parent_owners`], [`Store::container_parent_owners`] |
+//! | `images`, `image`, `images-by-digest` | [`Store::images`], [`Store::image`] (`read_only`), [`Store::image_size`], [`Store::images_by_digest`] |
+//! | `create-image`, `delete-image [--test]` | [`Store::create_image`], [`Store::delete_image`] |
+//! | `list-image-data`, `get-image-data[-size,-digest]`, `set-image-data` | [`Store::list_image_big_data`], [`Store::image_big_data`], [`Store::image_big_data_size`], [`Store::image_big_data_digest`], [`Store::set_image_big_data`] |
+//! | `containers`, `container` | [`Store::containers`], [`Store::container`], [`Store::container_size`] |
+//! | `create-container`, `delete-container` | [`Store::create_container`], [`Store::delete_container`] |
+//! | `list-container-data`, `get-container-data[-size,-digest]`, `set-container-data` | [`Store::list_container_big_data`], [`Store::container_big_data`], [`Store::container_big_data_size`], [`Store::container_big_data_digest`], [`Store::set_container_big_data`] |
+//! | `get-container-dir`, `get-container-run-dir` | [`Store::container_directory`], [`Store::container_run_directory`] |
+//! | `exists [-l/-i/-c]`, `metadata`, `set-metadata`, `get-names` | [`Store::exists`] (with [`Store::layer`], [`Store::image`], [`Store::container`]), [`Store::metadata`], [`Store::set_metadata`], [`Store::names`] |
+//! | `add-names`, `set-names` | [`Store::set_names`] (the Go tool adds by setting old + new), [`Store::add_names`], [`Store::remove_names`] |
+//! | `delete`, `wipe`, `shutdown` | [`Store::delete`], [`Store::wipe`], [`Store::shutdown`] |
+//! | `mount [-r]`, `unmount`, `mounted` | [`Store::mount`], [`Store::mount_image`], [`Store::unmount`] (then [`Store::unmount_image`]), [`Store::mounted`] |
+//! | `status`, `version` | [`Store::graph_root`], [`Store::run_root`], [`Store::driver_name`], [`Store::driver_options`], [`Store::status`], [`Store::version`] |
+//! | `check [--repair]` (ours) | [`Store::layer_store`]`().check`, [`Store::pending_layers`], [`Store::settle_pending`] |
+//!
 //! # Crash safety
 //!
 //! Go 1.43 keeps a store usable across a crash only within one record file (incomplete
