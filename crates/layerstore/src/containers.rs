@@ -171,7 +171,7 @@ impl Store {
             pending::PENDING_FLAG.to_owned(),
             PendingOp::CreateContainer(id.clone()).to_value(),
         );
-        drop(additional_layers);
+        // The additional stores stay read-locked until the end: a parent there cannot go.
         let layer = layers.create(&layer_options)?;
         crash::point(crash::CREATE_CONTAINER_AFTER_LAYER);
         record.layer_id = layer.id.clone();

@@ -150,8 +150,7 @@ impl Store {
             options.uid_map.clear();
             options.gid_map.clear();
         }
-        drop(containers);
-        drop(additional);
+        // `additional` stays read-locked: a parent there cannot go while the layer is made.
         Ok(layers.put(&options, diff)?)
     }
 
