@@ -324,3 +324,49 @@ proptest! {
         }
     }
 }
+
+/// A container record that cannot be saved (its directory made immutable) leaves no layer
+/// behind: the new layer is rolled back, as Go does.
+#[test]
+fn a_container_record_that_cannot_be_saved_leaves_no_layer() {
+    require_or_skip!(Capability::Root);
+    let scratch = Scratch::new("vfs");
+    let store = scratch.open();
+    let base = layer(&store, None, &[("a", b"a")]);
+    store
+        .create_image(NewImage {
+            names: vec!["i".into()],
+            top_layer: base.clone(),
+            ..NewImage::default()
+        })
+        .unwrap();
+    store.containers().unwrap(); // loaded before the directory is frozen
+    let dir = scratch.graph().join("vfs-containers");
+    let chattr = |flag: &str| {
+        let status = std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "chattr {flag}");
+    };
+    chattr("+i");
+    let result = store.create_container(ContainerOptions {
+        image: "i".into(),
+        ..ContainerOptions::default()
+    });
+    chattr("-i");
+    let err = result.unwrap_err();
+    assert!(err.to_string().contains("vfs-containers"), "{err}");
+    assert_eq!(
+        store
+            .layers()
+            .unwrap()
+            .into_iter()
+            .map(|l| l.id)
+            .collect::<Vec<_>>(),
+        [base]
+    );
+    assert_eq!(store.containers().unwrap(), []);
+    assert_whole(&store);
+}
