@@ -25,6 +25,7 @@ const LAYERS: &[&str] = &[
     "layerstore-overlay",
     "layerstore-btrfs",
     "layerstore-layers",
+    "layerstore",
     "layerstore-pull",
     "layerstore-cli",
 ];

@@ -388,26 +388,14 @@ impl ContainerWriter<'_> {
     /// flags, names deduplicated and refused if another container holds one, ID mappings
     /// checked for overlaps, created now. Saved before returning.
     pub fn create(&mut self, new: NewContainer) -> Result<&Container> {
+        self.check_new(&new)?;
         let mut flags = new.flags;
-        match (
-            flags.contains_key(MOUNT_LABEL_FLAG),
-            flags.contains_key(PROCESS_LABEL_FLAG),
-        ) {
-            (true, true) => {}
-            (false, false) => {
-                flags.insert(MOUNT_LABEL_FLAG.to_owned(), Value::from(""));
-                flags.insert(PROCESS_LABEL_FLAG.to_owned(), Value::from(""));
-            }
-            _ => return Err(Error::HalfLabels),
+        if !flags.contains_key(MOUNT_LABEL_FLAG) {
+            flags.insert(MOUNT_LABEL_FLAG.to_owned(), Value::from(""));
+            flags.insert(PROCESS_LABEL_FLAG.to_owned(), Value::from(""));
         }
         let id = match new.id {
-            Some(id) => {
-                validate_id(&id)?;
-                if self.session.contains_id(&id) {
-                    return Err(Error::DuplicateId { id });
-                }
-                id
-            }
+            Some(id) => id,
             None => generate_id_unused(|candidate| self.session.contains_id(candidate))?,
         };
         if let Some(options) = new.mount_opts {
@@ -416,21 +404,9 @@ impl ContainerWriter<'_> {
         if new.volatile {
             flags.insert(VOLATILE_FLAG.to_owned(), Value::Bool(true));
         }
-        let names = NamesOp::Set.apply(&[], &new.names);
-        if let Some((name, holder)) = names
-            .iter()
-            .find_map(|name| Some((name, self.session.by_name(name)?)))
-        {
-            return Err(Error::NameInUse {
-                name: name.clone(),
-                holder: holder.id.clone(),
-            });
-        }
-        check_id_mappings(&new.uid_map)?;
-        check_id_mappings(&new.gid_map)?;
         let container = Container {
             id: id.clone(),
-            names,
+            names: NamesOp::Set.apply(&[], &new.names),
             image_id: new.image_id,
             layer_id: new.layer_id,
             metadata: new.metadata,
@@ -443,6 +419,34 @@ impl ContainerWriter<'_> {
         self.session.insert(container)?;
         self.session.save()?;
         self.get(&id)
+    }
+
+    /// Checks what [`ContainerWriter::create`] checks before it records anything: label flags
+    /// both or neither, the ID usable and unused, no name held by another container, ID
+    /// mappings without overlaps. The Store calls it before it makes the container's layer,
+    /// so a refused container leaves no layer to roll back (Go checks after).
+    pub fn check_new(&self, new: &NewContainer) -> Result<()> {
+        if new.flags.contains_key(MOUNT_LABEL_FLAG) != new.flags.contains_key(PROCESS_LABEL_FLAG) {
+            return Err(Error::HalfLabels);
+        }
+        if let Some(id) = &new.id {
+            validate_id(id)?;
+            if self.session.contains_id(id) {
+                return Err(Error::DuplicateId { id: id.clone() });
+            }
+        }
+        if let Some((name, holder)) = new
+            .names
+            .iter()
+            .find_map(|name| Some((name, self.session.by_name(name)?)))
+        {
+            return Err(Error::NameInUse {
+                name: name.clone(),
+                holder: holder.id.clone(),
+            });
+        }
+        check_id_mappings(&new.uid_map)?;
+        check_id_mappings(&new.gid_map)
     }
 
     /// Changes a container's names with `op`; a name another container holds moves here.

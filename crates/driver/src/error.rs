@@ -75,6 +75,17 @@ pub enum Error {
         /// Why it is refused.
         message: &'static str,
     },
+    /// An additional image store named by the options (`imagestore=`) is unusable.
+    #[error("{driver}: {reason}")]
+    ImageStore {
+        /// The driver.
+        driver: String,
+        /// The directory as configured.
+        path: PathBuf,
+        /// What is wrong with it, in Go's words (`image path "x" is not absolute.  Can not be
+        /// relative`, `can't stat imageStore dir /x: stat /x: no such file or directory`).
+        reason: String,
+    },
     /// A driver option that is not `key=value`, or whose value does not parse.
     #[error("{driver} driver option {option:?}: {reason}")]
     MalformedOption {

@@ -266,7 +266,9 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     fn create_read_write(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()>;
 
     /// Creates layer `id` on `parent` with the same contents as `template` (which has the
-    /// same parent), as Go's `CreateFromTemplate`. The default makes an empty layer and
+    /// same parent), as Go's `CreateFromTemplate`: the copy's files are owned as the
+    /// template's (`template_mappings`); the store then re-owns them for the new layer's
+    /// mappings with [`Driver::update_layer_id_map`]. The default makes an empty layer and
     /// applies the template's naive diff into it.
     #[allow(clippy::too_many_arguments)]
     fn create_from_template(

@@ -484,8 +484,10 @@ pub fn create_from_template<D: Driver + ?Sized>(
             template_mappings.gids.clone(),
         )
         .map_err(|e| Error::archive(template, e))?;
+        // Owned as in the template, as Go's naive copy leaves it: the store then re-owns the
+        // copy from the template's mappings to the new layer's (`update_layer_id_map`).
         let mut apply = ApplyDiffOpts::new(&mut stream);
-        apply.id_mappings = opts.id_mappings.clone().unwrap_or_default();
+        apply.id_mappings = template_mappings.clone();
         apply.mount_label = opts.mount_label.clone();
         driver.apply_diff(id, parent, apply).map(drop)
     })();

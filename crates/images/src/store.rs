@@ -372,16 +372,7 @@ impl ImageWriter<'_> {
             }
             None => generate_id_unused(|candidate| self.session.contains_id(candidate))?,
         };
-        let names = NamesOp::Set.apply(&[], &new.names);
-        if let Some((name, holder)) = names
-            .iter()
-            .find_map(|name| Some((name, self.session.by_name(name)?)))
-        {
-            return Err(Error::NameInUse {
-                name: name.clone(),
-                holder: holder.id.clone(),
-            });
-        }
+        let names = self.free_names(&new.names)?;
         let image = Image {
             id: id.clone(),
             digest: new.digest.unwrap_or_default(),
@@ -403,6 +394,61 @@ impl ImageWriter<'_> {
         self.session.insert(image)?;
         self.session.save()?;
         self.get(&id)
+    }
+
+    /// Adds a copy of `image`, an image of another (read-only) store, under the same ID, as
+    /// newer Go copies an image into the read-write store before renaming it: its names
+    /// (deduplicated; refused if another image here holds one), names history, top layer,
+    /// metadata, creation time, digest and flags, and the big-data `items` (key and bytes,
+    /// digests as `image` records them). Mapped layers are not copied: they are layers of the
+    /// other store. The items' files are written before the record is saved, so a crash
+    /// leaves at worst a directory without a record.
+    pub fn copy_in(&mut self, image: &Image, items: &[(String, Vec<u8>)]) -> Result<&Image> {
+        validate_id(&image.id)?;
+        if self.session.contains_id(&image.id) {
+            return Err(Error::DuplicateId {
+                id: image.id.clone(),
+            });
+        }
+        let copy = Image {
+            id: image.id.clone(),
+            digest: image.digest.clone(),
+            names: self.free_names(&image.names)?,
+            names_history: image.names_history.clone(),
+            top_layer: image.top_layer.clone(),
+            metadata: image.metadata.clone(),
+            created: image.created,
+            flags: image.flags.clone(),
+            extra: image.extra.clone(),
+            ..Image::default()
+        };
+        self.session.insert(copy)?;
+        for (key, data) in items {
+            let digest = image
+                .big_data_digests
+                .get(key)
+                .and_then(|d| d.parse().ok())
+                .unwrap_or_else(|| canonical_digest(data));
+            self.session.set_big_data(&image.id, key, data, &digest)?;
+        }
+        self.session.save()?;
+        self.get(&image.id)
+    }
+
+    /// `names` without duplicates, or Go's refusal when another image holds one of them
+    /// (creating an image never takes names).
+    fn free_names(&self, names: &[String]) -> Result<Vec<String>> {
+        let names = NamesOp::Set.apply(&[], names);
+        if let Some((name, holder)) = names
+            .iter()
+            .find_map(|name| Some((name, self.session.by_name(name)?)))
+        {
+            return Err(Error::NameInUse {
+                name: name.clone(),
+                holder: holder.id.clone(),
+            });
+        }
+        Ok(names)
     }
 
     /// Changes an image's names with `op` and records each name assigned in its names history

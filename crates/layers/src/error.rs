@@ -104,6 +104,10 @@ pub enum Error {
     /// mount would wrap it.
     #[error("layer {0}: its mount count cannot go higher")]
     MountCountOverflow(String),
+    /// A mount asked for ID mappings that are not the layer's own, and the driver cannot
+    /// shift IDs at mount time (Go's message).
+    #[error("cannot mount layer {0}: shifting not enabled")]
+    ShiftingNotEnabled(String),
     /// The layer was never mounted (Go: `layer is not mounted`).
     #[error("layer {0}: layer is not mounted")]
     NotMounted(String),

@@ -62,6 +62,14 @@
 //!   newer Go does; 1.43 only cleans up under its always-exclusive lock).
 //! * Batches (`delete_many`, `wipe`, cleanup at load) save `layers.json` twice in all, not
 //!   twice per layer.
+//! * **Sessions** hold the lock across calls, as guard values, so a caller (the Store of
+//!   the `layerstore` crate) can hold it with the image and container stores' locks in Go's
+//!   order: [`LayerStore::read_session`] ([`LayerReader`], shared) and
+//!   [`LayerStore::write_session`] ([`LayerWriter`], exclusive; every change saved before
+//!   the call returns), both read through [`LayerRecords`]. Each per-call method is one
+//!   session. Not re-entrant: a thread holding one must not call the same store otherwise.
+//! * The read-only layer stores of additional image stores
+//!   ([`LayerStore::open_additional`]) share this store's driver, as Go's do.
 //!
 //! # Crash safety
 //!
@@ -227,7 +235,7 @@ pub use error::{Error, Result};
 pub use files::big_data_file_name;
 pub use options::{DEFAULT_MAX_LAYER_SIZE, DiffOptions, LayerOptions, MountOptions, StoreOptions};
 pub use store::check::{Action, CheckOptions, CheckReport, Problem, Repair};
-pub use store::{LayerStore, default_registry};
+pub use store::{LayerReader, LayerRecords, LayerStore, LayerWriter, default_registry};
 
 pub use layerstore_driver::{
     AdditionalLayer, Change, ChangeKind, Differ, DifferOptions, DifferOutput, Registry,

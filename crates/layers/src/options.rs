@@ -91,7 +91,13 @@ pub struct LayerOptions {
     pub uid_map: Vec<IDMap>,
     /// GID mapping of the layer's contents.
     pub gid_map: Vec<IDMap>,
-    /// A layer with the same parent whose contents (and tar-split) the new layer copies.
+    /// The parent's record when it lives in another layer store (an additional image
+    /// store's, read-only): it is used as given and [`LayerOptions::parent`] is ignored. The
+    /// driver finds its files through its additional image stores.
+    pub parent_layer: Option<layerstore_model::Layer>,
+    /// A layer with the same parent whose contents (and tar-split) the new layer copies. Its
+    /// files are re-owned from the template's ID mappings to the new layer's (Go's
+    /// `UpdateLayerIDMap` after `CreateFromTemplate`).
     pub template: Option<String>,
     /// A read-write (container) layer rather than an image layer.
     pub writeable: bool,
@@ -145,6 +151,13 @@ pub struct MountOptions {
     pub mount_label: String,
     /// Mount options passed to the driver (`ro`, ...).
     pub options: Vec<String>,
+    /// The UID mapping the mount is for (a container's); empty for the layer's own. A driver
+    /// that cannot shift IDs at mount time refuses mappings other than the layer's.
+    pub uid_map: Vec<IDMap>,
+    /// The GID mapping the mount is for; see [`MountOptions::uid_map`].
+    pub gid_map: Vec<IDMap>,
+    /// Mount without syncing to disk (overlay's `volatile`), for volatile containers.
+    pub volatile: bool,
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use layerstore_driver::{Driver, DriverConfig, IdMappings, Registry};
 use layerstore_lockfile::LockFile;
@@ -30,7 +31,10 @@ mod load;
 mod lookup;
 mod mounts;
 mod names;
+mod session;
 mod staging;
+
+pub use session::{LayerReader, LayerRecords, LayerWriter};
 
 /// The drivers this build knows, in automatic-selection priority order.
 ///
@@ -62,7 +66,9 @@ pub struct LayerStore {
     read_only: bool,
     /// [`StoreOptions::max_layer_size`].
     max_layer_size: Option<u64>,
-    driver: Box<dyn Driver>,
+    /// Shared with the read-only layer stores of additional image stores
+    /// ([`LayerStore::open_additional`]), as Go's store shares one driver.
+    driver: Arc<dyn Driver>,
     layers_lock: LockFile,
     mounts_lock: Option<LockFile>,
     state: RwLock<State>,
@@ -147,16 +153,14 @@ impl LayerStore {
             options: options.driver_options.clone(),
             id_mappings: IdMappings::default(),
         };
-        let driver = registry
+        let driver: Arc<dyn Driver> = registry
             .open(&options.driver, &config)
-            .map_err(|e| Error::driver("-", "start the driver", e))?;
+            .map_err(|e| Error::driver("-", "start the driver", e))?
+            .into();
         let name = driver.name();
-        let layers_dir = graph_root.join(format!("{name}-layers"));
         let mounts_dir = run_root.join(format!("{name}-layers"));
-        let (layers_lock, mounts_lock) = if options.read_only {
-            (LockFile::open_ro(layers_dir.join("layers.lock"))?, None)
-        } else {
-            mkdir_all(&layers_dir)?;
+        if !options.read_only {
+            mkdir_all(&graph_root.join(format!("{name}-layers")))?;
             mkdir_all(&mounts_dir)?;
             for (dir, lock) in [
                 (format!("{name}-images"), "images.lock"),
@@ -167,6 +171,49 @@ impl LayerStore {
             }
             mkdir_all(&run_root.join(format!("{name}-containers")))?;
             mkdir_all(&run_root.join(format!("{name}-locks")))?;
+        }
+        Self::with_driver(
+            graph_root,
+            run_root,
+            driver,
+            options.read_only,
+            options.max_layer_size,
+        )
+    }
+
+    /// Opens the read-only layer store of an additional image store at `root`
+    /// (`<root>/<driver>-layers/layers.json`, Go's `newROLayerStore`), sharing this store's
+    /// driver, which finds the layers' files through its additional image stores (vfs:
+    /// `imagestore=`). Only `<root>/<driver>-layers/layers.lock` is created if missing (as
+    /// Go's read-only lock files are); nothing else under `root` is written, incomplete
+    /// layers are kept, and mount counts live in this process.
+    pub fn open_additional(&self, root: impl AsRef<Path>) -> Result<LayerStore> {
+        let root = std::path::absolute(root.as_ref())
+            .map_err(|e| Error::io("resolve", root.as_ref(), e))?;
+        Self::with_driver(
+            root,
+            self.run_root.clone(),
+            Arc::clone(&self.driver),
+            true,
+            self.max_layer_size,
+        )
+    }
+
+    /// The store over `graph_root` with `driver` started: lock files opened, records loaded,
+    /// incomplete layers deleted and stale temp files swept (read-write only).
+    fn with_driver(
+        graph_root: PathBuf,
+        run_root: PathBuf,
+        driver: Arc<dyn Driver>,
+        read_only: bool,
+        max_layer_size: Option<u64>,
+    ) -> Result<LayerStore> {
+        let name = driver.name();
+        let layers_dir = graph_root.join(format!("{name}-layers"));
+        let mounts_dir = run_root.join(format!("{name}-layers"));
+        let (layers_lock, mounts_lock) = if read_only {
+            (LockFile::open_ro(layers_dir.join("layers.lock"))?, None)
+        } else {
             (
                 LockFile::open_rw(layers_dir.join("layers.lock"))?,
                 Some(LockFile::open_rw(mounts_dir.join("mountpoints.lock"))?),
@@ -178,8 +225,8 @@ impl LayerStore {
             layers_json: layers_dir.join(layerstore_model::LAYERS_JSON),
             mounts_json: mounts_dir.join(layerstore_model::MOUNTPOINTS_JSON),
             layers_dir,
-            read_only: options.read_only,
-            max_layer_size: options.max_layer_size,
+            read_only,
+            max_layer_size,
             driver,
             layers_lock,
             mounts_lock,

@@ -33,16 +33,54 @@ pub(crate) struct Lower {
 }
 
 impl OverlayDriver {
-    /// Opens `<home>/<id>` from the home's descriptor, never through a symlink.
+    /// Opens `<home>/<id>` from the home's descriptor, never through a symlink; a layer the
+    /// home lacks is looked up in each additional image store's `overlay/` the same way
+    /// (read-only layers: lowers and parents of this store's layers, as in Go).
     pub(crate) fn open_layer(&self, id: &str) -> Result<Layer> {
         let dir = self.layer_dir(id)?;
-        match tree::open_dir_at(&self.home_fd, &id_cstring(id)?) {
+        let name = id_cstring(id)?;
+        match tree::open_dir_at(&self.home_fd, &name) {
             Ok(fd) => Ok(Layer { fd, dir }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::LayerNotFound {
-                id: id.to_string(),
-                path: dir,
-            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                for (home, fd) in &self.image_store_homes {
+                    let Some(fd) = fd else { continue };
+                    if let Ok(layer) = tree::open_dir_at(fd, &name) {
+                        return Ok(Layer {
+                            fd: layer,
+                            dir: home.join(id),
+                        });
+                    }
+                }
+                Err(Error::LayerNotFound {
+                    id: id.to_string(),
+                    path: dir,
+                })
+            }
             Err(e) => Err(Error::layer_io(id, "open", &dir, e)),
+        }
+    }
+
+    /// The target of short link `name` (`l/<name>`): the home's, else the first additional
+    /// image store's that has it (a read-only lower's link lives in its own store).
+    fn read_short_link(
+        &self,
+        link_dir: &OwnedFd,
+        name: &std::ffi::CStr,
+    ) -> rustix::io::Result<Vec<u8>> {
+        match rustix::fs::readlinkat(link_dir, name, Vec::new()) {
+            Err(rustix::io::Errno::NOENT) => {
+                for (_, fd) in &self.image_store_homes {
+                    let Some(fd) = fd else { continue };
+                    let Ok(dir) = tree::open_dir_at(fd, c"l") else {
+                        continue;
+                    };
+                    if let Ok(target) = rustix::fs::readlinkat(&dir, name, Vec::new()) {
+                        return Ok(target.into_bytes());
+                    }
+                }
+                Err(rustix::io::Errno::NOENT)
+            }
+            other => other.map(|t| t.into_bytes()),
         }
     }
 
@@ -94,17 +132,17 @@ impl OverlayDriver {
                     io::Error::from(io::ErrorKind::InvalidData),
                 )
             })?;
-            let target = match rustix::fs::readlinkat(&link_dir, &name, Vec::new()) {
+            let target = match self.read_short_link(&link_dir, &name) {
                 Ok(target) => target,
                 Err(rustix::io::Errno::NOENT) if !recreated => {
                     recreated = true;
                     layout::recreate_symlinks_at(self.home_fd.as_fd(), &self.home)?;
-                    rustix::fs::readlinkat(&link_dir, &name, Vec::new())
+                    self.read_short_link(&link_dir, &name)
                         .map_err(|e| Error::layer_io(id, "read the lower link", &link, e))?
                 }
                 Err(e) => return Err(Error::layer_io(id, "read the lower link", &link, e)),
             };
-            let target = PathBuf::from(std::ffi::OsStr::from_bytes(target.as_bytes()));
+            let target = PathBuf::from(std::ffi::OsStr::from_bytes(&target));
             let lower = layout::link_target_id(&target)
                 .and_then(|lower| {
                     let layer = self.open_layer(&lower).ok()?;

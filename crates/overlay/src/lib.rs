@@ -111,8 +111,11 @@
 //!
 //! # Limitations
 //!
-//! No quotas (`size`/`inodes`), additional image stores, idmapped lowers
-//! (`supports_shifting` is false: the store chowns instead), or composefs. Rootless use
+//! No quotas (`size`/`inodes`), idmapped lowers (`supports_shifting` is false: the store
+//! chowns instead), or composefs. Additional image stores (`imagestore=<dir>,…`,
+//! `additionalimagestore=`, checked as Go checks them) serve their layers as lowers and
+//! parents: a layer or `l/` link the home lacks is looked up in `<dir>/overlay`; their
+//! layers are mounted where they are, as in Go. Rootless use
 //! needs the mount program: kernel overlay without root would need
 //! `userxattr` and `user.overlay.*` whiteouts, which the archive crate does not write. With a mount program the whiteouts on disk stay in the kernel's
 //! format (the archive crate has no AUFS-on-disk style), which fuse-overlayfs reads too; that
@@ -201,6 +204,9 @@ pub struct OverlayDriver {
     using_metacopy: bool,
     new_mount_api: bool,
     mounts: Mutex<HashMap<String, MountState>>,
+    /// `<image store>/overlay` of each additional image store, opened when the driver
+    /// started (`None`: it has none), searched after the home for layers and `l/` links.
+    image_store_homes: Vec<(PathBuf, Option<OwnedFd>)>,
 }
 
 fn not_supported(root: &Path, reason: impl Into<String>) -> Error {
@@ -406,6 +412,10 @@ impl Driver for OverlayDriver {
             }
         }
         Ok(ids)
+    }
+
+    fn additional_image_stores(&self) -> Vec<PathBuf> {
+        self.options.image_stores.clone()
     }
 
     /// Go 1.43's four lines.

@@ -1,9 +1,10 @@
 //! The options the driver takes (`overlay.mountopt`, `overlay.mount_program`, ...).
 
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
 
 use layerstore_driver::AdditionalLayerStore;
-use layerstore_driver::{DriverOptions, Result};
+use layerstore_driver::{DriverOptions, Error, Result};
 
 use crate::{ALIASES, NAME};
 
@@ -21,6 +22,10 @@ pub struct OverlayOptions {
     /// Read-only stores of lazily pulled layers
     /// (`overlay.additionallayerstore=<path>[:ref],…`).
     pub additional_layer_stores: Vec<AdditionalLayerStore>,
+    /// Additional (read-only) image stores, graph roots of other stores whose layers serve
+    /// as lowers (`imagestore=<dir>,…` or `additionalimagestore=`): absolute paths of
+    /// existing directories, as Go checks them.
+    pub image_stores: Vec<PathBuf>,
 }
 
 impl OverlayOptions {
@@ -43,11 +48,57 @@ impl OverlayOptions {
                 .iter()
                 .map(|spec| AdditionalLayerStore::parse(spec))
                 .collect(),
+            image_stores: options
+                .take_list("imagestore")
+                .into_iter()
+                .chain(options.take_list("additionalimagestore"))
+                .map(|store| image_store(&store))
+                .collect::<Result<_>>()?,
         };
         // Accepted and ignored, as in Go.
         options.take_all("override_kernel_check");
         options.finish()?;
         Ok(parsed)
+    }
+}
+
+/// An `imagestore=` entry checked as Go checks it: cleaned, absolute, an existing directory;
+/// Go's texts otherwise.
+fn image_store(store: &str) -> Result<PathBuf> {
+    let path: PathBuf = Path::new(store).components().collect();
+    let refuse = |reason: String| Error::ImageStore {
+        driver: NAME.to_string(),
+        path: path.clone(),
+        reason,
+    };
+    if !path.is_absolute() {
+        return Err(refuse(format!(
+            "image path {:?} is not absolute.  Can not be relative",
+            path.display().to_string()
+        )));
+    }
+    match std::fs::metadata(&path) {
+        Ok(st) if st.is_dir() => Ok(path),
+        Ok(_) => Err(refuse(format!(
+            "image path {:?} must be a directory",
+            path.display().to_string()
+        ))),
+        Err(e) => Err(refuse(format!(
+            "can't stat imageStore dir {}: stat {}: {}",
+            path.display(),
+            path.display(),
+            go_errno_text(&e)
+        ))),
+    }
+}
+
+/// How Go's `os.Stat` words the common errors (`no such file or directory`).
+fn go_errno_text(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "no such file or directory".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        io::ErrorKind::NotADirectory => "not a directory".into(),
+        _ => e.to_string(),
     }
 }
 

@@ -164,6 +164,15 @@ impl OverlayDriver {
         let link_dir = home.join(layout::LINK_DIR);
         tree::ensure_dir_at(&home_fd, c"l", 0o755).map_err(|e| Error::io("mkdir", &link_dir, e))?;
         let new_mount_api = !has_program && mount::new_api_supported(&probe_home);
+        let image_store_homes = options
+            .image_stores
+            .iter()
+            .map(|store| {
+                let home = store.join(NAME);
+                let fd = tree::open_dir(&home).ok();
+                (home, fd)
+            })
+            .collect();
         Ok(OverlayDriver {
             graph_root,
             home,
@@ -177,6 +186,7 @@ impl OverlayDriver {
             using_metacopy,
             new_mount_api,
             mounts: Mutex::new(HashMap::new()),
+            image_store_homes,
         })
     }
 }

@@ -9,34 +9,13 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{Error, Result};
 use crate::files::big_data_file_name;
 
-use super::{LayerStore, usable};
+use super::{LayerStore, LayerWriter, usable};
 
 impl LayerStore {
     /// Stores a big-data item of the layer from `data`, replacing any item with that key
     /// atomically, in `<driver>-layers/<id>/<name>` named as Go names it.
     pub fn set_big_data(&self, key: &str, item: &str, data: &mut dyn Read) -> Result<()> {
-        self.write(|state, guard| {
-            let index = state.resolve(key)?;
-            let id = usable(&state.layers[index])?.id.clone();
-            if item.is_empty() {
-                return Err(Error::InvalidBigDataName(id));
-            }
-            layerstore_model::check_big_data_key(layerstore_model::BigDataOwner::Layer, item)?;
-            // Created and opened without following a symlink: nothing is written through one.
-            let dir = self.layers_dir_rw()?.subdir(&id, true)?.ok_or_else(|| {
-                Error::io(
-                    "open directory",
-                    self.big_data_dir(&id),
-                    io::ErrorKind::NotFound.into(),
-                )
-            })?;
-            dir.write_atomic_from(&big_data_file_name(item), 0o600, data)?;
-            if !state.layers[index].big_data_names.iter().any(|n| n == item) {
-                state.layers[index].big_data_names.push(item.to_string());
-                self.save(state, guard)?;
-            }
-            Ok(())
-        })
+        self.write_session()?.set_big_data(key, item, data)
     }
 
     /// A big-data item of the layer, as a reader (a file replaced later stays readable).
@@ -84,5 +63,34 @@ impl LayerStore {
             layerstore_model::DigestAlgorithm::Sha256,
             &hasher.finalize(),
         )?)
+    }
+}
+
+impl LayerWriter<'_> {
+    /// Stores a big-data item of the layer (see [`LayerStore::set_big_data`]).
+    pub fn set_big_data(&mut self, key: &str, item: &str, data: &mut dyn Read) -> Result<()> {
+        let store = self.store;
+        self.run(|state, guard| {
+            let index = state.resolve(key)?;
+            let id = usable(&state.layers[index])?.id.clone();
+            if item.is_empty() {
+                return Err(Error::InvalidBigDataName(id));
+            }
+            layerstore_model::check_big_data_key(layerstore_model::BigDataOwner::Layer, item)?;
+            // Created and opened without following a symlink: nothing is written through one.
+            let dir = store.layers_dir_rw()?.subdir(&id, true)?.ok_or_else(|| {
+                Error::io(
+                    "open directory",
+                    store.big_data_dir(&id),
+                    io::ErrorKind::NotFound.into(),
+                )
+            })?;
+            dir.write_atomic_from(&big_data_file_name(item), 0o600, data)?;
+            if !state.layers[index].big_data_names.iter().any(|n| n == item) {
+                state.layers[index].big_data_names.push(item.to_string());
+                store.save(state, guard)?;
+            }
+            Ok(())
+        })
     }
 }

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::options::LayerOptions;
 use crate::state::{State, reindex_digests};
 
-use super::{LayerStore, mappings_of, tar_split_name, usable};
+use super::{LayerStore, LayerWriter, mappings_of, tar_split_name, usable};
 
 impl LayerStore {
     /// Creates an empty layer (Go's `CreateWithFlags` with no flags).
@@ -43,7 +43,7 @@ impl LayerStore {
         options: &LayerOptions,
         diff: Option<&mut (dyn Read + Send)>,
     ) -> Result<(Layer, u64)> {
-        self.write(|state, guard| self.put_locked(state, guard, options, diff))
+        self.write_session()?.put(options, diff)
     }
 
     pub(super) fn put_locked(
@@ -78,8 +78,11 @@ impl LayerStore {
                 names.push(name.clone());
             }
         }
-        let parent = match &options.parent {
-            Some(p) if !p.is_empty() => Some(usable(&state.layers[state.resolve(p)?])?.clone()),
+        let parent = match (&options.parent_layer, &options.parent) {
+            (Some(p), _) => Some(usable(p)?.clone()),
+            (None, Some(p)) if !p.is_empty() => {
+                Some(usable(&state.layers[state.resolve(p)?])?.clone())
+            }
             _ => None,
         };
         let template = match &options.template {
@@ -176,9 +179,15 @@ impl LayerStore {
                 .map_err(|e| Error::driver(id, "create", e))?,
         }
         crash::point(crash::PUT_AFTER_DRIVER_CREATE);
-        if parent.is_some() && parent_mappings != mappings && !self.driver.supports_shifting() {
+        // What the new layer's files are owned as now: the template's mappings for a copy
+        // of it, else the parent's (Go compares these with the layer's own).
+        let (made_with, from_files) = match template {
+            Some(t) => (mappings_of(t), true),
+            None => (parent_mappings, parent.is_some()),
+        };
+        if from_files && made_with != mappings && !self.driver.supports_shifting() {
             self.driver
-                .update_layer_id_map(id, &parent_mappings, &mappings, &layer.mount_label)
+                .update_layer_id_map(id, &made_with, &mappings, &layer.mount_label)
                 .map_err(|e| Error::driver(id, "update ID mappings", e))?;
         }
         if let Some(t) = template {
@@ -191,5 +200,22 @@ impl LayerStore {
             Some(diff) => self.apply_diff_locked(state, index, diff),
             None => Ok(0),
         }
+    }
+}
+
+impl LayerWriter<'_> {
+    /// Creates a layer and, if `diff` is given, applies it (see [`LayerStore::put`]).
+    pub fn put(
+        &mut self,
+        options: &LayerOptions,
+        diff: Option<&mut (dyn Read + Send)>,
+    ) -> Result<(Layer, u64)> {
+        let store = self.store;
+        self.run(|state, guard| store.put_locked(state, guard, options, diff))
+    }
+
+    /// Creates an empty layer (see [`LayerStore::create`]).
+    pub fn create(&mut self, options: &LayerOptions) -> Result<Layer> {
+        self.put(options, None).map(|(layer, _)| layer)
     }
 }

@@ -9,19 +9,39 @@ use crate::error::{Error, Result};
 use crate::records::{self, SetAside};
 use crate::state::State;
 
-use super::{LayerStore, tar_split_name, tar_split_temp_name, usable};
+use super::{LayerStore, LayerWriter, tar_split_name, tar_split_temp_name, usable};
 
 impl LayerStore {
     /// Deletes the layer (by ID, name or unique prefix): unmounts it, removes its files,
     /// tar-split and big data, and its record. A layer that is another's parent is refused.
     pub fn delete(&self, key: &str) -> Result<()> {
-        self.delete_many(&[key])
+        self.write_session()?.delete(key)
     }
 
     /// Deletes several layers, saving `layers.json` twice in all (not twice per layer).
     /// Each must have no children outside the batch.
     pub fn delete_many(&self, keys: &[&str]) -> Result<()> {
-        self.write(|state, guard| {
+        self.write_session()?.delete_many(keys)
+    }
+
+    /// Deletes every layer, newest first (Go's `Wipe`), in one batch. Records that are not
+    /// usable layers (see [`check`](Self::check)) are moved to the set-aside file, their files
+    /// left alone.
+    pub fn wipe(&self) -> Result<()> {
+        self.write_session()?.wipe()
+    }
+}
+
+impl LayerWriter<'_> {
+    /// Deletes the layer (see [`LayerStore::delete`]).
+    pub fn delete(&mut self, key: &str) -> Result<()> {
+        self.delete_many(&[key])
+    }
+
+    /// Deletes several layers (see [`LayerStore::delete_many`]).
+    pub fn delete_many(&mut self, keys: &[&str]) -> Result<()> {
+        let store = self.store;
+        self.run(|state, guard| {
             let mut ids = Vec::with_capacity(keys.len());
             for key in keys {
                 let id = state.layers[state.resolve(key)?].id.clone();
@@ -76,15 +96,14 @@ impl LayerStore {
                     }
                 }
             }
-            self.delete_locked(state, guard, &ordered)
+            store.delete_locked(state, guard, &ordered)
         })
     }
 
-    /// Deletes every layer, newest first (Go's `Wipe`), in one batch. Records that are not
-    /// usable layers (see [`check`](Self::check)) are moved to the set-aside file, their files
-    /// left alone.
-    pub fn wipe(&self) -> Result<()> {
-        self.write(|state, guard| {
+    /// Deletes every layer (see [`LayerStore::wipe`]).
+    pub fn wipe(&mut self) -> Result<()> {
+        let store = self.store;
+        self.run(|state, guard| {
             let mut all: Vec<(layerstore_model::Timestamp, usize, String)> = state
                 .layers
                 .iter()
@@ -98,7 +117,7 @@ impl LayerStore {
                     .then(b.1.cmp(&a.1))
             });
             let ids: Vec<String> = all.into_iter().map(|(_, _, id)| id).collect();
-            self.delete_locked(state, guard, &ids)?;
+            store.delete_locked(state, guard, &ids)?;
             // Records that are not usable layers go to the set-aside file, not away.
             if !state.unreadable.is_empty() {
                 let records = state
@@ -109,14 +128,16 @@ impl LayerStore {
                         reason: format!("wiped: {}", u.reason),
                     })
                     .collect();
-                records::set_aside(&self.layers_dir_rw()?, records)?;
+                records::set_aside(&store.layers_dir_rw()?, records)?;
                 state.unreadable.clear();
-                self.save(state, guard)?;
+                store.save(state, guard)?;
             }
             Ok(())
         })
     }
+}
 
+impl LayerStore {
     /// Removes the layer's files in `<driver>-layers/`: its tar-split (and temp) file and its
     /// big-data directory, never following a symlink.
     pub(super) fn remove_layer_files(&self, id: &str) -> Result<()> {

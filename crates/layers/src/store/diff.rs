@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 use crate::options::DiffOptions;
 use crate::state::{State, reindex_digests, unindex_digest};
 
-use super::{Counting, LayerStore, mappings_of, tar_split_name, tar_split_temp_name, usable};
+use super::{
+    Counting, LayerStore, LayerWriter, mappings_of, tar_split_name, tar_split_temp_name, usable,
+};
 
 impl LayerStore {
     /// Applies a layer diff (a tar stream, optionally bzip2/gzip/xz/zstd compressed) to an
@@ -24,13 +26,7 @@ impl LayerStore {
     /// they were (the new tar-split replaces the old one only after the diff applied). Use
     /// [`put`](Self::put) to create and fill a layer all-or-nothing.
     pub fn apply_diff(&self, key: &str, diff: &mut (dyn Read + Send)) -> Result<u64> {
-        self.write(|state, guard| {
-            let index = state.resolve(key)?;
-            usable(&state.layers[index])?;
-            let size = self.apply_diff_locked(state, index, diff)?;
-            self.save(state, guard)?;
-            Ok(size)
-        })
+        self.write_session()?.apply_diff(key, diff)
     }
 
     pub(super) fn apply_diff_locked(
@@ -261,63 +257,25 @@ impl LayerStore {
 
     /// The paths layer `to` adds, modifies or deletes relative to `from` (default: its parent).
     pub fn changes(&self, from: Option<&str>, to: &str) -> Result<Vec<Change>> {
-        self.with_pair(from, to, |layer, from| {
-            let mappings = mappings_of(layer);
-            let from_mappings = from.map(mappings_of).unwrap_or_default();
-            let args = DiffArgs {
-                id: &layer.id,
-                id_mappings: &mappings,
-                parent: from.map(|f| f.id.as_str()),
-                parent_mappings: &from_mappings,
-                mount_label: &layer.mount_label,
-            };
-            self.driver
-                .changes(&args)
-                .map_err(|e| Error::driver(&layer.id, "changes", e))
-        })
+        self.read_session()?.records().changes(from, to)
     }
 
     /// The size of what layer `to` adds or modifies relative to `from` (default: its parent).
     pub fn diff_size(&self, from: Option<&str>, to: &str) -> Result<u64> {
-        self.with_pair(from, to, |layer, from| {
-            let mappings = mappings_of(layer);
-            let from_mappings = from.map(mappings_of).unwrap_or_default();
-            let args = DiffArgs {
-                id: &layer.id,
-                id_mappings: &mappings,
-                parent: from.map(|f| f.id.as_str()),
-                parent_mappings: &from_mappings,
-                mount_label: &layer.mount_label,
-            };
-            self.driver
-                .diff_size(&args)
-                .map_err(|e| Error::driver(&layer.id, "diff size", e))
-        })
+        self.read_session()?.records().diff_size(from, to)
     }
+}
 
-    fn with_pair<T>(
-        &self,
-        from: Option<&str>,
-        to: &str,
-        f: impl FnOnce(&Layer, Option<&Layer>) -> Result<T>,
-    ) -> Result<T> {
-        let guard = self.layers_lock.rlock()?;
-        let (layer, from_layer) = self.read_under(&guard, |s| {
-            let layer = usable(&s.layers[s.resolve(to)?])?.clone();
-            let from_layer = match from {
-                Some(f) if !f.is_empty() => Some(s.layers[s.resolve(f)?].clone()),
-                _ => layer
-                    .parent()
-                    .and_then(|p| s.by_id.get(p))
-                    .map(|&i| s.layers[i].clone()),
-            };
-            if let Some(from) = &from_layer {
-                usable(from)?;
-            }
-            Ok((layer, from_layer))
-        })?;
-        let result = f(&layer, from_layer.as_ref());
-        drop(guard);
-        result
+impl LayerWriter<'_> {
+    /// Applies a layer diff to an existing layer (see [`LayerStore::apply_diff`]).
+    pub fn apply_diff(&mut self, key: &str, diff: &mut (dyn Read + Send)) -> Result<u64> {
+        let store = self.store;
+        self.run(|state, guard| {
+            let index = state.resolve(key)?;
+            usable(&state.layers[index])?;
+            let size = store.apply_diff_locked(state, index, diff)?;
+            store.save(state, guard)?;
+            Ok(size)
+        })
     }
 }

@@ -18,9 +18,6 @@ use crate::state::State;
 
 use super::LayerStore;
 
-/// How many times a reader retries after upgrading to the write lock to clean up (Go HEAD: 3).
-const MAX_CLEANUP_ATTEMPTS: usize = 3;
-
 /// What a refresh under a read lock found.
 pub(super) enum Refresh {
     Fresh,
@@ -37,58 +34,6 @@ fn mtime_of(path: &Path) -> Result<Option<SystemTime>> {
 }
 
 impl LayerStore {
-    /// Runs `f` on fresh records under the shared lock (reloading first if another process,
-    /// or a hand edit, changed them).
-    pub(super) fn read<T>(&self, f: impl FnOnce(&State) -> Result<T>) -> Result<T> {
-        for _ in 0..MAX_CLEANUP_ATTEMPTS {
-            let guard = self.layers_lock.rlock()?;
-            let current = guard.get_last_write()?;
-            let stale = self.is_stale(&self.state.read(), &current)?;
-            if stale {
-                let mut state = self.state.write();
-                if let Refresh::NeedWriteLock = self.refresh(&mut state, current, None, false)? {
-                    drop(state);
-                    drop(guard);
-                    // Upgrade: take the write lock, let refresh clean up, then read again.
-                    let write = self.layers_lock.lock()?;
-                    let current = write.get_last_write()?;
-                    let mut state = self.state.write();
-                    self.refresh(&mut state, current, Some(&write), false)?;
-                    continue;
-                }
-            }
-            let state = self.state.read();
-            return f(&state);
-        }
-        Err(Error::io(
-            "clean up incomplete layers in",
-            &self.layers_json,
-            io::Error::other("the records kept changing"),
-        ))
-    }
-
-    /// Runs `f` under the exclusive lock on fresh records. When `f` fails, the in-memory
-    /// records are marked stale so the next call reloads what is on disk.
-    pub(super) fn write<T>(
-        &self,
-        f: impl FnOnce(&mut State, &WriteGuard<'_>) -> Result<T>,
-    ) -> Result<T> {
-        if self.read_only {
-            return Err(Error::ReadOnly(self.layers_dir.clone()));
-        }
-        let guard = self.layers_lock.lock()?;
-        let current = guard.get_last_write()?;
-        let mut state = self.state.write();
-        if self.is_stale(&state, &current)? {
-            self.refresh(&mut state, current, Some(&guard), false)?;
-        }
-        let result = f(&mut state, &guard);
-        if result.is_err() {
-            state.layers_seen = None;
-        }
-        result
-    }
-
     pub(super) fn is_stale(&self, state: &State, current: &LastWrite) -> Result<bool> {
         if state.layers_seen.as_ref() != Some(current)
             || mtime_of(&self.layers_json)? != state.layers_mtime

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::options::MountOptions;
 use crate::state::State;
 
-use super::{LayerStore, is_mount_point, mappings_of, usable};
+use super::{LayerRecords, LayerStore, LayerWriter, is_mount_point, mappings_of, usable};
 
 /// The layer's mount count after one more mount; a count at its maximum (a hand-edited
 /// `count:4294967295`) is an error, never a wrap to 0.
@@ -40,22 +40,7 @@ impl LayerStore {
             }
             return self.mount_locked(&mut state, key, &options);
         }
-        self.write(|state, _guard| {
-            let lock = self
-                .mounts_lock
-                .as_ref()
-                .ok_or_else(|| Error::ReadOnly(self.layers_dir.clone()))?;
-            {
-                // Always re-read: the file is small, and it is about to be rewritten.
-                let mguard = lock.rlock()?;
-                let current = mguard.get_last_write()?;
-                self.read_mounts_file(state)?;
-                state.mounts_seen = Some(current);
-            }
-            let path = self.mount_locked(state, key, options)?;
-            self.save_mounts(state)?;
-            Ok(path)
-        })
+        self.write_session()?.mount(key, options)
     }
 
     fn mount_locked(
@@ -81,6 +66,13 @@ impl LayerStore {
             // what is not mounted is harmless for every driver.
             let _ = self.driver.put(&id);
         }
+        let asked = !options.uid_map.is_empty() || !options.gid_map.is_empty();
+        if asked
+            && !self.driver.supports_shifting()
+            && (options.uid_map != layer.uid_map || options.gid_map != layer.gid_map)
+        {
+            return Err(Error::ShiftingNotEnabled(id));
+        }
         let mount_opts = MountOpts {
             mount_label: if options.mount_label.is_empty() {
                 layer.mount_label.clone()
@@ -89,6 +81,7 @@ impl LayerStore {
             },
             id_mappings: mappings_of(layer),
             options: options.options.clone(),
+            volatile: options.volatile,
             ..MountOpts::default()
         };
         let path = self
@@ -116,19 +109,18 @@ impl LayerStore {
             let mut state = self.state.write();
             return self.unmount_locked(&mut state, key, force).map(|(n, _)| n);
         }
-        self.write(|state, _guard| {
-            if let Some(lock) = &self.mounts_lock {
-                let mguard = lock.rlock()?;
-                let current = mguard.get_last_write()?;
-                self.read_mounts_file(state)?;
-                state.mounts_seen = Some(current);
-            }
-            let (remaining, changed) = self.unmount_locked(state, key, force)?;
-            if changed {
-                self.save_mounts(state)?;
-            }
-            Ok(remaining)
-        })
+        self.write_session()?.unmount(key, force)
+    }
+
+    /// Reads `mountpoints.json` again under its lock: it is small, and about to be rewritten.
+    fn reread_mounts(&self, state: &mut State) -> Result<()> {
+        if let Some(lock) = &self.mounts_lock {
+            let guard = lock.rlock()?;
+            let current = guard.get_last_write()?;
+            self.read_mounts_file(state)?;
+            state.mounts_seen = Some(current);
+        }
+        Ok(())
     }
 
     pub(super) fn unmount_locked(
@@ -170,6 +162,90 @@ impl LayerStore {
     }
 
     /// The host UIDs and GIDs owning the directories above the layer's mount point that the
+    /// layer's ID mappings do not map (see [`LayerRecords::parent_owners`]).
+    pub fn parent_owners(&self, key: &str) -> Result<(Vec<u32>, Vec<u32>)> {
+        self.read_session()?.records().parent_owners(key)
+    }
+
+    /// Shuts the store down as Go's `Shutdown` does: refuses while a layer is mounted unless
+    /// `force` (then every layer is unmounted, however many times it was mounted), releases
+    /// the driver's resources and records a write in `<graphroot>/storage.lock`.
+    ///
+    /// Unlike Go 1.43, `force` terminates (Go loops forever on a stale mount count).
+    pub fn shutdown(&self, force: bool) -> Result<()> {
+        if !self.read_only {
+            self.write_session()?.unmount_all(force)?;
+        }
+        self.driver
+            .cleanup()
+            .map_err(|e| Error::driver("-", "clean up", e))?;
+        if !self.read_only {
+            let lock = LockFile::open_rw(self.graph_root.join("storage.lock"))?;
+            lock.lock()?.record_write()?;
+        }
+        Ok(())
+    }
+}
+
+impl LayerWriter<'_> {
+    /// Mounts the layer (see [`LayerStore::mount`]) and returns its mount point.
+    ///
+    /// With ID mappings in `options` (a container's), a driver that cannot shift IDs at mount
+    /// time mounts the layer only when they are the layer's own, as Go does
+    /// ([`Error::ShiftingNotEnabled`]).
+    pub fn mount(&mut self, key: &str, options: &MountOptions) -> Result<PathBuf> {
+        let store = self.store;
+        self.run(|state, _guard| {
+            store.reread_mounts(state)?;
+            let path = store.mount_locked(state, key, options)?;
+            store.save_mounts(state)?;
+            Ok(path)
+        })
+    }
+
+    /// Unmounts the layer (see [`LayerStore::unmount`]); returns how many mounts remain.
+    pub fn unmount(&mut self, key: &str, force: bool) -> Result<u32> {
+        let store = self.store;
+        self.run(|state, _guard| {
+            store.reread_mounts(state)?;
+            let (remaining, changed) = store.unmount_locked(state, key, force)?;
+            if changed {
+                store.save_mounts(state)?;
+            }
+            Ok(remaining)
+        })
+    }
+
+    /// Unmounts every mounted layer, however many times it was mounted, when `force`;
+    /// without it, a mounted layer is [`Error::LayerMounted`] (the first half of Go's
+    /// `Shutdown`).
+    pub fn unmount_all(&mut self, force: bool) -> Result<()> {
+        let store = self.store;
+        self.run(|state, _guard| {
+            // A layer whose ID breaks the rule was never mounted by this store.
+            let mounted: Vec<String> = state
+                .live()
+                .filter(|l| l.mount_count > 0 && usable(l).is_ok())
+                .map(|l| l.id.clone())
+                .collect();
+            if let Some(first) = mounted.first()
+                && !force
+            {
+                return Err(Error::LayerMounted(first.clone()));
+            }
+            for id in &mounted {
+                store.unmount_locked(state, id, true)?;
+            }
+            if !mounted.is_empty() {
+                store.save_mounts(state)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl LayerRecords<'_> {
+    /// The host UIDs and GIDs owning the directories above the layer's mount point that the
     /// layer's ID mappings do not map (Go's `ParentOwners`): what a user namespace with those
     /// mappings could not reach. As in Go, a layer without mappings has none (mounted or
     /// not); otherwise the layer must be mounted ([`Error::NotMounted`]).
@@ -180,9 +256,9 @@ impl LayerStore {
         }
         let mount_point = match &layer.mount_point {
             Some(path) if layer.mount_count > 0 => path.clone(),
-            _ => return Err(Error::NotMounted(layer.id)),
+            _ => return Err(Error::NotMounted(layer.id.clone())),
         };
-        let mappings = mappings_of(&layer);
+        let mappings = mappings_of(layer);
         let mut uids = BTreeSet::new();
         let mut gids = BTreeSet::new();
         let mut dir = mount_point.parent();
@@ -201,43 +277,5 @@ impl LayerStore {
             dir = d.parent();
         }
         Ok((uids.into_iter().collect(), gids.into_iter().collect()))
-    }
-
-    /// Shuts the store down as Go's `Shutdown` does: refuses while a layer is mounted unless
-    /// `force` (then every layer is unmounted, however many times it was mounted), releases
-    /// the driver's resources and records a write in `<graphroot>/storage.lock`.
-    ///
-    /// Unlike Go 1.43, `force` terminates (Go loops forever on a stale mount count).
-    pub fn shutdown(&self, force: bool) -> Result<()> {
-        if !self.read_only {
-            self.write(|state, _guard| {
-                // A layer whose ID breaks the rule was never mounted by this store.
-                let mounted: Vec<String> = state
-                    .live()
-                    .filter(|l| l.mount_count > 0 && usable(l).is_ok())
-                    .map(|l| l.id.clone())
-                    .collect();
-                if let Some(first) = mounted.first()
-                    && !force
-                {
-                    return Err(Error::LayerMounted(first.clone()));
-                }
-                for id in &mounted {
-                    self.unmount_locked(state, id, true)?;
-                }
-                if !mounted.is_empty() {
-                    self.save_mounts(state)?;
-                }
-                Ok(())
-            })?;
-        }
-        self.driver
-            .cleanup()
-            .map_err(|e| Error::driver("-", "clean up", e))?;
-        if !self.read_only {
-            let lock = LockFile::open_rw(self.graph_root.join("storage.lock"))?;
-            lock.lock()?.record_write()?;
-        }
-        Ok(())
     }
 }
