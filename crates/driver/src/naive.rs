@@ -476,7 +476,15 @@ pub fn create_from_template<D: Driver + ?Sized>(
             mount_label: &opts.mount_label,
         };
         let (layer, parent_mount) = mount_pair(driver, &args)?;
-        let changes = changes_of(&args, &layer, parent_mount.as_ref())?;
+        // The copy must look on the host exactly as the template does (the store then re-owns
+        // it as a whole), so owners are compared as they are on disk, not as each layer's
+        // container sees them: a file the template only re-owned is part of the copy too.
+        let on_disk = IdMappings::default();
+        let changes = layerstore_archive::changes_at(
+            layer.mapped(&on_disk),
+            parent_mount.as_ref().map(|parent| parent.mapped(&on_disk)),
+        )
+        .map_err(|e| Error::archive(template, e))?;
         let mut stream = layerstore_archive::export_at(
             layer.tree(),
             changes,
