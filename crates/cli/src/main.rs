@@ -1,11 +1,13 @@
-//! `layerstore`: the layer commands of Go's `containers-storage` (v1.43) over the Rust
-//! [`layerstore`] crate: same command lines, same output, same exit codes, so a script switches
-//! by changing the binary's name.
+//! `layerstore`: Go's `containers-storage` (v1.43) over the Rust [`layerstore`] Store (layers,
+//! images and containers): same command lines, same output, same exit codes, so a script
+//! switches by changing the binary's name.
 //!
 //! ```text
 //! layerstore import-layer -f examples/layer.tar.gz -n example   # prints the new layer's ID
 //! layerstore layers -t                                          # the layer tree
 //! layerstore diff -u example > layer.tar                        # the diff, byte for byte
+//! layerstore create-image -n localhost/example example         # an image on that layer
+//! layerstore create-container -n web localhost/example         # a container from it
 //! layerstore --graph /tmp/s/root --run /tmp/s/run -s vfs layers --json
 //! ```
 //!
@@ -13,14 +15,16 @@
 //! `$STORAGE_OPTS`, else the built-in paths (see [`config`]). Beyond the Go tool: a progress
 //! bar on stderr for `applydiff`, `import-layer` and `diff` when stderr is a terminal,
 //! `--json-errors`, `completions SHELL`, `check [--repair] [--quick] [--json]` (the store's
-//! consistency check, [`layerstore_layers::LayerStore::check`]), and vfs (without chown) for an
-//! ordinary user.
+//! consistency check, [`layerstore_layers::LayerStore::check`]), `images` and `containers` as a
+//! table when stdout is a terminal (`--format go|table`), `mount -o OPTS` passed to the driver
+//! (`-o ro` read-only or an error), and vfs (without chown) for an ordinary user.
 //!
 //! Deliberate differences (kept out of the differential test): flags may follow positional
 //! arguments; `mount NAME` works; `delete` and `delete-layer` by name refuse a layer with
 //! children; `shutdown -f` terminates; texts the Go tool prints in map order come in argument
-//! order; image and container commands answer `<cmd>: not supported: this tool manages
-//! layers` (exit 1); `version` prints what v1.43 prints (nothing, or `[]` with `--json`).
+//! order; the Store's own fixes of Go 1.43 (see the [`layerstore`] crate doc: `delete-image`
+//! of a read-only layer, copy-up on rename, `delete` of a container whose layer is gone);
+//! `version` prints what v1.43 prints (nothing, or `[]` with `--json`).
 
 mod args;
 mod commands;
@@ -36,14 +40,13 @@ use std::ffi::OsString;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use layerstore_layers::{LayerStore, StoreOptions};
+use layerstore::{Store, StoreOptions};
 
 use crate::args::{Cli, Command};
 use crate::config::{Environment, StoreConfig};
 use crate::flags::{
     EXIT_FLAG_ERROR, print_usage, program, report_group_error, report_parse_error, typed_command,
 };
-use crate::spec::UNSUPPORTED_COMMANDS;
 use crate::usage::{FlagDefaults, command_usage, top_usage};
 
 /// Raises the soft limit on open files to the hard limit, as the Go tool does (its runtime
@@ -119,15 +122,17 @@ fn debug_line(text: &str) {
 /// built in, a `storage.conf` naming a driver we lack names one Go lacks too (or a typo), and
 /// silently picking another driver would hide the store the user meant. An ordinary user
 /// needs no fallback either: [`config::resolve`] gives them vfs unless they name a driver.
-fn open_store(config: &StoreConfig) -> Result<LayerStore, String> {
+fn open_store(config: &StoreConfig) -> Result<Store, String> {
     let mut options =
         StoreOptions::new(&config.graph_root, &config.run_root, config.driver.as_str());
     options.driver_options = config.options.clone();
     options.max_layer_size = max_layer_size()?;
-    LayerStore::open(options).map_err(|err| match err {
+    Store::open(options).map_err(|err| match err {
         // Go prints the driver's own complaint (`vfs driver does not support a options`).
-        layerstore_layers::Error::Driver { source, .. } => source.to_string(),
-        other => other.to_string(),
+        layerstore::Error::Layers(layerstore_layers::Error::Driver { source, .. }) => {
+            source.to_string()
+        }
+        other => commands::go_error_text(&other),
     })
 }
 
@@ -197,15 +202,7 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
             Command::External(words) => words.first().cloned().unwrap_or_default(),
             _ => String::new(),
         };
-        if UNSUPPORTED_COMMANDS.contains(&word.as_str()) {
-            output::write_error(
-                &mut io::stderr(),
-                cli.global.json_errors,
-                &format!("{word}: not supported: this tool manages layers"),
-            )?;
-        } else {
-            println!("{word}: unrecognized command.");
-        }
+        println!("{word}: unrecognized command.");
         return Ok(1);
     };
     let typed = typed_command(argv, spec.name);
@@ -285,7 +282,7 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
             return Ok(1);
         }
     };
-    for (id, err) in store.cleanup_failures() {
+    for (id, err) in store.layer_store().cleanup_failures() {
         output::write_error(
             &mut io::stderr(),
             cli.global.json_errors,
