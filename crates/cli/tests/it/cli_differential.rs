@@ -26,7 +26,7 @@ const ID_WH: &str = "44444444444444444444444444444444444444444444444444444444444
 const ID_MAPPED: &str = "5555555555555555555555555555555555555555555555555555555555555555";
 
 /// One command line of the script.
-struct Step {
+pub(crate) struct Step {
     /// Arguments after the store flags; `{TARS}` is the fixtures' tarball folder and
     /// `{TMP}` a scratch folder of the run.
     args: Vec<String>,
@@ -45,7 +45,7 @@ struct Step {
     usage_follows: bool,
 }
 
-fn step(args: &[&str]) -> Step {
+pub(crate) fn step(args: &[&str]) -> Step {
     Step {
         args: args.iter().map(|a| a.to_string()).collect(),
         stdin: None,
@@ -79,17 +79,17 @@ fn raw(args: &[&str]) -> Step {
     }
 }
 
-fn with_stdin(mut s: Step, path: &str) -> Step {
+pub(crate) fn with_stdin(mut s: Step, path: &str) -> Step {
     s.stdin = Some(path.to_string());
     s
 }
 
-fn unordered(mut s: Step) -> Step {
+pub(crate) fn unordered(mut s: Step) -> Step {
     s.unordered = true;
     s
 }
 
-fn binary(mut s: Step) -> Step {
+pub(crate) fn binary(mut s: Step) -> Step {
     s.binary = true;
     s
 }
@@ -281,14 +281,14 @@ fn script() -> Vec<Step> {
 
 /// What one command line did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Outcome {
+pub(crate) struct Outcome {
     stdout: Vec<u8>,
     stderr: String,
-    code: Option<i32>,
+    pub(crate) code: Option<i32>,
 }
 
-/// Runs the script with `binary` on a fresh store under `dir`.
-fn run_script(binary: &Path, dir: &Path, steps: &[Step]) -> Vec<Outcome> {
+/// Runs the script with `binary` on a fresh store under `dir` with `driver`.
+fn run_script(binary: &Path, dir: &Path, driver: &str, steps: &[Step]) -> Vec<Outcome> {
     let tars = go_fixtures().join("tars");
     let tmp = dir.join("tmp");
     std::fs::create_dir_all(&tmp).expect("scratch dir");
@@ -310,7 +310,7 @@ fn run_script(binary: &Path, dir: &Path, steps: &[Step]) -> Vec<Outcome> {
                     .arg("--run")
                     .arg(dir.join("run"))
                     .arg("--storage-driver")
-                    .arg("vfs");
+                    .arg(driver);
             }
             command
                 .args(step.args.iter().map(|a| expand(a)))
@@ -419,22 +419,36 @@ fn describe(step: &Step) -> String {
     step.args.join(" ")
 }
 
-/// Runs `steps` with both tools on fresh stores and describes every command line whose
-/// normalised stdout, stderr or exit code differ. Also answers the two scratch directories.
-fn differences(
-    steps: &[Step],
-) -> (
+/// The described mismatches, the reference binary's outcomes, and the two scratch directories
+/// (kept until the caller drops them).
+pub(crate) type Differences = (
     Vec<String>,
     Vec<Outcome>,
     tempfile::TempDir,
     tempfile::TempDir,
-) {
+);
+
+/// Runs `steps` with both tools on fresh vfs stores and describes every command line whose
+/// normalised stdout, stderr or exit code differ. Also answers the two scratch directories.
+fn differences(steps: &[Step]) -> Differences {
     let go = go_tool().expect("the Go tool is installed");
     let ours = PathBuf::from(env!("CARGO_BIN_EXE_layerstore"));
+    differences_between(&go, &ours, "vfs", steps)
+}
+
+/// Runs `steps` with the binaries `first` (the reference, "go") and `second` ("ours") on fresh
+/// stores with `driver`, and describes every command line whose normalised stdout, stderr or
+/// exit code differ. Also answers the first binary's outcomes and the two scratch directories.
+pub(crate) fn differences_between(
+    first: &Path,
+    second: &Path,
+    driver: &str,
+    steps: &[Step],
+) -> Differences {
     let go_dir = tempfile::tempdir().expect("tempdir");
     let our_dir = tempfile::tempdir().expect("tempdir");
-    let go_out = run_script(&go, go_dir.path(), steps);
-    let our_out = run_script(&ours, our_dir.path(), steps);
+    let go_out = run_script(first, go_dir.path(), driver, steps);
+    let our_out = run_script(second, our_dir.path(), driver, steps);
 
     let mut go_norm = Normaliser::new(go_dir.path());
     let mut our_norm = Normaliser::new(our_dir.path());
@@ -480,7 +494,7 @@ fn differences(
     (mismatches, go_out, go_dir, our_dir)
 }
 
-fn assert_agree(mismatches: &[String], lines: usize) {
+pub(crate) fn assert_agree(mismatches: &[String], lines: usize) {
     assert!(
         mismatches.is_empty(),
         "{} of {lines} command lines differ:\n{}",
