@@ -41,6 +41,10 @@ const CONTAINER_1: &str = "2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2
 const CONTAINER_2: &str = "2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b";
 const CONTAINER_EMPTY: &str = "2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c";
 const CONTAINER_MAPPED: &str = "2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d";
+/// A layer, an image and a container all named `shared`.
+const LAYER_SHARED: &str = "3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a";
+const IMAGE_SHARED: &str = "3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b";
+const CONTAINER_SHARED: &str = "3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c";
 
 /// Differences from the Go tool that are deliberate (store doc §7.2): the command line as
 /// `describe` prints it, the drivers it applies to, and why. Each is still run, and the test
@@ -354,6 +358,55 @@ fn script() -> Vec<Step> {
         s(&["exists", "-i", "-q", "ctr3"]),
         s(&["exists", "-l", LAYER_TOP]),
         s(&["exists", "-j", "img1", "ctr3", LAYER_BASE, "nonexist"]),
+        // Names are per kind: a container may take an image's name.
+        s(&["add-names", "-n", "img1", "empty-ctr"]),
+        s(&["exists", "-c", "img1"]),
+        s(&["get-names", "-j", "img1"]),
+        s(&["get-names", "-j", CONTAINER_EMPTY]),
+        s(&["create-container", "-n", "img1", "moved"]),
+        // A layer, an image and a container named alike: reads and renames take the layer,
+        // `delete` takes the container, then the image, then the layer.
+        s(&["create-layer", "--id", LAYER_SHARED, "-n", "shared"]),
+        s(&[
+            "create-image",
+            "--id",
+            IMAGE_SHARED,
+            "-n",
+            "shared",
+            LAYER_SHARED,
+        ]),
+        s(&["create-image", "-n", "shared", LAYER_SHARED]),
+        s(&[
+            "create-container",
+            "--id",
+            CONTAINER_SHARED,
+            "-n",
+            "shared",
+            IMAGE_SHARED,
+        ]),
+        s(&["get-names", "shared"]),
+        s(&["set-metadata", "-m", "which one", "shared"]),
+        s(&[
+            "metadata",
+            "-j",
+            LAYER_SHARED,
+            IMAGE_SHARED,
+            CONTAINER_SHARED,
+        ]),
+        s(&["add-names", "-j", "-n", "shared2", "shared"]),
+        s(&["exists", "-i", "shared"]),
+        s(&["exists", "-c", "-j", "shared"]),
+        s(&["container", "shared"]),
+        s(&["image", "shared"]),
+        s(&["layer", "shared"]),
+        s(&["delete-layer", LAYER_SHARED]),
+        s(&["delete", "shared"]),
+        s(&["exists", "-c", "shared"]),
+        s(&["delete", "-j", "shared"]),
+        s(&["exists", "-i", "shared"]),
+        s(&["delete", "shared"]),
+        s(&["delete", "shared"]),
+        s(&["exists", "-j", LAYER_SHARED, IMAGE_SHARED, CONTAINER_SHARED]),
         // Mounts of containers.
         s(&["mount", CONTAINER_1]),
         s(&["mounted", CONTAINER_1]),
@@ -371,8 +424,12 @@ fn script() -> Vec<Step> {
         s(&["mounted", CONTAINER_1]),
         s(&["unmount", CONTAINER_1]),
         s(&["mount", "nonexist"]),
+        s(&["unmount", CONTAINER_2]),
+        s(&["mounted", "-j", CONTAINER_2]),
         s(&["mount", "-r", "moved"]),
         s(&["unmount", "moved"]),
+        s(&["mount", "moved"]),
+        s(&["unmount", "-j", "moved"]),
         // Deletion refused: things in use.
         s(&["delete-layer", LAYER_TOP]),
         s(&["delete-layer", "-j", LAYER_BASE]),
@@ -398,9 +455,22 @@ fn script() -> Vec<Step> {
         s(&["delete-image", "img1:tag"]),
         s(&["layers"]),
         s(&["deleteimage", "-j", IMAGE_DIGESTED]),
+        // Big-data keys that collide with other keys or with the record's own files
+        // (store doc §7.2.8).
+        s(&["set-image-data", "-f", "/dev/null", IMAGE_EMPTY, "empty/"]),
+        s(&["list-image-data", IMAGE_EMPTY]),
+        s(&[
+            "set-container-data",
+            "-f",
+            "/dev/null",
+            "empty-ctr",
+            "userdata",
+        ]),
+        s(&["get-container-dir", "empty-ctr"]),
         s(&["delete-image", "-j", IMAGE_EMPTY]),
         s(&["delete", "empty-ctr"]),
         s(&["delete", "-j", "moved"]),
+        s(&["container", CONTAINER_2]),
         s(&["delete", IMAGE_PREFIX_A]),
         s(&["delete", "nonexist"]),
         s(&["delete", "-j", "nonexist"]),
