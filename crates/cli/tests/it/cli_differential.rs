@@ -72,7 +72,7 @@ fn before_usage(text: &str) -> &str {
 }
 
 /// A whole command line, store flags included (see [`Step::raw`]).
-fn raw(args: &[&str]) -> Step {
+pub(crate) fn raw(args: &[&str]) -> Step {
     Step {
         raw: true,
         ..step(args)

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use layerstore_testsupport::{Capability, go_fixtures, go_tool, require_or_skip};
 
 use crate::cli_differential::{
-    Outcome, Step, assert_agree, binary, differences_between, step, unordered, with_stdin,
+    Outcome, Step, assert_agree, binary, differences_between, raw, step, unordered, with_stdin,
 };
 use crate::suite::{sha256_digest, unmount_all_under};
 
@@ -45,6 +45,11 @@ const CONTAINER_MAPPED: &str = "2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d
 const LAYER_SHARED: &str = "3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a";
 const IMAGE_SHARED: &str = "3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b";
 const CONTAINER_SHARED: &str = "3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c";
+
+/// The layer and image of the read-only additional image store.
+const LAYER_RO: &str = "4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a";
+const IMAGE_RO: &str = "4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b";
+const CONTAINER_RO: &str = "4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c";
 
 /// Differences from the Go tool that are deliberate (store doc §7.2): the command line as
 /// `describe` prints it, the drivers it applies to, and why. Each is still run, and the test
@@ -564,4 +569,140 @@ fn go_tool_and_layerstore_agree_on_images_and_containers_on_overlay() {
     let go = go_tool().expect("the Go tool");
     let mismatches = run_on(&go, &ours(), "overlay", true);
     assert_agree(&mismatches, script().len());
+}
+
+/// A second store under the run's scratch folder, made by the same binary, then read by the
+/// main store as an additional (read-only) image store: `Read Only: true`, listings of both
+/// stores, containers on a read-only image, and the writes a read-only image refuses.
+fn additional_store_script(driver: &str) -> Vec<Step> {
+    let imagestore = format!("{driver}.imagestore={{TMP}}/ro");
+    let ro = |args: &[&str]| {
+        let mut all = vec!["--graph", "{TMP}/ro", "--run", "{TMP}/ro-run", "-s", driver];
+        all.extend_from_slice(args);
+        raw(&all)
+    };
+    let main = |args: &[&str]| {
+        let mut all = vec![
+            "--graph",
+            "{ROOT}",
+            "--run",
+            "{RUN}",
+            "-s",
+            driver,
+            "--storage-opt",
+            &imagestore,
+        ];
+        all.extend_from_slice(args);
+        raw(&all)
+    };
+    let manifest_digest = tar_digest("child-whiteouts.tar");
+    vec![
+        ro(&[
+            "import-layer",
+            "--id",
+            LAYER_RO,
+            "-f",
+            "{TARS}/basic.tar",
+            "-n",
+            "ro-layer",
+        ]),
+        ro(&[
+            "create-image",
+            "--id",
+            IMAGE_RO,
+            "-n",
+            "roimg",
+            "-n",
+            "roimg2",
+            "-m",
+            "read-only metadata",
+            LAYER_RO,
+        ]),
+        ro(&[
+            "set-image-data",
+            "-f",
+            "{TARS}/child-whiteouts.tar",
+            "roimg",
+            "manifest",
+        ]),
+        ro(&["shutdown"]),
+        main(&["images"]),
+        main(&["images", "-j"]),
+        main(&["images", "-q"]),
+        main(&["image", "roimg"]),
+        main(&["image", "-j", "roimg2"]),
+        main(&["images-by-digest", &manifest_digest]),
+        main(&["list-image-data", "roimg"]),
+        main(&["get-image-data-size", "roimg", "manifest"]),
+        main(&["get-image-data-digest", "roimg", "manifest"]),
+        main(&["metadata", "roimg"]),
+        main(&["get-names", "-j", "roimg"]),
+        main(&["exists", "-i", "roimg"]),
+        main(&["layers"]),
+        main(&["layer", "ro-layer"]),
+        main(&[
+            "create-container",
+            "--id",
+            CONTAINER_RO,
+            "-n",
+            "on-ro",
+            "roimg",
+        ]),
+        main(&["container", "on-ro"]),
+        main(&["layers"]),
+        main(&["mount", "on-ro"]),
+        main(&["unmount", "on-ro"]),
+        main(&["delete-image", "roimg"]),
+        main(&["delete-image", "-j", "-t", IMAGE_RO]),
+        main(&["set-image-data", "-f", "/dev/null", "roimg", "key"]),
+        main(&["set-metadata", "-m", "changed", "roimg"]),
+        main(&["delete-layer", "ro-layer"]),
+        main(&["delete-container", "on-ro"]),
+        main(&["create-image", "-n", "rw-on-ro", LAYER_RO]),
+        main(&["images"]),
+        main(&["wipe"]),
+        main(&["images"]),
+        main(&["layers"]),
+        // Renaming a read-only image copies it up into the RW store (store doc §7.2.5).
+        main(&["add-names", "-n", "copyname", "roimg"]),
+        main(&["images"]),
+        main(&["list-image-data", "copyname"]),
+        main(&["get-names", "-j", IMAGE_RO]),
+        ro(&["images"]),
+        ro(&["layers"]),
+    ]
+}
+
+/// Runs the additional-store script with `first` and `second` on `driver`.
+fn additional_store_run(first: &Path, second: &Path, driver: &str) -> Vec<String> {
+    let steps = additional_store_script(driver);
+    let (mismatches, _, first_dir, second_dir) = differences_between(first, second, driver, &steps);
+    unmount_all_under(first_dir.path());
+    unmount_all_under(second_dir.path());
+    eprintln!(
+        "{driver}, additional image store: {} command lines, {} mismatches",
+        steps.len(),
+        mismatches.len()
+    );
+    mismatches
+}
+
+#[test]
+fn the_go_tool_agrees_with_itself_on_additional_image_stores() {
+    require_or_skip!(Capability::GoTool, Capability::Root, Capability::Overlay);
+    let go = go_tool().expect("the Go tool");
+    for driver in ["vfs", "overlay"] {
+        let mismatches = additional_store_run(&go, &go, driver);
+        assert_agree(&mismatches, additional_store_script(driver).len());
+    }
+}
+
+#[test]
+fn go_tool_and_layerstore_agree_on_additional_image_stores() {
+    require_or_skip!(Capability::GoTool, Capability::Root, Capability::Overlay);
+    let go = go_tool().expect("the Go tool");
+    for driver in ["vfs", "overlay"] {
+        let mismatches = additional_store_run(&go, &ours(), driver);
+        assert_agree(&mismatches, additional_store_script(driver).len());
+    }
 }
