@@ -95,6 +95,36 @@ fn script() -> Vec<Step> {
             LAYER_BASE,
         ]),
         s(&["create-layer", "--id", LAYER_FREE, "-n", "free-layer"]),
+        // copy: into a layer, from the host or from another layer (by ID or name).
+        s(&[
+            "copy",
+            &format!("{LAYER_BASE}:/etc/passwd"),
+            &format!("{LAYER_FREE}:/copied"),
+        ]),
+        s(&["copy", "base-layer:/etc", "free-layer:/etc2"]),
+        s(&[
+            "copy",
+            "--chown",
+            "5:6",
+            "{TARS}/basic.tar",
+            &format!("{LAYER_FREE}:/from-host"),
+        ]),
+        s(&[
+            "copy",
+            &format!("{LAYER_BASE}:/nonexistent"),
+            &format!("{LAYER_FREE}:/x"),
+        ]),
+        s(&["copy", "{TARS}/basic.tar", "nonexist:/x"]),
+        s(&[
+            "copy",
+            "--chown",
+            "x:y",
+            "{TARS}/basic.tar",
+            &format!("{LAYER_FREE}:/x"),
+        ]),
+        unordered(s(&["changes", LAYER_FREE])),
+        s(&["diffsize", LAYER_FREE]),
+        s(&["mounted", LAYER_FREE]),
         // create-image: names, IDs, digests, metadata, failures.
         s(&[
             "create-image",
