@@ -236,6 +236,16 @@ fn script() -> Vec<Step> {
         s(&["list-image-data"]),
         // The manifest made img1 findable by its digest.
         s(&["images-by-digest", &basic_digest]),
+        // A second manifest key adds a second digest; the image's `digest` stays the first.
+        s(&[
+            "set-image-data",
+            "-f",
+            "{TARS}/child-whiteouts.tar",
+            "img1",
+            "manifest-second",
+        ]),
+        s(&["images-by-digest", "-q", &other_digest]),
+        s(&["image", "-j", "img1"]),
         s(&["image", "img1"]),
         s(&["images"]),
         // Image names and metadata.
