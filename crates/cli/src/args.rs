@@ -175,16 +175,27 @@ pub struct CreateFlags {
     /// `--readonly`/`-r`.
     #[arg(short = 'r', long = "readonly", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool, help = "Mark as read-only")]
     pub readonly: Option<bool>,
+    /// The ID-mapping flags.
+    #[command(flatten)]
+    pub maps: MapFlags,
+    /// `--json`.
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+/// The ID-mapping flags of `create-layer`, `import-layer` and `create-container`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct MapFlags {
     /// `--hostuidmap`.
     #[arg(long = "hostuidmap", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool, help = "Force host UID map")]
     pub host_uid_map: Option<bool>,
     /// `--hostgidmap`.
     #[arg(long = "hostgidmap", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool, help = "Force host GID map")]
     pub host_gid_map: Option<bool>,
-    /// `--uidmap` (`ctr:host:size[,...]`).
+    /// `--uidmap` (`ctr:host:size[:ctr:host:size...]`).
     #[arg(long = "uidmap", allow_hyphen_values = true, help = "UID map")]
     pub uid_map: Option<String>,
-    /// `--gidmap` (`ctr:host:size[,...]`).
+    /// `--gidmap` (`ctr:host:size[:ctr:host:size...]`).
     #[arg(long = "gidmap", allow_hyphen_values = true, help = "GID map")]
     pub gid_map: Option<String>,
     /// `--subuidmap USER`.
@@ -201,9 +212,6 @@ pub struct CreateFlags {
         help = "subgid GID map for a group"
     )]
     pub sub_gid_map: Option<String>,
-    /// `--json`.
-    #[command(flatten)]
-    pub json: JsonFlag,
 }
 
 /// The ID of each command's own `--storage-opt` (the occurrences after the command word).
@@ -340,7 +348,7 @@ mod tests {
         };
         assert_eq!(flags.id.as_deref(), Some("b"));
         assert_eq!(flags.names, ["x", "y"]);
-        assert_eq!(flags.uid_map.as_deref(), Some("0:2:1"));
+        assert_eq!(flags.maps.uid_map.as_deref(), Some("0:2:1"));
     }
 
     #[test]

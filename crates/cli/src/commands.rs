@@ -11,7 +11,8 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use anyhow::Result;
-use layerstore_layers::{Error, LayerStore};
+use layerstore::Store;
+use layerstore_layers::Error as LayerError;
 
 use crate::args::Command;
 use crate::config::StoreConfig;
@@ -20,20 +21,25 @@ use crate::output::write_error;
 use content::{apply_diff, changes, create_layer, diff, diff_compression, import_layer};
 use mounts::{mount, mounted, unmount};
 use records::{
-    change_names, delete, exists, get_layer_data, get_names, layer, layer_parent_owners, layers,
-    list_layer_data, metadata, set_layer_data, set_metadata,
+    KindFilter, change_names, delete, exists, get_layer_data, get_names, layer,
+    layer_parent_owners, layers, list_layer_data, metadata, set_layer_data, set_metadata,
 };
 use store::{check, shutdown, status, wipe};
+use table::ListFormat;
 
+mod containers;
 mod content;
+mod copy;
+mod images;
 mod mounts;
 mod records;
 mod store;
+mod table;
 
 /// What a command runs against and writes to.
 pub struct Context<'a> {
     /// The open store.
-    pub store: &'a LayerStore,
+    pub store: &'a Store,
     /// Where the store is.
     pub config: &'a StoreConfig,
     /// Standard output.
@@ -52,13 +58,25 @@ impl Context<'_> {
     }
 }
 
-/// The text the Go tool prints for a store error.
+/// The text the Go tool prints for a Store error: the Store's own errors are Go's words
+/// already; a layer store's error is said as [`layer_error_text`] says it.
+pub fn go_error_text(err: &layerstore::Error) -> String {
+    match err {
+        layerstore::Error::Layers(inner) => layer_error_text(inner),
+        layerstore::Error::DriverStart(inner) => inner.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The text the Go tool prints for a layer store error.
 ///
 /// Where Go has no fixed text, the store's own message is kept; a diff that ends too soon also
 /// says `unexpected EOF`, the words Go's error carries and scripts (and the bats suite) look for.
-pub fn go_error_text(err: &Error) -> String {
+pub fn layer_error_text(err: &LayerError) -> String {
     match err {
-        Error::HasChildren { child, .. } => format!("used by layer {child}: layer has children"),
+        LayerError::HasChildren { child, .. } => {
+            format!("used by layer {child}: layer has children")
+        }
         other => match other.go_text() {
             Some(text) => text.to_string(),
             None if truncated_tar(other) => format!("{other}: unexpected EOF"),
@@ -123,7 +141,7 @@ pub fn run(ctx: &mut Context<'_>, command: &Command) -> Result<i32> {
         Command::Delete { json, pos } => delete(ctx, json.on(), false, &pos.args),
         Command::Exists {
             quiet,
-            layer: _,
+            layer,
             image,
             container,
             json,
@@ -131,7 +149,11 @@ pub fn run(ctx: &mut Context<'_>, command: &Command) -> Result<i32> {
         } => exists(
             ctx,
             quiet.unwrap_or(false),
-            image.unwrap_or(false) || container.unwrap_or(false),
+            KindFilter {
+                layer: layer.unwrap_or(false),
+                image: image.unwrap_or(false),
+                container: container.unwrap_or(false),
+            },
             json.on(),
             &pos.args,
         ),
@@ -227,6 +249,102 @@ pub fn run(ctx: &mut Context<'_>, command: &Command) -> Result<i32> {
             quick.unwrap_or(false),
             json.on(),
         ),
+        Command::Images {
+            quiet,
+            format,
+            json,
+            ..
+        } => match ListFormat::choose(format.as_deref()) {
+            Ok(format) => images::images(ctx, quiet.unwrap_or(false), format, json.on()),
+            Err(text) => ctx.fail(&text),
+        },
+        Command::ImagesByDigest { quiet, json, pos } => {
+            images::images_by_digest(ctx, quiet.unwrap_or(false), json.on(), &pos.args)
+        }
+        Command::Image { json, pos } => images::image(ctx, json.on(), &pos.args),
+        Command::CreateImage {
+            names,
+            id,
+            digest,
+            metadata,
+            metadata_file,
+            json,
+            pos,
+        } => images::create_image(
+            ctx,
+            &images::CreateImage {
+                names,
+                id: id.as_deref(),
+                digest: digest.as_deref(),
+                metadata: metadata.as_deref(),
+                metadata_file: metadata_file.as_deref(),
+                json: json.on(),
+            },
+            &pos.args,
+        ),
+        Command::DeleteImage { test, json, pos } => {
+            images::delete_image(ctx, test.unwrap_or(false), json.on(), &pos.args)
+        }
+        Command::ListImageData { json, pos } => images::list_image_data(ctx, json.on(), &pos.args),
+        Command::GetImageData { file, pos } => {
+            images::get_image_data(ctx, file.as_deref(), &pos.args)
+        }
+        Command::GetImageDataSize { pos } => images::get_image_data_size(ctx, &pos.args),
+        Command::GetImageDataDigest { pos } => images::get_image_data_digest(ctx, &pos.args),
+        Command::SetImageData { file, pos } => {
+            images::set_image_data(ctx, file.as_deref(), &pos.args)
+        }
+        Command::Containers { format, json, .. } => match ListFormat::choose(format.as_deref()) {
+            Ok(format) => containers::containers(ctx, format, json.on()),
+            Err(text) => ctx.fail(&text),
+        },
+        Command::Container { json, pos } => containers::container(ctx, json.on(), &pos.args),
+        Command::CreateContainer {
+            names,
+            volatile,
+            id,
+            metadata,
+            metadata_file,
+            json,
+            maps,
+            pos,
+        } => containers::create_container(
+            ctx,
+            &containers::CreateContainer {
+                names,
+                id: id.as_deref(),
+                metadata: metadata.as_deref(),
+                metadata_file: metadata_file.as_deref(),
+                volatile: volatile.unwrap_or(false),
+                maps,
+                json: json.on(),
+            },
+            &pos.args,
+        ),
+        Command::DeleteContainer { json, pos } => {
+            containers::delete_container(ctx, json.on(), &pos.args)
+        }
+        Command::ListContainerData { json, pos } => {
+            containers::list_container_data(ctx, json.on(), &pos.args)
+        }
+        Command::GetContainerData { file, pos } => {
+            containers::get_container_data(ctx, file.as_deref(), &pos.args)
+        }
+        Command::GetContainerDataSize { pos } => {
+            containers::get_container_data_size(ctx, &pos.args)
+        }
+        Command::GetContainerDataDigest { pos } => {
+            containers::get_container_data_digest(ctx, &pos.args)
+        }
+        Command::SetContainerData { file, pos } => {
+            containers::set_container_data(ctx, file.as_deref(), &pos.args)
+        }
+        Command::GetContainerDir { pos } => containers::container_dir(ctx, false, &pos.args),
+        Command::GetContainerRunDir { pos } => containers::container_dir(ctx, true, &pos.args),
+        Command::ContainerParentOwners { json, pos } => {
+            containers::container_parent_owners(ctx, json.on(), &pos.args)
+        }
+        Command::Copy { chown, pos, .. } => copy::copy(ctx, chown.as_deref(), &pos.args),
         Command::Completions { .. } | Command::External(_) => Ok(1),
     }
 }

@@ -36,14 +36,13 @@ use std::ffi::OsString;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use layerstore_layers::{LayerStore, StoreOptions};
+use layerstore::{Store, StoreOptions};
 
 use crate::args::{Cli, Command};
 use crate::config::{Environment, StoreConfig};
 use crate::flags::{
     EXIT_FLAG_ERROR, print_usage, program, report_group_error, report_parse_error, typed_command,
 };
-use crate::spec::UNSUPPORTED_COMMANDS;
 use crate::usage::{FlagDefaults, command_usage, top_usage};
 
 /// Raises the soft limit on open files to the hard limit, as the Go tool does (its runtime
@@ -119,15 +118,17 @@ fn debug_line(text: &str) {
 /// built in, a `storage.conf` naming a driver we lack names one Go lacks too (or a typo), and
 /// silently picking another driver would hide the store the user meant. An ordinary user
 /// needs no fallback either: [`config::resolve`] gives them vfs unless they name a driver.
-fn open_store(config: &StoreConfig) -> Result<LayerStore, String> {
+fn open_store(config: &StoreConfig) -> Result<Store, String> {
     let mut options =
         StoreOptions::new(&config.graph_root, &config.run_root, config.driver.as_str());
     options.driver_options = config.options.clone();
     options.max_layer_size = max_layer_size()?;
-    LayerStore::open(options).map_err(|err| match err {
+    Store::open(options).map_err(|err| match err {
         // Go prints the driver's own complaint (`vfs driver does not support a options`).
-        layerstore_layers::Error::Driver { source, .. } => source.to_string(),
-        other => other.to_string(),
+        layerstore::Error::Layers(layerstore_layers::Error::Driver { source, .. }) => {
+            source.to_string()
+        }
+        other => commands::go_error_text(&other),
     })
 }
 
@@ -197,15 +198,7 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
             Command::External(words) => words.first().cloned().unwrap_or_default(),
             _ => String::new(),
         };
-        if UNSUPPORTED_COMMANDS.contains(&word.as_str()) {
-            output::write_error(
-                &mut io::stderr(),
-                cli.global.json_errors,
-                &format!("{word}: not supported: this tool manages layers"),
-            )?;
-        } else {
-            println!("{word}: unrecognized command.");
-        }
+        println!("{word}: unrecognized command.");
         return Ok(1);
     };
     let typed = typed_command(argv, spec.name);
@@ -285,7 +278,7 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
             return Ok(1);
         }
     };
-    for (id, err) in store.cleanup_failures() {
+    for (id, err) in store.layer_store().cleanup_failures() {
         output::write_error(
             &mut io::stderr(),
             cli.global.json_errors,

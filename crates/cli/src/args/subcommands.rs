@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Subcommand};
 
-use super::{CreateFlags, JsonFlag, Positional, parse_go_bool};
+use super::{CreateFlags, JsonFlag, MapFlags, Positional, parse_go_bool};
 
 /// The commands.
 #[derive(Debug, Subcommand)]
@@ -366,6 +366,336 @@ pub enum Command {
         #[command(flatten)]
         pos: Positional,
     },
+    /// `container`: examine containers.
+    #[command(name = "container")]
+    Container {
+        /// `--json`.
+        #[command(flatten)]
+        json: JsonFlag,
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `list-container-data`: a container's big-data keys.
+    #[command(name = "list-container-data", alias = "listcontainerdata")]
+    ListContainerData {
+        /// `--json`.
+        #[command(flatten)]
+        json: JsonFlag,
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `get-container-data`: read a container's big-data item.
+    #[command(name = "get-container-data", alias = "getcontainerdata")]
+    GetContainerData {
+        /// `--file`.
+        #[arg(
+            short = 'f',
+            long = "file",
+            allow_hyphen_values = true,
+            help = "Write data to file"
+        )]
+        file: Option<PathBuf>,
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `get-container-data-size`: the size of a container's big-data item.
+    #[command(name = "get-container-data-size", alias = "getcontainerdatasize")]
+    GetContainerDataSize {
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `get-container-data-digest`: the digest of a container's big-data item.
+    #[command(name = "get-container-data-digest", alias = "getcontainerdatadigest")]
+    GetContainerDataDigest {
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `set-container-data`: write a container's big-data item.
+    #[command(name = "set-container-data", alias = "setcontainerdata")]
+    SetContainerData {
+        /// `--file`.
+        #[arg(
+            short = 'f',
+            long = "file",
+            allow_hyphen_values = true,
+            help = "Read data from file"
+        )]
+        file: Option<PathBuf>,
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `get-container-dir`: a container's data directory.
+    #[command(name = "get-container-dir", alias = "getcontainerdir")]
+    GetContainerDir {
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `get-container-run-dir`: a container's run directory.
+    #[command(name = "get-container-run-dir", alias = "getcontainerrundir")]
+    GetContainerRunDir {
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `container-parent-owners`: the unmapped owners of a container layer's parents.
+    #[command(name = "container-parent-owners")]
+    ContainerParentOwners {
+        /// `--json`.
+        #[command(flatten)]
+        json: JsonFlag,
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `containers`: list containers.
+    #[command(name = "containers")]
+    Containers {
+        /// `--format`.
+        #[arg(
+            long = "format",
+            allow_hyphen_values = true,
+            help = "Output format: table (on a terminal, the default there) or go (the Go tool's; the default otherwise) (layerstore only)"
+        )]
+        format: Option<String>,
+        /// `--json`.
+        #[command(flatten)]
+        json: JsonFlag,
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `copy`: copy files into a layer.
+    #[command(name = "copy")]
+    Copy {
+        /// `--chown`.
+        #[arg(
+            long = "chown",
+            allow_hyphen_values = true,
+            help = "Set owner on new copies"
+        )]
+        chown: Option<String>,
+        /// `--json`.
+        #[command(flatten)]
+        json: JsonFlag,
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `create-image`: create an image.
+    #[command(name = "create-image", alias = "createimage")]
+    CreateImage {
+        /// `--name`/`-n` (repeatable).
+        #[arg(short = 'n', long = "name", action = ArgAction::Append, allow_hyphen_values = true, help = "Image name")]
+        names: Vec<String>,
+        /// `--id`.
+        #[arg(
+            short = 'i',
+            long = "id",
+            allow_hyphen_values = true,
+            help = "Image ID"
+        )]
+        id: Option<String>,
+        /// `--digest`.
+        #[arg(
+            short = 'd',
+            long = "digest",
+            allow_hyphen_values = true,
+            help = "Image Digest"
+        )]
+        digest: Option<String>,
+        /// `--metadata`.
+        #[arg(
+            short = 'm',
+            long = "metadata",
+            allow_hyphen_values = true,
+            help = "Metadata"
+        )]
+        metadata: Option<String>,
+        /// `--metadata-file`.
+        #[arg(
+            short = 'f',
+            long = "metadata-file",
+            allow_hyphen_values = true,
+            help = "Metadata File"
+        )]
+        metadata_file: Option<PathBuf>,
+        /// `--json`.
+        #[command(flatten)]
+        json: JsonFlag,
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `create-container`: create a container from an image.
+    #[command(name = "create-container", alias = "createcontainer")]
+    CreateContainer {
+        /// `--name`/`-n` (repeatable).
+        #[arg(short = 'n', long = "name", action = ArgAction::Append, allow_hyphen_values = true, help = "Container name")]
+        names: Vec<String>,
+        /// `--volatile`.
+        #[arg(long = "volatile", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool, help = "Mark as volatile")]
+        volatile: Option<bool>,
+        /// `--id`.
+        #[arg(
+            short = 'i',
+            long = "id",
+            allow_hyphen_values = true,
+            help = "Container ID"
+        )]
+        id: Option<String>,
+        /// `--metadata`.
+        #[arg(
+            short = 'm',
+            long = "metadata",
+            allow_hyphen_values = true,
+            help = "Metadata"
+        )]
+        metadata: Option<String>,
+        /// `--metadata-file`.
+        #[arg(
+            short = 'f',
+            long = "metadata-file",
+            allow_hyphen_values = true,
+            help = "Metadata File"
+        )]
+        metadata_file: Option<PathBuf>,
+        /// `--json`.
+        #[command(flatten)]
+        json: JsonFlag,
+        /// The ID-mapping flags.
+        #[command(flatten)]
+        maps: MapFlags,
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `delete-image`: delete images, with safety checks.
+    #[command(name = "delete-image", alias = "deleteimage")]
+    DeleteImage {
+        /// `--test`.
+        #[arg(short = 't', long = "test", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool, help = "Only test removal")]
+        test: Option<bool>,
+        /// `--json`.
+        #[command(flatten)]
+        json: JsonFlag,
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `delete-container`: delete containers, with safety checks.
+    #[command(name = "delete-container", alias = "deletecontainer")]
+    DeleteContainer {
+        /// `--json`.
+        #[command(flatten)]
+        json: JsonFlag,
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `image`: examine images.
+    #[command(name = "image")]
+    Image {
+        /// `--json`.
+        #[command(flatten)]
+        json: JsonFlag,
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `list-image-data`: an image's big-data keys.
+    #[command(name = "list-image-data", alias = "listimagedata")]
+    ListImageData {
+        /// `--json`.
+        #[command(flatten)]
+        json: JsonFlag,
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `get-image-data`: read an image's big-data item.
+    #[command(name = "get-image-data", alias = "getimagedata")]
+    GetImageData {
+        /// `--file`.
+        #[arg(
+            short = 'f',
+            long = "file",
+            allow_hyphen_values = true,
+            help = "Write data to file"
+        )]
+        file: Option<PathBuf>,
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `get-image-data-size`: the size of an image's big-data item.
+    #[command(name = "get-image-data-size", alias = "getimagedatasize")]
+    GetImageDataSize {
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `get-image-data-digest`: the digest of an image's big-data item.
+    #[command(name = "get-image-data-digest", alias = "getimagedatadigest")]
+    GetImageDataDigest {
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `set-image-data`: write an image's big-data item.
+    #[command(name = "set-image-data", alias = "setimagedata")]
+    SetImageData {
+        /// `--file`.
+        #[arg(
+            short = 'f',
+            long = "file",
+            allow_hyphen_values = true,
+            help = "Read data from file"
+        )]
+        file: Option<PathBuf>,
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `images`: list images.
+    #[command(name = "images")]
+    Images {
+        /// `--quiet`.
+        #[arg(short = 'q', long = "quiet", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool, help = "Only print IDs")]
+        quiet: Option<bool>,
+        /// `--format`.
+        #[arg(
+            long = "format",
+            allow_hyphen_values = true,
+            help = "Output format: table (on a terminal, the default there) or go (the Go tool's; the default otherwise) (layerstore only)"
+        )]
+        format: Option<String>,
+        /// `--json`.
+        #[command(flatten)]
+        json: JsonFlag,
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `images-by-digest`: list images by digest.
+    #[command(name = "images-by-digest")]
+    ImagesByDigest {
+        /// `--quiet`.
+        #[arg(short = 'q', long = "quiet", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool, help = "Only print IDs")]
+        quiet: Option<bool>,
+        /// `--json`.
+        #[command(flatten)]
+        json: JsonFlag,
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
     /// `check` (Go ≥ 1.47 has one; not 1.43): check the layers and, with `--repair`, repair.
     Check {
         /// `--repair`/`-r`.
@@ -423,7 +753,30 @@ impl Command {
             | Command::Wipe { pos, .. }
             | Command::Shutdown { pos, .. }
             | Command::Version { pos, .. }
-            | Command::Check { pos, .. } => &pos.args,
+            | Command::Check { pos, .. }
+            | Command::Container { pos, .. }
+            | Command::ListContainerData { pos, .. }
+            | Command::GetContainerData { pos, .. }
+            | Command::GetContainerDataSize { pos, .. }
+            | Command::GetContainerDataDigest { pos, .. }
+            | Command::SetContainerData { pos, .. }
+            | Command::GetContainerDir { pos, .. }
+            | Command::GetContainerRunDir { pos, .. }
+            | Command::ContainerParentOwners { pos, .. }
+            | Command::Containers { pos, .. }
+            | Command::Copy { pos, .. }
+            | Command::CreateImage { pos, .. }
+            | Command::CreateContainer { pos, .. }
+            | Command::DeleteImage { pos, .. }
+            | Command::DeleteContainer { pos, .. }
+            | Command::Image { pos, .. }
+            | Command::ListImageData { pos, .. }
+            | Command::GetImageData { pos, .. }
+            | Command::GetImageDataSize { pos, .. }
+            | Command::GetImageDataDigest { pos, .. }
+            | Command::SetImageData { pos, .. }
+            | Command::Images { pos, .. }
+            | Command::ImagesByDigest { pos, .. } => &pos.args,
             Command::Completions { .. } | Command::External(_) => &[],
         }
     }

@@ -6,11 +6,12 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
 
 use anyhow::Result;
-use layerstore_layers::{Compression, DiffOptions, IDMap, Layer, LayerOptions};
+use layerstore::{HostMapping, IDMap, Layer, LayerOptions};
+use layerstore_layers::{Compression, DiffOptions};
 use serde::Serialize;
 
 use super::{Context, go_error_text, go_io_text};
-use crate::args::CreateFlags;
+use crate::args::{CreateFlags, MapFlags};
 use crate::output::{go_quote, write_json};
 use crate::progress::Progress;
 
@@ -38,29 +39,44 @@ pub(super) fn open_input(
     }
 }
 
-/// Parses `ctr:host:size[,ctr:host:size...]`.
-fn parse_id_map(text: &str) -> Result<Vec<IDMap>, String> {
-    text.split(',')
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            let fields: Vec<&str> = part.split(':').collect();
-            let numbers: Option<Vec<u32>> = fields.iter().map(|f| f.trim().parse().ok()).collect();
-            match numbers.as_deref() {
-                Some([container_id, host_id, size]) => Ok(IDMap {
-                    container_id: *container_id,
-                    host_id: *host_id,
-                    size: *size,
-                }),
-                _ => Err(format!(
-                    "error parsing ID map {part:?}: want container:host:size"
-                )),
-            }
+/// Parses the Go tool's `--uidmap`/`--gidmap` value: colon-separated triples,
+/// `ctr:host:size[:ctr:host:size...]` (Go's `idtools.ParseIDMap`; commas are refused, as
+/// there). `kind` is `uid` or `gid`, for the error text.
+fn parse_id_map(text: &str, kind: &str) -> Result<Vec<IDMap>, String> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    let malformed = || {
+        format!(
+            "initializing ID mappings: {kind} setting is malformed expected [\"uint32:uint32:uint32\"]: [{text:?}]"
+        )
+    };
+    let numbers: Vec<u32> = text
+        .split(':')
+        .map(|field| field.parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| malformed())?;
+    if numbers.len() % 3 != 0 {
+        return Err(malformed());
+    }
+    Ok(numbers
+        .chunks(3)
+        .map(|triple| IDMap {
+            container_id: triple[0],
+            host_id: triple[1],
+            size: triple[2],
         })
-        .collect()
+        .collect())
 }
 
 /// The ranges `/etc/subuid` (or subgid) gives `name`, mapped from container ID 0 upwards.
 fn sub_id_map(file: &str, name: &str) -> Result<Vec<IDMap>, String> {
+    let kind = if file.ends_with("subgid") {
+        "subgid"
+    } else {
+        "subuid"
+    };
+    let who = if kind == "subgid" { "group" } else { "user" };
     let text =
         std::fs::read_to_string(file).map_err(|e| go_io_text("open", Path::new(file), &e))?;
     let mut next = 0u32;
@@ -81,34 +97,62 @@ fn sub_id_map(file: &str, name: &str) -> Result<Vec<IDMap>, String> {
     }
     if maps.is_empty() {
         return Err(format!(
-            "no subordinate ID ranges found for {name:?} in {file}"
+            "no {kind} ranges found for {who} {name:?} in {file}"
         ));
     }
     Ok(maps)
 }
 
-fn layer_options(flags: &CreateFlags, parent: Option<&String>) -> Result<LayerOptions, String> {
+/// The mappings the ID-mapping flags ask for, as the Go tool's `paramIDMapping` builds them:
+/// `--hostuidmap` with a UID mapping is an error; one of `--subuidmap`/`--subgidmap` serves
+/// for both; the sub-ID ranges come first, then `--uidmap`/`--gidmap`.
+pub(super) fn id_mappings(
+    flags: &MapFlags,
+) -> Result<(Vec<IDMap>, Vec<IDMap>, HostMapping), String> {
+    let host = HostMapping {
+        uid: flags.host_uid_map.unwrap_or(false),
+        gid: flags.host_gid_map.unwrap_or(false),
+    };
+    let uid_map_text = flags.uid_map.clone().unwrap_or_default();
+    let gid_map_text = flags.gid_map.clone().unwrap_or_default();
+    let sub_uid = flags.sub_uid_map.clone().unwrap_or_default();
+    let sub_gid = flags.sub_gid_map.clone().unwrap_or_default();
+    if host.uid && (!uid_map_text.is_empty() || !sub_uid.is_empty()) {
+        return Err("host uid map specified along with UID mapping".into());
+    }
+    if host.gid && (!gid_map_text.is_empty() || !sub_gid.is_empty()) {
+        return Err("host gid map specified along with GID mapping".into());
+    }
+    let (sub_uid, sub_gid) = match (sub_uid.is_empty(), sub_gid.is_empty()) {
+        (false, true) => (sub_uid.clone(), sub_uid),
+        (true, false) => (sub_gid.clone(), sub_gid),
+        _ => (sub_uid, sub_gid),
+    };
+    let mut uid_map = Vec::new();
+    let mut gid_map = Vec::new();
+    if !sub_uid.is_empty() {
+        uid_map = sub_id_map("/etc/subuid", &sub_uid)?;
+        gid_map = sub_id_map("/etc/subgid", &sub_gid)?;
+    }
+    uid_map.extend(parse_id_map(&uid_map_text, "uid")?);
+    gid_map.extend(parse_id_map(&gid_map_text, "gid")?);
+    Ok((uid_map, gid_map, host))
+}
+
+fn layer_options(
+    flags: &CreateFlags,
+    parent: Option<&String>,
+) -> Result<(LayerOptions, HostMapping), String> {
     let mut options = LayerOptions::new();
     options.id = flags.id.clone().filter(|id| !id.is_empty());
-    options.parent = parent.cloned();
+    options.parent = parent.cloned().filter(|p| !p.is_empty());
     options.names = flags.names.clone();
     options.mount_label = flags.label.clone().unwrap_or_default();
     options.writeable = !flags.readonly.unwrap_or(false);
-    if !flags.host_uid_map.unwrap_or(false) {
-        if let Some(map) = &flags.uid_map {
-            options.uid_map = parse_id_map(map)?;
-        } else if let Some(user) = &flags.sub_uid_map {
-            options.uid_map = sub_id_map("/etc/subuid", user)?;
-        }
-    }
-    if !flags.host_gid_map.unwrap_or(false) {
-        if let Some(map) = &flags.gid_map {
-            options.gid_map = parse_id_map(map)?;
-        } else if let Some(group) = &flags.sub_gid_map {
-            options.gid_map = sub_id_map("/etc/subgid", group)?;
-        }
-    }
-    Ok(options)
+    let (uid_map, gid_map, host) = id_mappings(&flags.maps)?;
+    options.uid_map = uid_map;
+    options.gid_map = gid_map;
+    Ok((options, host))
 }
 
 fn print_created(ctx: &mut Context<'_>, layer: &Layer, json: bool) -> Result<i32> {
@@ -128,11 +172,11 @@ pub(super) fn create_layer(
     flags: &CreateFlags,
     args: &[String],
 ) -> Result<i32> {
-    let options = match layer_options(flags, args.first()) {
+    let (options, host) = match layer_options(flags, args.first()) {
         Ok(options) => options,
         Err(text) => return ctx.fail(&text),
     };
-    match ctx.store.create(&options) {
+    match ctx.store.create_layer(&options, host) {
         Ok(layer) => print_created(ctx, &layer, flags.json.on()),
         Err(err) => ctx.fail(&go_error_text(&err)),
     }
@@ -144,7 +188,7 @@ pub(super) fn import_layer(
     flags: &CreateFlags,
     args: &[String],
 ) -> Result<i32> {
-    let options = match layer_options(flags, args.first()) {
+    let (options, host) = match layer_options(flags, args.first()) {
         Ok(options) => options,
         Err(text) => return ctx.fail(&text),
     };
@@ -154,7 +198,7 @@ pub(super) fn import_layer(
     };
     let progress = Progress::new("import-layer", len);
     let mut reader = progress.reader(input);
-    match ctx.store.put(&options, Some(&mut reader)) {
+    match ctx.store.put_layer(&options, host, Some(&mut reader)) {
         Ok((layer, _)) => {
             progress.finish();
             print_created(ctx, &layer, flags.json.on())
@@ -233,7 +277,7 @@ pub(super) fn diff(
     }
     let total = ctx
         .store
-        .size(to)
+        .layer_size(to)
         .ok()
         .flatten()
         .and_then(|s| u64::try_from(s).ok());

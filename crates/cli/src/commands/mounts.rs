@@ -1,7 +1,6 @@
 //! `mount`, `unmount` and `mounted`.
 
 use anyhow::Result;
-use layerstore_layers::MountOptions;
 use serde::Serialize;
 
 use super::{Context, go_error_text};
@@ -21,22 +20,18 @@ pub(super) fn mount(
     json: bool,
     args: &[String],
 ) -> Result<i32> {
-    let options = MountOptions {
-        mount_label: label.unwrap_or_default().to_string(),
-        ..MountOptions::default()
-    };
+    let label = label.unwrap_or_default();
     let results: Vec<MountResult<'_>> = args
         .iter()
         .map(|arg| {
-            if read_only {
-                // `--ro` mounts images, which this tool does not hold.
-                return MountResult {
-                    id: arg,
-                    mountpoint: String::new(),
-                    error: format!("locating image with ID {arg:?}: image not known"),
-                };
-            }
-            match ctx.store.mount(arg, &options) {
+            // `--ro` mounts an image's top layer, with the options the Go tool passes.
+            let mounted = if read_only {
+                let options = ["noexec".to_string(), "nosuid".to_string()];
+                ctx.store.mount_image(arg, &options, label)
+            } else {
+                ctx.store.mount(arg, label)
+            };
+            match mounted {
                 Ok(path) => MountResult {
                     id: arg,
                     mountpoint: path.display().to_string(),
@@ -100,8 +95,8 @@ pub(super) fn unmount(
     let mut results = Vec::new();
     for arg in args {
         match ctx.store.unmount(arg, force) {
-            Ok(remaining) => {
-                if remaining == 0 {
+            Ok(still_mounted) => {
+                if !still_mounted {
                     writeln!(ctx.out, "{arg} mountpoint unmounted")?;
                 }
                 results.push(IdError {
@@ -109,10 +104,14 @@ pub(super) fn unmount(
                     error: String::new(),
                 });
             }
-            Err(err) => results.push(IdError {
-                id: arg,
-                error: go_error_text(&err),
-            }),
+            // As the Go tool: then as an image; if that fails too, the first error counts.
+            Err(err) => {
+                let error = match ctx.store.unmount_image(arg, force) {
+                    Ok(_) => String::new(),
+                    Err(_) => go_error_text(&err),
+                };
+                results.push(IdError { id: arg, error });
+            }
         }
     }
     finish_id_errors(ctx, json, &results, |r| {

@@ -7,7 +7,7 @@ use std::io;
 use std::path::Path;
 
 use anyhow::Result;
-use layerstore_layers::{Error, Layer};
+use layerstore::{Container, Error, Image, Layer};
 use serde::Serialize;
 
 use super::content::open_input;
@@ -21,7 +21,24 @@ pub(super) fn layers(ctx: &mut Context<'_>, tree: bool, json: bool) -> Result<i3
     };
     if json {
         write_json(ctx.out, &layers)?;
-    } else if tree {
+        return Ok(0);
+    }
+    // As in Go, the images and containers are listed beside their layers when they can be
+    // read, and left out when not.
+    let images = ctx.store.images().unwrap_or_default();
+    let containers = ctx.store.containers().unwrap_or_default();
+    let images_on = |id: &str| -> Vec<&Image> {
+        images
+            .iter()
+            .filter(|image| {
+                image.top_layer == id || image.mapped_top_layers.iter().any(|m| m == id)
+            })
+            .collect()
+    };
+    // Go keeps one container per layer in a map: the last one listed wins.
+    let container_on =
+        |id: &str| -> Option<&Container> { containers.iter().rev().find(|c| c.layer_id == id) };
+    if tree {
         let nodes = layers
             .iter()
             .map(|layer| {
@@ -29,6 +46,19 @@ pub(super) fn layers(ctx: &mut Context<'_>, tree: bool, json: bool) -> Result<i3
                     layer.names.iter().map(|n| format!("name: {n}")).collect();
                 if let Some(mount) = layer.mount_point.as_ref().filter(|_| layer.mount_count > 0) {
                     notes.push(format!("mount: {}", mount.display()));
+                }
+                for image in images_on(&layer.id) {
+                    notes.push(format!("image: {}", image.id));
+                    notes.extend(image.names.iter().map(|n| format!("image name: {n}")));
+                }
+                if let Some(container) = container_on(&layer.id) {
+                    notes.push(format!("container: {}", container.id));
+                    notes.extend(
+                        container
+                            .names
+                            .iter()
+                            .map(|n| format!("container name: {n}")),
+                    );
                 }
                 TreeNode {
                     left: layer.parent().unwrap_or("(base)").to_string(),
@@ -44,13 +74,28 @@ pub(super) fn layers(ctx: &mut Context<'_>, tree: bool, json: bool) -> Result<i3
             for name in &layer.names {
                 writeln!(ctx.out, "\tname: {name}")?;
             }
+            for image in images_on(&layer.id) {
+                writeln!(ctx.out, "\timage: {}", image.id)?;
+                for name in &image.names {
+                    writeln!(ctx.out, "\t\tname: {name}")?;
+                }
+            }
+            if let Some(container) = container_on(&layer.id) {
+                writeln!(ctx.out, "\tcontainer: {}", container.id)?;
+                for name in &container.names {
+                    writeln!(ctx.out, "\t\tname: {name}")?;
+                }
+            }
         }
     }
     Ok(0)
 }
 
 pub(super) fn layer(ctx: &mut Context<'_>, json: bool, args: &[String]) -> Result<i32> {
-    let matched: Vec<Layer> = args.iter().filter_map(|a| ctx.store.get(a).ok()).collect();
+    let matched: Vec<Layer> = args
+        .iter()
+        .filter_map(|a| ctx.store.layer(a).ok())
+        .collect();
     if json {
         write_json(ctx.out, &matched)?;
     } else {
@@ -99,30 +144,49 @@ pub(super) fn layer_parent_owners(
     json: bool,
     args: &[String],
 ) -> Result<i32> {
-    let matched: Vec<Layer> = args.iter().filter_map(|a| ctx.store.get(a).ok()).collect();
+    let matched: Vec<Layer> = args
+        .iter()
+        .filter_map(|a| ctx.store.layer(a).ok())
+        .collect();
     for layer in &matched {
-        let (uids, gids) = match ctx.store.parent_owners(&layer.id) {
+        let (uids, gids) = match ctx.store.layer_parent_owners(&layer.id) {
             Ok(owners) => owners,
             Err(err) => return ctx.fail(&format!("LayerParentOwner: {}", go_error_text(&err))),
         };
-        if json {
-            let owners = ParentOwners {
-                id: &layer.id,
-                uids: (!uids.is_empty()).then_some(uids.as_slice()),
-                gids: (!gids.is_empty()).then_some(gids.as_slice()),
-            };
-            write_json(ctx.out, &owners)?;
-        } else {
-            writeln!(ctx.out, "ID: {}", layer.id)?;
-            if !uids.is_empty() {
-                writeln!(ctx.out, "UIDs: {}", go_int_list(&uids))?;
-            }
-            if !gids.is_empty() {
-                writeln!(ctx.out, "GIDs: {}", go_int_list(&gids))?;
-            }
-        }
+        write_parent_owners(ctx, json, false, &layer.id, &uids, &gids)?;
     }
     Ok(i32::from(matched.len() != args.len()))
+}
+
+/// One item's unmapped parent owners, as `layer-parent-owners` and
+/// `container-parent-owners` print them: JSON with `null` for an empty list, or `ID:`,
+/// `UIDs:`, `GIDs:` lines (empty lists printed as `[]` only when `empty_lines`, as Go's
+/// container command does).
+pub(super) fn write_parent_owners(
+    ctx: &mut Context<'_>,
+    json: bool,
+    empty_lines: bool,
+    id: &str,
+    uids: &[u32],
+    gids: &[u32],
+) -> Result<()> {
+    if json {
+        let owners = ParentOwners {
+            id,
+            uids: (!uids.is_empty()).then_some(uids),
+            gids: (!gids.is_empty()).then_some(gids),
+        };
+        write_json(ctx.out, &owners)?;
+    } else {
+        writeln!(ctx.out, "ID: {id}")?;
+        if empty_lines || !uids.is_empty() {
+            writeln!(ctx.out, "UIDs: {}", go_int_list(uids))?;
+        }
+        if empty_lines || !gids.is_empty() {
+            writeln!(ctx.out, "GIDs: {}", go_int_list(gids))?;
+        }
+    }
+    Ok(())
 }
 
 /// `delete-layer` (`safe`) and `delete`: per-argument results.
@@ -132,17 +196,38 @@ pub(super) fn delete(
     safe: bool,
     args: &[String],
 ) -> Result<i32> {
-    let mut results: Vec<(String, String)> = Vec::new();
-    for arg in args {
-        let text = match ctx.store.delete(arg) {
-            Ok(()) => String::new(),
-            Err(Error::LayerUnknown(_) | Error::AmbiguousId(_)) if safe => {
-                "identifier is not a layer".to_string()
-            }
-            Err(err) => go_error_text(&err),
-        };
-        results.push((arg.clone(), text));
-    }
+    let store = ctx.store;
+    let results = per_argument(args, |arg| {
+        if safe {
+            store.delete_layer(arg)
+        } else {
+            store.delete(arg)
+        }
+    });
+    finish_deletions(ctx, json, &results)
+}
+
+/// Runs `op` for each argument, in argument order: each argument with its error text
+/// (empty for success).
+pub(super) fn per_argument(
+    args: &[String],
+    op: impl Fn(&str) -> Result<(), Error>,
+) -> Vec<(String, String)> {
+    args.iter()
+        .map(|arg| {
+            let text = op(arg).err().map(|e| go_error_text(&e)).unwrap_or_default();
+            (arg.clone(), text)
+        })
+        .collect()
+}
+
+/// The Go tool's report of `delete`, `delete-layer` and `delete-container`: a JSON object of
+/// argument to error text (empty for success), or each error on stderr; exit 1 if any failed.
+pub(super) fn finish_deletions(
+    ctx: &mut Context<'_>,
+    json: bool,
+    results: &[(String, String)],
+) -> Result<i32> {
     let failed = results.iter().any(|(_, e)| !e.is_empty());
     if json {
         let map: BTreeMap<&str, &str> = results
@@ -151,7 +236,7 @@ pub(super) fn delete(
             .collect();
         write_json(ctx.out, &map)?;
     } else {
-        for (arg, text) in &results {
+        for (arg, text) in results {
             if !text.is_empty() {
                 write_error(ctx.err, ctx.json_errors, &format!("{arg}: {text}"))?;
             }
@@ -160,10 +245,23 @@ pub(super) fn delete(
     Ok(i32::from(failed))
 }
 
+/// The kinds `exists` must find (`-l`, `-i`, `-c`); none asked is any kind.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct KindFilter {
+    /// `--layer`.
+    pub layer: bool,
+    /// `--image`.
+    pub image: bool,
+    /// `--container`.
+    pub container: bool,
+}
+
+/// `exists`: prints whether each argument names anything (Go prints that, whatever the kind
+/// flags), and exits 1 if one names nothing or not each kind asked for.
 pub(super) fn exists(
     ctx: &mut Context<'_>,
     quiet: bool,
-    want_image_or_container: bool,
+    kinds: KindFilter,
     json: bool,
     args: &[String],
 ) -> Result<i32> {
@@ -171,10 +269,10 @@ pub(super) fn exists(
     let mut found: Vec<(String, bool)> = Vec::new();
     for arg in args {
         let exists = ctx.store.exists(arg).unwrap_or(false);
-        // This tool holds no images or containers: `-i`/`-c` never match.
-        if !exists || want_image_or_container {
-            any_missing = true;
-        }
+        let kinds_found = (!kinds.container || ctx.store.container(arg).is_ok())
+            && (!kinds.image || ctx.store.image(arg).is_ok())
+            && (!kinds.layer || ctx.store.layer(arg).is_ok());
+        any_missing |= !(exists && kinds_found);
         found.push((arg.clone(), exists));
     }
     if json {
@@ -192,21 +290,22 @@ pub(super) fn get_names(ctx: &mut Context<'_>, json: bool, args: &[String]) -> R
     let Some(key) = args.first() else {
         return Ok(1);
     };
-    match ctx.store.get(key) {
-        Ok(layer) => {
-            if json {
-                write_json(ctx.out, &layer.names)?;
-            } else {
-                for name in &layer.names {
-                    writeln!(ctx.out, "{name}")?;
-                }
-            }
-            Ok(0)
+    let names = match ctx.store.lookup(key).and_then(|id| ctx.store.names(&id)) {
+        Ok(names) => names,
+        Err(err) => return ctx.fail(&go_error_text(&err)),
+    };
+    if json {
+        write_json(ctx.out, &names)?;
+    } else {
+        for name in &names {
+            writeln!(ctx.out, "{name}")?;
         }
-        Err(err) => ctx.fail(&go_error_text(&err)),
     }
+    Ok(0)
 }
 
+/// `add-names` (the old names, then the new ones, set at once, as the Go tool does) and
+/// `set-names`.
 pub(super) fn change_names(
     ctx: &mut Context<'_>,
     add: bool,
@@ -217,11 +316,13 @@ pub(super) fn change_names(
     let Some(key) = args.first() else {
         return Ok(1);
     };
-    let result = if add {
-        ctx.store.add_names(key, names)
-    } else {
-        ctx.store.set_names(key, names)
-    };
+    let store = ctx.store;
+    let result = store.lookup(key).and_then(|id| {
+        let mut new = if add { store.names(&id)? } else { Vec::new() };
+        new.extend(names.iter().cloned());
+        store.set_names(&id, &new)?;
+        store.names(&id)
+    });
     match result {
         Ok(names) => {
             if json {
@@ -297,9 +398,6 @@ pub(super) fn set_metadata(
     };
     match ctx.store.set_metadata(key, &text) {
         Ok(()) => Ok(0),
-        Err(Error::LayerUnknown(_) | Error::AmbiguousId(_)) => {
-            ctx.fail("identifier is not a layer, image, or container")
-        }
         Err(err) => ctx.fail(&go_error_text(&err)),
     }
 }
@@ -308,7 +406,7 @@ pub(super) fn list_layer_data(ctx: &mut Context<'_>, json: bool, args: &[String]
     let Some(key) = args.first() else {
         return Ok(1);
     };
-    match ctx.store.big_data_names(key) {
+    match ctx.store.list_layer_big_data(key) {
         Ok(names) => {
             if json {
                 if names.is_empty() {
@@ -335,7 +433,7 @@ pub(super) fn get_layer_data(
     let (Some(key), Some(item)) = (args.first(), args.get(1)) else {
         return Ok(1);
     };
-    let mut data = match ctx.store.big_data(key, item) {
+    let mut data = match ctx.store.layer_big_data(key, item) {
         Ok(data) => data,
         Err(err) => return ctx.fail(&go_error_text(&err)),
     };
@@ -366,12 +464,14 @@ pub(super) fn set_layer_data(
         Ok(input) => input,
         Err(text) => return ctx.fail(&text),
     };
-    match ctx.store.set_big_data(key, item, &mut input) {
+    match ctx.store.set_layer_big_data(key, item, &mut input) {
         Ok(()) => Ok(0),
-        Err(err @ Error::InvalidBigDataName(_)) => ctx.fail(&format!(
-            "can't set empty name for layer big data item: {}",
-            go_error_text(&err)
-        )),
+        Err(err @ Error::Layers(layerstore_layers::Error::InvalidBigDataName(_))) => {
+            ctx.fail(&format!(
+                "can't set empty name for layer big data item: {}",
+                go_error_text(&err)
+            ))
+        }
         Err(err) => ctx.fail(&go_error_text(&err)),
     }
 }

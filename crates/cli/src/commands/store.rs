@@ -4,7 +4,7 @@ use anyhow::Result;
 use layerstore_layers::CheckOptions;
 use serde::Serialize;
 
-use super::{Context, go_error_text};
+use super::{Context, go_error_text, layer_error_text};
 use crate::output::write_json;
 
 pub(super) fn status(ctx: &mut Context<'_>, json: bool) -> Result<i32> {
@@ -106,9 +106,9 @@ pub(super) fn check(ctx: &mut Context<'_>, repair: bool, quick: bool, json: bool
         verify_contents: !quick,
         repair,
     };
-    let report = match ctx.store.check(&options) {
+    let report = match ctx.store.layer_store().check(&options) {
         Ok(report) => report,
-        Err(err) => return ctx.fail(&format!("check: {}", go_error_text(&err))),
+        Err(err) => return ctx.fail(&format!("check: {}", layer_error_text(&err))),
     };
     if json {
         let problems = report
@@ -145,13 +145,13 @@ pub(super) fn check(ctx: &mut Context<'_>, repair: bool, quick: bool, json: bool
 
 #[cfg(test)]
 mod tests {
-    use layerstore_layers::{LayerOptions, LayerStore};
+    use layerstore::{LayerOptions, Store};
 
     use super::*;
     use crate::config::StoreConfig;
 
     /// Runs `check` with the given flags; answers the exit code and stdout.
-    fn run_check(store: &LayerStore, repair: bool, json: bool) -> (i32, String) {
+    fn run_check(store: &Store, repair: bool, json: bool) -> (i32, String) {
         let config = StoreConfig {
             graph_root: store.graph_root().to_path_buf(),
             run_root: store.run_root().to_path_buf(),
@@ -176,20 +176,22 @@ mod tests {
     #[test]
     fn check_reports_repairs_and_exits_by_what_remains() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = LayerStore::open(layerstore_layers::StoreOptions::new(
+        let store = Store::open(layerstore::StoreOptions::new(
             dir.path().join("graph"),
             dir.path().join("run"),
             "vfs",
         ))
         .expect("open");
-        store.create(&LayerOptions::new()).expect("create");
+        store
+            .create_layer(&LayerOptions::new(), Default::default())
+            .expect("create");
         assert_eq!(run_check(&store, false, false), (0, String::new()));
         assert_eq!(
             run_check(&store, false, true),
             (0, "{\"problems\":[],\"actions\":[]}\n".to_string())
         );
 
-        let orphan = store.layers_dir().join("gone.tar-split.gz");
+        let orphan = store.layer_store().layers_dir().join("gone.tar-split.gz");
         std::fs::write(&orphan, b"").expect("orphan");
         let (code, text) = run_check(&store, false, false);
         assert_eq!(code, 1);

@@ -1,6 +1,6 @@
 //! Tests of what `layerstore` adds to the Go tool and of its configuration: the progress bar
 //! (shown on a pseudo-terminal, absent on a pipe), `storage.conf`, shell completions, JSON
-//! errors, refused image/container commands, and the README's import-list-give-back job.
+//! errors, the image and container tables on a terminal, and the README's import-list-give-back job.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -294,15 +294,113 @@ fn json_errors_and_refused_commands() {
         "Go's text by default"
     );
 
-    for command in ["images", "create-container", "image"] {
-        let output = store.run(&[command, "x"]);
-        assert_eq!(output.status.code(), Some(1), "{command}");
-        assert_eq!(
-            text(&output.stderr),
-            format!("{command}: not supported: this tool manages layers\n")
-        );
-        assert!(output.stdout.is_empty());
-    }
+    // The image and container commands answer as the Go tool does (they were refused as
+    // "not supported" while the tool drove only the layer store).
+    let output = store.run(&["images"]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(output.stdout.is_empty() && output.stderr.is_empty());
+    let output = store.run(&["image", "x"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(output.stdout.is_empty() && output.stderr.is_empty());
+    let output = store.run(&["create-container", "x"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(
+        text(&output.stderr),
+        "locating image with ID \"x\": image not known\n"
+    );
+}
+
+#[test]
+fn images_and_containers_show_a_table_on_a_terminal_and_go_lines_otherwise() {
+    require_or_skip!(Capability::Root, Capability::Script);
+    let store = Store::new();
+    let layer = store.run(&["create-layer", "--id", &"a".repeat(64)]);
+    assert!(layer.status.success(), "{layer:?}");
+    let image_id = "b".repeat(64);
+    let image = store.run(&[
+        "create-image",
+        "--id",
+        &image_id,
+        "-n",
+        "localhost/demo:1.0",
+        &"a".repeat(64),
+    ]);
+    assert!(image.status.success(), "{image:?}");
+    let container_id = "c".repeat(64);
+    let container = store.run(&[
+        "create-container",
+        "--id",
+        &container_id,
+        "-n",
+        "web",
+        "localhost/demo:1.0",
+    ]);
+    assert!(container.status.success(), "{container:?}");
+
+    // A pipe gets the Go tool's lines.
+    let piped = store.run(&["images"]);
+    assert_eq!(
+        text(&piped.stdout),
+        format!("{image_id}\n\tname: localhost/demo:1.0\n")
+    );
+    let piped = store.run(&["containers"]);
+    assert_eq!(
+        text(&piped.stdout),
+        format!("{container_id}\n\tname: web\n")
+    );
+
+    // A terminal gets podman's columns, one row per image name and per container.
+    let shown = store.run_on_terminal(&["images"]);
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 2, "{shown:?}");
+    let header: Vec<&str> = lines[0]
+        .split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(header, ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]);
+    let row: Vec<&str> = lines[1]
+        .split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        row,
+        [
+            "localhost/demo",
+            "1.0",
+            "bbbbbbbbbbbb",
+            "Less than a minute ago",
+            "0 B"
+        ],
+        "{shown:?}"
+    );
+    let shown = store.run_on_terminal(&["containers"]);
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 2, "{shown:?}");
+    assert!(lines[0].starts_with("CONTAINER ID"), "{shown:?}");
+    assert!(
+        lines[1].starts_with("cccccccccccc   localhost/demo:1.0   Less than a minute ago   web"),
+        "{shown:?}"
+    );
+
+    // `--format go` and `--json` give scripts on a terminal what they get on a pipe.
+    let shown = store.run_on_terminal(&["images", "--format", "go"]);
+    assert_eq!(
+        shown.replace("\r\n", "\n"),
+        format!("{image_id}\n\tname: localhost/demo:1.0\n")
+    );
+    let shown = store.run_on_terminal(&["containers", "--json"]);
+    assert!(
+        shown.starts_with(&format!("[{{\"id\":\"{container_id}\"")),
+        "{shown:?}"
+    );
+    let bad = store.run(&["images", "--format", "yaml"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(
+        text(&bad.stderr),
+        "unknown output format \"yaml\": use table or go\n"
+    );
 }
 
 #[test]

@@ -261,10 +261,17 @@ impl<'s> LayerRecords<'s> {
         let (layer, from_layer) = self.pair(from, to)?;
         let mappings = mappings_of(layer);
         let from_mappings = from_layer.map(mappings_of).unwrap_or_default();
+        // A parent this store lacks (one of an additional image store's layers) is still the
+        // layer to compare with, as in Go: the driver finds it in the store it belongs to.
+        let parent = match from_layer {
+            Some(f) => Some(f.id.as_str()),
+            None if from.is_none_or(str::is_empty) => layer.parent(),
+            None => None,
+        };
         let args = DiffArgs {
             id: &layer.id,
             id_mappings: &mappings,
-            parent: from_layer.map(|f| f.id.as_str()),
+            parent,
             parent_mappings: &from_mappings,
             mount_label: &layer.mount_label,
         };
