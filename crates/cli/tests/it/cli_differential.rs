@@ -12,7 +12,7 @@
 //! positional arguments (Go takes them as names), `shutdown -f` (Go loops forever), image and
 //! container commands (Go runs them; layerstore refuses), and `version` text.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -337,18 +337,34 @@ fn run_script(binary: &Path, dir: &Path, driver: &str, steps: &[Step]) -> Vec<Ou
         .collect()
 }
 
-/// Replaces the run's folder, random 64-hex IDs (numbered by first appearance) and creation
-/// timestamps with placeholders.
+/// Replaces the run's folder, random 64-hex IDs (numbered by first appearance; the script's own
+/// IDs stay) and creation timestamps with placeholders.
 struct Normaliser {
     dir: String,
     ids: HashMap<String, usize>,
+    /// The IDs the script itself chose: kept as they are, so that one extra random ID in one
+    /// run does not renumber every later mention of them.
+    chosen: HashSet<String>,
+}
+
+/// The 64-hex runs of a word.
+fn hex_ids(word: &str) -> impl Iterator<Item = &str> {
+    word.split(|c: char| !(c.is_ascii_digit() || ('a'..='f').contains(&c)))
+        .filter(|run| run.len() == 64)
 }
 
 impl Normaliser {
-    fn new(dir: &Path) -> Self {
+    fn new(dir: &Path, steps: &[Step]) -> Self {
+        let chosen = steps
+            .iter()
+            .flat_map(|step| step.args.iter())
+            .flat_map(|arg| hex_ids(arg))
+            .map(str::to_string)
+            .collect();
         Normaliser {
             dir: dir.display().to_string(),
             ids: HashMap::new(),
+            chosen,
         }
     }
 
@@ -360,12 +376,7 @@ impl Normaliser {
         while i < bytes.len() {
             let is_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
             let run = bytes[i..].iter().take_while(|b| is_hex(b)).count();
-            if run == 64
-                && !matches!(
-                    &text[i..i + 64],
-                    ID_A | ID_B | ID_IMPORTED | ID_WH | ID_MAPPED | ID_FIRST | ID_LAST | ID_EMPTY
-                )
-            {
+            if run == 64 && !self.chosen.contains(&text[i..i + 64]) {
                 let next = self.ids.len();
                 let n = *self.ids.entry(text[i..i + 64].to_string()).or_insert(next);
                 out.push_str(&format!("<ID{n}>"));
@@ -415,7 +426,7 @@ fn normalise_created(text: &str) -> String {
     text
 }
 
-fn describe(step: &Step) -> String {
+pub(crate) fn describe(step: &Step) -> String {
     step.args.join(" ")
 }
 
@@ -450,8 +461,8 @@ pub(crate) fn differences_between(
     let go_out = run_script(first, go_dir.path(), driver, steps);
     let our_out = run_script(second, our_dir.path(), driver, steps);
 
-    let mut go_norm = Normaliser::new(go_dir.path());
-    let mut our_norm = Normaliser::new(our_dir.path());
+    let mut go_norm = Normaliser::new(go_dir.path(), steps);
+    let mut our_norm = Normaliser::new(our_dir.path(), steps);
     let mut mismatches = Vec::new();
     for ((step, go), ours) in steps.iter().zip(&go_out).zip(&our_out) {
         let stdout_equal = if step.binary {
