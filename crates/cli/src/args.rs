@@ -40,7 +40,7 @@ pub fn parse_go_bool(value: &str) -> Result<bool, String> {
 #[derive(Debug, Parser)]
 #[command(
     name = "layerstore",
-    about = "Manage a container layer store (a drop-in for the layer commands of containers-storage)",
+    about = "Manage a container store: layers, images and containers (a drop-in for containers-storage)",
     disable_help_flag = true,
     disable_help_subcommand = true,
     disable_version_flag = true,
@@ -383,8 +383,10 @@ mod tests {
 
     #[test]
     fn unknown_words_are_external() {
-        let cli = parse(&["cs", "images", "-j"]);
-        assert!(matches!(cli.command, Some(Command::External(ref words)) if words[0] == "images"));
+        let cli = parse(&["cs", "frobnicate", "-j"]);
+        assert!(
+            matches!(cli.command, Some(Command::External(ref words)) if words[0] == "frobnicate")
+        );
         assert!(cli.spec.is_none());
     }
 

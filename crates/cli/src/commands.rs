@@ -1,5 +1,5 @@
-//! The layer commands, with the Go tool's output and exit codes (observed from
-//! containers-storage 1.43; see `tests/go-1.43-study/`).
+//! The Go tool's commands on the Store (layers, images, containers), with its output and exit
+//! codes (observed from containers-storage 1.43; see `tests/go-1.43-study/`).
 //!
 //! Each command returns its exit code; only a failure to write the output is an `Err`.
 //! Deliberate differences from the Go tool: `mount NAME` works (Go passes the name to the
@@ -189,13 +189,14 @@ pub fn run(ctx: &mut Context<'_>, command: &Command) -> Result<i32> {
         Command::Changes { json, pos } => changes(ctx, json.on(), &pos.args),
         Command::Mount {
             label,
-            opt: _,
+            opt,
             read_only,
             json,
             pos,
         } => mount(
             ctx,
             label.as_deref(),
+            opt.as_deref(),
             read_only.unwrap_or(false),
             json.on(),
             &pos.args,

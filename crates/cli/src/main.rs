@@ -1,11 +1,13 @@
-//! `layerstore`: the layer commands of Go's `containers-storage` (v1.43) over the Rust
-//! [`layerstore`] crate: same command lines, same output, same exit codes, so a script switches
-//! by changing the binary's name.
+//! `layerstore`: Go's `containers-storage` (v1.43) over the Rust [`layerstore`] Store (layers,
+//! images and containers): same command lines, same output, same exit codes, so a script
+//! switches by changing the binary's name.
 //!
 //! ```text
 //! layerstore import-layer -f examples/layer.tar.gz -n example   # prints the new layer's ID
 //! layerstore layers -t                                          # the layer tree
 //! layerstore diff -u example > layer.tar                        # the diff, byte for byte
+//! layerstore create-image -n localhost/example example         # an image on that layer
+//! layerstore create-container -n web localhost/example         # a container from it
 //! layerstore --graph /tmp/s/root --run /tmp/s/run -s vfs layers --json
 //! ```
 //!
@@ -13,14 +15,16 @@
 //! `$STORAGE_OPTS`, else the built-in paths (see [`config`]). Beyond the Go tool: a progress
 //! bar on stderr for `applydiff`, `import-layer` and `diff` when stderr is a terminal,
 //! `--json-errors`, `completions SHELL`, `check [--repair] [--quick] [--json]` (the store's
-//! consistency check, [`layerstore_layers::LayerStore::check`]), and vfs (without chown) for an
-//! ordinary user.
+//! consistency check, [`layerstore_layers::LayerStore::check`]), `images` and `containers` as a
+//! table when stdout is a terminal (`--format go|table`), `mount -o OPTS` passed to the driver
+//! (`-o ro` read-only or an error), and vfs (without chown) for an ordinary user.
 //!
 //! Deliberate differences (kept out of the differential test): flags may follow positional
 //! arguments; `mount NAME` works; `delete` and `delete-layer` by name refuse a layer with
 //! children; `shutdown -f` terminates; texts the Go tool prints in map order come in argument
-//! order; image and container commands answer `<cmd>: not supported: this tool manages
-//! layers` (exit 1); `version` prints what v1.43 prints (nothing, or `[]` with `--json`).
+//! order; the Store's own fixes of Go 1.43 (see the [`layerstore`] crate doc: `delete-image`
+//! of a read-only layer, copy-up on rename, `delete` of a container whose layer is gone);
+//! `version` prints what v1.43 prints (nothing, or `[]` with `--json`).
 
 mod args;
 mod commands;

@@ -281,7 +281,9 @@ mod tests {
 
     #[test]
     fn unknown_commands_and_single_flags_are_left_to_clap() {
-        assert_eq!(rewritten("cs images -qj").unwrap(), "cs images -qj");
+        assert_eq!(rewritten("cs frob -qj").unwrap(), "cs frob -qj");
+        // A group of a known command's one-letter flags is split, as mflag does.
+        assert_eq!(rewritten("cs images -qj").unwrap(), "cs images -q -j");
         assert_eq!(rewritten("cs layers --zz -z").unwrap(), "cs layers --zz -z");
         assert_eq!(rewritten("cs layers -").unwrap(), "cs layers -");
     }

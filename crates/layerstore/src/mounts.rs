@@ -17,6 +17,18 @@ impl Store {
     /// `mountpoints.json` goes up by one for every process to see. Holds `storage.lock` and
     /// `layers.lock` exclusively, as Go does.
     pub fn mount(&self, key: &str, mount_label: &str) -> Result<PathBuf> {
+        self.mount_with_options(key, mount_label, &[])
+    }
+
+    /// [`Store::mount`] with mount options for the driver (`ro`, `nodev`, ...), put after a
+    /// container's own `MountOpts` (Go's `Mount` takes none; the `layerstore` command's
+    /// `mount -o` passes them).
+    pub fn mount_with_options(
+        &self,
+        key: &str,
+        mount_label: &str,
+        mount_options: &[String],
+    ) -> Result<PathBuf> {
         let mut options = MountOptions {
             mount_label: mount_label.to_owned(),
             ..MountOptions::default()
@@ -35,6 +47,7 @@ impl Store {
             options.volatile = !self.disable_volatile
                 && container.flags.get(VOLATILE_FLAG) == Some(&Value::Bool(true));
         }
+        options.options.extend(mount_options.iter().cloned());
         self.mount_layer(&layer, &options)
     }
 

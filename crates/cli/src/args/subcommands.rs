@@ -166,7 +166,8 @@ pub enum Command {
             help = "Mount Label"
         )]
         label: Option<String>,
-        /// `--opt`/`-o` (accepted and ignored, as by the Go tool).
+        /// `--opt`/`-o`: comma-separated mount options (the Go tool ignores them; here they
+        /// reach the driver, and `ro` is a read-only mount or an error).
         #[arg(
             short = 'o',
             long = "opt",
@@ -174,7 +175,7 @@ pub enum Command {
             help = "Mount Options"
         )]
         opt: Option<String>,
-        /// `--ro`/`-r` (images only: refused here).
+        /// `--ro`/`-r`: mount images read-only (their top layer).
         #[arg(short = 'r', long = "ro", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool, help = "Mount image readonly")]
         read_only: Option<bool>,
         /// `--json`.
@@ -717,7 +718,7 @@ pub enum Command {
         #[arg(value_enum)]
         shell: Option<clap_complete::Shell>,
     },
-    /// Any other word: an unknown command, or an image/container command of the Go tool.
+    /// Any other word: an unknown command.
     #[command(external_subcommand)]
     External(Vec<String>),
 }

@@ -364,8 +364,9 @@ mod tests {
 
     #[test]
     fn id_maps_parse_like_the_go_flag() {
+        // Go's form: colon-separated triples, one after the other.
         assert_eq!(
-            parse_id_map("0:100000:65536,65536:300000:10").expect("parses"),
+            parse_id_map("0:100000:65536:65536:300000:10", "uid").expect("parses"),
             vec![
                 IDMap {
                     container_id: 0,
@@ -379,8 +380,14 @@ mod tests {
                 },
             ]
         );
-        assert!(parse_id_map("0:1").is_err());
-        assert!(parse_id_map("a:b:c").is_err());
+        assert_eq!(parse_id_map("", "uid"), Ok(Vec::new()));
+        // Go 1.43's words for what it refuses (commas included).
+        assert_eq!(
+            parse_id_map("0:1:1,2:3:4", "uid"),
+            Err(r#"initializing ID mappings: uid setting is malformed expected ["uint32:uint32:uint32"]: ["0:1:1,2:3:4"]"#.to_string())
+        );
+        assert!(parse_id_map("0:1", "gid").is_err_and(|e| e.contains("gid setting")));
+        assert!(parse_id_map("a:b:c", "uid").is_err());
     }
 
     #[test]

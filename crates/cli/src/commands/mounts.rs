@@ -1,5 +1,7 @@
 //! `mount`, `unmount` and `mounted`.
 
+use std::path::Path;
+
 use anyhow::Result;
 use serde::Serialize;
 
@@ -13,23 +15,56 @@ struct MountResult<'a> {
     error: String,
 }
 
+/// Whether the file system at `path` is mounted read-only.
+fn mounted_read_only(path: &Path) -> bool {
+    rustix::fs::statvfs(path)
+        .is_ok_and(|st| st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+}
+
+/// `mount [-r] [-o OPTS] [-l LABEL] ID...`. Beyond the Go tool (which ignores `-o`), the
+/// comma-separated options of `-o` reach the driver, and `-o ro` gives a read-only mount or
+/// an error, never a writable tree (vfs hands out its directory: no read-only mount there).
 pub(super) fn mount(
     ctx: &mut Context<'_>,
     label: Option<&str>,
+    opt: Option<&str>,
     read_only: bool,
     json: bool,
     args: &[String],
 ) -> Result<i32> {
     let label = label.unwrap_or_default();
+    let options: Vec<String> = opt
+        .unwrap_or_default()
+        .split(',')
+        .filter(|o| !o.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let want_read_only = options.iter().any(|o| o == "ro");
     let results: Vec<MountResult<'_>> = args
         .iter()
         .map(|arg| {
             // `--ro` mounts an image's top layer, with the options the Go tool passes.
             let mounted = if read_only {
-                let options = ["noexec".to_string(), "nosuid".to_string()];
-                ctx.store.mount_image(arg, &options, label)
+                let mut image_options = vec!["noexec".to_string(), "nosuid".to_string()];
+                image_options.extend(options.iter().filter(|o| *o != "ro").cloned());
+                ctx.store.mount_image(arg, &image_options, label)
             } else {
-                ctx.store.mount(arg, label)
+                ctx.store
+                    .mount_with_options(arg, label, &options)
+                    .and_then(|path| {
+                        if !want_read_only || mounted_read_only(&path) {
+                            return Ok(path);
+                        }
+                        ctx.store.unmount(arg, false)?;
+                        Err(layerstore::Error::Io {
+                            action: "mount read-only",
+                            path,
+                            source: std::io::Error::other(format!(
+                                "the {} driver cannot mount a layer read-only",
+                                ctx.store.driver_name()
+                            )),
+                        })
+                    })
             };
             match mounted {
                 Ok(path) => MountResult {

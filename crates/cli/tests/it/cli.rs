@@ -254,6 +254,16 @@ fn completions_are_scripts_for_the_shell() {
         "applydiff",
         "--storage-driver",
         "--json",
+        // The image and container commands and their flags.
+        "create-image",
+        "images-by-digest",
+        "get-image-data-digest",
+        "create-container",
+        "get-container-run-dir",
+        "container-parent-owners",
+        "copy",
+        "--volatile",
+        "--format",
     ] {
         assert!(script.contains(word), "completes {word}");
     }

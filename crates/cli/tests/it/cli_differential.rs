@@ -9,8 +9,8 @@
 //! `See 'containers-storage CMD --help'.` hints come out the same. Left out on purpose, because
 //! layerstore differs deliberately: `mount NAME` (Go fails: it hands the name to the driver),
 //! `delete-layer NAME` of a layer with children (Go skips its safety checks), flags after
-//! positional arguments (Go takes them as names), `shutdown -f` (Go loops forever), image and
-//! container commands (Go runs them; layerstore refuses), and `version` text.
+//! positional arguments (Go takes them as names), `shutdown -f` (Go loops forever), and
+//! `version` text. The image and container commands have their own script (store_commands).
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::process::CommandExt;
@@ -41,7 +41,7 @@ pub(crate) struct Step {
     /// roots); otherwise the store flags come first.
     raw: bool,
     /// The top-level usage follows the message: compare the message only (our command list
-    /// leaves out the image and container commands on purpose).
+    /// adds `check` and `completions`).
     usage_follows: bool,
 }
 

@@ -4,6 +4,7 @@
 //! tool does on purpose beyond or unlike the Go tool (store doc 7.2): asserted on its own.
 
 use std::collections::HashMap;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -40,7 +41,9 @@ impl Twin {
             go_command(&self.root(), &self.dir.join("run"), self.driver, args)
         } else {
             let mut command = Command::new(binary());
+            // Go's name in usage lines, as the Go tool prints them.
             command
+                .arg0("containers-storage")
                 .arg("--graph")
                 .arg(self.root())
                 .arg("--run")
@@ -255,7 +258,8 @@ fn differs_from_go(driver: &'static str) {
         driver,
     };
     let ours = Twin {
-        dir: scratch.path().join("ours"),
+        // As long as "go": the usage's flag defaults are padded to the paths' length.
+        dir: scratch.path().join("rs"),
         go: false,
         driver,
     };
@@ -375,4 +379,43 @@ fn mount_read_only_mounts_an_images_top_layer() {
         "unmounted as an image: Go prints nothing"
     );
     assert!(store.run(&["shutdown"]).status.success());
+}
+
+/// `mount -o ro` (the Go tool ignores `-o`): overlay mounts read-only; vfs, which hands out
+/// its directory, refuses rather than give a writable tree, and leaves nothing mounted.
+#[test]
+fn mount_with_option_ro_is_read_only_or_refused() {
+    require_or_skip!(Capability::Root, Capability::Overlay);
+    for driver in ["overlay", "vfs"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Twin {
+            dir: dir.path().to_path_buf(),
+            go: false,
+            driver,
+        };
+        assert!(store.run(&["create-layer", "-i", LAYER_A]).status.success());
+        let out = store.run(&["mount", "-o", "ro", LAYER_A]);
+        if driver == "overlay" {
+            assert!(out.status.success(), "{out:?}");
+            let mount_point = text(&out.stdout).trim_end().to_owned();
+            let write = std::fs::write(Path::new(&mount_point).join("new"), "x")
+                .expect_err("a read-only mount refuses writes");
+            assert_eq!(
+                write.raw_os_error(),
+                Some(rustix::io::Errno::ROFS.raw_os_error())
+            );
+            assert!(store.run(&["unmount", LAYER_A]).status.success());
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{out:?}");
+            assert!(
+                text(&out.stderr).ends_with(&format!(
+                    ": the vfs driver cannot mount a layer read-only while mounting {LAYER_A}\n"
+                )),
+                "{out:?}"
+            );
+        }
+        let out = store.run(&["mounted", LAYER_A]);
+        assert_eq!(text(&out.stdout), "", "{driver}: nothing left mounted");
+        assert!(store.run(&["shutdown"]).status.success());
+    }
 }
