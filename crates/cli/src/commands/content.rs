@@ -56,7 +56,7 @@ fn parse_id_map(text: &str, kind: &str) -> Result<Vec<IDMap>, String> {
         .map(|field| field.parse::<u32>())
         .collect::<Result<_, _>>()
         .map_err(|_| malformed())?;
-    if numbers.len() % 3 != 0 {
+    if !numbers.len().is_multiple_of(3) {
         return Err(malformed());
     }
     Ok(numbers
