@@ -64,6 +64,10 @@ pub fn go_error_text(err: &layerstore::Error) -> String {
     match err {
         layerstore::Error::Layers(inner) => layer_error_text(inner),
         layerstore::Error::DriverStart(inner) => inner.to_string(),
+        // The Go container store's bare `ErrDuplicateID`, without the ID.
+        layerstore::Error::Containers(layerstore_containers::Error::DuplicateId { .. }) => {
+            "that ID is already in use".to_string()
+        }
         other => other.to_string(),
     }
 }
@@ -361,5 +365,13 @@ mod tests {
             go_io_text("open", Path::new("/x"), &err),
             "open /x: no such file or directory"
         );
+    }
+
+    #[test]
+    fn a_taken_container_id_is_gos_bare_text() {
+        let err = layerstore::Error::Containers(layerstore_containers::Error::DuplicateId {
+            id: "2a2a".into(),
+        });
+        assert_eq!(go_error_text(&err), "that ID is already in use");
     }
 }
