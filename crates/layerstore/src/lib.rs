@@ -81,7 +81,7 @@
 //! | `exists [-l/-i/-c]`, `metadata`, `set-metadata`, `get-names` | [`Store::exists`] (with [`Store::layer`], [`Store::image`], [`Store::container`]), [`Store::metadata`], [`Store::set_metadata`], [`Store::names`] |
 //! | `add-names`, `set-names` | [`Store::set_names`] (the Go tool adds by setting old + new), [`Store::add_names`], [`Store::remove_names`] |
 //! | `delete`, `wipe`, `shutdown` | [`Store::delete`], [`Store::wipe`], [`Store::shutdown`] |
-//! | `mount [-r]`, `unmount`, `mounted` | [`Store::mount`], [`Store::mount_image`], [`Store::unmount`] (then [`Store::unmount_image`]), [`Store::mounted`] |
+//! | `mount [-r] [-o OPTS]`, `unmount`, `mounted` | [`Store::mount`] ([`Store::mount_with_options`] for `-o`), [`Store::mount_image`], [`Store::unmount`] (then [`Store::unmount_image`]), [`Store::mounted`] |
 //! | `status`, `version` | [`Store::graph_root`], [`Store::run_root`], [`Store::driver_name`], [`Store::driver_options`], [`Store::status`], [`Store::version`] |
 //! | `check [--repair]` (ours) | [`Store::layer_store`]`().check`, [`Store::pending_layers`], [`Store::settle_pending`] |
 //!
