@@ -64,6 +64,10 @@ pub fn go_error_text(err: &layerstore::Error) -> String {
     match err {
         layerstore::Error::Layers(inner) => layer_error_text(inner),
         layerstore::Error::DriverStart(inner) => inner.to_string(),
+        // The Go container store's bare `ErrDuplicateID`, without the ID.
+        layerstore::Error::Containers(layerstore_containers::Error::DuplicateId { .. }) => {
+            "that ID is already in use".to_string()
+        }
         other => other.to_string(),
     }
 }
@@ -105,6 +109,30 @@ fn truncated_tar(err: &(dyn std::error::Error + 'static)) -> bool {
         cause = e.source();
     }
     false
+}
+
+/// `bytes` as a Go string becomes once JSON-encoded: every byte that is not part of a valid
+/// UTF-8 sequence is one U+FFFD (`String::from_utf8_lossy` gives one per maximal invalid run,
+/// so a metadata file would be stored differently than the Go tool stores it).
+pub fn go_lossy_utf8(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len());
+    let mut rest = bytes;
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(valid) => {
+                text.push_str(valid);
+                return text;
+            }
+            Err(err) => {
+                let (valid, after) = rest.split_at(err.valid_up_to());
+                // The first `valid_up_to` bytes are valid UTF-8: this cannot fail.
+                text.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                let bad = err.error_len().unwrap_or(after.len());
+                text.extend(std::iter::repeat_n(char::REPLACEMENT_CHARACTER, bad));
+                rest = &after[bad..];
+            }
+        }
+    }
 }
 
 /// An I/O error in Go's words: `open /x: no such file or directory`.
@@ -361,5 +389,24 @@ mod tests {
             go_io_text("open", Path::new("/x"), &err),
             "open /x: no such file or directory"
         );
+    }
+
+    #[test]
+    fn invalid_utf8_is_one_replacement_per_byte_as_in_go() {
+        // A truncated 3-byte sequence (2 bytes), a lone continuation byte, a truncated tail.
+        assert_eq!(
+            go_lossy_utf8(b"a\xe2\x82b\x80c\xf0\x9f"),
+            "a\u{fffd}\u{fffd}b\u{fffd}c\u{fffd}\u{fffd}"
+        );
+        assert_eq!(go_lossy_utf8("é€".as_bytes()), "é€");
+        assert_eq!(go_lossy_utf8(b""), "");
+    }
+
+    #[test]
+    fn a_taken_container_id_is_gos_bare_text() {
+        let err = layerstore::Error::Containers(layerstore_containers::Error::DuplicateId {
+            id: "2a2a".into(),
+        });
+        assert_eq!(go_error_text(&err), "that ID is already in use");
     }
 }

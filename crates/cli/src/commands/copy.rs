@@ -18,7 +18,7 @@ use layerstore::IDMap;
 use layerstore_archive::{to_container, to_host};
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 
-use super::{Context, go_error_text};
+use super::{Context, go_error_text, go_io_text};
 
 /// One side of a copy: a host path, or a path in a layer (mounted for the copy).
 struct Location {
@@ -78,19 +78,32 @@ impl Owners<'_> {
 /// Parses `--chown UID[:GID]` as the Go tool does.
 fn parse_chown(text: &str) -> Result<(u32, u32), String> {
     let (uid, gid) = text.split_once(':').unwrap_or((text, text));
-    let uid = uid
-        .parse::<u32>()
-        .map_err(|e| format!("error {uid:?} as a numeric UID: {e}"))?;
-    let gid = gid
-        .parse::<u32>()
-        .map_err(|e| format!("error {gid:?} as a numeric GID: {e}"))?;
+    let uid = go_parse_u32(uid).map_err(|e| format!("error {uid:?} as a numeric UID: {e}"))?;
+    let gid = go_parse_u32(gid).map_err(|e| format!("error {gid:?} as a numeric GID: {e}"))?;
     Ok((uid, gid))
+}
+
+/// Go's `strconv.ParseUint(text, 10, 32)`: decimal digits only (no sign, no spaces), with its
+/// error texts.
+fn go_parse_u32(text: &str) -> Result<u32, String> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "strconv.ParseUint: parsing {text:?}: invalid syntax"
+        ));
+    }
+    text.parse::<u32>()
+        .map_err(|_| format!("strconv.ParseUint: parsing {text:?}: value out of range"))
 }
 
 pub(super) fn copy(ctx: &mut Context<'_>, chown: Option<&str>, args: &[String]) -> Result<i32> {
     let chown = match chown.filter(|c| !c.is_empty()).map(parse_chown).transpose() {
         Ok(chown) => chown,
-        Err(text) => return ctx.fail(&text),
+        Err(text) if ctx.json_errors => return ctx.fail(&text),
+        Err(text) => {
+            // The Go tool prints this one error without a newline.
+            write!(ctx.err, "{text}")?;
+            return Ok(1);
+        }
     };
     let Some((target_spec, sources)) = args.split_last() else {
         return Ok(1);
@@ -197,7 +210,8 @@ fn copy_into(source: &Path, root: &Path, target: &Path, owners: &Owners<'_>) -> 
         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let meta = fs::symlink_metadata(source)?;
+    let meta = fs::symlink_metadata(source)
+        .map_err(|e| io::Error::new(e.kind(), go_io_text("stat", source, &e)))?;
     if meta.is_dir() {
         let dir = open_dir_in(&root, target)?;
         copy_metadata(&dir, None, &meta, owners)?;
@@ -336,6 +350,23 @@ mod tests {
         assert_eq!(parse_chown("100"), Ok((100, 100)));
         assert_eq!(parse_chown("1:2"), Ok((1, 2)));
         assert!(parse_chown("x:2").is_err());
+    }
+
+    #[test]
+    fn chown_errors_are_go_strconv_errors() {
+        assert_eq!(
+            parse_chown("x:y").unwrap_err(),
+            r#"error "x" as a numeric UID: strconv.ParseUint: parsing "x": invalid syntax"#
+        );
+        assert_eq!(
+            parse_chown("1:+2").unwrap_err(),
+            r#"error "+2" as a numeric GID: strconv.ParseUint: parsing "+2": invalid syntax"#
+        );
+        assert_eq!(
+            parse_chown("4294967296").unwrap_err(),
+            r#"error "4294967296" as a numeric UID: strconv.ParseUint: parsing "4294967296": value out of range"#
+        );
+        assert!(parse_chown(":1").is_err());
     }
 
     #[test]

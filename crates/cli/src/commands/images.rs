@@ -13,7 +13,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::content::open_input;
 use super::table::{ListFormat, human_size, image_table};
-use super::{Context, go_error_text, go_io_text};
+use super::{Context, go_error_text, go_io_text, go_lossy_utf8};
 use crate::output::{write_error, write_json};
 
 /// Go's text listing of images (`images`, `images-by-digest`): the ID, then (unless `quiet`)
@@ -139,7 +139,7 @@ pub(super) fn image(ctx: &mut Context<'_>, json: bool, args: &[String]) -> Resul
 pub(super) fn metadata_text(metadata: Option<&str>, file: Option<&Path>) -> Result<String, String> {
     match file {
         Some(path) => std::fs::read(path)
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .map(|bytes| go_lossy_utf8(&bytes))
             .map_err(|e| go_io_text("open", path, &e)),
         None => Ok(metadata.unwrap_or_default().to_owned()),
     }

@@ -11,7 +11,7 @@ use layerstore::{Container, Error, Image, Layer};
 use serde::Serialize;
 
 use super::content::open_input;
-use super::{Context, go_error_text, go_io_text};
+use super::{Context, go_error_text, go_io_text, go_lossy_utf8};
 use crate::output::{TreeNode, go_int_list, print_tree, write_error, write_json};
 
 pub(super) fn layers(ctx: &mut Context<'_>, tree: bool, json: bool) -> Result<i32> {
@@ -389,7 +389,7 @@ pub(super) fn set_metadata(
     };
     let text = match (file, metadata) {
         (Some(path), _) => match std::fs::read(path) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Ok(bytes) => go_lossy_utf8(&bytes),
             Err(e) => return ctx.fail(&go_io_text("open", path, &e)),
         },
         // As in Go, `-m ""` is no metadata at all (an empty file is).

@@ -10,9 +10,10 @@
 //! layerstore differs deliberately: `mount NAME` (Go fails: it hands the name to the driver),
 //! `delete-layer NAME` of a layer with children (Go skips its safety checks), flags after
 //! positional arguments (Go takes them as names), `shutdown -f` (Go loops forever), and
-//! `version` text. The image and container commands have their own script (store_commands).
+//! `version` text. The image and container commands have their own scripts (store_commands,
+//! and store_differential, which reuses this module's runner and normaliser).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -26,7 +27,7 @@ const ID_WH: &str = "44444444444444444444444444444444444444444444444444444444444
 const ID_MAPPED: &str = "5555555555555555555555555555555555555555555555555555555555555555";
 
 /// One command line of the script.
-struct Step {
+pub(crate) struct Step {
     /// Arguments after the store flags; `{TARS}` is the fixtures' tarball folder and
     /// `{TMP}` a scratch folder of the run.
     args: Vec<String>,
@@ -45,7 +46,7 @@ struct Step {
     usage_follows: bool,
 }
 
-fn step(args: &[&str]) -> Step {
+pub(crate) fn step(args: &[&str]) -> Step {
     Step {
         args: args.iter().map(|a| a.to_string()).collect(),
         stdin: None,
@@ -72,24 +73,24 @@ fn before_usage(text: &str) -> &str {
 }
 
 /// A whole command line, store flags included (see [`Step::raw`]).
-fn raw(args: &[&str]) -> Step {
+pub(crate) fn raw(args: &[&str]) -> Step {
     Step {
         raw: true,
         ..step(args)
     }
 }
 
-fn with_stdin(mut s: Step, path: &str) -> Step {
+pub(crate) fn with_stdin(mut s: Step, path: &str) -> Step {
     s.stdin = Some(path.to_string());
     s
 }
 
-fn unordered(mut s: Step) -> Step {
+pub(crate) fn unordered(mut s: Step) -> Step {
     s.unordered = true;
     s
 }
 
-fn binary(mut s: Step) -> Step {
+pub(crate) fn binary(mut s: Step) -> Step {
     s.binary = true;
     s
 }
@@ -281,14 +282,14 @@ fn script() -> Vec<Step> {
 
 /// What one command line did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Outcome {
+pub(crate) struct Outcome {
     stdout: Vec<u8>,
     stderr: String,
-    code: Option<i32>,
+    pub(crate) code: Option<i32>,
 }
 
-/// Runs the script with `binary` on a fresh store under `dir`.
-fn run_script(binary: &Path, dir: &Path, steps: &[Step]) -> Vec<Outcome> {
+/// Runs the script with `binary` on a fresh store under `dir` with `driver`.
+fn run_script(binary: &Path, dir: &Path, driver: &str, steps: &[Step]) -> Vec<Outcome> {
     let tars = go_fixtures().join("tars");
     let tmp = dir.join("tmp");
     std::fs::create_dir_all(&tmp).expect("scratch dir");
@@ -310,7 +311,7 @@ fn run_script(binary: &Path, dir: &Path, steps: &[Step]) -> Vec<Outcome> {
                     .arg("--run")
                     .arg(dir.join("run"))
                     .arg("--storage-driver")
-                    .arg("vfs");
+                    .arg(driver);
             }
             command
                 .args(step.args.iter().map(|a| expand(a)))
@@ -337,18 +338,34 @@ fn run_script(binary: &Path, dir: &Path, steps: &[Step]) -> Vec<Outcome> {
         .collect()
 }
 
-/// Replaces the run's folder, random 64-hex IDs (numbered by first appearance) and creation
-/// timestamps with placeholders.
+/// Replaces the run's folder, random 64-hex IDs (numbered by first appearance; the script's own
+/// IDs stay) and creation timestamps with placeholders.
 struct Normaliser {
     dir: String,
     ids: HashMap<String, usize>,
+    /// The IDs the script itself chose: kept as they are, so that one extra random ID in one
+    /// run does not renumber every later mention of them.
+    chosen: HashSet<String>,
+}
+
+/// The 64-hex runs of a word.
+fn hex_ids(word: &str) -> impl Iterator<Item = &str> {
+    word.split(|c: char| !(c.is_ascii_digit() || ('a'..='f').contains(&c)))
+        .filter(|run| run.len() == 64)
 }
 
 impl Normaliser {
-    fn new(dir: &Path) -> Self {
+    fn new(dir: &Path, steps: &[Step]) -> Self {
+        let chosen = steps
+            .iter()
+            .flat_map(|step| step.args.iter())
+            .flat_map(|arg| hex_ids(arg))
+            .map(str::to_string)
+            .collect();
         Normaliser {
             dir: dir.display().to_string(),
             ids: HashMap::new(),
+            chosen,
         }
     }
 
@@ -360,12 +377,7 @@ impl Normaliser {
         while i < bytes.len() {
             let is_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
             let run = bytes[i..].iter().take_while(|b| is_hex(b)).count();
-            if run == 64
-                && !matches!(
-                    &text[i..i + 64],
-                    ID_A | ID_B | ID_IMPORTED | ID_WH | ID_MAPPED | ID_FIRST | ID_LAST | ID_EMPTY
-                )
-            {
+            if run == 64 && !self.chosen.contains(&text[i..i + 64]) {
                 let next = self.ids.len();
                 let n = *self.ids.entry(text[i..i + 64].to_string()).or_insert(next);
                 out.push_str(&format!("<ID{n}>"));
@@ -415,29 +427,43 @@ fn normalise_created(text: &str) -> String {
     text
 }
 
-fn describe(step: &Step) -> String {
+pub(crate) fn describe(step: &Step) -> String {
     step.args.join(" ")
 }
 
-/// Runs `steps` with both tools on fresh stores and describes every command line whose
-/// normalised stdout, stderr or exit code differ. Also answers the two scratch directories.
-fn differences(
-    steps: &[Step],
-) -> (
+/// The described mismatches, the reference binary's outcomes, and the two scratch directories
+/// (kept until the caller drops them).
+pub(crate) type Differences = (
     Vec<String>,
     Vec<Outcome>,
     tempfile::TempDir,
     tempfile::TempDir,
-) {
+);
+
+/// Runs `steps` with both tools on fresh vfs stores and describes every command line whose
+/// normalised stdout, stderr or exit code differ. Also answers the two scratch directories.
+fn differences(steps: &[Step]) -> Differences {
     let go = go_tool().expect("the Go tool is installed");
     let ours = PathBuf::from(env!("CARGO_BIN_EXE_layerstore"));
+    differences_between(&go, &ours, "vfs", steps)
+}
+
+/// Runs `steps` with the binaries `first` (the reference, "go") and `second` ("ours") on fresh
+/// stores with `driver`, and describes every command line whose normalised stdout, stderr or
+/// exit code differ. Also answers the first binary's outcomes and the two scratch directories.
+pub(crate) fn differences_between(
+    first: &Path,
+    second: &Path,
+    driver: &str,
+    steps: &[Step],
+) -> Differences {
     let go_dir = tempfile::tempdir().expect("tempdir");
     let our_dir = tempfile::tempdir().expect("tempdir");
-    let go_out = run_script(&go, go_dir.path(), steps);
-    let our_out = run_script(&ours, our_dir.path(), steps);
+    let go_out = run_script(first, go_dir.path(), driver, steps);
+    let our_out = run_script(second, our_dir.path(), driver, steps);
 
-    let mut go_norm = Normaliser::new(go_dir.path());
-    let mut our_norm = Normaliser::new(our_dir.path());
+    let mut go_norm = Normaliser::new(go_dir.path(), steps);
+    let mut our_norm = Normaliser::new(our_dir.path(), steps);
     let mut mismatches = Vec::new();
     for ((step, go), ours) in steps.iter().zip(&go_out).zip(&our_out) {
         let stdout_equal = if step.binary {
@@ -480,7 +506,7 @@ fn differences(
     (mismatches, go_out, go_dir, our_dir)
 }
 
-fn assert_agree(mismatches: &[String], lines: usize) {
+pub(crate) fn assert_agree(mismatches: &[String], lines: usize) {
     assert!(
         mismatches.is_empty(),
         "{} of {lines} command lines differ:\n{}",

@@ -1,7 +1,7 @@
 //! Integration tests of layerstore-cli, driving the real `layerstore` binary: the command line
-//! against the Go tool's (cli, cli_differential, store_commands), and the reliability suites of
-//! docs/RELIABILITY.md (crash, concurrency, fault, hostile layers, drivers and store files), with
-//! their shared helpers in `suite`. One test binary, one module per concern.
+//! against the Go tool's (cli, cli_differential, store_commands, store_differential), and the
+//! reliability suites of docs/RELIABILITY.md (crash, concurrency, fault, hostile layers, drivers
+//! and store files), with their shared helpers in `suite`. One test binary, one module per concern.
 
 mod cli;
 mod cli_differential;
@@ -13,4 +13,5 @@ mod hostile_layers;
 mod hostile_suite;
 mod idmapped_changes;
 mod store_commands;
+mod store_differential;
 mod suite;
