@@ -256,6 +256,9 @@ impl OverlayDriver {
     }
 }
 
+/// Go's test hook: set to `yes-please`, the driver claims it can shift IDs at mount time.
+const FORCE_SHIFTING_ENV: &str = "_TEST_FORCE_SUPPORT_SHIFTING";
+
 impl Driver for OverlayDriver {
     fn name(&self) -> &'static str {
         NAME
@@ -412,6 +415,14 @@ impl Driver for OverlayDriver {
             }
         }
         Ok(ids)
+    }
+
+    /// False: this driver does not make ID-mapped mounts, so the store makes chowned copies
+    /// instead. As in Go, `_TEST_FORCE_SUPPORT_SHIFTING=yes-please` in the environment claims
+    /// support (a test hook: no copy is made and nothing is chowned; the layers are mounted
+    /// as they are on disk).
+    fn supports_shifting(&self) -> bool {
+        std::env::var_os(FORCE_SHIFTING_ENV).is_some_and(|v| v == "yes-please")
     }
 
     fn additional_image_stores(&self) -> Vec<PathBuf> {

@@ -37,6 +37,10 @@ impl Twin {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("runs the tool")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
         let mut command = if self.go {
             go_command(&self.root(), &self.dir.join("run"), self.driver, args)
         } else {
@@ -54,7 +58,7 @@ impl Twin {
                 .stdin(Stdio::null());
             command
         };
-        command.output().expect("runs the tool")
+        command
     }
 }
 
@@ -417,5 +421,72 @@ fn mount_with_option_ro_is_read_only_or_refused() {
         let out = store.run(&["mounted", LAYER_A]);
         assert_eq!(text(&out.stdout), "", "{driver}: nothing left mounted");
         assert!(store.run(&["shutdown"]).status.success());
+    }
+}
+
+/// Go's test hook `_TEST_FORCE_SUPPORT_SHIFTING=yes-please` makes overlay claim ID shifting:
+/// a container with ID maps gets no chowned copy of its image's top layer, its files are
+/// mounted as they are on disk (Go shows them through an ID-mapped mount), and deleting the container and image leaves no layer
+/// (upstream's `idmaps-create-mapped-container-shifting`). Ours and the Go tool alike.
+#[test]
+fn forced_shifting_on_overlay_makes_no_mapped_copy() {
+    require_or_skip!(Capability::Root, Capability::Overlay, Capability::GoTool);
+    for go in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Twin {
+            dir: dir.path().to_path_buf(),
+            go,
+            driver: "overlay",
+        };
+        let forced = |args: &[&str]| {
+            store
+                .command(args)
+                .env("_TEST_FORCE_SUPPORT_SHIFTING", "yes-please")
+                .output()
+                .expect("runs the tool")
+        };
+        assert!(store.run(&["create-layer", "-i", LAYER_A]).status.success());
+        let out = store.run(&["mount", LAYER_A]);
+        let mount_point = PathBuf::from(text(&out.stdout).trim_end());
+        std::fs::write(mount_point.join("file"), "data").expect("write");
+        assert!(store.run(&["unmount", LAYER_A]).status.success());
+        assert!(
+            store
+                .run(&["create-image", "-n", "img", LAYER_A])
+                .status
+                .success()
+        );
+        let out = forced(&[
+            "create-container",
+            "--uidmap",
+            "0:1000:1000",
+            "--gidmap",
+            "0:1000:1000",
+            "img",
+        ]);
+        assert!(out.status.success(), "go={go}: {out:?}");
+        let container = text(&out.stdout).trim_end().to_owned();
+        let out = forced(&["mount", &container]);
+        assert!(out.status.success(), "go={go}: {out:?}");
+        let file = PathBuf::from(text(&out.stdout).trim_end()).join("file");
+        let meta = std::fs::metadata(&file).expect("stat");
+        use std::os::unix::fs::MetadataExt;
+        // Go 1.43 makes ID-mapped mounts where the kernel has them, so its host view shows
+        // the mapped owners; ours mounts as on disk, as upstream's test expects.
+        let expected = if go { (1000, 1000) } else { (0, 0) };
+        assert_eq!((meta.uid(), meta.gid()), expected, "go={go}: not chowned");
+        assert!(forced(&["unmount", &container]).status.success());
+        let out = store.run(&["layers"]);
+        let layers = text(&out.stdout);
+        assert_eq!(
+            layers.lines().filter(|l| !l.starts_with('\t')).count(),
+            2,
+            "go={go}: the image's layer and the container's, no copy: {layers}"
+        );
+        assert!(forced(&["delete-container", &container]).status.success());
+        assert!(forced(&["delete-image", "img"]).status.success());
+        let out = store.run(&["layers"]);
+        assert_eq!(text(&out.stdout), "", "go={go}: no layer left");
+        store.run(&["shutdown"]);
     }
 }
