@@ -83,7 +83,7 @@
 //! | `delete`, `wipe`, `shutdown` | [`Store::delete`], [`Store::wipe`], [`Store::shutdown`] |
 //! | `mount [-r]`, `unmount`, `mounted` | [`Store::mount`], [`Store::mount_image`], [`Store::unmount`] (then [`Store::unmount_image`]), [`Store::mounted`] |
 //! | `status`, `version` | [`Store::graph_root`], [`Store::run_root`], [`Store::driver_name`], [`Store::driver_options`], [`Store::status`], [`Store::version`] |
-//! | `check [--repair]` (ours) | [`Store::layer_store`]`().check`, [`Store::pending_layers`], [`Store::settle_pending`] |
+//! | `check [--repair]` (ours) | [`Store::check`], [`Store::repair`] (see [`CheckOptions`]) |
 //!
 //! # Crash safety
 //!
@@ -203,6 +203,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod check;
 mod containers;
 pub mod crash;
 mod error;
@@ -214,6 +215,7 @@ mod options;
 mod pending;
 mod store;
 
+pub use check::{Action, CheckOptions, CheckReport, Problem, Repair};
 pub use error::{Error, Result};
 pub use kinds::{Item, Kind};
 pub use options::{ContainerOptions, HostMapping, StoreOptions};
@@ -221,5 +223,7 @@ pub use pending::{PENDING_FLAG, PendingLayer, PendingOp, Settled};
 pub use store::{AdditionalStore, Store, StoreReader};
 
 pub use layerstore_images::{ManifestDigester, NamesOp, NewImage};
-pub use layerstore_layers::{Change, DiffOptions, LayerOptions};
+pub use layerstore_layers::{
+    Change, DiffOptions, LayerOptions, Problem as LayerProblem, Repair as LayerRepair,
+};
 pub use layerstore_model::{Container, Digest, IDMap, Image, Layer};

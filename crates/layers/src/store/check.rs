@@ -1,7 +1,9 @@
 //! [`LayerStore::check`]: finds what is broken or left over in a store and, when asked, repairs
 //! it. See [`CheckOptions`] for what is checked and how it differs from Go's `Store.Check`.
 
-use super::LayerStore;
+use std::collections::HashSet;
+
+use super::{LayerStore, LayerWriter};
 use crate::error::{Error, Result};
 
 mod find;
@@ -43,7 +45,7 @@ impl LayerStore {
             }
             let guard = self.layers_lock.lock()?;
             let mut state = self.state.write();
-            let result = self.check_and_repair(&mut state, &guard, options);
+            let result = self.check_and_repair(&mut state, &guard, options, &HashSet::new());
             if result.is_err() {
                 state.layers_seen = None;
             }
@@ -52,6 +54,31 @@ impl LayerStore {
             let _guard = self.layers_lock.rlock()?;
             let snapshot = self.snapshot()?;
             let problems = self.find_problems(&snapshot, options)?;
+            Ok(CheckReport {
+                remaining: problems.clone(),
+                problems,
+                actions: Vec::new(),
+            })
+        }
+    }
+}
+
+impl LayerWriter<'_> {
+    /// [`LayerStore::check`] under this session's exclusive lock, for a caller that holds
+    /// other stores' locks too (the Store, which knows what images and containers use).
+    ///
+    /// With [`CheckOptions::repair`], a broken layer that is in `keep`, or below a layer in
+    /// `keep`, is not deleted: it stays, its problems stay in [`CheckReport::remaining`], and
+    /// a failed [`Repair::DeleteLayer`] action says why. Without repair it only checks.
+    pub fn check(&mut self, options: &CheckOptions, keep: &HashSet<String>) -> Result<CheckReport> {
+        let store = self.store;
+        if options.repair {
+            if store.read_only {
+                return Err(Error::ReadOnly(store.layers_dir.clone()));
+            }
+            self.run(|state, guard| store.check_and_repair(state, guard, options, keep))
+        } else {
+            let problems = store.find_problems(&store.snapshot()?, options)?;
             Ok(CheckReport {
                 remaining: problems.clone(),
                 problems,

@@ -227,6 +227,7 @@ impl LayerStore {
         state: &mut State,
         guard: &WriteGuard<'_>,
         options: &CheckOptions,
+        keep: &HashSet<String>,
     ) -> Result<CheckReport> {
         *state = self.snapshot()?;
         let problems = self.find_problems(state, options)?;
@@ -273,6 +274,36 @@ impl LayerStore {
             }
         }
         drop(children);
+        // What the caller keeps (an image's or container's layer) holds up its parents too.
+        let mut held: HashMap<String, String> = HashMap::new();
+        for kept in keep {
+            let mut current = Some(kept.as_str());
+            while let Some(id) = current {
+                if held.insert(id.to_string(), kept.clone()).is_some() {
+                    break;
+                }
+                current = state.by_id.get(id).and_then(|&i| state.layers[i].parent());
+            }
+        }
+        let mut kept_back = Vec::new();
+        doomed.retain(|(id, _)| match held.get(id) {
+            Some(user) => {
+                let why = if user == id {
+                    "kept: an image or container uses it".to_string()
+                } else {
+                    format!("kept: layer {user}, which an image or container uses, stands on it")
+                };
+                kept_back.push(Action {
+                    repair: Repair::DeleteLayer {
+                        id: id.clone(),
+                        descends_from: None,
+                    },
+                    error: Some(why),
+                });
+                false
+            }
+            None => true,
+        });
         let doomed_ids: HashSet<String> = doomed.iter().map(|(id, _)| id.clone()).collect();
 
         // Records that are not usable layers: into the set-aside file (written before
@@ -352,6 +383,7 @@ impl LayerStore {
             }
         }
 
+        actions.extend(kept_back);
         // Broken layers and their descendants: unmount, flag, save; remove; save.
         for (id, _) in &doomed {
             let Some(&index) = state.by_id.get(id) else {
