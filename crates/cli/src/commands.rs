@@ -218,12 +218,14 @@ pub fn run(ctx: &mut Context<'_>, command: &Command) -> Result<i32> {
         }
         Command::Check {
             repair,
+            force,
             quick,
             json,
             ..
         } => check(
             ctx,
             repair.unwrap_or(false),
+            force.unwrap_or(false),
             quick.unwrap_or(false),
             json.on(),
         ),

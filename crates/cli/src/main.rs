@@ -12,8 +12,9 @@
 //! The store comes from the global flags, else `storage.conf` and `$STORAGE_DRIVER` /
 //! `$STORAGE_OPTS`, else the built-in paths (see [`config`]). Beyond the Go tool: a progress
 //! bar on stderr for `applydiff`, `import-layer` and `diff` when stderr is a terminal,
-//! `--json-errors`, `completions SHELL`, `check [--repair] [--quick] [--json]` (the store's
-//! consistency check, [`layerstore_layers::LayerStore::check`]), and vfs (without chown) for an
+//! `--json-errors`, `completions SHELL`, `check [--repair [--force]] [--quick] [--json]` (the
+//! whole store's consistency check, [`layerstore::Store::check`] and
+//! [`layerstore::Store::repair`]), and vfs (without chown) for an
 //! ordinary user.
 //!
 //! Deliberate differences (kept out of the differential test): flags may follow positional

@@ -26,7 +26,10 @@
 //! [`Store::delete_image`] does), then broken layers are deleted, but never one that a
 //! remaining image or container uses (or stands on): such a layer is kept and reported.
 //! Marked layers are settled (an unused one, left by a crashed create or delete, is
-//! removed). Additional stores are read-only: checked, never repaired. The report's
+//! removed). An `images.json` or `containers.json` that does not load is set aside first:
+//! its bytes kept as `<file>.damaged-<n>`, the file started empty, and the images or
+//! containers lost with it named by the directories they left (their records cannot be
+//! rebuilt from disk: names, top layers and mappings live only there); their layers stay. Additional stores are read-only: checked, never repaired. The report's
 //! `remaining` comes from checking again after the repairs, so a clean report means a
 //! store that checks clean.
 
@@ -34,7 +37,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
 
-use layerstore_layers::{LayerRecords, Problem as LayerProblem, Repair as LayerRepair};
+use layerstore_layers::{Beyond, LayerRecords, Problem as LayerProblem, Repair as LayerRepair};
 use layerstore_model::{Container, Image, big_data_file_name, is_manifest_key};
 use layerstore_recordstore::canonical_digest;
 
@@ -458,6 +461,16 @@ pub enum Repair {
     },
     /// Settled a layer marked by a crashed operation.
     Settle(Settled),
+    /// Set a record file that does not load aside (its bytes kept beside it) and replaced it
+    /// with an empty one, so the store lists again.
+    SetAsideRecordFile {
+        /// The record file (`images.json`, `containers.json`).
+        path: PathBuf,
+        /// Where its bytes are kept.
+        kept_as: PathBuf,
+        /// The images or containers lost with it, by the directories they left.
+        lost: Vec<String>,
+    },
 }
 
 impl fmt::Display for Repair {
@@ -477,6 +490,22 @@ impl fmt::Display for Repair {
                     "delete layer {} (left by a crash, used by nothing)",
                     p.layer
                 )
+            }
+            Repair::SetAsideRecordFile {
+                path,
+                kept_as,
+                lost,
+            } => {
+                write!(
+                    f,
+                    "set {} aside as {} and start it empty",
+                    path.display(),
+                    kept_as.display()
+                )?;
+                if !lost.is_empty() {
+                    write!(f, "; lost with it: {}", lost.join(", "))?;
+                }
+                Ok(())
             }
             Repair::Settle(Settled::Kept(p)) => {
                 write!(f, "unmark layer {} (in use)", p.layer)
@@ -542,6 +571,41 @@ impl Store {
         let problems = self.find_problems(options)?;
         let mut actions = Vec::new();
 
+        // A record file that does not load: kept aside byte for byte, started empty, what it
+        // held listed (the read-write store's only; an additional store is never written).
+        for problem in &problems {
+            let Problem::RecordFile { path, .. } = problem else {
+                continue;
+            };
+            let result = if path == self.images.images_json() {
+                self.images.set_aside_damaged().map_err(crate::Error::from)
+            } else if path == self.containers.containers_json() {
+                self.containers
+                    .set_aside_damaged()
+                    .map_err(crate::Error::from)
+            } else {
+                continue;
+            };
+            match result {
+                Ok(files) => actions.extend(files.into_iter().map(|file| Action {
+                    repair: Repair::SetAsideRecordFile {
+                        path: file.path,
+                        kept_as: file.kept_as,
+                        lost: file.lost,
+                    },
+                    error: None,
+                })),
+                Err(e) => actions.push(Action {
+                    repair: Repair::SetAsideRecordFile {
+                        path: path.clone(),
+                        kept_as: PathBuf::new(),
+                        lost: Vec::new(),
+                    },
+                    error: Some(e.to_string()),
+                }),
+            }
+        }
+
         if options.remove_containers {
             let damaged: Vec<&str> = unique(problems.iter().filter_map(Problem::damaged_container));
             for id in damaged {
@@ -573,12 +637,14 @@ impl Store {
         // nothing can start using a layer between the decision and the deletion.
         {
             let mut layers = self.layers.write_session()?;
+            let additional_layers = self.additional_layer_readers()?;
             let images = self.images.read();
             let additional_images = self.additional_image_readers();
             let containers = self.containers.read();
             match (images, additional_images, containers) {
                 (Ok(images), Ok(additional_images), Ok(containers)) => {
-                    let mut keep: HashSet<String> = HashSet::new();
+                    let mut beyond = Beyond::default();
+                    let keep = &mut beyond.keep;
                     for image in images
                         .images()
                         .chain(additional_images.iter().flat_map(|r| r.images()))
@@ -588,7 +654,12 @@ impl Store {
                     }
                     keep.extend(containers.containers().map(|c| c.layer_id.clone()));
                     keep.remove("");
-                    let report = layers.check(&options.layer_options(true), &keep)?;
+                    for additional in &additional_layers {
+                        let records = additional.records();
+                        let ids = records.layers().map(|l| l.id.clone());
+                        beyond.other_layers.extend(ids);
+                    }
+                    let report = layers.check(&options.layer_options(true), &beyond)?;
                     actions.extend(report.actions.into_iter().map(|a| Action {
                         repair: Repair::Layer(a.repair),
                         error: a.error,
@@ -631,24 +702,13 @@ impl Store {
     fn find_problems(&self, options: &CheckOptions) -> Result<Vec<Problem>> {
         let mut problems = Vec::new();
         let layer_options = options.layer_options(false);
-        let mut broken: HashSet<String> = HashSet::new();
-        let mut add_layer_problems = |store: Option<PathBuf>, found: Vec<LayerProblem>| {
-            for problem in found {
-                if problem.breaks_layer()
-                    && let Some(id) = problem.layer()
-                {
-                    broken.insert(id.to_owned());
-                }
-                problems.push(Problem::Layer {
-                    store: store.clone(),
-                    problem,
-                });
-            }
-        };
-        add_layer_problems(None, self.layers.check(&layer_options)?.problems);
+        let mut found: Vec<(Option<PathBuf>, LayerProblem)> = Vec::new();
+        let report = self.layers.check(&layer_options)?;
+        found.extend(report.problems.into_iter().map(|p| (None, p)));
         for (index, additional) in self.additional.iter().enumerate() {
-            let found = self.additional_layer_store(index)?.check(&layer_options)?;
-            add_layer_problems(Some(additional.root().to_path_buf()), found.problems);
+            let report = self.additional_layer_store(index)?.check(&layer_options)?;
+            let root = additional.root().to_path_buf();
+            found.extend(report.problems.into_iter().map(|p| (Some(root.clone()), p)));
         }
 
         // The records, read under shared locks in Go's order. A record file that does not
@@ -657,6 +717,23 @@ impl Store {
         let additional_layers = self.additional_layer_readers()?;
         let mut stores: Vec<LayerRecords<'_>> = vec![layers.records()];
         stores.extend(additional_layers.iter().map(|r| r.records()));
+
+        // A parent in another layer store is no missing parent (each layer store's own check
+        // knows only itself).
+        let mut broken: HashSet<String> = HashSet::new();
+        for (store, problem) in found {
+            if let LayerProblem::MissingParent { parent, .. } = &problem
+                && find_layer(&stores, parent).is_some()
+            {
+                continue;
+            }
+            if problem.breaks_layer()
+                && let Some(id) = problem.layer()
+            {
+                broken.insert(id.to_owned());
+            }
+            problems.push(Problem::Layer { store, problem });
+        }
         let images = self.images.read();
         let additional_images: Vec<_> = self.additional.iter().map(|a| a.images().read()).collect();
         let containers = self.containers.read();

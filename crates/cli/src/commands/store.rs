@@ -1,7 +1,7 @@
 //! The whole store: `status`, `wipe`, `shutdown` and `check`.
 
 use anyhow::Result;
-use layerstore_layers::CheckOptions;
+use layerstore::{CheckOptions, Store, StoreOptions};
 use serde::Serialize;
 
 use super::{Context, go_error_text};
@@ -80,6 +80,10 @@ struct ProblemJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     layer: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     path: Option<String>,
     message: String,
     repaired: bool,
@@ -99,16 +103,39 @@ struct CheckJson<'a> {
     actions: Vec<ActionJson>,
 }
 
-/// `check [--repair] [--quick] [--json]`: one line per problem, then one per action; exit 1
-/// while problems remain.
-pub(super) fn check(ctx: &mut Context<'_>, repair: bool, quick: bool, json: bool) -> Result<i32> {
+/// `check [--repair [--force]] [--quick] [--json]` on the whole Store (layers, images,
+/// containers: `layerstore::Store::check` and `repair`): one line per problem, then one per
+/// action; exit 1 while problems remain (after a repair: what a check afterwards finds).
+/// `--force` lets repair delete damaged containers (Go's `check -f`).
+pub(super) fn check(
+    ctx: &mut Context<'_>,
+    repair: bool,
+    force: bool,
+    quick: bool,
+    json: bool,
+) -> Result<i32> {
+    let mut store_options = StoreOptions::new(
+        &ctx.config.graph_root,
+        &ctx.config.run_root,
+        ctx.store.driver_name(),
+    );
+    store_options.driver_options = ctx.config.options.clone();
+    let store = match Store::open(store_options) {
+        Ok(store) => store,
+        Err(err) => return ctx.fail(&format!("check: {err}")),
+    };
     let options = CheckOptions {
         verify_contents: !quick,
-        repair,
+        remove_containers: force,
     };
-    let report = match ctx.store.check(&options) {
+    let result = if repair {
+        store.repair(&options)
+    } else {
+        store.check(&options)
+    };
+    let report = match result {
         Ok(report) => report,
-        Err(err) => return ctx.fail(&format!("check: {}", go_error_text(&err))),
+        Err(err) => return ctx.fail(&format!("check: {err}")),
     };
     if json {
         let problems = report
@@ -117,6 +144,8 @@ pub(super) fn check(ctx: &mut Context<'_>, repair: bool, quick: bool, json: bool
             .map(|p| ProblemJson {
                 kind: p.kind(),
                 layer: p.layer(),
+                image: p.image(),
+                container: p.container(),
                 path: p.path().map(|path| path.display().to_string()),
                 message: p.to_string(),
                 repaired: repair && !report.remaining.contains(p),
@@ -138,6 +167,11 @@ pub(super) fn check(ctx: &mut Context<'_>, repair: bool, quick: bool, json: bool
         }
         for action in &report.actions {
             writeln!(ctx.out, "{action}")?;
+        }
+        if repair {
+            for problem in &report.remaining {
+                writeln!(ctx.out, "remains: {}: {problem}", problem.kind())?;
+            }
         }
     }
     Ok(i32::from(!report.is_clean()))
@@ -168,7 +202,7 @@ mod tests {
             err: &mut err,
             json_errors: false,
         };
-        let code = check(&mut ctx, repair, false, json).expect("writes");
+        let code = check(&mut ctx, repair, false, false, json).expect("writes");
         assert!(err.is_empty(), "{}", String::from_utf8_lossy(&err));
         (code, String::from_utf8(out).expect("utf-8"))
     }

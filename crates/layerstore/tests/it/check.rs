@@ -322,41 +322,87 @@ fn a_layer_a_crash_left_marked_and_unused_is_found_and_removed() {
 }
 
 #[test]
-fn a_record_file_that_does_not_load_is_never_called_healthy() {
-    require_or_skip!(Capability::Podman);
+fn a_record_file_that_does_not_load_is_never_called_healthy_and_repair_keeps_it_aside() {
+    require_or_skip!(Capability::Podman, Capability::GoTool);
     let scratch = Scratch::new("vfs");
     let store = scratch.open();
     let (base, top) = images_on_two_layers(&store);
+    let mut images = sorted(store.images().unwrap(), |i| &i.id);
+    let ctr = store
+        .create_container(ContainerOptions {
+            image: "localhost/img:latest".into(),
+            ..ContainerOptions::default()
+        })
+        .unwrap();
+    store
+        .set_container_big_data(&ctr.id, "state", b"{}")
+        .unwrap();
     store.shutdown(false).unwrap();
     drop(store);
     let images_json = scratch.graph().join("vfs-images/images.json");
+    let containers_json = scratch.graph().join("vfs-containers/containers.json");
     let text = std::fs::read(&images_json).unwrap();
-    std::fs::write(&images_json, &text[..text.len() / 2]).unwrap();
+    let truncated = &text[..text.len() / 2];
+    std::fs::write(&images_json, truncated).unwrap();
+    std::fs::write(&containers_json, b"\x00garbage").unwrap();
     // podman cannot list it ...
     assert!(!scratch.tool("podman", &["images"]).status.success());
 
-    // ... and check says so, naming the file; repair deletes no layer it cannot account for.
+    // ... and check says so, naming each file.
     let store = scratch.open();
     let report = check(&store);
     assert!(!report.is_clean());
+    for path in [&images_json, &containers_json] {
+        assert!(
+            report.problems.iter().any(|p| matches!(p,
+                Problem::RecordFile { path: p, .. } if p == path)),
+            "{report:#?}"
+        );
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.to_string().contains(&path.display().to_string()))
+        );
+    }
+
+    // Repair keeps both files aside byte for byte, starts them empty, names what was lost,
+    // and deletes no layer.
+    let report = store.repair(&CheckOptions::default()).unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    let aside = |path: &PathBuf| PathBuf::from(format!("{}.damaged-1", path.display()));
+    assert_eq!(std::fs::read(aside(&images_json)).unwrap(), truncated);
+    assert_eq!(
+        std::fs::read(aside(&containers_json)).unwrap(),
+        b"\x00garbage"
+    );
+    images.sort();
     assert!(
-        report.problems.iter().any(|p| matches!(p,
-        Problem::RecordFile { path, .. } if *path == images_json)),
+        report.actions.contains(&layerstore::Action {
+            repair: Repair::SetAsideRecordFile {
+                path: images_json.clone(),
+                kept_as: aside(&images_json),
+                lost: images,
+            },
+            error: None,
+        }),
         "{report:#?}"
     );
     assert!(
-        report
-            .problems
-            .iter()
-            .any(|p| p.to_string().contains("images.json"))
+        report.actions.contains(&layerstore::Action {
+            repair: Repair::SetAsideRecordFile {
+                path: containers_json.clone(),
+                kept_as: aside(&containers_json),
+                lost: vec![ctr.id.clone()],
+            },
+            error: None,
+        }),
+        "{report:#?}"
     );
-    let report = store.repair(&CheckOptions::default()).unwrap();
-    assert!(!report.is_clean());
-    for id in [&base, &top] {
+    for id in [&base, &top, &ctr.layer_id] {
         store.layer(id).unwrap();
     }
-    assert_eq!(
-        std::fs::read(&images_json).unwrap(),
-        &text[..text.len() / 2]
-    );
+    store.shutdown(false).unwrap();
+    drop(store);
+    assert!(tools_accept(&scratch).is_empty());
 }

@@ -16,7 +16,7 @@ use crate::records::{self, SetAside};
 use crate::state::State;
 use crate::store::{LayerStore, is_mount_point};
 
-use super::{Action, CheckOptions, CheckReport, Problem, Repair};
+use super::{Action, Beyond, CheckOptions, CheckReport, Problem, Repair};
 
 impl LayerStore {
     /// The driver's own directories in its home (`dir/`, `l/`, `staging/`, `subvolumes/`,
@@ -227,10 +227,11 @@ impl LayerStore {
         state: &mut State,
         guard: &WriteGuard<'_>,
         options: &CheckOptions,
-        keep: &HashSet<String>,
+        beyond: &Beyond,
     ) -> Result<CheckReport> {
         *state = self.snapshot()?;
-        let problems = self.find_problems(state, options)?;
+        let mut problems = self.find_problems(state, options)?;
+        beyond.drop_known_parents(&mut problems);
         let mut actions = Vec::new();
         let mut fixed = Fixed::default();
 
@@ -276,7 +277,7 @@ impl LayerStore {
         drop(children);
         // What the caller keeps (an image's or container's layer) holds up its parents too.
         let mut held: HashMap<String, String> = HashMap::new();
-        for kept in keep {
+        for kept in &beyond.keep {
             let mut current = Some(kept.as_str());
             while let Some(id) = current {
                 if held.insert(id.to_string(), kept.clone()).is_some() {
