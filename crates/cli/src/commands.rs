@@ -23,6 +23,7 @@ use records::{
     change_names, delete, exists, get_layer_data, get_names, layer, layer_parent_owners, layers,
     list_layer_data, metadata, set_layer_data, set_metadata,
 };
+pub use store::rebuild_damaged_layers;
 use store::{check, shutdown, status, wipe};
 
 mod content;

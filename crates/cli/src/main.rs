@@ -279,6 +279,14 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
             ));
         }
     }
+    if let Command::Check {
+        repair: Some(true), ..
+    } = command
+        && let Err(err) = commands::rebuild_damaged_layers(&config)
+    {
+        println!("error initializing: {err}");
+        return Ok(1);
+    }
     let store = match open_store(&config) {
         Ok(store) => store,
         Err(err) => {

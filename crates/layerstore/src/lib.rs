@@ -160,8 +160,10 @@
 //!   ID-mapped container made here shifts its files a second time, and a mapped container
 //!   Go made is refused here (`cannot mount layer <id>: shifting not enabled`).
 //! * [`Store::open`] fails when `layers.json` does not decode (the layer store loads at
-//!   open); rebuilding a damaged record file is the business of the layer, image and
-//!   container stores below.
+//!   open), naming the file; [`Store::rebuild_damaged_layers`] (`check --repair`) rebuilds
+//!   it from disk first, keeping the damaged file aside. A damaged `images.json` or
+//!   `containers.json` does not stop the open: [`Store::check`] reports it and
+//!   [`Store::repair`] sets it aside (see [`CheckOptions`]).
 //! * Both roots must be given ([`Error::IncompleteOptions`]): resolving `storage.conf` is
 //!   the caller's.
 //!
@@ -224,6 +226,7 @@ pub use store::{AdditionalStore, Store, StoreReader};
 
 pub use layerstore_images::{ManifestDigester, NamesOp, NewImage};
 pub use layerstore_layers::{
-    Change, DiffOptions, LayerOptions, Problem as LayerProblem, Repair as LayerRepair,
+    Change, DiffOptions, LayerOptions, Problem as LayerProblem, Rebuilt, RebuiltLayer,
+    Repair as LayerRepair,
 };
 pub use layerstore_model::{Container, Digest, IDMap, Image, Layer};

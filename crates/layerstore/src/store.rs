@@ -13,6 +13,20 @@ use layerstore_model::{IDMap, Image, Layer};
 use crate::error::{Error, Result};
 use crate::options::StoreOptions;
 
+/// The layer store's options for the Store's.
+fn layer_options(
+    options: &StoreOptions,
+    graph_root: &Path,
+    run_root: &Path,
+) -> layerstore_layers::StoreOptions {
+    let mut layer_options =
+        layerstore_layers::StoreOptions::new(graph_root, run_root, options.driver.as_str());
+    layer_options.driver_options = options.driver_options.clone();
+    layer_options.registry = options.registry.clone();
+    layer_options.max_layer_size = options.max_layer_size;
+    layer_options
+}
+
 /// A read-only additional image store (Go's `ROImageStore` and `ROLayerStore` of one
 /// directory): its images, and its layers, opened at first use.
 #[derive(Debug)]
@@ -75,17 +89,14 @@ impl Store {
             .map_err(|e| Error::io("resolve", &options.graph_root, e))?;
         let run_root = std::path::absolute(&options.run_root)
             .map_err(|e| Error::io("resolve", &options.run_root, e))?;
-        let mut layer_options =
-            layerstore_layers::StoreOptions::new(&graph_root, &run_root, options.driver.as_str());
-        layer_options.driver_options = options.driver_options.clone();
-        layer_options.registry = options.registry.clone();
-        layer_options.max_layer_size = options.max_layer_size;
-        let layers = LayerStore::open(layer_options).map_err(|e| match e {
-            layerstore_layers::Error::Driver { id, source, .. } if id == "-" => {
-                Error::DriverStart(source)
-            }
-            other => other.into(),
-        })?;
+        let layers = LayerStore::open(layer_options(&options, &graph_root, &run_root)).map_err(
+            |e| match e {
+                layerstore_layers::Error::Driver { id, source, .. } if id == "-" => {
+                    Error::DriverStart(source)
+                }
+                other => other.into(),
+            },
+        )?;
         let name = layers.driver_name();
         if !options.driver.is_empty() && options.driver != name {
             // Go makes `<graphroot>/<driver as given>` too (`overlay2`: an empty directory).
@@ -126,6 +137,27 @@ impl Store {
         };
         store.settle_pending_at_open()?;
         Ok(store)
+    }
+
+    /// Rebuilds a `layers.json` that does not load (so that [`Store::open`] fails naming it)
+    /// from the driver's directories and tar-split files, keeping the damaged file aside:
+    /// see [`LayerStore::rebuild_damaged`]. `None`, and nothing changed, when it loads. For
+    /// `check --repair`, before opening the store.
+    pub fn rebuild_damaged_layers(
+        options: &StoreOptions,
+    ) -> Result<Option<layerstore_layers::Rebuilt>> {
+        if options.graph_root.as_os_str().is_empty() || options.run_root.as_os_str().is_empty() {
+            return Err(Error::IncompleteOptions);
+        }
+        let graph_root = std::path::absolute(&options.graph_root)
+            .map_err(|e| Error::io("resolve", &options.graph_root, e))?;
+        let run_root = std::path::absolute(&options.run_root)
+            .map_err(|e| Error::io("resolve", &options.run_root, e))?;
+        Ok(LayerStore::rebuild_damaged(layer_options(
+            options,
+            &graph_root,
+            &run_root,
+        ))?)
     }
 
     /// The graph root (absolute).

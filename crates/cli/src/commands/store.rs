@@ -5,6 +5,7 @@ use layerstore::{CheckOptions, Store, StoreOptions};
 use serde::Serialize;
 
 use super::{Context, go_error_text};
+use crate::config::StoreConfig;
 use crate::output::write_json;
 
 pub(super) fn status(ctx: &mut Context<'_>, json: bool) -> Result<i32> {
@@ -175,6 +176,40 @@ pub(super) fn check(
         }
     }
     Ok(i32::from(!report.is_clean()))
+}
+
+/// For `check --repair`, before the store is opened: a `layers.json` that does not load is
+/// rebuilt from disk ([`Store::rebuild_damaged_layers`]), the damaged file kept aside; what
+/// was done is said on stderr (stdout carries the check's report). `Err` when the rebuild
+/// itself fails.
+pub fn rebuild_damaged_layers(config: &StoreConfig) -> Result<()> {
+    let mut options =
+        StoreOptions::new(&config.graph_root, &config.run_root, config.driver.as_str());
+    options.driver_options = config.options.clone();
+    let Some(rebuilt) = Store::rebuild_damaged_layers(&options)? else {
+        return Ok(());
+    };
+    let without_diff: Vec<&str> = rebuilt
+        .layers
+        .iter()
+        .filter(|l| !l.diff_recovered)
+        .map(|l| l.id.as_str())
+        .collect();
+    let mut text = format!(
+        "repaired: rebuilt {} from disk ({}): {} layer(s); the damaged file is kept as {}; names, compressed digests and big data it held are not recovered",
+        rebuilt.path.display(),
+        rebuilt.reason,
+        rebuilt.layers.len(),
+        rebuilt.kept_as.display()
+    );
+    if !without_diff.is_empty() {
+        text.push_str(&format!(
+            "; without a diff (no usable tar-split): {}",
+            without_diff.join(", ")
+        ));
+    }
+    eprintln!("{text}");
+    Ok(())
 }
 
 #[cfg(test)]

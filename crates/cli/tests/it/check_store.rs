@@ -146,3 +146,41 @@ fn check_repair_takes_the_image_with_its_damaged_layer_and_keeps_a_containers() 
     assert_eq!(store.run_ok(&["check"]), "");
     assert!(!store.go(&["exists", "-l", other]).status.success());
 }
+
+#[test]
+fn check_names_a_damaged_layers_json_and_repair_rebuilds_it_keeping_it_aside() {
+    require_or_skip!(Capability::Root, Capability::GoTool);
+    let scratch = Scratch::new();
+    let store = Store::in_scratch(&scratch, "vfs");
+    let path = scratch.path().join("layer.tar");
+    std::fs::write(&path, tarball(&[("f".into(), b"data".to_vec())])).unwrap();
+    let out = store.run_ok(&["import-layer", "-f", &path.display().to_string()]);
+    let id = out.split_whitespace().next().unwrap().to_owned();
+    let before: Value = serde_json::from_str(&go_ok(&store, &["layers", "--json"])).unwrap();
+    let layers_json = store.layers_json();
+    let text = std::fs::read(&layers_json).unwrap();
+    std::fs::write(&layers_json, &text[..text.len() / 2]).unwrap();
+
+    let output = store.run(&["check"]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        shown.contains(&layers_json.display().to_string()),
+        "{shown}"
+    );
+
+    let output = store.run(&["check", "--repair", "--json"]);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(json_of(&output)["problems"], Value::Array(Vec::new()));
+    let notice = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        notice.contains("rebuilt") && notice.contains("1 layer(s)"),
+        "{notice}"
+    );
+    let kept = std::fs::read(format!("{}.damaged-1", layers_json.display())).unwrap();
+    assert_eq!(kept, &text[..text.len() / 2]);
+    let after: Value = serde_json::from_str(&go_ok(&store, &["layers", "--json"])).unwrap();
+    assert_eq!(after[0]["id"], id.as_str());
+    assert_eq!(after[0]["diff-digest"], before[0]["diff-digest"]);
+    assert_eq!(store.run_ok(&["check"]), "");
+}

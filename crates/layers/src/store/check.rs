@@ -7,8 +7,11 @@ use super::{LayerStore, LayerWriter};
 use crate::error::{Error, Result};
 
 mod find;
+mod rebuild;
 mod repair;
 mod report;
+
+pub use rebuild::{Rebuilt, RebuiltLayer};
 
 pub use report::{Action, CheckOptions, CheckReport, Problem, Repair};
 

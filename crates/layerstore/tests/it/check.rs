@@ -406,3 +406,89 @@ fn a_record_file_that_does_not_load_is_never_called_healthy_and_repair_keeps_it_
     drop(store);
     assert!(tools_accept(&scratch).is_empty());
 }
+
+fn damaged_layers_json_is_rebuilt(driver: &'static str, damage: fn(&[u8]) -> Vec<u8>) {
+    let scratch = Scratch::new(driver);
+    let store = scratch.open();
+    let (base, top) = images_on_two_layers(&store);
+    let ctr = store
+        .create_container(ContainerOptions {
+            image: "localhost/img:latest".into(),
+            ..ContainerOptions::default()
+        })
+        .unwrap();
+    let before = store.layers().unwrap();
+    store.shutdown(false).unwrap();
+    drop(store);
+    let layers_json = scratch.graph().join(format!("{driver}-layers/layers.json"));
+    let damaged = damage(&std::fs::read(&layers_json).unwrap());
+    std::fs::write(&layers_json, &damaged).unwrap();
+
+    // The store does not open, and says which file is wrong; nothing is changed by that.
+    let err = Store::open(scratch.options()).unwrap_err().to_string();
+    assert!(err.contains(&layers_json.display().to_string()), "{err}");
+    assert_eq!(std::fs::read(&layers_json).unwrap(), damaged);
+
+    let rebuilt = Store::rebuild_damaged_layers(&scratch.options())
+        .unwrap()
+        .expect("rebuilt");
+    assert_eq!(rebuilt.path, layers_json);
+    assert_eq!(
+        std::fs::read(&rebuilt.kept_as).unwrap(),
+        damaged,
+        "kept aside"
+    );
+    assert_eq!(
+        sorted(rebuilt.layers.iter(), |l| &l.id),
+        sorted(before.iter(), |l| &l.id)
+    );
+    // The image's layers come back with their diff (from their tar-split files); the
+    // container's layer never had one.
+    for layer in &rebuilt.layers {
+        assert_eq!(layer.diff_recovered, layer.id != ctr.layer_id, "{layer:?}");
+    }
+    // Asked again, nothing to do.
+    assert_eq!(
+        Store::rebuild_damaged_layers(&scratch.options()).unwrap(),
+        None
+    );
+
+    let store = scratch.open();
+    for old in &before {
+        let new = store.layer(&old.id).unwrap();
+        assert_eq!(
+            new.uncompressed_digest, old.uncompressed_digest,
+            "{}",
+            old.id
+        );
+        if old.uncompressed_digest.is_some() {
+            assert_eq!(new.uncompressed_size, old.uncompressed_size, "{}", old.id);
+        }
+        // overlay records parents in its `lower` files; vfs keeps none.
+        let parent = if driver == "overlay" {
+            old.parent.as_str()
+        } else {
+            ""
+        };
+        assert_eq!(new.parent, parent, "{}", old.id);
+    }
+    let report = check(&store);
+    assert!(report.is_clean(), "{report:#?}");
+    assert_eq!(store.images().unwrap().len(), 2);
+    store.layer(&base).unwrap();
+    store.layer(&top).unwrap();
+    store.shutdown(false).unwrap();
+    drop(store);
+    assert_eq!(tools_accept(&scratch).len(), 2);
+    scratch.tool_ok("podman", &["create", "localhost/img:latest"]);
+}
+
+#[test]
+fn a_truncated_or_garbage_layers_json_is_rebuilt_from_disk_and_kept_aside() {
+    require_or_skip!(Capability::Podman, Capability::GoTool, Capability::Overlay);
+    let truncate: fn(&[u8]) -> Vec<u8> = |bytes| bytes[..bytes.len() / 2].to_vec();
+    let garbage: fn(&[u8]) -> Vec<u8> = |_| b"\x7fELF not json at all".to_vec();
+    damaged_layers_json_is_rebuilt("vfs", truncate);
+    damaged_layers_json_is_rebuilt("overlay", truncate);
+    damaged_layers_json_is_rebuilt("vfs", garbage);
+}

@@ -1,0 +1,198 @@
+//! Rebuilding a `layers.json` that does not load, from what is on disk: the driver's layer
+//! directories, overlay's `link` and `lower` files (the parents), the tar-split files (the
+//! diff digest and size, recomputed from the layer's files).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+
+use layerstore_model::{DigestAlgorithm, Layer, validate_store_id};
+
+use super::find::Hasher;
+use crate::error::{Error, Result};
+use crate::files::{StoreDir, read_store_file};
+use crate::options::StoreOptions;
+use crate::records;
+use crate::store::{Counting, LayerStore, tar_split_name};
+
+/// What [`LayerStore::rebuild_damaged`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// `layers.json`, now rebuilt.
+    pub path: PathBuf,
+    /// Where the damaged file's bytes are kept (`layers.json.damaged-<n>`).
+    pub kept_as: PathBuf,
+    /// Why it did not load.
+    pub reason: String,
+    /// The layers found on disk, in the order written (parents first).
+    pub layers: Vec<RebuiltLayer>,
+}
+
+/// One layer of a rebuilt `layers.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuiltLayer {
+    /// Its ID (the driver's directory).
+    pub id: String,
+    /// Its parent, when the driver records one (overlay's `lower`); empty otherwise.
+    pub parent: String,
+    /// Whether its diff digest and size were recovered (its tar-split file rebuilt, through
+    /// its files, into a stream that was hashed). Without it, the layer has no diff to give
+    /// back (as a container's layer).
+    pub diff_recovered: bool,
+}
+
+impl LayerStore {
+    /// Rebuilds `layers.json` when it does not load as a whole (truncated, garbage), before
+    /// the store can be opened: under the exclusive `layers.lock`, its bytes are kept as
+    /// `layers.json.damaged-<n>` beside it (the first free `n`; never deleted), then a new
+    /// `layers.json` is written (the lock's token first) with one record per layer the driver
+    /// holds: its ID, its parent where the driver records one (overlay's `lower` and `link`
+    /// files; vfs and btrfs keep none, so their layers come back without parents), and, when
+    /// its tar-split file rebuilds through its files, the diff digest (sha256) and size of
+    /// that stream. Names, compressed digests, big data and flags lived only in the damaged
+    /// file and are not guessed. Answers `None`, changing nothing, when `layers.json` loads
+    /// (or does not exist).
+    pub fn rebuild_damaged(options: StoreOptions) -> Result<Option<Rebuilt>> {
+        if options.read_only {
+            return Err(Error::ReadOnly(options.graph_root.clone()));
+        }
+        let store = Self::open_with(options, false)?;
+        let guard = store.layers_lock.lock()?;
+        let Some(bytes) = read_store_file(&store.layers_json)? else {
+            return Ok(None);
+        };
+        let reason = match records::parse(&bytes) {
+            Ok(_) => return Ok(None),
+            Err(e) => e.to_string(),
+        };
+        let dir = store.layers_dir_rw()?;
+        let mut n = 1;
+        let kept_as = loop {
+            let name = format!("{}.damaged-{n}", layerstore_model::LAYERS_JSON);
+            if dir.file_type(&name)?.is_none() {
+                break name;
+            }
+            n += 1;
+        };
+        dir.write_atomic(&kept_as, 0o600, |out| {
+            out.write_all(&bytes)
+                .map_err(|e| Error::io("write", dir.join(&kept_as), e))
+        })?;
+
+        let ids: Vec<String> = store
+            .driver
+            .list_layers()
+            .map_err(|e| Error::driver("-", "list the driver's layers", e))?
+            .into_iter()
+            .filter(|id| validate_store_id(id).is_ok())
+            .collect();
+        let parents = store.driver_parents(&ids);
+        let mut found: BTreeMap<String, (Layer, bool)> = BTreeMap::new();
+        for id in &ids {
+            let mut layer = Layer::new(id.as_str());
+            layer.parent = parents.get(id).cloned().unwrap_or_default();
+            let recovered = store.recover_diff(&mut layer);
+            found.insert(id.clone(), (layer, recovered));
+        }
+        // Parents first: a layer is written once its parent is.
+        let mut order: Vec<String> = Vec::with_capacity(found.len());
+        let mut written: HashSet<String> = HashSet::new();
+        let mut stack: Vec<(String, bool)> =
+            found.keys().rev().map(|id| (id.clone(), false)).collect();
+        let mut visiting: HashSet<String> = HashSet::new();
+        while let Some((id, expanded)) = stack.pop() {
+            if written.contains(&id) {
+                continue;
+            }
+            if expanded {
+                written.insert(id.clone());
+                order.push(id);
+                continue;
+            }
+            if !visiting.insert(id.clone()) {
+                // A cycle of `lower` files: written as found; check reports it.
+                written.insert(id.clone());
+                order.push(id);
+                continue;
+            }
+            stack.push((id.clone(), true));
+            let parent = &found[&id].0.parent;
+            if found.contains_key(parent) && !written.contains(parent) {
+                stack.push((parent.clone(), false));
+            }
+        }
+        let mut layers = Vec::with_capacity(order.len());
+        let mut rebuilt = Vec::with_capacity(order.len());
+        for id in order {
+            let (layer, recovered) = found.remove(&id).unwrap_or_else(|| unreachable!("found"));
+            rebuilt.push(RebuiltLayer {
+                id: layer.id.clone(),
+                parent: layer.parent.clone(),
+                diff_recovered: recovered,
+            });
+            layers.push(layer);
+        }
+        guard.record_write()?;
+        dir.write_atomic(layerstore_model::LAYERS_JSON, 0o600, |out| {
+            records::write(out, &layers, &[])
+        })?;
+        Ok(Some(Rebuilt {
+            path: store.layers_json.clone(),
+            kept_as: dir.join(&kept_as),
+            reason,
+            layers: rebuilt,
+        }))
+    }
+
+    /// Each layer's parent as overlay records it: the first entry (`l/<link>`) of its
+    /// `lower` file, resolved through the layers' `link` files. Empty for other drivers.
+    fn driver_parents(&self, ids: &[String]) -> HashMap<String, String> {
+        let mut parents = HashMap::new();
+        if self.driver.name() != "overlay" {
+            return parents;
+        }
+        let Ok(Some(home)) = StoreDir::open(self.driver.home()) else {
+            return parents;
+        };
+        let read = |id: &str, file: &str| -> Option<String> {
+            let dir = home.subdir(id, false).ok()??;
+            let bytes = dir.read_regular(file).ok()??;
+            Some(String::from_utf8_lossy(&bytes).trim().to_owned())
+        };
+        let by_link: HashMap<String, &String> = ids
+            .iter()
+            .filter_map(|id| Some((read(id, "link")?, id)))
+            .collect();
+        for id in ids {
+            let Some(lower) = read(id, "lower") else {
+                continue;
+            };
+            let nearest = lower.split(':').next().unwrap_or_default();
+            if let Some(parent) = nearest.strip_prefix("l/").and_then(|l| by_link.get(l)) {
+                parents.insert(id.clone(), (*parent).clone());
+            }
+        }
+        parents
+    }
+
+    /// Sets the layer's diff digest and size from its tar-split file rebuilt through its
+    /// files; answers whether that worked.
+    fn recover_diff(&self, layer: &mut Layer) -> bool {
+        let path = self.tar_split_path(&layer.id);
+        let Ok(Some(file)) = self.open_in_layers_dir(&tar_split_name(&layer.id)) else {
+            return false;
+        };
+        let mut sink = Counting {
+            inner: Hasher::new(DigestAlgorithm::Sha256),
+            count: 0,
+        };
+        if self.assemble(layer, file, &path, &mut sink).is_err() {
+            return false;
+        }
+        let (Ok(digest), Ok(size)) = (sink.inner.finish(), i64::try_from(sink.count)) else {
+            return false;
+        };
+        layer.uncompressed_digest = Some(digest);
+        layer.uncompressed_size = size;
+        true
+    }
+}
