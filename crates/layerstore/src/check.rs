@@ -718,13 +718,17 @@ impl Store {
         let mut stores: Vec<LayerRecords<'_>> = vec![layers.records()];
         stores.extend(additional_layers.iter().map(|r| r.records()));
 
-        // A parent in another layer store is no missing parent (each layer store's own check
-        // knows only itself).
+        // Each layer store's own check knows only itself: a parent in another layer store is
+        // no missing parent, and the driver (the read-write store's, shared) holding another
+        // store's layer holds no orphan.
         let mut broken: HashSet<String> = HashSet::new();
         for (store, problem) in found {
-            if let LayerProblem::MissingParent { parent, .. } = &problem
-                && find_layer(&stores, parent).is_some()
-            {
+            let elsewhere = match &problem {
+                LayerProblem::MissingParent { parent, .. } => Some(parent),
+                LayerProblem::OrphanLayerData { id } => Some(id),
+                _ => None,
+            };
+            if elsewhere.is_some_and(|id| find_layer(&stores, id).is_some()) {
                 continue;
             }
             if problem.breaks_layer()

@@ -492,3 +492,57 @@ fn a_truncated_or_garbage_layers_json_is_rebuilt_from_disk_and_kept_aside() {
     damaged_layers_json_is_rebuilt("overlay", truncate);
     damaged_layers_json_is_rebuilt("vfs", garbage);
 }
+
+#[test]
+fn an_additional_store_is_checked_with_the_store_and_never_repaired() {
+    require_or_skip!(Capability::Root);
+    // The read-only store: layers base <- top, image `roimg` on top.
+    let ro = Scratch::new("vfs");
+    let ro_store = ro.open();
+    let ro_base = layer(&ro_store, None, &[("d/base", b"base")]);
+    let ro_top = layer(&ro_store, Some(&ro_base), &[("d/top", b"top")]);
+    let ro_image = ro_store
+        .create_image(layerstore::NewImage {
+            names: vec!["roimg".into()],
+            top_layer: ro_top.clone(),
+            ..layerstore::NewImage::default()
+        })
+        .unwrap();
+    ro_store.shutdown(false).unwrap();
+    drop(ro_store);
+
+    let scratch = Scratch::new("vfs");
+    let option = format!("vfs.imagestore={}", ro.graph().display());
+    let store = Store::open(scratch.options().driver_option(&option)).unwrap();
+    // A layer of ours on the read-only top layer: its parent is there, not missing.
+    let child = layer(&store, Some(&ro_top), &[("d/child", b"child")]);
+    let report = check(&store);
+    assert!(report.is_clean(), "{report:#?}");
+
+    // Damage in the read-only store is reported, with the store it is in ...
+    std::fs::write(
+        ro.graph().join("vfs/dir").join(&ro_top).join("d/top"),
+        b"TOP!",
+    )
+    .unwrap();
+    let before = crate::additional::contents(&ro.graph());
+    let report = check(&store);
+    assert!(
+        report.problems.iter().any(|p| matches!(p,
+            Problem::Layer { store: Some(root), problem: LayerProblem::ModifiedContent { id, .. } }
+                if *root == ro.graph() && *id == ro_top)),
+        "{report:#?}"
+    );
+    assert!(report.problems.contains(&Problem::ImageLayerBroken {
+        image: ro_image.id.clone(),
+        layer: ro_top.clone(),
+        read_only: true,
+    }));
+    // ... and repair changes nothing there, nor deletes our layer on it.
+    let report = store.repair(&CheckOptions::default()).unwrap();
+    assert!(!report.is_clean());
+    assert!(report.actions.is_empty(), "{report:#?}");
+    assert_eq!(crate::additional::contents(&ro.graph()), before);
+    store.layer(&child).unwrap();
+    store.image("roimg").unwrap();
+}
