@@ -641,8 +641,12 @@ impl Store {
             let images = self.images.read();
             let additional_images = self.additional_image_readers();
             let containers = self.containers.read();
-            match (images, additional_images, containers) {
-                (Ok(images), Ok(additional_images), Ok(containers)) => {
+            // Without the records of what uses the layers, no layer is deleted: the damaged
+            // record file stays a problem in the report.
+            if let (Ok(images), Ok(additional_images), Ok(containers)) =
+                (images, additional_images, containers)
+            {
+                {
                     let mut beyond = Beyond::default();
                     let keep = &mut beyond.keep;
                     for image in images
@@ -665,9 +669,6 @@ impl Store {
                         error: a.error,
                     }));
                 }
-                // Without the records of what uses the layers, no layer is deleted: the
-                // damaged record file stays a problem in the report.
-                _ => {}
             }
         }
 

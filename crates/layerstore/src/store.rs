@@ -13,6 +13,18 @@ use layerstore_model::{IDMap, Image, Layer};
 use crate::error::{Error, Result};
 use crate::options::StoreOptions;
 
+/// Both roots of `options`, made absolute; both must be given.
+fn absolute_roots(options: &StoreOptions) -> Result<(PathBuf, PathBuf)> {
+    if options.graph_root.as_os_str().is_empty() || options.run_root.as_os_str().is_empty() {
+        return Err(Error::IncompleteOptions);
+    }
+    let graph_root = std::path::absolute(&options.graph_root)
+        .map_err(|e| Error::io("resolve", &options.graph_root, e))?;
+    let run_root = std::path::absolute(&options.run_root)
+        .map_err(|e| Error::io("resolve", &options.run_root, e))?;
+    Ok((graph_root, run_root))
+}
+
 /// The layer store's options for the Store's.
 fn layer_options(
     options: &StoreOptions,
@@ -82,13 +94,7 @@ impl Store {
     /// does); image and container records at their first use. Layers a crashed operation of
     /// this crate left marked (see [`Store::pending_layers`]) are settled now.
     pub fn open(options: StoreOptions) -> Result<Store> {
-        if options.graph_root.as_os_str().is_empty() || options.run_root.as_os_str().is_empty() {
-            return Err(Error::IncompleteOptions);
-        }
-        let graph_root = std::path::absolute(&options.graph_root)
-            .map_err(|e| Error::io("resolve", &options.graph_root, e))?;
-        let run_root = std::path::absolute(&options.run_root)
-            .map_err(|e| Error::io("resolve", &options.run_root, e))?;
+        let (graph_root, run_root) = absolute_roots(&options)?;
         let layers = LayerStore::open(layer_options(&options, &graph_root, &run_root)).map_err(
             |e| match e {
                 layerstore_layers::Error::Driver { id, source, .. } if id == "-" => {
@@ -146,13 +152,7 @@ impl Store {
     pub fn rebuild_damaged_layers(
         options: &StoreOptions,
     ) -> Result<Option<layerstore_layers::Rebuilt>> {
-        if options.graph_root.as_os_str().is_empty() || options.run_root.as_os_str().is_empty() {
-            return Err(Error::IncompleteOptions);
-        }
-        let graph_root = std::path::absolute(&options.graph_root)
-            .map_err(|e| Error::io("resolve", &options.graph_root, e))?;
-        let run_root = std::path::absolute(&options.run_root)
-            .map_err(|e| Error::io("resolve", &options.run_root, e))?;
+        let (graph_root, run_root) = absolute_roots(options)?;
         Ok(LayerStore::rebuild_damaged(layer_options(
             options,
             &graph_root,

@@ -102,8 +102,8 @@ fn modified_layer_removes_its_image_and_keeps_the_layers_others_use(driver: &'st
             }),
         "{report:#?}"
     );
-    assert_eq!(sorted(store.images().unwrap(), |i| &i.id), [solo.clone()]);
-    assert_eq!(sorted(store.layers().unwrap(), |l| &l.id), [base.clone()]);
+    assert_eq!(sorted(store.images().unwrap(), |i| &i.id), [solo.as_str()]);
+    assert_eq!(sorted(store.layers().unwrap(), |l| &l.id), [base.as_str()]);
     assert_whole(&store);
     store.shutdown(false).unwrap();
     drop(store);
@@ -314,7 +314,7 @@ fn a_layer_a_crash_left_marked_and_unused_is_found_and_removed() {
     assert!(report.actions.iter().any(|a| matches!(&a.repair,
         Repair::Settle(Settled::Deleted(p)) if p.layer == stray)));
     assert!(store.find(&stray).unwrap().is_none());
-    assert!(store.layer(&top).unwrap().flags.get(PENDING_FLAG).is_none());
+    assert!(!store.layer(&top).unwrap().flags.contains_key(PENDING_FLAG));
     store.layer(&base).unwrap();
     store.shutdown(false).unwrap();
     drop(store);
