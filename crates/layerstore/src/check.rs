@@ -1,37 +1,6 @@
 //! [`Store::check`] and [`Store::repair`]: the whole store checked (layers, images,
 //! containers, the references between them, the marks of crashed operations), and repaired
 //! without ever deleting a layer that an image or container still uses.
-//!
-//! What is checked:
-//!
-//! * **Layers** of the read-write store and of every additional store: the layer store's own
-//!   check ([`LayerStore::check`](layerstore_layers::LayerStore::check)).
-//! * **Images** of the read-write store and of every additional store: the top layer and each
-//!   ID-mapped layer exist, and neither they nor any layer below them is broken; every
-//!   big-data item has its file, of the recorded size, with the recorded digest (manifests of
-//!   schema 1, whose digest leaves out their signatures, are only measured); the image's
-//!   digests decode.
-//! * **Containers**: their layer exists and is not broken, their image (if any) exists and
-//!   is not damaged, their big-data items have files of the recorded size and digest. Their
-//!   directories are not checked: Go makes them at first use (`ContainerDirectory`, a first
-//!   big-data item), so a container without them is sound.
-//! * **Record files**: an `images.json` or `containers.json` that does not load, or that
-//!   holds records that cannot be used, is a problem naming the file: the store is never
-//!   called healthy when podman could not list it.
-//! * **Marks** of operations a crash interrupted ([`Store::pending_layers`]).
-//!
-//! Repair follows later Go versions' `Store.Repair` (containers/storage 1.51+): damaged
-//! containers are deleted only when asked ([`CheckOptions::remove_containers`]), damaged
-//! images of the read-write store are deleted with the layers only they used (as
-//! [`Store::delete_image`] does), then broken layers are deleted, but never one that a
-//! remaining image or container uses (or stands on): such a layer is kept and reported.
-//! Marked layers are settled (an unused one, left by a crashed create or delete, is
-//! removed). An `images.json` or `containers.json` that does not load is set aside first:
-//! its bytes kept as `<file>.damaged-<n>`, the file started empty, and the images or
-//! containers lost with it named by the directories they left (their records cannot be
-//! rebuilt from disk: names, top layers and mappings live only there); their layers stay. Additional stores are read-only: checked, never repaired. The report's
-//! `remaining` comes from checking again after the repairs, so a clean report means a
-//! store that checks clean.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -47,6 +16,38 @@ use crate::pending::{PendingLayer, PendingOp, Settled};
 use crate::store::Store;
 
 /// What [`Store::check`] and [`Store::repair`] do.
+///
+/// What is checked:
+///
+/// * **Layers** of the read-write store and of every additional store: the layer store's own
+///   check ([`LayerStore::check`](layerstore_layers::LayerStore::check)).
+/// * **Images** of the read-write store and of every additional store: the top layer and each
+///   ID-mapped layer exist, and neither they nor any layer below them is broken; every
+///   big-data item has its file, of the recorded size, with the recorded digest (manifests of
+///   schema 1, whose digest leaves out their signatures, are only measured); the image's
+///   digests decode.
+/// * **Containers**: their layer exists and is not broken, their image (if any) exists and
+///   is not damaged, their big-data items have files of the recorded size and digest. Their
+///   directories are not checked: Go makes them at first use (`ContainerDirectory`, a first
+///   big-data item), so a container without them is sound.
+/// * **Record files**: an `images.json` or `containers.json` that does not load, or that
+///   holds records that cannot be used, is a problem naming the file: the store is never
+///   called healthy when podman could not list it.
+/// * **Marks** of operations a crash interrupted ([`Store::pending_layers`]).
+///
+/// Repair follows later Go versions' `Store.Repair` (containers/storage 1.51+): damaged
+/// containers are deleted only when asked ([`CheckOptions::remove_containers`]), damaged
+/// images of the read-write store are deleted with the layers only they used (as
+/// [`Store::delete_image`] does), then broken layers are deleted, but never one that a
+/// remaining image or container uses (or stands on): such a layer is kept and reported.
+/// Marked layers are settled (an unused one, left by a crashed create or delete, is
+/// removed). An `images.json` or `containers.json` that does not load is set aside first:
+/// its bytes kept as `<file>.damaged-<n>`, the file started empty, and the images or
+/// containers lost with it named by the directories they left (their records cannot be
+/// rebuilt from disk: names, top layers and mappings live only there); their layers stay.
+/// Additional stores are read-only: checked, never repaired. The report's `remaining` comes
+/// from checking again after the repairs, so a clean report means a store that checks
+/// clean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckOptions {
     /// Rebuild every layer's diff and compare it with its record (see
@@ -553,7 +554,7 @@ impl CheckReport {
 }
 
 impl Store {
-    /// Checks the whole store (see the [module documentation](self)) and changes nothing.
+    /// Checks the whole store (see [`CheckOptions`]) and changes nothing.
     /// Errors are for what stops the check itself (a lock, an unreadable `layers.json`);
     /// what is wrong is in the report.
     pub fn check(&self, options: &CheckOptions) -> Result<CheckReport> {
@@ -566,7 +567,7 @@ impl Store {
     }
 
     /// Checks the whole store and repairs what it can, never deleting a layer that an image
-    /// or container uses (see the [module documentation](self)); then checks again.
+    /// or container uses (see [`CheckOptions`]); then checks again.
     pub fn repair(&self, options: &CheckOptions) -> Result<CheckReport> {
         let problems = self.find_problems(options)?;
         let mut actions = Vec::new();
