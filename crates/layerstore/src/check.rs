@@ -1021,3 +1021,63 @@ fn bad_record_text(bad: &layerstore_recordstore::BadRecord) -> String {
         None => format!("record {}: {}", bad.index, bad.problem),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema1_manifests_are_recognised() {
+        assert!(is_schema1(br#"{"schemaVersion": 1, "signatures": []}"#));
+        assert!(!is_schema1(br#"{"schemaVersion": 2}"#));
+        assert!(!is_schema1(b"not json"));
+    }
+
+    #[test]
+    fn unique_keeps_the_first_of_each() {
+        assert_eq!(
+            unique(["a", "b", "a", "c", "b"].into_iter()),
+            ["a", "b", "c"]
+        );
+    }
+
+    #[test]
+    fn problems_name_what_they_are_about_and_which_ones_damage_what() {
+        let image = Problem::ImageLayerBroken {
+            image: "i".into(),
+            layer: "l".into(),
+            read_only: false,
+        };
+        assert_eq!((image.image(), image.layer()), (Some("i"), Some("l")));
+        assert_eq!(image.damaged_image(), Some("i"));
+        assert_eq!(image.kind(), "image-layer-broken");
+        assert_eq!(image.to_string(), "image i: layer l is broken");
+        let read_only = Problem::ImageDataMissing {
+            image: "i".into(),
+            key: "k".into(),
+            path: "/s/i/k".into(),
+            read_only: true,
+        };
+        assert_eq!(
+            read_only.damaged_image(),
+            None,
+            "a read-only image is never repaired"
+        );
+        assert!(read_only.to_string().starts_with("read-only image i:"));
+        let container = Problem::ContainerImageMissing {
+            container: "c".into(),
+            image: "i".into(),
+        };
+        assert_eq!(container.damaged_container(), Some("c"));
+        assert_eq!(container.damaged_image(), None);
+        let file = Problem::RecordFile {
+            path: "/g/vfs-images/images.json".into(),
+            detail: "unexpected end".into(),
+        };
+        assert!(file.to_string().contains("/g/vfs-images/images.json"));
+        assert_eq!(
+            file.path(),
+            Some(std::path::Path::new("/g/vfs-images/images.json"))
+        );
+    }
+}

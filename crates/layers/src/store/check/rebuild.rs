@@ -93,33 +93,11 @@ impl LayerStore {
             let recovered = store.recover_diff(&mut layer);
             found.insert(id.clone(), (layer, recovered));
         }
-        // Parents first: a layer is written once its parent is.
-        let mut order: Vec<String> = Vec::with_capacity(found.len());
-        let mut written: HashSet<String> = HashSet::new();
-        let mut stack: Vec<(String, bool)> =
-            found.keys().rev().map(|id| (id.clone(), false)).collect();
-        let mut visiting: HashSet<String> = HashSet::new();
-        while let Some((id, expanded)) = stack.pop() {
-            if written.contains(&id) {
-                continue;
-            }
-            if expanded {
-                written.insert(id.clone());
-                order.push(id);
-                continue;
-            }
-            if !visiting.insert(id.clone()) {
-                // A cycle of `lower` files: written as found; check reports it.
-                written.insert(id.clone());
-                order.push(id);
-                continue;
-            }
-            stack.push((id.clone(), true));
-            let parent = &found[&id].0.parent;
-            if found.contains_key(parent) && !written.contains(parent) {
-                stack.push((parent.clone(), false));
-            }
-        }
+        let parent_of: BTreeMap<String, String> = found
+            .iter()
+            .map(|(id, (layer, _))| (id.clone(), layer.parent.clone()))
+            .collect();
+        let order = parents_first(&parent_of);
         let mut layers = Vec::with_capacity(order.len());
         let mut rebuilt = Vec::with_capacity(order.len());
         for id in order {
@@ -194,5 +172,83 @@ impl LayerStore {
         layer.uncompressed_digest = Some(digest);
         layer.uncompressed_size = size;
         true
+    }
+}
+
+/// The IDs of `parent_of` (each layer's parent, empty for none), each once, a parent that is
+/// among them before its children; the layers of a parent cycle in the order met. Walks
+/// with an explicit stack.
+fn parents_first(parent_of: &BTreeMap<String, String>) -> Vec<String> {
+    let mut order: Vec<String> = Vec::with_capacity(parent_of.len());
+    let mut written: HashSet<&str> = HashSet::new();
+    let mut visiting: HashSet<&str> = HashSet::new();
+    let mut stack: Vec<(&str, bool)> = parent_of
+        .keys()
+        .rev()
+        .map(|id| (id.as_str(), false))
+        .collect();
+    while let Some((id, expanded)) = stack.pop() {
+        if written.contains(id) {
+            continue;
+        }
+        if expanded || !visiting.insert(id) {
+            // Expanded: its parent is written. Met again while visiting: a cycle, written
+            // as met (check reports it).
+            written.insert(id);
+            order.push(id.to_owned());
+            continue;
+        }
+        stack.push((id, true));
+        if let Some((parent, _)) = parent_of.get_key_value(&parent_of[id])
+            && !written.contains(parent.as_str())
+        {
+            stack.push((parent.as_str(), false));
+        }
+    }
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(id, parent)| (id.to_string(), parent.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parents_come_first_and_cycles_end() {
+        let order = parents_first(&map(&[("a", "c"), ("b", ""), ("c", "b"), ("d", "gone")]));
+        assert_eq!(order, ["b", "c", "a", "d"]);
+        let order = parents_first(&map(&[("x", "y"), ("y", "x"), ("z", "z")]));
+        assert_eq!(order.len(), 3);
+        assert!(order.contains(&"z".to_string()));
+    }
+
+    proptest! {
+        /// Every layer once; a parent among them (outside a cycle) before its child.
+        #[test]
+        fn every_layer_once_parents_before_children(parents in proptest::collection::vec(0usize..12, 1..12)) {
+            // Layer i's parent is a lower-numbered layer (no cycles), or none.
+            let parent_of: BTreeMap<String, String> = parents
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| (format!("l{i:02}"), if p < i { format!("l{p:02}") } else { String::new() }))
+                .collect();
+            let order = parents_first(&parent_of);
+            prop_assert_eq!(order.len(), parent_of.len());
+            let position: HashMap<&str, usize> =
+                order.iter().enumerate().map(|(n, id)| (id.as_str(), n)).collect();
+            prop_assert_eq!(position.len(), parent_of.len());
+            for (id, parent) in &parent_of {
+                if !parent.is_empty() {
+                    prop_assert!(position[parent.as_str()] < position[id.as_str()]);
+                }
+            }
+        }
     }
 }
