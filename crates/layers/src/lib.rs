@@ -241,7 +241,7 @@ pub use error::{Error, Result};
 pub use files::big_data_file_name;
 pub use options::{DEFAULT_MAX_LAYER_SIZE, DiffOptions, LayerOptions, MountOptions, StoreOptions};
 pub use store::check::{
-    Action, Beyond, CheckOptions, CheckReport, Problem, Rebuilt, RebuiltLayer, Repair,
+    Action, Beyond, CheckOptions, CheckReport, LayerChain, Problem, Rebuilt, RebuiltLayer, Repair,
 };
 pub use store::{LayerReader, LayerRecords, LayerStore, LayerWriter, default_registry};
 

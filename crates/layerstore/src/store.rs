@@ -25,6 +25,37 @@ fn absolute_roots(options: &StoreOptions) -> Result<(PathBuf, PathBuf)> {
     Ok((graph_root, run_root))
 }
 
+/// What the images of the store at `graph_root` say about their layers (their configs'
+/// `rootfs.diff_ids`, under the key c/image stores them: the config's digest, which is the
+/// image's ID), for rebuilding parents the driver does not keep. Images whose config is
+/// missing or says nothing usable give nothing; so does an `images.json` that does not load.
+fn image_chains(graph_root: &Path, driver: &str) -> Vec<layerstore_layers::LayerChain> {
+    let Ok(images) = ImageStore::open(graph_root.join(format!("{driver}-images"))) else {
+        return Vec::new();
+    };
+    let Ok(reader) = images.read() else {
+        return Vec::new();
+    };
+    reader
+        .images()
+        .filter_map(|image| {
+            let config = reader
+                .big_data(&image.id, &format!("sha256:{}", image.id))
+                .ok()?;
+            let config: serde_json::Value = serde_json::from_slice(&config).ok()?;
+            let diff_ids = config["rootfs"]["diff_ids"]
+                .as_array()?
+                .iter()
+                .map(|d| d.as_str()?.parse().ok())
+                .collect::<Option<Vec<layerstore_model::Digest>>>()?;
+            Some(layerstore_layers::LayerChain {
+                top: image.top_layer.clone(),
+                diff_ids,
+            })
+        })
+        .collect()
+}
+
 /// The layer store's options for the Store's.
 fn layer_options(
     options: &StoreOptions,
@@ -153,11 +184,10 @@ impl Store {
         options: &StoreOptions,
     ) -> Result<Option<layerstore_layers::Rebuilt>> {
         let (graph_root, run_root) = absolute_roots(options)?;
-        Ok(LayerStore::rebuild_damaged(layer_options(
-            options,
-            &graph_root,
-            &run_root,
-        ))?)
+        Ok(LayerStore::rebuild_damaged(
+            layer_options(options, &graph_root, &run_root),
+            image_chains,
+        )?)
     }
 
     /// The graph root (absolute).

@@ -11,7 +11,7 @@ mod rebuild;
 mod repair;
 mod report;
 
-pub use rebuild::{Rebuilt, RebuiltLayer};
+pub use rebuild::{LayerChain, Rebuilt, RebuiltLayer};
 
 pub use report::{Action, CheckOptions, CheckReport, Problem, Repair};
 

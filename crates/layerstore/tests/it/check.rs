@@ -464,8 +464,9 @@ fn damaged_layers_json_is_rebuilt(driver: &'static str, damage: fn(&[u8]) -> Vec
         if old.uncompressed_digest.is_some() {
             assert_eq!(new.uncompressed_size, old.uncompressed_size, "{}", old.id);
         }
-        // overlay records parents in its `lower` files; vfs keeps none.
-        let parent = if driver == "overlay" {
+        // overlay records parents in its `lower` files; on vfs the images' configs give
+        // them (the container's layer is in no image's chain).
+        let parent = if driver == "overlay" || old.id != ctr.layer_id {
             old.parent.as_str()
         } else {
             ""
@@ -481,11 +482,26 @@ fn damaged_layers_json_is_rebuilt(driver: &'static str, damage: fn(&[u8]) -> Vec
     drop(store);
     assert_eq!(tools_accept(&scratch).len(), 2);
     scratch.tool_ok("podman", &["create", "localhost/img:latest"]);
+    // Both layers of img are found again (by its parent chain): skopeo copies it out.
+    let oci = format!("oci:{}:latest", scratch.path().join("layout").display());
+    let mut copy = std::process::Command::new("skopeo");
+    copy.args(["copy", &scratch.skopeo_ref("localhost/img:latest"), &oci]);
+    let out = crate::support::run(copy);
+    assert!(
+        out.status.success(),
+        "{driver}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn a_truncated_or_garbage_layers_json_is_rebuilt_from_disk_and_kept_aside() {
-    require_or_skip!(Capability::Podman, Capability::GoTool, Capability::Overlay);
+    require_or_skip!(
+        Capability::Podman,
+        Capability::GoTool,
+        Capability::Overlay,
+        Capability::Skopeo
+    );
     let truncate: fn(&[u8]) -> Vec<u8> = |bytes| bytes[..bytes.len() / 2].to_vec();
     let garbage: fn(&[u8]) -> Vec<u8> = |_| b"\x7fELF not json at all".to_vec();
     damaged_layers_json_is_rebuilt("vfs", truncate);

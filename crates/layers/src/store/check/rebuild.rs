@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
-use layerstore_model::{DigestAlgorithm, Layer, validate_store_id};
+use layerstore_model::{Digest, DigestAlgorithm, Layer, validate_store_id};
 
 use super::find::Hasher;
 use crate::error::{Error, Result};
@@ -27,12 +27,24 @@ pub struct Rebuilt {
     pub layers: Vec<RebuiltLayer>,
 }
 
+/// What an image says about its layers, for [`LayerStore::rebuild_damaged`] to find parents
+/// the driver does not record: its top layer and the diff digests of its layers, bottom
+/// first (its config's `rootfs.diff_ids`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerChain {
+    /// The image's top layer.
+    pub top: String,
+    /// The uncompressed digests of its layers, bottom first.
+    pub diff_ids: Vec<Digest>,
+}
+
 /// One layer of a rebuilt `layers.json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RebuiltLayer {
     /// Its ID (the driver's directory).
     pub id: String,
-    /// Its parent, when the driver records one (overlay's `lower`); empty otherwise.
+    /// Its parent, when the driver records one (overlay's `lower`) or an image's layer
+    /// chain names it; empty otherwise.
     pub parent: String,
     /// Whether its diff digest and size were recovered (its tar-split file rebuilt, through
     /// its files, into a stream that was hashed). Without it, the layer has no diff to give
@@ -46,12 +58,21 @@ impl LayerStore {
     /// `layers.json.damaged-<n>` beside it (the first free `n`; never deleted), then a new
     /// `layers.json` is written (the lock's token first) with one record per layer the driver
     /// holds: its ID, its parent where the driver records one (overlay's `lower` and `link`
-    /// files; vfs and btrfs keep none, so their layers come back without parents), and, when
+    /// files; vfs and btrfs keep none: see `chains` below), and, when
     /// its tar-split file rebuilds through its files, the diff digest (sha256) and size of
     /// that stream. Names, compressed digests, big data and flags lived only in the damaged
     /// file and are not guessed. Answers `None`, changing nothing, when `layers.json` loads
     /// (or does not exist).
-    pub fn rebuild_damaged(options: StoreOptions) -> Result<Option<Rebuilt>> {
+    ///
+    /// Where the driver keeps no parents, `chains` (called under the lock with the graph root
+    /// and the driver's name; the Store reads them from its images' configs) gives them: from
+    /// each chain's top layer down, a layer without a parent gets the one layer whose diff
+    /// digest is the next one down the chain; when none or several have it, or the digests do
+    /// not match, the chain stops there.
+    pub fn rebuild_damaged(
+        options: StoreOptions,
+        chains: impl FnOnce(&std::path::Path, &str) -> Vec<LayerChain>,
+    ) -> Result<Option<Rebuilt>> {
         if options.read_only {
             return Err(Error::ReadOnly(options.graph_root.clone()));
         }
@@ -92,6 +113,19 @@ impl LayerStore {
             layer.parent = parents.get(id).cloned().unwrap_or_default();
             let recovered = store.recover_diff(&mut layer);
             found.insert(id.clone(), (layer, recovered));
+        }
+        let chains = chains(&store.graph_root, store.driver.name());
+        let digests: BTreeMap<String, Option<Digest>> = found
+            .iter()
+            .map(|(id, (layer, _))| (id.clone(), layer.uncompressed_digest.clone()))
+            .collect();
+        let mut parent_of: BTreeMap<String, String> = found
+            .iter()
+            .map(|(id, (layer, _))| (id.clone(), layer.parent.clone()))
+            .collect();
+        parents_from_chains(&mut parent_of, &digests, &chains);
+        for (id, (layer, _)) in &mut found {
+            layer.parent = parent_of[id].clone();
         }
         let parent_of: BTreeMap<String, String> = found
             .iter()
@@ -175,6 +209,61 @@ impl LayerStore {
     }
 }
 
+/// Gives layers without a parent the one that `chains` name (see
+/// [`LayerStore::rebuild_damaged`]); never makes a layer its own ancestor.
+fn parents_from_chains(
+    parent_of: &mut BTreeMap<String, String>,
+    digests: &BTreeMap<String, Option<Digest>>,
+    chains: &[LayerChain],
+) {
+    let mut by_digest: HashMap<&Digest, Vec<&str>> = HashMap::new();
+    for (id, digest) in digests {
+        if let Some(digest) = digest {
+            by_digest.entry(digest).or_default().push(id);
+        }
+    }
+    for chain in chains {
+        let mut child = chain.top.clone();
+        let mut wanted = chain.diff_ids.iter().rev();
+        if digests.get(&child).cloned().flatten().as_ref() != wanted.next() {
+            continue;
+        }
+        for digest in wanted {
+            let parent = match parent_of.get(&child) {
+                Some(parent) if !parent.is_empty() => parent.clone(),
+                Some(_) => {
+                    let candidates = by_digest.get(digest).map(Vec::as_slice).unwrap_or_default();
+                    let [candidate] = candidates else {
+                        break;
+                    };
+                    // Never a cycle: the candidate must not stand on the child.
+                    let mut up = Some(*candidate);
+                    let mut seen = HashSet::new();
+                    while let Some(id) = up {
+                        if id == child || !seen.insert(id) {
+                            break;
+                        }
+                        up = parent_of
+                            .get(id)
+                            .filter(|p| !p.is_empty())
+                            .map(String::as_str);
+                    }
+                    if up.is_some() {
+                        break;
+                    }
+                    parent_of.insert(child.clone(), (*candidate).to_owned());
+                    (*candidate).to_owned()
+                }
+                None => break,
+            };
+            if digests.get(&parent).cloned().flatten().as_ref() != Some(digest) {
+                break;
+            }
+            child = parent;
+        }
+    }
+}
+
 /// The IDs of `parent_of` (each layer's parent, empty for none), each once, a parent that is
 /// among them before its children; the layers of a parent cycle in the order met. Walks
 /// with an explicit stack.
@@ -218,6 +307,55 @@ mod tests {
             .iter()
             .map(|(id, parent)| (id.to_string(), parent.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn image_chains_give_parents_the_driver_does_not_keep() {
+        let digest = |n: u8| Digest::from_hash(DigestAlgorithm::Sha256, &[n; 32]).unwrap();
+        let digests: BTreeMap<String, Option<Digest>> = [
+            ("base", Some(digest(1))),
+            ("mid", Some(digest(2))),
+            ("top", Some(digest(3))),
+            ("twin1", Some(digest(4))),
+            ("twin2", Some(digest(4))),
+            ("on-twin", Some(digest(5))),
+            ("ctr", None),
+        ]
+        .into_iter()
+        .map(|(id, d)| (id.to_owned(), d))
+        .collect();
+        let mut parent_of: BTreeMap<String, String> = digests
+            .keys()
+            .map(|id| (id.clone(), String::new()))
+            .collect();
+        let chains = [
+            LayerChain {
+                top: "top".into(),
+                diff_ids: vec![digest(1), digest(2), digest(3)],
+            },
+            // Two layers have the digest: which one is unknown, so none is chosen.
+            LayerChain {
+                top: "on-twin".into(),
+                diff_ids: vec![digest(4), digest(5)],
+            },
+            // The top layer's digest does not match: nothing is taken from it.
+            LayerChain {
+                top: "mid".into(),
+                diff_ids: vec![digest(3), digest(9)],
+            },
+        ];
+        parents_from_chains(&mut parent_of, &digests, &chains);
+        assert_eq!(parent_of["top"], "mid");
+        assert_eq!(parent_of["mid"], "base");
+        assert_eq!(parent_of["base"], "");
+        assert_eq!(parent_of["on-twin"], "");
+        // A chain that would make a cycle stops instead.
+        let chains = [LayerChain {
+            top: "base".into(),
+            diff_ids: vec![digest(3), digest(1)],
+        }];
+        parents_from_chains(&mut parent_of, &digests, &chains);
+        assert_eq!(parent_of["base"], "");
     }
 
     #[test]
