@@ -171,8 +171,8 @@
 //!   stores, which are no missing parents. Nothing like Go's `ErrLayerUnreferenced`.
 //! * **Rebuilding**: a `layers.json` that does not load is rebuilt from disk by
 //!   [`LayerStore::rebuild_damaged`] (the damaged file kept as `layers.json.damaged-<n>`;
-//!   records from the driver's layers, overlay's parents, diffs recomputed from tar-split
-//!   files). Go has no such thing.
+//!   records from the driver's layers, parents from overlay's `lower` files or the images'
+//!   layer chains, diffs recomputed from tar-split files). Go has no such thing.
 //! * **Repair**: Go deletes each damaged layer with `DeleteLayer`, which refuses a layer that
 //!   still has children, so a broken parent stays. We delete the broken layer's descendants
 //!   too, children first, all under one write lock, saving `layers.json` once to flag them
