@@ -24,6 +24,7 @@ use records::{
     KindFilter, change_names, delete, exists, get_layer_data, get_names, layer,
     layer_parent_owners, layers, list_layer_data, metadata, set_layer_data, set_metadata,
 };
+pub use store::rebuild_damaged_layers;
 use store::{check, shutdown, status, wipe};
 use table::ListFormat;
 
@@ -269,12 +270,14 @@ pub fn run(ctx: &mut Context<'_>, command: &Command) -> Result<i32> {
         }
         Command::Check {
             repair,
+            force,
             quick,
             json,
             ..
         } => check(
             ctx,
             repair.unwrap_or(false),
+            force.unwrap_or(false),
             quick.unwrap_or(false),
             json.on(),
         ),

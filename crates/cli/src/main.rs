@@ -14,10 +14,11 @@
 //! The store comes from the global flags, else `storage.conf` and `$STORAGE_DRIVER` /
 //! `$STORAGE_OPTS`, else the built-in paths (see [`config`]). Beyond the Go tool: a progress
 //! bar on stderr for `applydiff`, `import-layer` and `diff` when stderr is a terminal,
-//! `--json-errors`, `completions SHELL`, `check [--repair] [--quick] [--json]` (the store's
-//! consistency check, [`layerstore_layers::LayerStore::check`]), `images` and `containers` as a
-//! table when stdout is a terminal (`--format go|table`), `mount -o OPTS` passed to the driver
-//! (`-o ro` read-only or an error), and vfs (without chown) for an ordinary user.
+//! `--json-errors`, `completions SHELL`, `check [--repair [--force]] [--quick] [--json]` (the
+//! whole store's consistency check, [`layerstore::Store::check`] and
+//! [`layerstore::Store::repair`]), `images` and `containers` as a table when stdout is a
+//! terminal (`--format go|table`), `mount -o OPTS` passed to the driver (`-o ro` read-only or
+//! an error), and vfs (without chown) for an ordinary user.
 //!
 //! Deliberate differences (kept out of the differential test): flags may follow positional
 //! arguments; `mount NAME` works; `delete` and `delete-layer` by name refuse a layer with
@@ -274,6 +275,14 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
                 config.driver
             ));
         }
+    }
+    if let Command::Check {
+        repair: Some(true), ..
+    } = command
+        && let Err(err) = commands::rebuild_damaged_layers(&config)
+    {
+        println!("error initializing: {err}");
+        return Ok(1);
     }
     let store = match open_store(&config) {
         Ok(store) => store,

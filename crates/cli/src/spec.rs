@@ -358,8 +358,8 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
     spec(
         "check",
-        "[-r] [-q] [-j]",
-        "Check storage consistency and optionally repair it (layers)",
+        "[-r [-f]] [-q] [-j]",
+        "Check storage consistency and optionally repair it (layers, images, containers)",
         0,
         Some(0),
     ),

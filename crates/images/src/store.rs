@@ -155,6 +155,15 @@ impl ImageStore {
             .collect())
     }
 
+    /// Sets `images.json` aside when it does not load as a whole (truncated, garbage): its bytes
+    /// kept as `images.json.damaged-<n>`, the file replaced by an empty array, the images lost
+    /// listed by their directories (see
+    /// [`RecordStore::set_aside_damaged`](layerstore_recordstore::RecordStore::set_aside_damaged)).
+    /// Nothing when it loads.
+    pub fn set_aside_damaged(&self) -> Result<Vec<layerstore_recordstore::SetAsideFile>> {
+        Ok(self.records.set_aside_damaged()?)
+    }
+
     /// The records of `images.json` that cannot be used, for `check`.
     pub fn bad_records(&self) -> Result<Vec<BadRecord>> {
         Ok(self.read()?.bad_records().cloned().collect())

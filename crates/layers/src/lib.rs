@@ -90,7 +90,8 @@
 //! # Differences from Go 1.43, on purpose
 //!
 //! * A corrupt or truncated `layers.json` is an error naming the file and position
-//!   ([`Error::CorruptLayers`]); the file is left as it was (Go 1.43 silently drops records).
+//!   ([`Error::CorruptLayers`]); the file is left as it was (Go 1.43 silently drops records)
+//!   until [`LayerStore::rebuild_damaged`] keeps it aside and rebuilds it.
 //! * Deleting by name resolves the ID before checking for children; mounting by name works.
 //! * IDs follow one rule ([`layerstore_model::validate_store_id`]): `[A-Za-z0-9][A-Za-z0-9._-]*`,
 //!   at most 237 bytes, never a name the store gives its own files (`layers.json`,
@@ -139,7 +140,7 @@
 //!
 //! # Checking and repairing
 //!
-//! [`LayerStore::check`] (CLI: `layerstore check [--repair] [--quick] [--json]`) returns a
+//! [`LayerStore::check`] returns a
 //! [`CheckReport`] of typed [`Problem`]s, each naming the layer or path, and with
 //! [`CheckOptions::repair`] the [`Action`]s taken. It compares with Go's `Store.Check` /
 //! `Store.Repair` (containers/storage ≥ 1.47, `containers-storage check [-q] [-r]`) thus:
@@ -163,8 +164,15 @@
 //!   unfinished atomic writes, names given to several layers and incomplete layers (which
 //!   Go's load cleans up silently before its check can see them; our check reads the files
 //!   itself and changes nothing), and mount counts the kernel's mount table contradicts.
-//! * **Not checked**: images and containers (this crate has none), so nothing like Go's
-//!   `ErrLayerUnreferenced` (a layer no image or container uses) either.
+//! * **Not checked here**: images and containers (this crate has none). The Store (crate
+//!   `layerstore`, CLI `layerstore check`) checks them and calls [`LayerWriter::check`] under
+//!   its locks with a [`Beyond`]: the layers its images and containers use, which repair
+//!   keeps (never deleting a layer in use, or one below it), and the layers of other layer
+//!   stores, which are no missing parents. Nothing like Go's `ErrLayerUnreferenced`.
+//! * **Rebuilding**: a `layers.json` that does not load is rebuilt from disk by
+//!   [`LayerStore::rebuild_damaged`] (the damaged file kept as `layers.json.damaged-<n>`;
+//!   records from the driver's layers, parents from overlay's `lower` files or the images'
+//!   layer chains, diffs recomputed from tar-split files). Go has no such thing.
 //! * **Repair**: Go deletes each damaged layer with `DeleteLayer`, which refuses a layer that
 //!   still has children, so a broken parent stays. We delete the broken layer's descendants
 //!   too, children first, all under one write lock, saving `layers.json` once to flag them
@@ -179,8 +187,6 @@
 //! * [`LayerStore::check`] holds the shared lock while it rebuilds every diff, so writers
 //!   wait for it (use [`CheckOptions::verify_contents`] `= false` for a quick pass).
 //! * Read-only stores keep mount counts in the process (they have no `mountpoints.json`).
-//! * No images or containers: the checks Go's store makes against them (a layer used by an
-//!   image or container) belong to the crates that will own those records.
 //! * `volatile-layers.json` (Go ≥ 1.45) is neither read nor written.
 //! * A layer applied from bzip2 or xz cannot be diffed without choosing another compression
 //!   (as in Go).
@@ -234,7 +240,9 @@ pub mod crash;
 pub use error::{Error, Result};
 pub use files::big_data_file_name;
 pub use options::{DEFAULT_MAX_LAYER_SIZE, DiffOptions, LayerOptions, MountOptions, StoreOptions};
-pub use store::check::{Action, CheckOptions, CheckReport, Problem, Repair};
+pub use store::check::{
+    Action, Beyond, CheckOptions, CheckReport, LayerChain, Problem, Rebuilt, RebuiltLayer, Repair,
+};
 pub use store::{LayerReader, LayerRecords, LayerStore, LayerWriter, default_registry};
 
 pub use layerstore_driver::{

@@ -134,6 +134,11 @@ impl LayerStore {
     /// with `layers.lock`, the images/containers lock files, and the run root's
     /// `<driver>-layers/mountpoints.lock`), loads the records and deletes incomplete layers.
     pub fn open(options: StoreOptions) -> Result<LayerStore> {
+        Self::open_with(options, true)
+    }
+
+    /// [`LayerStore::open`]; without `load`, nothing is read (for rebuilding `layers.json`).
+    fn open_with(options: StoreOptions, load: bool) -> Result<LayerStore> {
         let graph_root = std::path::absolute(&options.graph_root)
             .map_err(|e| Error::io("resolve", &options.graph_root, e))?;
         let run_root = std::path::absolute(&options.run_root)
@@ -178,6 +183,7 @@ impl LayerStore {
             driver,
             options.read_only,
             options.max_layer_size,
+            load,
         )
     }
 
@@ -196,17 +202,19 @@ impl LayerStore {
             Arc::clone(&self.driver),
             true,
             self.max_layer_size,
+            true,
         )
     }
 
-    /// The store over `graph_root` with `driver` started: lock files opened, records loaded,
-    /// incomplete layers deleted and stale temp files swept (read-write only).
+    /// The store over `graph_root` with `driver` started: lock files opened and, with `load`,
+    /// records loaded, incomplete layers deleted and stale temp files swept (read-write only).
     fn with_driver(
         graph_root: PathBuf,
         run_root: PathBuf,
         driver: Arc<dyn Driver>,
         read_only: bool,
         max_layer_size: Option<u64>,
+        load: bool,
     ) -> Result<LayerStore> {
         let name = driver.name();
         let layers_dir = graph_root.join(format!("{name}-layers"));
@@ -233,9 +241,11 @@ impl LayerStore {
             state: RwLock::new(State::default()),
             cleanup_failures: parking_lot::Mutex::new(BTreeMap::new()),
         };
-        store.read(|_| Ok(()))?;
-        if !store.read_only {
-            store.sweep_stale_temps()?;
+        if load {
+            store.read(|_| Ok(()))?;
+            if !store.read_only {
+                store.sweep_stale_temps()?;
+            }
         }
         Ok(store)
     }

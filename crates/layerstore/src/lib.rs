@@ -83,7 +83,7 @@
 //! | `delete`, `wipe`, `shutdown` | [`Store::delete`], [`Store::wipe`], [`Store::shutdown`] |
 //! | `mount [-r] [-o OPTS]`, `unmount`, `mounted` | [`Store::mount`] ([`Store::mount_with_options`] for `-o`), [`Store::mount_image`], [`Store::unmount`] (then [`Store::unmount_image`]), [`Store::mounted`] |
 //! | `status`, `version` | [`Store::graph_root`], [`Store::run_root`], [`Store::driver_name`], [`Store::driver_options`], [`Store::status`], [`Store::version`] |
-//! | `check [--repair]` (ours) | [`Store::layer_store`]`().check`, [`Store::pending_layers`], [`Store::settle_pending`] |
+//! | `check [--repair]` (ours) | [`Store::check`], [`Store::repair`] (see [`CheckOptions`]) |
 //!
 //! # Crash safety
 //!
@@ -160,8 +160,10 @@
 //!   ID-mapped container made here shifts its files a second time, and a mapped container
 //!   Go made is refused here (`cannot mount layer <id>: shifting not enabled`).
 //! * [`Store::open`] fails when `layers.json` does not decode (the layer store loads at
-//!   open); rebuilding a damaged record file is the business of the layer, image and
-//!   container stores below.
+//!   open), naming the file; [`Store::rebuild_damaged_layers`] (`check --repair`) rebuilds
+//!   it from disk first, keeping the damaged file aside. A damaged `images.json` or
+//!   `containers.json` does not stop the open: [`Store::check`] reports it and
+//!   [`Store::repair`] sets it aside (see [`CheckOptions`]).
 //! * Both roots must be given ([`Error::IncompleteOptions`]): resolving `storage.conf` is
 //!   the caller's.
 //!
@@ -203,6 +205,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod check;
 mod containers;
 pub mod crash;
 mod error;
@@ -214,6 +217,7 @@ mod options;
 mod pending;
 mod store;
 
+pub use check::{Action, CheckOptions, CheckReport, Problem, Repair};
 pub use error::{Error, Result};
 pub use kinds::{Item, Kind};
 pub use options::{ContainerOptions, HostMapping, StoreOptions};
@@ -221,5 +225,8 @@ pub use pending::{PENDING_FLAG, PendingLayer, PendingOp, Settled};
 pub use store::{AdditionalStore, Store, StoreReader};
 
 pub use layerstore_images::{ManifestDigester, NamesOp, NewImage};
-pub use layerstore_layers::{Change, DiffOptions, LayerOptions};
+pub use layerstore_layers::{
+    Change, DiffOptions, LayerOptions, Problem as LayerProblem, Rebuilt, RebuiltLayer,
+    Repair as LayerRepair,
+};
 pub use layerstore_model::{Container, Digest, IDMap, Image, Layer};

@@ -81,7 +81,7 @@ pub enum Settled {
 
 /// The marked layers of `layers`, and whether each is in use by an image of `images`, a
 /// container of `containers`, or a layer that is not itself to be deleted.
-fn find_pending<'a>(
+pub(crate) fn find_pending<'a>(
     layers: LayerRecords<'_>,
     images: impl Iterator<Item = &'a layerstore_model::Image>,
     container_layers: impl Iterator<Item = &'a str>,

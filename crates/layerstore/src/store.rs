@@ -13,6 +13,63 @@ use layerstore_model::{IDMap, Image, Layer};
 use crate::error::{Error, Result};
 use crate::options::StoreOptions;
 
+/// Both roots of `options`, made absolute; both must be given.
+fn absolute_roots(options: &StoreOptions) -> Result<(PathBuf, PathBuf)> {
+    if options.graph_root.as_os_str().is_empty() || options.run_root.as_os_str().is_empty() {
+        return Err(Error::IncompleteOptions);
+    }
+    let graph_root = std::path::absolute(&options.graph_root)
+        .map_err(|e| Error::io("resolve", &options.graph_root, e))?;
+    let run_root = std::path::absolute(&options.run_root)
+        .map_err(|e| Error::io("resolve", &options.run_root, e))?;
+    Ok((graph_root, run_root))
+}
+
+/// What the images of the store at `graph_root` say about their layers (their configs'
+/// `rootfs.diff_ids`, under the key c/image stores them: the config's digest, which is the
+/// image's ID), for rebuilding parents the driver does not keep. Images whose config is
+/// missing or says nothing usable give nothing; so does an `images.json` that does not load.
+fn image_chains(graph_root: &Path, driver: &str) -> Vec<layerstore_layers::LayerChain> {
+    let Ok(images) = ImageStore::open(graph_root.join(format!("{driver}-images"))) else {
+        return Vec::new();
+    };
+    let Ok(reader) = images.read() else {
+        return Vec::new();
+    };
+    reader
+        .images()
+        .filter_map(|image| {
+            let config = reader
+                .big_data(&image.id, &format!("sha256:{}", image.id))
+                .ok()?;
+            let config: serde_json::Value = serde_json::from_slice(&config).ok()?;
+            let diff_ids = config["rootfs"]["diff_ids"]
+                .as_array()?
+                .iter()
+                .map(|d| d.as_str()?.parse().ok())
+                .collect::<Option<Vec<layerstore_model::Digest>>>()?;
+            Some(layerstore_layers::LayerChain {
+                top: image.top_layer.clone(),
+                diff_ids,
+            })
+        })
+        .collect()
+}
+
+/// The layer store's options for the Store's.
+fn layer_options(
+    options: &StoreOptions,
+    graph_root: &Path,
+    run_root: &Path,
+) -> layerstore_layers::StoreOptions {
+    let mut layer_options =
+        layerstore_layers::StoreOptions::new(graph_root, run_root, options.driver.as_str());
+    layer_options.driver_options = options.driver_options.clone();
+    layer_options.registry = options.registry.clone();
+    layer_options.max_layer_size = options.max_layer_size;
+    layer_options
+}
+
 /// A read-only additional image store (Go's `ROImageStore` and `ROLayerStore` of one
 /// directory): its images, and its layers, opened at first use.
 #[derive(Debug)]
@@ -68,24 +125,15 @@ impl Store {
     /// does); image and container records at their first use. Layers a crashed operation of
     /// this crate left marked (see [`Store::pending_layers`]) are settled now.
     pub fn open(options: StoreOptions) -> Result<Store> {
-        if options.graph_root.as_os_str().is_empty() || options.run_root.as_os_str().is_empty() {
-            return Err(Error::IncompleteOptions);
-        }
-        let graph_root = std::path::absolute(&options.graph_root)
-            .map_err(|e| Error::io("resolve", &options.graph_root, e))?;
-        let run_root = std::path::absolute(&options.run_root)
-            .map_err(|e| Error::io("resolve", &options.run_root, e))?;
-        let mut layer_options =
-            layerstore_layers::StoreOptions::new(&graph_root, &run_root, options.driver.as_str());
-        layer_options.driver_options = options.driver_options.clone();
-        layer_options.registry = options.registry.clone();
-        layer_options.max_layer_size = options.max_layer_size;
-        let layers = LayerStore::open(layer_options).map_err(|e| match e {
-            layerstore_layers::Error::Driver { id, source, .. } if id == "-" => {
-                Error::DriverStart(source)
-            }
-            other => other.into(),
-        })?;
+        let (graph_root, run_root) = absolute_roots(&options)?;
+        let layers = LayerStore::open(layer_options(&options, &graph_root, &run_root)).map_err(
+            |e| match e {
+                layerstore_layers::Error::Driver { id, source, .. } if id == "-" => {
+                    Error::DriverStart(source)
+                }
+                other => other.into(),
+            },
+        )?;
         let name = layers.driver_name();
         if !options.driver.is_empty() && options.driver != name {
             // Go makes `<graphroot>/<driver as given>` too (`overlay2`: an empty directory).
@@ -126,6 +174,20 @@ impl Store {
         };
         store.settle_pending_at_open()?;
         Ok(store)
+    }
+
+    /// Rebuilds a `layers.json` that does not load (so that [`Store::open`] fails naming it)
+    /// from the driver's directories and tar-split files, keeping the damaged file aside:
+    /// see [`LayerStore::rebuild_damaged`]. `None`, and nothing changed, when it loads. For
+    /// `check --repair`, before opening the store.
+    pub fn rebuild_damaged_layers(
+        options: &StoreOptions,
+    ) -> Result<Option<layerstore_layers::Rebuilt>> {
+        let (graph_root, run_root) = absolute_roots(options)?;
+        Ok(LayerStore::rebuild_damaged(
+            layer_options(options, &graph_root, &run_root),
+            image_chains,
+        )?)
     }
 
     /// The graph root (absolute).

@@ -301,6 +301,22 @@ impl Dir {
         Ok(())
     }
 
+    /// The names of the directories directly in this directory (not following links), sorted;
+    /// names that are not UTF-8 are left out.
+    pub fn subdir_names(&self) -> Result<Vec<String>> {
+        let names = entry_names(&self.fd).map_err(|e| Error::io("listing", &self.path, e))?;
+        let mut dirs: Vec<String> = names
+            .into_iter()
+            .filter(|name| {
+                rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+            })
+            .filter_map(|name| name.into_string().ok())
+            .collect();
+        dirs.sort();
+        Ok(dirs)
+    }
+
     /// Removes the temp files (`.tmp-*` regular files) that interrupted atomic writes left in
     /// this directory; returns how many. Call it only while no other writer can be writing
     /// here (under the store's write lock).

@@ -84,7 +84,7 @@ mod store;
 pub use dir::{Dir, FileStamp, TEMP_PREFIX};
 pub use error::{Error, Result};
 pub use records::{BadRecord, BigDataRecord, NameRepair, NamesOp, Record, Records};
-pub use store::{Layout, ReadSession, RecordStore, Session, WriteSession};
+pub use store::{Layout, ReadSession, RecordStore, Session, SetAsideFile, WriteSession};
 
 /// The digest Go records for a big-data item (`digest.Canonical.FromBytes`): `sha256:` and
 /// the hex SHA-256 of `data`.

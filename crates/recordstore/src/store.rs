@@ -91,6 +91,20 @@ impl<T: Record> std::fmt::Debug for RecordStore<T> {
     }
 }
 
+/// A record file [`RecordStore::set_aside_damaged`] set aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAsideFile {
+    /// The record file (now an empty array).
+    pub path: PathBuf,
+    /// Where its damaged bytes are kept.
+    pub kept_as: PathBuf,
+    /// Why it did not load.
+    pub reason: String,
+    /// The IDs of the item directories no record names now: the records that were lost with
+    /// the file, as far as their directories tell (a record without big data has none).
+    pub lost: Vec<String>,
+}
+
 impl<T: Record> RecordStore<T> {
     /// Opens a read-write store: creates its directory (0700) and lock file (0644) if missing,
     /// as Go does, and removes the temp files interrupted writes left in the directory when
@@ -233,6 +247,66 @@ impl<T: Record> RecordStore<T> {
     /// The records that cannot be used, for `check` (one read session).
     pub fn bad_records(&self) -> Result<Vec<BadRecord>> {
         Ok(self.read()?.bad().cloned().collect())
+    }
+
+    /// Sets aside every record file of this store that does not load as a whole (not a JSON
+    /// array: truncated, garbage): its bytes are copied to `<file>.damaged-<n>` beside it
+    /// (the first free `n`, written atomically and synced), then the file is replaced by an
+    /// empty array, under the exclusive lock and after the lock's token (as a save does).
+    /// Nothing is deleted: the copy keeps every byte, and the records it held are reported
+    /// as lost with the IDs of the item directories (`<dir>/<id>/`) no remaining record
+    /// names. A file that loads, even with bad records in it, is left alone. Answers what
+    /// was set aside (empty when every file loads).
+    pub fn set_aside_damaged(&self) -> Result<Vec<SetAsideFile>> {
+        if self.read_only {
+            return Err(Error::ReadOnly {
+                kind: T::KIND,
+                path: self.paths[0].clone(),
+            });
+        }
+        let guard = self.lock.lock()?;
+        let mut set_aside = Vec::new();
+        for (name, path) in self.files.iter().zip(&self.paths) {
+            let Some((bytes, _)) = self.dir.read_file(name)? else {
+                continue;
+            };
+            let reason = match Records::<T>::parse(&[(bytes.as_slice(), path.as_path())]) {
+                Ok(_) => continue,
+                Err(e) => e.to_string(),
+            };
+            let mut n = 1;
+            let kept_as = loop {
+                let candidate = format!("{name}.damaged-{n}");
+                if self.dir.stamp(&candidate)?.is_none() {
+                    break candidate;
+                }
+                n += 1;
+            };
+            self.dir.write_file(&kept_as, &bytes)?;
+            self.state.write().seen = None;
+            guard.record_write()?;
+            self.dir.write_file(name, b"[]")?;
+            set_aside.push(SetAsideFile {
+                path: path.clone(),
+                kept_as: self.dir.path().join(&kept_as),
+                reason,
+                lost: Vec::new(),
+            });
+        }
+        if !set_aside.is_empty() {
+            drop(guard);
+            let known: Vec<String> = self.read()?.iter().map(|r| r.id().to_owned()).collect();
+            let lost: Vec<String> = self
+                .dir
+                .subdir_names()?
+                .into_iter()
+                .filter(|id| validate_id(id).is_ok() && !known.contains(id))
+                .collect();
+            for file in &mut set_aside {
+                file.lost.clone_from(&lost);
+            }
+        }
+        Ok(set_aside)
     }
 
     /// The token and record file stamps now.

@@ -697,11 +697,15 @@ pub enum Command {
         #[command(flatten)]
         pos: Positional,
     },
-    /// `check` (Go ≥ 1.47 has one; not 1.43): check the layers and, with `--repair`, repair.
+    /// `check` (Go ≥ 1.47 has one; not 1.43): check layers, images and containers and, with
+    /// `--repair`, repair.
     Check {
         /// `--repair`/`-r`.
-        #[arg(short = 'r', long = "repair", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool, help = "Delete broken layers and leftovers")]
+        #[arg(short = 'r', long = "repair", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool, help = "Remove damaged images and layers (never a layer an image or container keeps) and leftovers")]
         repair: Option<bool>,
+        /// `--force`/`-f` (Go's `check -f`).
+        #[arg(short = 'f', long = "force", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool, help = "With --repair, remove damaged containers too")]
+        force: Option<bool>,
         /// `--quick`/`-q`.
         #[arg(short = 'q', long = "quick", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool, help = "Skip rebuilding each layer's diff")]
         quick: Option<bool>,

@@ -1,10 +1,11 @@
 //! The whole store: `status`, `wipe`, `shutdown` and `check`.
 
 use anyhow::Result;
-use layerstore_layers::CheckOptions;
+use layerstore::{CheckOptions, Store, StoreOptions};
 use serde::Serialize;
 
-use super::{Context, go_error_text, layer_error_text};
+use super::{Context, go_error_text};
+use crate::config::StoreConfig;
 use crate::output::write_json;
 
 pub(super) fn status(ctx: &mut Context<'_>, json: bool) -> Result<i32> {
@@ -80,6 +81,10 @@ struct ProblemJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     layer: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     path: Option<String>,
     message: String,
     repaired: bool,
@@ -99,16 +104,30 @@ struct CheckJson<'a> {
     actions: Vec<ActionJson>,
 }
 
-/// `check [--repair] [--quick] [--json]`: one line per problem, then one per action; exit 1
-/// while problems remain.
-pub(super) fn check(ctx: &mut Context<'_>, repair: bool, quick: bool, json: bool) -> Result<i32> {
+/// `check [--repair [--force]] [--quick] [--json]` on the whole Store (layers, images,
+/// containers: `layerstore::Store::check` and `repair`): one line per problem, then one per
+/// action; exit 1 while problems remain (after a repair: what a check afterwards finds).
+/// `--force` lets repair delete damaged containers (Go's `check -f`).
+pub(super) fn check(
+    ctx: &mut Context<'_>,
+    repair: bool,
+    force: bool,
+    quick: bool,
+    json: bool,
+) -> Result<i32> {
+    let store = ctx.store;
     let options = CheckOptions {
         verify_contents: !quick,
-        repair,
+        remove_containers: force,
     };
-    let report = match ctx.store.layer_store().check(&options) {
+    let result = if repair {
+        store.repair(&options)
+    } else {
+        store.check(&options)
+    };
+    let report = match result {
         Ok(report) => report,
-        Err(err) => return ctx.fail(&format!("check: {}", layer_error_text(&err))),
+        Err(err) => return ctx.fail(&format!("check: {err}")),
     };
     if json {
         let problems = report
@@ -117,6 +136,8 @@ pub(super) fn check(ctx: &mut Context<'_>, repair: bool, quick: bool, json: bool
             .map(|p| ProblemJson {
                 kind: p.kind(),
                 layer: p.layer(),
+                image: p.image(),
+                container: p.container(),
                 path: p.path().map(|path| path.display().to_string()),
                 message: p.to_string(),
                 repaired: repair && !report.remaining.contains(p),
@@ -139,8 +160,47 @@ pub(super) fn check(ctx: &mut Context<'_>, repair: bool, quick: bool, json: bool
         for action in &report.actions {
             writeln!(ctx.out, "{action}")?;
         }
+        if repair {
+            for problem in &report.remaining {
+                writeln!(ctx.out, "remains: {}: {problem}", problem.kind())?;
+            }
+        }
     }
     Ok(i32::from(!report.is_clean()))
+}
+
+/// For `check --repair`, before the store is opened: a `layers.json` that does not load is
+/// rebuilt from disk ([`Store::rebuild_damaged_layers`]), the damaged file kept aside; what
+/// was done is said on stderr (stdout carries the check's report). `Err` when the rebuild
+/// itself fails.
+pub fn rebuild_damaged_layers(config: &StoreConfig) -> Result<()> {
+    let mut options =
+        StoreOptions::new(&config.graph_root, &config.run_root, config.driver.as_str());
+    options.driver_options = config.options.clone();
+    let Some(rebuilt) = Store::rebuild_damaged_layers(&options)? else {
+        return Ok(());
+    };
+    let without_diff: Vec<&str> = rebuilt
+        .layers
+        .iter()
+        .filter(|l| !l.diff_recovered)
+        .map(|l| l.id.as_str())
+        .collect();
+    let mut text = format!(
+        "repaired: rebuilt {} from disk ({}): {} layer(s); the damaged file is kept as {}; names, compressed digests and big data it held are not recovered",
+        rebuilt.path.display(),
+        rebuilt.reason,
+        rebuilt.layers.len(),
+        rebuilt.kept_as.display()
+    );
+    if !without_diff.is_empty() {
+        text.push_str(&format!(
+            "; without a diff (no usable tar-split): {}",
+            without_diff.join(", ")
+        ));
+    }
+    eprintln!("{text}");
+    Ok(())
 }
 
 #[cfg(test)]
@@ -168,7 +228,7 @@ mod tests {
             err: &mut err,
             json_errors: false,
         };
-        let code = check(&mut ctx, repair, false, json).expect("writes");
+        let code = check(&mut ctx, repair, false, false, json).expect("writes");
         assert!(err.is_empty(), "{}", String::from_utf8_lossy(&err));
         (code, String::from_utf8(out).expect("utf-8"))
     }

@@ -3,6 +3,7 @@
 //! reliability suites of docs/RELIABILITY.md (crash, concurrency, fault, hostile layers, drivers
 //! and store files), with their shared helpers in `suite`. One test binary, one module per concern.
 
+mod check_store;
 mod cli;
 mod cli_differential;
 mod concurrency_suite;

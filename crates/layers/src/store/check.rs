@@ -1,12 +1,17 @@
 //! [`LayerStore::check`]: finds what is broken or left over in a store and, when asked, repairs
 //! it. See [`CheckOptions`] for what is checked and how it differs from Go's `Store.Check`.
 
-use super::LayerStore;
+use std::collections::HashSet;
+
+use super::{LayerStore, LayerWriter};
 use crate::error::{Error, Result};
 
 mod find;
+mod rebuild;
 mod repair;
 mod report;
+
+pub use rebuild::{LayerChain, Rebuilt, RebuiltLayer};
 
 pub use report::{Action, CheckOptions, CheckReport, Problem, Repair};
 
@@ -43,7 +48,7 @@ impl LayerStore {
             }
             let guard = self.layers_lock.lock()?;
             let mut state = self.state.write();
-            let result = self.check_and_repair(&mut state, &guard, options);
+            let result = self.check_and_repair(&mut state, &guard, options, &Beyond::default());
             if result.is_err() {
                 state.layers_seen = None;
             }
@@ -58,5 +63,53 @@ impl LayerStore {
                 actions: Vec::new(),
             })
         }
+    }
+}
+
+/// What the caller of [`LayerWriter::check`] knows beyond this layer store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Beyond {
+    /// Layers (full IDs) that images or containers use: repair deletes none of them, nor a
+    /// layer below one of them.
+    pub keep: HashSet<String>,
+    /// Layers of other layer stores (an additional image store's): a layer whose parent is
+    /// one of them has its parent, so it is not `missing-parent`.
+    pub other_layers: HashSet<String>,
+}
+
+impl LayerWriter<'_> {
+    /// [`LayerStore::check`] under this session's exclusive lock, for a caller that holds
+    /// other stores' locks too (the Store, which knows what images and containers use and
+    /// which layers other stores hold: [`Beyond`]).
+    ///
+    /// With [`CheckOptions::repair`], a broken layer that is in [`Beyond::keep`], or below a
+    /// layer in it, is not deleted: it stays, its problems stay in
+    /// [`CheckReport::remaining`], and a failed [`Repair::DeleteLayer`] action says why.
+    /// Without repair it only checks.
+    pub fn check(&mut self, options: &CheckOptions, beyond: &Beyond) -> Result<CheckReport> {
+        let store = self.store;
+        if options.repair {
+            if store.read_only {
+                return Err(Error::ReadOnly(store.layers_dir.clone()));
+            }
+            self.run(|state, guard| store.check_and_repair(state, guard, options, beyond))
+        } else {
+            let mut problems = store.find_problems(&store.snapshot()?, options)?;
+            beyond.drop_known_parents(&mut problems);
+            Ok(CheckReport {
+                remaining: problems.clone(),
+                problems,
+                actions: Vec::new(),
+            })
+        }
+    }
+}
+
+impl Beyond {
+    /// Drops `missing-parent` problems whose parent another store holds.
+    pub(super) fn drop_known_parents(&self, problems: &mut Vec<Problem>) {
+        problems.retain(|p| {
+            !matches!(p, Problem::MissingParent { parent, .. } if self.other_layers.contains(parent))
+        });
     }
 }

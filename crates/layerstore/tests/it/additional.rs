@@ -12,7 +12,7 @@ use layerstore_testsupport::{Capability, require_or_skip};
 use crate::support::{Scratch, assert_whole, layer};
 
 /// Every file below `root` with its contents (directories as empty), for "nothing changed".
-fn contents(root: &Path) -> BTreeMap<String, Vec<u8>> {
+pub fn contents(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {

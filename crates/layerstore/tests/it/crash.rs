@@ -10,12 +10,11 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-use layerstore::{ContainerOptions, IDMap, LayerOptions, Store, StoreOptions, crash};
-use layerstore_testsupport::{Capability, require_or_skip};
+use layerstore::{CheckOptions, ContainerOptions, IDMap, LayerOptions, Store, StoreOptions, crash};
+use layerstore_testsupport::{Capability, helper, require_or_skip};
 
 use crate::support::{Scratch, assert_whole, go_ids, podman_image, tarball};
 
-const ROLE_ENV: &str = "LAYERSTORE_IT_ROLE";
 const DIR_ENV: &str = "LAYERSTORE_IT_DIR";
 const DRIVER_ENV: &str = "LAYERSTORE_IT_DRIVER";
 const CRASH_ENV: &str = "LAYERSTORE_CRASH_AT";
@@ -123,12 +122,10 @@ fn points(role: &str) -> Vec<&'static str> {
     points
 }
 
-/// The other side of the trials: this test binary started again, doing one operation on the
-/// store in `$LAYERSTORE_IT_DIR` (killed at `$LAYERSTORE_CRASH_AT`, if it gets there).
-#[test]
-#[ignore = "a helper process the crash trials start"]
-fn helper_process() {
-    let role = std::env::var(ROLE_ENV).expect("started by a crash trial");
+/// The other side of the trials: this test binary started again (`testsupport::helper`),
+/// doing operation `role` on the store in `$LAYERSTORE_IT_DIR` (killed at
+/// `$LAYERSTORE_CRASH_AT`, if it gets there).
+fn play(role: &str) {
     let dir = PathBuf::from(std::env::var_os(DIR_ENV).expect(DIR_ENV));
     let driver = std::env::var(DRIVER_ENV).expect(DRIVER_ENV);
     let store = Store::open(StoreOptions::new(
@@ -137,7 +134,7 @@ fn helper_process() {
         driver,
     ))
     .unwrap();
-    match role.as_str() {
+    match role {
         CREATE_IMAGE => {
             podman_image(&store, "new", &["base", "top"]);
         }
@@ -222,19 +219,8 @@ fn trial(template: &Scratch, role: &str, point: Option<&str>) -> bool {
         .status()
         .unwrap();
     assert!(status.success(), "copy the template");
-    let mut helper = Command::new(std::env::current_exe().unwrap());
-    helper
-        .args([
-            "--ignored",
-            "--exact",
-            "crash::helper_process",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(ROLE_ENV, role)
-        .env(DIR_ENV, scratch.path())
-        .env(DRIVER_ENV, driver);
+    let mut helper = helper::command(role);
+    helper.env(DIR_ENV, scratch.path()).env(DRIVER_ENV, driver);
     match point {
         Some(point) => helper.env(CRASH_ENV, point),
         None => helper.env_remove(CRASH_ENV),
@@ -256,6 +242,12 @@ fn trial(template: &Scratch, role: &str, point: Option<&str>) -> bool {
     // Then the Store: it settles what it marked; the store is whole; the Go tool agrees.
     let store = scratch.open();
     assert_whole(&store);
+    let report = store.check(&CheckOptions::default()).unwrap();
+    assert!(
+        report.is_clean(),
+        "{what}: check finds {:?}",
+        report.problems
+    );
     let layers: BTreeSet<String> = store.layers().unwrap().into_iter().map(|l| l.id).collect();
     let images: BTreeSet<String> = store.images().unwrap().into_iter().map(|i| i.id).collect();
     let containers: BTreeSet<String> = store
@@ -328,6 +320,9 @@ fn trials(driver: &'static str, role: &str) {
 
 #[test]
 fn crashes_in_create_image_leave_a_whole_store() {
+    if let Some(role) = helper::role() {
+        return play(&role);
+    }
     require_or_skip!(Capability::Podman, Capability::GoTool, Capability::Overlay);
     trials("vfs", CREATE_IMAGE);
     trials("overlay", CREATE_IMAGE);
@@ -335,6 +330,9 @@ fn crashes_in_create_image_leave_a_whole_store() {
 
 #[test]
 fn crashes_in_create_container_leave_a_whole_store() {
+    if let Some(role) = helper::role() {
+        return play(&role);
+    }
     require_or_skip!(Capability::Podman, Capability::GoTool, Capability::Overlay);
     trials("vfs", CREATE_CONTAINER);
     trials("vfs", CREATE_MAPPED_CONTAINER);
@@ -343,6 +341,9 @@ fn crashes_in_create_container_leave_a_whole_store() {
 
 #[test]
 fn crashes_in_delete_image_leave_a_whole_store() {
+    if let Some(role) = helper::role() {
+        return play(&role);
+    }
     require_or_skip!(Capability::Podman, Capability::GoTool, Capability::Overlay);
     trials("vfs", DELETE_IMAGE);
     trials("overlay", DELETE_IMAGE);
@@ -350,6 +351,9 @@ fn crashes_in_delete_image_leave_a_whole_store() {
 
 #[test]
 fn crashes_in_delete_container_leave_a_whole_store() {
+    if let Some(role) = helper::role() {
+        return play(&role);
+    }
     require_or_skip!(Capability::Podman, Capability::GoTool, Capability::Overlay);
     trials("vfs", DELETE_CONTAINER);
     trials("overlay", DELETE_CONTAINER);

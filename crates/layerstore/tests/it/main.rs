@@ -4,6 +4,7 @@
 //! on vfs and overlay. One test binary, one module per concern.
 
 mod additional;
+mod check;
 mod concurrency;
 mod crash;
 mod idmaps;

@@ -203,3 +203,47 @@ fn unsafe_big_data_keys_are_refused() {
     assert!(session.read_big_data("img", "absent").unwrap().is_none());
     assert!(session.big_data_len("img", "absent").unwrap().is_none());
 }
+
+#[test]
+fn a_damaged_record_file_is_set_aside_byte_for_byte_and_what_it_held_is_named() {
+    let scratch = Scratch::new();
+    let store = scratch.open();
+    {
+        let mut session = store.write().unwrap();
+        for id in ["a", "b", "c"] {
+            session.insert(image(id, &[id])).unwrap();
+        }
+        session.write_big_data("a", "k", b"1").unwrap();
+        session.write_big_data("c", "k", b"3").unwrap();
+        session.save().unwrap();
+    }
+    // A file that loads is left alone, even asked.
+    assert_eq!(store.set_aside_damaged().unwrap(), []);
+    assert_eq!(ids(&store), ["a", "b", "c"]);
+
+    let whole = std::fs::read(scratch.json()).unwrap();
+    let cut = whole[..whole.len() / 2].to_vec();
+    std::fs::write(scratch.json(), &cut).unwrap();
+    assert!(store.read().is_err());
+    let set_aside = store.set_aside_damaged().unwrap();
+    assert_eq!(set_aside.len(), 1);
+    let file = &set_aside[0];
+    assert_eq!(file.path, scratch.json());
+    assert_eq!(file.kept_as, scratch.dir().join("images.json.damaged-1"));
+    assert_eq!(std::fs::read(&file.kept_as).unwrap(), cut);
+    // Only records with big data left a directory to be named by.
+    assert_eq!(file.lost, ["a", "c"]);
+    assert!(!file.reason.is_empty());
+    // The store reads (empty) and writes again; a second damage is kept beside the first.
+    assert_eq!(ids(&store), Vec::<String>::new());
+    std::fs::write(scratch.json(), b"garbage").unwrap();
+    let again = store.set_aside_damaged().unwrap();
+    assert_eq!(
+        again[0].kept_as,
+        scratch.dir().join("images.json.damaged-2")
+    );
+    assert_eq!(
+        std::fs::read(scratch.dir().join("images.json.damaged-1")).unwrap(),
+        cut
+    );
+}

@@ -61,14 +61,14 @@ fn unescape_octal(field: &[u8]) -> Vec<u8> {
 }
 
 /// A hasher for any digest algorithm a record may name, fed as a `Write`.
-enum Hasher {
+pub(super) enum Hasher {
     Sha256(Sha256),
     Sha384(Sha384),
     Sha512(Sha512),
 }
 
 impl Hasher {
-    fn new(algorithm: DigestAlgorithm) -> Self {
+    pub(super) fn new(algorithm: DigestAlgorithm) -> Self {
         match algorithm {
             DigestAlgorithm::Sha256 => Hasher::Sha256(Sha256::new()),
             DigestAlgorithm::Sha384 => Hasher::Sha384(Sha384::new()),
@@ -76,7 +76,7 @@ impl Hasher {
         }
     }
 
-    fn finish(self) -> Result<Digest> {
+    pub(super) fn finish(self) -> Result<Digest> {
         Ok(match self {
             Hasher::Sha256(h) => Digest::from_hash(DigestAlgorithm::Sha256, &h.finalize())?,
             Hasher::Sha384(h) => Digest::from_hash(DigestAlgorithm::Sha384, &h.finalize())?,

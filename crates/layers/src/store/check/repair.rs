@@ -16,7 +16,7 @@ use crate::records::{self, SetAside};
 use crate::state::State;
 use crate::store::{LayerStore, is_mount_point};
 
-use super::{Action, CheckOptions, CheckReport, Problem, Repair};
+use super::{Action, Beyond, CheckOptions, CheckReport, Problem, Repair};
 
 impl LayerStore {
     /// The driver's own directories in its home (`dir/`, `l/`, `staging/`, `subvolumes/`,
@@ -227,9 +227,11 @@ impl LayerStore {
         state: &mut State,
         guard: &WriteGuard<'_>,
         options: &CheckOptions,
+        beyond: &Beyond,
     ) -> Result<CheckReport> {
         *state = self.snapshot()?;
-        let problems = self.find_problems(state, options)?;
+        let mut problems = self.find_problems(state, options)?;
+        beyond.drop_known_parents(&mut problems);
         let mut actions = Vec::new();
         let mut fixed = Fixed::default();
 
@@ -273,6 +275,36 @@ impl LayerStore {
             }
         }
         drop(children);
+        // What the caller keeps (an image's or container's layer) holds up its parents too.
+        let mut held: HashMap<String, String> = HashMap::new();
+        for kept in &beyond.keep {
+            let mut current = Some(kept.as_str());
+            while let Some(id) = current {
+                if held.insert(id.to_string(), kept.clone()).is_some() {
+                    break;
+                }
+                current = state.by_id.get(id).and_then(|&i| state.layers[i].parent());
+            }
+        }
+        let mut kept_back = Vec::new();
+        doomed.retain(|(id, _)| match held.get(id) {
+            Some(user) => {
+                let why = if user == id {
+                    "kept: an image or container uses it".to_string()
+                } else {
+                    format!("kept: layer {user}, which an image or container uses, stands on it")
+                };
+                kept_back.push(Action {
+                    repair: Repair::DeleteLayer {
+                        id: id.clone(),
+                        descends_from: None,
+                    },
+                    error: Some(why),
+                });
+                false
+            }
+            None => true,
+        });
         let doomed_ids: HashSet<String> = doomed.iter().map(|(id, _)| id.clone()).collect();
 
         // Records that are not usable layers: into the set-aside file (written before
@@ -352,6 +384,7 @@ impl LayerStore {
             }
         }
 
+        actions.extend(kept_back);
         // Broken layers and their descendants: unmount, flag, save; remove; save.
         for (id, _) in &doomed {
             let Some(&index) = state.by_id.get(id) else {
