@@ -177,6 +177,7 @@ mod options;
 mod pipe;
 mod rooted;
 mod walk;
+pub mod whiteout;
 
 pub use apply::{apply, apply_at};
 pub use changes::{

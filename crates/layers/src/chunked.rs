@@ -58,9 +58,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use layerstore_archive::ApplyOptions;
 use layerstore_driver::{Differ, DifferOptions, DifferOutput};
-use layerstore_model::{Compression, Digest};
+use layerstore_model::{Compression, Digest, DigestAlgorithm, Sha256Hasher};
 use layerstore_tarsplit::JsonLinesPacker;
-use sha2::{Digest as _, Sha256};
 
 use crate::error::Result;
 use crate::store::LayerStore;
@@ -118,7 +117,7 @@ impl BlobReader for FileBlob {
 /// Regular files already on this host, by the sha256 of their content.
 #[derive(Debug, Default, Clone)]
 pub struct LocalFiles {
-    by_digest: HashMap<String, PathBuf>,
+    by_digest: HashMap<Digest, PathBuf>,
 }
 
 impl LocalFiles {
@@ -138,7 +137,7 @@ impl LocalFiles {
                     pending.push(entry.path());
                 } else if kind.is_file() {
                     let path = entry.path();
-                    let digest = sha256_of(&mut File::open(&path)?)?;
+                    let digest = Sha256Hasher::digest_reader(&mut File::open(&path)?)?;
                     self.by_digest.entry(digest).or_insert(path);
                 }
             }
@@ -158,7 +157,7 @@ impl LocalFiles {
             let (Some("reg"), Some(name), Some(digest)) = (
                 entry["type"].as_str(),
                 entry["name"].as_str(),
-                entry["digest"].as_str(),
+                entry["digest"].as_str().and_then(sha256_digest),
             ) else {
                 continue;
             };
@@ -172,7 +171,7 @@ impl LocalFiles {
                 }
             }
             if inside && path != dir {
-                self.by_digest.entry(digest.to_string()).or_insert(path);
+                self.by_digest.entry(digest).or_insert(path);
                 added += 1;
             }
         }
@@ -218,26 +217,16 @@ impl LocalFiles {
         self.by_digest.is_empty()
     }
 
-    fn get(&self, digest: &str) -> Option<&Path> {
+    fn get(&self, digest: &Digest) -> Option<&Path> {
         self.by_digest.get(digest).map(PathBuf::as_path)
     }
 }
 
-fn sha256_of(input: &mut dyn Read) -> io::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        let n = input.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(format!("sha256:{}", hex(&hasher.finalize())))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// `text` as a SHA-256 digest, the only kind a zstd:chunked TOC carries for content.
+fn sha256_digest(text: &str) -> Option<Digest> {
+    text.parse::<Digest>()
+        .ok()
+        .filter(|d| d.algorithm() == DigestAlgorithm::Sha256)
 }
 
 fn differ_error(message: String) -> layerstore_driver::Error {
@@ -318,7 +307,7 @@ struct ContentRange {
     start: u64,
     end: u64,
     size: u64,
-    digest: String,
+    digest: Digest,
 }
 
 /// Reads, checks and parses the TOC; returns its JSON and the content ranges in blob order.
@@ -333,8 +322,8 @@ fn read_toc(
     blob.read_exact_at(&mut compressed, footer.toc_offset)
         .map_err(|e| differ_io("reading the zstd:chunked TOC".into(), e))?;
     if let Some(expected) = expected {
-        let got = format!("sha256:{}", hex(&Sha256::digest(&compressed)));
-        if got != expected.as_str() {
+        let got = Sha256Hasher::digest(&compressed);
+        if &got != expected {
             return Err(differ_error(format!(
                 "zstd:chunked TOC: checksum {got} does not match the manifest's {expected}"
             )));
@@ -384,13 +373,12 @@ fn read_toc(
         let digest = entry
             .get("digest")
             .and_then(|d| d.as_str())
-            .filter(|d| d.len() == 71 && d.starts_with("sha256:"))
+            .and_then(sha256_digest)
             .ok_or_else(|| {
                 differ_error(format!(
                     "zstd:chunked TOC entry {name:?}: no sha256 digest for its content"
                 ))
-            })?
-            .to_string();
+            })?;
         let previous_end = ranges.last().map_or(0, |r| r.end);
         if start >= end || start < previous_end || end > data_end {
             return Err(differ_error(format!(
@@ -446,7 +434,7 @@ struct Rebuilt<'a> {
     pieces: std::vec::IntoIter<Piece<'a>>,
     current: Option<Box<dyn Read + Send + 'a>>,
     /// The content being streamed: its range, hasher and bytes so far.
-    checking: Option<(&'a ContentRange, Sha256, u64)>,
+    checking: Option<(&'a ContentRange, Sha256Hasher, u64)>,
 }
 
 impl<'a> Rebuilt<'a> {
@@ -473,7 +461,7 @@ impl<'a> Rebuilt<'a> {
                     Some(path) => Box::new(File::open(&path)?.take(range.size)),
                     None => self.blob_range(range.start, range.end)?,
                 });
-                self.checking = Some((range, Sha256::new(), 0));
+                self.checking = Some((range, Sha256Hasher::new(), 0));
             }
         }
         Ok(true)
@@ -482,7 +470,7 @@ impl<'a> Rebuilt<'a> {
     fn finish_piece(&mut self) -> io::Result<()> {
         self.current = None;
         if let Some((range, hasher, count)) = self.checking.take() {
-            let got = format!("sha256:{}", hex(&hasher.finalize()));
+            let got = hasher.finish();
             if count != range.size || got != range.digest {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -594,7 +582,7 @@ impl ZstdChunkedDiffer {
             return None;
         }
         // The index may be stale (a layer changed since): use it only if it still matches.
-        (sha256_of(&mut file).ok()? == range.digest).then(|| path.to_path_buf())
+        (Sha256Hasher::digest_reader(&mut file).ok()? == range.digest).then(|| path.to_path_buf())
     }
 }
 
@@ -734,20 +722,54 @@ mod tests {
 
     #[test]
     fn toc_names_index_beneath_the_layer_only() {
-        let toc = br#"{"version":1,"entries":[
-            {"type":"reg","name":"./etc/passwd","digest":"sha256:aa","size":3},
-            {"type":"reg","name":"../../etc/shadow","digest":"sha256:bb","size":3},
-            {"type":"dir","name":"./etc/","digest":"sha256:cc"},
-            {"type":"reg","name":"usr/bin/tool","digest":"sha256:dd","size":3}]}"#;
+        let digest = |c: char| -> Digest {
+            format!("sha256:{}", c.to_string().repeat(64))
+                .parse()
+                .unwrap()
+        };
+        let toc = format!(
+            r#"{{"version":1,"entries":[
+            {{"type":"reg","name":"./etc/passwd","digest":"{a}","size":3}},
+            {{"type":"reg","name":"../../etc/shadow","digest":"{b}","size":3}},
+            {{"type":"dir","name":"./etc/","digest":"{c}"}},
+            {{"type":"reg","name":"usr/bin/tool","digest":"{d}","size":3}},
+            {{"type":"reg","name":"short","digest":"sha256:ee","size":3}}]}}"#,
+            a = digest('a'),
+            b = digest('b'),
+            c = digest('c'),
+            d = digest('d'),
+        );
         let mut files = LocalFiles::new();
-        assert_eq!(files.add_toc(Path::new("/layer"), toc), 2);
-        assert_eq!(files.get("sha256:aa"), Some(Path::new("/layer/etc/passwd")));
-        assert_eq!(files.get("sha256:bb"), None);
+        assert_eq!(files.add_toc(Path::new("/layer"), toc.as_bytes()), 2);
         assert_eq!(
-            files.get("sha256:dd"),
+            files.get(&digest('a')),
+            Some(Path::new("/layer/etc/passwd"))
+        );
+        assert_eq!(files.get(&digest('b')), None);
+        assert_eq!(
+            files.get(&digest('d')),
             Some(Path::new("/layer/usr/bin/tool"))
         );
         assert_eq!(files.add_toc(Path::new("/layer"), b"not json"), 0);
+    }
+
+    #[test]
+    fn toc_content_digests_must_be_valid_sha256_digests() {
+        // 71 characters starting with `sha256:` once passed for a digest; the model's
+        // `Digest` refuses what is not lowercase hex, and a digest of another algorithm.
+        let data = zstd::bulk::compress(&[0u8; 1024], 3).unwrap();
+        for bad in [
+            format!("sha256:{}", "Z".repeat(64)),
+            format!("sha256:{}", "A".repeat(64)),
+            format!("sha512:{}", "0".repeat(128)),
+        ] {
+            let toc = format!(
+                r#"{{"version":1,"entries":[{{"type":"reg","name":"a","size":5,"digest":"{bad}","offset":1,"endOffset":4}}]}}"#
+            );
+            let blob = Bytes(blob_with_toc(toc.as_bytes(), &data));
+            let err = read_toc(&blob, &parse_footer(&blob).unwrap(), None).unwrap_err();
+            assert!(err.to_string().contains("no sha256 digest"), "{bad}: {err}");
+        }
     }
 
     #[test]

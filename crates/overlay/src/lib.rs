@@ -269,10 +269,6 @@ impl Driver for OverlayDriver {
         self.create_layer(id, parent, opts)
     }
 
-    fn create_read_write(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()> {
-        self.create_layer(id, parent, opts)
-    }
-
     /// Unmounts the layer if mounted, removes its `l/` link (only if it is the layer's own:
     /// `../<id>/diff`), then its directory (never following a symlink, never entering a mount
     /// left inside). A layer that does not exist is removed successfully.

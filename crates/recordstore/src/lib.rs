@@ -97,8 +97,5 @@ pub use store::{Layout, ReadSession, RecordStore, Session, WriteSession};
 /// );
 /// ```
 pub fn canonical_digest(data: &[u8]) -> layerstore_model::Digest {
-    use sha2::Digest as _;
-    let hash = sha2::Sha256::digest(data);
-    layerstore_model::Digest::from_hash(layerstore_model::DigestAlgorithm::Sha256, &hash)
-        .unwrap_or_else(|_| unreachable!("a SHA-256 hash is 32 bytes"))
+    layerstore_model::Sha256Hasher::digest(data)
 }
