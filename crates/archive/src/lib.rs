@@ -163,6 +163,8 @@
 //!   [`ApplyReport::warnings`]; in overlay style, archive xattrs under `trusted.overlay.` are
 //!   dropped with a warning so a layer cannot forge overlay metadata.
 
+#![forbid(unsafe_code)]
+
 mod apply;
 mod changes;
 mod compression;

@@ -22,6 +22,8 @@
 //! order; image and container commands answer `<cmd>: not supported: this tool manages
 //! layers` (exit 1); `version` prints what v1.43 prints (nothing, or `[]` with `--json`).
 
+#![forbid(unsafe_code)]
+
 mod args;
 mod commands;
 mod config;

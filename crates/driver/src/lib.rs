@@ -67,6 +67,8 @@
 //!
 //! No deferred removal.
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;

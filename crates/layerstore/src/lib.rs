@@ -203,6 +203,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod containers;
 pub mod crash;
 mod error;

@@ -94,6 +94,8 @@
 //! # Ok::<(), layerstore_model::Error>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod bigdata;
 mod compression;
 mod container;

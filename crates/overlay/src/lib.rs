@@ -124,6 +124,8 @@
 //! directory's `.wh..wh..opq` marker even when no lower has the directory (Go checks); the
 //! entries and their order are otherwise Go's.
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::CString;
 use std::io;

@@ -74,6 +74,8 @@
 //!   read-write store is opened and the lock is free; temp files inside an item directory go
 //!   with that directory.
 
+#![forbid(unsafe_code)]
+
 pub mod crash;
 mod dir;
 mod error;

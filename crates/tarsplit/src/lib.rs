@@ -121,6 +121,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod assemble;
 mod disassemble;
 pub mod entry;

@@ -78,6 +78,8 @@
 //! whose first copy is deeper than `PATH_MAX` is made by opening its directory one level at a
 //! time (slower, but only for such links).
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::CString;
 use std::io;
