@@ -345,7 +345,22 @@ impl<W: Write> EntrySink for JsonLinesPacker<W> {
 /// A packer that gzips its JSON lines (level "fast", as Go's BestSpeed), the form of
 /// `<layer-id>.tar-split.gz`. End it with [`JsonLinesPacker::finish`].
 pub fn gzip_packer<W: Write>(w: W) -> JsonLinesPacker<GzEncoder<W>> {
-    JsonLinesPacker::new(GzEncoder::new(w, Compression::fast()))
+    JsonLinesPacker::new(tar_split_gzip(w))
+}
+
+/// Writes JSON lines packed elsewhere (a differ's `tar_split` output) to `w` gzipped as
+/// [`gzip_packer`] writes them, and returns `w`: the one encoder of `<layer-id>.tar-split.gz`.
+pub fn write_gzipped_records<W: Write>(w: W, records: &[u8]) -> Result<W, Error> {
+    let mut gz = tar_split_gzip(w);
+    gz.write_all(records)
+        .map_err(|e| Error::io("writing tar-split records", e))?;
+    gz.finish()
+        .map_err(|e| Error::io("finishing the tar-split gzip stream", e))
+}
+
+/// The gzip stream of a `.tar-split.gz` file: level "fast", as Go's `gzip.BestSpeed`.
+fn tar_split_gzip<W: Write>(w: W) -> GzEncoder<W> {
+    GzEncoder::new(w, Compression::fast())
 }
 
 #[derive(Deserialize)]
@@ -543,6 +558,26 @@ pub fn read_tar_split_gz<R: Read>(r: R) -> Unpacker<BufReader<GzDecoder<R>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_written_gzipped_read_back_as_the_packer_wrote_them() {
+        let mut packer = JsonLinesPacker::new(Vec::new());
+        packer
+            .put(Entry::segment(b"0123456789".to_vec()))
+            .expect("put");
+        let plain = packer.into_inner().expect("plain");
+        let mut gzipped_packer = gzip_packer(Vec::new());
+        gzipped_packer
+            .put(Entry::segment(b"0123456789".to_vec()))
+            .expect("put");
+        let packed = gzipped_packer.finish().expect("gzip");
+        let written = write_gzipped_records(Vec::new(), &plain).expect("write");
+        assert_eq!(written, packed, "the same bytes as the gzip packer");
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&written[..]), &mut back)
+            .expect("gunzip");
+        assert_eq!(back, plain);
+    }
 
     fn line(e: &Entry, pos: u64) -> String {
         let mut v = Vec::new();

@@ -137,6 +137,7 @@ pub use assemble::{
 pub use disassemble::{Disassembler, TeeDisassembler, disassemble};
 pub use entry::{
     Entry, EntryKind, EntrySink, JsonLinesPacker, Unpacker, gzip_packer, read_tar_split_gz,
+    write_gzipped_records,
 };
 pub use error::Error;
 pub use tar::{Limits, SparseMap, SparseRegion, TarHeader, TarKind, TarTime};
