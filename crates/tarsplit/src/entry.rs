@@ -5,8 +5,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use data_encoding::BASE64;
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
@@ -205,11 +204,8 @@ fn push_go_json_string(out: &mut Vec<u8>, s: &str) {
 fn push_base64(out: &mut Vec<u8>, data: &[u8]) {
     out.push(b'"');
     let start = out.len();
-    out.resize(start + data.len().div_ceil(3) * 4, 0);
-    let written = BASE64
-        .encode_slice(data, &mut out[start..])
-        .unwrap_or_default();
-    out.truncate(start + written);
+    out.resize(start + BASE64.encode_len(data.len()), 0);
+    BASE64.encode_mut(data, &mut out[start..]);
     out.push(b'"');
 }
 
@@ -465,7 +461,7 @@ impl<R: BufRead> Unpacker<R> {
         let size = u64::try_from(raw.size)
             .map_err(|_| Error::record(line, format!("negative size {}", raw.size)))?;
         let decode = |field: &'static str, s: &str| {
-            BASE64.decode(s).map_err(|source| Error::Base64 {
+            BASE64.decode(s.as_bytes()).map_err(|source| Error::Base64 {
                 line,
                 field,
                 source,
