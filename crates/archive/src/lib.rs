@@ -145,6 +145,7 @@ mod pipe;
 mod rooted;
 mod walk;
 pub mod whiteout;
+pub mod zstd_chunked;
 
 pub use apply::{apply, apply_at};
 pub use changes::{
