@@ -2,3 +2,5 @@
 //! library is empty. Each crate's own integration tests are one binary,
 //! `crates/<crate>/tests/it/`; the data they share, written by the Go tool, is
 //! `tests/fixtures/go-1.43` (see docs/ARCHITECTURE.md).
+
+#![forbid(unsafe_code)]

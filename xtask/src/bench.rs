@@ -40,11 +40,9 @@ fn sync() {
 
 /// A fixed 64-hex layer ID per purpose, so prepare steps can delete and re-create "the same" layer.
 fn layer_id(purpose: &str) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(format!("lsbench-{purpose}").as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    layerstore_model::Sha256Hasher::digest(format!("lsbench-{purpose}").as_bytes())
+        .hex()
+        .to_string()
 }
 
 /// Builds our CLI in release mode and returns its path.

@@ -2,7 +2,12 @@
 //! the crates' dependency arrows point one way (down the layering), every library crate has a
 //! top doc, and no file names a place outside the repository on one particular machine (the
 //! sibling folder `shared`, the work tree of the machine the project grew on, the home
-//! directory of whoever runs tidy): a clone elsewhere must stand alone.
+//! directory of whoever runs tidy): a clone elsewhere must stand alone. The crate table of
+//! `docs/ARCHITECTURE.md` lists exactly the workspace's packages, and the Rust sources follow
+//! the rules of [`source`]: `// SAFETY:` on each `unsafe`, `#![forbid(unsafe_code)]` where
+//! there is none, the file-size budget.
+
+mod source;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -54,6 +59,20 @@ pub fn check() -> Result<(), String> {
     let meta: serde_json::Value =
         serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
     let packages = meta["packages"].as_array().cloned().unwrap_or_default();
+    let root = workspace_root();
+    let members: Vec<source::Package> = packages
+        .iter()
+        .filter_map(|pkg| {
+            let manifest = Path::new(pkg["manifest_path"].as_str()?);
+            Some(source::Package {
+                name: pkg["name"].as_str()?.to_owned(),
+                dir: manifest.parent()?.strip_prefix(&root).ok()?.to_path_buf(),
+            })
+        })
+        .collect();
+    let architecture =
+        std::fs::read_to_string(root.join("docs/ARCHITECTURE.md")).unwrap_or_default();
+    problems.extend(crate_table_problems(&architecture, &members));
     for pkg in &packages {
         let name = pkg["name"].as_str().unwrap_or_default();
         let Some(rank) = LAYERS.iter().position(|l| *l == name) else {
@@ -83,9 +102,9 @@ pub fn check() -> Result<(), String> {
         }
     }
     check_readme(&mut problems);
-    let root = workspace_root();
     match repository_files(&root) {
         Ok(files) => {
+            problems.extend(source::check(&root, &files, &members));
             let forbidden = machine_paths(std::env::var_os("HOME").as_deref().map(Path::new));
             problems.extend(
                 files
@@ -100,6 +119,50 @@ pub fn check() -> Result<(), String> {
     } else {
         Err(problems.join("\n"))
     }
+}
+
+/// Where the crate table of ARCHITECTURE.md (`| crate | folder | concern |`) and the
+/// workspace's packages disagree: a package missing from it, a row for no package, a row
+/// whose folder is not the package's.
+fn crate_table_problems(architecture: &str, members: &[source::Package]) -> Vec<String> {
+    let rows: Vec<(String, String)> = architecture
+        .lines()
+        .skip_while(|l| !l.starts_with("| crate | folder |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| {
+            let mut cells = l.split('|').skip(1).map(str::trim);
+            Some((cells.next()?.to_owned(), cells.next()?.to_owned()))
+        })
+        .collect();
+    if rows.is_empty() {
+        return vec![
+            "docs/ARCHITECTURE.md has no crate table (`| crate | folder | concern |`)".into(),
+        ];
+    }
+    let mut problems = Vec::new();
+    for member in members {
+        let folder = member.dir.to_string_lossy();
+        match rows.iter().find(|(name, _)| *name == member.name) {
+            None => problems.push(format!(
+                "docs/ARCHITECTURE.md: the crate table lacks the package {} ({folder})",
+                member.name
+            )),
+            Some((_, row_folder)) if *row_folder != folder => problems.push(format!(
+                "docs/ARCHITECTURE.md: the crate table puts {} in {row_folder}, it is in {folder}",
+                member.name
+            )),
+            Some(_) => {}
+        }
+    }
+    for (name, _) in &rows {
+        if !members.iter().any(|m| m.name == *name) {
+            problems.push(format!(
+                "docs/ARCHITECTURE.md: the crate table lists {name}, which is no workspace package"
+            ));
+        }
+    }
+    problems
 }
 
 /// README.md opens with exactly the two set-up commands (the main job, the tests), and
@@ -234,6 +297,32 @@ mod tests {
         if let Err(e) = check() {
             panic!("{e}");
         }
+    }
+
+    #[test]
+    fn the_crate_table_must_list_the_workspace_packages() {
+        let members = |names: &[(&str, &str)]| -> Vec<source::Package> {
+            names
+                .iter()
+                .map(|(name, dir)| source::Package {
+                    name: name.to_string(),
+                    dir: PathBuf::from(dir),
+                })
+                .collect()
+        };
+        let table = "# A\n\n| crate | folder | concern |\n|---|---|---|\n\
+                     | a | crates/a | first |\n| b | crates/b | second |\n\nAfter.\n| x | y |\n";
+        assert!(
+            crate_table_problems(table, &members(&[("a", "crates/a"), ("b", "crates/b")]))
+                .is_empty()
+        );
+        let problems =
+            crate_table_problems(table, &members(&[("a", "crates/z"), ("c", "crates/c")]));
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("puts a in crates/a"), "{problems:?}");
+        assert!(problems[1].contains("lacks the package c"), "{problems:?}");
+        assert!(problems[2].contains("lists b"), "{problems:?}");
+        assert_eq!(crate_table_problems("no table", &[]).len(), 1);
     }
 
     #[test]

@@ -4,8 +4,6 @@ use std::fs::{self, File};
 use std::path::Path;
 use std::process::Command;
 
-use sha2::{Digest, Sha256};
-
 /// Runs a command to its end in the C locale, without the environment variables that change
 /// what tar, gzip and zstd write; fails unless it exits 0, with its stderr when that was not
 /// redirected.
@@ -45,13 +43,9 @@ pub fn compress(compressor: &[&str], plain: &Path, out: &Path) -> Result<(), Str
 /// sha256 (hex) of a file.
 pub fn sha256_file(path: &Path) -> Result<String, String> {
     let mut file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    let digest = layerstore_model::Sha256Hasher::digest_reader(&mut file)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(digest.hex().to_string())
 }
 
 #[cfg(test)]

@@ -7,12 +7,14 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use layerstore_model::go_quote;
 use rustix::fs::{self as rfs, FileType};
 
 use crate::error::{Error, Result};
 use crate::idmap::{IdMap, to_container};
 use crate::rooted::{self, Root};
 use crate::walk::{self, Descend};
+use crate::whiteout::{OVERLAY_OPAQUE_XATTR, is_overlay_whiteout};
 
 /// What happened to a path. The discriminants are Go's `ChangeType` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,43 +57,6 @@ impl fmt::Display for Change {
             go_quote(self.path.as_os_str().as_bytes())
         )
     }
-}
-
-/// Quotes bytes as Go's `strconv.Quote` does: printable UTF-8 kept, invalid bytes as `\xNN`.
-pub(crate) fn go_quote(bytes: &[u8]) -> String {
-    use fmt::Write;
-    let mut out = String::from("\"");
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\u{7}' => out.push_str("\\a"),
-                '\u{8}' => out.push_str("\\b"),
-                '\u{c}' => out.push_str("\\f"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                '\u{b}' => out.push_str("\\v"),
-                c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                    let _ = write!(out, "\\x{:02x}", c as u32);
-                }
-                c if c.is_control() => {
-                    if (c as u32) < 0x10000 {
-                        let _ = write!(out, "\\u{:04x}", c as u32);
-                    } else {
-                        let _ = write!(out, "\\U{:08x}", c as u32);
-                    }
-                }
-                c => out.push(c),
-            }
-        }
-        for b in chunk.invalid() {
-            let _ = write!(out, "\\x{b:02x}");
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// The metadata compared between trees.
@@ -374,7 +339,7 @@ fn changes_of(
 
 /// 0:0 character device: an overlay whiteout.
 fn is_whiteout(st: &rfs::Stat) -> bool {
-    FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0
+    is_overlay_whiteout(st.st_mode, rfs::major(st.st_rdev), rfs::minor(st.st_rdev))
 }
 
 /// Go's `sameFsTime`: equal, or the same second with either side lacking nanoseconds (tar).
@@ -471,7 +436,7 @@ fn overlay_changes_of(
             }
         }
         let opaque = is_dir
-            && get_xattr_at(entry.dir, entry.name, "trusted.overlay.opaque")
+            && get_xattr_at(entry.dir, entry.name, OVERLAY_OPAQUE_XATTR)
                 .map_err(|e| Error::path(here(), "getxattr", e))?
                 .as_deref()
                 == Some(b"y");
@@ -529,7 +494,7 @@ fn overlay_changes_of(
                         break; // a whiteout or a file hides the lowers beneath
                     }
                     let lower_opaque =
-                        get_xattr_at(cursors[i].last(), entry.name, "trusted.overlay.opaque")
+                        get_xattr_at(cursors[i].last(), entry.name, OVERLAY_OPAQUE_XATTR)
                             .map_err(|e| Error::path(&at, "getxattr", e))?
                             .as_deref()
                             == Some(b"y");
@@ -630,17 +595,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn go_quoting() {
-        assert_eq!(go_quote(b"/etc/passwd"), "\"/etc/passwd\"");
-        assert_eq!(go_quote(b"/a\"b\\c\n"), "\"/a\\\"b\\\\c\\n\"");
-        assert_eq!(go_quote(b"/bad\xff\xfename"), "\"/bad\\xff\\xfename\"");
-        assert_eq!(go_quote("/ünï-文件".as_bytes()), "\"/ünï-文件\"");
-        assert_eq!(go_quote(b"\x01"), "\"\\x01\"");
-        let c = Change {
-            path: "/usr/bin".into(),
-            kind: ChangeKind::Delete,
-        };
-        assert_eq!(c.to_string(), "Delete \"/usr/bin\"");
+    fn change_lines_quote_names_as_go_does() {
+        let line = |path: &[u8]| change(path, ChangeKind::Delete).to_string();
+        assert_eq!(line(b"/usr/bin"), "Delete \"/usr/bin\"");
+        assert_eq!(line(b"/bad\xff\xfename"), "Delete \"/bad\\xff\\xfename\"");
+        // Go's strconv.Quote escapes U+2028, U+2029 and U+FEFF; this copy once kept them.
+        assert_eq!(
+            line("/a\u{2028}b\u{2029}c\u{feff}".as_bytes()),
+            "Delete \"/a\\u2028b\\u2029c\\ufeff\""
+        );
     }
 
     #[test]

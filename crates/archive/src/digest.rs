@@ -2,14 +2,13 @@
 
 use std::io::{self, Read};
 
-use layerstore_model::{Digest, DigestAlgorithm};
-use sha2::{Digest as _, Sha256};
+use layerstore_model::{Digest, Sha256Hasher};
 
 /// A reader that hashes (SHA-256) and counts every byte read through it.
 #[derive(Debug)]
 pub(crate) struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Sha256Hasher,
     count: u64,
     limit: Option<u64>,
     hashing: bool,
@@ -24,7 +23,7 @@ impl<R: Read> HashingReader<R> {
     pub(crate) fn with_limit(inner: R, limit: Option<u64>) -> Self {
         HashingReader {
             inner,
-            hasher: Sha256::new(),
+            hasher: Sha256Hasher::new(),
             count: 0,
             limit,
             hashing: true,
@@ -43,15 +42,12 @@ impl<R: Read> HashingReader<R> {
 
     /// The SHA-256 digest and the byte count so far.
     pub(crate) fn finish(self) -> (Digest, u64) {
-        (sha256_digest(self.hasher.finalize().as_slice()), self.count)
+        (self.hasher.finish(), self.count)
     }
 
     /// Like [`HashingReader::finish`], keeping the reader.
     pub(crate) fn digest(&self) -> (Digest, u64) {
-        (
-            sha256_digest(self.hasher.clone().finalize().as_slice()),
-            self.count,
-        )
+        (self.hasher.clone().finish(), self.count)
     }
 }
 
@@ -82,12 +78,6 @@ impl std::fmt::Display for TooLarge {
 }
 
 impl std::error::Error for TooLarge {}
-
-/// The model's digest of a finished SHA-256.
-fn sha256_digest(hash: &[u8]) -> Digest {
-    // A SHA-256 output always has the 32 bytes `from_hash` checks for.
-    Digest::from_hash(DigestAlgorithm::Sha256, hash).expect("a SHA-256 is 32 bytes")
-}
 
 #[cfg(test)]
 mod tests {

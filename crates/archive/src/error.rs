@@ -120,6 +120,16 @@ pub enum Error {
     /// A worker thread of the apply pipeline panicked.
     #[error("an apply pipeline thread panicked")]
     WorkerPanicked,
+    /// A zstd:chunked blob's footer or table of contents is malformed, out of bounds or does
+    /// not match its checksum; the message says which.
+    #[error("{message}")]
+    ZstdChunked {
+        /// What is wrong, naming the entry or offsets involved.
+        message: String,
+        /// The read or decode that failed, if one did.
+        #[source]
+        source: Option<io::Error>,
+    },
 }
 
 /// Shorthand for results of this crate.

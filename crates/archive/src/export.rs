@@ -15,8 +15,7 @@ use crate::extract::clean;
 use crate::idmap::{self, IdMap};
 use crate::pipe::{PipeReader, pipe};
 use crate::rooted::{self, Root};
-
-const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+use crate::whiteout::OVERLAY_OPAQUE_XATTR;
 
 /// Xattrs carried in exported tar streams (what Go's `addTarFile` keeps).
 fn exported_xattr(name: &[u8]) -> bool {

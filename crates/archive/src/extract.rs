@@ -28,10 +28,9 @@ use crate::walk;
 
 mod entries;
 
-const WHITEOUT_PREFIX: &[u8] = b".wh.";
-const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
-const WHITEOUT_OPAQUE: &[u8] = b".wh..wh..opq";
-const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+use crate::whiteout::{
+    OVERLAY_OPAQUE_XATTR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX,
+};
 
 /// Splits a tar name into clean components the way Go's `filepath.Clean` would, treating an
 /// absolute name as relative to the target. `None` when `..` climbs above the target.

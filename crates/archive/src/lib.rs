@@ -100,50 +100,15 @@
 //!
 //! # Performance
 //!
-//! See the `apply` criterion bench (`cargo bench -p layerstore-archive --bench apply`) and the
-//! figures at the end of this section. Backends: gzip through flate2 with zlib-rs and its
-//! runtime CPU detection (default features; without it inflate is ~30% slower), zstd through
-//! libzstd, SHA-256 through sha2 (SHA-NI picked at runtime). bzip2 (pure-Rust backend) and xz
+//! See the `apply` criterion bench (`cargo bench -p layerstore-archive --bench apply`).
+//! Backends: gzip through flate2 with zlib-rs and its runtime CPU detection (default features;
+//! without it inflate is ~30% slower), zstd through libzstd, SHA-256 through sha2 (SHA-NI
+//! picked at runtime). bzip2 (pure-Rust backend) and xz
 //! (liblzma) sit behind the default features `bzip2` and `xz`; without them such layers fail
 //! with [`Error::UnsupportedCompression`].
 //!
-//! Measured on the project VM (2 shared vCPUs with SHA-NI/AVX2, kernel 6.18, `--release`,
-//! target on tmpfs). The host was busy with other builds (load average 7–10), so figures are
-//! ranges and ratios matter more than absolutes.
-//!
-//! | what | layerstore-archive | GNU tar 1.34 `-xpf` |
-//! |---|---|---|
-//! | inflate only, gzip -6 (flate2 + zlib-rs, runtime detection) | 326–344 MiB/s | — |
-//! | zstd -3 decode only (libzstd 1.5.7) | 883–928 MiB/s | — |
-//! | bench `apply`: 5,000 small files + 4 × 8 MiB (52 MB), plain | 388–464 ms | 243–292 ms |
-//! | same, gzip | 551–636 ms | 568–790 ms (`-z`) |
-//! | same, zstd | 364–405 ms | 235–337 ms (`--zstd`) |
-//! | `/usr/{share,include,bin}` as one layer: 970 MB, 60,096 entries, plain | 1.8–3.5 s | 1.3–2.7 s |
-//! | same, gzip -6 (363 MB) | 2.8–6.0 s | 7.8–18.2 s |
-//! | same, zstd -3 (339 MB) | 3.8–6.8 s | 3.0–4.8 s |
-//! | same, plain: syscalls (`strace -f -c`) | 376,553 | 554,912 |
-//! | same, plain: CPU (user + sys) | 0.6 + 1.0 s | 0.1 + 1.0 s |
-//!
-//! Our figures include what GNU tar does not do: two SHA-256 digests (one for a plain layer),
-//! tar-split recording with CRC-64, UID/GID sets. SHA-256 is ~15-25% of our CPU samples on a
-//! plain layer (`perf`); the syscall count is ~6.3 per entry (`openat`, `write`, `fchown`,
-//! `fchmod`, `futimens`, `close` for a file). With 256 KiB pipe chunks the busy host's thread
-//! hand-offs cost more than the overlap saved (gzip 5.9 s → 2.8 s with 1 MiB chunks).
-//!
-//! The reader thread for plain layers and the file writer thread were measured on 2026-11-28:
-//! `applydiff`, vfs driver on a tmpfs, the fixtures of docs/BENCHMARKS.md, alternating runs at a
-//! 1-minute load of 0.8–1.9 on the 2 vCPUs; wall-clock median (min–max), CPU median:
-//!
-//! | fixture | one thread (+ decompression thread) | reader + caller + file writer |
-//! |---|---|---|
-//! | rootfs.tar (122 MiB, 6,672 entries) | 228 ms (221–274), CPU 225 ms | 163 ms (142–175), CPU 246 ms |
-//! | rootfs.tar.gz | 249 ms (243–256), CPU 400 ms | 251 ms (240–255), CPU 401 ms (no writer) |
-//! | rootfs.tar.zst | 215 ms (205–220), CPU 316 ms | 198 ms (181–213), CPU 331 ms |
-//! | smallfiles.tar (266 MiB, 50,216 entries) | 948 ms (915–963), CPU 938 ms | 601 ms (576–641), CPU 971 ms |
-//!
-//! Peak RSS for smallfiles.tar grows from 20 to 34 MiB (the pipe and the writer's batches). On a
-//! machine with no idle core the threads only add their CPU: at a load of 4.8 the same runs gave
-//! 295 → 253, 449 → 489, 413 → 379 and 1039 → 1005 ms (wall ≈ CPU).
+//! The measurements (against GNU tar, of the reader and file-writer threads) are in
+//! `docs/BENCHMARKS.md`, section "layerstore-archive: apply".
 //!
 //! # Limitations
 //!
@@ -163,6 +128,8 @@
 //!   [`ApplyReport::warnings`]; in overlay style, archive xattrs under `trusted.overlay.` are
 //!   dropped with a warning so a layer cannot forge overlay metadata.
 
+#![forbid(unsafe_code)]
+
 mod apply;
 mod changes;
 mod compression;
@@ -177,6 +144,8 @@ mod options;
 mod pipe;
 mod rooted;
 mod walk;
+pub mod whiteout;
+pub mod zstd_chunked;
 
 pub use apply::{apply, apply_at};
 pub use changes::{

@@ -2,97 +2,21 @@
 //!
 //! Every lookup of a directory goes through [`Root::open_dir`], which is
 //! `layerstore_tarsplit::rooted::RootDir` (so files are read back for assembly exactly where
-//! they were extracted): `openat2(RESOLVE_IN_ROOT |
-//! RESOLVE_NO_MAGICLINKS)` where the kernel has it, otherwise a component-by-component walk with
-//! `O_NOFOLLOW` that reads symlinks itself and resolves them against the root. Either way `..`
-//! stops at the root and absolute symlinks restart at the root, so no lookup leaves it. The final
-//! component of an entry is then handled with `*at` calls relative to the returned directory fd
-//! and `AT_SYMLINK_NOFOLLOW` / `O_NOFOLLOW`, so it is never followed either.
+//! they were extracted): `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` where the kernel
+//! has it, otherwise a component-by-component walk with `O_NOFOLLOW` that reads symlinks
+//! itself and resolves them against the root. Either way `..` stops at the root and absolute
+//! symlinks restart at the root, so no lookup leaves it. The final component of an entry is
+//! then handled with `*at` calls relative to the returned directory fd and
+//! `AT_SYMLINK_NOFOLLOW` / `O_NOFOLLOW`, so it is never followed either.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::os::fd::{BorrowedFd, OwnedFd};
 
-use layerstore_tarsplit::rooted::RootDir;
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 
-/// A directory used as the root of every lookup made through it: tarsplit's resolver (the
-/// one the file getter reads back through) plus what extraction needs on top of it.
-#[derive(Debug)]
-pub(crate) struct Root {
-    dir: RootDir,
-}
-
-impl Root {
-    /// Opens `path` (following symlinks: the caller chose it) as the root.
-    pub(crate) fn open(path: &Path) -> io::Result<Self> {
-        Ok(Root {
-            dir: RootDir::open(path)?,
-        })
-    }
-
-    /// Uses an already open directory fd as the root.
-    pub(crate) fn from_fd(fd: OwnedFd) -> Self {
-        Root {
-            dir: RootDir::from_fd(fd),
-        }
-    }
-
-    /// Forces the userspace walk (the path taken on kernels without `openat2`).
-    pub(crate) fn force_walk(&self) {
-        self.dir.force_walk();
-    }
-
-    /// The root directory's fd (`O_PATH`).
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.dir.fd()
-    }
-
-    /// Opens the directory at `components` (no `.`/`..`/empty components) beneath the root,
-    /// following symlinks as if the root were `/`. Returns an `O_PATH` directory fd.
-    pub(crate) fn open_dir(&self, components: &[&[u8]]) -> io::Result<OwnedFd> {
-        self.dir.open_dir(components)
-    }
-
-    /// Like [`Root::open_dir`], creating missing directories (mode 0755) on the way. `created`
-    /// is called with each directory fd this call made, so the caller can chown it. A dangling
-    /// symlink on the way is an error (`ENOENT`): nothing is created through it.
-    pub(crate) fn ensure_dir(
-        &self,
-        components: &[&[u8]],
-        created: &mut dyn FnMut(BorrowedFd<'_>) -> io::Result<()>,
-    ) -> io::Result<OwnedFd> {
-        match self.open_dir(components) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            other => return other,
-        }
-        // Top-down: plain directories are opened with O_NOFOLLOW relative to the previous one;
-        // anything else (a symlink) is resolved the rooted way.
-        let mut fd = self.open_dir(&[])?;
-        for (i, component) in components.iter().enumerate() {
-            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            fd = match rfs::openat(&fd, *component, flags, Mode::empty()) {
-                Ok(next) => next,
-                Err(rustix::io::Errno::NOENT) => {
-                    match rfs::mkdirat(&fd, *component, Mode::from_raw_mode(0o755)) {
-                        Ok(()) => {
-                            let next = rfs::openat(&fd, *component, flags, Mode::empty())?;
-                            created(next.as_fd())?;
-                            next
-                        }
-                        Err(rustix::io::Errno::EXIST) => self.open_dir(&components[..=i])?,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
-                    self.open_dir(&components[..=i])?
-                }
-                Err(e) => return Err(e.into()),
-            };
-        }
-        Ok(fd)
-    }
-}
+/// A directory used as the root of every lookup made through it: tarsplit's resolver, the
+/// one the file getter reads back through (it also creates directories for extraction).
+pub(crate) use layerstore_tarsplit::rooted::RootDir as Root;
 
 /// Whether `name` exists in `dir` (without following a symlink), and its type.
 pub(crate) fn lstat_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<rfs::Stat>> {
@@ -138,6 +62,7 @@ pub(crate) fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+    use std::path::Path;
 
     fn same_inode(a: &OwnedFd, b: &OwnedFd) -> bool {
         let (a, b) = (rfs::fstat(a).expect("fstat"), rfs::fstat(b).expect("fstat"));

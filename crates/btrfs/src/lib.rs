@@ -232,7 +232,7 @@ impl Visitor for NestedSubvolumes {
 fn atomic_write_at(dir: BorrowedFd<'_>, name: &str, content: &[u8], mode: u32) -> io::Result<()> {
     let mut random = [0u8; 8];
     rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty())?;
-    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let suffix = layerstore_model::hex(&random);
     let tmp = CString::new(format!(".tmp-{name}-{suffix}"))
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let result = (|| {
@@ -557,25 +557,9 @@ impl Driver for BtrfsDriver {
         self.create_layer(id, parent, opts)
     }
 
-    fn create_read_write(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()> {
-        self.create_layer(id, parent, opts)
-    }
-
-    /// A snapshot of the template (which has the same parent), as Go's btrfs does.
-    fn create_from_template(
-        &self,
-        id: &str,
-        template: &str,
-        _template_mappings: &IdMappings,
-        parent: Option<&str>,
-        _parent_mappings: &IdMappings,
-        opts: &CreateOpts,
-        _read_write: bool,
-    ) -> Result<()> {
-        if let Some(parent) = parent {
-            validate(parent)?;
-        }
-        self.create_layer(id, Some(template), opts)
+    /// A layer holds a whole copy of its parent's tree: a template's copy is a create on it.
+    fn create_copies_parent(&self) -> bool {
+        true
     }
 
     /// Deletes the quota file, the nested subvolumes, then the layer's subvolume, and waits for

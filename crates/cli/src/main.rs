@@ -27,6 +27,8 @@
 //! of a read-only layer, copy-up on rename, `delete` of a container whose layer is gone);
 //! `version` prints what v1.43 prints (nothing, or `[]` with `--json`).
 
+#![forbid(unsafe_code)]
+
 mod args;
 mod commands;
 mod config;

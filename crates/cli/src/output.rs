@@ -20,43 +20,7 @@ pub fn go_int_list(values: &[u32]) -> String {
     format!("[{}]", items.join(" "))
 }
 
-/// Go's `%q` (`strconv.Quote`) of a byte string: printable UTF-8 is kept, `"` and `\` are
-/// escaped, control characters become `\n`/`\t`/`\x01`/`\u2028`-style escapes and bytes that are
-/// not UTF-8 become `\xNN`.
-pub fn go_quote(bytes: &[u8]) -> String {
-    let mut out = String::from("\"");
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\x07' => out.push_str("\\a"),
-                '\x08' => out.push_str("\\b"),
-                '\x0c' => out.push_str("\\f"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                '\x0b' => out.push_str("\\v"),
-                c if (c as u32) < 0x20 || c == '\x7f' => {
-                    out.push_str(&format!("\\x{:02x}", c as u32));
-                }
-                c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' || c == '\u{feff}' => {
-                    if (c as u32) < 0x10000 {
-                        out.push_str(&format!("\\u{:04x}", c as u32));
-                    } else {
-                        out.push_str(&format!("\\U{:08x}", c as u32));
-                    }
-                }
-                c => out.push(c),
-            }
-        }
-        for byte in chunk.invalid() {
-            out.push_str(&format!("\\x{byte:02x}"));
-        }
-    }
-    out.push('"');
-    out
-}
+pub use layerstore_model::go_quote;
 
 /// One line of `layers -t`: a layer under its parent, with notes.
 #[derive(Debug, Clone)]
@@ -218,15 +182,6 @@ mod tests {
         let mut out = Vec::new();
         print_tree(&mut out, Vec::new()).expect("prints");
         assert!(out.is_empty());
-    }
-
-    #[test]
-    fn quote_is_go_percent_q() {
-        assert_eq!(go_quote(b"/etc/passwd"), "\"/etc/passwd\"");
-        assert_eq!(go_quote(b"a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
-        assert_eq!(go_quote(b"caf\xc3\xa9"), "\"caf\u{e9}\"");
-        assert_eq!(go_quote(b"bad\xff"), "\"bad\\xff\"");
-        assert_eq!(go_quote(b"\x01"), "\"\\x01\"");
     }
 
     #[test]

@@ -68,6 +68,8 @@
 //! # Ok::<(), layerstore_containers::Error>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod store;
 

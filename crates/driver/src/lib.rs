@@ -67,6 +67,8 @@
 //!
 //! No deferred removal.
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -80,6 +82,7 @@ pub mod mount;
 pub mod naive;
 mod options;
 mod registry;
+pub mod staging;
 pub mod tree;
 pub mod xattr;
 
@@ -89,6 +92,7 @@ pub use error::{Error, Result};
 pub use idmap::IdMappings;
 pub use options::{DriverOption, DriverOptions};
 pub use registry::{DriverConfig, InitFn, Registration, Registry};
+pub use staging::StagingArea;
 
 pub use layerstore_archive::{ApplyReport, Change, ChangeKind, IdMap};
 pub use layerstore_tarsplit::{DirFileGetter, EntrySink, FileGetter};
@@ -262,14 +266,25 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     /// Creates a read-only (image) layer `id`, empty or a copy of `parent`'s tree.
     fn create(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()>;
 
-    /// Creates a read-write (container) layer `id` on `parent`.
-    fn create_read_write(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()>;
+    /// Creates a read-write (container) layer `id` on `parent`. The default is [`Driver::create`]:
+    /// the drivers here keep no difference between the two on disk.
+    fn create_read_write(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()> {
+        self.create(id, parent, opts)
+    }
+
+    /// Whether [`Driver::create`] on a parent gives the new layer a whole copy (or snapshot) of
+    /// the parent's tree, as vfs and btrfs do; then [`Driver::create_from_template`] is a
+    /// create on the template itself, as Go's vfs and btrfs make it.
+    fn create_copies_parent(&self) -> bool {
+        false
+    }
 
     /// Creates layer `id` on `parent` with the same contents as `template` (which has the
     /// same parent), as Go's `CreateFromTemplate`: the copy's files are owned as the
     /// template's (`template_mappings`); the store then re-owns them for the new layer's
-    /// mappings with [`Driver::update_layer_id_map`]. The default makes an empty layer and
-    /// applies the template's naive diff into it.
+    /// mappings with [`Driver::update_layer_id_map`]. The default is a create on the template
+    /// where [`Driver::create_copies_parent`], else an empty layer on `parent` into which the
+    /// template's naive diff is applied.
     #[allow(clippy::too_many_arguments)]
     fn create_from_template(
         &self,
@@ -281,6 +296,12 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
         opts: &CreateOpts,
         read_write: bool,
     ) -> Result<()> {
+        if self.create_copies_parent() {
+            if let Some(parent) = parent {
+                validate_layer_id(parent)?;
+            }
+            return self.create(id, Some(template), opts);
+        }
         naive::create_from_template(
             self,
             id,

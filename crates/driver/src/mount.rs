@@ -5,9 +5,11 @@
 //! swapped in on the way can never redirect a mount or an unmount elsewhere.
 
 use std::ffi::CStr;
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, Statx, StatxAttributes, StatxFlags};
 use rustix::mount::{MountPropagationFlags, UnmountFlags};
@@ -29,6 +31,62 @@ pub fn is_mount_root_at(dir: BorrowedFd<'_>, name: &CStr) -> bool {
         StatxFlags::BASIC_STATS,
     )
     .is_ok_and(|st| mount_root(&st, || tree::stat_fd(dir).ok()))
+}
+
+/// Whether `path` (not followed) is the root of a mount, as [`is_mount_root_at`] decides it;
+/// for a path the store has just read from its own records, where no descriptor is at hand.
+pub fn is_mount_point(path: &Path) -> bool {
+    let parent = path.parent().unwrap_or(path);
+    rustix::fs::statx(
+        rustix::fs::CWD,
+        path,
+        AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::BASIC_STATS,
+    )
+    .is_ok_and(|st| {
+        mount_root(&st, || {
+            rustix::fs::statx(
+                rustix::fs::CWD,
+                parent,
+                AtFlags::empty(),
+                StatxFlags::BASIC_STATS,
+            )
+            .ok()
+        })
+    })
+}
+
+/// The mount points of a `/proc/<pid>/mountinfo` table (its fifth field, with the kernel's
+/// `\ooo` escapes of space, tab, newline and backslash decoded).
+pub fn mountinfo_mount_points(table: &[u8]) -> impl Iterator<Item = PathBuf> + '_ {
+    table
+        .split(|&b| b == b'\n')
+        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
+        .map(|field| PathBuf::from(OsString::from_vec(unescape_mountinfo_field(field))))
+}
+
+/// Decodes the kernel's `\ooo` octal escapes in a mountinfo field; anything else is kept.
+pub fn unescape_mountinfo_field(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        if field[i] == b'\\'
+            && let Some(digits) = field.get(i + 1..i + 4)
+            && digits.iter().all(|d| (b'0'..=b'7').contains(d))
+            && let Ok(byte) = u8::try_from(
+                digits
+                    .iter()
+                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0')),
+            )
+        {
+            out.push(byte);
+            i += 4;
+            continue;
+        }
+        out.push(field[i]);
+        i += 1;
+    }
+    out
 }
 
 /// [`is_mount_root_at`] of an open directory (its parent is its `..`).
@@ -86,6 +144,31 @@ pub fn unmount_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mountinfo_fields_are_unescaped() {
+        let points: Vec<PathBuf> = mountinfo_mount_points(
+            b"36 35 98:0 /mnt1 /mnt\\040with\\040space rw - ext3 /dev/root rw\n\
+              37 35 98:0 / /plain rw - ext4 /dev/sda rw\n",
+        )
+        .collect();
+        assert_eq!(
+            points,
+            [PathBuf::from("/mnt with space"), PathBuf::from("/plain")]
+        );
+        assert_eq!(unescape_mountinfo_field(b"a\\134b\\011"), b"a\\b\t");
+        // Not an escape (or out of a byte's range): kept as is.
+        assert_eq!(unescape_mountinfo_field(b"x\\9yz\\"), b"x\\9yz\\");
+        assert_eq!(unescape_mountinfo_field(b"\\777"), b"\\777");
+    }
+
+    #[test]
+    fn mount_points_are_told_from_directories() {
+        assert!(is_mount_point(Path::new("/")));
+        assert!(is_mount_point(Path::new("/proc")));
+        assert!(!is_mount_point(Path::new("/proc/self/fd")));
+        assert!(!is_mount_point(Path::new("/nonexistent-mount-point")));
+    }
 
     #[test]
     fn proc_paths_name_the_open_directory() {

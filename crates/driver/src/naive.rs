@@ -528,14 +528,6 @@ mod tests {
             let dir = self.home.join(id);
             std::fs::create_dir(&dir).map_err(|e| Error::layer_io(id, "create", &dir, e))
         }
-        fn create_read_write(
-            &self,
-            id: &str,
-            parent: Option<&str>,
-            opts: &CreateOpts,
-        ) -> Result<()> {
-            self.create(id, parent, opts)
-        }
         fn remove(&self, id: &str) -> Result<()> {
             let dir = self.home.join(id);
             std::fs::remove_dir_all(&dir).map_err(|e| Error::layer_io(id, "remove", &dir, e))

@@ -71,6 +71,8 @@
 //! # Ok::<(), layerstore_images::Error>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod store;
 

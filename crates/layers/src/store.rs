@@ -94,21 +94,6 @@ fn mappings_of(layer: &Layer) -> IdMappings {
     IdMappings::new(layer.uid_map.clone(), layer.gid_map.clone())
 }
 
-/// Whether `path` is the root of a mount (statx `STATX_ATTR_MOUNT_ROOT`).
-fn is_mount_point(path: &Path) -> bool {
-    use rustix::fs::{AtFlags, CWD, StatxAttributes, StatxFlags, statx};
-    statx(
-        CWD,
-        path,
-        AtFlags::SYMLINK_NOFOLLOW,
-        StatxFlags::BASIC_STATS,
-    )
-    .is_ok_and(|st| {
-        st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT)
-            && st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT)
-    })
-}
-
 /// A `Write` that counts bytes passing through.
 struct Counting<W> {
     inner: W,

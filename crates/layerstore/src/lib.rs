@@ -205,6 +205,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod check;
 mod containers;
 pub mod crash;

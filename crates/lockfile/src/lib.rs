@@ -74,6 +74,8 @@
 //!   them, and are not inherited by children (the fds are `O_CLOEXEC`).
 //! * Linux (and other Unix) only.
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod lock;
 mod token;

@@ -3,8 +3,6 @@
 
 use std::fmt;
 
-use base64::Engine;
-
 use crate::error::{Error, Result};
 
 /// Prefix of temp files the stores write beside a big-data file before renaming them over it
@@ -59,7 +57,7 @@ pub fn big_data_file_name(key: &str) -> String {
         Some((at, c)) if at + c.len_utf8() < key.len() => {
             let mut name = String::with_capacity(1 + key.len().div_ceil(3) * 4);
             name.push('=');
-            base64::engine::general_purpose::STANDARD.encode_string(key, &mut name);
+            data_encoding::BASE64.encode_append(key.as_bytes(), &mut name);
             name
         }
         _ => key.to_owned(),

@@ -189,9 +189,79 @@ impl<'de> Deserialize<'de> for Digest {
     }
 }
 
+/// An incremental SHA-256 whose result is a [`Digest`]: the one way the crates hash content
+/// (layer streams, big data, records, partial pulls). Also an [`io::Write`](std::io::Write)
+/// sink, so `io::copy` can feed it.
+#[derive(Debug, Clone, Default)]
+pub struct Sha256Hasher {
+    state: sha2::Sha256,
+}
+
+impl Sha256Hasher {
+    /// A hasher that has seen nothing.
+    pub fn new() -> Self {
+        Sha256Hasher::default()
+    }
+
+    /// Hashes `bytes` after what came before.
+    pub fn update(&mut self, bytes: &[u8]) {
+        sha2::Digest::update(&mut self.state, bytes);
+    }
+
+    /// The digest of everything hashed so far.
+    pub fn finish(self) -> Digest {
+        let hash = sha2::Digest::finalize(self.state);
+        Digest::from_hash(DigestAlgorithm::Sha256, &hash)
+            .unwrap_or_else(|_| unreachable!("a SHA-256 hash is 32 bytes"))
+    }
+
+    /// The SHA-256 digest of `bytes`.
+    pub fn digest(bytes: &[u8]) -> Digest {
+        let mut hasher = Sha256Hasher::new();
+        hasher.update(bytes);
+        hasher.finish()
+    }
+
+    /// The SHA-256 digest of everything `input` yields.
+    pub fn digest_reader(input: &mut dyn std::io::Read) -> std::io::Result<Digest> {
+        let mut hasher = Sha256Hasher::new();
+        std::io::copy(input, &mut hasher)?;
+        Ok(hasher.finish())
+    }
+}
+
+impl std::io::Write for Sha256Hasher {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sha256_hasher_gives_the_well_known_digests() {
+        let empty = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(Sha256Hasher::new().finish().as_str(), empty);
+        assert_eq!(Sha256Hasher::digest(b"").as_str(), empty);
+        let abc = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let mut pieces = Sha256Hasher::new();
+        pieces.update(b"a");
+        pieces.update(b"bc");
+        assert_eq!(pieces.finish().as_str(), abc);
+        assert_eq!(
+            Sha256Hasher::digest_reader(&mut &b"abc"[..])
+                .expect("reads")
+                .as_str(),
+            abc
+        );
+    }
 
     const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 

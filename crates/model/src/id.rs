@@ -127,6 +127,14 @@ fn fill_random(buf: &mut [u8]) -> Result<()> {
 }
 
 /// Appends the lowercase hex form of `bytes` to `out`.
+/// Lowercase hex of `bytes`, two characters a byte: the one hex encoder of the workspace
+/// (digests, IDs, random names).
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    out
+}
+
 pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for &byte in bytes {
@@ -273,5 +281,7 @@ mod tests {
         let mut out = String::from("x");
         push_hex(&mut out, &[0x00, 0x0f, 0xa5, 0xff]);
         assert_eq!(out, "x000fa5ff");
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(hex(&[]), "");
     }
 }

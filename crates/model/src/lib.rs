@@ -94,6 +94,8 @@
 //! # Ok::<(), layerstore_model::Error>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod bigdata;
 mod compression;
 mod container;
@@ -104,6 +106,7 @@ mod id;
 mod image;
 mod json;
 mod layer;
+mod quote;
 mod record;
 mod timestamp;
 
@@ -113,15 +116,15 @@ pub use container::{
     CONTAINERS_JSON, Container, MOUNT_LABEL_FLAG, MOUNT_OPTS_FLAG, PROCESS_LABEL_FLAG,
     VOLATILE_FLAG, encode_containers_json, parse_containers_json, write_containers_json,
 };
-pub use digest::{Digest, DigestAlgorithm};
+pub use digest::{Digest, DigestAlgorithm, Sha256Hasher};
 pub use error::{Error, ImageDigestError, Result};
 pub use files::{
     LAYERS_JSON, MOUNTPOINTS_JSON, MountPointRecord, encode_layers_json, encode_mountpoints_json,
     parse_layers_json, parse_mountpoints_json, write_layers_json,
 };
 pub use id::{
-    MAX_ID_LEN, RESERVED_ID_SUFFIXES, RESERVED_IDS, generate_id, generate_id_unused, validate_id,
-    validate_store_id,
+    MAX_ID_LEN, RESERVED_ID_SUFFIXES, RESERVED_IDS, generate_id, generate_id_unused, hex,
+    validate_id, validate_store_id,
 };
 pub use image::{
     IMAGES_JSON, Image, MANIFEST_KEY_PREFIX, encode_images_json, is_manifest_key,
@@ -129,4 +132,5 @@ pub use image::{
 };
 pub use json::{GoFormatter, GoValue, to_go_json, write_go_json};
 pub use layer::{IDMap, INCOMPLETE_FLAG, Layer};
+pub use quote::go_quote;
 pub use timestamp::Timestamp;

@@ -6,6 +6,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use layerstore_archive::whiteout::is_overlay_whiteout;
 use layerstore_driver::tree::{self, FileId, mode};
 use layerstore_driver::{
     Change, ChangeKind, DirFileGetter, Error, FileGetter, IdMappings, Result, naive,
@@ -14,7 +15,7 @@ use layerstore_tarsplit::SeekableFile;
 
 /// Whether a `statx` result is an overlay whiteout: a 0/0 character device.
 fn is_whiteout(st: &rustix::fs::Statx) -> bool {
-    tree::file_type(st) == mode::S_IFCHR && st.stx_rdev_major == 0 && st.stx_rdev_minor == 0
+    is_overlay_whiteout(u32::from(st.stx_mode), st.stx_rdev_major, st.stx_rdev_minor)
 }
 
 /// The change list that, exported by the archive crate, gives Go's native overlay diff: every

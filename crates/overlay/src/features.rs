@@ -6,12 +6,11 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use layerstore_archive::whiteout::OVERLAY_OPAQUE_XATTR as OPAQUE_XATTR;
 use layerstore_driver::tree;
 
 use crate::mount;
 
-/// `trusted.overlay.opaque`: the opaque-directory xattr of an overlay upper dir.
-pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 /// `trusted.overlay.metacopy`: set on an upper file whose data is still in a lower layer.
 pub const METACOPY_XATTR: &str = "trusted.overlay.metacopy";
 const REDIRECT_XATTR: &str = "trusted.overlay.redirect";

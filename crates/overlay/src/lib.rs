@@ -124,6 +124,8 @@
 //! directory's `.wh..wh..opq` marker even when no lower has the directory (Go checks); the
 //! entries and their order are otherwise Go's.
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::CString;
 use std::io;
@@ -269,10 +271,6 @@ impl Driver for OverlayDriver {
     }
 
     fn create(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()> {
-        self.create_layer(id, parent, opts)
-    }
-
-    fn create_read_write(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()> {
         self.create_layer(id, parent, opts)
     }
 

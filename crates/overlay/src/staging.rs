@@ -1,49 +1,24 @@
 //! Staged layers (Go's `DriverWithDiffer` for overlay): staging directories live in
 //! `<home>/staging/<random>` and become a layer's `diff/` by an atomic exchange.
 
-use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use layerstore_driver::{Differ, DifferOptions, DifferOutput, Error, Result, tree};
+use layerstore_driver::{Differ, DifferOptions, DifferOutput, Error, Result, StagingArea, tree};
 use rustix::fs::{RenameFlags, renameat_with};
 
-use crate::{OverlayDriver, generate_link_id};
-
-/// The staging home's name inside the driver's home (Go's `stagingDir`).
-pub(crate) const STAGING_DIR: &str = "staging";
+use crate::OverlayDriver;
 
 impl OverlayDriver {
+    /// The driver's staging area, `<home>/staging`.
+    fn staging(&self) -> StagingArea<'_> {
+        StagingArea::new(&self.home, self.home_fd.as_fd())
+    }
+
     /// `<home>/staging`, where staging directories are made.
     pub fn staging_home(&self) -> PathBuf {
-        self.home.join(STAGING_DIR)
-    }
-
-    /// `<home>/staging`, opened (made if missing) from the home, never through a symlink.
-    fn staging_home_fd(&self) -> Result<OwnedFd> {
-        tree::ensure_dir_at(&self.home_fd, c"staging", 0o700)
-            .map_err(|e| Error::io("mkdir", self.staging_home(), e))
-    }
-
-    /// The name of `staging` in the staging home; refuses any path that is not directly
-    /// inside it (so a caller cannot make the driver rename or delete something else).
-    fn staging_name(&self, staging: &Path) -> Result<CString> {
-        let home = self.staging_home();
-        let name = staging
-            .file_name()
-            .and_then(|n| n.to_str())
-            .filter(|n| *n != "." && *n != "..");
-        match name {
-            Some(name) if staging.parent() == Some(home.as_path()) => {
-                CString::new(name).map_err(|_| Error::NotStaging {
-                    path: staging.to_path_buf(),
-                })
-            }
-            _ => Err(Error::NotStaging {
-                path: staging.to_path_buf(),
-            }),
-        }
+        self.staging().path()
     }
 
     pub(crate) fn stage(
@@ -51,47 +26,17 @@ impl OverlayDriver {
         options: &DifferOptions,
         differ: &mut dyn Differ,
     ) -> Result<DifferOutput> {
-        let home_path = self.staging_home();
-        let home = self.staging_home_fd()?;
-        let (dir, name) = loop {
-            let name = generate_link_id().map_err(|e| Error::io("getrandom", &home_path, e))?;
-            let dir = home_path.join(&name);
-            let name = CString::new(name).map_err(|_| Error::NotStaging { path: dir.clone() })?;
-            match rustix::fs::mkdirat(&home, &name, rustix::fs::Mode::from_raw_mode(0o700)) {
-                Ok(()) => break (dir, name),
-                Err(rustix::io::Errno::EXIST) => continue,
-                Err(e) => return Err(Error::io("mkdir", &dir, e)),
-            }
-        };
-        let mut options = options.clone();
-        options.whiteouts = layerstore_archive::WhiteoutStyle::Overlay;
-        options.ignore_chown_errors |= self.options.ignore_chown_errors;
-        // The differ writes through the staging directory's descriptor (its path could be
-        // swapped for a symlink meanwhile); the caller is told its real path.
-        let result = tree::open_dir_at(&home, &name)
-            .map_err(|e| Error::io("open", &dir, e))
-            .and_then(|fd| {
-                differ.apply_diff(&layerstore_driver::mount::proc_path(fd.as_fd()), &options)
-            });
-        match result {
-            Ok(mut output) => {
-                output.target = dir;
-                Ok(output)
-            }
-            Err(e) => {
-                // Nothing half-filled stays behind; the differ's error is the one to report.
-                let _ = tree::remove_all_at(home.as_fd(), &name);
-                Err(e)
-            }
-        }
+        self.staging()
+            .stage(options, differ, self.options.ignore_chown_errors)
     }
 
     pub(crate) fn unstage(&self, id: &str, staging: &Path) -> Result<()> {
-        let name = self.staging_name(staging)?;
+        let area = self.staging();
+        let name = area.name_of(staging)?;
         let layer = self.open_layer(id)?;
         let diff_path = layer.dir.join("diff");
         let diff = self.open_own_diff(id, &layer)?;
-        let home = self.staging_home_fd()?;
+        let home = area.open()?;
         let staged = tree::open_dir_at(&home, &name).map_err(|_| Error::NotStaging {
             path: staging.to_path_buf(),
         })?;
@@ -130,14 +75,7 @@ impl OverlayDriver {
     }
 
     pub(crate) fn remove_staging(&self, staging: &Path) -> Result<()> {
-        let name = self.staging_name(staging)?;
-        let home = match tree::open_dir_at(&self.home_fd, c"staging") {
-            Ok(home) => home,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io("open", self.staging_home(), e)),
-        };
-        tree::remove_all_at(home.as_fd(), &name)
-            .map_err(|e| Error::io("remove", staging.join(&e.path), e.source))
+        self.staging().remove(staging)
     }
 
     pub(crate) fn differ_dir(&self, id: &str) -> Result<PathBuf> {

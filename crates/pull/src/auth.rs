@@ -11,7 +11,6 @@
 
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -133,8 +132,8 @@ fn lookup_in(
             else {
                 continue;
             };
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(auth)
+            let decoded = data_encoding::BASE64
+                .decode(auth.as_bytes())
                 .map_err(|e| bad(format!("entry {key:?}: {e}")))?;
             let decoded =
                 String::from_utf8(decoded).map_err(|e| bad(format!("entry {key:?}: {e}")))?;
@@ -175,7 +174,7 @@ mod tests {
     use super::*;
 
     fn auth(user: &str, pass: &str) -> String {
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        data_encoding::BASE64.encode(format!("{user}:{pass}").as_bytes())
     }
 
     #[test]

@@ -72,6 +72,8 @@
 //! # Ok(()) }
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod auth;
 pub mod commit;
 pub mod dest;

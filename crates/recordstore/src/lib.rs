@@ -74,6 +74,8 @@
 //!   read-write store is opened and the lock is free; temp files inside an item directory go
 //!   with that directory.
 
+#![forbid(unsafe_code)]
+
 pub mod crash;
 mod dir;
 mod error;
@@ -97,8 +99,5 @@ pub use store::{Layout, ReadSession, RecordStore, Session, SetAsideFile, WriteSe
 /// );
 /// ```
 pub fn canonical_digest(data: &[u8]) -> layerstore_model::Digest {
-    use sha2::Digest as _;
-    let hash = sha2::Sha256::digest(data);
-    layerstore_model::Digest::from_hash(layerstore_model::DigestAlgorithm::Sha256, &hash)
-        .unwrap_or_else(|_| unreachable!("a SHA-256 hash is 32 bytes"))
+    layerstore_model::Sha256Hasher::digest(data)
 }

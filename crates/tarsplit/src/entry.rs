@@ -5,8 +5,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use data_encoding::BASE64;
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
@@ -205,11 +204,8 @@ fn push_go_json_string(out: &mut Vec<u8>, s: &str) {
 fn push_base64(out: &mut Vec<u8>, data: &[u8]) {
     out.push(b'"');
     let start = out.len();
-    out.resize(start + data.len().div_ceil(3) * 4, 0);
-    let written = BASE64
-        .encode_slice(data, &mut out[start..])
-        .unwrap_or_default();
-    out.truncate(start + written);
+    out.resize(start + BASE64.encode_len(data.len()), 0);
+    BASE64.encode_mut(data, &mut out[start..]);
     out.push(b'"');
 }
 
@@ -345,7 +341,22 @@ impl<W: Write> EntrySink for JsonLinesPacker<W> {
 /// A packer that gzips its JSON lines (level "fast", as Go's BestSpeed), the form of
 /// `<layer-id>.tar-split.gz`. End it with [`JsonLinesPacker::finish`].
 pub fn gzip_packer<W: Write>(w: W) -> JsonLinesPacker<GzEncoder<W>> {
-    JsonLinesPacker::new(GzEncoder::new(w, Compression::fast()))
+    JsonLinesPacker::new(tar_split_gzip(w))
+}
+
+/// Writes JSON lines packed elsewhere (a differ's `tar_split` output) to `w` gzipped as
+/// [`gzip_packer`] writes them, and returns `w`: the one encoder of `<layer-id>.tar-split.gz`.
+pub fn write_gzipped_records<W: Write>(w: W, records: &[u8]) -> Result<W, Error> {
+    let mut gz = tar_split_gzip(w);
+    gz.write_all(records)
+        .map_err(|e| Error::io("writing tar-split records", e))?;
+    gz.finish()
+        .map_err(|e| Error::io("finishing the tar-split gzip stream", e))
+}
+
+/// The gzip stream of a `.tar-split.gz` file: level "fast", as Go's `gzip.BestSpeed`.
+fn tar_split_gzip<W: Write>(w: W) -> GzEncoder<W> {
+    GzEncoder::new(w, Compression::fast())
 }
 
 #[derive(Deserialize)]
@@ -450,7 +461,7 @@ impl<R: BufRead> Unpacker<R> {
         let size = u64::try_from(raw.size)
             .map_err(|_| Error::record(line, format!("negative size {}", raw.size)))?;
         let decode = |field: &'static str, s: &str| {
-            BASE64.decode(s).map_err(|source| Error::Base64 {
+            BASE64.decode(s.as_bytes()).map_err(|source| Error::Base64 {
                 line,
                 field,
                 source,
@@ -543,6 +554,26 @@ pub fn read_tar_split_gz<R: Read>(r: R) -> Unpacker<BufReader<GzDecoder<R>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_written_gzipped_read_back_as_the_packer_wrote_them() {
+        let mut packer = JsonLinesPacker::new(Vec::new());
+        packer
+            .put(Entry::segment(b"0123456789".to_vec()))
+            .expect("put");
+        let plain = packer.into_inner().expect("plain");
+        let mut gzipped_packer = gzip_packer(Vec::new());
+        gzipped_packer
+            .put(Entry::segment(b"0123456789".to_vec()))
+            .expect("put");
+        let packed = gzipped_packer.finish().expect("gzip");
+        let written = write_gzipped_records(Vec::new(), &plain).expect("write");
+        assert_eq!(written, packed, "the same bytes as the gzip packer");
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&written[..]), &mut back)
+            .expect("gunzip");
+        assert_eq!(back, plain);
+    }
 
     fn line(e: &Entry, pos: u64) -> String {
         let mut v = Vec::new();

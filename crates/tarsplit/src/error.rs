@@ -36,7 +36,7 @@ pub enum Error {
         field: &'static str,
         /// The decoder's error.
         #[source]
-        source: base64::DecodeError,
+        source: data_encoding::DecodeError,
     },
     /// A tar-split entry is well-formed JSON but breaks the format's rules
     /// (unknown type, position out of sequence, over-long line, bad checksum length...).

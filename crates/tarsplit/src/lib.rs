@@ -54,19 +54,15 @@
 //! [`assemble`] does everything on the calling thread. [`assemble_pipelined`] gives the same
 //! bytes and the same errors from three threads: one pulls the entries (for a tar-split file:
 //! gunzip, JSON, base64), one opens, reads and checks the files into recycled 1 MiB chunks, and
-//! the calling thread writes the chunks (so the output need not be `Send`). Measured with
-//! `layerstore diff -u` of vfs layers on a tmpfs, 2 cores, run at real-time priority so that
-//! other jobs on the machine did not blur it (median of 9, 2026-11-28): the Debian rootfs layer
-//! (128 MB, 6,672 entries) went from 118 ms to 72 ms and the npm tree (279 MB, 50,216 entries)
-//! from 441 ms to 287 ms (Go's containers-storage: 373 ms and 1,658 ms); a two-thread version
-//! (entries and files on one thread) took 77 ms and 363 ms. Then all three threads together
-//! keep both cores busy. Pinned to one CPU, the pipeline was 8–10% slower than [`assemble`],
-//! so with one CPU available it is [`assemble`].
+//! the calling thread writes the chunks (so the output need not be `Send`). All three threads
+//! together keep both cores of a 2-core machine busy; pinned to one CPU the pipeline is slower
+//! than [`assemble`], so with one CPU available it is [`assemble`] (measurements:
+//! `docs/BENCHMARKS.md`, section "layerstore-tarsplit: assembly").
 //!
 //! Per file, [`DirFileGetter`] makes `openat`, `fstat` (it must be a regular file: a device node
 //! must not be read) and the `read`s of the recorded size, then `close`; the size `fstat` gave
 //! ([`FileGetter::get_with_size`]) proves the file has the recorded length, so no last `read`
-//! looks for its end: one system call less per file, 3–4% on the npm tree (pipelined).
+//! looks for its end: one system call less per file.
 //!
 //! # Limitations
 //!
@@ -121,6 +117,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod assemble;
 mod disassemble;
 pub mod entry;
@@ -135,6 +133,7 @@ pub use assemble::{
 pub use disassemble::{Disassembler, TeeDisassembler, disassemble};
 pub use entry::{
     Entry, EntryKind, EntrySink, JsonLinesPacker, Unpacker, gzip_packer, read_tar_split_gz,
+    write_gzipped_records,
 };
 pub use error::Error;
 pub use tar::{Limits, SparseMap, SparseRegion, TarHeader, TarKind, TarTime};

@@ -103,6 +103,45 @@ impl RootDir {
         self.walk(components)
     }
 
+    /// Like [`open_dir`](Self::open_dir), creating missing directories (mode 0755) on the way. `created`
+    /// is called with each directory fd this call made, so the caller can chown it. A dangling
+    /// symlink on the way is an error (`ENOENT`): nothing is created through it.
+    pub fn ensure_dir(
+        &self,
+        components: &[&[u8]],
+        created: &mut dyn FnMut(BorrowedFd<'_>) -> io::Result<()>,
+    ) -> io::Result<OwnedFd> {
+        match self.open_dir(components) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => return other,
+        }
+        // Top-down: plain directories are opened with O_NOFOLLOW relative to the previous one;
+        // anything else (a symlink) is resolved the rooted way.
+        let mut fd = self.open_dir(&[])?;
+        for (i, component) in components.iter().enumerate() {
+            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            fd = match rfs::openat(&fd, *component, flags, Mode::empty()) {
+                Ok(next) => next,
+                Err(rustix::io::Errno::NOENT) => {
+                    match rfs::mkdirat(&fd, *component, Mode::from_raw_mode(0o755)) {
+                        Ok(()) => {
+                            let next = rfs::openat(&fd, *component, flags, Mode::empty())?;
+                            created(next.as_fd())?;
+                            next
+                        }
+                        Err(rustix::io::Errno::EXIST) => self.open_dir(&components[..=i])?,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
+                    self.open_dir(&components[..=i])?
+                }
+                Err(e) => return Err(e.into()),
+            };
+        }
+        Ok(fd)
+    }
+
     /// The `openat2`-less lookup: one `openat(O_PATH | O_NOFOLLOW)` per component; symlinks are
     /// read and their targets pushed in front of the remaining components.
     fn walk(&self, components: &[&[u8]]) -> io::Result<OwnedFd> {

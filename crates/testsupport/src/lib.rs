@@ -21,6 +21,8 @@
 //! test binary re-run as a helper process ([`helper`]), waiting for a child with a bound
 //! ([`process`]), and tree snapshots ([`tree`]).
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -19,8 +19,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
-
 /// How clients must authenticate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistryAuth {
@@ -254,14 +252,14 @@ impl TokenServer {
         if !der.status.success() {
             return Err(io::Error::other("openssl x509 -outform der failed"));
         }
-        let x5c = base64::engine::general_purpose::STANDARD.encode(&der.stdout);
+        let x5c = data_encoding::BASE64.encode(&der.stdout);
         let listener = TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let host = listener.local_addr()?.to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let expected = format!(
             "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            data_encoding::BASE64.encode(format!("{user}:{password}").as_bytes())
         );
         let user = user.to_owned();
         let thread = {
@@ -345,7 +343,7 @@ fn serve_token(
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let b64 = |bytes: &[u8]| data_encoding::BASE64URL_NOPAD.encode(bytes);
     let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
     let claims = serde_json::json!({
         "iss": ISSUER, "sub": user, "aud": SERVICE, "exp": now + 600, "nbf": now - 60, "iat": now,

@@ -42,6 +42,8 @@
 //! # Ok::<(), Error>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeSet;
 use std::ops::Bound;
 

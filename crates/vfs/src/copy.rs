@@ -48,25 +48,8 @@
 //! with its owner already (ours, and no set-group-ID directory passing its group on; the same
 //! for directories, symlinks and special files).
 //!
-//! Measured 2026-11-28 01:10–01:32 UTC on the 2-core development machine while other builds
-//! ran (1-minute load 4–7), `create-layer` of a child of a Debian bookworm minbase rootfs
-//! layer (6672 entries, 124 MiB) in a vfs store on tmpfs, release builds, 11 alternating runs
-//! per row; strace counts 91 808 system calls before, 63 362 with the fewer calls per file,
-//! 56 710 with everything. Under `chrt -f 10`, so that the measured process gets both cores
-//! when it wants them (two runs; rows 1, 2 and 5 appear in both):
-//!
-//! | median (min–max), s | run 1 | run 2 |
-//! |---|---|---|
-//! | before (one thread, 14 calls per file) | 0.157 (0.152–0.162) | 0.164 (0.156–0.554) |
-//! | fewer calls per file, one thread | 0.143 (0.137–0.149) | 0.143 (0.139–0.196) |
-//! | and two threads | 0.079 (0.074–0.084) | |
-//! | and no `fchown` of files created with their owner | 0.077 (0.072–0.092) | |
-//! | and none of directories, symlinks, devices either (as built) | | 0.076 (0.071–0.112) |
-//! | `cp -a --reflink=never` of the same tree | 0.265 (0.259–0.281) | 0.275 (0.262–0.453) |
-//!
-//! Without the real-time priority the second thread gains only when the other core happens
-//! to be free: at load 4.3, before 0.258 (0.155–0.309) s, as built 0.195 (0.137–0.222) s,
-//! `cp -a` 0.362 (0.266–0.435) s.
+//! The measurements of these choices (system calls, threads, against `cp -a`) are in
+//! `docs/BENCHMARKS.md`, section "layerstore-vfs: copying a layer".
 
 use std::collections::HashMap;
 use std::ffi::CString;

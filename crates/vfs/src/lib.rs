@@ -78,6 +78,8 @@
 //! whose first copy is deeper than `PATH_MAX` is made by opening its directory one level at a
 //! time (slower, but only for such links).
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::CString;
 use std::io;
@@ -346,25 +348,9 @@ impl Driver for VfsDriver {
         self.create_layer(id, parent, opts)
     }
 
-    fn create_read_write(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> Result<()> {
-        self.create_layer(id, parent, opts)
-    }
-
-    /// A copy of the template (which has the same parent), as Go's vfs does.
-    fn create_from_template(
-        &self,
-        id: &str,
-        template: &str,
-        _template_mappings: &IdMappings,
-        parent: Option<&str>,
-        _parent_mappings: &IdMappings,
-        opts: &CreateOpts,
-        _read_write: bool,
-    ) -> Result<()> {
-        if let Some(parent) = parent {
-            validate(parent)?;
-        }
-        self.create_layer(id, Some(template), opts)
+    /// A layer holds a whole copy of its parent's tree: a template's copy is a create on it.
+    fn create_copies_parent(&self) -> bool {
+        true
     }
 
     /// Removes `dir/<id>` and everything below it (iteratively, whatever its depth, with a

@@ -20,69 +20,27 @@
 //! symlinks, and the merge walks the staged tree iteratively ([`tree::walk_with`]).
 
 use std::collections::HashSet;
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use layerstore_archive::whiteout::{OVERLAY_OPAQUE_XATTR, is_overlay_whiteout};
 use layerstore_driver::tree::{self, DirChain, Visitor, WalkEntry};
-use layerstore_driver::{Differ, DifferOptions, DifferOutput, Error, Result};
+use layerstore_driver::{Differ, DifferOptions, DifferOutput, Error, Result, StagingArea};
 use rustix::fs::{AtFlags, RenameFlags, Statx, Timespec, Timestamps, renameat_with};
 
-use crate::{VfsDriver, copy, id_cstring, remove_tree_at, validate};
-
-/// The staging home's name inside the driver's home.
-const STAGING_DIR: &str = "staging";
-
-/// The xattr overlay-style whiteouts mark an opaque directory with.
-const OPAQUE_XATTR: &CStr = c"trusted.overlay.opaque";
+use crate::{VfsDriver, copy, id_cstring, validate};
 
 impl VfsDriver {
+    /// The driver's staging area, `<home>/staging`.
+    fn staging(&self) -> StagingArea<'_> {
+        StagingArea::new(&self.home, self.home_fd.as_fd())
+    }
+
     /// `<home>/staging`, where staging directories are made.
     pub fn staging_home(&self) -> PathBuf {
-        self.home.join(STAGING_DIR)
-    }
-
-    fn staging_home_fd(&self) -> Result<OwnedFd> {
-        tree::ensure_dir_at(&self.home_fd, c"staging", 0o700)
-            .map_err(|e| Error::io("mkdir", self.staging_home(), e))
-    }
-
-    /// The name of `staging` in the staging home; refuses any path that is not directly
-    /// inside it, so that a caller cannot make the driver move or delete anything else.
-    fn staging_name(&self, staging: &Path) -> Result<CString> {
-        let name = staging
-            .file_name()
-            .and_then(|n| n.to_str())
-            .filter(|n| *n != "." && *n != "..");
-        match name {
-            Some(name) if staging.parent() == Some(self.staging_home().as_path()) => {
-                CString::new(name).map_err(|_| Error::NotStaging {
-                    path: staging.to_path_buf(),
-                })
-            }
-            _ => Err(Error::NotStaging {
-                path: staging.to_path_buf(),
-            }),
-        }
-    }
-
-    /// A fresh, empty `<home>/staging/<random>` (0700): its path and name.
-    fn make_staging_dir(&self, home: BorrowedFd<'_>) -> Result<(PathBuf, CString)> {
-        let home_path = self.staging_home();
-        loop {
-            let mut random = [0u8; 16];
-            rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty())
-                .map_err(|e| Error::io("getrandom", &home_path, io::Error::from(e)))?;
-            let name: String = random.iter().map(|b| format!("{b:02x}")).collect();
-            let dir = home_path.join(&name);
-            let name = CString::new(name).map_err(|_| Error::NotStaging { path: dir.clone() })?;
-            match rustix::fs::mkdirat(home, &name, rustix::fs::Mode::from_raw_mode(0o700)) {
-                Ok(()) => return Ok((dir, name)),
-                Err(rustix::io::Errno::EXIST) => continue,
-                Err(e) => return Err(Error::io("mkdir", &dir, e)),
-            }
-        }
+        self.staging().path()
     }
 
     pub(crate) fn stage(
@@ -90,34 +48,13 @@ impl VfsDriver {
         options: &DifferOptions,
         differ: &mut dyn Differ,
     ) -> Result<DifferOutput> {
-        let home = self.staging_home_fd()?;
-        let (dir, name) = self.make_staging_dir(home.as_fd())?;
-        let mut options = options.clone();
-        // Deletions must survive in an empty directory until the tree is laid over its parent.
-        options.whiteouts = layerstore_archive::WhiteoutStyle::Overlay;
-        options.ignore_chown_errors |= self.ignore_chown_errors;
-        // The differ writes through the staging directory's descriptor (its path could be
-        // swapped for a symlink meanwhile); the caller is told its real path.
-        let result = tree::open_dir_at(&home, &name)
-            .map_err(|e| Error::io("open", &dir, e))
-            .and_then(|fd| {
-                differ.apply_diff(&layerstore_driver::mount::proc_path(fd.as_fd()), &options)
-            });
-        match result {
-            Ok(mut output) => {
-                output.target = dir;
-                Ok(output)
-            }
-            Err(e) => {
-                // Nothing half-filled stays behind; the differ's error is the one to report.
-                let _ = remove_tree_at(home.as_fd(), &name, &dir);
-                Err(e)
-            }
-        }
+        self.staging()
+            .stage(options, differ, self.ignore_chown_errors)
     }
 
     pub(crate) fn unstage(&self, id: &str, staging: &Path) -> Result<()> {
-        let staged_name = self.staging_name(staging)?;
+        let area = self.staging();
+        let staged_name = area.name_of(staging)?;
         validate(id)?;
         let id_name = id_cstring(id)?;
         let target_path = self.own_dir(id);
@@ -131,11 +68,11 @@ impl VfsDriver {
             }
             Err(e) => return Err(Error::layer_io(id, "open", &target_path, e)),
         };
-        let home = self.staging_home_fd()?;
+        let home = area.open()?;
         let staged = tree::open_dir_at(&home, &staged_name).map_err(|_| Error::NotStaging {
             path: staging.to_path_buf(),
         })?;
-        let (below_path, below_name) = self.make_staging_dir(home.as_fd())?;
+        let (below_path, below_name) = area.make_dir(home.as_fd())?;
         let merged = tree::open_dir_at(&home, &below_name)
             .map_err(|e| Error::io("open", &below_path, e))
             .and_then(|below| {
@@ -149,7 +86,7 @@ impl VfsDriver {
                 )
             });
         // What is left of the copy is not needed whatever happened.
-        let _ = remove_tree_at(home.as_fd(), &below_name, &below_path);
+        let _ = area.remove_at(home.as_fd(), &below_name, &below_path);
         merged?;
         // One exchange: the layer has its old tree or the new one, never neither. The old one,
         // now at the staging path, goes afterwards.
@@ -163,8 +100,7 @@ impl VfsDriver {
         .map_err(|e| Error::layer_io(id, "exchange", &target_path, io::Error::from(e)))?;
         let dirs = self.home.join("dir");
         rustix::fs::fsync(&self.dirs_fd).map_err(|e| Error::layer_io(id, "fsync", &dirs, e))?;
-        remove_tree_at(home.as_fd(), &staged_name, staging)
-            .map_err(|e| Error::io("remove", staging, e))
+        area.remove_at(home.as_fd(), &staged_name, staging)
     }
 
     /// Copies the layer's tree `target` into `below`, lays the staged tree `staged` over it
@@ -209,18 +145,12 @@ impl VfsDriver {
     }
 
     pub(crate) fn remove_staging(&self, staging: &Path) -> Result<()> {
-        let name = self.staging_name(staging)?;
-        let home = match tree::open_dir_at(&self.home_fd, c"staging") {
-            Ok(home) => home,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io("open", self.staging_home(), e)),
-        };
-        remove_tree_at(home.as_fd(), &name, staging).map_err(|e| Error::io("remove", staging, e))
+        self.staging().remove(staging)
     }
 }
 
 fn is_whiteout(st: &Statx) -> bool {
-    tree::file_type(st) == tree::mode::S_IFCHR && st.stx_rdev_major == 0 && st.stx_rdev_minor == 0
+    is_overlay_whiteout(u32::from(st.stx_mode), st.stx_rdev_major, st.stx_rdev_minor)
 }
 
 /// One directory of the staged tree being merged.
@@ -247,10 +177,10 @@ impl Merge {
     /// Reads and drops the opaque marker of the staged directory `dir`.
     fn take_opaque(dir: BorrowedFd<'_>) -> io::Result<bool> {
         let mut value = [0u8; 8];
-        let opaque = rustix::fs::fgetxattr(dir, OPAQUE_XATTR, &mut value[..])
+        let opaque = rustix::fs::fgetxattr(dir, OVERLAY_OPAQUE_XATTR, &mut value[..])
             .is_ok_and(|n| value[..n] == *b"y");
         if opaque {
-            rustix::fs::fremovexattr(dir, OPAQUE_XATTR)?;
+            rustix::fs::fremovexattr(dir, OVERLAY_OPAQUE_XATTR)?;
         }
         Ok(opaque)
     }

@@ -11,7 +11,8 @@ use layerstore_btrfs::BtrfsDriver;
 use layerstore_driver::{ApplyDiffOpts, CreateOpts, Driver, MountOpts};
 use layerstore_model::Layer;
 use layerstore_tarsplit::{EntrySink, gzip_packer, read_tar_split_gz};
-use layerstore_testsupport::{Capability, go_tool, require_or_skip};
+use layerstore_testsupport::go::go_command;
+use layerstore_testsupport::{Capability, require_or_skip};
 
 struct Go<'a> {
     graph_root: &'a Path,
@@ -20,14 +21,7 @@ struct Go<'a> {
 
 impl Go<'_> {
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(go_tool().unwrap());
-        cmd.arg("--graph")
-            .arg(self.graph_root)
-            .arg("--run")
-            .arg(self.run_root)
-            .args(["--storage-driver", "btrfs"])
-            .args(args);
-        cmd
+        go_command(self.graph_root, self.run_root, "btrfs", args)
     }
 
     fn run(&self, args: &[&str]) -> String {

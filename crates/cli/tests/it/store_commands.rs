@@ -41,7 +41,7 @@ impl Twin {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = if self.go {
+        if self.go {
             go_command(&self.root(), &self.dir.join("run"), self.driver, args)
         } else {
             let mut command = Command::new(binary());
@@ -57,8 +57,7 @@ impl Twin {
                 .env_remove("CONTAINERS_STORAGE_CONF")
                 .stdin(Stdio::null());
             command
-        };
-        command
+        }
     }
 }
 

@@ -3,8 +3,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 
-use layerstore_model::Digest;
-use sha2::{Digest as _, Sha256};
+use layerstore_model::{Digest, Sha256Hasher};
 
 use crate::error::{Error, Result};
 use crate::files::big_data_file_name;
@@ -57,12 +56,7 @@ impl LayerStore {
     /// The sha256 digest of a big-data item.
     pub fn big_data_digest(&self, key: &str, item: &str) -> Result<Digest> {
         let mut file = self.big_data(key, item)?;
-        let mut hasher = Sha256::new();
-        io::copy(&mut file, &mut hasher).map_err(|e| Error::io("read big data", item, e))?;
-        Ok(Digest::from_hash(
-            layerstore_model::DigestAlgorithm::Sha256,
-            &hasher.finalize(),
-        )?)
+        Sha256Hasher::digest_reader(&mut file).map_err(|e| Error::io("read big data", item, e))
     }
 }
 

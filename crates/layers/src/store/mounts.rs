@@ -6,6 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use layerstore_driver::MountOpts;
+use layerstore_driver::mount::is_mount_point;
 use layerstore_lockfile::LockFile;
 use layerstore_model::Layer;
 
@@ -13,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::options::MountOptions;
 use crate::state::State;
 
-use super::{LayerRecords, LayerStore, LayerWriter, is_mount_point, mappings_of, usable};
+use super::{LayerRecords, LayerStore, LayerWriter, mappings_of, usable};
 
 /// The layer's mount count after one more mount; a count at its maximum (a hand-edited
 /// `count:4294967295`) is an error, never a wrap to 0.

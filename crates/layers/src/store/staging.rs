@@ -2,11 +2,8 @@
 //! a layer and records what the differ reported (Go's `ApplyDiffWithDiffer`,
 //! `ApplyDiffFromStagingDirectory`, `CleanupStagingDirectory`, `DifferTarget`).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use flate2::Compression as GzLevel;
-use flate2::write::GzEncoder;
 use layerstore_driver::{Differ, DifferOptions, DifferOutput, IdMappings};
 use layerstore_lockfile::WriteGuard;
 use layerstore_model::Layer;
@@ -170,10 +167,9 @@ impl LayerStore {
             .as_deref()
             .map_or(Ok(()), |records| {
                 dir.write_atomic(&temp, 0o600, |out| {
-                    let mut gz = GzEncoder::new(out, GzLevel::fast());
-                    gz.write_all(records)
-                        .and_then(|()| gz.finish().map(drop))
-                        .map_err(|e| Error::io("write", dir.join(&temp), e))
+                    layerstore_tarsplit::write_gzipped_records(out, records)
+                        .map(drop)
+                        .map_err(|e| Error::tar_split(&id, dir.join(&temp), e))
                 })
             })
             .and_then(|()| {

@@ -23,7 +23,7 @@ use crate::common;
 use std::fs;
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::build_layout;
 use layerstore_layers::{LayerOptions, LayerStore, StoreOptions};
@@ -41,20 +41,12 @@ struct GoTool {
 
 impl GoTool {
     fn run(&self, args: &[&str]) -> Output {
-        let tool = layerstore_testsupport::go_tool().expect("Go tool");
-        Command::new(tool)
-            .arg("--graph")
-            .arg(&self.graph)
-            .arg("--run")
-            .arg(&self.run)
-            .args(["--storage-driver", "overlay", "--storage-opt"])
-            .arg(format!(
-                "overlay.additionallayerstore={}",
-                self.als.display()
-            ))
-            .args(args)
-            .output()
-            .expect("run the Go tool")
+        let store_opt = format!("overlay.additionallayerstore={}", self.als.display());
+        let args: Vec<&str> = ["--storage-opt", store_opt.as_str()]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        layerstore_testsupport::go::run_go(&self.graph, &self.run, "overlay", &args)
     }
 
     /// Runs `args`, asserts success, returns stdout.

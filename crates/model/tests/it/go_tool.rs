@@ -9,14 +9,13 @@ use crate::common;
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
-use std::process::Command;
 
 use layerstore_model::{
     Container, Image, Layer, encode_containers_json, encode_images_json, encode_layers_json,
     is_manifest_key, parse_containers_json, parse_images_json, parse_layers_json,
 };
 use layerstore_testsupport::go::run_go_ok;
-use layerstore_testsupport::{Capability, go_tool, require_or_skip};
+use layerstore_testsupport::{Capability, require_or_skip};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 
@@ -114,21 +113,8 @@ fn go_reads_our_records_field_by_field() {
     )
     .unwrap();
     // `layers --json` prints the records Go decoded, encoded again by Go.
-    let tool = go_tool().expect("capability checked");
-    let output = Command::new(tool)
-        .arg("--graph")
-        .arg(&graph)
-        .arg("--run")
-        .arg(&run)
-        .args(["--storage-driver", "vfs", "layers", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(parse_layers_json(&output.stdout).unwrap(), layers);
+    let output = run_go_ok(&graph, &run, "vfs", &["layers", "--json"]);
+    assert_eq!(parse_layers_json(&output).unwrap(), layers);
 }
 
 /// Values of `strategy` made unique as Go 1.43 keeps them on load: IDs `<base + i>` in hex,

@@ -6,7 +6,6 @@ use crate::common;
 
 use std::collections::BTreeMap;
 
-use base64::Engine;
 use layerstore_model::{
     BigDataOwner, Container, Image, Layer, Timestamp, big_data_file_name, check_big_data_key,
     encode_containers_json, encode_images_json, encode_layers_json, is_manifest_key,
@@ -113,7 +112,7 @@ proptest! {
             match name.strip_prefix('=') {
                 // Encoded: base64 of the key, which held something to encode before its end.
                 Some(encoded) if name != *key => {
-                    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
+                    let decoded = data_encoding::BASE64.decode(encoded.as_bytes()).unwrap();
                     prop_assert_eq!(decoded, key.as_bytes());
                 }
                 _ => prop_assert_eq!(&name, key),

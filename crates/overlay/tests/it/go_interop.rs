@@ -4,7 +4,6 @@
 use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::{Scratch, assert_same_tree, snapshot};
 use layerstore_driver::{ApplyDiffOpts, CreateOpts, DiffArgs, Driver, MountOpts};
@@ -26,16 +25,7 @@ impl GoTool {
     }
 
     fn output(&self, args: &[&str]) -> std::process::Output {
-        Command::new(layerstore_testsupport::go_tool().unwrap())
-            .arg("--graph")
-            .arg(&self.graph)
-            .arg("--run")
-            .arg(&self.run)
-            .arg("--storage-driver")
-            .arg("overlay")
-            .args(args)
-            .output()
-            .unwrap()
+        layerstore_testsupport::go::run_go(&self.graph, &self.run, "overlay", args)
     }
 
     fn run(&self, args: &[&str]) -> String {

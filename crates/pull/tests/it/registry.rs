@@ -249,8 +249,7 @@ fn range_reads_fetch_part_of_a_blob() {
 }
 
 fn base64_of(text: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(text)
+    data_encoding::BASE64.encode(text.as_bytes())
 }
 
 #[test]

@@ -3,8 +3,7 @@
 
 use std::io::Read;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use data_encoding::{BASE64, BASE64_NOPAD};
 
 use super::{CurrentFile, Disassembler, MAX_EXTENSION_HEADERS, MAX_GLOBAL_RECORDS, State, padding};
 use crate::entry::{Entry, EntrySink};
@@ -216,9 +215,7 @@ impl<R: Read, S: EntrySink> Disassembler<R, S> {
                         })?;
                         let value = BASE64
                             .decode(value)
-                            .or_else(|_| {
-                                base64::engine::general_purpose::STANDARD_NO_PAD.decode(value)
-                            })
+                            .or_else(|_| BASE64_NOPAD.decode(value))
                             .map_err(|_| {
                                 bad(format!(
                                     "invalid LIBARCHIVE.xattr value for {:?}",

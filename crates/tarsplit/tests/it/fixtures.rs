@@ -120,18 +120,15 @@ fn a_sparse_pax_record_keeps_the_map_and_packed_data() {
     // Segment: PAX header + data + USTAR header (1536) + the 1.0 map block (512).
     let segment: serde_json::Value = serde_json::from_str(&ours[2]).unwrap();
     let payload = segment["payload"].as_str().unwrap();
-    use base64::Engine as _;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(payload)
-        .unwrap();
+    let raw = data_encoding::BASE64.decode(payload.as_bytes()).unwrap();
     assert_eq!(raw.len(), 2048);
     assert!(raw[1536..].starts_with(b"2\n1998848\n4096\n4194304\n0\n"));
     assert_eq!(
         ours[3],
         format!(
             "{{\"type\":1,\"name\":\"./holey\",\"size\":4096,\"payload\":\"{}\",\"position\":3,\"sparse\":{{\"real_size\":4194304,\"regions\":[[1998848,4096],[4194304,0]]}}}}",
-            base64::engine::general_purpose::STANDARD.encode(
-                layerstore_tarsplit::crc64(&read_tarball("sparse-pax")[0xe00..0x1e00])
+            data_encoding::BASE64.encode(
+                &layerstore_tarsplit::crc64(&read_tarball("sparse-pax")[0xe00..0x1e00])
                     .to_be_bytes()
             )
         )

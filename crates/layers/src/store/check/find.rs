@@ -5,6 +5,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use layerstore_driver::mount::is_mount_point;
 use layerstore_model::{Digest, DigestAlgorithm, Layer};
 use rustix::fs::FileType;
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
@@ -12,7 +13,7 @@ use sha2::{Digest as _, Sha256, Sha384, Sha512};
 use crate::error::{Error, Result};
 use crate::files::{StoreDir, big_data_file_name};
 use crate::state::State;
-use crate::store::{Counting, LayerStore, is_mount_point, is_temp_name, tar_split_name, usable};
+use crate::store::{Counting, LayerStore, is_temp_name, tar_split_name, usable};
 
 use super::{CheckOptions, Problem};
 
@@ -29,35 +30,7 @@ fn mount_points() -> Result<HashSet<PathBuf>> {
 
 /// The mount points (5th field, octal escapes decoded) of a mountinfo table.
 fn parse_mountinfo(text: &[u8]) -> HashSet<PathBuf> {
-    use std::os::unix::ffi::OsStringExt;
-    text.split(|&b| b == b'\n')
-        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
-        .map(|field| PathBuf::from(std::ffi::OsString::from_vec(unescape_octal(field))))
-        .collect()
-}
-
-/// Decodes the kernel's `\ooo` escapes (space, tab, newline, backslash) in mountinfo fields.
-fn unescape_octal(field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        if field[i] == b'\\'
-            && let Some(digits) = field.get(i + 1..i + 4)
-            && digits.iter().all(|d| (b'0'..=b'7').contains(d))
-        {
-            let value = digits
-                .iter()
-                .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
-            if let Ok(byte) = u8::try_from(value) {
-                out.push(byte);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(field[i]);
-        i += 1;
-    }
-    out
+    layerstore_driver::mount::mountinfo_mount_points(text).collect()
 }
 
 /// A hasher for any digest algorithm a record may name, fed as a `Write`.
@@ -499,9 +472,6 @@ mod tests {
         assert!(table.contains(Path::new("/mnt with space")));
         assert!(table.contains(Path::new("/plain")));
         assert_eq!(table.len(), 2);
-        assert_eq!(unescape_octal(b"a\\134b\\011"), b"a\\b\t");
-        // Not an escape: kept as is.
-        assert_eq!(unescape_octal(b"x\\9yz\\"), b"x\\9yz\\");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use layerstore_driver::mount::is_mount_point;
 use layerstore_lockfile::WriteGuard;
 use layerstore_model::validate_store_id;
 use rustix::fs::FileType;
@@ -14,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::files::StoreDir;
 use crate::records::{self, SetAside};
 use crate::state::State;
-use crate::store::{LayerStore, is_mount_point};
+use crate::store::LayerStore;
 
 use super::{Action, Beyond, CheckOptions, CheckReport, Problem, Repair};
 
