@@ -221,5 +221,7 @@ pub use pending::{PENDING_FLAG, PendingLayer, PendingOp, Settled};
 pub use store::{AdditionalStore, Store, StoreReader};
 
 pub use layerstore_images::{ManifestDigester, NamesOp, NewImage};
-pub use layerstore_layers::{Change, DiffOptions, LayerOptions};
+pub use layerstore_layers::{
+    Change, DEFAULT_MAX_LAYER_SIZE, DiffOptions, Differ, DifferOptions, DifferOutput, LayerOptions,
+};
 pub use layerstore_model::{Container, Digest, IDMap, Image, Layer};
