@@ -221,6 +221,20 @@ pub const COMMANDS: &[CommandSpec] = &[
         0,
         None,
     ),
+    spec(
+        "pull",
+        "[options [...]] SOURCE [NAME]",
+        "Pull an image into the store (oci:, oci-archive:, docker-archive:, docker://)",
+        1,
+        Some(2),
+    ),
+    spec(
+        "push",
+        "[options [...]] IMAGE DEST",
+        "Push an image of the store (oci:, oci-archive:, docker://)",
+        2,
+        Some(2),
+    ),
 ];
 
 /// The Go tool's image and container commands: this tool answers them with "not supported".

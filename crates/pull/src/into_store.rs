@@ -17,7 +17,6 @@
 //! A failure anywhere removes what this pull made (staged trees, layers, a new image) and
 //! returns the first error; the store lists nothing of the failed pull. A process killed
 //! mid-pull leaves at most complete, unused layers (as podman does) and no image.
-//!
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -424,7 +423,7 @@ fn commit_image(store: &Store, location: &str, planned: &ImagePlan) -> Result<Im
                 names: Vec::new(),
                 top_layer: record.top_layer.clone(),
                 metadata: record.metadata.clone(),
-                created: Some(record.created.clone()),
+                created: Some(record.created),
                 digest: Some(record.digest.clone()).filter(|d| !d.is_empty()),
             })
             .map_err(wrap)?;

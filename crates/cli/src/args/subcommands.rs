@@ -381,6 +381,24 @@ pub enum Command {
         #[command(flatten)]
         pos: Positional,
     },
+    /// `pull SOURCE [NAME]` (not in the Go tool): pull an image into the store.
+    Pull {
+        /// Registry and transport flags.
+        #[command(flatten)]
+        flags: crate::commands::pull::PullFlags,
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `push IMAGE DEST` (not in the Go tool): push an image of the store.
+    Push {
+        /// Registry and transport flags.
+        #[command(flatten)]
+        flags: crate::commands::pull::PullFlags,
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
     /// `completions SHELL` (not in the Go tool): print a shell completion script.
     Completions {
         /// The shell.
@@ -423,7 +441,9 @@ impl Command {
             | Command::Wipe { pos, .. }
             | Command::Shutdown { pos, .. }
             | Command::Version { pos, .. }
-            | Command::Check { pos, .. } => &pos.args,
+            | Command::Check { pos, .. }
+            | Command::Pull { pos, .. }
+            | Command::Push { pos, .. } => &pos.args,
             Command::Completions { .. } | Command::External(_) => &[],
         }
     }

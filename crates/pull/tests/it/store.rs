@@ -76,7 +76,7 @@ fn image_fields(i: &Image) -> String {
             i.big_data_names.clone(),
             i.big_data_sizes.clone(),
             i.big_data_digests.clone(),
-            i.created.clone(),
+            i.created,
         )
     )
 }
@@ -394,4 +394,75 @@ fn a_damaged_blob_fails_and_leaves_nothing_listed() {
             assert!(check.problems.is_empty(), "{what} {driver}: {check:?}");
         }
     }
+}
+
+#[test]
+fn an_image_pushed_from_the_store_is_the_one_pulled() {
+    require_or_skip!(Capability::Root, Capability::Skopeo, Capability::Registry);
+    let dir = scratch();
+    let layout = dir.path().join("layout");
+    write_layout(&sample(SampleCompression::Gzip), &layout, "v1");
+    let store = open_store(dir.path(), "vfs");
+    let pulled = pull(&store, &format!("oci:{}:v1", layout.display())).unwrap();
+    let source_layers = store.layers().unwrap();
+
+    // To an OCI layout: skopeo reads it, and pulling it back gives the same layer IDs.
+    let pushed = dir.path().join("pushed");
+    let dest = layerstore_pull::open_destination(
+        &format!("oci:{}:back", pushed.display())
+            .parse::<ImageReference>()
+            .unwrap(),
+        &TransportOptions::default(),
+    )
+    .unwrap();
+    layerstore_pull::push_from_store(&store, &pulled.image.id, dest.as_ref(), 2).unwrap();
+    let inspected = run(Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}:back", pushed.display())));
+    let manifest: serde_json::Value = serde_json::from_str(&inspected).unwrap();
+    assert_eq!(
+        manifest["config"]["digest"].as_str(),
+        Some(format!("sha256:{}", pulled.image.id).as_str())
+    );
+    let again_dir = scratch();
+    let again = open_store(again_dir.path(), "vfs");
+    let report = pull(&again, &format!("oci:{}:back", pushed.display())).unwrap();
+    assert_eq!(report.image.id, pulled.image.id);
+    let ids = |layers: Vec<Layer>| {
+        let mut ids: Vec<_> = layers
+            .into_iter()
+            .map(|l| (l.id, l.uncompressed_digest))
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(again.layers().unwrap()), ids(source_layers));
+
+    // To a registry: skopeo inspects it.
+    let registry = layerstore_testsupport::registry::Registry::start(
+        layerstore_testsupport::registry::RegistryAuth::Anonymous,
+    )
+    .unwrap();
+    let name = format!("{}/pushed:v1", registry.host());
+    let dest = layerstore_pull::open_destination(
+        &format!("docker://{name}")
+            .parse::<ImageReference>()
+            .unwrap(),
+        &TransportOptions {
+            registry: layerstore_pull::RegistryOptions {
+                tls_verify: false,
+                auth_files: Some(Vec::new()),
+                ..Default::default()
+            },
+        },
+    )
+    .unwrap();
+    layerstore_pull::push_from_store(&store, &pulled.image.id, dest.as_ref(), 2).unwrap();
+    let inspected = registry.skopeo_inspect("pushed:v1", false).unwrap();
+    let inspected: serde_json::Value = serde_json::from_slice(&inspected).unwrap();
+    assert_eq!(
+        inspected["Layers"].as_array().map(Vec::len),
+        Some(2),
+        "{inspected}"
+    );
 }
