@@ -12,4 +12,5 @@ mod hostile_drivers;
 mod hostile_layers;
 mod hostile_suite;
 mod idmapped_changes;
+mod pull_command;
 mod suite;

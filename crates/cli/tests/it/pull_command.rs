@@ -1,0 +1,116 @@
+//! `layerstore pull` and `push` through the binary: the image ID printed (quiet on a pipe),
+//! the layers listed, a damaged archive refused with nothing left, a push read by skopeo.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use layerstore_testsupport::{Capability, require_or_skip, workspace_root};
+
+/// `layerstore --graph DIR/root --run DIR/run -s vfs ARGS`, piped.
+fn layerstore(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_layerstore"))
+        .arg("--graph")
+        .arg(dir.join("root"))
+        .arg("--run")
+        .arg(dir.join("run"))
+        .args(["--storage-driver", "vfs"])
+        .args(args)
+        .stdin(Stdio::null())
+        .env_remove("CONTAINERS_STORAGE_CONF")
+        .output()
+        .expect("runs layerstore")
+}
+
+fn example() -> PathBuf {
+    workspace_root().join("examples/image-oci.tar")
+}
+
+/// The config digest of `examples/image-oci.tar`: the image ID podman gives it.
+fn example_image_id() -> String {
+    let index: serde_json::Value = {
+        let mut archive = tar::Archive::new(std::fs::File::open(example()).unwrap());
+        let mut found = None;
+        let mut blobs = std::collections::HashMap::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().display().to_string();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+            if path.ends_with("index.json") {
+                found = Some(bytes);
+            } else if let Some(hex) = path.strip_prefix("blobs/sha256/") {
+                blobs.insert(hex.to_owned(), bytes);
+            }
+        }
+        let index: serde_json::Value = serde_json::from_slice(&found.unwrap()).unwrap();
+        let manifest = index["manifests"][0]["digest"].as_str().unwrap();
+        serde_json::from_slice(&blobs[manifest.trim_start_matches("sha256:")]).unwrap()
+    };
+    index["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_owned()
+}
+
+#[test]
+fn pull_prints_the_image_id_and_push_gives_it_back() {
+    require_or_skip!(Capability::Root, Capability::Skopeo);
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!("oci-archive:{}", example().display());
+    let out = layerstore(dir.path(), &["pull", &source]);
+    assert!(out.status.success(), "{out:?}");
+    let id = example_image_id();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{id}\n"));
+    assert!(out.stderr.is_empty(), "no progress on a pipe: {out:?}");
+    let layers = layerstore(dir.path(), &["layers"]);
+    assert_eq!(String::from_utf8_lossy(&layers.stdout).lines().count(), 2);
+
+    // Again: every layer is there already; the same ID.
+    let again = layerstore(
+        dir.path(),
+        &["pull", "--quiet", &source, "localhost/again:v2"],
+    );
+    assert_eq!(String::from_utf8_lossy(&again.stdout), format!("{id}\n"));
+    let layers_after = layerstore(dir.path(), &["layers"]);
+    assert_eq!(layers.stdout, layers_after.stdout);
+
+    let pushed = dir.path().join("pushed");
+    let dest = format!("oci:{}:back", pushed.display());
+    let out = layerstore(dir.path(), &["push", &id, &dest]);
+    assert!(out.status.success(), "{out:?}");
+    let inspected = Command::new("skopeo")
+        .args(["inspect", "--raw", &dest])
+        .output()
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    assert_eq!(manifest["config"]["digest"], format!("sha256:{id}"));
+}
+
+#[test]
+fn a_damaged_archive_is_refused_and_leaves_nothing() {
+    require_or_skip!(Capability::Root);
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(example()).unwrap();
+    bytes.truncate(bytes.len() * 2 / 3);
+    let damaged = dir.path().join("damaged.tar");
+    std::fs::write(&damaged, bytes).unwrap();
+    let out = layerstore(
+        dir.path(),
+        &["pull", &format!("oci-archive:{}", damaged.display())],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("damaged.tar"),
+        "the error names the archive: {err}"
+    );
+    let layers = layerstore(dir.path(), &["layers"]);
+    assert!(layers.stdout.is_empty(), "{layers:?}");
+    let out = layerstore(dir.path(), &["pull", "oci:/nonexistent/layout"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/layout"),
+        "{out:?}"
+    );
+}
