@@ -83,6 +83,7 @@
 //! | `delete`, `wipe`, `shutdown` | [`Store::delete`], [`Store::wipe`], [`Store::shutdown`] |
 //! | `mount [-r]`, `unmount`, `mounted` | [`Store::mount`], [`Store::mount_image`], [`Store::unmount`] (then [`Store::unmount_image`]), [`Store::mounted`] |
 //! | `status`, `version` | [`Store::graph_root`], [`Store::run_root`], [`Store::driver_name`], [`Store::driver_options`], [`Store::status`], [`Store::version`] |
+//! | `pull` (ours, `layerstore-pull`) | [`Store::layer`] (reuse), [`Store::stage_layer`] then [`Store::put_staged_layer`] per layer, [`Store::create_image`], [`Store::set_image_big_data`], [`Store::add_names`] |
 //! | `check [--repair]` (ours) | [`Store::layer_store`]`().check`, [`Store::pending_layers`], [`Store::settle_pending`] |
 //!
 //! # Crash safety

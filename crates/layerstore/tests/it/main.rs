@@ -10,4 +10,5 @@ mod idmaps;
 mod in_use;
 mod interop;
 mod semantics;
+mod staged;
 mod support;
