@@ -114,3 +114,59 @@ fn a_damaged_archive_is_refused_and_leaves_nothing() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_relative_layout_is_named_as_podman_names_it() {
+    require_or_skip!(Capability::Root, Capability::Podman);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("work/small");
+    std::fs::create_dir_all(dir.path().join("work")).unwrap();
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(workspace_root().join("examples/image"))
+        .arg(&layout)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let ours = Command::new(env!("CARGO_BIN_EXE_layerstore"))
+        .arg("--graph")
+        .arg(dir.path().join("ours/root"))
+        .arg("--run")
+        .arg(dir.path().join("ours/run"))
+        .args([
+            "--storage-driver",
+            "vfs",
+            "pull",
+            "--quiet",
+            "oci:small:demo",
+        ])
+        .current_dir(dir.path().join("work"))
+        .output()
+        .unwrap();
+    assert!(ours.status.success(), "{ours:?}");
+    let theirs = Command::new("podman")
+        .arg("--root")
+        .arg(dir.path().join("theirs/root"))
+        .arg("--runroot")
+        .arg(dir.path().join("theirs/run"))
+        .args([
+            "--storage-driver",
+            "vfs",
+            "pull",
+            "--quiet",
+            "oci:small:demo",
+        ])
+        .current_dir(dir.path().join("work"))
+        .output()
+        .unwrap();
+    assert!(theirs.status.success(), "{theirs:?}");
+    let names = |root: &str| {
+        let images: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join(root).join("root/vfs-images/images.json")).unwrap(),
+        )
+        .unwrap();
+        images[0]["names"].clone()
+    };
+    assert_eq!(names("ours"), names("theirs"));
+    assert_eq!(names("ours"), serde_json::json!(["localhost/small:latest"]));
+}
