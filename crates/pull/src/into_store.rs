@@ -103,7 +103,13 @@ pub struct PullReport {
     pub layers_reused: Vec<String>,
 }
 
-/// Pulls the image `source` names into `store` (see the [module documentation](self)).
+/// Pulls the image `source` names into `store`, as podman 4.3 writes it: layers the store
+/// has (same ID) are reused; the missing ones are fetched [`PullOptions::parallel`] at once,
+/// each blob streaming through its digest check into a staging directory
+/// ([`Store::stage_layer`]), its DiffID checked, then committed base first
+/// ([`Store::put_staged_layer`]); then the image (ID = config digest, big data in podman's
+/// order, names, metadata). A failure removes everything this pull made and returns the
+/// first error.
 pub fn pull_into_store(
     store: &Store,
     source: &dyn ImageSource,
