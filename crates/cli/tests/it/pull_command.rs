@@ -170,3 +170,50 @@ fn a_relative_layout_is_named_as_podman_names_it() {
     assert_eq!(names("ours"), names("theirs"));
     assert_eq!(names("ours"), serde_json::json!(["localhost/small:latest"]));
 }
+
+#[test]
+fn progress_bars_show_on_a_terminal_only() {
+    require_or_skip!(Capability::Root, Capability::Script);
+    let dir = tempfile::tempdir().unwrap();
+    let line = format!(
+        "{} --graph {} --run {} --storage-driver vfs pull oci-archive:{}",
+        env!("CARGO_BIN_EXE_layerstore"),
+        dir.path().join("root").display(),
+        dir.path().join("run").display(),
+        example().display()
+    );
+    let shown = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "{shown:?}");
+    let terminal = String::from_utf8_lossy(&shown.stdout);
+    assert!(terminal.contains("total"), "a total bar: {terminal:?}");
+    assert!(terminal.contains(&example_image_id()), "{terminal:?}");
+    // Pulled again: each layer is shown as already there.
+    let again = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("exists"),
+        "{again:?}"
+    );
+    // --quiet shows none, even on a terminal: only the image ID.
+    let quiet = Command::new("script")
+        .args([
+            "-qec",
+            &line.replace(" pull ", " pull --quiet "),
+            "/dev/null",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&quiet.stdout).trim(),
+        example_image_id(),
+        "{quiet:?}"
+    );
+}
