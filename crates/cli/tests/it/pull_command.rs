@@ -217,3 +217,53 @@ fn progress_bars_show_on_a_terminal_only() {
         "{quiet:?}"
     );
 }
+
+#[test]
+fn a_pull_killed_at_each_step_leaves_no_image_and_a_pull_again_completes() {
+    require_or_skip!(Capability::Root, Capability::GoTool);
+    for point in [
+        "put-after-incomplete-record",
+        "staging-after-incomplete-record",
+        "staging-after-move",
+        "put-done",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let source = format!("oci-archive:{}", example().display());
+        let killed = Command::new(env!("CARGO_BIN_EXE_layerstore"))
+            .arg("--graph")
+            .arg(dir.path().join("root"))
+            .arg("--run")
+            .arg(dir.path().join("run"))
+            .args(["--storage-driver", "vfs", "pull", "--quiet", &source])
+            .env("LAYERSTORE_CRASH_AT", point)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&killed.status),
+            Some(9),
+            "{point}: {killed:?}"
+        );
+        let images = layerstore_testsupport::go::run_go_ok(
+            &dir.path().join("root"),
+            &dir.path().join("run"),
+            "vfs",
+            &["images"],
+        );
+        assert!(images.is_empty(), "{point}: an image is listed: {images:?}");
+        let check = layerstore(dir.path(), &["check"]);
+        assert!(check.status.success(), "{point}: {check:?}");
+        let again = layerstore(dir.path(), &["pull", "--quiet", &source]);
+        assert_eq!(
+            String::from_utf8_lossy(&again.stdout),
+            format!("{}\n", example_image_id()),
+            "{point}: {again:?}"
+        );
+        let layers = layerstore(dir.path(), &["layers"]);
+        assert_eq!(
+            String::from_utf8_lossy(&layers.stdout).lines().count(),
+            2,
+            "{point}: {layers:?}"
+        );
+    }
+}
