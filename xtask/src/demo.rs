@@ -1,18 +1,18 @@
 //! `cargo xtask demo`: the README's main job, end to end through the real `layerstore` binary.
 //!
-//! Builds the CLI (release), imports `examples/layer.tar.gz` into the default store (the one
-//! containers-storage would use: storage.conf, else `/var/lib/containers/storage` as root and
-//! `$XDG_DATA_HOME/containers/storage` otherwise), lists the store, gives the layer back
-//! uncompressed and checks that its SHA-256 is the tarball's (`examples/SHA256SUMS`), then
-//! deletes the layer again (`--keep` keeps it) and shuts the store down.
+//! Builds the CLI (release) and pulls `examples/image-oci.tar` (a two-layer OCI archive) into
+//! the default store (the one containers-storage would use: storage.conf, else
+//! `/var/lib/containers/storage` as root and `$XDG_DATA_HOME/containers/storage` otherwise),
+//! lists its images and layers, makes a container of the image, mounts it and shows
+//! `etc/motd` (and that the second layer's whiteout hid `usr/bin/hi`), then deletes the
+//! container and the image again (`--keep` keeps them) and shuts the store down. Every step
+//! is a `layerstore` command.
 //!
 //! Arguments after `--` are passed to every `layerstore` call as global options, e.g.
 //! `cargo xtask demo -- --graph /tmp/g --run /tmp/r --storage-driver vfs`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
-use crate::tools::sha256_file;
 
 /// Runs the demo; the error says which step failed and what the tool printed.
 pub fn run(args: &[String]) -> Result<(), String> {
@@ -22,53 +22,71 @@ pub fn run(args: &[String]) -> Result<(), String> {
         None => Vec::new(),
     };
     let root = crate::workspace_root();
-    let layer = root.join("examples").join("layer.tar.gz");
-    let expected = expected_digest(
-        &root.join("examples").join("SHA256SUMS"),
-        "examples/layer.tar",
-    )?;
+    let archive = root.join("examples").join("image-oci.tar");
 
     let bin = build_cli()?;
     let tool = Tool { bin, globals };
 
-    println!("==> importing {}", layer.display());
-    let out = tool.run(&["import-layer", "-f", &layer.to_string_lossy()])?;
-    let id = out
-        .lines()
-        .next()
-        .filter(|l| !l.is_empty())
-        .ok_or("import-layer printed no layer ID")?
-        .to_string();
-    println!("    layer {id}");
+    println!("==> layerstore pull oci-archive:{}", archive.display());
+    let out = tool.run(&[
+        "pull",
+        "--quiet",
+        &format!("oci-archive:{}", archive.display()),
+    ])?;
+    let image = first_line(&out, "pull printed no image ID")?;
+    println!("    image {image}");
 
+    println!("==> images");
+    print!("{}", indent(&tool.run(&["images"])?));
     println!("==> layers");
     print!("{}", indent(&tool.run(&["layers"])?));
 
-    let given_back =
-        std::env::temp_dir().join(format!("layerstore-demo-{}.tar", std::process::id()));
-    println!("==> giving the layer back (diff -u)");
-    let result = tool
-        .run(&["diff", "-u", "-f", &given_back.to_string_lossy(), &id])
-        .and_then(|_| sha256_file(&given_back));
-    let _ = std::fs::remove_file(&given_back);
-    let actual = result?;
+    println!("==> a container of the image, mounted");
+    let out = tool.run(&["create-container", &image])?;
+    let container = first_line(&out, "create-container printed no container ID")?;
+    let shown = tool
+        .run(&["mount", &container])
+        .and_then(|out| first_line(&out, "mount printed no mount point"))
+        .and_then(|mount| {
+            let motd = Path::new(&mount).join("etc/motd");
+            let text =
+                std::fs::read_to_string(&motd).map_err(|e| format!("{}: {e}", motd.display()))?;
+            println!("    {} says:", motd.display());
+            print!("{}", indent(&text));
+            let hidden = Path::new(&mount).join("usr/bin/hi");
+            if hidden.symlink_metadata().is_ok() {
+                return Err(format!(
+                    "{} is there: the whiteout did not apply",
+                    hidden.display()
+                ));
+            }
+            println!("    usr/bin/hi is gone (the second layer's whiteout)");
+            Ok(())
+        });
+    let _ = tool.run(&["unmount", &container]);
 
     let cleanup = if keep {
         Ok(String::new())
     } else {
-        println!("==> deleting the layer again (--keep keeps it)");
-        tool.run(&["delete-layer", &id])
+        println!("==> deleting the container and the image again (--keep keeps them)");
+        tool.run(&["delete-container", &container])
+            .and_then(|_| tool.run(&["delete-image", &image]))
     };
     let _ = tool.run(&["shutdown"]);
+    shown?;
     cleanup?;
-
-    if actual != expected {
-        return Err(format!(
-            "the layer given back has sha256 {actual}, the tarball has {expected}"
-        ));
-    }
-    println!("==> layer {id} given back byte for byte: sha256:{actual}");
+    println!("==> pulled, mounted and read image {image}");
     Ok(())
+}
+
+/// The first line of a command's output, or `missing` as the error.
+fn first_line(out: &str, missing: &str) -> Result<String, String> {
+    out.lines()
+        .next()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| missing.to_string())
 }
 
 struct Tool {
@@ -79,15 +97,23 @@ struct Tool {
 impl Tool {
     /// Runs `layerstore <globals> <args>`; stdout on success, an error with stderr otherwise.
     fn run(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(&self.bin)
-            .args(&self.globals)
+        run_program(&self.bin, &self.globals, args)
+    }
+}
+
+/// Runs `<bin> <globals> <args>`; stdout on success, an error with stderr otherwise.
+fn run_program(bin: &Path, globals: &[String], args: &[&str]) -> Result<String, String> {
+    {
+        let out = Command::new(bin)
+            .args(globals)
             .args(args)
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run {}: {e}", self.bin.display()))?;
+            .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
         if !out.status.success() {
             return Err(format!(
-                "`layerstore {}` failed ({}): {}{}",
+                "`{} {}` failed ({}): {}{}",
+                bin.display(),
                 args.join(" "),
                 out.status,
                 String::from_utf8_lossy(&out.stdout),
@@ -127,16 +153,6 @@ fn build_cli() -> Result<PathBuf, String> {
         .filter_map(|msg| msg["executable"].as_str().map(PathBuf::from))
         .find(|p| p.file_name().is_some_and(|n| n == "layerstore"))
         .ok_or_else(|| "cargo reported no `layerstore` executable".to_string())
-}
-
-/// The hex digest listed for `name` in a `sha256sum`-style file.
-fn expected_digest(sums: &Path, name: &str) -> Result<String, String> {
-    let text = std::fs::read_to_string(sums).map_err(|e| format!("{}: {e}", sums.display()))?;
-    text.lines()
-        .filter_map(|l| l.split_once("  "))
-        .find(|(_, file)| *file == name)
-        .map(|(hex, _)| hex.to_string())
-        .ok_or_else(|| format!("{} lists no {name}", sums.display()))
 }
 
 fn indent(text: &str) -> String {

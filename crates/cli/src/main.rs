@@ -286,6 +286,9 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
         println!("error initializing: {err}");
         return Ok(1);
     }
+    if let Command::Pull { .. } | Command::Push { .. } = command {
+        return commands::pull::run(&config, command, cli.global.json_errors);
+    }
     let store = match open_store(&config) {
         Ok(store) => store,
         Err(err) => {

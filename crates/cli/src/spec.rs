@@ -370,6 +370,20 @@ pub const COMMANDS: &[CommandSpec] = &[
         0,
         None,
     ),
+    spec(
+        "pull",
+        "[options [...]] SOURCE [NAME]",
+        "Pull an image into the store (oci:, oci-archive:, docker-archive:, docker://)",
+        1,
+        Some(2),
+    ),
+    spec(
+        "push",
+        "[options [...]] IMAGE DEST",
+        "Push an image of the store (oci:, oci-archive:, docker://)",
+        2,
+        Some(2),
+    ),
 ];
 
 /// The spec of a canonical command name.

@@ -21,6 +21,14 @@ pub enum Error {
         /// What was looked up.
         key: String,
     },
+    /// A staged layer whose ID mappings (inherited from its parent or asked for) are not the
+    /// store's default ones, which [`Store::stage_layer`](crate::Store::stage_layer) staged
+    /// its owners with.
+    #[error("layer {layer}: staged with the store's default ID mappings, but it needs others")]
+    StagedMappings {
+        /// The layer's ID (empty when a random one was to be drawn).
+        layer: String,
+    },
     /// No image (in any image store the call searches) has this ID, name or ID prefix.
     #[error("locating image with ID {key:?}: image not known")]
     ImageUnknown {

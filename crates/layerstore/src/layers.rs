@@ -5,9 +5,14 @@
 use std::fs::File;
 use std::io::{Read, Write};
 
+use layerstore_containers::ContainerReader;
 use layerstore_containers::ContainerSession;
+use layerstore_driver::IdMappings;
 use layerstore_images::ImageSession;
-use layerstore_layers::{Change, DiffOptions, LayerOptions, LayerRecords, LayerStore, LayerWriter};
+use layerstore_layers::{
+    Change, DiffOptions, Differ, DifferOptions, DifferOutput, LayerOptions, LayerReader,
+    LayerRecords, LayerStore, LayerWriter,
+};
 use layerstore_model::{Container, Digest, IDMap, Image, Layer};
 use layerstore_recordstore::Session;
 
@@ -109,6 +114,74 @@ impl Store {
         let mut layers = self.layers.write_session()?;
         let additional = self.additional_layer_readers()?;
         let containers = self.containers.read()?;
+        let options =
+            self.put_options(layers.records(), &additional, &containers, options, host)?;
+        // `additional` stays read-locked: a parent there cannot go while the layer is made.
+        Ok(layers.put(&options, diff)?)
+    }
+
+    /// Lets `differ` fill a staging directory for a layer to be made later with
+    /// [`Store::put_staged_layer`], with no lock held: several layers can be staged at once,
+    /// before their parents exist. The owners are written through the store's default ID
+    /// mappings (those a layer without a mapping of its own on a parent without one gets).
+    /// A failed differ leaves nothing behind.
+    pub fn stage_layer(
+        &self,
+        differ_options: &DifferOptions,
+        differ: &mut dyn Differ,
+    ) -> Result<DifferOutput> {
+        let mut differ_options = differ_options.clone();
+        differ_options.id_mappings = IdMappings::new(self.uid_map.clone(), self.gid_map.clone());
+        Ok(self
+            .layers
+            .apply_diff_with_differ(None, &differ_options, differ)?)
+    }
+
+    /// Creates a layer as [`Store::put_layer`] does (same parent and mapping rules) and moves
+    /// the tree [`Store::stage_layer`] staged into it, recording `staged`'s digests, sizes,
+    /// compression, owners and tar-split: all or nothing. A layer whose resolved ID mappings
+    /// are not the store's default ones (those the tree was staged with) is refused. The
+    /// staging directory is used up, or removed on failure.
+    pub fn put_staged_layer(
+        &self,
+        options: &LayerOptions,
+        host: HostMapping,
+        staged: &DifferOutput,
+    ) -> Result<Layer> {
+        let resolved = (|| {
+            let layers = self.layers.write_session()?;
+            let additional = self.additional_layer_readers()?;
+            let containers = self.containers.read()?;
+            let options =
+                self.put_options(layers.records(), &additional, &containers, options, host)?;
+            if options.uid_map != self.uid_map || options.gid_map != self.gid_map {
+                return Err(Error::StagedMappings {
+                    layer: options.id.clone().unwrap_or_default(),
+                });
+            }
+            Ok((layers, additional, options))
+        })();
+        match resolved {
+            Ok((mut layers, _additional, options)) => Ok(layers.put_staged(&options, staged)?),
+            Err(e) => {
+                let _ = self.layers.cleanup_staging_directory(&staged.target);
+                Err(e)
+            }
+        }
+    }
+
+    /// The options [`Store::put_layer`] creates a layer with: the parent resolved in the
+    /// read-write store or an additional one (not a container's layer), the ID mappings
+    /// inherited (from the parent, else the store's defaults) unless asked for, and dropped
+    /// when the driver shifts them at mount time.
+    fn put_options(
+        &self,
+        records: LayerRecords<'_>,
+        additional: &[LayerReader<'_>],
+        containers: &ContainerReader<'_>,
+        options: &LayerOptions,
+        host: HostMapping,
+    ) -> Result<LayerOptions> {
         let mut options = options.clone();
         if host.uid {
             options.uid_map.clear();
@@ -119,7 +192,7 @@ impl Store {
         let (inherited_uids, inherited_gids) =
             match options.parent.clone().filter(|p| !p.is_empty()) {
                 Some(key) => {
-                    let stores: Vec<LayerRecords<'_>> = std::iter::once(layers.records())
+                    let stores: Vec<LayerRecords<'_>> = std::iter::once(records)
                         .chain(additional.iter().map(|r| r.records()))
                         .collect();
                     let (index, parent) =
@@ -150,8 +223,7 @@ impl Store {
             options.uid_map.clear();
             options.gid_map.clear();
         }
-        // `additional` stays read-locked: a parent there cannot go while the layer is made.
-        Ok(layers.put(&options, diff)?)
+        Ok(options)
     }
 
     /// Creates an empty layer ([`Store::put_layer`] without a diff).

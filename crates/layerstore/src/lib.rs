@@ -83,6 +83,7 @@
 //! | `delete`, `wipe`, `shutdown` | [`Store::delete`], [`Store::wipe`], [`Store::shutdown`] |
 //! | `mount [-r] [-o OPTS]`, `unmount`, `mounted` | [`Store::mount`] ([`Store::mount_with_options`] for `-o`), [`Store::mount_image`], [`Store::unmount`] (then [`Store::unmount_image`]), [`Store::mounted`] |
 //! | `status`, `version` | [`Store::graph_root`], [`Store::run_root`], [`Store::driver_name`], [`Store::driver_options`], [`Store::status`], [`Store::version`] |
+//! | `pull` (ours, `layerstore-pull`) | [`Store::layer`] (reuse), [`Store::stage_layer`] then [`Store::put_staged_layer`] per layer, [`Store::create_image`], [`Store::set_image_big_data`], [`Store::add_names`] |
 //! | `check [--repair]` (ours) | [`Store::check`], [`Store::repair`] (see [`CheckOptions`]) |
 //!
 //! # Crash safety
@@ -228,7 +229,7 @@ pub use store::{AdditionalStore, Store, StoreReader};
 
 pub use layerstore_images::{ManifestDigester, NamesOp, NewImage};
 pub use layerstore_layers::{
-    Change, DiffOptions, LayerOptions, Problem as LayerProblem, Rebuilt, RebuiltLayer,
-    Repair as LayerRepair,
+    Change, DEFAULT_MAX_LAYER_SIZE, DiffOptions, Differ, DifferOptions, DifferOutput, LayerOptions,
+    Problem as LayerProblem, Rebuilt, RebuiltLayer, Repair as LayerRepair,
 };
 pub use layerstore_model::{Container, Digest, IDMap, Image, Layer};

@@ -111,6 +111,17 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// The store refused or failed a step of a pull or push.
+    #[error("{location}: {what}: {source}")]
+    Store {
+        /// The source or destination.
+        location: String,
+        /// What was being written or read (`layer <id> (blob sha256:…)`, `image <id>`).
+        what: String,
+        /// The store's error.
+        #[source]
+        source: Box<layerstore::Error>,
+    },
 }
 
 /// The kinds of registry failure a caller may want to tell apart.
@@ -136,6 +147,19 @@ impl Error {
             location: location.to_owned(),
             path: path.into(),
             source,
+        }
+    }
+
+    /// An [`Error::Store`].
+    pub(crate) fn store(
+        location: &str,
+        what: impl Into<String>,
+        source: layerstore::Error,
+    ) -> Error {
+        Error::Store {
+            location: location.to_owned(),
+            what: what.into(),
+            source: Box::new(source),
         }
     }
 

@@ -1,5 +1,5 @@
-//! Image transports for pull and push: everything of `layerstore pull` and `push` that does
-//! not write into a store, so that committing a pulled image is a thin last step.
+//! Image transports for pull and push, and the pull into and push from a
+//! [`layerstore::Store`]: what `layerstore pull` and `push` do.
 //!
 //! * [`ImageReference`]: `oci:DIR[:REF]`, `oci-archive:FILE[:REF]`,
 //!   `docker-archive:FILE[:NAME:TAG|:@N]`, `docker://HOST/REPO[:TAG|@DIGEST]` and bare
@@ -15,6 +15,16 @@
 //! * [`commit`]: the layer IDs, layer and image records, big data, names and metadata podman
 //!   writes for a pulled image, computed without touching a store; [`commit::plan`] then
 //!   [`commit::LayerPlan::record`] for each layer as it is applied.
+//! * [`pull_into_store`]: the image written into a Store as podman writes it (the plan
+//!   above), several layers fetched and extracted at once into driver staging directories
+//!   with no lock held and no temporary copy of a blob, committed base first, each all or
+//!   nothing; a failure removes what the pull made. A layer already in the store (same ID)
+//!   is reused, so podman's pull after ours, and ours after podman's, fetch nothing twice.
+//!   A SIGKILL mid-pull can leave complete unused layers (as podman's can) and staging
+//!   directories under `<driver>/staging`, but no image.
+//! * [`push_from_store`]: an image of a Store pushed with its stored manifest and config;
+//!   layer blobs rebuilt from tar-split (compressed as pulled), the manifest rewritten only
+//!   when a rebuilt blob's digest differs from the recorded one.
 //! * [`sample`]: a small deterministic image for the demo and tests
 //!   (`cargo run -p layerstore-pull --example make_sample_images -- examples` makes
 //!   `examples/image` and `examples/image-oci.tar`).
@@ -80,6 +90,8 @@ pub mod dest;
 mod docker_archive;
 mod error;
 mod files;
+mod from_store;
+mod into_store;
 pub mod manifest;
 mod oci;
 mod oci_dest;
@@ -92,6 +104,8 @@ mod source;
 pub use dest::{CopySelection, ImageDestination, PushImage, PushReport, copy_image, push_image};
 pub use docker_archive::DockerArchiveSource;
 pub use error::{Error, RegistryErrorKind, Result};
+pub use from_store::push_from_store;
+pub use into_store::{PullEvent, PullOptions, PullReport, pull_into_store};
 pub use manifest::{Blob, RawManifest};
 pub use oci::{CONTAINERD_NAME_ANNOTATION, OciSource, REF_NAME_ANNOTATION};
 pub use oci_dest::{OciArchiveDestination, OciLayoutDestination};

@@ -22,8 +22,9 @@ pub const CONTAINERD_NAME_ANNOTATION: &str = "io.containerd.image.name";
 pub struct OciSource {
     files: Box<dyn ImageFiles>,
     reference: Option<String>,
-    /// The directory fully resolved (for the name podman gives), or `None` for an archive.
-    resolved_dir: Option<PathBuf>,
+    /// The directory as given, which podman names the image after (not resolved: a relative
+    /// `oci:layout` is `localhost/layout`), or `None` for an archive.
+    name_dir: Option<PathBuf>,
 }
 
 impl OciSource {
@@ -33,7 +34,7 @@ impl OciSource {
         let location = location("oci", dir, reference);
         let resolved = std::fs::canonicalize(dir).map_err(|e| Error::io(&location, dir, e))?;
         let files = DirFiles::open(location, &resolved)?;
-        OciSource::new(Box::new(files), reference, Some(resolved))
+        OciSource::new(Box::new(files), reference, Some(dir.to_path_buf()))
     }
 
     /// The layout inside tar file `file`.
@@ -45,12 +46,12 @@ impl OciSource {
     fn new(
         files: Box<dyn ImageFiles>,
         reference: Option<&str>,
-        resolved_dir: Option<PathBuf>,
+        name_dir: Option<PathBuf>,
     ) -> Result<OciSource> {
         let source = OciSource {
             files,
             reference: reference.map(str::to_owned),
-            resolved_dir,
+            name_dir,
         };
         let layout = source.files.read_small("oci-layout", 1 << 16)?;
         let version = serde_json::from_slice::<serde_json::Value>(&layout)
@@ -173,7 +174,7 @@ impl ImageSource for OciSource {
     }
 
     fn image_names(&self, _top: &RawManifest) -> Result<Vec<String>> {
-        match &self.resolved_dir {
+        match &self.name_dir {
             Some(dir) => Ok(vec![oci_layout_image_name(dir)?]),
             None => {
                 let descriptor = self.descriptor()?;

@@ -449,10 +449,11 @@ fn check_path_component(component: &str) -> Result<(), String> {
 }
 
 /// The name podman 4.3 gives an image pulled from `oci:DIR`: `localhost/` + the layout's
-/// fully resolved path without its leading `/`, tagged `latest` (libimage's
-/// `toLocalImageName`, then the storage reference's `TagNameOnly`).
-pub fn oci_layout_image_name(resolved_dir: &std::path::Path) -> Result<String> {
-    let text = resolved_dir.to_string_lossy();
+/// path as given (not resolved: `oci:layout` gives `localhost/layout`, a symlink keeps its
+/// own name) without its leading `/`, tagged `latest` (libimage's `toLocalImageName` of the
+/// reference's `StringWithinTransport`, then the storage reference's `TagNameOnly`).
+pub fn oci_layout_image_name(dir: &std::path::Path) -> Result<String> {
+    let text = dir.to_string_lossy();
     let name = format!("localhost/{}", text.trim_start_matches('/'));
     Ok(DockerName::parse(&name)?.normalized_local().name())
 }

@@ -716,6 +716,24 @@ pub enum Command {
         #[command(flatten)]
         pos: Positional,
     },
+    /// `pull SOURCE [NAME]` (not in the Go tool): pull an image into the store.
+    Pull {
+        /// Registry and transport flags.
+        #[command(flatten)]
+        flags: crate::commands::pull::PullFlags,
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// `push IMAGE DEST` (not in the Go tool): push an image of the store.
+    Push {
+        /// Registry and transport flags.
+        #[command(flatten)]
+        flags: crate::commands::pull::PullFlags,
+        /// Arguments.
+        #[command(flatten)]
+        pos: Positional,
+    },
     /// `completions SHELL` (not in the Go tool): print a shell completion script.
     Completions {
         /// The shell.
@@ -781,7 +799,9 @@ impl Command {
             | Command::GetImageDataDigest { pos, .. }
             | Command::SetImageData { pos, .. }
             | Command::Images { pos, .. }
-            | Command::ImagesByDigest { pos, .. } => &pos.args,
+            | Command::ImagesByDigest { pos, .. }
+            | Command::Pull { pos, .. }
+            | Command::Push { pos, .. } => &pos.args,
             Command::Completions { .. } | Command::External(_) => &[],
         }
     }

@@ -13,6 +13,7 @@ mod hostile_drivers;
 mod hostile_layers;
 mod hostile_suite;
 mod idmapped_changes;
+mod pull_command;
 mod store_commands;
 mod store_differential;
 mod suite;

@@ -8,12 +8,23 @@ use layerstore_driver::{Differ, DifferOptions, DifferOutput, IdMappings};
 use layerstore_lockfile::WriteGuard;
 use layerstore_model::Layer;
 
-use super::{LayerStore, mappings_of, tar_split_name, tar_split_temp_name, usable};
+use super::{LayerStore, LayerWriter, mappings_of, tar_split_name, tar_split_temp_name, usable};
 use crate::crash;
 use crate::error::{Error, Result};
 use crate::files::{StoreDir, big_data_file_name};
 use crate::options::LayerOptions;
 use crate::state::{State, reindex_digests, unindex_digest};
+
+impl LayerWriter<'_> {
+    /// Creates a layer and moves a staged tree into it, all or nothing (see
+    /// [`LayerStore::put_with_differ`], whose second half this is): `output` is what
+    /// [`LayerStore::apply_diff_with_differ`] with `to = None` returned, staged with the new
+    /// layer's ID mappings. Any failure removes both the staging directory and the new layer.
+    pub fn put_staged(&mut self, options: &LayerOptions, output: &DifferOutput) -> Result<Layer> {
+        let store = self.store;
+        self.run(|state, guard| store.put_staged_locked(state, guard, options, output))
+    }
+}
 
 impl LayerStore {
     /// Lets `differ` fill a staging directory (Go's `ApplyDiffWithDiffer`).
@@ -79,24 +90,43 @@ impl LayerStore {
         differ_options.id_mappings =
             IdMappings::new(options.uid_map.clone(), options.gid_map.clone());
         let output = self.apply_diff_with_differ(None, &differ_options, differ)?;
-        let staging = output.target.clone();
-        let recorded = self.write(|state, guard| {
-            let (layer, _) = self.put_locked(state, guard, options, None)?;
-            let index = state.resolve(&layer.id)?;
-            match self.record_staged_locked(state, guard, index, &staging, &output) {
-                Ok(()) => Ok(state.layers[index].clone()),
-                Err(e) => {
-                    if state.by_id.contains_key(&layer.id) {
-                        let _ = self.delete_locked(state, guard, std::slice::from_ref(&layer.id));
-                    }
-                    Err(e)
-                }
-            }
-        });
-        if recorded.is_err() {
-            let _ = self.driver.cleanup_staging_directory(&staging);
-        }
+        let recorded =
+            self.write(|state, guard| self.put_staged_locked(state, guard, options, &output));
         recorded.map(|layer| (layer, output))
+    }
+
+    /// Creates a layer as [`put`](Self::put) does and moves into it the staging directory
+    /// `output.target` that [`apply_diff_with_differ`](Self::apply_diff_with_differ) (with
+    /// `to = None`) filled, all or nothing, recording `output`. The staged tree must have been
+    /// made with the new layer's ID mappings. Any failure removes both the staging directory
+    /// and the new layer.
+    pub(super) fn put_staged_locked(
+        &self,
+        state: &mut State,
+        guard: &WriteGuard<'_>,
+        options: &LayerOptions,
+        output: &DifferOutput,
+    ) -> Result<Layer> {
+        let staging = &output.target;
+        let recorded = self
+            .put_locked(state, guard, options, None)
+            .and_then(|(layer, _)| {
+                let index = state.resolve(&layer.id)?;
+                match self.record_staged_locked(state, guard, index, staging, output) {
+                    Ok(()) => Ok(state.layers[index].clone()),
+                    Err(e) => {
+                        if state.by_id.contains_key(&layer.id) {
+                            let _ =
+                                self.delete_locked(state, guard, std::slice::from_ref(&layer.id));
+                        }
+                        Err(e)
+                    }
+                }
+            });
+        if recorded.is_err() {
+            let _ = self.driver.cleanup_staging_directory(staging);
+        }
+        recorded
     }
 
     /// Moves the staging directory `staging` into layer `key` (replacing its own files in one

@@ -11,4 +11,5 @@ mod idmaps;
 mod in_use;
 mod interop;
 mod semantics;
+mod staged;
 mod support;

@@ -8,3 +8,4 @@ mod podman;
 mod push;
 mod registry;
 mod sources;
+mod store;
