@@ -79,6 +79,12 @@ pub fn go_error_text(err: &layerstore::Error) -> String {
 /// Where Go has no fixed text, the store's own message is kept; a diff that ends too soon also
 /// says `unexpected EOF`, the words Go's error carries and scripts (and the bats suite) look for.
 pub fn layer_error_text(err: &LayerError) -> String {
+    // Go's bare text, without the layer or the options (`mount -r IMAGE` on vfs).
+    if let LayerError::Driver { source, .. } = err
+        && let layerstore_driver::Error::MountOptions { driver, .. } = source.as_ref()
+    {
+        return format!("{driver} driver does not support mount options");
+    }
     match err {
         LayerError::HasChildren { child, .. } => {
             format!("used by layer {child}: layer has children")
@@ -387,6 +393,25 @@ pub fn run(ctx: &mut Context<'_>, command: &Command) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Go says `vfs driver does not support mount options` (then ` while mounting NAME`)
+    /// for `mount -r IMAGE` on vfs, without the layer or the options.
+    #[test]
+    fn mount_option_errors_read_like_go() {
+        let err = LayerError::Driver {
+            id: "0a0a".into(),
+            op: "mount",
+            source: Box::new(layerstore_driver::Error::MountOptions {
+                driver: "vfs".into(),
+                id: "0a0a".into(),
+                options: vec!["noexec".into(), "nosuid".into()],
+            }),
+        };
+        assert_eq!(
+            layer_error_text(&err),
+            "vfs driver does not support mount options"
+        );
+    }
 
     #[test]
     fn io_errors_read_like_go() {

@@ -144,6 +144,10 @@
 //! * Unmounting accepts a mount point (Go's Store refuses it).
 //! * A container made from an image without layers gets the store's default ID mappings,
 //!   as one made without an image does (Go 1.43 gives it none).
+//! * On overlay, a container with ID mappings on an image gets a chowned, mapped copy of
+//!   the image's top layer on every kernel, as on vfs (Go 1.43 makes none where the kernel
+//!   has ID-mapped mounts, and shifts at mount time); see the overlay crate and
+//!   *Limitations* for what this means for a store shared with Go.
 //! * Records are read under shared locks; a file that does not decode is an error naming
 //!   it, never truncated by the next save; names and keys follow the image, container and
 //!   layer stores' own rules (see their crates).

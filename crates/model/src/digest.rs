@@ -20,6 +20,13 @@ pub enum DigestAlgorithm {
 }
 
 impl DigestAlgorithm {
+    /// Every algorithm go-digest registers, as podman links them.
+    pub const ALL: [DigestAlgorithm; 3] = [
+        DigestAlgorithm::Sha256,
+        DigestAlgorithm::Sha384,
+        DigestAlgorithm::Sha512,
+    ];
+
     /// The name written before the colon, e.g. `sha256`.
     pub fn name(self) -> &'static str {
         match self {
@@ -241,6 +248,54 @@ impl std::io::Write for Sha256Hasher {
     }
 }
 
+/// go-digest's `Digest.Validate`, with its error texts as the reason: `algorithm:encoded`,
+/// an algorithm of `linked` (the hashes the Go program links: all three in podman, only
+/// sha256 in the `containers-storage` tool), the hash's length of lowercase hex. An
+/// algorithm the program does not link is `unsupported digest algorithm` whatever its hex,
+/// as long as the text has the digest grammar.
+pub fn validate_go_digest(
+    text: &str,
+    linked: &[DigestAlgorithm],
+) -> std::result::Result<Digest, &'static str> {
+    const FORMAT: &str = "invalid checksum digest format";
+    let Some((name, encoded)) = text.split_once(':') else {
+        return Err(FORMAT);
+    };
+    if name.is_empty() || encoded.is_empty() {
+        return Err(FORMAT);
+    }
+    let Some(algorithm) = DigestAlgorithm::from_name(name).filter(|a| linked.contains(a)) else {
+        // `[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+`, else a format error.
+        let component_ok = name.split(['.', '+', '_', '-']).all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
+        let encoded_ok = encoded
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'));
+        return Err(if component_ok && encoded_ok {
+            "unsupported digest algorithm"
+        } else {
+            FORMAT
+        });
+    };
+    if encoded.len() != 2 * algorithm.size() {
+        return Err("invalid checksum digest length");
+    }
+    if !encoded
+        .bytes()
+        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(FORMAT);
+    }
+    Ok(Digest {
+        text: text.into(),
+        algorithm,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +316,66 @@ mod tests {
                 .as_str(),
             abc
         );
+    }
+
+    #[test]
+    fn go_digest_validation_texts() {
+        let hex = "0123456789abcdef".repeat(8);
+        assert!(
+            validate_go_digest(&format!("sha256:{}", &hex[..64]), &DigestAlgorithm::ALL).is_ok()
+        );
+        assert!(
+            validate_go_digest(&format!("sha384:{}", &hex[..96]), &DigestAlgorithm::ALL).is_ok()
+        );
+        assert!(validate_go_digest(&format!("sha512:{hex}"), &DigestAlgorithm::ALL).is_ok());
+        for (text, reason) in [
+            ("bogus", "invalid checksum digest format"),
+            (":abc", "invalid checksum digest format"),
+            ("sha256:", "invalid checksum digest format"),
+            ("sha256:abc", "invalid checksum digest length"),
+            (
+                &format!("sha256:{}", "A".repeat(64)),
+                "invalid checksum digest format",
+            ),
+            ("md5:abcd", "unsupported digest algorithm"),
+            ("my.algo+x:AZaz09=_-", "unsupported digest algorithm"),
+            ("My:abcd", "invalid checksum digest format"),
+            ("a..b:abcd", "invalid checksum digest format"),
+            ("md5:ab/cd", "invalid checksum digest format"),
+        ] {
+            assert_eq!(
+                validate_go_digest(text, &DigestAlgorithm::ALL).unwrap_err(),
+                reason,
+                "{text}"
+            );
+        }
+    }
+
+    /// The Go tool links only sha256: other algorithms are unsupported whatever their hex,
+    /// as `images-by-digest` says.
+    #[test]
+    fn go_digest_validation_with_only_sha256_linked() {
+        let only_sha256 = [DigestAlgorithm::Sha256];
+        let hex = "0123456789abcdef".repeat(8);
+        assert!(validate_go_digest(&format!("sha256:{}", &hex[..64]), &only_sha256).is_ok());
+        for (text, reason) in [
+            ("sha256:1234", "invalid checksum digest length"),
+            ("foo:bar", "unsupported digest algorithm"),
+            ("sha512:abc", "unsupported digest algorithm"),
+            (&format!("sha512:{hex}"), "unsupported digest algorithm"),
+            (
+                &format!("sha384:{}", &hex[..96]),
+                "unsupported digest algorithm",
+            ),
+            ("sha512:ab/c", "invalid checksum digest format"),
+            ("not-a-digest", "invalid checksum digest format"),
+        ] {
+            assert_eq!(
+                validate_go_digest(text, &only_sha256).unwrap_err(),
+                reason,
+                "{text}"
+            );
+        }
     }
 
     const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";

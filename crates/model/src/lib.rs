@@ -116,7 +116,7 @@ pub use container::{
     CONTAINERS_JSON, Container, MOUNT_LABEL_FLAG, MOUNT_OPTS_FLAG, PROCESS_LABEL_FLAG,
     VOLATILE_FLAG, encode_containers_json, parse_containers_json, write_containers_json,
 };
-pub use digest::{Digest, DigestAlgorithm, Sha256Hasher};
+pub use digest::{Digest, DigestAlgorithm, Sha256Hasher, validate_go_digest};
 pub use error::{Error, ImageDigestError, Result};
 pub use files::{
     LAYERS_JSON, MOUNTPOINTS_JSON, MountPointRecord, encode_layers_json, encode_mountpoints_json,

@@ -109,6 +109,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Differences from Go 1.43, on purpose
+//!
+//! A container with ID mappings on an image (`create-container --uidmap/--gidmap`) gets a
+//! mapped copy of the image's top layer, its files chowned to the mappings (`layers` lists
+//! it, `image` shows it as a second `Top Layer:`), as Go makes on kernels without ID-mapped
+//! mounts. Go 1.43 on a kernel with them makes no copy and shifts owners at mount time. Kept
+//! so that a store behaves the same on every kernel and its files hold the owners its
+//! containers see; the differential suite (`store_differential`) lists the lines this
+//! changes as deliberate. Go's test hook `_TEST_FORCE_SUPPORT_SHIFTING` is honoured: with
+//! it, no copy is made.
+//!
 //! # Limitations
 //!
 //! No quotas (`size`/`inodes`), idmapped lowers (`supports_shifting` is false: the store

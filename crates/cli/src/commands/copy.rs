@@ -7,11 +7,13 @@
 //! resolved beneath its mount point (`RESOLVE_IN_ROOT`) and entries are made relative to
 //! their open parent directory without following symbolic links.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use anyhow::Result;
 use layerstore::IDMap;
@@ -236,19 +238,42 @@ fn copy_into(source: &Path, root: &Path, target: &Path, owners: &Owners<'_>) -> 
 }
 
 /// Copies the tree below `source` into the open directory `target`, with an explicit stack.
+/// Paths of one inode (other than directories) stay one inode: the later ones are linked to
+/// the first copy, as Go's tar stream carries them as hard links.
 fn copy_tree(source: &Path, target: OwnedFd, owners: &Owners<'_>) -> io::Result<()> {
-    let mut stack = vec![(source.to_path_buf(), target)];
+    // (device, inode) of a multiply-linked source → the directory and name of its copy; the
+    // directory is held open so the link is made without resolving a path again.
+    let mut copies: HashMap<(u64, u64), (Rc<OwnedFd>, PathBuf)> = HashMap::new();
+    let mut stack = vec![(source.to_path_buf(), Rc::new(target))];
     while let Some((dir, target)) = stack.pop() {
         for entry in fs::read_dir(&dir)? {
             let entry = entry?;
             let path = entry.path();
             let meta = fs::symlink_metadata(&path)?;
             let name = PathBuf::from(entry.file_name());
+            if !meta.is_dir() && meta.nlink() > 1 {
+                if let Some((first_dir, first_name)) = copies.get(&(meta.dev(), meta.ino())) {
+                    link_over(first_dir, first_name, &target, &name)?;
+                    continue;
+                }
+                copies.insert((meta.dev(), meta.ino()), (target.clone(), name.clone()));
+            }
             if let Some(child) = copy_entry(&path, &meta, &target, &name, owners)? {
-                stack.push((path, child));
+                stack.push((path, Rc::new(child)));
             }
         }
     }
+    Ok(())
+}
+
+/// Makes `name` in `dir` a hard link to `first_name` in `first_dir`, replacing a file that
+/// is there (as the copy of a file replaces it).
+fn link_over(first_dir: &OwnedFd, first_name: &Path, dir: &OwnedFd, name: &Path) -> io::Result<()> {
+    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    rustix::fs::linkat(first_dir, first_name, dir, name, AtFlags::empty())?;
     Ok(())
 }
 
@@ -394,5 +419,50 @@ mod tests {
             ..owners
         };
         assert_eq!(owners.map(1003, 1004).expect("mapped"), (5007, 5008));
+    }
+
+    /// Go's tar stream keeps hard links within the copied tree (issue 19: `copy
+    /// base-layer:/etc free-layer:/etc2` had `passwd` and `passwd-hard` apart); a link to a
+    /// file outside the tree is a file of its own.
+    #[test]
+    fn copying_a_tree_keeps_its_hard_links() {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let source = scratch.path().join("source");
+        fs::create_dir_all(source.join("sub")).expect("mkdir");
+        fs::write(source.join("passwd"), "root:x:0:0").expect("write");
+        fs::hard_link(source.join("passwd"), source.join("passwd-hard")).expect("link");
+        fs::hard_link(source.join("passwd"), source.join("sub/passwd-deep")).expect("link");
+        fs::write(source.join("outside-linked"), "x").expect("write");
+        fs::hard_link(
+            source.join("outside-linked"),
+            scratch.path().join("outside"),
+        )
+        .expect("link");
+        let root = scratch.path().join("root");
+        fs::create_dir(&root).expect("mkdir");
+        let owners = Owners {
+            source_uids: &[],
+            source_gids: &[],
+            chown: None,
+            target_uids: &[],
+            target_gids: &[],
+        };
+        copy_into(&source, &root, Path::new("/etc2"), &owners).expect("copy");
+        let copied = |name: &str| fs::symlink_metadata(root.join("etc2").join(name)).expect(name);
+        let first = copied("passwd");
+        assert_eq!(first.nlink(), 3, "one inode for the three paths");
+        for name in ["passwd-hard", "sub/passwd-deep"] {
+            assert_eq!(copied(name).ino(), first.ino(), "{name}");
+        }
+        assert_ne!(
+            first.ino(),
+            fs::metadata(source.join("passwd")).expect("stat").ino(),
+            "a copy, not a link to the source"
+        );
+        assert_eq!(copied("outside-linked").nlink(), 1);
+        assert_eq!(
+            fs::read_to_string(root.join("etc2/sub/passwd-deep")).expect("read"),
+            "root:x:0:0"
+        );
     }
 }

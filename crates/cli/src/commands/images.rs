@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use layerstore::{Digest, Image, NewImage};
-use layerstore_model::DigestAlgorithm;
+use layerstore_model::{DigestAlgorithm, validate_go_digest};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
@@ -82,8 +82,9 @@ pub(super) fn images_by_digest(
 ) -> Result<i32> {
     let mut found = Vec::new();
     for arg in args {
-        if arg.parse::<Digest>().is_err() {
-            return ctx.fail(&format!("{arg}: invalid checksum digest format"));
+        // The Go tool links only sha256: other algorithms are unsupported there.
+        if let Err(reason) = validate_go_digest(arg, &[DigestAlgorithm::Sha256]) {
+            return ctx.fail(&format!("{arg}: {reason}"));
         }
         match ctx.store.images_by_digest(arg) {
             Ok(images) => found.extend(images),

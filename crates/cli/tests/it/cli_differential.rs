@@ -10,8 +10,8 @@
 //! layerstore differs deliberately: `mount NAME` (Go fails: it hands the name to the driver),
 //! `delete-layer NAME` of a layer with children (Go skips its safety checks), flags after
 //! positional arguments (Go takes them as names), `shutdown -f` (Go loops forever), and
-//! `version` text. The image and container commands have their own scripts (store_commands,
-//! and store_differential, which reuses this module's runner and normaliser).
+//! `version` text. The image and container commands have their own scripts (store_commands
+//! and store_differential), run by this module's runner and normaliser.
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::process::CommandExt;

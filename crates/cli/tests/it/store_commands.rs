@@ -1,15 +1,17 @@
-//! The image and container commands against the Go tool on twin stores: the same command
-//! lines run on a fresh store of each tool, and stdout, stderr and exit codes must agree once
-//! the IDs the stores draw (container layers) and the times are normalised. Then what this
-//! tool does on purpose beyond or unlike the Go tool (store doc 7.2): asserted on its own.
+//! The image and container commands against the Go tool: a short script through
+//! `cli_differential`'s runner and normaliser (the long one is `store_differential`'s). Then
+//! what this tool does on purpose beyond or unlike the Go tool (store doc 7.2), asserted on
+//! its own.
 
-use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use layerstore_testsupport::go::go_command;
-use layerstore_testsupport::{Capability, require_or_skip};
+use layerstore_testsupport::{Capability, go_fixtures, go_tool, require_or_skip};
+
+use crate::cli_differential::{Step, assert_agree, differences_between, step};
+use crate::suite::{sha256_digest, unmount_all_under};
 
 const LAYER_A: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const LAYER_B: &str = "2222222222222222222222222222222222222222222222222222222222222222";
@@ -17,8 +19,6 @@ const IMAGE_1: &str = "aaaa11111111111111111111111111111111111111111111111111111
 const IMAGE_2: &str = "bbbb111111111111111111111111111111111111111111111111111111111111";
 const CONTAINER_1: &str = "cccc111111111111111111111111111111111111111111111111111111111111";
 const CONTAINER_2: &str = "dddd111111111111111111111111111111111111111111111111111111111111";
-/// The SHA-256 of `abc`, the item the script stores.
-const ABC_DIGEST: &str = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 
 fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_layerstore"))
@@ -61,73 +61,21 @@ impl Twin {
     }
 }
 
-/// Replaces every 64-hex ID the script did not choose by `<ID n>` (numbered in order of
-/// appearance, so the same ID reads the same on both sides), the store's directory by `DIR`
-/// and JSON times by `<TIME>`.
-fn normalise(text: &str, dir: &Path, seen: &mut HashMap<String, usize>) -> String {
-    let text = text.replace(&dir.display().to_string(), "DIR");
-    let chosen = [LAYER_A, LAYER_B, IMAGE_1, IMAGE_2, CONTAINER_1, CONTAINER_2];
-    let mut out = String::new();
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let run = bytes[i..]
-            .iter()
-            .take_while(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-            .count();
-        let at_boundary = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
-        if run == 64 && at_boundary {
-            let id = &text[i..i + 64];
-            if chosen.contains(&id) || text[..i].ends_with("sha256:") {
-                out.push_str(id);
-            } else {
-                let n = seen.len();
-                let n = *seen.entry(id.to_owned()).or_insert(n);
-                out.push_str(&format!("<ID {n}>"));
-            }
-            i += 64;
-        } else if run > 0 {
-            out.push_str(&text[i..i + run]);
-            i += run;
-        } else {
-            let c = text[i..].chars().next().expect("a character");
-            out.push(c);
-            i += c.len_utf8();
-        }
-    }
-    let mut result = String::new();
-    let mut rest = out.as_str();
-    while let Some(at) = rest.find("\"created\":\"") {
-        let start = at + "\"created\":\"".len();
-        result.push_str(&rest[..start]);
-        let end = rest[start..].find('"').map_or(rest.len(), |e| start + e);
-        result.push_str("<TIME>");
-        rest = &rest[end..];
-    }
-    result.push_str(rest);
-    result
-}
-
-/// One command line's outcome, normalised.
-fn outcome(output: &Output, dir: &Path, seen: &mut HashMap<String, usize>) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        normalise(&String::from_utf8_lossy(&output.stdout), dir, seen),
-        normalise(&String::from_utf8_lossy(&output.stderr), dir, seen),
-    )
-}
+/// The item the script stores: a small text file of the fixtures.
+const ITEM: &str = "{TARS}/SHA256SUMS";
 
 /// Every image and container command, in success and failure, on a store with two layers.
-fn script(item: &str) -> Vec<Vec<String>> {
-    let lines: Vec<Vec<&str>> = vec![
-        vec!["images"],
-        vec!["images", "--json"],
-        vec!["containers"],
-        vec!["containers", "--json"],
-        vec!["create-layer", "-i", LAYER_A, "-n", "base"],
-        vec!["create-layer", "-i", LAYER_B, "-n", "top", LAYER_A],
-        vec![
+fn script() -> Vec<Step> {
+    let item = std::fs::read(go_fixtures().join("tars/SHA256SUMS")).expect("the item");
+    let item_digest = sha256_digest(&item);
+    vec![
+        step(&["images"]),
+        step(&["images", "--json"]),
+        step(&["containers"]),
+        step(&["containers", "--json"]),
+        step(&["create-layer", "-i", LAYER_A, "-n", "base"]),
+        step(&["create-layer", "-i", LAYER_B, "-n", "top", LAYER_A]),
+        step(&[
             "create-image",
             "-i",
             IMAGE_1,
@@ -138,34 +86,34 @@ fn script(item: &str) -> Vec<Vec<String>> {
             "-m",
             "meta1",
             LAYER_B,
-        ],
-        vec!["create-image", "-i", IMAGE_2, "-n", "img2"],
-        vec!["create-image", "-i", IMAGE_2, "-n", "img3"],
-        vec!["create-image", "-n", "img1"],
-        vec!["create-image", "nosuchlayer"],
-        vec!["createimage", "a", "b"],
-        vec!["images"],
-        vec!["images", "-q"],
-        vec!["image", "img1", "img2", "nosuch"],
-        vec!["image", "--json", "img2"],
-        vec!["set-image-data", "-f", item, "img1", "manifest"],
-        vec!["set-image-data", "-f", item, "img1", "other"],
-        vec!["set-image-data", "-f", item, "nosuch", "other"],
-        vec!["list-image-data", "img1"],
-        vec!["list-image-data", "--json", "img2"],
-        vec!["list-image-data", "--json", "img1"],
-        vec!["get-image-data", "img1", "manifest"],
-        vec!["get-image-data", "img1", "nosuch"],
-        vec!["get-image-data", "nosuch", "x"],
-        vec!["get-image-data-size", "img1", "manifest"],
-        vec!["get-image-data-digest", "img1", "manifest"],
-        vec!["get-image-data-size", "img1", "nosuch"],
-        vec!["images-by-digest", ABC_DIGEST],
-        vec!["images-by-digest", "-q", ABC_DIGEST],
-        vec!["images-by-digest", "--json", ABC_DIGEST],
-        vec!["images-by-digest", "bad"],
-        vec!["images"],
-        vec![
+        ]),
+        step(&["create-image", "-i", IMAGE_2, "-n", "img2"]),
+        step(&["create-image", "-i", IMAGE_2, "-n", "img3"]),
+        step(&["create-image", "-n", "img1"]),
+        step(&["create-image", "nosuchlayer"]),
+        step(&["createimage", "a", "b"]),
+        step(&["images"]),
+        step(&["images", "-q"]),
+        step(&["image", "img1", "img2", "nosuch"]),
+        step(&["image", "--json", "img2"]),
+        step(&["set-image-data", "-f", ITEM, "img1", "manifest"]),
+        step(&["set-image-data", "-f", ITEM, "img1", "other"]),
+        step(&["set-image-data", "-f", ITEM, "nosuch", "other"]),
+        step(&["list-image-data", "img1"]),
+        step(&["list-image-data", "--json", "img2"]),
+        step(&["list-image-data", "--json", "img1"]),
+        step(&["get-image-data", "img1", "manifest"]),
+        step(&["get-image-data", "img1", "nosuch"]),
+        step(&["get-image-data", "nosuch", "x"]),
+        step(&["get-image-data-size", "img1", "manifest"]),
+        step(&["get-image-data-digest", "img1", "manifest"]),
+        step(&["get-image-data-size", "img1", "nosuch"]),
+        step(&["images-by-digest", &item_digest]),
+        step(&["images-by-digest", "-q", &item_digest]),
+        step(&["images-by-digest", "--json", &item_digest]),
+        step(&["images-by-digest", "bad"]),
+        step(&["images"]),
+        step(&[
             "create-container",
             "-i",
             CONTAINER_1,
@@ -176,125 +124,97 @@ fn script(item: &str) -> Vec<Vec<String>> {
             "-m",
             "cmeta",
             "img1",
-        ],
-        vec!["create-container", "-i", CONTAINER_2, "-n", "ctr2", ""],
-        vec!["create-container", "-n", "ctr1", "img1"],
-        vec!["create-container", "nosuchimage"],
-        vec![
+        ]),
+        step(&["create-container", "-i", CONTAINER_2, "-n", "ctr2", ""]),
+        step(&["create-container", "-n", "ctr1", "img1"]),
+        step(&["create-container", "nosuchimage"]),
+        step(&[
             "create-container",
             "--hostuidmap",
             "--uidmap",
             "0:1:1",
             "img1",
-        ],
-        vec!["create-container", "--uidmap", "0:1:1,2:3:4", "img1"],
-        vec!["containers"],
-        vec!["container", "ctr1", "ctr2", "nosuch"],
-        vec!["container", "--json", "ctr2"],
-        vec!["set-container-data", "-f", item, "ctr1", "key1"],
-        vec!["list-container-data", "ctr1"],
-        vec!["list-container-data", "--json", "ctr2"],
-        vec!["get-container-data", "ctr1", "key1"],
-        vec!["get-container-data-size", "ctr1", "key1"],
-        vec!["get-container-data-digest", "ctr1", "key1"],
-        vec!["get-container-data", "ctr1", "nosuch"],
-        vec!["get-container-data", "nosuch", "key1"],
-        vec!["get-container-dir", "ctr1"],
-        vec!["get-container-run-dir", "ctr1"],
-        vec!["get-container-dir", "nosuch"],
-        vec!["container-parent-owners", "ctr1"],
-        vec!["container-parent-owners", "--json", "ctr1"],
-        vec!["layers"],
-        vec!["layers", "-t"],
-        vec!["exists", "-i", "img1"],
-        vec!["exists", "-c", "img1"],
-        vec!["exists", "-l", "img1"],
-        vec!["exists", "-c", "ctr1"],
-        vec!["exists", "--json", "ctr1", "img1", "base", "nosuch"],
-        vec!["metadata", "img1", "ctr1", "base", "nosuch"],
-        vec!["metadata", "-q", "img1"],
-        vec!["set-metadata", "-m", "newmeta", "img1"],
-        vec!["set-metadata", "-m", "x", "nosuch"],
-        vec!["metadata", "img1"],
-        vec!["get-names", "img1"],
-        vec!["get-names", "--json", "ctr2"],
-        vec!["add-names", "-n", "img1c", "img1"],
-        vec!["add-names", "--json", "-n", "img2x", "img2"],
-        vec!["set-names", "--json", "ctr2"],
-        vec!["set-names", "-n", "ctrX", "ctr2"],
-        vec!["get-names", "ctr2"],
-        vec!["get-names", "nosuch"],
-        vec!["delete-layer", LAYER_B],
-        vec!["delete-image", "img1"],
-        vec!["delete-image", "--test", "img2"],
-        vec!["delete-image", "--json", "nosuch"],
-        vec!["mount", "ctr1"],
-        vec!["mounted", "ctr1"],
-        vec!["unmount", "ctr1"],
-        vec!["delete-container", "ctr1"],
-        vec!["delete-container", "--json", "ctr2"],
-        vec!["delete-image", "--test", "--json", "img1"],
-        vec!["delete-image", "img1"],
-        vec!["layers"],
-        vec!["delete", "img2"],
-        vec!["delete", "--json", "nosuch"],
-        vec!["images", "--json"],
-        vec!["containers", "--json"],
-        vec!["version", "--json"],
-        vec!["wipe"],
-        vec!["shutdown"],
-    ];
-    lines
-        .into_iter()
-        .map(|line| line.into_iter().map(str::to_owned).collect())
-        .collect()
+        ]),
+        step(&["create-container", "--uidmap", "0:1:1,2:3:4", "img1"]),
+        step(&["containers"]),
+        step(&["container", "ctr1", "ctr2", "nosuch"]),
+        step(&["container", "--json", "ctr2"]),
+        step(&["set-container-data", "-f", ITEM, "ctr1", "key1"]),
+        step(&["list-container-data", "ctr1"]),
+        step(&["list-container-data", "--json", "ctr2"]),
+        step(&["get-container-data", "ctr1", "key1"]),
+        step(&["get-container-data-size", "ctr1", "key1"]),
+        step(&["get-container-data-digest", "ctr1", "key1"]),
+        step(&["get-container-data", "ctr1", "nosuch"]),
+        step(&["get-container-data", "nosuch", "key1"]),
+        step(&["get-container-dir", "ctr1"]),
+        step(&["get-container-run-dir", "ctr1"]),
+        step(&["get-container-dir", "nosuch"]),
+        step(&["container-parent-owners", "ctr1"]),
+        step(&["container-parent-owners", "--json", "ctr1"]),
+        step(&["layers"]),
+        step(&["layers", "-t"]),
+        step(&["exists", "-i", "img1"]),
+        step(&["exists", "-c", "img1"]),
+        step(&["exists", "-l", "img1"]),
+        step(&["exists", "-c", "ctr1"]),
+        step(&["exists", "--json", "ctr1", "img1", "base", "nosuch"]),
+        step(&["metadata", "img1", "ctr1", "base", "nosuch"]),
+        step(&["metadata", "-q", "img1"]),
+        step(&["set-metadata", "-m", "newmeta", "img1"]),
+        step(&["set-metadata", "-m", "x", "nosuch"]),
+        step(&["metadata", "img1"]),
+        step(&["get-names", "img1"]),
+        step(&["get-names", "--json", "ctr2"]),
+        step(&["add-names", "-n", "img1c", "img1"]),
+        step(&["add-names", "--json", "-n", "img2x", "img2"]),
+        step(&["set-names", "--json", "ctr2"]),
+        step(&["set-names", "-n", "ctrX", "ctr2"]),
+        step(&["get-names", "ctr2"]),
+        step(&["get-names", "nosuch"]),
+        step(&["delete-layer", LAYER_B]),
+        step(&["delete-image", "img1"]),
+        step(&["delete-image", "--test", "img2"]),
+        step(&["delete-image", "--json", "nosuch"]),
+        step(&["mount", "ctr1"]),
+        step(&["mounted", "ctr1"]),
+        step(&["unmount", "ctr1"]),
+        step(&["delete-container", "ctr1"]),
+        step(&["delete-container", "--json", "ctr2"]),
+        step(&["delete-image", "--test", "--json", "img1"]),
+        step(&["delete-image", "img1"]),
+        step(&["layers"]),
+        step(&["delete", "img2"]),
+        step(&["delete", "--json", "nosuch"]),
+        step(&["images", "--json"]),
+        step(&["containers", "--json"]),
+        step(&["version", "--json"]),
+        step(&["wipe"]),
+        step(&["shutdown"]),
+    ]
 }
 
-fn differs_from_go(driver: &'static str) {
-    let scratch = tempfile::tempdir().expect("tempdir");
-    let item = scratch.path().join("item");
-    std::fs::write(&item, "abc").expect("item");
-    let item = item.display().to_string();
-    let go = Twin {
-        dir: scratch.path().join("go"),
-        go: true,
-        driver,
-    };
-    let ours = Twin {
-        // As long as "go": the usage's flag defaults are padded to the paths' length.
-        dir: scratch.path().join("rs"),
-        go: false,
-        driver,
-    };
-    let (mut go_seen, mut our_seen) = (HashMap::new(), HashMap::new());
-    let mut differences = Vec::new();
-    for line in script(&item) {
-        let args: Vec<&str> = line.iter().map(String::as_str).collect();
-        let want = outcome(&go.run(&args), &go.dir, &mut go_seen);
-        let got = outcome(&ours.run(&args), &ours.dir, &mut our_seen);
-        if want != got {
-            differences.push(format!("{args:?}\n--- Go\n{want}\n--- layerstore\n{got}"));
-        }
-    }
-    assert!(
-        differences.is_empty(),
-        "{} of {} command lines differ:\n{}",
-        differences.len(),
-        script(&item).len(),
-        differences.join("\n\n")
-    );
+/// The script against the Go tool on `driver`, through the shared differential runner.
+fn agrees_with_go(driver: &str) {
+    let go = go_tool().expect("the Go tool");
+    let steps = script();
+    let (mismatches, _, first_dir, second_dir) =
+        differences_between(&go, &binary(), driver, &steps);
+    unmount_all_under(first_dir.path());
+    unmount_all_under(second_dir.path());
+    assert_agree(&mismatches, steps.len());
 }
 
 #[test]
 fn image_and_container_commands_match_the_go_tool_on_vfs() {
     require_or_skip!(Capability::Root, Capability::GoTool);
-    differs_from_go("vfs");
+    agrees_with_go("vfs");
 }
 
 #[test]
 fn image_and_container_commands_match_the_go_tool_on_overlay() {
     require_or_skip!(Capability::Root, Capability::GoTool, Capability::Overlay);
-    differs_from_go("overlay");
+    agrees_with_go("overlay");
 }
 
 fn ours(dir: &Path, args: &[&str]) -> Output {
