@@ -214,7 +214,7 @@ const METHOD: &str = "\
 - mount: a chain of empty overlay layers written the same way; `mount TOP`, `unmount TOP`.
 - store: a store of N one-layer images (named), a container on each, and spare images whose
   top layer is a chain of `--image-layers` layers, written the same way (images.json and
-  containers.json by layerstore-model) and shared by both tools: `images`, `containers`,
+  containers.json by layerstore-model) and shared by both tools: `images`, `layers`, `containers`,
   `create-container --id C IMAGE` then `mount C` (their sum per run is the
   `create-container + mount` row; `unmount C` and `delete-container C` follow, untimed),
   `delete-image` of a chain image (a different one each run: its layers go with it). A

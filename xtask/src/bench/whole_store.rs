@@ -2,7 +2,8 @@
 //!
 //! One store per driver, written directly ([`store::write_image_store`]): `--images` one-layer
 //! images, a container on each, and spare images whose top layer is a chain of
-//! `--image-layers` layers. Both tools share it. Timed per run: `images`, `containers`,
+//! `--image-layers` layers. Both tools share it. Timed per run: `images`, `layers` (which
+//! names each layer's images and containers), `containers`,
 //! `create-container` then `mount` of it (what every `podman run` starts with; the row
 //! `create-container + mount` is their sum per run), and `delete-image` of a chain image (each
 //! run deletes another one). Then `exists -l` in a flat store of `--open-layers` layers: the
@@ -65,6 +66,7 @@ fn images_and_containers(
         r
     };
     let mut images = row("images", &input, STORE_GOAL);
+    let mut layers = row("layers", &input, STORE_GOAL);
     let mut containers = row("containers", &input, STORE_GOAL);
     let mut create = row("create-container", &input, STORE_GOAL);
     let mut mount = row("mount (container)", &input, STORE_GOAL);
@@ -87,9 +89,11 @@ fn images_and_containers(
                 continue;
             }
             let bin = ctx.tool(tool).to_path_buf();
-            // A listing must be complete: it names the first image (container).
+            // A listing must be complete: it names the first image (container); `layers`
+            // names each layer's images and containers beside it.
             for (what, want, row) in [
                 ("images", &first_image, &mut images),
+                ("layers", &first_image, &mut layers),
                 ("containers", &first_container, &mut containers),
             ] {
                 match ctx.runner.timed(s.command(&bin).arg(what)) {
@@ -189,7 +193,7 @@ fn images_and_containers(
     }
     results
         .rows
-        .extend([images, containers, create, mount, start, delete]);
+        .extend([images, layers, containers, create, mount, start, delete]);
     store::remove_tree(&base)
 }
 
