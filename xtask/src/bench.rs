@@ -8,6 +8,8 @@
 //! Each tool gets its own store for imports; the many-layer store and the overlay chain are
 //! written once (see [`store`]) and shared by both tools. Criterion stays for micro benchmarks.
 
+pub(crate) mod bound;
+mod chart;
 mod exec;
 pub(crate) mod fixtures;
 mod machine;
@@ -17,6 +19,7 @@ mod report;
 mod scratch;
 mod sections;
 pub(crate) mod store;
+mod whole_store;
 
 use std::collections::HashMap;
 use std::fs;
@@ -33,6 +36,9 @@ use scratch::ScratchRoot;
 use sections::{Context, run_sections};
 
 use crate::workspace_root;
+
+/// The chart's file name, beside the report.
+const CHART_FILE: &str = "benchmarks.svg";
 
 fn sync() {
     rustix::fs::sync();
@@ -150,6 +156,33 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let finished = utc_now();
     drop(root);
 
+    let out = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| workspace.join("docs/BENCHMARKS.md"));
+    let out_dir = out.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(out_dir).map_err(|e| format!("mkdir {}: {e}", out_dir.display()))?;
+    // The chart of the filesystem the goals are for (tmpfs), else of the first one, beside
+    // the report.
+    let charted = all.iter().find(|r| r.goals_apply).or_else(|| all.first());
+    let chart = charted.and_then(|r| {
+        chart::svg(
+            r,
+            &format!(
+                "layerstore against Go containers-storage, {} ({started})",
+                r.name
+            ),
+        )
+    });
+    let chart_file = match chart {
+        Some(svg) => {
+            let path = out_dir.join(CHART_FILE);
+            fs::write(&path, svg).map_err(|e| format!("write {}: {e}", path.display()))?;
+            eprintln!("bench: wrote {}", path.display());
+            Some(CHART_FILE)
+        }
+        None => None,
+    };
     let report = render(
         &ctx,
         &all,
@@ -158,14 +191,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
         &finished,
         &load_before,
         &load_after,
+        chart_file,
     );
-    let out = opts
-        .out
-        .clone()
-        .unwrap_or_else(|| workspace.join("docs/BENCHMARKS.md"));
-    if let Some(dir) = out.parent() {
-        fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
-    }
     let report = report + &kept_notes(&out);
     fs::write(&out, report).map_err(|e| format!("write {}: {e}", out.display()))?;
     eprintln!("bench: wrote {}", out.display());

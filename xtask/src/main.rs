@@ -27,6 +27,9 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz::run(&args[1..]).map_err(|e| format!("fuzz: {e}")),
         Some("tidy") => tidy::check().map_err(|e| format!("tidy: {e}")),
         Some("bench") => bench::run(&args[1..]).map_err(|e| format!("bench: {e}")),
+        Some("bench-bound") => {
+            bench::bound::run(&args[1..]).map_err(|e| format!("bench-bound: {e}"))
+        }
         Some("bench-fixtures") => {
             bench::fixtures::make_all(&args[1..]).map_err(|e| format!("bench-fixtures: {e}"))
         }
@@ -55,6 +58,7 @@ tasks:
   fuzz   every cargo-fuzz target of fuzz/ for N seconds each (`fuzz --seconds N [TARGET...]`)
   tidy   repository invariants (dependency arrows, crate docs, no paths of one machine)
   bench  whole-process benchmarks vs the Go tool -> docs/BENCHMARKS.md (`bench --help`)
+  bench-bound  one library alone, timed by bench (`bench-bound gunzip|unzstd|sha256 FILE`)
   bench-fixtures  the tarballs bench imports (`bench-fixtures [--dir DIR]`; bench runs it)
   fixtures  makes tests/fixtures/go-1.43 again from GNU tar and the Go tool (`fixtures --help`)
 ";

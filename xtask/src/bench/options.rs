@@ -10,13 +10,16 @@ usage: cargo xtask bench [options]
   --quick              a small subset: 3 runs, tmpfs only, the rootfs fixtures (plain, gzip, zstd),
                        the many-layer store on vfs only
   --runs N             runs per tool and row (default 5; --quick: 3)
-  --sections LIST      import,diff,many,mount,child (default: all)
+  --sections LIST      import,diff,many,mount,child,store (default: all)
   --fs LIST            tmpfs,disk (default: both; --quick: tmpfs)
   --drivers LIST       vfs,overlay (default: both)
   --fixtures LIST      rootfs.tar,rootfs.tar.gz,rootfs.tar.zst,smallfiles.tar,bigfile.tar,bigfile.tar.gz
   --disk-fixtures LIST the fixtures imported on the disk (default: those of --fixtures)
   --layers N           size of the many-layer store (default 10000)
   --chain N            depth of the overlay chain to mount (default 100)
+  --images N           store section: images (and containers) in the store (default 10000)
+  --image-layers N     store section: layers of the image `delete-image` removes (default 50)
+  --open-layers N      store section: layers of the store `exists` opens (default 100000)
   --ours PATH          our binary (default: cargo build --release -p layerstore-cli)
   --go PATH            the Go tool (default /usr/bin/containers-storage)
   --fixtures-dir DIR   where the fixtures are kept, built if missing (default /tmp/lsbench-fixtures)
@@ -33,6 +36,7 @@ pub(super) enum Section {
     Many,
     Mount,
     Child,
+    Store,
 }
 
 impl Section {
@@ -43,6 +47,7 @@ impl Section {
             "many" => Section::Many,
             "mount" => Section::Mount,
             "child" => Section::Child,
+            "store" => Section::Store,
             other => return Err(format!("unknown section `{other}`")),
         })
     }
@@ -65,6 +70,9 @@ pub(super) struct Options {
     pub(super) disk_fixtures: Option<Vec<Fixture>>,
     pub(super) many_layers: usize,
     pub(super) chain_depth: usize,
+    pub(super) store_images: usize,
+    pub(super) image_layers: usize,
+    pub(super) open_layers: usize,
     pub(super) ours: Option<PathBuf>,
     pub(super) go: PathBuf,
     pub(super) fixtures_dir: PathBuf,
@@ -98,8 +106,9 @@ impl Options {
             match arg.as_str() {
                 "--quick" => quick = true,
                 flag @ ("--runs" | "--sections" | "--fs" | "--drivers" | "--fixtures"
-                | "--layers" | "--chain" | "--ours" | "--go" | "--fixtures-dir"
-                | "--work" | "--out" | "--timeout" | "--disk-fixtures") => {
+                | "--layers" | "--chain" | "--images" | "--image-layers"
+                | "--open-layers" | "--ours" | "--go" | "--fixtures-dir" | "--work"
+                | "--out" | "--timeout" | "--disk-fixtures") => {
                     let value = it
                         .next()
                         .ok_or_else(|| format!("{flag} needs a value\n{BENCH_USAGE}"))?;
@@ -125,6 +134,7 @@ impl Options {
                 Section::Many,
                 Section::Mount,
                 Section::Child,
+                Section::Store,
             ],
             Some(v) => list(v)
                 .into_iter()
@@ -176,6 +186,9 @@ impl Options {
             disk_fixtures,
             many_layers: number("--layers", 10_000)?,
             chain_depth: number("--chain", 100)?,
+            store_images: number("--images", 10_000)?,
+            image_layers: number("--image-layers", 50)?,
+            open_layers: number("--open-layers", 100_000)?,
             ours: values.get("--ours").map(PathBuf::from),
             go: PathBuf::from(
                 values
@@ -249,10 +262,14 @@ mod tests {
         let o = Options::parse(&[]).expect("no options is fine");
         assert_eq!(o.runs, 5);
         assert_eq!(o.fs, vec![FsKind::Tmpfs, FsKind::Disk]);
-        assert_eq!(o.sections.len(), 5);
+        assert_eq!(o.sections.len(), 6);
         assert_eq!(o.fixtures.len(), fixtures::ALL.len());
         assert_eq!(o.many_layers, 10_000);
         assert_eq!(o.chain_depth, 100);
+        assert_eq!(
+            (o.store_images, o.image_layers, o.open_layers),
+            (10_000, 50, 100_000)
+        );
         assert_eq!(
             o.many_drivers(),
             vec!["vfs".to_owned(), "overlay".to_owned()]
@@ -277,6 +294,15 @@ mod tests {
         assert_eq!(o.sections, vec![Section::Many, Section::Child]);
         assert_eq!(o.many_layers, 500);
         assert!(o.command_line.ends_with("--layers 500"));
+        let o = Options::parse(&args(
+            "--sections store --images 100 --image-layers 5 --open-layers 1000",
+        ))
+        .expect("valid");
+        assert_eq!(o.sections, vec![Section::Store]);
+        assert_eq!(
+            (o.store_images, o.image_layers, o.open_layers),
+            (100, 5, 1000)
+        );
         let o = Options::parse(&args("--disk-fixtures rootfs.tar --fixtures bigfile.tar"))
             .expect("valid");
         assert_eq!(o.fixtures_on("tmpfs")[0].name, "bigfile.tar");
@@ -289,6 +315,7 @@ mod tests {
         for (line, want) in [
             ("--runs 0", "--runs"),
             ("--runs", "needs a value"),
+            ("--images 0", "--images"),
             ("--sections import,bogus", "bogus"),
             ("--fs nfs", "nfs"),
             ("--drivers btrfs", "btrfs"),

@@ -11,6 +11,7 @@ use super::options::Section;
 use super::report::{FsResults, Tool};
 use super::sections::Context;
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn render(
     ctx: &Context<'_>,
     all: &[FsResults],
@@ -19,6 +20,7 @@ pub(super) fn render(
     finished: &str,
     load_before: &str,
     load_after: &str,
+    chart_file: Option<&str>,
 ) -> String {
     let opts = ctx.opts;
     let mut md = String::new();
@@ -28,13 +30,14 @@ pub(super) fn render(
          it. Only the hand-written part at the end (from its marker on) survives a rerun.\n\n",
     );
     let complete = opts.runs >= 5
-        && opts.sections.len() == 5
+        && opts.sections.len() == 6
         && opts.fs.len() == 2
         && opts.drivers.len() == 2
         && opts.all_fixtures().len() == fixtures::ALL.len()
         && opts.disk_fixtures.is_none()
         && opts.many_layers == 10_000
-        && opts.chain_depth == 100;
+        && opts.chain_depth == 100
+        && (opts.store_images, opts.image_layers, opts.open_layers) == (10_000, 50, 100_000);
     let kind = if opts.quick {
         "**QUICK RUN** (`--quick`: a small subset, few runs; not the full benchmark)"
     } else if complete {
@@ -54,6 +57,17 @@ pub(super) fn render(
         opts.runs,
         sections.join(", "),
     );
+    if let Some(file) = chart_file {
+        let _ = writeln!(
+            md,
+            "![Each row's median wall time divided by the Go tool's: ours, Go (1.0), the bound; the red tick is the goal]({file})\n\n\
+             The chart ({file}, drawn by the same run) shows each row of the {} tables as median wall time ÷ the Go tool's; grey is the row's bound: the library alone where one bounds it, else the physical reference. podman and skopeo are not timed by this bench (they wrap the same Go library; see the method).\n",
+            all.iter()
+                .find(|r| r.goals_apply)
+                .or_else(|| all.first())
+                .map_or("", |r| r.name.as_str())
+        );
+    }
     md.push_str("## How to run\n\n");
     md.push_str(HOW_TO_RUN);
     md.push_str("\n## Machine and tools\n\n| fact | value |\n|---|---|\n");
@@ -167,9 +181,10 @@ As root, on an otherwise idle machine (the 1-minute load average is recorded; ab
 numbers are noise):
 
     apt-get install -y containers-storage debootstrap zstd npm   # once
-    cargo xtask bench                  # everything: tmpfs and disk, 5 runs (~45 min on 2 cores)
+    cargo xtask bench                  # everything: tmpfs and disk, 5 runs (~1 hour on 2 cores)
     cargo xtask bench --quick          # ~2 minutes: tmpfs, the rootfs fixtures, 3 runs
     cargo xtask bench --sections many,mount --fs tmpfs --runs 10
+    cargo xtask bench --sections store --fs tmpfs --images 1000 --open-layers 10000 --runs 3
     cargo xtask bench --ours /usr/bin/containers-storage   # Go against itself: the noise floor
 
 The fixtures are made once, by `cargo xtask bench-fixtures` or by the first `bench` that needs
@@ -197,6 +212,20 @@ const METHOD: &str = "\
   layerstore-model, driver dirs as Go lays them out), read by both tools: `layers` (its line
   count is checked), `create-layer --id X`, `delete-layer X`.
 - mount: a chain of empty overlay layers written the same way; `mount TOP`, `unmount TOP`.
+- store: a store of N one-layer images (named), a container on each, and spare images whose
+  top layer is a chain of `--image-layers` layers, written the same way (images.json and
+  containers.json by layerstore-model) and shared by both tools: `images`, `layers`, `containers`,
+  `create-container --id C IMAGE` then `mount C` (their sum per run is the
+  `create-container + mount` row; `unmount C` and `delete-container C` follow, untimed),
+  `delete-image` of a chain image (a different one each run: its layers go with it). A
+  warm-up run of each tool comes first, untimed. Then `exists -l ID` (the last record) in a
+  flat store of `--open-layers` layers: the cost of opening a big store.
+- bound: where one library bounds a row (gzip inflate by zlib-rs, zstd decode, SHA-256 of a
+  1 GiB stream), `cargo xtask bench-bound KIND FILE` runs that library alone on the row's
+  input, as one process timed like the others (1 MiB reads, output discarded; the debug xtask
+  binary runs its dependencies optimised), in the same run; the row reports ours ÷ bound.
+- podman and skopeo are not timed (not yet): they do more than the store operation (image
+  config, OCI runtime spec, networking), so their times would not be the store's.
 - child: `create-layer --id C P` on vfs where P holds rootfs.tar (a full copy); reference
   `cp -a` of the extracted tree; then `applydiff` of layer2.tar (whiteouts, opaque dir) onto C.
 - The physical baselines are timed on the same filesystem right before the tools' import and

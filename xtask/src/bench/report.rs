@@ -44,6 +44,8 @@ pub enum Goal {
     VsReference(f64),
     /// Our largest peak RSS at most this many MiB.
     PeakRssMib(f64),
+    /// Our median ÷ the library bound (one library's work alone) at most this.
+    VsBound(f64),
 }
 
 /// One benchmark row: the same operation timed with both tools.
@@ -63,6 +65,8 @@ pub struct Row {
     pub reference: Option<(String, Vec<String>)>,
     /// Another baseline shown beside the reference, for information: (label, key).
     pub also: Option<(String, String)>,
+    /// The library this row is bound by, timed alone: (label, baseline key).
+    pub bound: Option<(String, String)>,
     /// Goals for this row (evaluated on tmpfs only).
     pub goals: Vec<Goal>,
 }
@@ -78,6 +82,7 @@ impl Row {
             samples: [Vec::new(), Vec::new()],
             reference: None,
             also: None,
+            bound: None,
             goals: Vec::new(),
         }
     }
@@ -176,6 +181,12 @@ impl FsResults {
             .sum()
     }
 
+    /// The library bound of a row: its baseline's median.
+    pub fn bound_secs(&self, row: &Row) -> Option<f64> {
+        let (_, key) = row.bound.as_ref()?;
+        self.baselines.get(key).and_then(|s| median_secs(s))
+    }
+
     /// The measured value a goal is about (a ratio, or MiB), and its limit.
     fn goal_value(&self, row: &Row, goal: Goal) -> (Option<f64>, f64) {
         let ours = median_secs(&row.samples[Tool::Ours.index()]);
@@ -185,6 +196,7 @@ impl FsResults {
                 max,
             ),
             Goal::VsReference(max) => (ratio(ours, self.reference_secs(row)), max),
+            Goal::VsBound(max) => (ratio(ours, self.bound_secs(row)), max),
             Goal::PeakRssMib(max) => (peak_rss_mib(&row.samples[Tool::Ours.index()]), max),
         }
     }
@@ -214,6 +226,13 @@ impl FsResults {
                         format!("peak RSS ≤ {max} MiB"),
                         value.map(|v| format!("{v:.0} MiB")),
                     ),
+                    Goal::VsBound(_) => (
+                        format!(
+                            "ours ÷ bound ({}) ≤ {max}",
+                            row.bound.as_ref().map_or("—", |b| b.0.as_str())
+                        ),
+                        value.map(|v| format!("{v:.2}")),
+                    ),
                 };
                 out.push((
                     format!("{} {} {}", row.op, row.driver, row.input),
@@ -238,6 +257,7 @@ impl FsResults {
                     Goal::VsGo(max) => format!("÷Go ≤ {max}"),
                     Goal::VsReference(max) => format!("÷ref ≤ {max}"),
                     Goal::PeakRssMib(max) => format!("RSS ≤ {max} MiB"),
+                    Goal::VsBound(max) => format!("÷bound ≤ {max}"),
                 };
                 if !self.goals_apply {
                     return text;
@@ -296,6 +316,16 @@ impl FsResults {
                     && let Some(secs) = self.baselines.get(key).and_then(|s| median_secs(s))
                 {
                     let _ = write!(reference_cell, " ({label}: {})", fmt_secs(secs));
+                }
+                if let Some((label, _)) = &row.bound
+                    && let Some(secs) = self.bound_secs(row)
+                {
+                    let _ = write!(
+                        reference_cell,
+                        "; bound, {label}: {} (ours ÷ bound {})",
+                        fmt_secs(secs),
+                        fmt_ratio(ratio(median_secs(ours), Some(secs)))
+                    );
                 }
                 let _ = writeln!(
                     md,

@@ -1,4 +1,5 @@
-//! The sections of the benchmark (import, diff, many layers, mount, child layer) and the
+//! The sections of the benchmark (import, diff, many layers, mount, child layer; the whole
+//! store is in [`super::whole_store`]) and the
 //! physical baselines they are compared with; each section fills its rows of the results.
 
 use std::collections::HashMap;
@@ -49,14 +50,14 @@ impl Context<'_> {
 
 /// Per-row bookkeeping of a tool that failed: it is skipped for the rest of the row.
 #[derive(Default)]
-struct Broken([bool; 2]);
+pub(super) struct Broken([bool; 2]);
 
 impl Broken {
-    fn is(&self, tool: Tool) -> bool {
+    pub(super) fn is(&self, tool: Tool) -> bool {
         self.0[tool.index()]
     }
 
-    fn mark(&mut self, tool: Tool, results: &mut FsResults, what: &str, err: &str) {
+    pub(super) fn mark(&mut self, tool: Tool, results: &mut FsResults, what: &str, err: &str) {
         if !self.0[tool.index()] {
             results.notes.push(format!("{tool:?} FAILED {what}: {err}"));
             eprintln!("bench: {tool:?} failed {what}: {err}");
@@ -96,9 +97,34 @@ pub(super) fn run_sections(ctx: &mut Context<'_>, fs_root: &Path, results: &mut 
     if opts.has(Section::Child) {
         timed_section("child", results, &mut |r| section_child(ctx, fs_root, r));
     }
+    if opts.has(Section::Store) {
+        timed_section("store", results, &mut |r| {
+            super::whole_store::section_store(ctx, fs_root, r)
+        });
+    }
 }
 
-fn record(row: &mut Row, tool: Tool, sample: Sample) {
+/// The one library an import of `f` is bound by, if any: (`bench-bound` kind, label).
+/// Compressed layers: the decompressor (its thread feeds everything else). The 1 GiB plain
+/// file: SHA-256 of the stream (the extracting thread hashes every byte it writes). The other
+/// plain tars are bound by the filesystem calls, measured by the `tar -x` reference instead.
+fn library_bound(f: Fixture) -> Option<(&'static str, &'static str)> {
+    if f.name.ends_with(".gz") {
+        Some(("gunzip", "zlib-rs inflate alone"))
+    } else if f.name.ends_with(".zst") {
+        Some(("unzstd", "zstd decode alone"))
+    } else if f.name == "bigfile.tar" {
+        Some(("sha256", "SHA-256 alone"))
+    } else {
+        None
+    }
+}
+
+fn bound_key(kind: &str, f: Fixture) -> String {
+    format!("bound-{kind}/{}", f.name)
+}
+
+pub(super) fn record(row: &mut Row, tool: Tool, sample: Sample) {
     row.samples[tool.index()].push(sample);
 }
 
@@ -190,6 +216,21 @@ fn baselines(
             results.baselines.entry(key.clone()).or_default().push(s);
         }
     }
+    if let Some((kind, _)) = library_bound(f) {
+        let xtask = std::env::current_exe().map_err(|e| format!("the xtask binary: {e}"))?;
+        for _ in 0..runs {
+            let s = ctx.runner.timed_discarding_stdout(
+                Command::new(&xtask)
+                    .args(["bench-bound", kind])
+                    .arg(ctx.fixture(f.name)),
+            )?;
+            results
+                .baselines
+                .entry(bound_key(kind, f))
+                .or_default()
+                .push(s);
+        }
+    }
     let cat_key = format!("cat/{}", f.name);
     if !results.baselines.contains_key(&cat_key) {
         for _ in 0..runs {
@@ -263,6 +304,10 @@ fn section_import(
                 Goal::VsReference(1.5),
                 Goal::PeakRssMib(64.0),
             ];
+            if let Some((kind, label)) = library_bound(f) {
+                import.bound = Some((label.to_owned(), bound_key(kind, f)));
+                import.goals.push(Goal::VsBound(1.1));
+            }
             let mut diff = Row::new("diff", "diff -u", driver, f.name);
             diff.reference = Some((
                 format!("tar -c of {}'s tree", f.plain()),

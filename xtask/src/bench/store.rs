@@ -13,7 +13,10 @@ use std::os::unix::fs::{DirBuilderExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use layerstore_model::{Layer, encode_layers_json, generate_id};
+use layerstore_model::{
+    Container, Image, Layer, encode_containers_json, encode_images_json, encode_layers_json,
+    generate_id,
+};
 
 /// A layer store: graph root, run root and storage driver.
 #[derive(Debug, Clone)]
@@ -150,6 +153,71 @@ pub fn write_chain_store(store: &Store, depth: usize) -> Result<Vec<String>, Str
     }
     write_store(store, &layers)?;
     Ok(layers.into_iter().map(|l| l.id).collect())
+}
+
+/// The IDs of a store written by [`write_image_store`].
+#[derive(Debug, Clone, Default)]
+pub struct ImageStoreIds {
+    /// The one-layer images, in order; image `i` has container `containers[i]`.
+    pub images: Vec<String>,
+    /// One container per one-layer image, each on its own layer above the image's.
+    pub containers: Vec<String>,
+    /// The images whose top layer is a chain of `chain_len` layers (each its own chain).
+    pub chain_images: Vec<String>,
+}
+
+/// Writes a whole store (layers, images, containers) as Go 1.43 lays it out: `images`
+/// one-layer images named `localhost/lsbench-<i>:latest`, one container per image, and
+/// `chains` more images whose top layers are chains of `chain_len` empty layers (for
+/// `delete-image`, which removes the layers no one else uses).
+pub fn write_image_store(
+    store: &Store,
+    images: usize,
+    chains: usize,
+    chain_len: usize,
+) -> Result<ImageStoreIds, String> {
+    let mut layers: Vec<Layer> = Vec::with_capacity(2 * images + chains * chain_len);
+    let mut image_records: Vec<Image> = Vec::with_capacity(images + chains);
+    let mut container_records: Vec<Container> = Vec::with_capacity(images);
+    let mut ids = ImageStoreIds::default();
+    let new_id = || generate_id().map_err(|e| format!("ID: {e}"));
+    for i in 0..images {
+        let base = new_layer(None)?;
+        let rw = new_layer(Some(&base.id))?;
+        let mut image = Image::new(new_id()?);
+        image.top_layer = base.id.clone();
+        image.names = vec![format!("localhost/lsbench-{i}:latest")];
+        let container = Container::new(new_id()?, image.id.clone(), rw.id.clone());
+        ids.images.push(image.id.clone());
+        ids.containers.push(container.id.clone());
+        layers.extend([base, rw]);
+        image_records.push(image);
+        container_records.push(container);
+    }
+    for j in 0..chains {
+        let mut parent: Option<String> = None;
+        for _ in 0..chain_len {
+            let layer = new_layer(parent.as_deref())?;
+            parent = Some(layer.id.clone());
+            layers.push(layer);
+        }
+        let mut image = Image::new(new_id()?);
+        image.top_layer = parent.unwrap_or_default();
+        image.names = vec![format!("localhost/lsbench-chain-{j}:latest")];
+        ids.chain_images.push(image.id.clone());
+        image_records.push(image);
+    }
+    write_store(store, &layers)?;
+    let images_dir = store.graph.join(format!("{}-images", store.driver));
+    mkdir(&images_dir, 0o700)?;
+    let json = encode_images_json(&image_records).map_err(|e| format!("images.json: {e}"))?;
+    write(&images_dir.join("images.json"), &json)?;
+    let containers_dir = store.graph.join(format!("{}-containers", store.driver));
+    mkdir(&containers_dir, 0o700)?;
+    let json =
+        encode_containers_json(&container_records).map_err(|e| format!("containers.json: {e}"))?;
+    write(&containers_dir.join("containers.json"), &json)?;
+    Ok(ids)
 }
 
 /// Mount points at or under `root`, deepest (most recently mounted) last.
@@ -333,6 +401,59 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    #[test]
+    fn go_tool_reads_a_synthetic_image_store_and_deletes_a_chain_image() {
+        layerstore_testsupport::require_or_skip!(
+            layerstore_testsupport::Capability::Root,
+            layerstore_testsupport::Capability::GoTool
+        );
+        let go = layerstore_testsupport::go_tool().expect("checked above");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::at(dir.path(), "vfs");
+        let ids = write_image_store(&store, 5, 2, 4).expect("written");
+        assert_eq!((ids.images.len(), ids.containers.len()), (5, 5));
+        assert_eq!(ids.chain_images.len(), 2);
+        let run = |args: &[&str]| {
+            let out = store
+                .command(&go)
+                .args(args)
+                .output()
+                .expect("go tool runs");
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let images = run(&["images"]);
+        for id in ids.images.iter().chain(&ids.chain_images) {
+            assert!(images.contains(id.as_str()), "{id} missing: {images}");
+        }
+        assert!(images.contains("localhost/lsbench-4:latest"), "{images}");
+        let containers = run(&["containers"]);
+        for id in &ids.containers {
+            assert!(
+                containers.contains(id.as_str()),
+                "{id} missing: {containers}"
+            );
+        }
+        // `layers` names each layer's users on indented lines below it.
+        let count_layers = || {
+            run(&["layers"])
+                .lines()
+                .filter(|l| !l.starts_with('\t'))
+                .count()
+        };
+        // 5 images + 5 container layers + 2 chains of 4.
+        assert_eq!(count_layers(), 18);
+        run(&["delete-image", &ids.chain_images[0]]);
+        assert_eq!(count_layers(), 14, "its 4 layers went with it");
+        run(&["create-container", "--id", "lsbench-c", &ids.images[0]]);
+        let mounted = run(&["mount", "lsbench-c"]);
+        assert!(Path::new(mounted.trim()).is_dir(), "{mounted}");
     }
 
     #[test]

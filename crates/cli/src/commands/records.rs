@@ -1,7 +1,7 @@
 //! Reading and editing records: `layers`, `layer`, `layer-parent-owners`, `delete`,
 //! `delete-layer`, `exists`, names, metadata and layer data.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io;
 use std::path::Path;
@@ -13,6 +13,47 @@ use serde::Serialize;
 use super::content::open_input;
 use super::{Context, go_error_text, go_io_text, go_lossy_utf8};
 use crate::output::{TreeNode, go_int_list, print_tree, write_error, write_json};
+
+/// The images and containers on each layer, indexed once: looking them up per layer by
+/// scanning both lists made `layers` quadratic (2.5 s of CPU for 20,000 layers under 10,000
+/// images and 10,000 containers, against Go's 0.6 s).
+struct LayerUsers<'a> {
+    /// Layer ID -> the images whose top layer (or a mapped copy of it) it is, in list order.
+    images: HashMap<&'a str, Vec<&'a Image>>,
+    /// Layer ID -> its container; as in Go's map, the last one listed wins.
+    containers: HashMap<&'a str, &'a Container>,
+}
+
+impl<'a> LayerUsers<'a> {
+    fn index(images: &'a [Image], containers: &'a [Container]) -> LayerUsers<'a> {
+        let mut on_layer: HashMap<&'a str, Vec<&'a Image>> = HashMap::new();
+        for image in images {
+            let layers = std::iter::once(&image.top_layer).chain(&image.mapped_top_layers);
+            for (i, layer) in layers.clone().enumerate() {
+                // An image is listed once per layer even if it names that layer twice.
+                if layers.clone().take(i).all(|earlier| earlier != layer) {
+                    on_layer.entry(layer.as_str()).or_default().push(image);
+                }
+            }
+        }
+        let containers = containers
+            .iter()
+            .map(|c| (c.layer_id.as_str(), c))
+            .collect();
+        LayerUsers {
+            images: on_layer,
+            containers,
+        }
+    }
+
+    fn images_on(&self, layer: &str) -> &[&'a Image] {
+        self.images.get(layer).map_or(&[], Vec::as_slice)
+    }
+
+    fn container_on(&self, layer: &str) -> Option<&'a Container> {
+        self.containers.get(layer).copied()
+    }
+}
 
 pub(super) fn layers(ctx: &mut Context<'_>, tree: bool, json: bool) -> Result<i32> {
     let layers = match ctx.store.layers() {
@@ -27,17 +68,7 @@ pub(super) fn layers(ctx: &mut Context<'_>, tree: bool, json: bool) -> Result<i3
     // read, and left out when not.
     let images = ctx.store.images().unwrap_or_default();
     let containers = ctx.store.containers().unwrap_or_default();
-    let images_on = |id: &str| -> Vec<&Image> {
-        images
-            .iter()
-            .filter(|image| {
-                image.top_layer == id || image.mapped_top_layers.iter().any(|m| m == id)
-            })
-            .collect()
-    };
-    // Go keeps one container per layer in a map: the last one listed wins.
-    let container_on =
-        |id: &str| -> Option<&Container> { containers.iter().rev().find(|c| c.layer_id == id) };
+    let users = LayerUsers::index(&images, &containers);
     if tree {
         let nodes = layers
             .iter()
@@ -47,11 +78,11 @@ pub(super) fn layers(ctx: &mut Context<'_>, tree: bool, json: bool) -> Result<i3
                 if let Some(mount) = layer.mount_point.as_ref().filter(|_| layer.mount_count > 0) {
                     notes.push(format!("mount: {}", mount.display()));
                 }
-                for image in images_on(&layer.id) {
+                for image in users.images_on(&layer.id) {
                     notes.push(format!("image: {}", image.id));
                     notes.extend(image.names.iter().map(|n| format!("image name: {n}")));
                 }
-                if let Some(container) = container_on(&layer.id) {
+                if let Some(container) = users.container_on(&layer.id) {
                     notes.push(format!("container: {}", container.id));
                     notes.extend(
                         container
@@ -74,13 +105,13 @@ pub(super) fn layers(ctx: &mut Context<'_>, tree: bool, json: bool) -> Result<i3
             for name in &layer.names {
                 writeln!(ctx.out, "\tname: {name}")?;
             }
-            for image in images_on(&layer.id) {
+            for image in users.images_on(&layer.id) {
                 writeln!(ctx.out, "\timage: {}", image.id)?;
                 for name in &image.names {
                     writeln!(ctx.out, "\t\tname: {name}")?;
                 }
             }
-            if let Some(container) = container_on(&layer.id) {
+            if let Some(container) = users.container_on(&layer.id) {
                 writeln!(ctx.out, "\tcontainer: {}", container.id)?;
                 for name in &container.names {
                     writeln!(ctx.out, "\t\tname: {name}")?;
@@ -473,5 +504,72 @@ pub(super) fn set_layer_data(
             ))
         }
         Err(err) => ctx.fail(&go_error_text(&err)),
+    }
+}
+
+#[cfg(test)]
+mod layer_users_tests {
+    use super::*;
+
+    fn image(id: &str, top: &str, mapped: &[&str]) -> Image {
+        let mut image = Image::new(id);
+        image.top_layer = top.to_owned();
+        image.mapped_top_layers = mapped.iter().map(|m| (*m).to_owned()).collect();
+        image
+    }
+
+    #[test]
+    fn images_and_the_last_container_per_layer() {
+        let images = [
+            image("i1", "L1", &["M1"]),
+            image("i2", "L2", &[]),
+            image("i3", "L1", &["L1"]),
+        ];
+        let containers = [
+            Container::new("c1", "i1", "C1"),
+            Container::new("c2", "i1", "C1"),
+            Container::new("c3", "i2", "C3"),
+        ];
+        let users = LayerUsers::index(&images, &containers);
+        let ids = |layer: &str| -> Vec<&str> {
+            users
+                .images_on(layer)
+                .iter()
+                .map(|i| i.id.as_str())
+                .collect()
+        };
+        assert_eq!(ids("L1"), ["i1", "i3"], "list order, i3 once");
+        assert_eq!(ids("M1"), ["i1"]);
+        assert!(ids("C1").is_empty());
+        assert_eq!(users.container_on("C1").map(|c| c.id.as_str()), Some("c2"));
+        assert_eq!(users.container_on("C3").map(|c| c.id.as_str()), Some("c3"));
+        assert!(users.container_on("L1").is_none());
+    }
+
+    /// 100,000 images and containers looked up for 200,000 layers: linear. The scan per layer
+    /// this replaces did 2·10¹⁰ comparisons here (minutes unoptimised); the index takes well
+    /// under a second. The limit is generous: it only tells linear from quadratic.
+    #[test]
+    fn lookup_is_not_quadratic() {
+        const N: usize = 100_000;
+        let images: Vec<Image> = (0..N)
+            .map(|i| image(&format!("i{i}"), &format!("L{i}"), &[]))
+            .collect();
+        let containers: Vec<Container> = (0..N)
+            .map(|i| Container::new(format!("c{i}"), format!("i{i}"), format!("C{i}")))
+            .collect();
+        let started = std::time::Instant::now();
+        let users = LayerUsers::index(&images, &containers);
+        let mut found = 0;
+        for i in 0..N {
+            found += users.images_on(&format!("L{i}")).len();
+            found += usize::from(users.container_on(&format!("C{i}")).is_some());
+        }
+        assert_eq!(found, 2 * N);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }
