@@ -16,7 +16,7 @@ pub enum Error {
     #[error("unsupported compression format {}", .0.extension().unwrap_or("unknown"))]
     UnsupportedCompression(Compression),
     /// Reading or decompressing the input failed.
-    #[error("reading the layer input: {0}")]
+    #[error("reading the layer input")]
     Input(#[source] io::Error),
     /// The tar stream is malformed (or exceeds a parser limit), or the tar-split sink failed;
     /// raised by the tar-split parser.
@@ -95,7 +95,7 @@ pub enum Error {
         id: u64,
     },
     /// A filesystem operation on an entry failed.
-    #[error("entry {entry:?}: {op}: {source}")]
+    #[error("entry {entry:?}: {op}")]
     Entry {
         /// The entry's name.
         entry: String,
@@ -107,7 +107,7 @@ pub enum Error {
     },
     /// A filesystem operation on a path outside of any archive entry failed (opening the target,
     /// walking a tree for `changes`/`export`).
-    #[error("{}: {op}: {source}", path.display())]
+    #[error("{}: {op}", path.display())]
     Path {
         /// The path involved.
         path: PathBuf,
@@ -159,5 +159,29 @@ impl Error {
             op,
             source: source.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    fn io() -> std::io::Error {
+        std::io::Error::from_raw_os_error(13)
+    }
+
+    #[test]
+    fn the_message_leaves_the_cause_to_source() {
+        let err = Error::Path {
+            path: "/s/x".into(),
+            op: "open",
+            source: io(),
+        };
+        assert_eq!(err.to_string(), "/s/x: open");
+        assert_eq!(
+            err.source().map(ToString::to_string),
+            Some(io().to_string())
+        );
     }
 }

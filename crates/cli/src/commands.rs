@@ -13,6 +13,7 @@ use std::path::Path;
 use anyhow::Result;
 use layerstore::Store;
 use layerstore_layers::Error as LayerError;
+use layerstore_model::error_chain;
 
 use crate::args::Command;
 use crate::config::StoreConfig;
@@ -65,12 +66,12 @@ impl Context<'_> {
 pub fn go_error_text(err: &layerstore::Error) -> String {
     match err {
         layerstore::Error::Layers(inner) => layer_error_text(inner),
-        layerstore::Error::DriverStart(inner) => inner.to_string(),
+        layerstore::Error::DriverStart(inner) => error_chain(inner),
         // The Go container store's bare `ErrDuplicateID`, without the ID.
         layerstore::Error::Containers(layerstore_containers::Error::DuplicateId { .. }) => {
             "that ID is already in use".to_string()
         }
-        other => other.to_string(),
+        other => error_chain(other),
     }
 }
 
@@ -91,8 +92,8 @@ pub fn layer_error_text(err: &LayerError) -> String {
         }
         other => match other.go_text() {
             Some(text) => text.to_string(),
-            None if truncated_tar(other) => format!("{other}: unexpected EOF"),
-            None => other.to_string(),
+            None if truncated_tar(other) => format!("{}: unexpected EOF", error_chain(other)),
+            None => error_chain(other),
         },
     }
 }

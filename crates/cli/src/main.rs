@@ -81,7 +81,7 @@ fn main() -> ExitCode {
                 .downcast_ref::<io::Error>()
                 .is_none_or(|e| e.kind() != io::ErrorKind::BrokenPipe)
             {
-                eprintln!("layerstore: {err:#}");
+                eprintln!("layerstore: {}", layerstore_model::error_chain(&*err));
             }
             ExitCode::from(1)
         }
@@ -133,7 +133,7 @@ fn open_store(config: &StoreConfig) -> Result<Store, String> {
     Store::open(options).map_err(|err| match err {
         // Go prints the driver's own complaint (`vfs driver does not support a options`).
         layerstore::Error::Layers(layerstore_layers::Error::Driver { source, .. }) => {
-            source.to_string()
+            layerstore_model::error_chain(&*source)
         }
         other => commands::go_error_text(&other),
     })
@@ -283,7 +283,10 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
     } = command
         && let Err(err) = commands::rebuild_damaged_layers(&config)
     {
-        println!("error initializing: {err}");
+        println!(
+            "error initializing: {}",
+            layerstore_model::error_chain(&*err)
+        );
         return Ok(1);
     }
     if let Command::Pull { .. } | Command::Push { .. } = command {

@@ -34,7 +34,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// An I/O operation on a layer's files failed.
-    #[error("layer {id}: {op} {}: {source}", path.display())]
+    #[error("layer {id}: {op} {}", path.display())]
     LayerIo {
         /// The layer.
         id: String,
@@ -47,7 +47,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// An I/O operation outside any single layer (driver home, graph root) failed.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         /// What was being done.
         op: &'static str,
@@ -180,7 +180,7 @@ pub enum Error {
         reasons: Vec<String>,
     },
     /// The archive crate failed while applying, comparing or exporting a layer.
-    #[error("layer {id}: {source}")]
+    #[error("layer {id}")]
     Archive {
         /// The layer.
         id: String,
@@ -189,7 +189,7 @@ pub enum Error {
         source: layerstore_archive::Error,
     },
     /// The tar-split crate failed (opening a layer's files for reassembly).
-    #[error("layer {id}: {source}")]
+    #[error("layer {id}")]
     TarSplit {
         /// The layer.
         id: String,
@@ -251,5 +251,29 @@ impl Error {
     /// Whether automatic driver selection should try the next driver after this error.
     pub fn is_not_supported(&self) -> bool {
         matches!(self, Error::NotSupported { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    fn io() -> std::io::Error {
+        std::io::Error::from_raw_os_error(13)
+    }
+
+    #[test]
+    fn the_message_leaves_the_cause_to_source() {
+        let err = Error::Io {
+            op: "mkdir",
+            path: "/s/x".into(),
+            source: io(),
+        };
+        assert_eq!(err.to_string(), "mkdir /s/x");
+        assert_eq!(
+            err.source().map(ToString::to_string),
+            Some(io().to_string())
+        );
     }
 }

@@ -162,7 +162,7 @@ impl Registry {
         for registration in &self.entries {
             match (registration.init)(config) {
                 Ok(driver) => return Ok(driver),
-                Err(e) if e.is_not_supported() => reasons.push(e.to_string()),
+                Err(e) if e.is_not_supported() => reasons.push(layerstore_model::error_chain(&e)),
                 Err(e) => return Err(e),
             }
         }

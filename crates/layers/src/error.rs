@@ -56,7 +56,7 @@ pub enum Error {
     #[error("layer store {}: called a write method on a read-only store", .0.display())]
     ReadOnly(PathBuf),
     /// `layers.json` does not decode. The file is left as it was.
-    #[error("loading {path:?}: {source}")]
+    #[error("loading {path:?}")]
     CorruptLayers {
         /// The file.
         path: PathBuf,
@@ -65,7 +65,7 @@ pub enum Error {
         source: layerstore_model::Error,
     },
     /// `mountpoints.json` does not decode.
-    #[error("loading {path:?}: {source}")]
+    #[error("loading {path:?}")]
     CorruptMounts {
         /// The file.
         path: PathBuf,
@@ -124,7 +124,7 @@ pub enum Error {
         source: Box<layerstore_driver::Error>,
     },
     /// Reading or writing tar-split records failed.
-    #[error("layer {id}: tar-split {}: {source}", path.display())]
+    #[error("layer {id}: tar-split {}", path.display())]
     TarSplit {
         /// The layer.
         id: String,
@@ -153,7 +153,7 @@ pub enum Error {
         found: &'static str,
     },
     /// A file operation of the store failed.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         /// What was being done.
         op: &'static str,
@@ -229,6 +229,22 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn the_message_leaves_the_cause_to_source() {
+        let io = || std::io::Error::from_raw_os_error(13);
+        let err = Error::Io {
+            op: "open",
+            path: "/s/x".into(),
+            source: io(),
+        };
+        assert_eq!(err.to_string(), "open /s/x");
+        assert_eq!(
+            err.source().map(ToString::to_string),
+            Some(io().to_string())
+        );
+    }
 
     #[test]
     fn driver_errors_name_the_layer_once() {

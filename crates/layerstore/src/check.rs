@@ -67,7 +67,7 @@ impl Store {
                         kept_as: PathBuf::new(),
                         lost: Vec::new(),
                     },
-                    error: Some(e.to_string()),
+                    error: Some(layerstore_model::error_chain(&e)),
                 }),
             }
         }
@@ -78,7 +78,7 @@ impl Store {
                 let result = self.delete_container(id);
                 actions.push(Action {
                     repair: Repair::DeleteContainer { id: id.to_owned() },
-                    error: result.err().map(|e| e.to_string()),
+                    error: result.err().map(|e| layerstore_model::error_chain(&e)),
                 });
             }
         }
@@ -87,7 +87,10 @@ impl Store {
         for id in damaged {
             let (layers, error) = match self.delete_image(id, true) {
                 Ok(layers) => (layers, None),
-                Err(e) => (Vec::new(), Some(format!("kept: {e}"))),
+                Err(e) => (
+                    Vec::new(),
+                    Some(format!("kept: {}", layerstore_model::error_chain(&e))),
+                ),
             };
             actions.push(Action {
                 repair: Repair::DeleteImage {
@@ -153,7 +156,7 @@ impl Store {
                         op: None,
                         in_use: false,
                     })),
-                    error: Some(e.to_string()),
+                    error: Some(layerstore_model::error_chain(&e)),
                 }),
             }
         }
@@ -225,7 +228,7 @@ impl Store {
                 Err(e) => {
                     problems.push(Problem::RecordFile {
                         path,
-                        detail: e.to_string(),
+                        detail: layerstore_model::error_chain(&e),
                     });
                     continue;
                 }
@@ -279,7 +282,7 @@ impl Store {
             }
             Err(e) => problems.push(Problem::RecordFile {
                 path: self.containers.containers_json().to_path_buf(),
-                detail: e.to_string(),
+                detail: layerstore_model::error_chain(&e),
             }),
         }
         Ok(problems)
@@ -296,7 +299,7 @@ impl Store {
         if let Err(e) = image.digests() {
             problems.push(Problem::ImageDigests {
                 image: image.id.clone(),
-                detail: e.to_string(),
+                detail: layerstore_model::error_chain(&e),
                 read_only,
             });
         }

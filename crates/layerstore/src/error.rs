@@ -144,7 +144,7 @@ pub enum Error {
         item: String,
     },
     /// Making the ID-mapped copy of an image's top layer failed.
-    #[error("creating an ID-mapped copy of layer {layer:?}: {source}")]
+    #[error("creating an ID-mapped copy of layer {layer:?}")]
     MappedCopy {
         /// The layer copied.
         layer: String,
@@ -153,7 +153,7 @@ pub enum Error {
         source: Box<Error>,
     },
     /// Recording an ID-mapped copy in its image failed (the copy is deleted again).
-    #[error("registering ID-mapped layer with image {image:?}: {source}")]
+    #[error("registering ID-mapped layer with image {image:?}")]
     RegisterMappedLayer {
         /// The image.
         image: String,
@@ -162,7 +162,7 @@ pub enum Error {
         source: Box<Error>,
     },
     /// Deleting a layer that passed every check failed.
-    #[error("delete layer {layer}: {source}")]
+    #[error("delete layer {layer}")]
     DeleteLayer {
         /// The layer.
         layer: String,
@@ -202,7 +202,7 @@ pub enum Error {
     #[error(transparent)]
     Model(#[from] layerstore_model::Error),
     /// A file operation of the Store itself (container directories) failed.
-    #[error("{action} {path:?}: {source}")]
+    #[error("{action} {path:?}")]
     Io {
         /// What was being done.
         action: &'static str,
@@ -283,3 +283,27 @@ impl From<layerstore_containers::Error> for Error {
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    fn io() -> std::io::Error {
+        std::io::Error::from_raw_os_error(13)
+    }
+
+    #[test]
+    fn the_message_leaves_the_cause_to_source() {
+        let err = Error::Io {
+            action: "reading",
+            path: "/s/x".into(),
+            source: io(),
+        };
+        assert_eq!(err.to_string(), "reading \"/s/x\"");
+        assert_eq!(
+            err.source().map(ToString::to_string),
+            Some(io().to_string())
+        );
+    }
+}

@@ -51,7 +51,7 @@ pub enum Error {
         reason: &'static str,
     },
     /// Creating the missing parent directories failed.
-    #[error("creating the directory of lock file {path:?}: {source}")]
+    #[error("creating the directory of lock file {path:?}")]
     CreateDir {
         /// The lock file.
         path: PathBuf,
@@ -59,7 +59,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Opening (or creating) the lock file failed.
-    #[error("opening lock file {path:?}: {source}")]
+    #[error("opening lock file {path:?}")]
     Open {
         /// The lock file.
         path: PathBuf,
@@ -103,7 +103,7 @@ pub enum Error {
         holder: Holder,
     },
     /// The `fcntl` lock or unlock call failed.
-    #[error("fcntl lock of {path:?} failed: {source}")]
+    #[error("fcntl lock of {path:?} failed")]
     Lock {
         /// The lock file.
         path: PathBuf,
@@ -111,7 +111,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Reading the last-writer token failed.
-    #[error("reading the last-writer token of {path:?}: {source}")]
+    #[error("reading the last-writer token of {path:?}")]
     ReadToken {
         /// The lock file.
         path: PathBuf,
@@ -119,7 +119,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Generating or writing the last-writer token failed (a short write is `ENOSPC`, as in Go).
-    #[error("writing the last-writer token of {path:?}: {source}")]
+    #[error("writing the last-writer token of {path:?}")]
     WriteToken {
         /// The lock file.
         path: PathBuf,
@@ -127,7 +127,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// `fstat` of the lock file failed.
-    #[error("stat of lock file {path:?}: {source}")]
+    #[error("stat of lock file {path:?}")]
     Stat {
         /// The lock file.
         path: PathBuf,
@@ -146,3 +146,26 @@ impl Error {
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    fn io() -> std::io::Error {
+        std::io::Error::from_raw_os_error(13)
+    }
+
+    #[test]
+    fn the_message_leaves_the_cause_to_source() {
+        let err = Error::Open {
+            path: "/s/l".into(),
+            source: io(),
+        };
+        assert_eq!(err.to_string(), "opening lock file \"/s/l\"");
+        assert_eq!(
+            err.source().map(ToString::to_string),
+            Some(io().to_string())
+        );
+    }
+}

@@ -35,7 +35,7 @@ pub enum Error {
     UnknownCompression(String),
     /// A JSON document (`layers.json`, `mountpoints.json`) that does not decode. The source's
     /// message names the line and column.
-    #[error("decoding {document}: {source}")]
+    #[error("decoding {document}")]
     Decode {
         /// Which document was being decoded, e.g. `layers.json`.
         document: &'static str,
@@ -48,7 +48,7 @@ pub enum Error {
         source: serde_json::Error,
     },
     /// A record of `layers.json` that decodes but is unusable.
-    #[error("record {index} of {document}: {source}")]
+    #[error("record {index} of {document}")]
     Record {
         /// Which document the record is in, e.g. `layers.json`.
         document: &'static str,
@@ -59,7 +59,7 @@ pub enum Error {
         source: Box<Error>,
     },
     /// Encoding JSON failed (only possible when writing to a failing writer).
-    #[error("encoding {document}: {source}")]
+    #[error("encoding {document}")]
     Encode {
         /// Which document was being encoded.
         document: &'static str,
@@ -82,7 +82,7 @@ pub enum Error {
     #[error(transparent)]
     ImageDigest(Box<ImageDigestError>),
     /// The operating system's random number generator failed.
-    #[error("reading random bytes for a new layer ID: {0}")]
+    #[error("reading random bytes for a new layer ID")]
     Random(#[source] rustix::io::Errno),
     /// `generate_id_unused` found every candidate taken.
     #[error("no unused layer ID found after {0} random candidates")]
@@ -137,3 +137,33 @@ fn validating(digest: &str, key: Option<&str>) -> String {
 
 /// Shorthand for `Result<T, layerstore_model::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn the_message_leaves_the_cause_to_source() {
+        let decode = || serde_json::from_str::<u32>("x").unwrap_err();
+        let err = Error::decode("layers.json", decode());
+        assert_eq!(err.to_string(), "decoding layers.json");
+        assert_eq!(
+            err.source().map(ToString::to_string),
+            Some(decode().to_string())
+        );
+        let record = Error::Record {
+            document: "layers.json",
+            index: 2,
+            source: Box::new(err),
+        };
+        assert_eq!(record.to_string(), "record 2 of layers.json");
+        assert_eq!(
+            crate::error_chain(&record),
+            format!(
+                "record 2 of layers.json: decoding layers.json: {}",
+                decode()
+            )
+        );
+    }
+}

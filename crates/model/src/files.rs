@@ -100,14 +100,23 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert!(err.to_string().contains("layers.json"), "{err}");
-        assert!(err.to_string().contains("line 1 column 12"), "{err}");
+        assert!(crate::error_chain(&err).contains("layers.json"), "{err}");
+        assert!(
+            crate::error_chain(&err).contains("line 1 column 12"),
+            "{err}"
+        );
         let err = parse_layers_json(b"[\n{\"id\":\"a\",\n\"created\":\"never\"}]").unwrap_err();
-        assert!(err.to_string().contains("\"never\""), "{err}");
-        assert!(err.to_string().contains("line 3"), "{err}");
+        assert!(crate::error_chain(&err).contains("\"never\""), "{err}");
+        assert!(crate::error_chain(&err).contains("line 3"), "{err}");
         let err = parse_mountpoints_json(b"bogus").unwrap_err();
-        assert!(err.to_string().contains("mountpoints.json"), "{err}");
-        assert!(err.to_string().contains("line 1 column 1"), "{err}");
+        assert!(
+            crate::error_chain(&err).contains("mountpoints.json"),
+            "{err}"
+        );
+        assert!(
+            crate::error_chain(&err).contains("line 1 column 1"),
+            "{err}"
+        );
         assert!(parse_layers_json(b"[null]").is_err());
         assert!(parse_layers_json(b"{}").is_err());
     }
@@ -115,7 +124,7 @@ mod tests {
     #[test]
     fn records_with_unusable_ids_are_rejected() {
         let err = parse_layers_json(br#"[{"id":"ok"},{"id":"../../etc"}]"#).unwrap_err();
-        let message = err.to_string();
+        let message = crate::error_chain(&err);
         assert!(message.contains("record 1 of layers.json"), "{message}");
         assert!(message.contains("\"../../etc\""), "{message}");
         assert!(parse_layers_json(br#"[{"names":["no-id"]}]"#).is_err());

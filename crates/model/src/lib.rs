@@ -97,6 +97,7 @@
 #![forbid(unsafe_code)]
 
 mod bigdata;
+mod chain;
 mod compression;
 mod container;
 mod digest;
@@ -111,6 +112,7 @@ mod record;
 mod timestamp;
 
 pub use bigdata::{BigDataOwner, CONTAINER_USERDATA_DIR, big_data_file_name, check_big_data_key};
+pub use chain::{ErrorChain, error_chain};
 pub use compression::Compression;
 pub use container::{
     CONTAINERS_JSON, Container, MOUNT_LABEL_FLAG, MOUNT_OPTS_FLAG, PROCESS_LABEL_FLAG,

@@ -187,7 +187,7 @@ pub fn recreate_symlinks_at(home: BorrowedFd<'_>, shown: &Path) -> Result<()> {
             let link = match read_link_id(id, layer.as_fd(), &dir) {
                 Ok(link) => link,
                 Err(e) => {
-                    problems.push(e.to_string());
+                    problems.push(layerstore_model::error_chain(&e));
                     continue;
                 }
             };

@@ -21,7 +21,7 @@ pub enum Error {
         platform: String,
     },
     /// A file or directory of a local source or destination could not be used.
-    #[error("{location}: {path}: {source}")]
+    #[error("{location}: {path}")]
     Io {
         /// The source or destination (`oci:/dir`, `oci-archive:/file.tar`, …).
         location: String,
@@ -112,7 +112,7 @@ pub enum Error {
         reason: String,
     },
     /// The store refused or failed a step of a pull or push.
-    #[error("{location}: {what}: {source}")]
+    #[error("{location}: {what}")]
     Store {
         /// The source or destination.
         location: String,
@@ -195,5 +195,29 @@ impl Error {
     /// The crate error carried inside an `io::Error` returned by a blob reader, if it is one.
     pub fn from_io(err: &std::io::Error) -> Option<&Error> {
         err.get_ref().and_then(|e| e.downcast_ref::<Error>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    fn io() -> std::io::Error {
+        std::io::Error::from_raw_os_error(13)
+    }
+
+    #[test]
+    fn the_message_leaves_the_cause_to_source() {
+        let err = Error::Io {
+            location: "oci:/d".into(),
+            path: "/d/index.json".into(),
+            source: io(),
+        };
+        assert_eq!(err.to_string(), "oci:/d: /d/index.json");
+        assert_eq!(
+            err.source().map(ToString::to_string),
+            Some(io().to_string())
+        );
     }
 }

@@ -327,7 +327,7 @@ impl Differ for BlobDiffer<'_> {
     ) -> layerstore_driver::Result<DifferOutput> {
         let outcome = self.apply(dest, options);
         outcome.map_err(|e| {
-            let message = e.to_string();
+            let message = layerstore_model::error_chain(&e);
             self.failure = Some(e);
             layerstore_driver::Error::Differ {
                 message,

@@ -555,7 +555,7 @@ impl ImageDestination for RegistryDestination {
                     Err(e) => {
                         let err = crate::source::blob_read_error(&location, &checked_blob, e);
                         let _ = tx.blocking_send(Err(OciDistributionError::IoError(
-                            std::io::Error::other(err.to_string()),
+                            std::io::Error::other(layerstore_model::error_chain(&err)),
                         )));
                         return Err(err);
                     }

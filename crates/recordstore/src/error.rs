@@ -9,7 +9,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// A system call on a file or directory of the store failed.
-    #[error("{action} {path:?}: {source}")]
+    #[error("{action} {path:?}")]
     Io {
         /// What was being done, e.g. `reading`.
         action: &'static str,
@@ -36,7 +36,7 @@ pub enum Error {
         found: &'static str,
     },
     /// A record file is not a JSON array (truncated, garbage). It is never overwritten.
-    #[error("loading {path:?}: {source}")]
+    #[error("loading {path:?}")]
     Decode {
         /// The record file.
         path: PathBuf,
@@ -45,7 +45,7 @@ pub enum Error {
         source: serde_json::Error,
     },
     /// Encoding a record failed (only possible for values JSON cannot hold).
-    #[error("encoding {kind} {id:?} for {path:?}: {source}")]
+    #[error("encoding {kind} {id:?} for {path:?}")]
     Encode {
         /// What the record is (`image`, `container`).
         kind: &'static str,
@@ -175,3 +175,27 @@ impl Error {
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    fn io() -> std::io::Error {
+        std::io::Error::from_raw_os_error(13)
+    }
+
+    #[test]
+    fn the_message_leaves_the_cause_to_source() {
+        let err = Error::Io {
+            action: "reading",
+            path: "/s/x.json".into(),
+            source: io(),
+        };
+        assert_eq!(err.to_string(), "reading \"/s/x.json\"");
+        assert_eq!(
+            err.source().map(ToString::to_string),
+            Some(io().to_string())
+        );
+    }
+}

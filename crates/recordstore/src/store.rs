@@ -272,7 +272,7 @@ impl<T: Record> RecordStore<T> {
             };
             let reason = match Records::<T>::parse(&[(bytes.as_slice(), path.as_path())]) {
                 Ok(_) => continue,
-                Err(e) => e.to_string(),
+                Err(e) => layerstore_model::error_chain(&e),
             };
             let mut n = 1;
             let kept_as = loop {

@@ -10,7 +10,7 @@ use std::io;
 #[non_exhaustive]
 pub enum Error {
     /// An I/O error of the tar stream, the tar-split file or the output.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being read or written.
         context: String,
@@ -19,7 +19,7 @@ pub enum Error {
         source: io::Error,
     },
     /// A tar-split line is not valid JSON (or not an entry object).
-    #[error("tar-split line {line}: invalid JSON: {source}")]
+    #[error("tar-split line {line}: invalid JSON")]
     Json {
         /// 1-based line number.
         line: u64,
@@ -28,7 +28,7 @@ pub enum Error {
         source: serde_json::Error,
     },
     /// A base64 field of a tar-split line does not decode.
-    #[error("tar-split line {line}: invalid base64 in `{field}`: {source}")]
+    #[error("tar-split line {line}: invalid base64 in `{field}`")]
     Base64 {
         /// 1-based line number.
         line: u64,
@@ -72,7 +72,7 @@ pub enum Error {
         actual: u64,
     },
     /// The file getter could not give a file's content.
-    #[error("file {name:?}: {source}")]
+    #[error("file {name:?}")]
     File {
         /// The entry's name.
         name: String,
@@ -151,4 +151,27 @@ impl Error {
 /// Shows raw name bytes in messages.
 pub(crate) fn lossy(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    fn io() -> std::io::Error {
+        std::io::Error::from_raw_os_error(13)
+    }
+
+    #[test]
+    fn the_message_leaves_the_cause_to_source() {
+        let err = Error::Io {
+            context: "reading the tar stream".into(),
+            source: io(),
+        };
+        assert_eq!(err.to_string(), "reading the tar stream");
+        assert_eq!(
+            err.source().map(ToString::to_string),
+            Some(io().to_string())
+        );
+    }
 }

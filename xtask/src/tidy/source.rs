@@ -1,6 +1,7 @@
 //! Rules on the Rust sources: every `unsafe` block or impl carries a `// SAFETY:` comment,
 //! a crate without `unsafe` forbids it (`#![forbid(unsafe_code)]` in its root), and no file
-//! outgrows the size budget.
+//! outgrows the size budget; no error message prints the cause it also returns as its
+//! `source()`.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,13 @@ pub const MAX_SOURCE_LINES: usize = 1_000;
 pub const SIZE_EXCEPTIONS: &[(&str, &str)] = &[(
     "crates/cli/tests/it/hostile_suite.rs",
     "one table of hostile inputs, each row a scenario the Go tool is compared on",
+)];
+
+/// Error variants allowed to print their source's message, each with the reason (as
+/// `file: Variant`). Their chain printer ([`layerstore_model::error_chain`]) does not repeat it.
+pub const SOURCE_IN_MESSAGE_EXCEPTIONS: &[(&str, &str)] = &[(
+    "crates/layers/src/error.rs: Driver",
+    "it names the layer once where the driver's message names it too, as the Go tool prints it",
 )];
 
 /// A workspace package, as the source rules need it.
@@ -32,6 +40,7 @@ pub fn check(root: &Path, files: &[PathBuf], packages: &[Package]) -> Vec<String
         .collect();
     for (file, text) in &rust {
         problems.extend(missing_safety_comments(file, text));
+        problems.extend(messages_naming_their_source(file, text));
         if let Some(problem) = over_budget(file, text.lines().count()) {
             problems.push(problem);
         }
@@ -58,6 +67,170 @@ pub fn check(root: &Path, files: &[PathBuf], packages: &[Package]) -> Vec<String
         }
     }
     problems
+}
+
+/// The `#[error(...)]` messages of `text` that print a field the error also returns as its
+/// `source()` (one named `source` or marked `#[source]` or `#[from]`): whoever prints the whole
+/// chain would say that cause twice. A message says what failed; the cause is the source's.
+fn messages_naming_their_source(file: &Path, text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut problems = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        if !lines[i].trim_start().starts_with("#[error(") {
+            i += 1;
+            continue;
+        }
+        let attribute_line = i;
+        let mut attribute = String::new();
+        while i < lines.len() {
+            attribute.push_str(lines[i].trim());
+            i += 1;
+            if attribute.ends_with(")]") {
+                break;
+            }
+        }
+        while i < lines.len() {
+            let line = lines[i].trim_start();
+            if !(line.is_empty() || line.starts_with("//") || line.starts_with("#[")) {
+                break;
+            }
+            i += 1;
+        }
+        let Some(message) = error_message(&attribute) else {
+            continue;
+        };
+        let (name, fields, tuple) = item_fields(&lines[i.min(lines.len())..]);
+        let key = format!("{}: {name}", file.display());
+        if SOURCE_IN_MESSAGE_EXCEPTIONS.iter().any(|(k, _)| *k == key) {
+            continue;
+        }
+        for (index, field) in fields.iter().enumerate() {
+            let field_name = if tuple {
+                index.to_string()
+            } else {
+                field_name(field)
+            };
+            let is_source = field.contains("#[source]")
+                || field.contains("#[from]")
+                || (!tuple && field_name == "source");
+            if is_source && message_names(&message, &field_name, tuple) {
+                problems.push(format!(
+                    "{}:{}: {name}'s message prints `{field_name}`, which is also its source(): \
+                     say what failed and leave the cause to the chain printer",
+                    file.display(),
+                    attribute_line + 1
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// The format string and arguments of an `#[error(...)]` attribute; `None` for
+/// `#[error(transparent)]`, whose message is its source's own.
+fn error_message(attribute: &str) -> Option<(String, String)> {
+    let inner = attribute.strip_prefix("#[error(")?.strip_suffix(")]")?;
+    let rest = inner.trim_start().strip_prefix('"')?;
+    let mut escaped = false;
+    let end = rest.char_indices().find_map(|(at, c)| {
+        let close = c == '"' && !escaped;
+        escaped = c == '\\' && !escaped;
+        close.then_some(at)
+    })?;
+    Some((rest[..end].to_string(), rest[end + 1..].to_string()))
+}
+
+/// The name of the struct or variant that `lines` start with, its fields (comments removed),
+/// and whether they are a tuple's.
+fn item_fields(lines: &[&str]) -> (String, Vec<String>, bool) {
+    let mut code = String::new();
+    for line in lines {
+        let line = line.split("//").next().unwrap_or_default();
+        code.push_str(line);
+        code.push('\n');
+        let opened = code.find(['{', '(', ',', ';']);
+        if opened.is_some_and(|at| matches!(code.as_bytes()[at], b',' | b';')) {
+            break;
+        }
+        if opened.is_some() && balanced(&code) {
+            break;
+        }
+    }
+    let open = code.find(['{', '(', ',', ';']).unwrap_or(code.len());
+    let name = code[..open]
+        .split_whitespace()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    let Some(delimiter) = code[open..]
+        .chars()
+        .next()
+        .filter(|c| matches!(c, '{' | '('))
+    else {
+        return (name, Vec::new(), false);
+    };
+    let mut fields = Vec::new();
+    let mut depth = 0usize;
+    let mut field = String::new();
+    for c in code[open + 1..].chars() {
+        match c {
+            '{' | '(' | '[' | '<' => depth += 1,
+            '}' | ')' | ']' | '>' if depth == 0 => break,
+            '}' | ')' | ']' | '>' => depth -= 1,
+            ',' if depth == 0 => {
+                fields.push(std::mem::take(&mut field));
+                continue;
+            }
+            _ => {}
+        }
+        field.push(c);
+    }
+    fields.push(field);
+    fields.retain(|f| !f.trim().is_empty());
+    (name, fields, delimiter == '(')
+}
+
+/// Whether every bracket of `code` is closed.
+fn balanced(code: &str) -> bool {
+    let opened = code.matches(['{', '(', '[']).count();
+    let closed = code.matches(['}', ')', ']']).count();
+    opened == closed
+}
+
+/// The name of a named field (`#[source] pub source: io::Error` gives `source`).
+fn field_name(field: &str) -> String {
+    let mut declaration = field.trim();
+    while let Some(rest) = declaration.strip_prefix("#[") {
+        declaration = rest
+            .split_once(']')
+            .map_or("", |(_, rest)| rest)
+            .trim_start();
+    }
+    let before_type = declaration.split(':').next().unwrap_or_default();
+    before_type
+        .split_whitespace()
+        .last()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Whether an error message (format string, arguments) prints the field `name`.
+fn message_names((format, arguments): &(String, String), name: &str, tuple: bool) -> bool {
+    if format.contains(&format!("{{{name}}}")) || format.contains(&format!("{{{name}:")) {
+        return true;
+    }
+    let needle = if tuple {
+        format!(".{name}")
+    } else {
+        name.to_string()
+    };
+    arguments.match_indices(&needle).any(|(at, _)| {
+        let ident = |c: char| c.is_alphanumeric() || c == '_';
+        let before = arguments[..at].chars().next_back();
+        let after = arguments[at + needle.len()..].chars().next();
+        (tuple || !before.is_some_and(|c| ident(c) || c == '.')) && !after.is_some_and(ident)
+    })
 }
 
 /// The problem with a file of `lines` lines, if it is over its budget and not an exception.
@@ -367,5 +540,59 @@ mod tests {
         let problems = check(root, &files, &packages);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].starts_with("safe/src/lib.rs:"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_message_must_not_print_its_own_source() {
+        let text = r#"
+pub enum Error {
+    /// Named `source`, printed.
+    #[fail("opening {path:?}: {source}")]
+    Open {
+        /// Where.
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// A tuple's `#[from]`, printed.
+    #[fail("reading: {0}")]
+    Read(#[from] io::Error),
+    /// Printed through an argument.
+    #[fail(
+        "layer {}: {}", id, cause
+    )]
+    Layer { id: String, #[source] cause: Box<Error> },
+    /// Fine: the cause is left to `source()`.
+    #[fail("writing {}", path.display())]
+    Write { path: PathBuf, #[source] source: io::Error },
+    /// Fine: transparent.
+    #[fail(transparent)]
+    Inner(#[from] inner::Error),
+    /// Fine: a field that is not a source.
+    #[fail("bad name {0}")]
+    Name(String),
+    /// Fine: a unit variant.
+    #[fail("gone")]
+    Gone,
+}
+#[derive(Debug, thiserror::Error)]
+#[fail("decoding {document}: {0}", document = "x")]
+pub struct Decode(#[source] serde_json::Error);
+"#
+        // Spelled `fail` here so that tidy, reading this file, does not take it for an error.
+        .replace("#[fail(", "#[error(");
+        let problems = messages_naming_their_source(Path::new("e.rs"), &text);
+        let lines: Vec<&str> = problems
+            .iter()
+            .map(|p| p.split(": ").next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            lines,
+            ["e.rs:4", "e.rs:11", "e.rs:14", "e.rs:32"],
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].contains("Open's message prints `source`"),
+            "{problems:?}"
+        );
     }
 }

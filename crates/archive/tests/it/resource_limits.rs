@@ -53,7 +53,7 @@ fn an_xz_dictionary_bomb_is_refused_by_the_memory_limit() {
     let target = tempfile::tempdir().expect("tempdir");
     let err = apply_bytes(&target.path().join("t"), &blob, &opts()).expect_err("refused");
     assert!(matches!(err, Error::Input(_)), "{err}");
-    let message = err.to_string();
+    let message = layerstore_model::error_chain(&err);
     assert!(
         message.contains("more than 256 MiB of memory"),
         "the error names the limit: {message}"
@@ -75,7 +75,7 @@ fn a_zstd_frame_asking_for_a_2_gib_window_is_refused() {
     frame.extend_from_slice(&[0u8; 512]);
     let target = tempfile::tempdir().expect("tempdir");
     let err = apply_bytes(&target.path().join("t"), &frame, &opts()).expect_err("refused");
-    let message = err.to_string();
+    let message = layerstore_model::error_chain(&err);
     assert!(
         message.contains("too much memory"),
         "libzstd's window limit holds: {message}"

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use layerstore::{Store, StoreOptions};
+use layerstore_model::error_chain;
 use layerstore_pull::auth::Credentials;
 use layerstore_pull::{
     ImageReference, Platform, PullEvent, PullOptions, RegistryOptions, TransportOptions,
@@ -97,30 +98,16 @@ fn open(config: &StoreConfig) -> Result<Store, String> {
     for option in &config.options {
         options = options.driver_option(option.clone());
     }
-    Store::open(options).map_err(|e| format!("error initializing: {e}"))
-}
-
-/// The whole chain of an error, `outer: inner: …`, skipping repeats.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(e) = cause {
-        let more = e.to_string();
-        if !text.contains(&more) {
-            text = format!("{text}: {more}");
-        }
-        cause = e.source();
-    }
-    text
+    Store::open(options).map_err(|e| format!("error initializing: {}", error_chain(&e)))
 }
 
 fn pull(config: &StoreConfig, flags: &PullFlags, args: &[String]) -> Result<String, String> {
-    let reference: ImageReference = args[0].parse().map_err(|e| chain(&e))?;
+    let reference: ImageReference = args[0].parse().map_err(|e| error_chain(&e))?;
     let platform = match &flags.platform {
-        Some(p) => p.parse::<Platform>().map_err(|e| chain(&e))?,
+        Some(p) => p.parse::<Platform>().map_err(|e| error_chain(&e))?,
         None => Platform::host(),
     };
-    let source = open_source(&reference, &flags.transport()?).map_err(|e| chain(&e))?;
+    let source = open_source(&reference, &flags.transport()?).map_err(|e| error_chain(&e))?;
     let store = open(config)?;
     let bars = Bars::new(!flags.quiet.unwrap_or(false) && io::stderr().is_terminal());
     let progress = |event: PullEvent| bars.event(event);
@@ -132,18 +119,18 @@ fn pull(config: &StoreConfig, flags: &PullFlags, args: &[String]) -> Result<Stri
             .then_some(&progress as &(dyn Fn(PullEvent) + Sync)),
         ..PullOptions::default()
     };
-    let report = pull_into_store(&store, source.as_ref(), &options).map_err(|e| chain(&e));
+    let report = pull_into_store(&store, source.as_ref(), &options).map_err(|e| error_chain(&e));
     bars.finish();
     let report = report?;
     Ok(report.image.id)
 }
 
 fn push(config: &StoreConfig, flags: &PullFlags, args: &[String]) -> Result<String, String> {
-    let dest: ImageReference = args[1].parse().map_err(|e| chain(&e))?;
-    let destination = open_destination(&dest, &flags.transport()?).map_err(|e| chain(&e))?;
+    let dest: ImageReference = args[1].parse().map_err(|e| error_chain(&e))?;
+    let destination = open_destination(&dest, &flags.transport()?).map_err(|e| error_chain(&e))?;
     let store = open(config)?;
     let digest = layerstore_pull::push_from_store(&store, &args[0], destination.as_ref(), 4)
-        .map_err(|e| chain(&e))?;
+        .map_err(|e| error_chain(&e))?;
     Ok(digest.to_string())
 }
 

@@ -127,7 +127,7 @@ pub(super) fn check(
     };
     let report = match result {
         Ok(report) => report,
-        Err(err) => return ctx.fail(&format!("check: {err}")),
+        Err(err) => return ctx.fail(&format!("check: {}", layerstore_model::error_chain(&err))),
     };
     if json {
         let problems = report

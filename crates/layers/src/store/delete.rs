@@ -168,7 +168,13 @@ impl LayerStore {
             {
                 let mut record = state.layers[index].clone();
                 record.set_incomplete(false);
-                set_aside.push((index, SetAside::layer(&record, format!("deleted: {e}"))?));
+                set_aside.push((
+                    index,
+                    SetAside::layer(
+                        &record,
+                        format!("deleted: {}", layerstore_model::error_chain(&e)),
+                    )?,
+                ));
             }
         }
         if !set_aside.is_empty() {

@@ -141,7 +141,9 @@ impl LayerStore {
                 .position(|id| state.by_id.contains_key(id))
                 .unwrap_or(0);
             let id = remaining.remove(failed);
-            self.cleanup_failures.lock().insert(id, err.to_string());
+            self.cleanup_failures
+                .lock()
+                .insert(id, layerstore_model::error_chain(&err));
             remaining.retain(|id| state.by_id.contains_key(id));
             // What is on disk is the truth now (a save may have failed too): read it again.
             state.layers_seen = None;

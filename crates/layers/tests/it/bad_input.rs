@@ -210,7 +210,7 @@ fn a_corrupt_or_truncated_layers_json_is_an_error_and_kept() {
         std::fs::write(scratch.layers_json(), bad).unwrap();
         // A fresh open fails, naming the file and the position.
         let err = layerstore_layers::LayerStore::open(scratch.options()).unwrap_err();
-        let text = err.to_string();
+        let text = layerstore_model::error_chain(&err);
         assert!(matches!(err, Error::CorruptLayers { .. }), "{err:?}");
         assert!(
             text.contains("layers.json") && text.contains("line 1 column"),

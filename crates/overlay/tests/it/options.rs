@@ -240,7 +240,7 @@ fn a_mount_label_is_passed_as_the_context_option() {
         // Without SELinux the kernel refuses `context=` (so does Go's mount): the error shows
         // the option as passed, and nothing is left mounted.
         Err(e) => {
-            let message = e.to_string();
+            let message = layerstore_model::error_chain(&e);
             assert!(message.contains("layer base"), "{message}");
             assert!(
                 message.contains(&format!("context=\\\"{label}\\\"")),

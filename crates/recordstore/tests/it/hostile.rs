@@ -79,7 +79,7 @@ fn a_truncated_record_file_is_an_error_and_never_overwritten() {
         store.write().map(drop).unwrap_err(),
     ] {
         assert!(matches!(&err, Error::Decode { .. }), "{err}");
-        let text = err.to_string();
+        let text = layerstore_model::error_chain(&err);
         assert!(
             text.starts_with(&format!("loading {:?}: ", scratch.json())),
             "{text}"

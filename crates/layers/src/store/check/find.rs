@@ -244,7 +244,7 @@ impl LayerStore {
                 problems.push(Problem::CorruptTarSplit {
                     id: id.to_string(),
                     path,
-                    detail: err.to_string(),
+                    detail: layerstore_model::error_chain(&err),
                 });
                 return Ok(());
             }
@@ -280,13 +280,13 @@ impl LayerStore {
             Err(Error::TarSplit { source, .. }) if is_content_error(&source) => {
                 problems.push(Problem::ModifiedContent {
                     id: id.to_string(),
-                    detail: source.to_string(),
+                    detail: layerstore_model::error_chain(&source),
                 });
             }
             Err(Error::TarSplit { source, .. }) => problems.push(Problem::CorruptTarSplit {
                 id: id.to_string(),
                 path,
-                detail: source.to_string(),
+                detail: layerstore_model::error_chain(&source),
             }),
             Err(other) => problems.push(Problem::ModifiedContent {
                 id: id.to_string(),

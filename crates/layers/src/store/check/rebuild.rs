@@ -83,7 +83,7 @@ impl LayerStore {
         };
         let reason = match records::parse(&bytes) {
             Ok(_) => return Ok(None),
-            Err(e) => e.to_string(),
+            Err(e) => layerstore_model::error_chain(&e),
         };
         let dir = store.layers_dir_rw()?;
         let mut n = 1;

@@ -366,7 +366,7 @@ impl LayerStore {
                             id: id.clone(),
                             path: path.clone(),
                         },
-                        error: result.err().map(|e| e.to_string()),
+                        error: result.err().map(|e| layerstore_model::error_chain(&e)),
                     });
                 }
                 Problem::UntrustedMountRecord { id, path } => {
@@ -435,7 +435,7 @@ impl LayerStore {
                         id: id.clone(),
                         descends_from: because.clone(),
                     },
-                    error: removed.err().map(|e| e.to_string()),
+                    error: removed.err().map(|e| layerstore_model::error_chain(&e)),
                 });
             }
             self.save(state, guard)?;
@@ -469,7 +469,7 @@ impl LayerStore {
             }
             actions.push(Action {
                 repair,
-                error: result.err().map(|e| e.to_string()),
+                error: result.err().map(|e| layerstore_model::error_chain(&e)),
             });
         }
 
