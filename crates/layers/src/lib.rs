@@ -11,13 +11,13 @@
 //! # Staged layers, zstd:chunked and additional layer stores
 //!
 //! * **Staging** (Go's `ApplyDiffWithDiffer` family): [`LayerStore::apply_diff_with_differ`]
-//!   lets a [`Differ`] fill a driver-made staging directory (overlay:
-//!   `overlay/staging/<random>`), [`LayerStore::apply_diff_from_staging_directory`] moves it
+//!   lets a [`Differ`] fill a driver-made staging directory (`overlay/staging/<random>`,
+//!   `vfs/staging/<random>`), [`LayerStore::apply_diff_from_staging_directory`] moves it
 //!   into a layer in one atomic exchange and records it as `apply_diff` would (digests,
 //!   sizes, compression, owners, tar-split, big data), [`LayerStore::put_with_differ`] does
 //!   both for a new layer all-or-nothing, [`LayerStore::cleanup_staging_directory`] drops an
-//!   unused one and [`LayerStore::differ_target`] names a layer's own files. Overlay only
-//!   (vfs and btrfs refuse).
+//!   unused one and [`LayerStore::differ_target`] names a layer's own files. Overlay and vfs
+//!   (btrfs refuses).
 //! * **zstd:chunked** ([`chunked`]): a differ that reads a blob through a range reader,
 //!   takes files whose digest a local index already holds from there and reads and
 //!   decompresses only the rest; the layer's diff is the plain pull's, byte for byte.

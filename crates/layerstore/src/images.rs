@@ -229,7 +229,9 @@ impl Store {
     /// `image used by <container>: image is in use by a container`.
     ///
     /// Beyond Go: layers of additional stores are never listed (the walk stops there; Go
-    /// lists them and fails after deleting the record), the deletion is refused before
+    /// lists them and fails after deleting the record), a mapped copy that another image was
+    /// made on (its top or mapped layer) or that is a container's layer stays (Go removes it
+    /// and leaves that image pointing at a missing layer), the deletion is refused before
     /// anything changes when a mapped copy has a child of its own (`used by layer <id>: layer
     /// has children`), and it is crash-safe: the layers are marked first, then the record is
     /// removed, then the layers (see the crate documentation).
@@ -264,10 +266,16 @@ impl Store {
             .flat_map(|i| std::iter::once(&i.top_layer).chain(&i.mapped_top_layers))
             .map(String::as_str)
             .collect();
+        // Beyond Go (which removes every mapped copy): a copy that another image has since
+        // been made on, or that a container's layer is, stays.
         let mut doomed: Vec<String> = image
             .mapped_top_layers
             .iter()
-            .filter(|id| records.by_id(id).is_some())
+            .filter(|id| {
+                records.by_id(id).is_some()
+                    && !protected.contains(id.as_str())
+                    && containers.by_layer(id).is_none()
+            })
             .cloned()
             .collect();
         let mut current = image.top_layer.clone();
@@ -282,7 +290,13 @@ impl Store {
             }
             let mut to_check = vec![current.as_str()];
             if current == image.top_layer {
-                to_check.extend(image.mapped_top_layers.iter().map(String::as_str));
+                to_check.extend(
+                    image
+                        .mapped_top_layers
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|id| doomed.iter().any(|d| d == id)),
+                );
             }
             let has_other_children = to_check.iter().any(|id| {
                 children
