@@ -1,7 +1,7 @@
 //! A test binary re-run as a helper process: a test that needs another process (to hold a
 //! lock, to be killed at a crash point) starts this binary again to run only itself, with a
 //! role in the environment; the helper sees the role at the top of the test and plays it
-//! instead of testing. So no test exists only to be a helper: none is `#[ignore]`d, and none
+//! instead of testing. So no test exists only to be a helper: none is left out of the normal run, and none
 //! passes without asserting anything.
 //!
 //! ```
