@@ -84,7 +84,7 @@ fn stage_tarball(driver: &VfsDriver, id: &str, name: &str) -> DifferOutput {
         .expect("stage");
     assert_eq!(
         output.target.parent(),
-        Some(driver.staging_home().as_path())
+        Some(driver.staging().path().as_path())
     );
     driver
         .apply_diff_from_staging_directory(id, &output.target)
@@ -99,7 +99,7 @@ fn without_root(tree: &BTreeMap<PathBuf, common::Node>) -> BTreeMap<PathBuf, com
 }
 
 fn staging_entries(driver: &VfsDriver) -> Vec<PathBuf> {
-    fs::read_dir(driver.staging_home())
+    fs::read_dir(driver.staging().path())
         .map(|dir| dir.map(|e| e.expect("entry").path()).collect())
         .unwrap_or_default()
 }
@@ -185,7 +185,7 @@ fn paths_outside_the_staging_home_are_refused() {
     let outside = tmp.path().join("elsewhere");
     fs::create_dir(&outside).expect("mkdir");
     fs::write(outside.join("file"), b"not staged").expect("write");
-    let sneaky = driver.staging_home().join("..").join("dir").join("layer");
+    let sneaky = driver.staging().path().join("..").join("dir").join("layer");
     for path in [outside.as_path(), layer_dir.as_path(), sneaky.as_path()] {
         assert!(matches!(
             driver.apply_diff_from_staging_directory("layer", path),
