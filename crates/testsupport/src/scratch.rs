@@ -28,6 +28,12 @@ impl Scratch {
     /// all lower case (podman names an `oci:` layout after its path, and image names are lower
     /// case), so that what a suite left can be told apart.
     pub fn with_prefix(prefix: &str) -> Self {
+        Self::with_prefix_in(&std::env::temp_dir(), prefix)
+    }
+
+    /// [`Scratch::with_prefix`] under `base` instead of the temp dir (a test that needs the
+    /// backing filesystem of `/var/tmp`, say).
+    pub fn with_prefix_in(base: &Path, prefix: &str) -> Self {
         use std::sync::atomic::{AtomicU32, Ordering};
         static MADE: AtomicU32 = AtomicU32::new(0);
         let mut random = [0u8; 4];
@@ -41,8 +47,13 @@ impl Scratch {
         let dir = tempfile::Builder::new()
             .prefix(&name)
             .rand_bytes(0)
-            .tempdir()
-            .unwrap_or_else(|e| panic!("make the scratch directory `{name}`: {e}"));
+            .tempdir_in(base)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "make the scratch directory `{name}` in {}: {e}",
+                    base.display()
+                )
+            });
         Scratch { dir: Some(dir) }
     }
 
