@@ -24,9 +24,9 @@ impl Scratch {
         Self::with_prefix(".tmp-")
     }
 
-    /// A new scratch directory under the system temp dir named `<prefix><pid>-<n>-<random>`,
-    /// all lower case (podman names an `oci:` layout after its path, and image names are lower
-    /// case), so that what a suite left can be told apart.
+    /// A new scratch directory under the system temp dir named `<prefix><pid>-<n>-<random>`:
+    /// one length for all of a process, all lower case (podman names an `oci:` layout after
+    /// its path, and image names are lower case), so that what a suite left can be told apart.
     pub fn with_prefix(prefix: &str) -> Self {
         Self::with_prefix_in(&std::env::temp_dir(), prefix)
     }
@@ -38,8 +38,10 @@ impl Scratch {
         static MADE: AtomicU32 = AtomicU32::new(0);
         let mut random = [0u8; 4];
         let _ = rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty());
+        // Fixed width: two scratches of one process have paths of one length (the Go tool's
+        // usage text pads its columns to the paths it shows, which differential tests compare).
         let name = format!(
-            "{prefix}{}-{}-{}",
+            "{prefix}{}-{:06}-{:08x}",
             std::process::id(),
             MADE.fetch_add(1, Ordering::Relaxed),
             u32::from_le_bytes(random)
