@@ -76,6 +76,10 @@ struct Step {
     name: &'static str,
     args: &'static [&'static str],
     env: &'static [(&'static str, &'static str)],
+    /// Runs with a temp dir of its own (`TMPDIR`) and fails when anything is still mounted
+    /// beneath it afterwards: a test whose scratch does not detach what podman, the Go tool
+    /// or a killed driver left mounted.
+    guard_mounts: bool,
 }
 
 const CI_STEPS: &[Step] = &[
@@ -83,6 +87,7 @@ const CI_STEPS: &[Step] = &[
         name: "format",
         args: &["fmt", "--all", "--check"],
         env: &[],
+        guard_mounts: false,
     },
     Step {
         name: "clippy",
@@ -95,6 +100,7 @@ const CI_STEPS: &[Step] = &[
             "warnings",
         ],
         env: &[],
+        guard_mounts: false,
     },
     // Every publishable crate packs as crates.io would take it (manifest metadata, files,
     // dependencies on each other by version); nothing is built or uploaded.
@@ -102,16 +108,19 @@ const CI_STEPS: &[Step] = &[
         name: "package",
         args: &["package", "--workspace", "--no-verify", "--allow-dirty"],
         env: &[],
+        guard_mounts: false,
     },
     Step {
         name: "test",
         args: &["test", "--workspace"],
         env: &[],
+        guard_mounts: true,
     },
     Step {
         name: "doc",
         args: &["doc", "--workspace", "--no-deps"],
         env: &[("RUSTDOCFLAGS", "-D warnings")],
+        guard_mounts: false,
     },
 ];
 
@@ -127,11 +136,18 @@ fn ci() -> Result<(), String> {
             step.args.join(" ")
         );
         let started = Instant::now();
-        let status = Command::new(&cargo)
-            .args(step.args)
-            .envs(step.env.iter().copied())
+        let mut command = Command::new(&cargo);
+        command.args(step.args).envs(step.env.iter().copied());
+        let guard = step.guard_mounts.then(MountGuard::new).transpose()?;
+        if let Some(guard) = &guard {
+            command.env("TMPDIR", &guard.tmp);
+        }
+        let status = command
             .status()
             .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if let Some(guard) = guard {
+            guard.check(step.name)?;
+        }
         println!(
             "==> {} {} in {:.1}s",
             step.name,
@@ -144,4 +160,69 @@ fn ci() -> Result<(), String> {
     }
     println!("==> ci passed in {:.1}s", total.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The temp dir of one CI step, checked for mounts the step left behind.
+struct MountGuard {
+    tmp: std::path::PathBuf,
+}
+
+impl MountGuard {
+    fn new() -> Result<Self, String> {
+        Self::at(std::env::temp_dir().join(format!("layerstore-ci-{}", std::process::id())))
+    }
+
+    fn at(tmp: std::path::PathBuf) -> Result<Self, String> {
+        std::fs::create_dir_all(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
+        Ok(MountGuard { tmp })
+    }
+
+    /// Fails naming every mount left beneath the temp dir (after detaching them, so that the
+    /// next run starts clean), and removes the temp dir.
+    fn check(self, step: &str) -> Result<(), String> {
+        use layerstore_testsupport::scratch::{mounts_under, unmount_under};
+        let leaked = mounts_under(&self.tmp);
+        unmount_under(&self.tmp);
+        let _ = std::fs::remove_dir_all(&self.tmp);
+        if leaked.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = leaked.iter().map(|m| m.display().to_string()).collect();
+        Err(format!(
+            "step `{step}` left {} mounts under its temp dir (a test scratch that podman, the Go \
+             tool or a killed process touches must be a testsupport::scratch::Scratch): {}",
+            leaked.len(),
+            names.join(", ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use layerstore_testsupport::{Capability, require_or_skip};
+
+    #[test]
+    fn the_mount_guard_fails_naming_what_a_step_left_mounted_and_detaches_it() {
+        let clean = tempfile::tempdir().unwrap();
+        let guard = MountGuard::at(clean.path().join("ci")).unwrap();
+        std::fs::create_dir(guard.tmp.join("scratch")).unwrap();
+        guard.check("test").expect("nothing left mounted");
+        assert!(!clean.path().join("ci").exists());
+
+        require_or_skip!(Capability::Root);
+        let leaky = tempfile::tempdir().unwrap();
+        let guard = MountGuard::at(leaky.path().join("ci")).unwrap();
+        let left = guard.tmp.join("lspull-1/graph/overlay");
+        std::fs::create_dir_all(&left).unwrap();
+        rustix::mount::mount_bind(&left, &left).unwrap();
+        let err = guard.check("test").expect_err("a mount was left");
+        assert!(err.contains("left 1 mounts"), "{err}");
+        assert!(err.contains(&left.display().to_string()), "{err}");
+        assert_eq!(
+            layerstore_testsupport::scratch::mounts_under(leaky.path()),
+            Vec::<std::path::PathBuf>::new()
+        );
+        assert!(!leaky.path().join("ci").exists());
+    }
 }

@@ -3,17 +3,18 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use layerstore_model::go_quote;
-use rustix::fs::{self as rfs, FileType};
+use rustix::fs::{self as rfs, FileType, Statx};
 
 use crate::error::{Error, Result};
 use crate::idmap::{IdMap, to_container};
-use crate::rooted::{self, Root};
-use crate::walk::{self, Descend};
+use crate::rooted::Root;
+use crate::tree::{self, DirChain, Visitor, WalkEntry};
 use crate::whiteout::{OVERLAY_OPAQUE_XATTR, is_overlay_whiteout};
 
 /// What happened to a path. The discriminants are Go's `ChangeType` values.
@@ -75,18 +76,18 @@ struct Meta {
 
 impl Meta {
     fn of(
-        st: &rfs::Stat,
+        st: &Statx,
         capability: Option<Vec<u8>>,
         mut user_xattrs: Vec<(String, Vec<u8>)>,
     ) -> Self {
         user_xattrs.sort();
         Meta {
-            mode: st.st_mode,
-            uid: st.st_uid,
-            gid: st.st_gid,
-            rdev: st.st_rdev,
-            size: st.st_size,
-            mtime: (st.st_mtime, st.st_mtime_nsec as i64),
+            mode: u32::from(st.stx_mode),
+            uid: st.stx_uid,
+            gid: st.stx_gid,
+            rdev: rfs::makedev(st.stx_rdev_major, st.stx_rdev_minor),
+            size: st.stx_size as i64,
+            mtime: mtime(st),
             capability,
             user_xattrs,
         }
@@ -145,14 +146,14 @@ impl Tree {
     /// The tree below `root`, named `top` in errors.
     fn read_root(root: &Root, top: &Path) -> Result<Tree> {
         let mut entries = Vec::new();
-        walk::walk_sorted::<Error>(root.fd(), &mut |entry| {
+        walk_tree(root, top, &mut |entry| {
             // AUFS metadata at the top of a layer is not content (Go skips `/.wh..wh.*`).
-            if entry.components.len() == 1 && entry.name.starts_with(b".wh..wh.") {
-                return Ok(Descend::No);
+            if is_aufs_metadata(entry) {
+                return Ok(false);
             }
-            let path = absolute(entry.components);
+            let path = absolute(entry.path);
             // One listing finds both kinds compared (most files have no xattr at all).
-            let mut user_xattrs = list_xattrs_at(entry.dir, entry.name, |key| {
+            let mut user_xattrs = list_xattrs_at(entry.dir, entry.name.to_bytes(), |key| {
                 key.starts_with(b"user.") || key == b"security.capability"
             })
             .map_err(|e| Error::path(shown(top, &path), "read the xattrs of", e))?;
@@ -161,21 +162,76 @@ impl Tree {
                 .position(|(key, _)| key == "security.capability")
                 .map(|at| user_xattrs.swap_remove(at).1);
             entries.push((path, Meta::of(entry.stat, capability, user_xattrs)));
-            Ok(Descend::Yes)
-        })
-        .map_err(|e| walk_error(top, e))?;
+            Ok(true)
+        })?;
         Ok(Tree { entries })
     }
 }
 
-/// `/a/b` from the components `a`, `b`.
-fn absolute(components: &[Vec<u8>]) -> Vec<u8> {
-    let mut path = Vec::new();
-    for c in components {
-        path.push(b'/');
-        path.extend_from_slice(c);
+/// Walks the tree below `root` (named `top` in errors) with `visit`: every entry but the root,
+/// pre-order, names sorted bytewise, never following a symlink, iteratively with a bounded
+/// number of descriptors ([`tree::walk_with`]). `visit` says whether to enter a directory; its
+/// error is returned as it is, a failure of the walk names the path where it happened.
+fn walk_tree(
+    root: &Root,
+    top: &Path,
+    visit: &mut dyn FnMut(&WalkEntry<'_>) -> Result<bool>,
+) -> Result<()> {
+    /// Keeps the visitor's own error, which the walker's `io::Error` cannot carry.
+    struct BelowRoot<'v> {
+        visit: &'v mut dyn FnMut(&WalkEntry<'_>) -> Result<bool>,
+        failed: Option<Error>,
     }
+    impl Visitor for BelowRoot<'_> {
+        fn enter(&mut self, entry: &WalkEntry<'_>) -> io::Result<bool> {
+            if entry.depth == 0 {
+                return Ok(true);
+            }
+            (self.visit)(entry).map_err(|e| {
+                self.failed = Some(e);
+                io::Error::other("stopped by the visitor")
+            })
+        }
+    }
+    // Readable (the root's own descriptor may be `O_PATH`): the walker lists it.
+    let fd = tree::open_dir_at(root.fd(), c".").map_err(|e| Error::path(top, "open", e))?;
+    let mut below = BelowRoot {
+        visit,
+        failed: None,
+    };
+    let walked = tree::walk_with(fd, &mut below);
+    match (below.failed, walked) {
+        (Some(error), _) => Err(error),
+        (None, Err(e)) => Err(Error::path(top.join(&e.path), "walk", e.source)),
+        (None, Ok(())) => Ok(()),
+    }
+}
+
+/// AUFS metadata at the top of a layer (`/.wh..wh.*`), which is not content.
+fn is_aufs_metadata(entry: &WalkEntry<'_>) -> bool {
+    entry.depth == 1 && entry.name.to_bytes().starts_with(b".wh..wh.")
+}
+
+/// `/a/b` from the relative path `a/b`.
+fn absolute(relative: &Path) -> Vec<u8> {
+    let mut path = Vec::with_capacity(relative.as_os_str().len() + 1);
+    path.push(b'/');
+    path.extend_from_slice(relative.as_os_str().as_bytes());
     path
+}
+
+/// `lstat` of `name` in `dir`; `None` when it does not exist.
+fn stat_if_present(dir: BorrowedFd<'_>, name: &std::ffi::CStr) -> io::Result<Option<Statx>> {
+    match tree::stat_at(dir, name) {
+        Ok(st) => Ok(Some(st)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The modification time of `st`: seconds and nanoseconds.
+fn mtime(st: &Statx) -> (i64, i64) {
+    (st.stx_mtime.tv_sec, i64::from(st.stx_mtime.tv_nsec))
 }
 
 /// The host path of an absolute path inside the tree at `top`, for messages.
@@ -183,15 +239,6 @@ fn shown(top: &Path, path: &[u8]) -> PathBuf {
     top.join(std::ffi::OsStr::from_bytes(
         path.strip_prefix(b"/").unwrap_or(path),
     ))
-}
-
-fn walk_error(top: &Path, e: walk::WalkError<Error>) -> Error {
-    match e.failure {
-        walk::Failure::Visit(error) => error,
-        walk::Failure::Io(op, error) => {
-            Error::path(shown(top, &absolute(&e.components)), op, error)
-        }
-    }
 }
 
 /// The parent of an absolute path (`""` for a name at the top).
@@ -338,8 +385,8 @@ fn changes_of(
 }
 
 /// 0:0 character device: an overlay whiteout.
-fn is_whiteout(st: &rfs::Stat) -> bool {
-    is_overlay_whiteout(st.st_mode, rfs::major(st.st_rdev), rfs::minor(st.st_rdev))
+fn is_whiteout(st: &Statx) -> bool {
+    is_overlay_whiteout(u32::from(st.stx_mode), st.stx_rdev_major, st.stx_rdev_minor)
 }
 
 /// Go's `sameFsTime`: equal, or the same second with either side lacking nanoseconds (tar).
@@ -384,14 +431,15 @@ fn overlay_changes_of(
     lower_roots: &[Root],
     lowers: &[&Path],
 ) -> Result<Vec<Change>> {
-    let window = (walk::WINDOW * 4 / (lowers.len() + 1)).max(4);
+    // The upper's walk and every lower's cursor share a budget of descriptors.
+    let window = (tree::OPEN_DIRS * 16 / (lowers.len() + 1)).max(4);
     let mut cursors = lower_roots
         .iter()
         .zip(lowers)
         .map(|(lower, p)| {
-            let top = walk::open_dir_nofollow(lower.fd(), b".")
-                .map_err(|e| Error::path(*p, "open", e))?;
-            walk::FdStack::new(top, window).map_err(|e| Error::path(*p, "stat", e))
+            let top =
+                tree::open_dir_at(lower.fd(), c".").map_err(|e| Error::path(*p, "open", e))?;
+            Ok(DirChain::with_window(top, window))
         })
         .collect::<Result<Vec<_>>>()?;
     // For each directory on the current path (the upper's root first): the lowers, nearest
@@ -408,27 +456,27 @@ fn overlay_changes_of(
     // Levels below this one are all listed: each Add or Delete climbs only to it.
     let mut listed_below = 1;
     let mut changes = Vec::new();
-    walk::walk_sorted::<Error>(root.fd(), &mut |entry| {
-        let path = absolute(entry.components);
+    walk_tree(root, upper, &mut |entry| {
+        let path = absolute(entry.path);
         let here = || shown(upper, &path);
         // Climb the lowers back to the entry's directory.
-        while levels.len() > entry.components.len() {
+        while levels.len() > entry.depth {
             for &i in &levels.pop().expect("checked").visible {
                 cursors[i]
-                    .leave()
+                    .pop()
                     .map_err(|e| Error::path(lowers[i], "open ..", e))?;
             }
         }
-        if entry.components.len() == 1 && entry.name.starts_with(b".wh..wh.") {
-            return Ok(Descend::No);
+        if is_aufs_metadata(entry) {
+            return Ok(false);
         }
         let st = entry.stat;
-        let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+        let is_dir = tree::file_type(st) == tree::mode::S_IFDIR;
         // The nearest lower showing this name (a whiteout there hides it from all below).
         listed_below = listed_below.min(levels.len());
         let mut in_lower = None;
         for &i in &levels.last().expect("the root level stays").visible {
-            let lower = rooted::lstat_at(cursors[i].last(), entry.name)
+            let lower = stat_if_present(cursors[i].current(), entry.name)
                 .map_err(|e| Error::path(shown(lowers[i], &path), "lstat", e))?;
             if let Some(lower) = lower {
                 in_lower = (!is_whiteout(&lower)).then_some((i, lower));
@@ -436,7 +484,7 @@ fn overlay_changes_of(
             }
         }
         let opaque = is_dir
-            && get_xattr_at(entry.dir, entry.name, OVERLAY_OPAQUE_XATTR)
+            && get_xattr_at(entry.dir, entry.name.to_bytes(), OVERLAY_OPAQUE_XATTR)
                 .map_err(|e| Error::path(here(), "getxattr", e))?
                 .as_deref()
                 == Some(b"y");
@@ -447,13 +495,10 @@ fn overlay_changes_of(
                 None => Some(ChangeKind::Add),
                 Some((_, lower))
                     if is_dir
-                        && FileType::from_raw_mode(lower.st_mode) == FileType::Directory
-                        && lower.st_size == st.st_size
-                        && lower.st_mode == st.st_mode
-                        && same_fs_time(
-                            (lower.st_mtime, lower.st_mtime_nsec as i64),
-                            (st.st_mtime, st.st_mtime_nsec as i64),
-                        ) =>
+                        && tree::file_type(lower) == tree::mode::S_IFDIR
+                        && lower.stx_size == st.stx_size
+                        && lower.stx_mode == st.stx_mode
+                        && same_fs_time(mtime(lower), mtime(st)) =>
                 {
                     None
                 }
@@ -487,19 +532,24 @@ fn overlay_changes_of(
             if !opaque {
                 for &i in &levels.last().expect("the root level stays").visible {
                     let at = shown(lowers[i], &path);
-                    let lower = rooted::lstat_at(cursors[i].last(), entry.name)
+                    let lower = stat_if_present(cursors[i].current(), entry.name)
                         .map_err(|e| Error::path(&at, "lstat", e))?;
                     let Some(lower) = lower else { continue };
-                    if FileType::from_raw_mode(lower.st_mode) != FileType::Directory {
+                    if tree::file_type(&lower) != tree::mode::S_IFDIR {
                         break; // a whiteout or a file hides the lowers beneath
                     }
-                    let lower_opaque =
-                        get_xattr_at(cursors[i].last(), entry.name, OVERLAY_OPAQUE_XATTR)
-                            .map_err(|e| Error::path(&at, "getxattr", e))?
-                            .as_deref()
-                            == Some(b"y");
+                    let lower_opaque = get_xattr_at(
+                        cursors[i].current(),
+                        entry.name.to_bytes(),
+                        OVERLAY_OPAQUE_XATTR,
+                    )
+                    .map_err(|e| Error::path(&at, "getxattr", e))?
+                    .as_deref()
+                        == Some(b"y");
+                    let sub = tree::open_dir_checked(cursors[i].current(), entry.name, &lower)
+                        .map_err(|e| Error::path(&at, "open", e))?;
                     cursors[i]
-                        .enter(entry.name)
+                        .push(sub)
                         .map_err(|e| Error::path(&at, "open", e))?;
                     below.push(i);
                     if lower_opaque {
@@ -512,9 +562,8 @@ fn overlay_changes_of(
                 listed: kind.is_some(),
             });
         }
-        Ok(Descend::Yes)
-    })
-    .map_err(|e| walk_error(upper, e))?;
+        Ok(true)
+    })?;
     Ok(changes)
 }
 

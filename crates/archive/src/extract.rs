@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use rustix::fs::{self as rfs, AtFlags, Gid, Mode, Timespec, Timestamps, Uid};
+use rustix::fs::{self as rfs, AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
 
 use crate::error::{Error, Result, show};
@@ -24,7 +24,6 @@ use crate::header::{Header, Kind, Time};
 use crate::idmap;
 use crate::options::{ApplyOptions, RootEntry};
 use crate::rooted::{self, Root};
-use crate::walk;
 
 mod entries;
 
@@ -364,7 +363,13 @@ fn dir_depth(
             return Ok(max_depth + 1);
         }
         climbed.push(id);
-        let up = walk::open_dir_nofollow(current.as_ref().map_or(dir, |c| c.as_fd()), b"..")?;
+        // `O_PATH`: climbing needs no read permission on the directories above.
+        let up = rfs::openat(
+            current.as_ref().map_or(dir, |c| c.as_fd()),
+            c"..",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         id = identity(up.as_fd())?;
         current = Some(up);
     };

@@ -63,8 +63,9 @@
 //! reads each tree's owners through its own ID mappings, [`MappedTree`]); [`overlay_changes`]
 //! reads an overlay upper dir; [`export`] / [`export_to`] write the tar stream of a change list
 //! over a tree (for layers without tar-split records), with headers laid out as Go's
-//! `archive/tar` writes them. Every tree walk is iterative and holds at most 64 directory
-//! descriptors per tree, whatever the depth. [`encoder`] compresses a diff (parallel gzip,
+//! `archive/tar` writes them. Every tree walk goes through [`tree`] (the one iterative walker
+//! and remover of this crate and of the graph drivers): no recursion, a bounded window of
+//! directory descriptors per tree whatever the depth, no symlink followed. [`encoder`] compresses a diff (parallel gzip,
 //! zstd).
 //!
 //! # Fuzzing
@@ -143,7 +144,7 @@ mod idmap;
 mod options;
 mod pipe;
 mod rooted;
-mod walk;
+pub mod tree;
 pub mod whiteout;
 pub mod zstd_chunked;
 

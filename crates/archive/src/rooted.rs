@@ -54,8 +54,12 @@ pub(crate) fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
 
 /// Removes `name` from `dir` and, if it is a directory, everything below it (never following a
 /// symlink). A missing `name` is not an error. Iterative, whatever the depth.
+/// Never enters a mount point inside the tree ([`crate::tree::remove_all_at`]); the error is
+/// the OS error, the caller names the entry.
 pub(crate) fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
-    crate::walk::remove_all(dir, name)
+    let name =
+        std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    crate::tree::remove_all_at(dir, &name).map_err(|e| e.source)
 }
 
 #[cfg(test)]

@@ -47,8 +47,8 @@
 //! Everything below the driver's home is input: a layer directory, the files a driver keeps
 //! beside a layer's tree (overlay's `link` and `lower`) and the tree itself may have been
 //! changed by whoever can write the store. Drivers open them from a descriptor of their home
-//! with `O_NOFOLLOW` and pass descriptors on (see [`tree`] for the helpers and the one
-//! iterative walker and remover); the small files are read with a size bound and must be
+//! with `O_NOFOLLOW` and pass descriptors on (see [`tree`] for the helpers, and the one
+//! iterative walker and remover it re-exports from `layerstore_archive::tree`); the small files are read with a size bound and must be
 //! regular files.
 //!
 //! # Example

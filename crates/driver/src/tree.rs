@@ -1,120 +1,19 @@
-//! fd-relative helpers for walking a layer's tree, which is untrusted content: every lookup is
-//! `openat`/`statx` relative to an open directory with `O_NOFOLLOW` / `AT_SYMLINK_NOFOLLOW`,
-//! so a symlink inside the layer is never followed, whatever it points at.
+//! The files the drivers keep beside layers, read and written through descriptors:
+//! [`read_small_file_at`] and [`write_file_at`] (no symlink, no FIFO, a bounded size),
+//! [`ensure_dir_at`], [`open_home`], [`link_beneath`], [`stat_beneath`].
 //!
-//! Trees can be of any depth (a layer may nest directories tens of thousands deep), so every
-//! walk here is iterative and holds only a bounded window of descriptors along the current
-//! path ([`DirChain`]): [`walk_with`] (and [`walk`], [`walk_at`]) is the one walker of the
-//! drivers, [`remove_all_at`] (and [`remove_all`]) the one remover. The files the drivers keep
-//! beside layers are read and written with [`read_small_file_at`] and [`write_file_at`]: no
-//! symlink, no FIFO, a bounded size.
+//! The walker, the remover and the descriptor helpers under them live in
+//! `layerstore_archive::tree` (one home for every crate that walks a layer's tree) and are
+//! re-exported here, so a driver names all of its tree vocabulary through this module.
 
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Statx, StatxFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, Statx};
 
-mod remove;
-mod walk;
-
-pub use remove::{remove_all, remove_all_at};
-pub use walk::{
-    DirChain, FileId, OPEN_DIRS, Visitor, WalkEntry, WalkError, open_dir_checked, walk, walk_at,
-    walk_with,
-};
-
-/// The `statx` fields the helpers ask for.
-pub const STATX_WANTED: StatxFlags = StatxFlags::BASIC_STATS.union(StatxFlags::MNT_ID);
-
-/// `S_IFMT` and the file type bits of `statx`'s `stx_mode`.
-pub mod mode {
-    /// Mask of the file type bits.
-    pub const S_IFMT: u32 = 0o170000;
-    /// Directory.
-    pub const S_IFDIR: u32 = 0o040000;
-    /// Regular file.
-    pub const S_IFREG: u32 = 0o100000;
-    /// Symbolic link.
-    pub const S_IFLNK: u32 = 0o120000;
-    /// Character device.
-    pub const S_IFCHR: u32 = 0o020000;
-    /// Block device.
-    pub const S_IFBLK: u32 = 0o060000;
-    /// FIFO.
-    pub const S_IFIFO: u32 = 0o010000;
-    /// Socket.
-    pub const S_IFSOCK: u32 = 0o140000;
-    /// Set-user-ID and set-group-ID bits (cleared by `chown`).
-    pub const S_ISUID_ISGID: u32 = 0o6000;
-}
-
-/// The file type bits of a `statx` result.
-pub fn file_type(st: &Statx) -> u32 {
-    u32::from(st.stx_mode) & mode::S_IFMT
-}
-
-/// The permission bits (with setuid/setgid/sticky) of a `statx` result.
-pub fn permissions(st: &Statx) -> u32 {
-    u32::from(st.stx_mode) & 0o7777
-}
-
-/// `statx(dir, name, AT_SYMLINK_NOFOLLOW)`.
-pub fn stat_at(dir: impl AsFd, name: &CStr) -> io::Result<Statx> {
-    Ok(rustix::fs::statx(
-        dir,
-        name,
-        AtFlags::SYMLINK_NOFOLLOW,
-        STATX_WANTED,
-    )?)
-}
-
-/// Opens the directory `name` in `dir` without following a symlink.
-pub fn open_dir_at(dir: impl AsFd, name: &CStr) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
-}
-
-/// Opens a directory by path (the trusted part: a layer's root), refusing a final symlink.
-pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
-    open_dir_at(rustix::fs::CWD, &cstring(path.as_os_str())?)
-}
-
-/// Opens a configured directory (a graph root, an additional store): symlinks on the way are
-/// followed, as the configuration names it.
-pub fn open_dir_following(path: &Path) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
-}
-
-/// The names in an open directory, without `.` and `..`, sorted bytewise (Go's `Walk` order).
-pub fn read_names(dir: impl AsFd) -> io::Result<Vec<CString>> {
-    let mut names: Vec<CString> = read_typed(dir.as_fd())?
-        .into_iter()
-        .map(|(name, _)| name)
-        .collect();
-    names.sort();
-    Ok(names)
-}
-
-/// A path as a C string; a NUL inside is an `InvalidInput` error.
-pub fn cstring(s: &OsStr) -> io::Result<CString> {
-    CString::new(s.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
-}
-
-/// A C string name as a path component.
-pub fn name_path(name: &CStr) -> &Path {
-    Path::new(OsStr::from_bytes(name.to_bytes()))
-}
+pub use layerstore_archive::tree::*;
 
 /// `statx` of `path` (absolute inside the tree, e.g. `/etc/passwd`, or relative) beneath the
 /// open directory `root`: every directory on the way is opened with `O_NOFOLLOW`, so nothing
@@ -147,16 +46,6 @@ pub fn stat_beneath(root: &OwnedFd, path: &Path) -> io::Result<Option<Statx>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
-}
-
-/// `statx` of an open descriptor (the file itself, whatever it is).
-pub fn stat_fd(fd: impl AsFd) -> io::Result<Statx> {
-    Ok(rustix::fs::statx(
-        fd,
-        c"",
-        AtFlags::EMPTY_PATH,
-        STATX_WANTED,
-    )?)
 }
 
 /// Reads the regular file `name` in `dir`: a file of the store's own, which is input all the
@@ -277,22 +166,6 @@ pub fn link_beneath(
         name,
         AtFlags::empty(),
     )?)
-}
-
-/// The names in an open directory with the types `getdents` gives (`Unknown` where the
-/// filesystem does not say), without `.` and `..`.
-fn read_typed(dir: BorrowedFd<'_>) -> io::Result<Vec<(CString, FileType)>> {
-    // Reading through a duplicate keeps `dir`'s own offset untouched.
-    let mut reader = rustix::fs::Dir::read_from(dir)?;
-    let mut entries = Vec::new();
-    while let Some(entry) = reader.read() {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name != c"." && name != c".." {
-            entries.push((name.to_owned(), entry.file_type()));
-        }
-    }
-    Ok(entries)
 }
 
 #[cfg(test)]

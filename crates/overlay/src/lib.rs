@@ -603,7 +603,8 @@ impl Driver for OverlayDriver {
         options: &DifferOptions,
         differ: &mut dyn Differ,
     ) -> Result<DifferOutput> {
-        self.stage(options, differ)
+        self.staging()
+            .stage(options, differ, self.options.ignore_chown_errors)
     }
 
     /// Exchanges the staging directory with `<id>/diff` (`renameat2(RENAME_EXCHANGE)`), giving
@@ -613,7 +614,7 @@ impl Driver for OverlayDriver {
     }
 
     fn cleanup_staging_directory(&self, staging: &Path) -> Result<()> {
-        self.remove_staging(staging)
+        self.staging().remove(staging)
     }
 
     fn lookup_additional_layer(&self, digest: &str, image_ref: &str) -> Option<AdditionalLayer> {

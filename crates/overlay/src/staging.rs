@@ -5,29 +5,16 @@ use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use layerstore_driver::{Differ, DifferOptions, DifferOutput, Error, Result, StagingArea, tree};
+use layerstore_driver::{Error, Result, StagingArea, tree};
 use rustix::fs::{RenameFlags, renameat_with};
 
 use crate::OverlayDriver;
 
 impl OverlayDriver {
-    /// The driver's staging area, `<home>/staging`.
-    fn staging(&self) -> StagingArea<'_> {
+    /// The driver's staging area, `<home>/staging`: the driver's `apply_diff_with_differ`
+    /// and `cleanup_staging_directory` are its `stage` and `remove`.
+    pub fn staging(&self) -> StagingArea<'_> {
         StagingArea::new(&self.home, self.home_fd.as_fd())
-    }
-
-    /// `<home>/staging`, where staging directories are made.
-    pub fn staging_home(&self) -> PathBuf {
-        self.staging().path()
-    }
-
-    pub(crate) fn stage(
-        &self,
-        options: &DifferOptions,
-        differ: &mut dyn Differ,
-    ) -> Result<DifferOutput> {
-        self.staging()
-            .stage(options, differ, self.options.ignore_chown_errors)
     }
 
     pub(crate) fn unstage(&self, id: &str, staging: &Path) -> Result<()> {
@@ -71,11 +58,7 @@ impl OverlayDriver {
         renameat_with(&home, &name, &layer.fd, c"diff", RenameFlags::EXCHANGE)
             .map_err(|e| Error::layer_io(id, "exchange", &diff_path, io::Error::from(e)))?;
         rustix::fs::fsync(&layer.fd).map_err(|e| Error::layer_io(id, "fsync", &layer.dir, e))?;
-        self.remove_staging(staging)
-    }
-
-    pub(crate) fn remove_staging(&self, staging: &Path) -> Result<()> {
-        self.staging().remove(staging)
+        area.remove(staging)
     }
 
     pub(crate) fn differ_dir(&self, id: &str) -> Result<PathBuf> {

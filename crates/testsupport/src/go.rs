@@ -49,6 +49,42 @@ pub fn run_go_ok(graph: &Path, run: &Path, driver: &str, args: &[&str]) -> Vec<u
     out.stdout
 }
 
+/// [`run_go_ok`]'s standard output as text (lossily decoded).
+pub fn run_go_text(graph: &Path, run: &Path, driver: &str, args: &[&str]) -> String {
+    String::from_utf8_lossy(&run_go_ok(graph, run, driver, args)).into_owned()
+}
+
+/// Runs [`go_command`] and requires failure; its standard error, trimmed.
+pub fn run_go_err(graph: &Path, run: &Path, driver: &str, args: &[&str]) -> String {
+    let out = run_go(graph, run, driver, args);
+    assert!(
+        !out.status.success(),
+        "containers-storage {args:?} succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).trim().to_owned()
+}
+
+/// The Go tool's JSON answer to `args` (command first; `--json` goes right after it, as the
+/// Go tool takes no flags after its first argument); requires success.
+pub fn go_json(graph: &Path, run: &Path, driver: &str, args: &[&str]) -> serde_json::Value {
+    let mut args = args.to_vec();
+    args.insert(args.len().min(1), "--json");
+    let text = run_go_text(graph, run, driver, &args);
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("containers-storage {args:?}: {e}: {text}"))
+}
+
+/// The first word the Go tool prints on success (the ID `create-layer`, `create-image` and
+/// the like print first, before a line per name).
+pub fn go_id(graph: &Path, run: &Path, driver: &str, args: &[&str]) -> String {
+    let text = run_go_text(graph, run, driver, args);
+    text.split_whitespace()
+        .next()
+        .unwrap_or_else(|| panic!("containers-storage {args:?} printed no ID"))
+        .to_owned()
+}
+
 /// Waits for `child` to exit and collects its output ([`crate::process::wait_bounded`]):
 /// kills it and fails the test when it runs longer than [`GO_TIMEOUT`].
 pub fn wait_with_timeout(child: Child) -> Output {

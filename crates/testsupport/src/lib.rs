@@ -19,7 +19,8 @@
 //!
 //! Besides: the Go tool on a store ([`go`]), the kernel's view of POSIX locks ([`locks`]), a
 //! test binary re-run as a helper process ([`helper`]), waiting for a child with a bound
-//! ([`process`]), and tree snapshots ([`tree`]).
+//! ([`process`]), scratch directories that leave no mounts behind ([`scratch`]), and tree
+//! snapshots ([`tree`]).
 
 #![forbid(unsafe_code)]
 
@@ -31,6 +32,7 @@ pub mod helper;
 pub mod locks;
 pub mod process;
 pub mod registry;
+pub mod scratch;
 pub mod tree;
 
 /// Something a test may need that not every machine has.

@@ -458,13 +458,14 @@ impl Driver for VfsDriver {
     }
 
     /// Lets `differ` fill a fresh `<home>/staging/<random>` with the layer's own files,
-    /// deletions marked overlay-style (see [`VfsDriver::staging_home`] and the crate docs).
+    /// deletions marked overlay-style (see [`VfsDriver::staging`] and the crate docs).
     fn apply_diff_with_differ(
         &self,
         options: &DifferOptions,
         differ: &mut dyn Differ,
     ) -> Result<DifferOutput> {
-        self.stage(options, differ)
+        self.staging()
+            .stage(options, differ, self.ignore_chown_errors)
     }
 
     /// Lays the staged tree over a copy of `dir/<id>` (deletions applied, markers dropped),
@@ -476,7 +477,7 @@ impl Driver for VfsDriver {
 
     /// Removes a staging directory; refuses any path not directly in `<home>/staging`.
     fn cleanup_staging_directory(&self, staging: &Path) -> Result<()> {
-        self.remove_staging(staging)
+        self.staging().remove(staging)
     }
 
     /// The layer's whole tree, `dir/<id>` (or its additional image store's copy).

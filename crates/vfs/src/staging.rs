@@ -27,29 +27,16 @@ use std::path::{Path, PathBuf};
 
 use layerstore_archive::whiteout::{OVERLAY_OPAQUE_XATTR, is_overlay_whiteout};
 use layerstore_driver::tree::{self, DirChain, Visitor, WalkEntry};
-use layerstore_driver::{Differ, DifferOptions, DifferOutput, Error, Result, StagingArea};
+use layerstore_driver::{Error, Result, StagingArea};
 use rustix::fs::{AtFlags, RenameFlags, Statx, Timespec, Timestamps, renameat_with};
 
 use crate::{VfsDriver, copy, id_cstring, validate};
 
 impl VfsDriver {
-    /// The driver's staging area, `<home>/staging`.
-    fn staging(&self) -> StagingArea<'_> {
+    /// The driver's staging area, `<home>/staging`: the driver's `apply_diff_with_differ`
+    /// and `cleanup_staging_directory` are its `stage` and `remove`.
+    pub fn staging(&self) -> StagingArea<'_> {
         StagingArea::new(&self.home, self.home_fd.as_fd())
-    }
-
-    /// `<home>/staging`, where staging directories are made.
-    pub fn staging_home(&self) -> PathBuf {
-        self.staging().path()
-    }
-
-    pub(crate) fn stage(
-        &self,
-        options: &DifferOptions,
-        differ: &mut dyn Differ,
-    ) -> Result<DifferOutput> {
-        self.staging()
-            .stage(options, differ, self.ignore_chown_errors)
     }
 
     pub(crate) fn unstage(&self, id: &str, staging: &Path) -> Result<()> {
@@ -142,10 +129,6 @@ impl VfsDriver {
             rustix::fs::Mode::from_raw_mode(tree::permissions(&st)),
         )
         .map_err(|e| Error::layer_io(id, "chmod", staged_path, e))
-    }
-
-    pub(crate) fn remove_staging(&self, staging: &Path) -> Result<()> {
-        self.staging().remove(staging)
     }
 }
 

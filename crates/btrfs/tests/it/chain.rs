@@ -8,6 +8,7 @@ use std::path::Path;
 
 use layerstore_btrfs::BtrfsDriver;
 use layerstore_driver::{CreateOpts, DiffArgs, Driver, DriverConfig, MountOpts, Registry};
+use layerstore_testsupport::tree;
 use layerstore_testsupport::{Capability, require_or_skip};
 use layerstore_vfs::VfsDriver;
 
@@ -38,11 +39,11 @@ fn three_layer_chain_matches_vfs_and_is_a_chain_of_snapshots() {
         let ours = driver.get(id, &MountOpts::default()).unwrap();
         assert_eq!(ours, scratch.graph_root.join("btrfs/subvolumes").join(id));
         assert!(layerstore_btrfs::is_subvolume(&ours).unwrap(), "{id}");
-        common::assert_same_tree(
+        tree::assert_same_tree(
             &format!("layer {id}: btrfs vs vfs"),
             &common::snapshot(&vfs.get(id, &MountOpts::default()).unwrap()),
             &common::snapshot(&ours),
-            true,
+            tree::Root::IgnoreTimes,
         );
         // tar-split records + files read from the subvolume = the tarball.
         assert!(
@@ -89,11 +90,11 @@ fn three_layer_chain_matches_vfs_and_is_a_chain_of_snapshots() {
             false,
         )
         .unwrap();
-    common::assert_same_tree(
+    tree::assert_same_tree(
         "layer made from the grandchild as template",
         &common::snapshot(&driver.get("grandchild", &MountOpts::default()).unwrap()),
         &common::snapshot(&driver.get("from-template", &MountOpts::default()).unwrap()),
-        false,
+        tree::Root::Compare,
     );
     let lines = common::list_subvolumes(scratch.fs.path());
     assert_eq!(

@@ -1,7 +1,6 @@
 //! Helpers shared by the btrfs integration tests: a scratch btrfs with the driver on it,
 //! exact tree snapshots (as the vfs tests take them), and btrfs-progs inspection.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -12,23 +11,6 @@ use layerstore_testsupport::BtrfsLoop;
 
 #[allow(unused_imports)] // each test file uses its own subset
 pub use layerstore_testsupport::tree::{Node, fixture_tar, snapshot, whole_seconds};
-
-/// [`layerstore_testsupport::tree::assert_same_tree`]; `ignore_root_times`: the top
-/// directory's mtime (set at layer creation, not by content) is not compared.
-pub fn assert_same_tree(
-    what: &str,
-    expected: &BTreeMap<PathBuf, Node>,
-    actual: &BTreeMap<PathBuf, Node>,
-    ignore_root_times: bool,
-) {
-    use layerstore_testsupport::tree::{Root, assert_same_tree};
-    let root = if ignore_root_times {
-        Root::IgnoreTimes
-    } else {
-        Root::Compare
-    };
-    assert_same_tree(what, expected, actual, root);
-}
 
 /// A scratch btrfs with a graph root on it and our driver opened there. Dropping it undoes the
 /// driver's bind mount (and any the Go tool left) before the filesystem goes.

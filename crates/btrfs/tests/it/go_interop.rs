@@ -12,6 +12,7 @@ use layerstore_driver::{ApplyDiffOpts, CreateOpts, Driver, MountOpts};
 use layerstore_model::Layer;
 use layerstore_tarsplit::{EntrySink, gzip_packer, read_tar_split_gz};
 use layerstore_testsupport::go::go_command;
+use layerstore_testsupport::tree;
 use layerstore_testsupport::{Capability, require_or_skip};
 
 struct Go<'a> {
@@ -109,11 +110,11 @@ fn go_and_our_btrfs_driver_share_one_store() {
     let got = ours.get(&go_child, &MountOpts::default()).unwrap();
     assert_eq!(got, Path::new(&go_mount));
     let go_child_tree = common::snapshot(Path::new(&go_mount));
-    common::assert_same_tree(
+    tree::assert_same_tree(
         "Go's child layer through our driver",
         &go_child_tree,
         &common::snapshot(&got),
-        false,
+        tree::Root::Compare,
     );
     go.run(&["unmount", &go_child]);
     // Go's layers are a chain of snapshots too.
@@ -165,11 +166,11 @@ fn go_and_our_btrfs_driver_share_one_store() {
         &std::fs::read(&child_tar).unwrap(),
     );
     // Our child's tree is Go's child's tree.
-    common::assert_same_tree(
+    tree::assert_same_tree(
         "our child layer vs Go's",
         &go_child_tree,
         &common::snapshot(&driver.get(&our_child, &MountOpts::default()).unwrap()),
-        true,
+        tree::Root::IgnoreTimes,
     );
     let layers_json = scratch.graph_root.join("btrfs-layers/layers.json");
     let mut records =

@@ -9,25 +9,6 @@ use serde_json::Value;
 
 use crate::suite::{Scratch, Store, describe, tarball};
 
-fn go_ok(store: &Store, args: &[&str]) -> String {
-    let output = store.go(args);
-    assert!(
-        output.status.success(),
-        "containers-storage {args:?}: {}",
-        describe(&output)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
-/// The ID the Go tool prints first (then a line per name).
-fn go_id(store: &Store, args: &[&str]) -> String {
-    go_ok(store, args)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 fn json_of(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(output)))
 }
@@ -46,15 +27,15 @@ fn kinds(report: &Value) -> Vec<String> {
 
 /// Every image and container the Go tool lists stands on a layer it lists.
 fn go_sees_a_whole_store(store: &Store) -> (usize, usize) {
-    let layers: Vec<String> = serde_json::from_str::<Value>(&go_ok(store, &["layers", "--json"]))
+    let layers: Vec<String> = serde_json::from_str::<Value>(&store.go_ok(&["layers", "--json"]))
         .unwrap()
         .as_array()
         .into_iter()
         .flatten()
         .map(|l| l["id"].as_str().unwrap().to_owned())
         .collect();
-    let images: Value = serde_json::from_str(&go_ok(store, &["images", "--json"])).unwrap();
-    let containers: Value = serde_json::from_str(&go_ok(store, &["containers", "--json"])).unwrap();
+    let images: Value = serde_json::from_str(&store.go_ok(&["images", "--json"])).unwrap();
+    let containers: Value = serde_json::from_str(&store.go_ok(&["containers", "--json"])).unwrap();
     let images = images.as_array().cloned().unwrap_or_default();
     let containers = containers.as_array().cloned().unwrap_or_default();
     for image in &images {
@@ -93,9 +74,9 @@ fn check_repair_takes_the_image_with_its_damaged_layer_and_keeps_a_containers() 
     let base = &import(&["-n", "base", "-f", &tar("base")]);
     let top = &import(&["-n", "top", "-f", &tar("top"), base]);
     let other = &import(&["-n", "other", "-f", &tar("other")]);
-    let img = go_id(&store, &["create-image", "-n", "img", top]);
-    let kept = go_id(&store, &["create-image", "-n", "kept", other]);
-    go_ok(&store, &["create-container", "-n", "ctr", &kept]);
+    let img = store.go_id(&["create-image", "-n", "img", top]);
+    let kept = store.go_id(&["create-image", "-n", "kept", other]);
+    store.go_ok(&["create-container", "-n", "ctr", &kept]);
     assert_eq!(store.run_ok(&["check"]), "");
 
     // Damage both images' layers: a modified file below img, a removed one in kept.
@@ -156,7 +137,7 @@ fn check_names_a_damaged_layers_json_and_repair_rebuilds_it_keeping_it_aside() {
     std::fs::write(&path, tarball(&[("f".into(), b"data".to_vec())])).unwrap();
     let out = store.run_ok(&["import-layer", "-f", &path.display().to_string()]);
     let id = out.split_whitespace().next().unwrap().to_owned();
-    let before: Value = serde_json::from_str(&go_ok(&store, &["layers", "--json"])).unwrap();
+    let before: Value = serde_json::from_str(&store.go_ok(&["layers", "--json"])).unwrap();
     let layers_json = store.layers_json();
     let text = std::fs::read(&layers_json).unwrap();
     std::fs::write(&layers_json, &text[..text.len() / 2]).unwrap();
@@ -179,7 +160,7 @@ fn check_names_a_damaged_layers_json_and_repair_rebuilds_it_keeping_it_aside() {
     );
     let kept = std::fs::read(format!("{}.damaged-1", layers_json.display())).unwrap();
     assert_eq!(kept, &text[..text.len() / 2]);
-    let after: Value = serde_json::from_str(&go_ok(&store, &["layers", "--json"])).unwrap();
+    let after: Value = serde_json::from_str(&store.go_ok(&["layers", "--json"])).unwrap();
     assert_eq!(after[0]["id"], id.as_str());
     assert_eq!(after[0]["diff-digest"], before[0]["diff-digest"]);
     assert_eq!(store.run_ok(&["check"]), "");

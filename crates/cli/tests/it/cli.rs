@@ -6,6 +6,8 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use layerstore_testsupport::scratch::Scratch;
+
 use layerstore_testsupport::{Capability, require_or_skip};
 
 fn binary() -> PathBuf {
@@ -14,13 +16,13 @@ fn binary() -> PathBuf {
 
 /// A scratch store and the flags that select it.
 struct Store {
-    dir: tempfile::TempDir,
+    dir: Scratch,
 }
 
 impl Store {
     fn new() -> Self {
         Store {
-            dir: tempfile::tempdir().expect("tempdir"),
+            dir: Scratch::new(),
         }
     }
 
@@ -143,7 +145,7 @@ fn progress_bar_shows_on_a_terminal_and_not_on_a_pipe() {
 #[test]
 fn storage_conf_is_honoured() {
     require_or_skip!(Capability::Root);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = Scratch::new();
     let graph = dir.path().join("graph");
     let run = dir.path().join("run");
     let conf = dir.path().join("storage.conf");
@@ -214,7 +216,7 @@ fn storage_conf_is_honoured() {
 
 #[test]
 fn malformed_storage_conf_is_an_error_naming_the_line() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = Scratch::new();
     let conf = dir.path().join("storage.conf");
     std::fs::write(
         &conf,
@@ -268,7 +270,7 @@ fn completions_are_scripts_for_the_shell() {
         assert!(script.contains(word), "completes {word}");
     }
     // The script is valid bash.
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = Scratch::new();
     let file = dir.path().join("layerstore.bash");
     std::fs::write(&file, &script).expect("write");
     let check = Command::new("bash")
@@ -443,14 +445,14 @@ fn example_layer_imports_lists_and_comes_back_identical() {
 #[test]
 fn example_layer_round_trip_works_for_an_ordinary_user() {
     require_or_skip!(Capability::Root, Capability::Setpriv);
-    let home = tempfile::tempdir().expect("tempdir");
+    let home = Scratch::new();
     let nobody = 65534;
     std::os::unix::fs::chown(home.path(), Some(nobody), Some(nobody)).expect("chown home");
     let examples = layerstore_testsupport::workspace_root().join("examples");
     // The user may not reach the build's folders (a CI clone can be private to root): run a
     // copy of the binary and of the example from a folder everyone can read.
     use std::os::unix::fs::PermissionsExt;
-    let public = tempfile::tempdir().expect("tempdir");
+    let public = Scratch::new();
     std::fs::set_permissions(public.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let tool = public.path().join("layerstore");
     std::fs::copy(binary(), &tool).expect("copy binary");
@@ -500,7 +502,7 @@ fn junk_diffs_fail_with_the_words_the_bats_suite_expects() {
             .status
             .success()
     );
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = Scratch::new();
     let text_junk = dir.path().join("junk.txt");
     std::fs::write(&text_junk, "hello world, not a tar at all").expect("write");
     let gz = gzip(b"hello world, not a tar at all");

@@ -18,6 +18,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use layerstore_testsupport::scratch::Scratch;
+
 use layerstore_testsupport::{Capability, go_fixtures, go_tool, require_or_skip};
 
 const ID_A: &str = "1111111111111111111111111111111111111111111111111111111111111111";
@@ -433,12 +435,7 @@ pub(crate) fn describe(step: &Step) -> String {
 
 /// The described mismatches, the reference binary's outcomes, and the two scratch directories
 /// (kept until the caller drops them).
-pub(crate) type Differences = (
-    Vec<String>,
-    Vec<Outcome>,
-    tempfile::TempDir,
-    tempfile::TempDir,
-);
+pub(crate) type Differences = (Vec<String>, Vec<Outcome>, Scratch, Scratch);
 
 /// Runs `steps` with both tools on fresh vfs stores and describes every command line whose
 /// normalised stdout, stderr or exit code differ. Also answers the two scratch directories.
@@ -457,8 +454,8 @@ pub(crate) fn differences_between(
     driver: &str,
     steps: &[Step],
 ) -> Differences {
-    let go_dir = tempfile::tempdir().expect("tempdir");
-    let our_dir = tempfile::tempdir().expect("tempdir");
+    let go_dir = Scratch::new();
+    let our_dir = Scratch::new();
     let go_out = run_script(first, go_dir.path(), driver, steps);
     let our_out = run_script(second, our_dir.path(), driver, steps);
 

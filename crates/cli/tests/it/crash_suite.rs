@@ -168,7 +168,7 @@ impl Template {
         assert_eq!(layers.len(), 4);
         store.run_ok(&["shutdown"]);
         // The trial copies get fresh mounts from the tool; the template keeps none.
-        suite::unmount_all_under(scratch.path());
+        suite::unmount_under(scratch.path());
         Template {
             _scratch: scratch,
             store,

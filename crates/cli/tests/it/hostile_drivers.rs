@@ -62,30 +62,6 @@ fn new_layer(store: &Store, args: &[&str]) -> String {
         .to_string()
 }
 
-/// The same with the Go tool.
-fn go_layer(store: &Store, args: &[&str]) -> String {
-    let output = store.go(args);
-    assert!(
-        output.status.success(),
-        "containers-storage {args:?}: {}",
-        describe(&output)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn run_go_ok(store: &Store, args: &[&str]) {
-    let output = store.go(args);
-    assert!(
-        output.status.success(),
-        "containers-storage {args:?}: {}",
-        describe(&output)
-    );
-}
-
 /// Where a layer's own tree is, per driver.
 fn layer_root(store: &Store, id: &str) -> PathBuf {
     match store.driver.as_str() {
@@ -157,7 +133,7 @@ const UIDMAP: &str = "0:100000:6";
 fn mapped_child(store: &Store, tar: &Path, go: bool) -> (MappedView, String) {
     let create = |args: &[&str]| {
         if go {
-            go_layer(store, args)
+            store.go_id(args)
         } else {
             new_layer(store, args)
         }
@@ -165,7 +141,7 @@ fn mapped_child(store: &Store, tar: &Path, go: bool) -> (MappedView, String) {
     let parent = create(&["create-layer"]);
     let apply = ["applydiff", "-f", tar.to_str().unwrap(), &parent];
     if go {
-        run_go_ok(store, &apply);
+        store.go_ok(&apply);
     } else {
         store.run_ok(&apply);
     }
@@ -278,14 +254,14 @@ fn layer_roots(store: &Store, basic: &Path, odd: &Path, go: bool) -> [RootMeta; 
     let (basic, odd) = (basic.to_str().unwrap(), odd.to_str().unwrap());
     let create = |args: &[&str]| {
         if go {
-            go_layer(store, args)
+            store.go_id(args)
         } else {
             new_layer(store, args)
         }
     };
     let run = |args: &[&str]| {
         if go {
-            run_go_ok(store, args);
+            store.go_ok(args);
         } else {
             store.run_ok(args);
         }

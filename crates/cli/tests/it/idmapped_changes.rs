@@ -21,7 +21,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::suite::{Scratch, Store, describe};
+use crate::suite::{Scratch, Store};
 use layerstore_testsupport::{BtrfsLoop, Capability, require_or_skip};
 
 /// Files in the base layer; file `i` has `10 * i` bytes.
@@ -58,14 +58,7 @@ fn run(store: &Store, go: bool, args: &[&str]) -> String {
     if !go {
         return store.run_ok(args);
     }
-    let output = store.go(args);
-    assert!(
-        output.status.success(),
-        "containers-storage {args:?} on {}: {}",
-        store.driver,
-        describe(&output)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    store.go_ok(args)
 }
 
 /// What one layer of the chain shows against its parent.

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use layerstore_testsupport::scratch::Scratch;
+
 use layerstore_testsupport::{Capability, require_or_skip, workspace_root};
 
 /// `layerstore --graph DIR/root --run DIR/run -s vfs ARGS`, piped.
@@ -56,7 +58,7 @@ fn example_image_id() -> String {
 #[test]
 fn pull_prints_the_image_id_and_push_gives_it_back() {
     require_or_skip!(Capability::Root, Capability::Skopeo);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Scratch::new();
     let source = format!("oci-archive:{}", example().display());
     let out = layerstore(dir.path(), &["pull", &source]);
     assert!(out.status.success(), "{out:?}");
@@ -90,7 +92,7 @@ fn pull_prints_the_image_id_and_push_gives_it_back() {
 #[test]
 fn a_damaged_archive_is_refused_and_leaves_nothing() {
     require_or_skip!(Capability::Root);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Scratch::new();
     let mut bytes = std::fs::read(example()).unwrap();
     bytes.truncate(bytes.len() * 2 / 3);
     let damaged = dir.path().join("damaged.tar");
@@ -118,7 +120,7 @@ fn a_damaged_archive_is_refused_and_leaves_nothing() {
 #[test]
 fn a_relative_layout_is_named_as_podman_names_it() {
     require_or_skip!(Capability::Root, Capability::Podman);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Scratch::new();
     let layout = dir.path().join("work/small");
     std::fs::create_dir_all(dir.path().join("work")).unwrap();
     let copied = Command::new("cp")
@@ -174,7 +176,7 @@ fn a_relative_layout_is_named_as_podman_names_it() {
 #[test]
 fn progress_bars_show_on_a_terminal_only() {
     require_or_skip!(Capability::Root, Capability::Script);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Scratch::new();
     let line = format!(
         "{} --graph {} --run {} --storage-driver vfs pull oci-archive:{}",
         env!("CARGO_BIN_EXE_layerstore"),
@@ -227,7 +229,7 @@ fn a_pull_killed_at_each_step_leaves_no_image_and_a_pull_again_completes() {
         "staging-after-move",
         "put-done",
     ] {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = Scratch::new();
         let source = format!("oci-archive:{}", example().display());
         let killed = Command::new(env!("CARGO_BIN_EXE_layerstore"))
             .arg("--graph")

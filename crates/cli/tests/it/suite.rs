@@ -181,16 +181,19 @@ impl Store {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// `containers-storage <flags> args` (the Go tool, v1.43).
-    pub fn go_command(&self, args: &[&str]) -> Command {
-        layerstore_testsupport::go::go_command(&self.graph, &self.run, &self.driver, args)
+    /// Runs the Go tool (bounded in time, [`layerstore_testsupport::go::run_go`]).
+    pub fn go(&self, args: &[&str]) -> Output {
+        layerstore_testsupport::go::run_go(&self.graph, &self.run, &self.driver, args)
     }
 
-    /// Runs the Go tool.
-    pub fn go(&self, args: &[&str]) -> Output {
-        self.go_command(args)
-            .output()
-            .expect("runs containers-storage")
+    /// Runs the Go tool and returns its stdout; panics (naming `args`) unless it succeeded.
+    pub fn go_ok(&self, args: &[&str]) -> String {
+        layerstore_testsupport::go::run_go_text(&self.graph, &self.run, &self.driver, args)
+    }
+
+    /// The ID the Go tool prints first (then a line per name); requires success.
+    pub fn go_id(&self, args: &[&str]) -> String {
+        layerstore_testsupport::go::go_id(&self.graph, &self.run, &self.driver, args)
     }
 
     /// `<graph>/<driver>-layers`.
@@ -395,83 +398,9 @@ pub fn go_agrees(store: &Store, expected: &[Layer], context: &str) {
     assert_eq!(go_ids, ours, "{context}: Go tool and layerstore disagree");
 }
 
-/// Mount points at or under `dir`, deepest first (from /proc/self/mountinfo).
-pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut found: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(unescape_mountinfo)
-        .map(PathBuf::from)
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    found.dedup();
-    found
-}
-
-fn unescape_mountinfo(field: &str) -> String {
-    // mountinfo escapes space, tab, newline and backslash as \ooo.
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 4 <= bytes.len()
-            && let Ok(code) = u8::from_str_radix(&field[i + 1..i + 4], 8)
-        {
-            out.push(code);
-            i += 4;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Detaches every mount under `dir` (what a killed process or a driver's private bind left).
-pub fn unmount_all_under(dir: &Path) {
-    // A detach can reveal a mount stacked below; a few rounds reach them all.
-    for _ in 0..4 {
-        let mounts = mounts_under(dir);
-        if mounts.is_empty() {
-            return;
-        }
-        for mount in mounts {
-            let _ = rustix::mount::unmount(&mount, rustix::mount::UnmountFlags::DETACH);
-        }
-    }
-}
-
-/// A scratch directory that, when dropped, unmounts everything beneath it and removes it.
-#[derive(Debug)]
-pub struct Scratch {
-    dir: Option<tempfile::TempDir>,
-}
-
-impl Scratch {
-    /// A new scratch directory under the system temp dir.
-    pub fn new() -> Self {
-        Scratch {
-            dir: Some(tempfile::tempdir().expect("tempdir")),
-        }
-    }
-
-    /// Its path.
-    pub fn path(&self) -> &Path {
-        self.dir.as_ref().expect("present until drop").path()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Some(dir) = self.dir.take() {
-            unmount_all_under(dir.path());
-            let _ = dir.close();
-        }
-    }
-}
+/// Scratch directories that detach every mount beneath them when dropped, and the mount
+/// listing the checks use: one home, in testsupport.
+pub use layerstore_testsupport::scratch::{Scratch, mounts_under, unmount_under};
 
 /// Mounts a tmpfs of `size_mib` MiB on `dir` (created). Unmounted by the owning [`Scratch`].
 pub fn mount_tmpfs(dir: &Path, size_mib: u64) {

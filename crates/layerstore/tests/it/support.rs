@@ -4,32 +4,33 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use layerstore::{LayerOptions, Store, StoreOptions};
 use layerstore_layers::{CheckOptions, Problem};
+use layerstore_testsupport::go;
 
 /// Generous bound for one external command (they take well under a few seconds).
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A scratch store: `<tmp>/graph` and `<tmp>/run` for `driver`. Dropping it detaches every
 /// mount beneath it (a driver's private bind, what a killed process or podman left) and
-/// removes it.
+/// removes it ([`layerstore_testsupport::scratch::Scratch`]).
 pub struct Scratch {
-    dir: Option<tempfile::TempDir>,
+    dir: layerstore_testsupport::scratch::Scratch,
     pub driver: &'static str,
 }
 
 impl Scratch {
     pub fn new(driver: &'static str) -> Scratch {
         Scratch {
-            dir: Some(tempfile::tempdir().expect("temp dir")),
+            dir: layerstore_testsupport::scratch::Scratch::with_prefix("lsstore-"),
             driver,
         }
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.as_ref().expect("present until dropped").path()
+        self.dir.path()
     }
 
     pub fn graph(&self) -> PathBuf {
@@ -48,56 +49,24 @@ impl Scratch {
         Store::open(self.options()).expect("open the store")
     }
 
-    /// The Go tool's arguments that name this store.
-    pub fn store_args(&self) -> Vec<String> {
-        vec![
-            "--graph".into(),
-            self.graph().display().to_string(),
-            "--run".into(),
-            self.run().display().to_string(),
-            "--storage-driver".into(),
-            self.driver.into(),
-        ]
-    }
-
-    /// Runs the Go tool on this store.
+    /// Runs the Go tool on this store ([`layerstore_testsupport::go`], bounded in time).
     pub fn go(&self, args: &[&str]) -> Output {
-        let tool = layerstore_testsupport::go_tool().expect("checked by require_or_skip");
-        let mut command = Command::new(tool);
-        command.args(self.store_args()).args(args);
-        run(command)
+        go::run_go(&self.graph(), &self.run(), self.driver, args)
     }
 
     /// Runs the Go tool, requires success, returns its standard output.
     pub fn go_ok(&self, args: &[&str]) -> String {
-        let out = self.go(args);
-        assert!(
-            out.status.success(),
-            "containers-storage {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        go::run_go_text(&self.graph(), &self.run(), self.driver, args)
     }
 
     /// Runs the Go tool, requires failure, returns its standard error (trimmed).
     pub fn go_err(&self, args: &[&str]) -> String {
-        let out = self.go(args);
-        assert!(
-            !out.status.success(),
-            "containers-storage {args:?} succeeded: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stderr).unwrap().trim().to_owned()
+        go::run_go_err(&self.graph(), &self.run(), self.driver, args)
     }
 
-    /// The Go tool's JSON output of `args` (command first; `--json` goes after it, since the
-    /// Go tool takes no flags after the first argument).
+    /// The Go tool's JSON output of `args` (command first).
     pub fn go_json(&self, args: &[&str]) -> serde_json::Value {
-        let mut args = args.to_vec();
-        args.insert(1, "--json");
-        let text = self.go_ok(&args);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+        go::go_json(&self.graph(), &self.run(), self.driver, args)
     }
 
     /// `podman`, `buildah` (or another tool taking `--root`/`--runroot`/`--storage-driver`)
@@ -162,40 +131,6 @@ impl Scratch {
     }
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Some(dir) = self.dir.take() {
-            unmount_under(dir.path());
-            let _ = dir.close();
-        }
-    }
-}
-
-/// Detaches every mount at or below `dir`, deepest first (a detach can reveal a mount
-/// stacked below: a few rounds reach them all).
-pub fn unmount_under(dir: &Path) {
-    for _ in 0..4 {
-        let Ok(out) = Command::new("findmnt")
-            .args(["-rn", "-o", "TARGET"])
-            .output()
-        else {
-            return;
-        };
-        let mut targets: Vec<PathBuf> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| PathBuf::from(l.replace("\\x20", " ")))
-            .filter(|t| t.starts_with(dir))
-            .collect();
-        if targets.is_empty() {
-            return;
-        }
-        targets.sort_by_key(|t| std::cmp::Reverse(t.components().count()));
-        for target in targets {
-            let _ = rustix::mount::unmount(&target, rustix::mount::UnmountFlags::DETACH);
-        }
-    }
-}
-
 /// Runs `command` with piped output, bounded by [`TOOL_TIMEOUT`].
 pub fn run(mut command: Command) -> Output {
     let child = command
@@ -204,22 +139,7 @@ pub fn run(mut command: Command) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
-    wait_bounded(child, &format!("{command:?}"))
-}
-
-/// Waits for `child`'s output, killing it past [`TOOL_TIMEOUT`] (then failing).
-pub fn wait_bounded(mut child: std::process::Child, what: &str) -> Output {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("collect output");
-        }
-        if start.elapsed() > TOOL_TIMEOUT {
-            let _ = child.kill();
-            panic!("{what} took more than {TOOL_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    layerstore_testsupport::process::wait_bounded(child, &format!("{command:?}"), TOOL_TIMEOUT)
 }
 
 /// A tarball of `files` (path, contents), mode 0644, owned by 0:0.

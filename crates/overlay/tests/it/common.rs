@@ -8,65 +8,31 @@ use std::path::{Path, PathBuf};
 use layerstore_driver::{ApplyDiffOpts, Driver, DriverConfig};
 use layerstore_overlay::OverlayDriver;
 
-/// Mount points at or below `root`, deepest first (from `/proc/self/mountinfo`).
-pub fn mounts_below(root: &Path) -> Vec<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut found: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(unescape_mountinfo)
-        .filter(|p| p.starts_with(root))
-        .collect();
-    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    found
-}
-
-fn unescape_mountinfo(field: &str) -> PathBuf {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() {
-            let code = std::str::from_utf8(&bytes[i + 1..i + 4])
-                .ok()
-                .and_then(|s| u8::from_str_radix(s, 8).ok());
-            if let Some(c) = code {
-                out.push(c);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    PathBuf::from(std::ffi::OsStr::from_bytes(&out))
-}
+/// Mount points at or below `root`, deepest first.
+pub use layerstore_testsupport::scratch::mounts_under as mounts_below;
 
 /// The mountinfo line of the mount at `target`, if mounted.
 pub fn mountinfo_line(target: &Path) -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     info.lines()
-        .find(|line| line.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(target))
+        .find(|line| {
+            line.split(' ')
+                .nth(4)
+                .map(|field| {
+                    PathBuf::from(std::ffi::OsStr::from_bytes(
+                        &layerstore_driver::mount::unescape_mountinfo_field(field.as_bytes()),
+                    ))
+                })
+                .as_deref()
+                == Some(target)
+        })
         .map(str::to_string)
-}
-
-/// Detaches every mount below `root`, deepest first.
-pub fn unmount_all_below(root: &Path) {
-    for _ in 0..3 {
-        let left = mounts_below(root);
-        if left.is_empty() {
-            return;
-        }
-        for target in left {
-            let _ = rustix::mount::unmount(&target, rustix::mount::UnmountFlags::DETACH);
-        }
-    }
 }
 
 /// A temporary graph root + run root; on drop, every mount below it is detached and the
 /// directory removed (so a failing test leaves nothing mounted behind).
 pub struct Scratch {
-    pub dir: tempfile::TempDir,
+    dir: layerstore_testsupport::scratch::Scratch,
 }
 
 impl Scratch {
@@ -74,15 +40,17 @@ impl Scratch {
         // Under /var/tmp, not a tmpfs /tmp: overlay upper dirs need trusted xattrs and the
         // backing filesystem matters for the status lines.
         let base = Path::new("/var/tmp");
-        let dir = tempfile::Builder::new()
-            .prefix("layerstore-overlay-")
-            .tempdir_in(if base.is_dir() {
-                base
-            } else {
-                Path::new("/tmp")
-            })
-            .unwrap();
-        Scratch { dir }
+        let base = if base.is_dir() {
+            base.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        Scratch {
+            dir: layerstore_testsupport::scratch::Scratch::with_prefix_in(
+                &base,
+                "layerstore-overlay-",
+            ),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -106,12 +74,6 @@ impl Scratch {
     /// Our overlay driver on this scratch root, cleaned up when the guard drops.
     pub fn overlay(&self, options: &[&str]) -> DriverGuard {
         DriverGuard(OverlayDriver::new(&self.config(options)).unwrap())
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        unmount_all_below(self.dir.path());
     }
 }
 

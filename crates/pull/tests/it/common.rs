@@ -8,6 +8,7 @@ use layerstore_pull::{
     CopySelection, ImageSource, OciArchiveDestination, OciLayoutDestination, ResolvedImage,
     copy_image, open_blob,
 };
+use layerstore_testsupport::scratch::Scratch;
 
 /// `examples/layer.tar`, the base layer of every sample image.
 pub fn base_layer() -> Vec<u8> {
@@ -92,20 +93,10 @@ pub fn read_whole(
 }
 
 /// A scratch directory whose path is a valid image name (lower case), as podman needs for
-/// `oci:` layouts it names after their path.
-pub fn scratch() -> tempfile::TempDir {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let prefix = format!(
-        "lspull-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    tempfile::Builder::new()
-        .prefix(&prefix)
-        .rand_bytes(0)
-        .tempdir()
-        .unwrap()
+/// `oci:` layouts it names after their path; dropping it detaches what podman, skopeo or the
+/// Go tool left mounted beneath it.
+pub fn scratch() -> Scratch {
+    Scratch::with_prefix("lspull-")
 }
 
 /// `err` is a registry error of `kind` whose message names every one of `needles`.

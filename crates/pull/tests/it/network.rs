@@ -190,7 +190,7 @@ fn setup() -> (
     Registry,
     SampleImage,
     layerstore_pull::ResolvedImage,
-    tempfile::TempDir,
+    layerstore_testsupport::scratch::Scratch,
 ) {
     let registry = Registry::start(RegistryAuth::Anonymous).unwrap();
     let dir = scratch();

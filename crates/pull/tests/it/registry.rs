@@ -29,7 +29,9 @@ pub fn options(credentials: Option<&str>) -> RegistryOptions {
 }
 
 /// A registry holding the gzip sample as `sample:v1` and the multi-arch one as `multi:v1`.
-pub fn registry_with_samples(auth: RegistryAuth) -> (Registry, tempfile::TempDir) {
+pub fn registry_with_samples(
+    auth: RegistryAuth,
+) -> (Registry, layerstore_testsupport::scratch::Scratch) {
     let registry = Registry::start(auth).unwrap();
     let dir = scratch();
     write_layout(
@@ -114,7 +116,11 @@ fn anonymous_pull_gives_the_same_digests_as_the_layout() {
 
 /// Starts a registry with `auth` holding the samples; `good` credentials pull the same image
 /// as the layout, `bad` ones and none are refused naming the registry.
-fn check_login(auth: RegistryAuth, good: &str, bad: &str) -> (Registry, tempfile::TempDir) {
+fn check_login(
+    auth: RegistryAuth,
+    good: &str,
+    bad: &str,
+) -> (Registry, layerstore_testsupport::scratch::Scratch) {
     let (registry, dir) = registry_with_samples(auth);
     let r = reference(&registry, "sample:v1");
     let source = RegistrySource::open(&r, &options(Some(good))).unwrap();

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use layerstore_driver::{ApplyDiffOpts, CreateOpts, DiffArgs, Driver, DriverConfig, MountOpts};
+use layerstore_testsupport::tree;
 use layerstore_testsupport::{Capability, require_or_skip};
 use layerstore_vfs::VfsDriver;
 
@@ -153,11 +154,11 @@ fn chain_of_three_layers_matches_gnu_tar() {
             common::apply_by_hand(tarball, &by_hand);
         }
         let ours = driver.get(id, &MountOpts::default()).unwrap();
-        common::assert_same_tree(
+        tree::assert_same_tree(
             &format!("layer {id}"),
             &common::snapshot(&by_hand),
             &common::snapshot(&ours),
-            true,
+            tree::Root::IgnoreTimes,
         );
         parent = Some(id);
     }
@@ -212,7 +213,7 @@ fn chain_of_three_layers_matches_gnu_tar() {
         .apply_diff("c-again", Some("b"), ApplyDiffOpts::new(&mut input))
         .unwrap();
     // Exported streams carry whole-second mtimes (as Go's), so compare at that precision.
-    common::assert_same_tree(
+    tree::assert_same_tree(
         "c rebuilt from its diff",
         &common::whole_seconds(common::snapshot(
             &driver.get("c", &MountOpts::default()).unwrap(),
@@ -220,7 +221,7 @@ fn chain_of_three_layers_matches_gnu_tar() {
         &common::whole_seconds(common::snapshot(
             &driver.get("c-again", &MountOpts::default()).unwrap(),
         )),
-        true,
+        tree::Root::IgnoreTimes,
     );
 }
 
@@ -247,11 +248,11 @@ fn our_apply_of_the_fixtures_equals_the_go_tools_layers() {
         &common::fixture_tar("child-whiteouts.tar"),
     );
     for name in ["basic", "child"] {
-        common::assert_same_tree(
+        tree::assert_same_tree(
             &format!("{name}: Go's layer vs ours"),
             &common::snapshot(&go.get(&ids[name], &MountOpts::default()).unwrap()),
             &common::snapshot(&ours.get(name, &MountOpts::default()).unwrap()),
-            true,
+            tree::Root::IgnoreTimes,
         );
     }
 }

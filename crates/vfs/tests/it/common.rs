@@ -7,23 +7,6 @@ use std::process::Command;
 #[allow(unused_imports)] // each test file uses its own subset
 pub use layerstore_testsupport::tree::{Node, fixture_tar, gnu_extract, snapshot, whole_seconds};
 
-/// [`layerstore_testsupport::tree::assert_same_tree`]; `ignore_root_times`: the top
-/// directory's mtime (set at layer creation, not by content) is not compared.
-pub fn assert_same_tree(
-    what: &str,
-    expected: &BTreeMap<PathBuf, Node>,
-    actual: &BTreeMap<PathBuf, Node>,
-    ignore_root_times: bool,
-) {
-    use layerstore_testsupport::tree::{Root, assert_same_tree};
-    let root = if ignore_root_times {
-        Root::IgnoreTimes
-    } else {
-        Root::Compare
-    };
-    assert_same_tree(what, expected, actual, root);
-}
-
 /// Runs GNU tar with `args`, panicking with its stderr on failure.
 pub fn gnu_tar(args: &[&std::ffi::OsStr]) {
     let out = Command::new("tar").args(args).output().unwrap();

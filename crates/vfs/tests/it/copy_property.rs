@@ -5,6 +5,7 @@ use crate::common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
+use layerstore_testsupport::tree;
 use layerstore_vfs::copy::{CopyOptions, copy_tree};
 use proptest::prelude::*;
 
@@ -136,6 +137,6 @@ proptest! {
         let dst = tmp.path().join("dst");
         std::fs::create_dir(&dst).unwrap();
         copy_tree(&src, &dst, CopyOptions::default()).unwrap();
-        common::assert_same_tree("property copy", &common::snapshot(&src), &common::snapshot(&dst), false);
+        tree::assert_same_tree("property copy", &common::snapshot(&src), &common::snapshot(&dst), tree::Root::Compare);
     }
 }

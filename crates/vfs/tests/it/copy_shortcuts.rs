@@ -10,6 +10,7 @@ use crate::common;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
+use layerstore_testsupport::tree;
 use layerstore_testsupport::{Capability, require_or_skip};
 use layerstore_vfs::copy::{CopyOptions, CopyStats, copy_tree};
 
@@ -108,18 +109,23 @@ fn two_threads_copy_exactly_what_one_thread_copies() {
     // ⌈FILES/7⌉ links into the next directory and one into the top one per directory.
     assert_eq!(single.hardlinks, (DIRS * (FILES.div_ceil(7) + 1)) as u64);
     assert_eq!(single.copied, (DIRS * FILES) as u64);
-    common::assert_same_tree(
+    tree::assert_same_tree(
         "single thread",
         &want,
         &common::snapshot(&tmp.path().join("single")),
-        false,
+        tree::Root::Compare,
     );
     // Which thread copies which file varies from run to run: try a few.
     for run in 0..2 {
         let dst = tmp.path().join(format!("threaded{run}"));
         let threaded = copy_fresh(&src, &dst, THREADED);
         assert_eq!(threaded, single, "run {run}");
-        common::assert_same_tree("two threads", &want, &common::snapshot(&dst), false);
+        tree::assert_same_tree(
+            "two threads",
+            &want,
+            &common::snapshot(&dst),
+            tree::Root::Compare,
+        );
         let first = std::fs::metadata(dst.join("d00/f00")).unwrap();
         assert_eq!(first.nlink(), 3, "run {run}");
         for other in ["d01/link-0-0", "top-0"] {
@@ -183,11 +189,11 @@ fn sparse_files_stay_sparse_on_either_thread() {
                 before.blocks()
             );
         }
-        common::assert_same_tree(
+        tree::assert_same_tree(
             what,
             &common::snapshot(&src),
             &common::snapshot(&dst),
-            false,
+            tree::Root::Compare,
         );
     }
 }
@@ -248,7 +254,7 @@ fn set_id_files_keep_their_bits_owner_and_capabilities() {
         let dst = tmp.path().join(what);
         copy_fresh(&src, &dst, options);
         let got = common::snapshot(&dst);
-        common::assert_same_tree(what, &want, &got, false);
+        tree::assert_same_tree(what, &want, &got, tree::Root::Compare);
         assert_eq!(got[Path::new("setuid")].mode, 0o4755);
         assert_eq!(got[Path::new("setgid")].mode, 0o2711);
         assert_eq!(got[Path::new("setuid")].uid, 1000);
@@ -296,7 +302,7 @@ fn a_set_group_id_destination_does_not_leak_its_group() {
         std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o2755)).unwrap();
         copy_tree(&src, &dst, options).unwrap();
         let got = common::snapshot(&dst);
-        common::assert_same_tree(what, &want, &got, false);
+        tree::assert_same_tree(what, &want, &got, tree::Root::Compare);
         assert_eq!(got[Path::new("sub/deeper/f0")].gid, 0);
         assert_eq!(got[Path::new("sub/f3")].gid, 4321);
         assert_eq!(got[Path::new("sub/deeper/link")].gid, 0);

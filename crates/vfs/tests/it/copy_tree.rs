@@ -5,6 +5,7 @@ use crate::common;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use layerstore_testsupport::tree;
 use layerstore_testsupport::{Capability, require_or_skip};
 use layerstore_vfs::copy::{CopyOptions, copy_tree};
 
@@ -35,11 +36,11 @@ fn hardlinks_stay_hardlinks() {
         std::fs::metadata(src.join("a/one")).unwrap().ino()
     );
     assert_eq!(std::fs::metadata(dst.join("single")).unwrap().nlink(), 1);
-    common::assert_same_tree(
+    tree::assert_same_tree(
         "hardlinks",
         &common::snapshot(&src),
         &common::snapshot(&dst),
-        false,
+        tree::Root::Compare,
     );
 }
 
@@ -132,7 +133,7 @@ fn xattrs_are_copied_on_files_dirs_and_without_following_symlinks() {
     let dst = tmp.path().join("dst");
     copy_fresh(&src, &dst, CopyOptions::default());
     let (want, got) = (common::snapshot(&src), common::snapshot(&dst));
-    common::assert_same_tree("xattrs", &want, &got, false);
+    tree::assert_same_tree("xattrs", &want, &got, tree::Root::Compare);
     assert_eq!(got[Path::new("file")].xattrs["user.two"], [0, 0xff, 0]);
     assert_eq!(got[Path::new("dir")].xattrs["user.dir"], b"d");
     if root {
@@ -174,11 +175,11 @@ fn symlinks_in_the_source_are_never_followed() {
         );
     }
     assert_eq!(std::fs::read_link(dst.join("dir-link")).unwrap(), outside);
-    common::assert_same_tree(
+    tree::assert_same_tree(
         "symlinks",
         &common::snapshot(&src),
         &common::snapshot(&dst),
-        false,
+        tree::Root::Compare,
     );
     // The outside tree was not touched.
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
@@ -203,7 +204,7 @@ fn copy_of_every_fixture_tarball_is_exact() {
         copy_fresh(&src, &dst, CopyOptions::default());
         let (want, got) = (common::snapshot(&src), common::snapshot(&dst));
         assert!(want.len() > 1, "{tarball}: nothing extracted");
-        common::assert_same_tree(tarball, &want, &got, false);
+        tree::assert_same_tree(tarball, &want, &got, tree::Root::Compare);
         if tarball == "pax.tar" {
             let with_xattr = &got[Path::new("with-xattr")];
             assert!(

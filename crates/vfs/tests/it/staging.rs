@@ -13,6 +13,7 @@ use layerstore_driver::{
     ApplyDiffOpts, CreateOpts, Differ, DifferOptions, DifferOutput, Driver, DriverConfig, Error,
 };
 use layerstore_tarsplit::JsonLinesPacker;
+use layerstore_testsupport::tree;
 use layerstore_testsupport::{Capability, require_or_skip};
 use layerstore_vfs::VfsDriver;
 
@@ -84,7 +85,7 @@ fn stage_tarball(driver: &VfsDriver, id: &str, name: &str) -> DifferOutput {
         .expect("stage");
     assert_eq!(
         output.target.parent(),
-        Some(driver.staging_home().as_path())
+        Some(driver.staging().path().as_path())
     );
     driver
         .apply_diff_from_staging_directory(id, &output.target)
@@ -99,7 +100,7 @@ fn without_root(tree: &BTreeMap<PathBuf, common::Node>) -> BTreeMap<PathBuf, com
 }
 
 fn staging_entries(driver: &VfsDriver) -> Vec<PathBuf> {
-    fs::read_dir(driver.staging_home())
+    fs::read_dir(driver.staging().path())
         .map(|dir| dir.map(|e| e.expect("entry").path()).collect())
         .unwrap_or_default()
 }
@@ -122,11 +123,11 @@ fn a_staged_tarball_gives_the_tree_apply_diff_gives() {
     // apply_diff takes the tarball's `./` entry.
     let root = staged_base.remove(Path::new("")).expect("root");
     assert_eq!(root.mode & 0o7777, 0o555);
-    common::assert_same_tree(
+    tree::assert_same_tree(
         "staged base layer",
         &without_root(&base),
         &staged_base,
-        true,
+        tree::Root::IgnoreTimes,
     );
     assert!(output.uncompressed_digest.is_some() && output.tar_split.is_some());
 
@@ -144,7 +145,12 @@ fn a_staged_tarball_gives_the_tree_apply_diff_gives() {
     let staged_child = without_root(&common::snapshot(
         &driver.differ_target("staged-child").expect("target"),
     ));
-    common::assert_same_tree("staged child layer", &child, &staged_child, true);
+    tree::assert_same_tree(
+        "staged child layer",
+        &child,
+        &staged_child,
+        tree::Root::IgnoreTimes,
+    );
     assert!(
         !staged_child.contains_key(Path::new("etc/passwd-hard")),
         "the whiteout deleted its file"
@@ -156,7 +162,12 @@ fn a_staged_tarball_gives_the_tree_apply_diff_gives() {
     );
     // The parent is untouched.
     let base_after = common::snapshot(&driver.differ_target("base").expect("target"));
-    common::assert_same_tree("parent after staging", &base, &base_after, false);
+    tree::assert_same_tree(
+        "parent after staging",
+        &base,
+        &base_after,
+        tree::Root::Compare,
+    );
 }
 
 #[test]
@@ -185,7 +196,7 @@ fn paths_outside_the_staging_home_are_refused() {
     let outside = tmp.path().join("elsewhere");
     fs::create_dir(&outside).expect("mkdir");
     fs::write(outside.join("file"), b"not staged").expect("write");
-    let sneaky = driver.staging_home().join("..").join("dir").join("layer");
+    let sneaky = driver.staging().path().join("..").join("dir").join("layer");
     for path in [outside.as_path(), layer_dir.as_path(), sneaky.as_path()] {
         assert!(matches!(
             driver.apply_diff_from_staging_directory("layer", path),

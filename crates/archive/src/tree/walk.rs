@@ -496,24 +496,52 @@ mod tests {
         assert_eq!(err.path, Path::new("a/b/c/d/e"));
     }
 
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+
+    /// Runs `f` on a thread with a 64 KiB stack: recursion over thousands of levels would
+    /// overflow it.
+    fn on_small_stack(f: impl FnOnce() + Send) {
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .stack_size(64 << 10)
+                .spawn_scoped(s, f)
+                .unwrap()
+                .join()
+                .expect("no stack overflow");
+        });
+    }
+
     #[test]
-    fn a_deep_tree_is_walked_and_removed_without_recursion() {
+    fn a_deep_tree_is_walked_and_removed_without_recursion_in_bounded_descriptors() {
         // tmpfs where there is one: deep directories are slow to make and remove on ext4.
         let tmp = tempfile::tempdir_in("/dev/shm")
             .or_else(|_| tempfile::tempdir())
             .unwrap();
-        // Deeper than a 2 MiB test thread's stack would take recursively at this depth, and
-        // deeper than PATH_MAX.
+        // Far deeper than PATH_MAX, and than a small stack would take recursively.
         std::fs::create_dir(tmp.path().join("t")).unwrap();
-        nest(&tmp.path().join("t"), 3000);
-        let mut count = 0;
-        walk(&tmp.path().join("t"), &mut |_| {
-            count += 1;
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(count, 3002);
-        remove_all(&tmp.path().join("t")).unwrap();
+        nest(&tmp.path().join("t"), 5000);
+        let before = open_fds();
+        let (mut count, mut deepest, mut most_fds) = (0, 0, 0);
+        on_small_stack(|| {
+            walk(&tmp.path().join("t"), &mut |e| {
+                count += 1;
+                deepest = deepest.max(e.depth);
+                if e.depth % 500 == 0 {
+                    most_fds = most_fds.max(open_fds());
+                }
+                Ok(())
+            })
+            .unwrap();
+        });
+        // The root, 5,000 directories and the leaf file.
+        assert_eq!((count, deepest), (5002, 5001));
+        assert!(
+            most_fds <= before + OPEN_DIRS + 4,
+            "{most_fds} descriptors open, {before} before"
+        );
+        on_small_stack(|| remove_all(&tmp.path().join("t")).unwrap());
         assert!(!tmp.path().join("t").exists());
     }
 }
