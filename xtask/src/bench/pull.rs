@@ -69,6 +69,8 @@ struct LayoutImage {
     image_id: String,
     /// The layers' uncompressed digests (hex), base first.
     diff_hexes: Vec<String>,
+    /// The layers' compressed digests (hex), base first.
+    layer_hexes: Vec<String>,
     /// The layers' compressed sizes.
     layer_sizes: Vec<u64>,
 }
@@ -211,13 +213,16 @@ fn read_layout(layout: &Path) -> Result<LayoutImage, String> {
                 .collect()
         })
         .unwrap_or_default();
-    let layer_sizes = manifest["layers"]
-        .as_array()
-        .map(|layers| layers.iter().filter_map(|l| l["size"].as_u64()).collect())
-        .unwrap_or_default();
+    let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+    let layer_hexes = layers
+        .iter()
+        .map(|l| digest_hex(l, "a layer of the manifest"))
+        .collect::<Result<_, _>>()?;
+    let layer_sizes = layers.iter().filter_map(|l| l["size"].as_u64()).collect();
     Ok(LayoutImage {
         image_id,
         diff_hexes,
+        layer_hexes,
         layer_sizes,
     })
 }
@@ -448,6 +453,49 @@ fn skopeo_copy(store: &Store, source: &str, name: &str, tmp: &Path) -> Command {
     cmd
 }
 
+/// The baseline key of the physical reference: GNU tar extracting both layer blobs.
+const UNTAR_KEY: &str = "tar-xzf/pull-image";
+
+/// `sh -c 'tar -xzf L1 -C T && tar -xzf L2 -C T'`: the image's layers extracted in order into
+/// one tree, the physical reference of a pull (no network, no digests, no records).
+fn untar_command(blobs: &[PathBuf], tree: &Path) -> Command {
+    let mut script = String::from("set -e");
+    for i in 0..blobs.len() {
+        script.push_str(&format!("; tar -xzf \"${}\" -C \"$0\"", i + 1));
+    }
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(script).arg(tree).args(blobs);
+    cmd
+}
+
+/// Times [`untar_command`] on this filesystem, `--runs` times, into a fresh tree each run.
+fn untar_baseline(
+    ctx: &Context<'_>,
+    fs_root: &Path,
+    results: &mut FsResults,
+    layout: &Path,
+    image: &LayoutImage,
+) -> Result<(), String> {
+    let tree = fs_root.join("pull-baseline-tree");
+    let blobs: Vec<PathBuf> = image
+        .layer_hexes
+        .iter()
+        .map(|hex| blob_path(layout, hex))
+        .collect();
+    for _ in 0..ctx.opts.runs {
+        store::remove_tree(&tree)?;
+        fs::create_dir_all(&tree).map_err(|e| format!("mkdir {}: {e}", tree.display()))?;
+        sync();
+        let sample = ctx.runner.timed(&mut untar_command(&blobs, &tree))?.sample;
+        results
+            .baselines
+            .entry(UNTAR_KEY.to_owned())
+            .or_default()
+            .push(sample);
+    }
+    store::remove_tree(&tree)
+}
+
 /// Where a timed pull takes the image from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
@@ -584,6 +632,7 @@ pub(super) fn section_pull(
     };
     fs::create_dir_all(&sources.tmp)
         .map_err(|e| format!("mkdir {}: {e}", sources.tmp.display()))?;
+    untar_baseline(ctx, fs_root, results, &layout, &image)?;
     let run_roots = ShortRunRoots::mount()?;
     let drivers = ctx.opts.drivers.clone();
     for driver in &drivers {
@@ -613,11 +662,16 @@ fn pull_rows(
         r.goals = goals;
         r
     };
+    let reference = Some((
+        "tar -xzf of both layers".to_owned(),
+        vec![UNTAR_KEY.to_owned()],
+    ));
     let mut from_registry = row(
         "pull docker://",
         Versus::Podman,
         vec![Goal::VsGo(PULL_GOAL), Goal::PeakRssMib(PULL_RSS_MIB)],
     );
+    from_registry.reference = reference.clone();
     let mut again = row(
         "re-pull docker:// (every layer present)",
         Versus::Podman,
@@ -628,6 +682,7 @@ fn pull_rows(
         Versus::Skopeo,
         vec![Goal::VsGo(PULL_GOAL), Goal::PeakRssMib(PULL_RSS_MIB)],
     );
+    from_layout.reference = reference;
     let bases = [
         fs_root.join(format!("stores/pull-ours-{driver}")),
         fs_root.join(format!("stores/pull-other-{driver}")),
@@ -744,6 +799,34 @@ mod tests {
     }
 
     #[test]
+    fn the_reference_extracts_every_layer_in_order_into_one_tree() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut blobs = Vec::new();
+        for (i, (name, content)) in [("a", "base"), ("a", "upper")].iter().enumerate() {
+            let src = dir.path().join(format!("src{i}"));
+            fs::create_dir_all(&src).expect("mkdir");
+            fs::write(src.join(name), content).expect("write");
+            let blob = dir.path().join(format!("layer{i}.tar.gz"));
+            crate::tools::run(
+                Command::new("tar")
+                    .arg("-czf")
+                    .arg(&blob)
+                    .arg("-C")
+                    .arg(&src)
+                    .arg("."),
+            )
+            .expect("tar");
+            blobs.push(blob);
+        }
+        let tree = dir.path().join("tree with space");
+        fs::create_dir_all(&tree).expect("mkdir");
+        let mut cmd = untar_command(&blobs, &tree);
+        crate::tools::run(&mut cmd).expect("untar");
+        // The upper layer was extracted last.
+        assert_eq!(fs::read_to_string(tree.join("a")).expect("a"), "upper");
+    }
+
+    #[test]
     fn run_roots_are_short_enough_for_podman() {
         // The largest pid Linux hands out (2^22) and the longest store name.
         let roots = ShortRunRoots {
@@ -788,6 +871,10 @@ mod tests {
             layers.iter().map(|l| l.1.clone()).collect::<Vec<_>>()
         );
         assert_eq!(image.layer_sizes, vec![10, 12]);
+        assert_eq!(
+            image.layer_hexes[1],
+            layerstore_model::Sha256Hasher::digest(b"second layer").hex()
+        );
         // The image ID is the config blob's digest, and the blobs sit under their digests.
         let config = fs::read(blob_path(&layout, &image.image_id)).expect("config blob");
         assert_eq!(

@@ -241,7 +241,9 @@ const METHOD: &str = "\
   tmpfs for every tool (containers/image stages big files there) and podman's libpod
   `--tmpdir` in the store. The re-pull pulls from the registry again into the store the
   tool's pull just filled (every layer present). A pull counts only when the store then holds
-  the image (its directory under `<driver>-images`, named by the config digest).
+  the image (its directory under `<driver>-images`, named by the config digest). Physical
+  reference: GNU `tar -xzf` of both layer blobs, in order, into one empty tree on the same
+  filesystem (no network, no digests, no records), timed before the pulls.
 - child: `create-layer --id C P` on vfs where P holds rootfs.tar (a full copy); reference
   `cp -a` of the extracted tree; then `applydiff` of layer2.tar (whiteouts, opaque dir) onto C.
 - The physical baselines are timed on the same filesystem right before the tools' import and
