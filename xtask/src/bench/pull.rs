@@ -399,8 +399,8 @@ fn push_command(layout_ref: &str, registry_ref: &str) -> Command {
     cmd
 }
 
-/// A store of the section: `base/graph`, `base/run`, and podman's libpod state in
-/// `base/libpod-tmp`.
+/// podman's libpod state (`--tmpdir`) for the store `base/graph`: `base/libpod-tmp`, so it
+/// goes with the store.
 fn libpod_tmp(store: &Store) -> PathBuf {
     store
         .graph
