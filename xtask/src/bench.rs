@@ -14,6 +14,7 @@ mod exec;
 pub(crate) mod fixtures;
 mod machine;
 mod options;
+mod pull;
 mod render;
 mod report;
 mod scratch;
@@ -105,11 +106,23 @@ pub fn run(args: &[String]) -> Result<(), String> {
             opts.go.display()
         ));
     }
-    let needs_fixtures =
-        opts.has(Section::Import) || opts.has(Section::Diff) || opts.has(Section::Child);
+    let needs_fixtures = opts.has(Section::Import)
+        || opts.has(Section::Diff)
+        || opts.has(Section::Child)
+        || opts.has(Section::Pull);
     let mut wanted = opts.all_fixtures();
     if opts.has(Section::Child) {
         wanted.extend(Fixture::named("rootfs.tar"));
+    }
+    if opts.has(Section::Pull) {
+        for f in pull::FIXTURES
+            .iter()
+            .filter_map(|name| Fixture::named(name))
+        {
+            if !wanted.contains(&f) {
+                wanted.push(f);
+            }
+        }
     }
     let unavailable = if needs_fixtures {
         fixtures::ensure(&opts.fixtures_dir, &wanted, opts.has(Section::Child))
@@ -169,7 +182,15 @@ pub fn run(args: &[String]) -> Result<(), String> {
         chart::svg(
             r,
             &format!(
-                "layerstore against Go containers-storage, {} ({started})",
+                "layerstore against Go containers-storage{}, {} ({started})",
+                if r.rows
+                    .iter()
+                    .any(|row| row.versus != report::Versus::GoTool)
+                {
+                    " (pulls: against podman and skopeo)"
+                } else {
+                    ""
+                },
                 r.name
             ),
         )

@@ -1,11 +1,12 @@
 //! The SVG chart of a run: one group of bars per row, every bar a median wall time divided by
-//! the Go tool's median of the same row (so rows of milliseconds and of seconds share one
-//! axis), with the row's ÷Go goal drawn as a tick. Hand-written SVG: a few rectangles and
+//! the comparison tool's median of the same row (the Go tool; podman or skopeo for the pulls),
+//! so rows of milliseconds and of seconds share one axis, with the row's ÷Go (÷podman,
+//! ÷skopeo) goal drawn as a tick. Hand-written SVG: a few rectangles and
 //! labels do not need a plotting library.
 
 use std::fmt::Write as _;
 
-use super::report::{FsResults, Goal, Tool, fmt_secs, median_secs};
+use super::report::{FsResults, Goal, Tool, Versus, fmt_secs, median_secs};
 
 /// Height of one row's group of bars, in pixels.
 const ROW_HEIGHT: f64 = 34.0;
@@ -31,12 +32,30 @@ const GO: Series = Series {
     label: "Go containers-storage",
     colour: "#ff7f0e",
 };
+const PODMAN: Series = Series {
+    label: "podman pull",
+    colour: "#2ca02c",
+};
+const SKOPEO: Series = Series {
+    label: "skopeo copy",
+    colour: "#9467bd",
+};
 const BOUND: Series = Series {
     label: "bound (library alone, else physical reference)",
     colour: "#7f7f7f",
 };
 
-/// A row of the chart: its label, and its bars as (series, ratio to Go, median seconds).
+/// The series of a row's comparison tool.
+fn versus_series(versus: Versus) -> &'static Series {
+    match versus {
+        Versus::GoTool => &GO,
+        Versus::Podman => &PODMAN,
+        Versus::Skopeo => &SKOPEO,
+    }
+}
+
+/// A row of the chart: its label, and its bars as (series, ratio to the comparison tool,
+/// median seconds).
 struct Bars {
     label: String,
     bars: Vec<(&'static Series, f64, f64)>,
@@ -61,7 +80,10 @@ fn bars_of(results: &FsResults) -> Vec<Bars> {
         if go <= 0.0 {
             continue;
         }
-        let mut bars = vec![(&OURS, ours / go, ours), (&GO, 1.0, go)];
+        let mut bars = vec![
+            (&OURS, ours / go, ours),
+            (versus_series(row.versus), 1.0, go),
+        ];
         if let Some(bound) = results
             .bound_secs(row)
             .or_else(|| results.reference_secs(row))
@@ -107,7 +129,17 @@ pub(super) fn svg(results: &FsResults, title: &str) -> Option<String> {
         escape(title)
     );
     let mut legend_x = 8.0;
-    for series in [&OURS, &GO, &BOUND] {
+    // The legend names the comparison tools that have a bar, in a fixed order.
+    let shown: Vec<&Series> = [&OURS, &GO, &PODMAN, &SKOPEO, &BOUND]
+        .into_iter()
+        .filter(|series| {
+            [OURS.label, BOUND.label].contains(&series.label)
+                || rows
+                    .iter()
+                    .any(|r| r.bars.iter().any(|b| b.0.label == series.label))
+        })
+        .collect();
+    for series in shown {
         let _ = writeln!(
             s,
             r#"<rect x="{legend_x}" y="30" width="12" height="10" fill="{}"/><text x="{}" y="39">{}</text>"#,
@@ -119,7 +151,7 @@ pub(super) fn svg(results: &FsResults, title: &str) -> Option<String> {
     }
     let _ = writeln!(
         s,
-        r#"<line x1="{legend_x}" y1="29" x2="{legend_x}" y2="41" stroke="red" stroke-width="2"/><text x="{}" y="39">goal (ours ÷ Go)</text>"#,
+        r#"<line x1="{legend_x}" y1="29" x2="{legend_x}" y2="41" stroke="red" stroke-width="2"/><text x="{}" y="39">goal (ours ÷ it)</text>"#,
         legend_x + 5.0
     );
     // Grid lines every quarter of Go's time.
@@ -137,7 +169,7 @@ pub(super) fn svg(results: &FsResults, title: &str) -> Option<String> {
     }
     let _ = writeln!(
         s,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">median wall time ÷ the Go tool's (shorter is faster)</text>"#,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">median wall time ÷ the comparison tool's: Go, podman or skopeo (shorter is faster)</text>"#,
         x(axis_max / 2.0),
         bottom + 28.0
     );
@@ -162,7 +194,7 @@ pub(super) fn svg(results: &FsResults, title: &str) -> Option<String> {
             let w = (x(*ratio) - LABEL_WIDTH).max(1.0);
             let _ = writeln!(
                 s,
-                r#"<rect x="{LABEL_WIDTH}" y="{y:.1}" width="{w:.1}" height="{:.1}" fill="{}"><title>{}: {} ({ratio:.2} of Go)</title></rect><text x="{:.1}" y="{:.1}" font-size="9">{}</text>"#,
+                r#"<rect x="{LABEL_WIDTH}" y="{y:.1}" width="{w:.1}" height="{:.1}" fill="{}"><title>{}: {} ({ratio:.2} of the comparison tool)</title></rect><text x="{:.1}" y="{:.1}" font-size="9">{}</text>"#,
                 bar_height - 1.0,
                 series.colour,
                 escape(series.label),
@@ -228,6 +260,26 @@ mod tests {
         // The goal tick at 0.2: 330 + 0.2 × 520 = 434.
         assert!(svg.contains(r#"x1="434.0""#), "{svg}");
         assert!(svg.trim_end().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn pull_rows_are_drawn_against_podman_and_skopeo() {
+        let mut fs = FsResults::default();
+        let mut pull = Row::new("pull", "pull docker://", "overlay", "image");
+        pull.versus = Versus::Podman;
+        pull.samples[Tool::Ours.index()] = vec![sample(1000)];
+        pull.samples[Tool::Go.index()] = vec![sample(4000)];
+        pull.goals = vec![Goal::VsGo(0.3)];
+        fs.rows.push(pull);
+        let svg = svg(&fs, "t").expect("one row");
+        assert!(svg.contains("podman pull"), "{svg}");
+        assert!(svg.contains("#2ca02c"), "{svg}");
+        // Neither the Go tool nor skopeo has a bar, so the legend leaves them out.
+        assert!(!svg.contains("Go containers-storage"), "{svg}");
+        assert!(!svg.contains("skopeo copy"), "{svg}");
+        // ours is a quarter of podman's time: 130 of the 520 px axis.
+        assert!(svg.contains(r#"width="130.0""#), "{svg}");
+        assert!(svg.contains("4.000 s"), "{svg}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ usage: cargo xtask bench [options]
   --quick              a small subset: 3 runs, tmpfs only, the rootfs fixtures (plain, gzip, zstd),
                        the many-layer store on vfs only
   --runs N             runs per tool and row (default 5; --quick: 3)
-  --sections LIST      import,diff,many,mount,child,store (default: all)
+  --sections LIST      import,diff,many,mount,child,store,pull (default: all)
   --fs LIST            tmpfs,disk (default: both; --quick: tmpfs)
   --drivers LIST       vfs,overlay (default: both)
   --fixtures LIST      rootfs.tar,rootfs.tar.gz,rootfs.tar.zst,smallfiles.tar,bigfile.tar,bigfile.tar.gz
@@ -37,9 +37,21 @@ pub(super) enum Section {
     Mount,
     Child,
     Store,
+    Pull,
 }
 
 impl Section {
+    /// Every section, in the order they run (the default of `--sections`).
+    pub(super) const ALL: [Section; 7] = [
+        Section::Import,
+        Section::Diff,
+        Section::Many,
+        Section::Mount,
+        Section::Child,
+        Section::Store,
+        Section::Pull,
+    ];
+
     fn parse(name: &str) -> Result<Section, String> {
         Ok(match name {
             "import" => Section::Import,
@@ -48,6 +60,7 @@ impl Section {
             "mount" => Section::Mount,
             "child" => Section::Child,
             "store" => Section::Store,
+            "pull" => Section::Pull,
             other => return Err(format!("unknown section `{other}`")),
         })
     }
@@ -128,14 +141,7 @@ impl Options {
             }
         };
         let sections = match values.get("--sections") {
-            None => vec![
-                Section::Import,
-                Section::Diff,
-                Section::Many,
-                Section::Mount,
-                Section::Child,
-                Section::Store,
-            ],
+            None => Section::ALL.to_vec(),
             Some(v) => list(v)
                 .into_iter()
                 .map(Section::parse)
@@ -262,7 +268,7 @@ mod tests {
         let o = Options::parse(&[]).expect("no options is fine");
         assert_eq!(o.runs, 5);
         assert_eq!(o.fs, vec![FsKind::Tmpfs, FsKind::Disk]);
-        assert_eq!(o.sections.len(), 6);
+        assert_eq!(o.sections, Section::ALL);
         assert_eq!(o.fixtures.len(), fixtures::ALL.len());
         assert_eq!(o.many_layers, 10_000);
         assert_eq!(o.chain_depth, 100);
@@ -303,6 +309,9 @@ mod tests {
             (o.store_images, o.image_layers, o.open_layers),
             (100, 5, 1000)
         );
+        let o = Options::parse(&args("--sections pull --fs tmpfs --runs 3")).expect("valid");
+        assert_eq!(o.sections, vec![Section::Pull]);
+        assert!(o.has(Section::Pull) && !o.has(Section::Import));
         let o = Options::parse(&args("--disk-fixtures rootfs.tar --fixtures bigfile.tar"))
             .expect("valid");
         assert_eq!(o.fixtures_on("tmpfs")[0].name, "bigfile.tar");

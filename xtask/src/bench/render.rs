@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::fixtures;
 use super::machine::{first_line_of, machine_facts};
 use super::options::Section;
+use super::pull;
 use super::report::{FsResults, Tool};
 use super::sections::Context;
 
@@ -30,7 +31,7 @@ pub(super) fn render(
          it. Only the hand-written part at the end (from its marker on) survives a rerun.\n\n",
     );
     let complete = opts.runs >= 5
-        && opts.sections.len() == 6
+        && opts.sections.len() == Section::ALL.len()
         && opts.fs.len() == 2
         && opts.drivers.len() == 2
         && opts.all_fixtures().len() == fixtures::ALL.len()
@@ -60,8 +61,8 @@ pub(super) fn render(
     if let Some(file) = chart_file {
         let _ = writeln!(
             md,
-            "![Each row's median wall time divided by the Go tool's: ours, Go (1.0), the bound; the red tick is the goal]({file})\n\n\
-             The chart ({file}, drawn by the same run) shows each row of the {} tables as median wall time ÷ the Go tool's; grey is the row's bound: the library alone where one bounds it, else the physical reference. podman and skopeo are not timed by this bench (they wrap the same Go library; see the method).\n",
+            "![Each row's median wall time divided by the comparison tool's: ours, the comparison tool (1.0), the bound; the red tick is the goal]({file})\n\n\
+             The chart ({file}, drawn by the same run) shows each row of the {} tables as median wall time ÷ the comparison tool's: the Go tool, or for the pull rows `podman pull` (from the registry) and `skopeo copy` (from the OCI layout); grey is the row's bound: the library alone where one bounds it, else the physical reference.\n",
             all.iter()
                 .find(|r| r.goals_apply)
                 .or_else(|| all.first())
@@ -113,6 +114,9 @@ pub(super) fn render(
     let mut listed: Vec<&str> = all_fixtures.iter().map(|f| f.name).collect();
     if opts.has(Section::Child) {
         listed.extend(["rootfs.tar", fixtures::CHILD_LAYER]);
+    }
+    if opts.has(Section::Pull) {
+        listed.extend(pull::FIXTURES);
     }
     let mut seen = Vec::new();
     for name in listed {
@@ -181,10 +185,12 @@ As root, on an otherwise idle machine (the 1-minute load average is recorded; ab
 numbers are noise):
 
     apt-get install -y containers-storage debootstrap zstd npm   # once
+    apt-get install -y podman skopeo docker-registry            # once, for the pull section
     cargo xtask bench                  # everything: tmpfs and disk, 5 runs (~1 hour on 2 cores)
     cargo xtask bench --quick          # ~2 minutes: tmpfs, the rootfs fixtures, 3 runs
     cargo xtask bench --sections many,mount --fs tmpfs --runs 10
     cargo xtask bench --sections store --fs tmpfs --images 1000 --open-layers 10000 --runs 3
+    cargo xtask bench --sections pull --fs tmpfs --runs 3
     cargo xtask bench --ours /usr/bin/containers-storage   # Go against itself: the noise floor
 
 The fixtures are made once, by `cargo xtask bench-fixtures` or by the first `bench` that needs
@@ -224,8 +230,20 @@ const METHOD: &str = "\
   1 GiB stream), `cargo xtask bench-bound KIND FILE` runs that library alone on the row's
   input, as one process timed like the others (1 MiB reads, output discarded; the debug xtask
   binary runs its dependencies optimised), in the same run; the row reports ours ÷ bound.
-- podman and skopeo are not timed (not yet): they do more than the store operation (image
-  config, OCI runtime spec, networking), so their times would not be the store's.
+- pull: one image of two gzip layers (rootfs.tar.gz as it is, smallfiles.tar by `gzip -6 -n`),
+  in an OCI layout the bench writes into the fixtures directory (`pull-oci`), and pushed by
+  `skopeo copy` into a Debian `docker-registry` on a free port of 127.0.0.1 (plain HTTP, config
+  and storage on the tmpfs, stopped after). Here the comparison tool is not the Go tool:
+  `layerstore pull docker://…` against `podman --root G --runroot R --storage-driver D pull
+  --tls-verify=false`, and `layerstore pull oci:DIR NAME` against `skopeo copy oci:DIR
+  containers-storage:[D@G+R]NAME`; each run into a fresh store (unmounted and removed before:
+  podman and skopeo leave the overlay home bind-mounted), with `--quiet` and `TMPDIR` on the
+  tmpfs for every tool (containers/image stages big files there) and podman's libpod
+  `--tmpdir` in the store. The re-pull pulls from the registry again into the store the
+  tool's pull just filled (every layer present). A pull counts only when the store then holds
+  the image (its directory under `<driver>-images`, named by the config digest). Physical
+  reference: GNU `tar -xzf` of both layer blobs, in order, into one empty tree on the same
+  filesystem (no network, no digests, no records), timed before the pulls.
 - child: `create-layer --id C P` on vfs where P holds rootfs.tar (a full copy); reference
   `cp -a` of the extracted tree; then `applydiff` of layer2.tar (whiteouts, opaque dir) onto C.
 - The physical baselines are timed on the same filesystem right before the tools' import and

@@ -35,10 +35,33 @@ impl Tool {
     }
 }
 
+/// What a row times ours against: the tool in the [`Tool::Go`] slot of its samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Versus {
+    /// The Go `containers-storage` tool (every row but the pulls).
+    GoTool,
+    /// `podman pull` (pulls from a registry).
+    Podman,
+    /// `skopeo copy` into `containers-storage:` (pulls from an OCI layout).
+    Skopeo,
+}
+
+impl Versus {
+    /// The tool's name in tables, goals and the chart.
+    pub fn name(self) -> &'static str {
+        match self {
+            Versus::GoTool => "Go",
+            Versus::Podman => "podman",
+            Versus::Skopeo => "skopeo",
+        }
+    }
+}
+
 /// A target for a row, from the issue.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Goal {
-    /// Our median ÷ Go's median at most this.
+    /// Our median ÷ the comparison tool's median (the Go tool unless the row's
+    /// [`Row::versus`] says otherwise) at most this.
     VsGo(f64),
     /// Our median ÷ the physical reference at most this.
     VsReference(f64),
@@ -46,6 +69,8 @@ pub enum Goal {
     PeakRssMib(f64),
     /// Our median ÷ the library bound (one library's work alone) at most this.
     VsBound(f64),
+    /// Our median at most this many seconds (an absolute target: a re-pull).
+    MaxSecs(f64),
 }
 
 /// One benchmark row: the same operation timed with both tools.
@@ -61,6 +86,8 @@ pub struct Row {
     pub input: String,
     /// Samples per tool, indexed by [`Tool::index`].
     pub samples: [Vec<Sample>; 2],
+    /// The tool whose samples are in the [`Tool::Go`] slot.
+    pub versus: Versus,
     /// Baseline keys whose medians add up to the physical reference, and how to show it.
     pub reference: Option<(String, Vec<String>)>,
     /// Another baseline shown beside the reference, for information: (label, key).
@@ -80,6 +107,7 @@ impl Row {
             driver: driver.to_owned(),
             input: input.to_owned(),
             samples: [Vec::new(), Vec::new()],
+            versus: Versus::GoTool,
             reference: None,
             also: None,
             bound: None,
@@ -105,6 +133,21 @@ pub struct FsResults {
     pub load: Vec<(String, String, String)>,
     /// Checks and skips worth reading (diff identity, failures).
     pub notes: Vec<String>,
+}
+
+/// The comparison tools of a table's rows, for its header: `Go`, or `podman / skopeo`.
+fn versus_heading<'a>(rows: impl Iterator<Item = &'a Row>) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for row in rows {
+        if !names.contains(&row.versus.name()) {
+            names.push(row.versus.name());
+        }
+    }
+    if names.is_empty() {
+        Versus::GoTool.name().to_owned()
+    } else {
+        names.join(" / ")
+    }
 }
 
 /// Median of the wall times, in seconds.
@@ -198,6 +241,7 @@ impl FsResults {
             Goal::VsReference(max) => (ratio(ours, self.reference_secs(row)), max),
             Goal::VsBound(max) => (ratio(ours, self.bound_secs(row)), max),
             Goal::PeakRssMib(max) => (peak_rss_mib(&row.samples[Tool::Ours.index()]), max),
+            Goal::MaxSecs(max) => (ours, max),
         }
     }
 
@@ -215,7 +259,7 @@ impl FsResults {
                 let (value, max) = self.goal_value(row, goal);
                 let (text, measured) = match goal {
                     Goal::VsGo(_) => (
-                        format!("ours ÷ Go ≤ {max}"),
+                        format!("ours ÷ {} ≤ {max}", row.versus.name()),
                         value.map(|v| format!("{v:.2}")),
                     ),
                     Goal::VsReference(_) => (
@@ -233,6 +277,7 @@ impl FsResults {
                         ),
                         value.map(|v| format!("{v:.2}")),
                     ),
+                    Goal::MaxSecs(_) => (format!("ours ≤ {}", fmt_secs(max)), value.map(fmt_secs)),
                 };
                 out.push((
                     format!("{} {} {}", row.op, row.driver, row.input),
@@ -254,10 +299,11 @@ impl FsResults {
             .iter()
             .map(|&g| {
                 let text = match g {
-                    Goal::VsGo(max) => format!("÷Go ≤ {max}"),
+                    Goal::VsGo(max) => format!("÷{} ≤ {max}", row.versus.name()),
                     Goal::VsReference(max) => format!("÷ref ≤ {max}"),
                     Goal::PeakRssMib(max) => format!("RSS ≤ {max} MiB"),
                     Goal::VsBound(max) => format!("÷bound ≤ {max}"),
+                    Goal::MaxSecs(max) => format!("≤ {}", fmt_secs(max)),
                 };
                 if !self.goals_apply {
                     return text;
@@ -297,8 +343,10 @@ impl FsResults {
                 .map(|(_, a, b)| format!(" (1-min load {a} → {b})"))
                 .unwrap_or_default();
             let _ = writeln!(md, "### {section}{load}\n");
-            md.push_str(
-                "| operation | driver | input | ours: median (min–max) | ours CPU | ours peak RSS | Go: median (min–max) | Go CPU | Go peak RSS | ours ÷ Go (CPU) | physical reference | ours ÷ ref | goals |\n",
+            let other = versus_heading(self.rows.iter().filter(|r| r.section == section));
+            let _ = writeln!(
+                md,
+                "| operation | driver | input | ours: median (min–max) | ours CPU | ours peak RSS | {other}: median (min–max) | {other} CPU | {other} peak RSS | ours ÷ {other} (CPU) | physical reference | ours ÷ ref | goals |",
             );
             md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
             for row in self.rows.iter().filter(|r| r.section == section) {
@@ -330,7 +378,10 @@ impl FsResults {
                 let _ = writeln!(
                     md,
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} | {} |",
-                    row.op,
+                    match row.versus {
+                        Versus::GoTool => row.op.clone(),
+                        other => format!("{} (vs {})", row.op, other.name()),
+                    },
                     row.driver,
                     row.input,
                     fmt_spread(ours),
@@ -466,6 +517,54 @@ mod tests {
         assert_eq!(fs.reference_secs(&row), None);
         assert_eq!(fs.goal_met(&row, Goal::VsReference(2.0)), None);
         assert_eq!(fs.goal_met(&row, Goal::VsGo(0.25)), None);
+    }
+
+    #[test]
+    fn pull_rows_name_their_comparison_tool_and_absolute_goals() {
+        let mut fs = FsResults {
+            name: "tmpfs".into(),
+            goals_apply: true,
+            ..FsResults::default()
+        };
+        let mut pull = Row::new("pull", "pull docker://", "vfs", "image");
+        pull.versus = Versus::Podman;
+        pull.samples[Tool::Ours.index()] = vec![sample(1000, 90)];
+        pull.samples[Tool::Go.index()] = vec![sample(5000, 200)];
+        pull.goals = vec![Goal::VsGo(0.3), Goal::PeakRssMib(128.0)];
+        let mut copy = Row::new("pull", "pull oci:", "vfs", "image");
+        copy.versus = Versus::Skopeo;
+        copy.samples[Tool::Ours.index()] = vec![sample(2000, 90)];
+        copy.samples[Tool::Go.index()] = vec![sample(5000, 200)];
+        copy.goals = vec![Goal::VsGo(0.3)];
+        let mut again = Row::new("pull", "re-pull", "vfs", "image");
+        again.versus = Versus::Podman;
+        again.samples[Tool::Ours.index()] = vec![sample(40, 10), sample(60, 10), sample(500, 10)];
+        again.goals = vec![Goal::MaxSecs(0.1)];
+        assert_eq!(fs.goal_met(&again, Goal::MaxSecs(0.1)), Some(true));
+        assert_eq!(fs.goal_met(&again, Goal::MaxSecs(0.05)), Some(false));
+        fs.rows.extend([pull, copy, again]);
+        let md = fs.markdown();
+        assert!(md.contains("| podman / skopeo: median (min–max) |"), "{md}");
+        assert!(md.contains("| pull docker:// (vs podman) | vfs |"), "{md}");
+        assert!(md.contains("÷podman ≤ 0.3 ✔, RSS ≤ 128 MiB ✔"), "{md}");
+        assert!(md.contains("÷skopeo ≤ 0.3 ✘"), "{md}");
+        assert!(md.contains("≤ 100.0 ms ✔"), "{md}");
+        let checks = fs.goal_checks();
+        assert!(
+            checks
+                .iter()
+                .any(|c| c.1 == "ours ÷ skopeo ≤ 0.3" && c.2 == "0.40"),
+            "{checks:?}"
+        );
+        assert!(
+            checks
+                .iter()
+                .any(|c| c.1 == "ours ≤ 100.0 ms" && c.2 == "60.0 ms"),
+            "{checks:?}"
+        );
+        // A table of the Go tool's rows keeps its header.
+        let go_only = [Row::new("import", "applydiff", "vfs", "a.tar")];
+        assert_eq!(versus_heading(go_only.iter()), "Go");
     }
 
     #[test]

@@ -11,47 +11,53 @@ pub(super) struct ScratchRoot {
     pub(super) tmpfs: PathBuf,
 }
 
-impl ScratchRoot {
-    /// Removes what an interrupted earlier run left: `lsbench-xtask-<pid>` whose pid is gone.
-    fn remove_stale(work: &Path) {
-        let Ok(entries) = fs::read_dir(work) else {
-            return;
+/// Removes what an interrupted earlier run left in `parent`: `<prefix><pid>` whose pid is gone
+/// (unmounting what is mounted under it).
+pub(super) fn remove_stale(parent: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(pid) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix("lsbench-xtask-"))
-                .and_then(|p| p.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                eprintln!(
-                    "bench: removing {} left by an interrupted run",
-                    entry.path().display()
-                );
-                if let Err(e) = store::remove_tree(&entry.path()) {
-                    eprintln!("bench: {e}");
-                }
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            eprintln!(
+                "bench: removing {} left by an interrupted run",
+                entry.path().display()
+            );
+            if let Err(e) = store::remove_tree(&entry.path()) {
+                eprintln!("bench: {e}");
             }
         }
     }
+}
 
+/// Mounts a fresh tmpfs with `options` (`size=...,mode=...`) on the directory `dir`.
+pub(super) fn mount_tmpfs(dir: &Path, options: &std::ffi::CStr) -> Result<(), String> {
+    rustix::mount::mount(
+        "lsbench",
+        dir,
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        Some(options),
+    )
+    .map_err(|e| format!("mount tmpfs on {}: {e}", dir.display()))
+}
+
+impl ScratchRoot {
     pub(super) fn create(work: &Path) -> Result<ScratchRoot, String> {
-        ScratchRoot::remove_stale(work);
+        remove_stale(work, "lsbench-xtask-");
         let base = work.join(format!("lsbench-xtask-{}", std::process::id()));
         let tmpfs = base.join("tmpfs");
         fs::create_dir_all(&tmpfs).map_err(|e| format!("mkdir {}: {e}", tmpfs.display()))?;
         let root = ScratchRoot { base, tmpfs };
-        rustix::mount::mount(
-            "lsbench",
-            &root.tmpfs,
-            "tmpfs",
-            rustix::mount::MountFlags::empty(),
-            Some(c"size=16g,mode=0755"),
-        )
-        .map_err(|e| format!("mount tmpfs on {}: {e}", root.tmpfs.display()))?;
+        mount_tmpfs(&root.tmpfs, c"size=16g,mode=0755")?;
         Ok(root)
     }
 }

@@ -1,5 +1,5 @@
 //! The sections of the benchmark (import, diff, many layers, mount, child layer; the whole
-//! store is in [`super::whole_store`]) and the
+//! store is in [`super::whole_store`], the pulls in [`super::pull`]) and the
 //! physical baselines they are compared with; each section fills its rows of the results.
 
 use std::collections::HashMap;
@@ -38,7 +38,7 @@ impl Context<'_> {
         self.opts.fixtures_dir.join(name)
     }
 
-    fn plain_sha(&mut self, plain: &str) -> Result<String, String> {
+    pub(super) fn plain_sha(&mut self, plain: &str) -> Result<String, String> {
         if let Some(sha) = self.plain_sha.get(plain) {
             return Ok(sha.clone());
         }
@@ -100,6 +100,11 @@ pub(super) fn run_sections(ctx: &mut Context<'_>, fs_root: &Path, results: &mut 
     if opts.has(Section::Store) {
         timed_section("store", results, &mut |r| {
             super::whole_store::section_store(ctx, fs_root, r)
+        });
+    }
+    if opts.has(Section::Pull) {
+        timed_section("pull", results, &mut |r| {
+            super::pull::section_pull(ctx, fs_root, r)
         });
     }
 }
