@@ -173,7 +173,7 @@ impl OverlayDriver {
                 (home, fd)
             })
             .collect();
-        Ok(OverlayDriver {
+        let driver = OverlayDriver {
             graph_root,
             home,
             home_fd,
@@ -187,6 +187,9 @@ impl OverlayDriver {
             new_mount_api,
             mounts: Mutex::new(HashMap::new()),
             image_store_homes,
-        })
+        };
+        // What killed processes left staging: best effort, a store we cannot write still opens.
+        let _ = driver.staging().sweep_abandoned();
+        Ok(driver)
     }
 }

@@ -163,7 +163,7 @@ impl VfsDriver {
         let dirs = home.join("dir");
         let dirs_fd = tree::ensure_dir_at(&home_fd, c"dir", 0o700)
             .map_err(|e| Error::io("mkdir", &dirs, e))?;
-        Ok(VfsDriver {
+        let driver = VfsDriver {
             home,
             home_fd,
             dirs_fd,
@@ -171,7 +171,10 @@ impl VfsDriver {
             ignore_chown_errors,
             default_mappings: config.id_mappings.clone(),
             mount_labels: Mutex::new(HashMap::new()),
-        })
+        };
+        // What killed processes left staging: best effort, a store we cannot write still opens.
+        let _ = driver.staging().sweep_abandoned();
+        Ok(driver)
     }
 
     /// Where layer `id`'s tree is: `<home>/dir/<id>`, or the first additional image store

@@ -255,6 +255,13 @@ fn a_pull_killed_at_each_step_leaves_no_image_and_a_pull_again_completes() {
         assert!(images.is_empty(), "{point}: an image is listed: {images:?}");
         let check = layerstore(dir.path(), &["check"]);
         assert!(check.status.success(), "{point}: {check:?}");
+        // The killed pull's staging directories are swept when the next process starts the
+        // driver; none is left.
+        let staging = dir.path().join("root/vfs/staging");
+        let left: Vec<_> = std::fs::read_dir(&staging)
+            .map(|entries| entries.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{point}: staging keeps {left:?}");
         let again = layerstore(dir.path(), &["pull", "--quiet", &source]);
         assert_eq!(
             String::from_utf8_lossy(&again.stdout),
