@@ -76,9 +76,10 @@ struct Step {
     name: &'static str,
     args: &'static [&'static str],
     env: &'static [(&'static str, &'static str)],
-    /// Runs with a temp dir of its own (`TMPDIR`) and fails when anything is still mounted
-    /// beneath it afterwards: a test whose scratch does not detach what podman, the Go tool
-    /// or a killed driver left mounted.
+    /// Fails when the step leaves a new mount under the temp dirs (`TMPDIR`, /var/tmp): a
+    /// test whose scratch does not detach what podman, the Go tool or a killed driver left
+    /// mounted. (The temp dir itself is kept: podman refuses run roots over 50 characters, so
+    /// scratch paths must stay short.)
     guard_mounts: bool,
 }
 
@@ -138,10 +139,7 @@ fn ci() -> Result<(), String> {
         let started = Instant::now();
         let mut command = Command::new(&cargo);
         command.args(step.args).envs(step.env.iter().copied());
-        let guard = step.guard_mounts.then(MountGuard::new).transpose()?;
-        if let Some(guard) = &guard {
-            command.env("TMPDIR", &guard.tmp);
-        }
+        let guard = step.guard_mounts.then(MountGuard::new);
         let status = command
             .status()
             .map_err(|e| format!("cannot run cargo: {e}"))?;
@@ -162,35 +160,47 @@ fn ci() -> Result<(), String> {
     Ok(())
 }
 
-/// The temp dir of one CI step, checked for mounts the step left behind.
+/// The mounts under the temp dirs before a CI step, to find the ones the step leaves.
 struct MountGuard {
-    tmp: std::path::PathBuf,
+    watched: Vec<std::path::PathBuf>,
+    before: Vec<std::path::PathBuf>,
 }
 
 impl MountGuard {
-    fn new() -> Result<Self, String> {
-        Self::at(std::env::temp_dir().join(format!("layerstore-ci-{}", std::process::id())))
+    fn new() -> Self {
+        Self::watching(vec![std::env::temp_dir(), "/var/tmp".into()])
     }
 
-    fn at(tmp: std::path::PathBuf) -> Result<Self, String> {
-        std::fs::create_dir_all(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
-        Ok(MountGuard { tmp })
+    fn watching(watched: Vec<std::path::PathBuf>) -> Self {
+        let before = Self::mounts(&watched);
+        MountGuard { watched, before }
     }
 
-    /// Fails naming every mount left beneath the temp dir (after detaching them, so that the
-    /// next run starts clean), and removes the temp dir.
+    fn mounts(watched: &[std::path::PathBuf]) -> Vec<std::path::PathBuf> {
+        watched
+            .iter()
+            .flat_map(|dir| layerstore_testsupport::scratch::mounts_under(dir))
+            .collect()
+    }
+
+    /// Fails naming every mount under the watched dirs that was not there before (after
+    /// detaching them, so that the next run starts clean); mounts that were there before are
+    /// left alone.
     fn check(self, step: &str) -> Result<(), String> {
-        use layerstore_testsupport::scratch::{mounts_under, unmount_under};
-        let leaked = mounts_under(&self.tmp);
-        unmount_under(&self.tmp);
-        let _ = std::fs::remove_dir_all(&self.tmp);
+        let leaked: Vec<_> = Self::mounts(&self.watched)
+            .into_iter()
+            .filter(|m| !self.before.contains(m))
+            .collect();
         if leaked.is_empty() {
             return Ok(());
         }
+        for mount in &leaked {
+            layerstore_testsupport::scratch::unmount_under(mount);
+        }
         let names: Vec<String> = leaked.iter().map(|m| m.display().to_string()).collect();
         Err(format!(
-            "step `{step}` left {} mounts under its temp dir (a test scratch that podman, the Go \
-             tool or a killed process touches must be a testsupport::scratch::Scratch): {}",
+            "step `{step}` left {} mounts under the temp dirs (a test scratch that podman, the \
+             Go tool or a killed process touches must be a testsupport::scratch::Scratch): {}",
             leaked.len(),
             names.join(", ")
         ))
@@ -205,24 +215,28 @@ mod tests {
     #[test]
     fn the_mount_guard_fails_naming_what_a_step_left_mounted_and_detaches_it() {
         let clean = tempfile::tempdir().unwrap();
-        let guard = MountGuard::at(clean.path().join("ci")).unwrap();
-        std::fs::create_dir(guard.tmp.join("scratch")).unwrap();
+        let guard = MountGuard::watching(vec![clean.path().to_path_buf()]);
+        std::fs::create_dir(clean.path().join("scratch")).unwrap();
         guard.check("test").expect("nothing left mounted");
-        assert!(!clean.path().join("ci").exists());
 
         require_or_skip!(Capability::Root);
         let leaky = tempfile::tempdir().unwrap();
-        let guard = MountGuard::at(leaky.path().join("ci")).unwrap();
-        let left = guard.tmp.join("lspull-1/graph/overlay");
+        let earlier = leaky.path().join("earlier");
+        std::fs::create_dir_all(&earlier).unwrap();
+        rustix::mount::mount_bind(&earlier, &earlier).unwrap();
+        let guard = MountGuard::watching(vec![leaky.path().to_path_buf()]);
+        let left = leaky.path().join("lspull-1/graph/overlay");
         std::fs::create_dir_all(&left).unwrap();
         rustix::mount::mount_bind(&left, &left).unwrap();
         let err = guard.check("test").expect_err("a mount was left");
         assert!(err.contains("left 1 mounts"), "{err}");
         assert!(err.contains(&left.display().to_string()), "{err}");
+        // What was mounted before the step is not the step's: named nowhere, still there.
+        assert!(!err.contains(&earlier.display().to_string()), "{err}");
         assert_eq!(
             layerstore_testsupport::scratch::mounts_under(leaky.path()),
-            Vec::<std::path::PathBuf>::new()
+            vec![earlier.clone()]
         );
-        assert!(!leaky.path().join("ci").exists());
+        layerstore_testsupport::scratch::unmount_under(&earlier);
     }
 }
