@@ -40,12 +40,16 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read};
+use std::ops::Range;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use layerstore_archive::ApplyOptions;
 pub use layerstore_archive::zstd_chunked::{BlobReader, FileBlob, MAX_TOC_SIZE};
-use layerstore_archive::zstd_chunked::{ContentRange, parse_footer, read_toc, toc_regular_files};
+use layerstore_archive::zstd_chunked::{
+    ContentRange, Footer, parse_footer, read_toc, toc_regular_files,
+};
 use layerstore_driver::{Differ, DifferOptions, DifferOutput};
 use layerstore_model::{Compression, Digest, Sha256Hasher};
 use layerstore_tarsplit::JsonLinesPacker;
@@ -124,12 +128,7 @@ impl LocalFiles {
                 continue;
             };
             if layer.big_data_names.iter().any(|n| n == TOC_BIG_DATA) {
-                let mut toc = Vec::new();
-                store
-                    .big_data(&layer.id, TOC_BIG_DATA)?
-                    .read_to_end(&mut toc)
-                    .map_err(|e| crate::Error::io("read the TOC of", &dir, e))?;
-                files.add_toc(&dir, &toc);
+                files.add_stored_toc(store, &layer.id, &dir)?;
                 continue;
             }
             files
@@ -137,6 +136,36 @@ impl LocalFiles {
                 .map_err(|e| crate::Error::io("index files of", &dir, e))?;
         }
         Ok(files)
+    }
+
+    /// Indexes the own files of the complete layers of `store` that were pulled as
+    /// zstd:chunked, from their TOCs ([`TOC_BIG_DATA`]) alone: no file is read, so the cost
+    /// does not grow with the store's data (a file is hashed only when a pull wants it). This
+    /// is what containers/storage's partial pulls look at; [`LocalFiles::from_store`] also
+    /// hashes the trees of the other layers.
+    pub fn from_store_tocs(store: &LayerStore) -> Result<LocalFiles> {
+        let mut files = LocalFiles::new();
+        for layer in store.layers()? {
+            if layer.is_incomplete() || !layer.big_data_names.iter().any(|n| n == TOC_BIG_DATA) {
+                continue;
+            }
+            let Ok(dir) = store.differ_target(&layer.id) else {
+                continue;
+            };
+            files.add_stored_toc(store, &layer.id, &dir)?;
+        }
+        Ok(files)
+    }
+
+    /// Indexes the files of layer `id` (whose tree is `dir`) from its stored TOC.
+    fn add_stored_toc(&mut self, store: &LayerStore, id: &str, dir: &Path) -> Result<()> {
+        let mut toc = Vec::new();
+        store
+            .big_data(id, TOC_BIG_DATA)?
+            .read_to_end(&mut toc)
+            .map_err(|e| crate::Error::io("read the TOC of", dir, e))?;
+        self.add_toc(dir, &toc);
+        Ok(())
     }
 
     /// Number of distinct digests known.
@@ -152,6 +181,15 @@ impl LocalFiles {
     fn get(&self, digest: &Digest) -> Option<&Path> {
         self.by_digest.get(digest).map(PathBuf::as_path)
     }
+}
+
+/// Opens a local file to copy from, refusing a symlink in its place (the index names files
+/// of layers, which a later change may have replaced).
+fn open_nofollow(path: &Path) -> io::Result<File> {
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
 }
 
 /// The differ's error for a blob whose footer or TOC the archive crate refused: the same
@@ -232,7 +270,7 @@ impl<'a> Rebuilt<'a> {
             }
             Piece::Content(range, local) => {
                 self.current = Some(match local {
-                    Some(path) => Box::new(File::open(&path)?.take(range.size)),
+                    Some(path) => Box::new(open_nofollow(&path)?.take(range.size)),
                     None => self.blob_range(range.start, range.end)?,
                 });
                 self.checking = Some((range, Sha256Hasher::new(), 0));
@@ -292,12 +330,62 @@ impl Read for Rebuilt<'_> {
     }
 }
 
+/// What a pull of the blob reads, decided once from its footer, its TOC and the local files.
+#[derive(Debug)]
+struct Plan {
+    footer: Footer,
+    toc: Vec<u8>,
+    ranges: Vec<ContentRange>,
+    /// For each of `ranges`, the verified local copy of its content, if any.
+    local: Vec<Option<PathBuf>>,
+}
+
+impl Plan {
+    /// The rebuilt stream's pieces, in blob order.
+    fn pieces(&self) -> Vec<Piece<'_>> {
+        let mut pieces = Vec::with_capacity(self.ranges.len() * 2 + 1);
+        let mut pos = 0;
+        for (range, local) in self.ranges.iter().zip(&self.local) {
+            if range.start > pos {
+                pieces.push(Piece::Headers(pos, range.start));
+            }
+            pieces.push(Piece::Content(range, local.clone()));
+            pos = range.end;
+        }
+        let data_end = self.footer.data_end();
+        if data_end > pos {
+            pieces.push(Piece::Headers(pos, data_end));
+        }
+        pieces
+    }
+
+    /// The blob ranges the pieces read (headers, and contents with no local copy), in
+    /// order, touching ones merged.
+    fn blob_ranges(&self) -> Vec<Range<u64>> {
+        let mut ranges: Vec<Range<u64>> = Vec::new();
+        for piece in self.pieces() {
+            let (start, end) = match piece {
+                Piece::Headers(start, end) => (start, end),
+                Piece::Content(range, None) => (range.start, range.end),
+                Piece::Content(_, Some(_)) => continue,
+            };
+            match ranges.last_mut() {
+                Some(last) if last.end == start => last.end = end,
+                _ if start < end => ranges.push(start..end),
+                _ => {}
+            }
+        }
+        ranges
+    }
+}
+
 /// A [`Differ`] that pulls a zstd:chunked blob partially (see the [module docs](self)).
 pub struct ZstdChunkedDiffer {
     blob: Box<dyn BlobReader>,
     blob_digest: Digest,
     toc_digest: Option<Digest>,
     local: LocalFiles,
+    plan: Option<Plan>,
     read: AtomicU64,
     reused: u64,
 }
@@ -321,6 +409,7 @@ impl ZstdChunkedDiffer {
             blob_digest,
             toc_digest: None,
             local,
+            plan: None,
             read: AtomicU64::new(0),
             reused: 0,
         }
@@ -348,10 +437,47 @@ impl ZstdChunkedDiffer {
         self.reused
     }
 
-    /// A local file with `range`'s content, verified by hashing it.
+    /// Reads the footer and the TOC and picks the local copies of contents, once (a later
+    /// [`Differ::apply_diff`] uses what it decided); returns the blob ranges that apply then
+    /// reads: the footer and TOC excluded, in blob order, touching ranges merged. A caller
+    /// that fetches over a network fetches these (the footer and TOC first, through the
+    /// same reader) and serves them to the apply.
+    pub fn blob_ranges(&mut self) -> layerstore_driver::Result<Vec<Range<u64>>> {
+        Ok(self.plan()?.blob_ranges())
+    }
+
+    /// The plan, made on first use.
+    fn plan(&mut self) -> layerstore_driver::Result<&Plan> {
+        if self.plan.is_none() {
+            let blob: &dyn BlobReader = &*self.blob;
+            let footer = parse_footer(blob).map_err(differ_error)?;
+            self.read
+                .fetch_add(footer.metadata_len(), Ordering::Relaxed);
+            let (toc, ranges) =
+                read_toc(blob, &footer, self.toc_digest.as_ref()).map_err(differ_error)?;
+            let local: Vec<Option<PathBuf>> =
+                ranges.iter().map(|range| self.local_copy(range)).collect();
+            self.reused = ranges
+                .iter()
+                .zip(&local)
+                .filter(|(_, local)| local.is_some())
+                .map(|(range, _)| range.size)
+                .sum();
+            self.plan = Some(Plan {
+                footer,
+                toc,
+                ranges,
+                local,
+            });
+        }
+        Ok(self.plan.as_ref().expect("made above"))
+    }
+
+    /// A local file with `range`'s content, verified by hashing it (the apply checks it
+    /// again as it streams, so a file changed since fails the pull instead of corrupting it).
     fn local_copy(&self, range: &ContentRange) -> Option<PathBuf> {
         let path = self.local.get(&range.digest)?;
-        let mut file = File::open(path).ok()?;
+        let mut file = open_nofollow(path).ok()?;
         if file.metadata().ok()?.len() != range.size {
             return None;
         }
@@ -366,34 +492,13 @@ impl Differ for ZstdChunkedDiffer {
         dest: &Path,
         options: &DifferOptions,
     ) -> layerstore_driver::Result<DifferOutput> {
+        self.plan()?;
+        let plan = self.plan.as_ref().expect("made above");
         let blob: &dyn BlobReader = &*self.blob;
-        let footer = parse_footer(blob).map_err(differ_error)?;
-        self.read
-            .fetch_add(footer.metadata_len(), Ordering::Relaxed);
-        let (toc, ranges) =
-            read_toc(blob, &footer, self.toc_digest.as_ref()).map_err(differ_error)?;
-        let data_end = footer.data_end();
-        let mut pieces = Vec::with_capacity(ranges.len() * 2 + 1);
-        let mut pos = 0;
-        let mut reused = 0;
-        for range in &ranges {
-            if range.start > pos {
-                pieces.push(Piece::Headers(pos, range.start));
-            }
-            let local = self.local_copy(range);
-            if local.is_some() {
-                reused += range.size;
-            }
-            pieces.push(Piece::Content(range, local));
-            pos = range.end;
-        }
-        if data_end > pos {
-            pieces.push(Piece::Headers(pos, data_end));
-        }
         let stream = Rebuilt {
             blob,
             counter: &self.read,
-            pieces: pieces.into_iter(),
+            pieces: plan.pieces().into_iter(),
             current: None,
             checking: None,
         };
@@ -402,6 +507,8 @@ impl Differ for ZstdChunkedDiffer {
             uid_map: options.id_mappings.uids.clone(),
             gid_map: options.id_mappings.gids.clone(),
             ignore_chown_errors: options.ignore_chown_errors,
+            // The same bound as a plain pull: a TOC cannot make the stream endless.
+            max_uncompressed_size: Some(crate::DEFAULT_MAX_LAYER_SIZE),
             ..Default::default()
         };
         let (report, packer) = layerstore_archive::apply(
@@ -420,12 +527,13 @@ impl Differ for ZstdChunkedDiffer {
                 message: "zstd:chunked: tar-split records".into(),
                 source: Some(Box::new(e)),
             })?;
-        self.reused = reused;
         let mut output = DifferOutput::from_report(report, Some(records));
         output.compression = Compression::Zstd;
         output.compressed_digest = Some(self.blob_digest.clone());
         output.compressed_size = self.blob.size();
-        output.big_data.insert(TOC_BIG_DATA.to_string(), toc);
+        output
+            .big_data
+            .insert(TOC_BIG_DATA.to_string(), plan.toc.clone());
         Ok(output)
     }
 }

@@ -95,6 +95,7 @@ mod into_store;
 pub mod manifest;
 mod oci;
 mod oci_dest;
+pub mod partial;
 mod platform;
 mod reference;
 mod registry;
