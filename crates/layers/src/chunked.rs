@@ -12,7 +12,10 @@
 //! # What [`ZstdChunkedDiffer`] does
 //!
 //! It reads the footer and the TOC through a [`BlobReader`] (a range reader: a local file in
-//! tests, HTTP range requests in a registry client), then rebuilds the layer's uncompressed
+//! tests, HTTP range requests in a registry client) and decides, once, which contents come
+//! from local files; [`ZstdChunkedDiffer::blob_ranges`] gives the blob ranges the apply will
+//! then read, so a network caller fetches exactly those (layerstore-pull's `partial`
+//! module does, with coalesced range requests). The apply rebuilds the layer's uncompressed
 //! tarball as a stream: header ranges are read from the blob and decompressed; each file's
 //! content comes from a local file with the same digest ([`LocalFiles`], built from the
 //! store's layers) when there is one, verified by hashing it first, else from the blob,
@@ -25,14 +28,17 @@
 //!
 //! # Limitations
 //!
-//! * Local files are found from the TOCs of layers pulled this way and by hashing the trees
-//!   of the others ([`LocalFiles::from_store`]), each time: there is no persistent cache as
-//!   Go keeps.
+//! * Local files are found from the TOCs of layers pulled this way, and by hashing the trees
+//!   of the others ([`LocalFiles::from_store`]) or not ([`LocalFiles::from_store_tocs`], what
+//!   containers/storage looks at and what pulls use), each time: there is no persistent
+//!   cache as Go keeps.
 //! * Reused files are copied through the stream, not reflinked: cloning onto the extracted
 //!   file afterwards would make the kernel drop its setuid/setgid bits and file
 //!   capabilities and change its mtime; doing it right needs the extraction itself to clone.
 //! * skopeo's zstd:chunked stream drops the tarball's trailing padding, so the layer's
-//!   DiffID is the blob's (as with a plain pull of it), not the original tarball's.
+//!   DiffID is the blob's (as with a plain pull of it), not the original tarball's: for a
+//!   tarball padded past its end-of-archive blocks (GNU tar's 10 KiB records), the config's
+//!   DiffID, which skopeo 1.9 leaves as it was, is not the layer's.
 //! * Only the footer of manifest type 1 with its 40-byte body (containers/storage ≤ 1.44,
 //!   skopeo 1.9) is read; the later footer that also points at a tar-split in the blob is
 //!   refused with a clear error.

@@ -549,3 +549,50 @@ fn a_registry_that_ignores_ranges_gets_a_full_pull() {
     );
     assert!(store.check(&Default::default()).unwrap().is_clean());
 }
+
+#[test]
+fn layouts_are_pulled_partially_too_with_a_full_pulls_layers() {
+    require_or_skip!(Capability::Root, Capability::Skopeo);
+    let dir = scratch();
+    let store_dir = scratch();
+    let store = open_store(store_dir.path(), "vfs");
+    for (name, variant) in [("a", 0), ("b", 1)] {
+        let image = SampleImage::new(&layer_tar(&files(variant)), SampleCompression::Gzip).unwrap();
+        let plain = dir.path().join(name);
+        write_layout(&image, &plain, "v1");
+        let chunked = dir.path().join(format!("{name}-chunked"));
+        copy_chunked(&plain, &format!("oci:{}:v1", chunked.display()));
+        let report = pull_from(&store, &format!("oci:{}:v1", chunked.display())).unwrap();
+        for id in &report.layers_made {
+            assert_eq!(layer_by_id(&store, id).big_data_names, [TOC_BIG_DATA]);
+        }
+        // The same blobs with no TOC announced, pulled whole into another store.
+        let whole = dir.path().join(format!("{name}-whole"));
+        run(Command::new("cp").arg("-a").arg(&chunked).arg(&whole));
+        edit_manifest(&whole, |manifest| {
+            for layer in manifest["layers"].as_array_mut().unwrap() {
+                layer.as_object_mut().unwrap().remove("annotations");
+            }
+        });
+        let full_dir = scratch();
+        let full = open_store(full_dir.path(), "vfs");
+        pull_from(&full, &format!("oci:{}:v1", whole.display())).unwrap();
+        let full_layers = sorted_layers(&full);
+        assert_eq!(
+            full_layers
+                .iter()
+                .map(|l| layer_fields(&layer_by_id(&store, &l.id)))
+                .collect::<Vec<_>>(),
+            full_layers.iter().map(layer_fields).collect::<Vec<_>>(),
+            "{name}"
+        );
+        for layer in &full_layers {
+            assert!(
+                uncompressed_diff(&store, &layer.id) == uncompressed_diff(&full, &layer.id),
+                "{name}: diff of layer {}",
+                layer.id
+            );
+        }
+    }
+    assert!(store.check(&Default::default()).unwrap().is_clean());
+}
