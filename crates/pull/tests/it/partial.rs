@@ -246,12 +246,17 @@ fn unannotated_layout(registry: &Registry, dir: &Path) -> std::path::PathBuf {
         .args(["copy", "--quiet", "--src-tls-verify=false"])
         .arg(format!("docker://{}/b:v1", registry.host()))
         .arg(format!("oci:{}:v1", layout.display())));
-    edit_manifest(&layout, |manifest| {
+    strip_annotations(&layout);
+    layout
+}
+
+/// Removes the layers' annotations from the manifest of `layout`: no TOC is announced.
+fn strip_annotations(layout: &Path) {
+    edit_manifest(layout, |manifest| {
         for layer in manifest["layers"].as_array_mut().unwrap() {
             layer.as_object_mut().unwrap().remove("annotations");
         }
     });
-    layout
 }
 
 fn blob_path(layout: &Path, digest: &str) -> std::path::PathBuf {
@@ -569,11 +574,7 @@ fn layouts_are_pulled_partially_too_with_a_full_pulls_layers() {
         // The same blobs with no TOC announced, pulled whole into another store.
         let whole = dir.path().join(format!("{name}-whole"));
         run(Command::new("cp").arg("-a").arg(&chunked).arg(&whole));
-        edit_manifest(&whole, |manifest| {
-            for layer in manifest["layers"].as_array_mut().unwrap() {
-                layer.as_object_mut().unwrap().remove("annotations");
-            }
-        });
+        strip_annotations(&whole);
         let full_dir = scratch();
         let full = open_store(full_dir.path(), "vfs");
         pull_from(&full, &format!("oci:{}:v1", whole.display())).unwrap();
