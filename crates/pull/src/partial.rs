@@ -4,7 +4,8 @@
 //! A layer blob is pulled this way when its manifest entry announces a TOC (the annotation
 //! `io.github.containers.zstd-chunked.manifest-checksum`, or `io.containers.…` as skopeo 1.9
 //! and podman 4.3 write it; the position annotation, when there is one, lets the TOC and the
-//! footer come in one request). [`stage_partially`] then:
+//! footer come in one request). [`crate::pull_into_store`] stages each such layer with
+//! `stage_partially`, which:
 //!
 //! 1. reads the TOC and the footer by range and checks the TOC against the manifest's
 //!    checksum (the manifest's digest is checked, so the TOC is as trusted as the manifest);
