@@ -449,7 +449,8 @@ mod tests {
         let manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"digest": digest, "size": 1, "mediaType": "application/vnd.oci.image.config.v1+json"},
+            "config": {"digest": digest, "size": 1,
+                       "mediaType": "application/vnd.oci.image.config.v1+json"},
             "layers": [
                 {"digest": "x", "annotations": {
                     "io.containers.zstd-chunked.manifest-checksum": digest,
