@@ -47,8 +47,8 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::ops::Range;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use layerstore_archive::ApplyOptions;
@@ -69,7 +69,40 @@ pub const TOC_BIG_DATA: &str = "zstd-chunked-manifest";
 /// Regular files already on this host, by the sha256 of their content.
 #[derive(Debug, Default, Clone)]
 pub struct LocalFiles {
-    by_digest: HashMap<Digest, PathBuf>,
+    by_digest: HashMap<Digest, LocalFile>,
+}
+
+/// A file of a layer: the layer's directory and the file's path beneath it, opened with no
+/// symlink followed on the way (a TOC names the file, a layer's tree may have a symlink
+/// where the TOC says a directory is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LocalFile {
+    root: Arc<PathBuf>,
+    relative: PathBuf,
+}
+
+impl LocalFile {
+    fn open(&self) -> io::Result<File> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        let root = rustix::fs::open(
+            self.root.as_path(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let file = rustix::fs::openat2(
+            &root,
+            &self.relative,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )?;
+        Ok(File::from(file))
+    }
+
+    #[cfg(test)]
+    fn path(&self) -> PathBuf {
+        self.root.join(&self.relative)
+    }
 }
 
 impl LocalFiles {
@@ -80,17 +113,22 @@ impl LocalFiles {
 
     /// Hashes every regular file beneath `dir` (symlinks are not followed).
     pub fn add_tree(&mut self, dir: &Path) -> io::Result<()> {
-        let mut pending = vec![dir.to_path_buf()];
-        while let Some(dir) = pending.pop() {
-            for entry in fs::read_dir(&dir)? {
+        let root = Arc::new(dir.to_path_buf());
+        let mut pending = vec![PathBuf::new()];
+        while let Some(relative) = pending.pop() {
+            for entry in fs::read_dir(dir.join(&relative))? {
                 let entry = entry?;
                 let kind = entry.file_type()?;
+                let relative = relative.join(entry.file_name());
                 if kind.is_dir() {
-                    pending.push(entry.path());
+                    pending.push(relative);
                 } else if kind.is_file() {
-                    let path = entry.path();
-                    let digest = Sha256Hasher::digest_reader(&mut File::open(&path)?)?;
-                    self.by_digest.entry(digest).or_insert(path);
+                    let file = LocalFile {
+                        root: Arc::clone(&root),
+                        relative,
+                    };
+                    let digest = Sha256Hasher::digest_reader(&mut file.open()?)?;
+                    self.by_digest.entry(digest).or_insert(file);
                 }
             }
         }
@@ -101,19 +139,24 @@ impl LocalFiles {
     /// `dir` (the layer's own files), without reading them: a file is hashed only when a
     /// pull wants it. Names that would leave `dir` are skipped. Returns how many were added.
     pub fn add_toc(&mut self, dir: &Path, toc: &[u8]) -> usize {
+        let root = Arc::new(dir.to_path_buf());
         let mut added = 0;
         for (name, digest) in toc_regular_files(toc).unwrap_or_default() {
-            let mut path = dir.to_path_buf();
+            let mut relative = PathBuf::new();
             let mut inside = true;
             for component in name.split('/') {
                 match component {
                     "" | "." => {}
                     ".." => inside = false,
-                    other => path.push(other),
+                    other => relative.push(other),
                 }
             }
-            if inside && path != dir {
-                self.by_digest.entry(digest).or_insert(path);
+            if inside && !relative.as_os_str().is_empty() {
+                let file = LocalFile {
+                    root: Arc::clone(&root),
+                    relative,
+                };
+                self.by_digest.entry(digest).or_insert(file);
                 added += 1;
             }
         }
@@ -184,18 +227,9 @@ impl LocalFiles {
         self.by_digest.is_empty()
     }
 
-    fn get(&self, digest: &Digest) -> Option<&Path> {
-        self.by_digest.get(digest).map(PathBuf::as_path)
+    fn get(&self, digest: &Digest) -> Option<&LocalFile> {
+        self.by_digest.get(digest)
     }
-}
-
-/// Opens a local file to copy from, refusing a symlink in its place (the index names files
-/// of layers, which a later change may have replaced).
-fn open_nofollow(path: &Path) -> io::Result<File> {
-    fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
 }
 
 /// The differ's error for a blob whose footer or TOC the archive crate refused: the same
@@ -242,7 +276,7 @@ enum Piece<'a> {
     /// Blob range of header frames: decompressed as is.
     Headers(u64, u64),
     /// A file's content, from the blob or a local copy.
-    Content(&'a ContentRange, Option<PathBuf>),
+    Content(&'a ContentRange, Option<LocalFile>),
 }
 
 /// The uncompressed tarball, rebuilt piece by piece.
@@ -276,7 +310,7 @@ impl<'a> Rebuilt<'a> {
             }
             Piece::Content(range, local) => {
                 self.current = Some(match local {
-                    Some(path) => Box::new(open_nofollow(&path)?.take(range.size)),
+                    Some(file) => Box::new(file.open()?.take(range.size)),
                     None => self.blob_range(range.start, range.end)?,
                 });
                 self.checking = Some((range, Sha256Hasher::new(), 0));
@@ -343,7 +377,7 @@ struct Plan {
     toc: Vec<u8>,
     ranges: Vec<ContentRange>,
     /// For each of `ranges`, the verified local copy of its content, if any.
-    local: Vec<Option<PathBuf>>,
+    local: Vec<Option<LocalFile>>,
 }
 
 impl Plan {
@@ -461,7 +495,7 @@ impl ZstdChunkedDiffer {
                 .fetch_add(footer.metadata_len(), Ordering::Relaxed);
             let (toc, ranges) =
                 read_toc(blob, &footer, self.toc_digest.as_ref()).map_err(differ_error)?;
-            let local: Vec<Option<PathBuf>> =
+            let local: Vec<Option<LocalFile>> =
                 ranges.iter().map(|range| self.local_copy(range)).collect();
             self.reused = ranges
                 .iter()
@@ -481,14 +515,14 @@ impl ZstdChunkedDiffer {
 
     /// A local file with `range`'s content, verified by hashing it (the apply checks it
     /// again as it streams, so a file changed since fails the pull instead of corrupting it).
-    fn local_copy(&self, range: &ContentRange) -> Option<PathBuf> {
-        let path = self.local.get(&range.digest)?;
-        let mut file = open_nofollow(path).ok()?;
+    fn local_copy(&self, range: &ContentRange) -> Option<LocalFile> {
+        let local = self.local.get(&range.digest)?;
+        let mut file = local.open().ok()?;
         if file.metadata().ok()?.len() != range.size {
             return None;
         }
         // The index may be stale (a layer changed since): use it only if it still matches.
-        (Sha256Hasher::digest_reader(&mut file).ok()? == range.digest).then(|| path.to_path_buf())
+        (Sha256Hasher::digest_reader(&mut file).ok()? == range.digest).then(|| local.clone())
     }
 }
 
@@ -570,14 +604,50 @@ mod tests {
         let mut files = LocalFiles::new();
         assert_eq!(files.add_toc(Path::new("/layer"), toc.as_bytes()), 2);
         assert_eq!(
-            files.get(&digest('a')),
-            Some(Path::new("/layer/etc/passwd"))
+            files.get(&digest('a')).map(LocalFile::path),
+            Some(PathBuf::from("/layer/etc/passwd"))
         );
         assert_eq!(files.get(&digest('b')), None);
         assert_eq!(
-            files.get(&digest('d')),
-            Some(Path::new("/layer/usr/bin/tool"))
+            files.get(&digest('d')).map(LocalFile::path),
+            Some(PathBuf::from("/layer/usr/bin/tool"))
         );
         assert_eq!(files.add_toc(Path::new("/layer"), b"not json"), 0);
+    }
+
+    #[test]
+    fn a_symlink_on_the_way_to_a_listed_file_is_not_followed() {
+        let work = tempfile::tempdir().unwrap();
+        let (layer, outside) = (work.path().join("layer"), work.path().join("outside"));
+        fs::create_dir_all(layer.join("etc")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("secret"), b"secret").unwrap();
+        fs::write(layer.join("etc/motd"), b"motd").unwrap();
+        std::os::unix::fs::symlink(&outside, layer.join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.join("secret"), layer.join("etc/alias")).unwrap();
+        let entry = |name: &str, content: &[u8]| {
+            serde_json::json!({"type": "reg", "name": name,
+                               "digest": Sha256Hasher::digest(content).to_string()})
+        };
+        let toc = serde_json::json!({"version": 1, "entries": [
+            entry("link/secret", b"secret"),
+            entry("etc/alias", b"secret"),
+            entry("etc/motd", b"motd"),
+        ]});
+        let mut files = LocalFiles::new();
+        files.add_toc(&layer, toc.to_string().as_bytes());
+        let motd = files.get(&Sha256Hasher::digest(b"motd")).unwrap();
+        let mut text = String::new();
+        motd.open().unwrap().read_to_string(&mut text).unwrap();
+        assert_eq!(text, "motd");
+        let secret = files.get(&Sha256Hasher::digest(b"secret")).unwrap();
+        assert!(secret.open().is_err(), "{:?} opened", secret.path());
+        for name in ["link/secret", "etc/alias"] {
+            let other = LocalFile {
+                root: Arc::new(layer.clone()),
+                relative: name.into(),
+            };
+            assert!(other.open().is_err(), "{name} opened");
+        }
     }
 }
