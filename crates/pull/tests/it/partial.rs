@@ -556,11 +556,17 @@ fn a_registry_that_ignores_ranges_gets_a_full_pull() {
 }
 
 #[test]
-fn layouts_are_pulled_partially_too_with_a_full_pulls_layers() {
-    require_or_skip!(Capability::Root, Capability::Skopeo);
+fn layouts_are_pulled_partially_too_with_a_full_pulls_layers_on_vfs_and_overlay() {
+    require_or_skip!(Capability::Root, Capability::Skopeo, Capability::Overlay);
+    for driver in ["vfs", "overlay"] {
+        layouts_pulled_partially(driver);
+    }
+}
+
+fn layouts_pulled_partially(driver: &str) {
     let dir = scratch();
     let store_dir = scratch();
-    let store = open_store(store_dir.path(), "vfs");
+    let store = open_store(store_dir.path(), driver);
     for (name, variant) in [("a", 0), ("b", 1)] {
         let image = SampleImage::new(&layer_tar(&files(variant)), SampleCompression::Gzip).unwrap();
         let plain = dir.path().join(name);
@@ -576,7 +582,7 @@ fn layouts_are_pulled_partially_too_with_a_full_pulls_layers() {
         run(Command::new("cp").arg("-a").arg(&chunked).arg(&whole));
         strip_annotations(&whole);
         let full_dir = scratch();
-        let full = open_store(full_dir.path(), "vfs");
+        let full = open_store(full_dir.path(), driver);
         pull_from(&full, &format!("oci:{}:v1", whole.display())).unwrap();
         let full_layers = sorted_layers(&full);
         assert_eq!(
@@ -585,15 +591,17 @@ fn layouts_are_pulled_partially_too_with_a_full_pulls_layers() {
                 .map(|l| layer_fields(&layer_by_id(&store, &l.id)))
                 .collect::<Vec<_>>(),
             full_layers.iter().map(layer_fields).collect::<Vec<_>>(),
-            "{name}"
+            "{driver}: {name}"
         );
         for layer in &full_layers {
             assert!(
                 uncompressed_diff(&store, &layer.id) == uncompressed_diff(&full, &layer.id),
-                "{name}: diff of layer {}",
+                "{driver}: {name}: diff of layer {}",
                 layer.id
             );
         }
+        full.shutdown(true).unwrap();
     }
     assert!(store.check(&Default::default()).unwrap().is_clean());
+    store.shutdown(true).unwrap();
 }
