@@ -49,7 +49,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use layerstore::{DifferOptions, DifferOutput, Store};
-use layerstore_archive::zstd_chunked::{BlobReader, FOOTER_BODY, SKIPPABLE_HEADER, parse_footer};
+use layerstore_archive::zstd_chunked::{
+    BlobReader, FOOTER_BODY, MAX_TOC_SIZE, SKIPPABLE_HEADER, parse_footer,
+};
 use layerstore_layers::chunked::{LocalFiles, ZstdChunkedDiffer};
 use layerstore_model::Digest;
 
@@ -151,7 +153,7 @@ pub(crate) fn stage_partially(
         )
     };
     let fetcher = Arc::new(Fetcher::new(layer.blob.clone()));
-    fetcher.fetch_tail(source, toc.offset)?;
+    fetcher.fetch_tail(source, toc.offset, MAX_TOC_SIZE)?;
     if !source.serves_ranges() {
         return Err(Error::Unsupported {
             location,
@@ -250,12 +252,24 @@ impl Fetcher {
 
     /// Fetches the blob's tail, the TOC and the footer: from the TOC's announced offset (with
     /// its skippable frame header) in one request, else the footer first, then from the
-    /// offset it gives.
-    fn fetch_tail(&self, source: &dyn ImageSource, toc_offset: Option<u64>) -> Result<()> {
+    /// offset it gives. A tail longer than `max_toc` plus the frame header and footer (no TOC
+    /// is larger than [`MAX_TOC_SIZE`]) is refused rather than held in memory.
+    fn fetch_tail(
+        &self,
+        source: &dyn ImageSource,
+        toc_offset: Option<u64>,
+        max_toc: u64,
+    ) -> Result<()> {
         let size = self.blob.size;
         let footer_start = size.saturating_sub(SKIPPABLE_HEADER + FOOTER_BODY);
-        let start = match toc_offset {
-            Some(offset) => offset.saturating_sub(SKIPPABLE_HEADER).min(footer_start),
+        let longest = max_toc + SKIPPABLE_HEADER + FOOTER_BODY;
+        // An announced offset that would make the tail longer than any TOC is not believed:
+        // the footer says where the TOC is.
+        let announced = toc_offset
+            .map(|offset| offset.saturating_sub(SKIPPABLE_HEADER).min(footer_start))
+            .filter(|start| size - start <= longest);
+        let start = match announced {
+            Some(start) => start,
             None => {
                 let footer =
                     read_blob_range(source, &self.blob, footer_start, size - footer_start)?;
@@ -269,7 +283,14 @@ impl Fetcher {
                     .unwrap_or(footer_start)
             }
         };
-        if start < footer_start || toc_offset.is_some() {
+        if size - start > longest {
+            return Err(Error::TooLarge {
+                location: source.location(),
+                what: format!("zstd:chunked TOC of blob {}", self.blob.digest),
+                limit: max_toc,
+            });
+        }
+        if start < footer_start || announced.is_some() {
             let bytes = read_blob_range(source, &self.blob, start, size - start)?;
             self.kept.lock().expect("not poisoned").push((start, bytes));
         }
@@ -479,6 +500,76 @@ mod tests {
                 None,
             ]
         );
+    }
+
+    /// One blob, served from memory.
+    struct OneBlob(Vec<u8>);
+
+    impl ImageSource for OneBlob {
+        fn location(&self) -> String {
+            "memory:".into()
+        }
+        fn top_manifest(&self) -> Result<RawManifest> {
+            unreachable!("not asked")
+        }
+        fn manifest(&self, _: &Digest) -> Result<RawManifest> {
+            unreachable!("not asked")
+        }
+        fn blob_from(&self, _: &Blob, offset: u64) -> Result<crate::BlobStream> {
+            Ok(Box::new(io::Cursor::new(
+                self.0[offset as usize..].to_vec(),
+            )))
+        }
+        fn image_names(&self, _: &RawManifest) -> Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// A blob of `size` zero bytes but for a footer pointing at a TOC at `toc_offset` of
+    /// `toc_len` bytes.
+    fn chunked_blob(size: usize, toc_offset: u64, toc_len: u64) -> (OneBlob, Blob) {
+        let mut bytes = vec![0u8; size];
+        let mut footer = Vec::new();
+        footer.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
+        footer.extend_from_slice(&40u32.to_le_bytes());
+        for word in [toc_offset, toc_len, toc_len, 1] {
+            footer.extend_from_slice(&word.to_le_bytes());
+        }
+        footer.extend_from_slice(b"GnUlInUx");
+        bytes[size - 48..].copy_from_slice(&footer);
+        let blob = Blob {
+            digest: crate::manifest::sha256_digest(&bytes),
+            size: size as u64,
+            media_type: String::new(),
+        };
+        (OneBlob(bytes), blob)
+    }
+
+    fn kept_bytes(fetcher: &Fetcher) -> Vec<(u64, usize)> {
+        let kept = fetcher.kept.lock().unwrap();
+        kept.iter().map(|(start, b)| (*start, b.len())).collect()
+    }
+
+    #[test]
+    fn the_tail_is_the_toc_and_footer_and_never_more_than_a_toc() {
+        let (source, blob) = chunked_blob(4096, 3948, 100);
+        // Announced: one request from the TOC's frame header to the end.
+        let fetcher = Fetcher::new(blob.clone());
+        fetcher.fetch_tail(&source, Some(3948), 1024).unwrap();
+        assert_eq!(kept_bytes(&fetcher), [(3940, 156)]);
+        // Not announced, or announced where no TOC can be (the blob's start, with TOCs of
+        // 1 KiB at most): the footer, then from the offset it gives.
+        for announced in [None, Some(0)] {
+            let fetcher = Fetcher::new(blob.clone());
+            fetcher.fetch_tail(&source, announced, 1024).unwrap();
+            assert_eq!(kept_bytes(&fetcher), [(4048, 48), (3940, 156)]);
+        }
+        // A footer whose TOC would be larger than any: refused, nothing more fetched.
+        let (source, blob) = chunked_blob(4096, 8, 4000);
+        let fetcher = Fetcher::new(blob);
+        let err = fetcher.fetch_tail(&source, Some(8), 1024).unwrap_err();
+        assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+        assert_eq!(kept_bytes(&fetcher), [(4048, 48)]);
     }
 
     #[test]
