@@ -338,8 +338,9 @@ impl<'a> Rebuilt<'a> {
     }
 }
 
-impl Read for Rebuilt<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl Rebuilt<'_> {
+    /// One read of the current piece (moving to the next ones as they end); 0 at the end.
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             if self.current.is_none() && !self.next_piece()? {
                 return Ok(0);
@@ -367,6 +368,21 @@ impl Read for Rebuilt<'_> {
             }
             return Ok(n);
         }
+    }
+}
+
+impl Read for Rebuilt<'_> {
+    /// Fills `buf` across pieces (short only at the end): a consumer that takes a short read
+    /// for "no more for now" would otherwise see one per piece, thousands per layer.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.read_some(&mut buf[filled..])? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        Ok(filled)
     }
 }
 
@@ -613,6 +629,51 @@ mod tests {
             Some(PathBuf::from("/layer/usr/bin/tool"))
         );
         assert_eq!(files.add_toc(Path::new("/layer"), b"not json"), 0);
+    }
+
+    /// A blob in memory.
+    struct Bytes(Vec<u8>);
+
+    impl BlobReader for Bytes {
+        fn size(&self) -> u64 {
+            self.0.len() as u64
+        }
+        fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            let start = offset as usize;
+            buf.copy_from_slice(&self.0[start..start + buf.len()]);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_rebuilt_stream_fills_each_read_across_pieces() {
+        let mut blob = Vec::new();
+        let mut pieces = Vec::new();
+        let mut expected = Vec::new();
+        for i in 0..50u8 {
+            let text = vec![b'a' + i % 26; 512];
+            let start = blob.len() as u64;
+            blob.extend(zstd::encode_all(&text[..], 3).unwrap());
+            pieces.push(Piece::Headers(start, blob.len() as u64));
+            expected.extend(text);
+        }
+        let blob = Bytes(blob);
+        let counter = AtomicU64::new(0);
+        let mut stream = Rebuilt {
+            blob: &blob,
+            counter: &counter,
+            pieces: pieces.into_iter(),
+            current: None,
+            checking: None,
+        };
+        // One read takes all 50 pieces: a reader that takes a short read for "nothing more
+        // for now" must not see one per piece.
+        let mut buf = vec![0u8; 1 << 20];
+        let n = stream.read(&mut buf).unwrap();
+        assert_eq!(n, expected.len());
+        assert!(buf[..n] == expected[..]);
+        assert_eq!(stream.read(&mut buf).unwrap(), 0);
+        assert_eq!(counter.load(Ordering::Relaxed), blob.size());
     }
 
     #[test]
