@@ -12,7 +12,10 @@
 //! # What [`ZstdChunkedDiffer`] does
 //!
 //! It reads the footer and the TOC through a [`BlobReader`] (a range reader: a local file in
-//! tests, HTTP range requests in a registry client), then rebuilds the layer's uncompressed
+//! tests, HTTP range requests in a registry client) and decides, once, which contents come
+//! from local files; [`ZstdChunkedDiffer::blob_ranges`] gives the blob ranges the apply will
+//! then read, so a network caller fetches exactly those (layerstore-pull's `partial`
+//! module does, with coalesced range requests). The apply rebuilds the layer's uncompressed
 //! tarball as a stream: header ranges are read from the blob and decompressed; each file's
 //! content comes from a local file with the same digest ([`LocalFiles`], built from the
 //! store's layers) when there is one, verified by hashing it first, else from the blob,
@@ -25,14 +28,17 @@
 //!
 //! # Limitations
 //!
-//! * Local files are found from the TOCs of layers pulled this way and by hashing the trees
-//!   of the others ([`LocalFiles::from_store`]), each time: there is no persistent cache as
-//!   Go keeps.
+//! * Local files are found from the TOCs of layers pulled this way, and by hashing the trees
+//!   of the others ([`LocalFiles::from_store`]) or not ([`LocalFiles::from_store_tocs`], what
+//!   containers/storage looks at and what pulls use), each time: there is no persistent
+//!   cache as Go keeps.
 //! * Reused files are copied through the stream, not reflinked: cloning onto the extracted
 //!   file afterwards would make the kernel drop its setuid/setgid bits and file
 //!   capabilities and change its mtime; doing it right needs the extraction itself to clone.
 //! * skopeo's zstd:chunked stream drops the tarball's trailing padding, so the layer's
-//!   DiffID is the blob's (as with a plain pull of it), not the original tarball's.
+//!   DiffID is the blob's (as with a plain pull of it), not the original tarball's: for a
+//!   tarball padded past its end-of-archive blocks (GNU tar's 10 KiB records), the config's
+//!   DiffID, which skopeo 1.9 leaves as it was, is not the layer's.
 //! * Only the footer of manifest type 1 with its 40-byte body (containers/storage ≤ 1.44,
 //!   skopeo 1.9) is read; the later footer that also points at a tar-split in the blob is
 //!   refused with a clear error.
@@ -40,12 +46,16 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use layerstore_archive::ApplyOptions;
 pub use layerstore_archive::zstd_chunked::{BlobReader, FileBlob, MAX_TOC_SIZE};
-use layerstore_archive::zstd_chunked::{ContentRange, parse_footer, read_toc, toc_regular_files};
+use layerstore_archive::zstd_chunked::{
+    ContentRange, Footer, parse_footer, read_toc, toc_regular_files,
+};
 use layerstore_driver::{Differ, DifferOptions, DifferOutput};
 use layerstore_model::{Compression, Digest, Sha256Hasher};
 use layerstore_tarsplit::JsonLinesPacker;
@@ -59,7 +69,40 @@ pub const TOC_BIG_DATA: &str = "zstd-chunked-manifest";
 /// Regular files already on this host, by the sha256 of their content.
 #[derive(Debug, Default, Clone)]
 pub struct LocalFiles {
-    by_digest: HashMap<Digest, PathBuf>,
+    by_digest: HashMap<Digest, LocalFile>,
+}
+
+/// A file of a layer: the layer's directory and the file's path beneath it, opened with no
+/// symlink followed on the way (a TOC names the file, a layer's tree may have a symlink
+/// where the TOC says a directory is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LocalFile {
+    root: Arc<PathBuf>,
+    relative: PathBuf,
+}
+
+impl LocalFile {
+    fn open(&self) -> io::Result<File> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        let root = rustix::fs::open(
+            self.root.as_path(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let file = rustix::fs::openat2(
+            &root,
+            &self.relative,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )?;
+        Ok(File::from(file))
+    }
+
+    #[cfg(test)]
+    fn path(&self) -> PathBuf {
+        self.root.join(&self.relative)
+    }
 }
 
 impl LocalFiles {
@@ -70,17 +113,22 @@ impl LocalFiles {
 
     /// Hashes every regular file beneath `dir` (symlinks are not followed).
     pub fn add_tree(&mut self, dir: &Path) -> io::Result<()> {
-        let mut pending = vec![dir.to_path_buf()];
-        while let Some(dir) = pending.pop() {
-            for entry in fs::read_dir(&dir)? {
+        let root = Arc::new(dir.to_path_buf());
+        let mut pending = vec![PathBuf::new()];
+        while let Some(relative) = pending.pop() {
+            for entry in fs::read_dir(dir.join(&relative))? {
                 let entry = entry?;
                 let kind = entry.file_type()?;
+                let relative = relative.join(entry.file_name());
                 if kind.is_dir() {
-                    pending.push(entry.path());
+                    pending.push(relative);
                 } else if kind.is_file() {
-                    let path = entry.path();
-                    let digest = Sha256Hasher::digest_reader(&mut File::open(&path)?)?;
-                    self.by_digest.entry(digest).or_insert(path);
+                    let file = LocalFile {
+                        root: Arc::clone(&root),
+                        relative,
+                    };
+                    let digest = Sha256Hasher::digest_reader(&mut file.open()?)?;
+                    self.by_digest.entry(digest).or_insert(file);
                 }
             }
         }
@@ -91,19 +139,24 @@ impl LocalFiles {
     /// `dir` (the layer's own files), without reading them: a file is hashed only when a
     /// pull wants it. Names that would leave `dir` are skipped. Returns how many were added.
     pub fn add_toc(&mut self, dir: &Path, toc: &[u8]) -> usize {
+        let root = Arc::new(dir.to_path_buf());
         let mut added = 0;
         for (name, digest) in toc_regular_files(toc).unwrap_or_default() {
-            let mut path = dir.to_path_buf();
+            let mut relative = PathBuf::new();
             let mut inside = true;
             for component in name.split('/') {
                 match component {
                     "" | "." => {}
                     ".." => inside = false,
-                    other => path.push(other),
+                    other => relative.push(other),
                 }
             }
-            if inside && path != dir {
-                self.by_digest.entry(digest).or_insert(path);
+            if inside && !relative.as_os_str().is_empty() {
+                let file = LocalFile {
+                    root: Arc::clone(&root),
+                    relative,
+                };
+                self.by_digest.entry(digest).or_insert(file);
                 added += 1;
             }
         }
@@ -124,12 +177,7 @@ impl LocalFiles {
                 continue;
             };
             if layer.big_data_names.iter().any(|n| n == TOC_BIG_DATA) {
-                let mut toc = Vec::new();
-                store
-                    .big_data(&layer.id, TOC_BIG_DATA)?
-                    .read_to_end(&mut toc)
-                    .map_err(|e| crate::Error::io("read the TOC of", &dir, e))?;
-                files.add_toc(&dir, &toc);
+                files.add_stored_toc(store, &layer.id, &dir)?;
                 continue;
             }
             files
@@ -137,6 +185,36 @@ impl LocalFiles {
                 .map_err(|e| crate::Error::io("index files of", &dir, e))?;
         }
         Ok(files)
+    }
+
+    /// Indexes the own files of the complete layers of `store` that were pulled as
+    /// zstd:chunked, from their TOCs ([`TOC_BIG_DATA`]) alone: no file is read, so the cost
+    /// does not grow with the store's data (a file is hashed only when a pull wants it). This
+    /// is what containers/storage's partial pulls look at; [`LocalFiles::from_store`] also
+    /// hashes the trees of the other layers.
+    pub fn from_store_tocs(store: &LayerStore) -> Result<LocalFiles> {
+        let mut files = LocalFiles::new();
+        for layer in store.layers()? {
+            if layer.is_incomplete() || !layer.big_data_names.iter().any(|n| n == TOC_BIG_DATA) {
+                continue;
+            }
+            let Ok(dir) = store.differ_target(&layer.id) else {
+                continue;
+            };
+            files.add_stored_toc(store, &layer.id, &dir)?;
+        }
+        Ok(files)
+    }
+
+    /// Indexes the files of layer `id` (whose tree is `dir`) from its stored TOC.
+    fn add_stored_toc(&mut self, store: &LayerStore, id: &str, dir: &Path) -> Result<()> {
+        let mut toc = Vec::new();
+        store
+            .big_data(id, TOC_BIG_DATA)?
+            .read_to_end(&mut toc)
+            .map_err(|e| crate::Error::io("read the TOC of", dir, e))?;
+        self.add_toc(dir, &toc);
+        Ok(())
     }
 
     /// Number of distinct digests known.
@@ -149,8 +227,8 @@ impl LocalFiles {
         self.by_digest.is_empty()
     }
 
-    fn get(&self, digest: &Digest) -> Option<&Path> {
-        self.by_digest.get(digest).map(PathBuf::as_path)
+    fn get(&self, digest: &Digest) -> Option<&LocalFile> {
+        self.by_digest.get(digest)
     }
 }
 
@@ -198,7 +276,7 @@ enum Piece<'a> {
     /// Blob range of header frames: decompressed as is.
     Headers(u64, u64),
     /// A file's content, from the blob or a local copy.
-    Content(&'a ContentRange, Option<PathBuf>),
+    Content(&'a ContentRange, Option<LocalFile>),
 }
 
 /// The uncompressed tarball, rebuilt piece by piece.
@@ -232,7 +310,7 @@ impl<'a> Rebuilt<'a> {
             }
             Piece::Content(range, local) => {
                 self.current = Some(match local {
-                    Some(path) => Box::new(File::open(&path)?.take(range.size)),
+                    Some(file) => Box::new(file.open()?.take(range.size)),
                     None => self.blob_range(range.start, range.end)?,
                 });
                 self.checking = Some((range, Sha256Hasher::new(), 0));
@@ -260,8 +338,9 @@ impl<'a> Rebuilt<'a> {
     }
 }
 
-impl Read for Rebuilt<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl Rebuilt<'_> {
+    /// One read of the current piece (moving to the next ones as they end); 0 at the end.
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             if self.current.is_none() && !self.next_piece()? {
                 return Ok(0);
@@ -292,12 +371,77 @@ impl Read for Rebuilt<'_> {
     }
 }
 
+impl Read for Rebuilt<'_> {
+    /// Fills `buf` across pieces (short only at the end): a consumer that takes a short read
+    /// for "no more for now" would otherwise see one per piece, thousands per layer.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.read_some(&mut buf[filled..])? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        Ok(filled)
+    }
+}
+
+/// What a pull of the blob reads, decided once from its footer, its TOC and the local files.
+#[derive(Debug)]
+struct Plan {
+    footer: Footer,
+    toc: Vec<u8>,
+    ranges: Vec<ContentRange>,
+    /// For each of `ranges`, the verified local copy of its content, if any.
+    local: Vec<Option<LocalFile>>,
+}
+
+impl Plan {
+    /// The rebuilt stream's pieces, in blob order.
+    fn pieces(&self) -> Vec<Piece<'_>> {
+        let mut pieces = Vec::with_capacity(self.ranges.len() * 2 + 1);
+        let mut pos = 0;
+        for (range, local) in self.ranges.iter().zip(&self.local) {
+            if range.start > pos {
+                pieces.push(Piece::Headers(pos, range.start));
+            }
+            pieces.push(Piece::Content(range, local.clone()));
+            pos = range.end;
+        }
+        let data_end = self.footer.data_end();
+        if data_end > pos {
+            pieces.push(Piece::Headers(pos, data_end));
+        }
+        pieces
+    }
+
+    /// The blob ranges the pieces read (headers, and contents with no local copy), in
+    /// order, touching ones merged.
+    fn blob_ranges(&self) -> Vec<Range<u64>> {
+        let mut ranges: Vec<Range<u64>> = Vec::new();
+        for piece in self.pieces() {
+            let (start, end) = match piece {
+                Piece::Headers(start, end) => (start, end),
+                Piece::Content(range, None) => (range.start, range.end),
+                Piece::Content(_, Some(_)) => continue,
+            };
+            match ranges.last_mut() {
+                Some(last) if last.end == start => last.end = end,
+                _ if start < end => ranges.push(start..end),
+                _ => {}
+            }
+        }
+        ranges
+    }
+}
+
 /// A [`Differ`] that pulls a zstd:chunked blob partially (see the [module docs](self)).
 pub struct ZstdChunkedDiffer {
     blob: Box<dyn BlobReader>,
     blob_digest: Digest,
     toc_digest: Option<Digest>,
     local: LocalFiles,
+    plan: Option<Plan>,
     read: AtomicU64,
     reused: u64,
 }
@@ -321,6 +465,7 @@ impl ZstdChunkedDiffer {
             blob_digest,
             toc_digest: None,
             local,
+            plan: None,
             read: AtomicU64::new(0),
             reused: 0,
         }
@@ -348,15 +493,52 @@ impl ZstdChunkedDiffer {
         self.reused
     }
 
-    /// A local file with `range`'s content, verified by hashing it.
-    fn local_copy(&self, range: &ContentRange) -> Option<PathBuf> {
-        let path = self.local.get(&range.digest)?;
-        let mut file = File::open(path).ok()?;
+    /// Reads the footer and the TOC and picks the local copies of contents, once (a later
+    /// [`Differ::apply_diff`] uses what it decided); returns the blob ranges that apply then
+    /// reads: the footer and TOC excluded, in blob order, touching ranges merged. A caller
+    /// that fetches over a network fetches these (the footer and TOC first, through the
+    /// same reader) and serves them to the apply.
+    pub fn blob_ranges(&mut self) -> layerstore_driver::Result<Vec<Range<u64>>> {
+        Ok(self.plan()?.blob_ranges())
+    }
+
+    /// The plan, made on first use.
+    fn plan(&mut self) -> layerstore_driver::Result<&Plan> {
+        if self.plan.is_none() {
+            let blob: &dyn BlobReader = &*self.blob;
+            let footer = parse_footer(blob).map_err(differ_error)?;
+            self.read
+                .fetch_add(footer.metadata_len(), Ordering::Relaxed);
+            let (toc, ranges) =
+                read_toc(blob, &footer, self.toc_digest.as_ref()).map_err(differ_error)?;
+            let local: Vec<Option<LocalFile>> =
+                ranges.iter().map(|range| self.local_copy(range)).collect();
+            self.reused = ranges
+                .iter()
+                .zip(&local)
+                .filter(|(_, local)| local.is_some())
+                .map(|(range, _)| range.size)
+                .sum();
+            self.plan = Some(Plan {
+                footer,
+                toc,
+                ranges,
+                local,
+            });
+        }
+        Ok(self.plan.as_ref().expect("made above"))
+    }
+
+    /// A local file with `range`'s content, verified by hashing it (the apply checks it
+    /// again as it streams, so a file changed since fails the pull instead of corrupting it).
+    fn local_copy(&self, range: &ContentRange) -> Option<LocalFile> {
+        let local = self.local.get(&range.digest)?;
+        let mut file = local.open().ok()?;
         if file.metadata().ok()?.len() != range.size {
             return None;
         }
         // The index may be stale (a layer changed since): use it only if it still matches.
-        (Sha256Hasher::digest_reader(&mut file).ok()? == range.digest).then(|| path.to_path_buf())
+        (Sha256Hasher::digest_reader(&mut file).ok()? == range.digest).then(|| local.clone())
     }
 }
 
@@ -366,34 +548,13 @@ impl Differ for ZstdChunkedDiffer {
         dest: &Path,
         options: &DifferOptions,
     ) -> layerstore_driver::Result<DifferOutput> {
+        self.plan()?;
+        let plan = self.plan.as_ref().expect("made above");
         let blob: &dyn BlobReader = &*self.blob;
-        let footer = parse_footer(blob).map_err(differ_error)?;
-        self.read
-            .fetch_add(footer.metadata_len(), Ordering::Relaxed);
-        let (toc, ranges) =
-            read_toc(blob, &footer, self.toc_digest.as_ref()).map_err(differ_error)?;
-        let data_end = footer.data_end();
-        let mut pieces = Vec::with_capacity(ranges.len() * 2 + 1);
-        let mut pos = 0;
-        let mut reused = 0;
-        for range in &ranges {
-            if range.start > pos {
-                pieces.push(Piece::Headers(pos, range.start));
-            }
-            let local = self.local_copy(range);
-            if local.is_some() {
-                reused += range.size;
-            }
-            pieces.push(Piece::Content(range, local));
-            pos = range.end;
-        }
-        if data_end > pos {
-            pieces.push(Piece::Headers(pos, data_end));
-        }
         let stream = Rebuilt {
             blob,
             counter: &self.read,
-            pieces: pieces.into_iter(),
+            pieces: plan.pieces().into_iter(),
             current: None,
             checking: None,
         };
@@ -402,6 +563,8 @@ impl Differ for ZstdChunkedDiffer {
             uid_map: options.id_mappings.uids.clone(),
             gid_map: options.id_mappings.gids.clone(),
             ignore_chown_errors: options.ignore_chown_errors,
+            // The same bound as a plain pull: a TOC cannot make the stream endless.
+            max_uncompressed_size: Some(crate::DEFAULT_MAX_LAYER_SIZE),
             ..Default::default()
         };
         let (report, packer) = layerstore_archive::apply(
@@ -420,12 +583,13 @@ impl Differ for ZstdChunkedDiffer {
                 message: "zstd:chunked: tar-split records".into(),
                 source: Some(Box::new(e)),
             })?;
-        self.reused = reused;
         let mut output = DifferOutput::from_report(report, Some(records));
         output.compression = Compression::Zstd;
         output.compressed_digest = Some(self.blob_digest.clone());
         output.compressed_size = self.blob.size();
-        output.big_data.insert(TOC_BIG_DATA.to_string(), toc);
+        output
+            .big_data
+            .insert(TOC_BIG_DATA.to_string(), plan.toc.clone());
         Ok(output)
     }
 }
@@ -456,14 +620,95 @@ mod tests {
         let mut files = LocalFiles::new();
         assert_eq!(files.add_toc(Path::new("/layer"), toc.as_bytes()), 2);
         assert_eq!(
-            files.get(&digest('a')),
-            Some(Path::new("/layer/etc/passwd"))
+            files.get(&digest('a')).map(LocalFile::path),
+            Some(PathBuf::from("/layer/etc/passwd"))
         );
         assert_eq!(files.get(&digest('b')), None);
         assert_eq!(
-            files.get(&digest('d')),
-            Some(Path::new("/layer/usr/bin/tool"))
+            files.get(&digest('d')).map(LocalFile::path),
+            Some(PathBuf::from("/layer/usr/bin/tool"))
         );
         assert_eq!(files.add_toc(Path::new("/layer"), b"not json"), 0);
+    }
+
+    /// A blob in memory.
+    struct Bytes(Vec<u8>);
+
+    impl BlobReader for Bytes {
+        fn size(&self) -> u64 {
+            self.0.len() as u64
+        }
+        fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            let start = offset as usize;
+            buf.copy_from_slice(&self.0[start..start + buf.len()]);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_rebuilt_stream_fills_each_read_across_pieces() {
+        let mut blob = Vec::new();
+        let mut pieces = Vec::new();
+        let mut expected = Vec::new();
+        for i in 0..50u8 {
+            let text = vec![b'a' + i % 26; 512];
+            let start = blob.len() as u64;
+            blob.extend(zstd::encode_all(&text[..], 3).unwrap());
+            pieces.push(Piece::Headers(start, blob.len() as u64));
+            expected.extend(text);
+        }
+        let blob = Bytes(blob);
+        let counter = AtomicU64::new(0);
+        let mut stream = Rebuilt {
+            blob: &blob,
+            counter: &counter,
+            pieces: pieces.into_iter(),
+            current: None,
+            checking: None,
+        };
+        // One read takes all 50 pieces: a reader that takes a short read for "nothing more
+        // for now" must not see one per piece.
+        let mut buf = vec![0u8; 1 << 20];
+        let n = stream.read(&mut buf).unwrap();
+        assert_eq!(n, expected.len());
+        assert!(buf[..n] == expected[..]);
+        assert_eq!(stream.read(&mut buf).unwrap(), 0);
+        assert_eq!(counter.load(Ordering::Relaxed), blob.size());
+    }
+
+    #[test]
+    fn a_symlink_on_the_way_to_a_listed_file_is_not_followed() {
+        let work = tempfile::tempdir().unwrap();
+        let (layer, outside) = (work.path().join("layer"), work.path().join("outside"));
+        fs::create_dir_all(layer.join("etc")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("secret"), b"secret").unwrap();
+        fs::write(layer.join("etc/motd"), b"motd").unwrap();
+        std::os::unix::fs::symlink(&outside, layer.join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.join("secret"), layer.join("etc/alias")).unwrap();
+        let entry = |name: &str, content: &[u8]| {
+            serde_json::json!({"type": "reg", "name": name,
+                               "digest": Sha256Hasher::digest(content).to_string()})
+        };
+        let toc = serde_json::json!({"version": 1, "entries": [
+            entry("link/secret", b"secret"),
+            entry("etc/alias", b"secret"),
+            entry("etc/motd", b"motd"),
+        ]});
+        let mut files = LocalFiles::new();
+        files.add_toc(&layer, toc.to_string().as_bytes());
+        let motd = files.get(&Sha256Hasher::digest(b"motd")).unwrap();
+        let mut text = String::new();
+        motd.open().unwrap().read_to_string(&mut text).unwrap();
+        assert_eq!(text, "motd");
+        let secret = files.get(&Sha256Hasher::digest(b"secret")).unwrap();
+        assert!(secret.open().is_err(), "{:?} opened", secret.path());
+        for name in ["link/secret", "etc/alias"] {
+            let other = LocalFile {
+                root: Arc::new(layer.clone()),
+                relative: name.into(),
+            };
+            assert!(other.open().is_err(), "{name} opened");
+        }
     }
 }

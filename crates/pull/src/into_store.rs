@@ -33,6 +33,7 @@ use crate::Platform;
 use crate::commit::{ImagePlan, LayerDigests, LayerPlan, plan};
 use crate::error::{Error, Result};
 use crate::manifest::sha256_digest;
+use crate::partial::TocAnnotation;
 use crate::source::{BlobStream, ImageSource, VerifyingReader, open_blob, read_config, resolve};
 
 /// What a pull reports as it goes (for progress bars). Called from several threads.
@@ -141,10 +142,12 @@ pub fn pull_into_store(
                 .collect(),
         });
     }
+    let tocs = crate::partial::toc_annotations(&image.manifest);
     let made = pull_layers(
         store,
         source,
         &planned.layers[first_missing..],
+        tocs.get(first_missing..).unwrap_or_default(),
         first_missing,
         options,
     )
@@ -179,6 +182,7 @@ fn pull_layers(
     store: &Store,
     source: &dyn ImageSource,
     layers: &[LayerPlan],
+    tocs: &[Option<TocAnnotation>],
     base_index: usize,
     options: &PullOptions<'_>,
 ) -> std::result::Result<Vec<String>, (Error, Vec<String>)> {
@@ -203,7 +207,9 @@ fn pull_layers(
                     let Some(layer) = layers.get(i) else {
                         return;
                     };
-                    let staged = stage(store, source, location, layer, base_index + i, options);
+                    let toc = tocs.get(i).and_then(Option::as_ref);
+                    let staged =
+                        stage(store, source, location, layer, toc, base_index + i, options);
                     if sender.send((i, staged)).is_err() {
                         return;
                     }
@@ -283,9 +289,18 @@ fn stage(
     source: &dyn ImageSource,
     location: &str,
     layer: &LayerPlan,
+    toc: Option<&TocAnnotation>,
     index: usize,
     options: &PullOptions<'_>,
 ) -> Result<DifferOutput> {
+    // A blob that announces a zstd:chunked TOC: fetch only what the store lacks; if that
+    // fails for any reason, pull it whole (as containers/image does).
+    if let Some(toc) = toc
+        && let Ok(output) =
+            crate::partial::stage_partially(store, source, layer, toc, index, options.progress)
+    {
+        return Ok(output);
+    }
     let reader = open_blob(source, &layer.blob)?;
     let mut differ = BlobDiffer {
         reader: Some(reader),

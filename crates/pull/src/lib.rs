@@ -22,6 +22,12 @@
 //!   is reused, so podman's pull after ours, and ours after podman's, fetch nothing twice.
 //!   A SIGKILL mid-pull can leave complete unused layers (as podman's can) and staging
 //!   directories under `<driver>/staging`, but no image.
+//! * [`partial`]: a layer blob whose manifest entry announces a zstd:chunked TOC is pulled
+//!   partially: TOC and footer by one range request, files the store already has (in layers
+//!   pulled this way) copied locally, only the missing ranges fetched, merged and several at
+//!   once, through `layerstore-layers`' `ZstdChunkedDiffer`. The layer is a full pull's (ID,
+//!   records, tar-split, `diff`), its DiffID checked before it is made; any failure of the
+//!   partial path, or a registry that ignores ranges, falls back to the full pull.
 //! * [`push_from_store`]: an image of a Store pushed with its stored manifest and config;
 //!   layer blobs rebuilt from tar-split (compressed as pulled), the manifest rewritten only
 //!   when a rebuilt blob's digest differs from the recorded one.
@@ -95,6 +101,7 @@ mod into_store;
 pub mod manifest;
 mod oci;
 mod oci_dest;
+pub mod partial;
 mod platform;
 mod reference;
 mod registry;

@@ -71,6 +71,8 @@ struct Connection {
     auth: RegistryAuth,
     runtime: tokio::runtime::Runtime,
     options: RegistryOptions,
+    /// The registry answered a range request with the whole blob.
+    ignored_a_range: std::sync::atomic::AtomicBool,
 }
 
 /// The crypto provider reqwest's rustls uses; installed once per process.
@@ -233,6 +235,7 @@ impl Connection {
             auth,
             runtime,
             options: options.clone(),
+            ignored_a_range: Default::default(),
         };
         let probe = to_oci(reference, reference.tag_or_digest());
         connection.retry("logging in", || async {
@@ -372,7 +375,12 @@ async fn stream_blob(
                 {
                     BlobResponse::Partial(s) => (s.stream, 0),
                     // The registry ignored the range: skip to where we are.
-                    BlobResponse::Full(s) => (s.stream, start),
+                    BlobResponse::Full(s) => {
+                        connection
+                            .ignored_a_range
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        (s.stream, start)
+                    }
                 }
             };
             while let Some(chunk) = stream.next().await {
@@ -474,6 +482,13 @@ impl ImageSource for RegistrySource {
 
     fn blob_range(&self, blob: &Blob, offset: u64, len: u64) -> Result<BlobStream> {
         self.stream(blob, offset, Some(len))
+    }
+
+    fn serves_ranges(&self) -> bool {
+        !self
+            .connection
+            .ignored_a_range
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn image_names(&self, _top: &RawManifest) -> Result<Vec<String>> {

@@ -37,6 +37,13 @@ pub trait ImageSource: Send + Sync {
         Ok(Box::new(self.blob_from(blob, offset)?.take(len)))
     }
 
+    /// Whether [`ImageSource::blob_range`] has sent only the bytes asked for so far (a
+    /// registry may answer with the whole blob, which the read skips through: right, but no
+    /// cheaper than a full read). Partial pulls ask after their first range.
+    fn serves_ranges(&self) -> bool {
+        true
+    }
+
     /// The names podman 4.3 records for the image pulled from here (`top` is what
     /// [`ImageSource::top_manifest`] gave); empty when podman records none.
     fn image_names(&self, top: &RawManifest) -> Result<Vec<String>>;

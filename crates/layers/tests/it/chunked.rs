@@ -173,6 +173,16 @@ fn a_partial_pull_reads_little_and_gives_the_plain_pulls_diff() {
     assert_eq!(plain.compression, Compression::Zstd);
 
     let mut partial = differ(&blob, local);
+    // The plan says which ranges the apply reads (what a network caller fetches): exactly
+    // those, after the footer and the TOC.
+    let planned: u64 = partial
+        .blob_ranges()
+        .expect("plan")
+        .iter()
+        .map(|r| r.end - r.start)
+        .sum();
+    let metadata = partial.bytes_read();
+    assert!(metadata > 0 && planned > 0 && planned < blob_size / 10);
     let (layer, _) = store
         .put_with_differ(
             &LayerOptions::new().id("partial"),
@@ -188,6 +198,7 @@ fn a_partial_pull_reads_little_and_gives_the_plain_pulls_diff() {
         partial.bytes_reused()
     );
     assert!(fraction < 0.1, "read {fraction:.3} of the blob");
+    assert_eq!(partial.bytes_read(), metadata + planned);
     assert!(partial.bytes_reused() >= 100_000);
 
     assert!(!layer.is_incomplete());

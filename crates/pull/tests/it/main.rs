@@ -4,6 +4,7 @@
 
 mod common;
 mod network;
+mod partial;
 mod podman;
 mod push;
 mod registry;

@@ -17,7 +17,7 @@ use layerstore_testsupport::{Capability, require_or_skip};
 
 use crate::common::*;
 
-fn open_store(root: &Path, driver: &str) -> Store {
+pub(crate) fn open_store(root: &Path, driver: &str) -> Store {
     Store::open(StoreOptions::new(
         root.join("root"),
         root.join("run"),
@@ -34,7 +34,7 @@ fn pull(store: &Store, reference: &str) -> layerstore_pull::Result<layerstore_pu
     pull_into_store(store, source.as_ref(), &PullOptions::default())
 }
 
-fn podman(root: &Path, driver: &str) -> Command {
+pub(crate) fn podman(root: &Path, driver: &str) -> Command {
     let mut cmd = Command::new("podman");
     cmd.arg("--root")
         .arg(root.join("root"))
@@ -45,7 +45,7 @@ fn podman(root: &Path, driver: &str) -> Command {
 }
 
 /// The fields of a layer record a pull decides (not `created`).
-fn layer_fields(l: &Layer) -> String {
+pub(crate) fn layer_fields(l: &Layer) -> String {
     format!(
         "{:?}",
         (
@@ -81,7 +81,7 @@ fn image_fields(i: &Image) -> String {
     )
 }
 
-fn sorted_layers(store: &Store) -> Vec<Layer> {
+pub(crate) fn sorted_layers(store: &Store) -> Vec<Layer> {
     let mut layers = store.layers().unwrap();
     layers.sort_by(|a, b| a.id.cmp(&b.id));
     layers
