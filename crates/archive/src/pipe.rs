@@ -3,7 +3,7 @@
 //! the writer to be reused. The reading side can tell whether a read would find bytes waiting
 //! ([`Readiness`]), so it can finish pending work before it blocks.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
@@ -133,6 +133,16 @@ impl Drop for PipeWriter {
 
 impl Read for PipeReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let waiting = self.fill_buf()?;
+        let n = out.len().min(waiting.len());
+        out[..n].copy_from_slice(&waiting[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for PipeReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.pos == self.current.len() {
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
@@ -141,14 +151,16 @@ impl Read for PipeReader {
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
+                Err(_) => return Ok(&[]),
             }
         }
-        let n = out.len().min(self.current.len() - self.pos);
-        out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        Ok(&self.current[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.current.len() - self.pos);
         self.pos += n;
         self.unread.fetch_sub(n, Ordering::Relaxed);
-        Ok(n)
     }
 }
 
@@ -223,6 +235,26 @@ mod tests {
         assert!(!ready.bytes_waiting(), "all sent bytes were read");
         // Without `eager` the chunk fills up to the reader's end.
         assert_eq!(w.fill_from(&mut src, false).expect("fill"), 20);
+    }
+
+    #[test]
+    fn buffered_reads_borrow_the_chunks_in_order() {
+        let (mut w, mut r) = pipe(2);
+        let ready = r.readiness();
+        let t = std::thread::spawn(move || {
+            w.write_all(&[1u8; CHUNK]).expect("write");
+            w.write_all(b"end").expect("write");
+        });
+        let first = r.fill_buf().expect("fill").len();
+        assert_eq!(first, CHUNK, "a whole chunk, not a copy of part of it");
+        r.consume(CHUNK - 1);
+        assert!(ready.bytes_waiting());
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).expect("read");
+        t.join().expect("thread");
+        assert_eq!(rest, b"\x01end");
+        assert!(!ready.bytes_waiting());
+        assert!(r.fill_buf().expect("at the end").is_empty());
     }
 
     #[test]

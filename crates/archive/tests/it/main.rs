@@ -1,9 +1,10 @@
-//! Integration tests of layerstore-archive: applying real and hostile layers, the file writer,
-//! resource limits, the Go-written fixtures, and round trips of arbitrary trees. One test binary,
-//! one module per concern.
+//! Integration tests of layerstore-archive: applying real and hostile layers, compressed
+//! layers' reading threads, the file writer, resource limits, the Go-written fixtures, and
+//! round trips of arbitrary trees. One test binary, one module per concern.
 
 mod attacks;
 mod common;
+mod compressed;
 mod file_writer;
 mod fixtures;
 mod layers;
