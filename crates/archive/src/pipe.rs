@@ -11,10 +11,25 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 /// Bytes per chunk sent through the pipe.
 pub(crate) const CHUNK: usize = 1024 * 1024;
 
+/// A buffer in flight and how many of its bytes are data. The buffer keeps its whole
+/// (initialised) length, so a recycled one is filled again without being zeroed again: a
+/// source of short reads (a socket) would otherwise pay a full chunk of zeroing per read.
+#[derive(Debug, Default)]
+struct Chunk {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Chunk {
+    fn data(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
 /// The writing end. Dropping it ends the stream; [`PipeWriter::fail`] ends it with an error.
 #[derive(Debug)]
 pub(crate) struct PipeWriter {
-    tx: SyncSender<io::Result<Vec<u8>>>,
+    tx: SyncSender<io::Result<Chunk>>,
     unread: Arc<AtomicUsize>,
     recycled: Receiver<Vec<u8>>,
     buf: Vec<u8>,
@@ -23,10 +38,10 @@ pub(crate) struct PipeWriter {
 /// The reading end: yields the writer's bytes in order, then EOF (or the writer's error).
 #[derive(Debug)]
 pub(crate) struct PipeReader {
-    rx: Receiver<io::Result<Vec<u8>>>,
+    rx: Receiver<io::Result<Chunk>>,
     unread: Arc<AtomicUsize>,
     recycle: Sender<Vec<u8>>,
-    current: Vec<u8>,
+    current: Chunk,
     pos: usize,
 }
 
@@ -46,7 +61,7 @@ pub(crate) fn pipe(depth: usize) -> (PipeWriter, PipeReader) {
             rx,
             unread,
             recycle,
-            current: Vec::new(),
+            current: Chunk::default(),
             pos: 0,
         },
     )
@@ -76,9 +91,8 @@ impl PipeWriter {
                 Err(e) => return Err(e),
             }
         }
-        buf.truncate(filled);
         if filled > 0 {
-            self.send(buf)?;
+            self.send(Chunk { buf, len: filled })?;
         }
         Ok(filled)
     }
@@ -97,10 +111,10 @@ impl PipeWriter {
         buf
     }
 
-    fn send(&mut self, buf: Vec<u8>) -> io::Result<()> {
-        self.unread.fetch_add(buf.len(), Ordering::Relaxed);
+    fn send(&mut self, chunk: Chunk) -> io::Result<()> {
+        self.unread.fetch_add(chunk.len, Ordering::Relaxed);
         self.tx
-            .send(Ok(buf))
+            .send(Ok(chunk))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the pipe's reader is gone"))
     }
 }
@@ -121,7 +135,8 @@ impl Write for PipeWriter {
         }
         let next = self.take_buffer();
         let full = std::mem::replace(&mut self.buf, next);
-        self.send(full)
+        let len = full.len();
+        self.send(Chunk { buf: full, len })
     }
 }
 
@@ -143,22 +158,22 @@ impl Read for PipeReader {
 
 impl BufRead for PipeReader {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        while self.pos == self.current.len() {
+        while self.pos == self.current.len {
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
                     let used = std::mem::replace(&mut self.current, chunk);
-                    let _ = self.recycle.send(used);
+                    let _ = self.recycle.send(used.buf);
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),
                 Err(_) => return Ok(&[]),
             }
         }
-        Ok(&self.current[self.pos..])
+        Ok(&self.current.data()[self.pos..])
     }
 
     fn consume(&mut self, n: usize) {
-        let n = n.min(self.current.len() - self.pos);
+        let n = n.min(self.current.len - self.pos);
         self.pos += n;
         self.unread.fetch_sub(n, Ordering::Relaxed);
     }
@@ -235,6 +250,37 @@ mod tests {
         assert!(!ready.bytes_waiting(), "all sent bytes were read");
         // Without `eager` the chunk fills up to the reader's end.
         assert_eq!(w.fill_from(&mut src, false).expect("fill"), 20);
+    }
+
+    #[test]
+    fn a_recycled_chunk_shows_only_its_new_bytes() {
+        // A full chunk of one byte value, then short reads of another: the short chunks reuse
+        // the full one's buffer (not zeroed again), and only their own bytes come out.
+        struct Short(usize);
+        impl Read for Short {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = buf.len().min(7).min(self.0);
+                self.0 -= n;
+                buf[..n].fill(b's');
+                Ok(n)
+            }
+        }
+        let (mut w, mut r) = pipe(1);
+        let mut full = io::repeat(b'f').take(CHUNK as u64);
+        assert_eq!(w.fill_from(&mut full, false).expect("fill"), CHUNK);
+        let mut got = vec![0u8; CHUNK];
+        r.read_exact(&mut got).expect("read the full chunk");
+        let mut short = Short(21);
+        let mut total = 0;
+        for _ in 0..3 {
+            // The reader hands the full chunk's buffer back when it takes the next one.
+            total += w.fill_from(&mut short, true).expect("fill");
+            let mut piece = [0u8; 7];
+            r.read_exact(&mut piece).expect("read a short chunk");
+            assert_eq!(&piece, b"sssssss");
+            assert!(!r.readiness().bytes_waiting(), "no stale byte follows");
+        }
+        assert_eq!(total, 21);
     }
 
     #[test]
