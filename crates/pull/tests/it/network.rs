@@ -30,7 +30,8 @@ enum Fault {
 struct Proxy {
     host: String,
     stop: Arc<AtomicBool>,
-    /// Requests for the blob seen, and of those, how many asked for a range.
+    /// Requests for the blob seen, and of those, how many asked for a range past its first
+    /// byte (a whole blob is asked for as `bytes=0-`).
     requests: Arc<AtomicUsize>,
     ranged: Arc<AtomicUsize>,
 }
@@ -108,7 +109,8 @@ fn forward_requests(
         let text = String::from_utf8_lossy(&buf[..n]);
         if text.starts_with("GET ") && text.contains(needle) {
             requests.fetch_add(1, Ordering::Relaxed);
-            if text.to_ascii_lowercase().contains("\r\nrange: bytes=") {
+            let lower = text.to_ascii_lowercase();
+            if lower.contains("\r\nrange: bytes=") && !lower.contains("\r\nrange: bytes=0-") {
                 ranged.fetch_add(1, Ordering::Relaxed);
             }
             // Armed before the request goes on, so the response is the one that suffers.
