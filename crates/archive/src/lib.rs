@@ -142,7 +142,7 @@ mod filewriter;
 mod header;
 mod idmap;
 mod options;
-mod pipe;
+pub mod pipe;
 mod rooted;
 pub mod tree;
 pub mod whiteout;

@@ -2,6 +2,9 @@
 //! so at most `depth` chunks are in flight (bounded memory), and emptied buffers flow back to
 //! the writer to be reused. The reading side can tell whether a read would find bytes waiting
 //! ([`Readiness`]), so it can finish pending work before it blocks.
+//!
+//! Public for callers that run a stage of their own ahead of [`crate::apply`] (the pull
+//! decompresses a blob on a thread of its own and hands the plain tar stream over).
 
 use std::io::{self, BufRead, Read, Write};
 use std::sync::Arc;
@@ -9,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 /// Bytes per chunk sent through the pipe.
-pub(crate) const CHUNK: usize = 1024 * 1024;
+pub const CHUNK: usize = 1024 * 1024;
 
 /// A buffer in flight and how many of its bytes are data. The buffer keeps its whole
 /// (initialised) length, so a recycled one is filled again without being zeroed again: a
@@ -28,7 +31,7 @@ impl Chunk {
 
 /// The writing end. Dropping it ends the stream; [`PipeWriter::fail`] ends it with an error.
 #[derive(Debug)]
-pub(crate) struct PipeWriter {
+pub struct PipeWriter {
     tx: SyncSender<io::Result<Chunk>>,
     unread: Arc<AtomicUsize>,
     recycled: Receiver<Vec<u8>>,
@@ -37,7 +40,7 @@ pub(crate) struct PipeWriter {
 
 /// The reading end: yields the writer's bytes in order, then EOF (or the writer's error).
 #[derive(Debug)]
-pub(crate) struct PipeReader {
+pub struct PipeReader {
     rx: Receiver<io::Result<Chunk>>,
     unread: Arc<AtomicUsize>,
     recycle: Sender<Vec<u8>>,
@@ -46,7 +49,7 @@ pub(crate) struct PipeReader {
 }
 
 /// A pipe holding at most `depth` full chunks in flight.
-pub(crate) fn pipe(depth: usize) -> (PipeWriter, PipeReader) {
+pub fn pipe(depth: usize) -> (PipeWriter, PipeReader) {
     let (tx, rx) = sync_channel(depth);
     let (recycle, recycled) = channel();
     let unread = Arc::new(AtomicUsize::new(0));
@@ -72,7 +75,7 @@ impl PipeWriter {
     /// moved: 0 at the reader's end. With `eager`, a short read (a pipe or socket with nothing
     /// more for now) sends what the chunk holds, so the reading side is never kept waiting for
     /// bytes that arrived.
-    pub(crate) fn fill_from(&mut self, reader: &mut dyn Read, eager: bool) -> io::Result<usize> {
+    pub fn fill_from(&mut self, reader: &mut dyn Read, eager: bool) -> io::Result<usize> {
         // A recycled buffer keeps its (initialised) length: no need to zero it again.
         let mut buf = self.recycled.try_recv().unwrap_or_default();
         if buf.len() < CHUNK {
@@ -98,7 +101,7 @@ impl PipeWriter {
     }
 
     /// Ends the stream with `err` for the reader.
-    pub(crate) fn fail(mut self, err: io::Error) {
+    pub fn fail(mut self, err: io::Error) {
         // The reader may be gone already; then nobody needs the error.
         if self.flush().is_ok() {
             let _ = self.tx.send(Err(err));
@@ -181,18 +184,18 @@ impl BufRead for PipeReader {
 
 impl PipeReader {
     /// A handle telling whether bytes are waiting, usable while the reader is borrowed.
-    pub(crate) fn readiness(&self) -> Readiness {
+    pub fn readiness(&self) -> Readiness {
         Readiness(Arc::clone(&self.unread))
     }
 }
 
 /// Whether the pipe holds bytes not read yet (see [`PipeReader::readiness`]).
 #[derive(Debug, Clone)]
-pub(crate) struct Readiness(Arc<AtomicUsize>);
+pub struct Readiness(Arc<AtomicUsize>);
 
 impl Readiness {
     /// `false` when the next read of the pipe would block (or find the end).
-    pub(crate) fn bytes_waiting(&self) -> bool {
+    pub fn bytes_waiting(&self) -> bool {
         self.0.load(Ordering::Relaxed) > 0
     }
 }

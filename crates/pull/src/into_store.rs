@@ -32,9 +32,12 @@ use layerstore::{
 use crate::Platform;
 use crate::commit::{ImagePlan, LayerDigests, LayerPlan, plan};
 use crate::error::{Error, Result};
+use crate::inflate::{TarStream, chunk_pipe, tar_stream};
 use crate::manifest::sha256_digest;
 use crate::partial::TocAnnotation;
-use crate::source::{BlobStream, ImageSource, VerifyingReader, open_blob, read_config, resolve};
+use crate::source::{
+    BlobStream, ImageSource, VerifyingReader, blob_read_error, open_blob, read_config, resolve,
+};
 
 /// What a pull reports as it goes (for progress bars). Called from several threads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -375,28 +378,71 @@ impl BlobDiffer<'_> {
             index: self.index,
             progress: self.progress,
         };
-        let applied = layerstore_archive::apply(
-            dest,
-            counted,
-            layerstore_tarsplit::JsonLinesPacker::new(Vec::new()),
-            &apply_options,
-        );
+        // Records are gzipped as they are made, as `<id>.tar-split.gz` stores them (the store
+        // writes them as they are): the raw JSON of a layer of 57,000 entries is 60 MB, which
+        // held whole until the commit was most of a pull's RSS.
+        let packer = layerstore_tarsplit::JsonLinesPacker::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        let applied = match tar_stream(counted) {
+            Err(e) => Err(Failure::Read(e)),
+            Ok(TarStream::Blob(head, rest)) => {
+                layerstore_archive::apply(dest, head.chain(rest), packer, &apply_options)
+                    .map_err(Failure::Apply)
+            }
+            Ok(TarStream::Inflated(inflater, compression)) => {
+                let (writer, tar) = chunk_pipe();
+                let (applied, inflated) = std::thread::scope(|scope| {
+                    let inflating = scope.spawn(move || inflater.run(writer).1);
+                    let applied = layerstore_archive::apply(dest, tar, packer, &apply_options);
+                    (applied, inflating.join())
+                });
+                match (inflated, applied) {
+                    (Err(_), _) => Err(Failure::Read(io::Error::other(
+                        "the decompressing thread panicked",
+                    ))),
+                    // The extraction stopped first: its error says what was wrong.
+                    (Ok(Err(e)), Err(applied)) if e.kind() == io::ErrorKind::BrokenPipe => {
+                        Err(Failure::Apply(applied))
+                    }
+                    (Ok(Err(e)), _) => Err(Failure::Read(e)),
+                    (Ok(Ok(())), Err(applied)) => Err(Failure::Apply(applied)),
+                    // The archive saw a tar stream; the blob's own digest and size were
+                    // checked by the reader.
+                    (Ok(Ok(())), Ok((mut report, packer))) => {
+                        report.compression = compression;
+                        report.compressed_digest = self.layer.blob.digest.clone();
+                        report.compressed_size = self.layer.blob.size;
+                        Ok((report, packer))
+                    }
+                }
+            }
+        };
         let (report, packer) = match applied {
             Ok(applied) => applied,
-            Err(e) => {
+            Err(failure) => {
                 // A damaged blob usually fails the decompressor first; its digest says what
                 // was really wrong.
                 return Err(match reader.verify_to_end() {
                     Err(mismatch @ (Error::DigestMismatch { .. } | Error::SizeMismatch { .. })) => {
                         mismatch
                     }
-                    _ => Error::invalid(self.location, what(), e),
+                    _ => match failure {
+                        Failure::Apply(e) => Error::invalid(self.location, what(), e),
+                        Failure::Read(e) => match Error::from_io(&e) {
+                            Some(_) => blob_read_error(self.location, &self.layer.blob, e),
+                            None => Error::invalid(self.location, what(), e),
+                        },
+                    },
                 });
             }
         };
         reader.verify_to_end()?;
         let records = packer
             .into_inner()
+            .map_err(|e| Error::invalid(self.location, what(), e))?
+            .finish()
             .map_err(|e| Error::invalid(self.location, what(), e))?;
         let measured = LayerDigests {
             compression: report.compression,
@@ -407,6 +453,14 @@ impl BlobDiffer<'_> {
         self.layer.record(self.location, &measured)?;
         Ok(DifferOutput::from_report(report, Some(records)))
     }
+}
+
+/// Why applying a blob failed, before its digest is checked.
+enum Failure {
+    /// Reading or decompressing the blob.
+    Read(io::Error),
+    /// Parsing or extracting the tar stream.
+    Apply(layerstore_archive::Error),
 }
 
 /// Counts bytes read for progress events.

@@ -15,6 +15,9 @@ use crate::files::{StoreDir, big_data_file_name};
 use crate::options::LayerOptions;
 use crate::state::{State, reindex_digests, unindex_digest};
 
+/// The first bytes of a gzip stream.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
 impl LayerWriter<'_> {
     /// Creates a layer and moves a staged tree into it, all or nothing (see
     /// [`LayerStore::put_with_differ`], whose second half this is): `output` is what
@@ -132,8 +135,8 @@ impl LayerStore {
     /// Moves the staging directory `staging` into layer `key` (replacing its own files in one
     /// atomic exchange) and records `output` as [`apply_diff`](Self::apply_diff) records a
     /// tarball: digests, sizes, compression, uid/gid sets, `<id>.tar-split.gz` (removed when
-    /// the output has no tar-split records, as the old one no longer describes the layer) and
-    /// big data.
+    /// the output has no tar-split records, as the old one no longer describes the layer; the
+    /// records may come gzipped already, then they are written as they are) and big data.
     ///
     /// The layer is flagged `incomplete` from before the move until everything is recorded:
     /// a failure before the move restores the record as it was; a failure or a crash after
@@ -197,6 +200,14 @@ impl LayerStore {
             .as_deref()
             .map_or(Ok(()), |records| {
                 dir.write_atomic(&temp, 0o600, |out| {
+                    // Records a differ gzipped already (JSON lines never start with gzip's
+                    // magic) are written as they are: a pull compresses them as it stages,
+                    // so the raw JSON (60 MB for 57,000 entries) is never held whole.
+                    if records.starts_with(&GZIP_MAGIC) {
+                        return out
+                            .write_all(records)
+                            .map_err(|e| Error::io("write", dir.join(&temp), e));
+                    }
                     layerstore_tarsplit::write_gzipped_records(out, records)
                         .map(drop)
                         .map_err(|e| Error::tar_split(&id, dir.join(&temp), e))

@@ -299,3 +299,32 @@ fn a_crash_between_staging_and_recording_leaves_nothing_listed() {
         );
     }
 }
+
+#[test]
+fn records_a_differ_gzipped_are_stored_as_they_are() {
+    require_or_skip!(Capability::Overlay);
+    let scratch = Scratch::new();
+    let store = open_overlay(&scratch.graph(), &scratch.run());
+    let base = fs::read(fixture_tar("basic.tar.gz")).expect("fixture");
+    let mut output = store
+        .apply_diff_with_differ(None, &DifferOptions::default(), &mut TarballDiffer(base))
+        .expect("stage");
+    // A pull gzips the records as it stages (the raw JSON of a big layer is tens of MB).
+    let raw = output.tar_split.take().expect("records");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &raw).expect("gzip");
+    let gzipped = gz.finish().expect("gzip");
+    output.tar_split = Some(gzipped.clone());
+
+    store
+        .create(&LayerOptions::new().id("staged"))
+        .expect("create");
+    store
+        .apply_diff_from_staging_directory("staged", &output.target, &output)
+        .expect("move into place");
+    let stored = fs::read(scratch.graph().join("overlay-layers/staged.tar-split.gz"))
+        .expect("tar-split file");
+    assert_eq!(stored, gzipped, "gzipped records are written as they are");
+    assert!(diff_of(&store, "staged") == uncompressed("basic.tar.gz"));
+    assert!(store.check(&Default::default()).expect("check").is_clean());
+}
