@@ -107,7 +107,20 @@ const CI_STEPS: &[Step] = &[
     // dependencies on each other by version); nothing is built or uploaded.
     Step {
         name: "package",
-        args: &["package", "--workspace", "--no-verify", "--allow-dirty"],
+        // The tooling and test-only crates (`publish = false`) are left out: xtask depends on
+        // testsupport, which is never published.
+        args: &[
+            "package",
+            "--workspace",
+            "--no-verify",
+            "--allow-dirty",
+            "--exclude",
+            "xtask",
+            "--exclude",
+            "layerstore-tests",
+            "--exclude",
+            "layerstore-testsupport",
+        ],
         env: &[],
         guard_mounts: false,
     },
