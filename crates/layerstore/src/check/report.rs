@@ -509,23 +509,9 @@ impl fmt::Display for Repair {
     }
 }
 
-/// A repair and how it went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Action {
-    /// What was done.
-    pub repair: Repair,
-    /// `None` when it succeeded, else why it failed (or why it was not done).
-    pub error: Option<String>,
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.error {
-            None => write!(f, "repaired: {}", self.repair),
-            Some(e) => write!(f, "failed to {}: {e}", self.repair),
-        }
-    }
-}
+/// A repair of the whole store and how it went (the layer store's action type, over this
+/// crate's [`Repair`]).
+pub type Action = layerstore_layers::Action<Repair>;
 
 /// What [`Store::check`] found and [`Store::repair`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

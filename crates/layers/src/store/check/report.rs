@@ -499,16 +499,18 @@ impl fmt::Display for Repair {
     }
 }
 
-/// A repair and how it went.
+/// A repair and how it went. Generic over the kind of repair, so that the whole Store's
+/// check (crates/layerstore), whose repairs also touch images and containers, reports its
+/// actions with this same type.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Action {
+pub struct Action<R = Repair> {
     /// What was done.
-    pub repair: Repair,
-    /// `None` when it succeeded, else why it failed.
+    pub repair: R,
+    /// `None` when it succeeded, else why it failed (or why it was not done).
     pub error: Option<String>,
 }
 
-impl fmt::Display for Action {
+impl<R: fmt::Display> fmt::Display for Action<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.error {
             None => write!(f, "repaired: {}", self.repair),
