@@ -59,6 +59,18 @@ impl Context<'_> {
         write_error(self.err, self.json_errors, text)?;
         Ok(1)
     }
+
+    /// Prints a one-line answer and exits 0, or prints the Store error as Go words it and
+    /// exits 1.
+    fn answer(&mut self, answer: layerstore::Result<impl std::fmt::Display>) -> Result<i32> {
+        match answer {
+            Ok(value) => {
+                writeln!(self.out, "{value}")?;
+                Ok(0)
+            }
+            Err(err) => self.fail(&go_error_text(&err)),
+        }
+    }
 }
 
 /// The text the Go tool prints for a Store error: the Store's own errors are Go's words

@@ -213,13 +213,8 @@ pub(super) fn get_container_data_size(ctx: &mut Context<'_>, args: &[String]) ->
     let Some(id) = container_id(ctx, &args[0])? else {
         return Ok(1);
     };
-    match ctx.store.container_big_data_size(&id, &args[1]) {
-        Ok(size) => {
-            writeln!(ctx.out, "{size}")?;
-            Ok(0)
-        }
-        Err(err) => ctx.fail(&go_error_text(&err)),
-    }
+    let answer = ctx.store.container_big_data_size(&id, &args[1]);
+    ctx.answer(answer)
 }
 
 /// `get-container-data-digest ID KEY`.
@@ -227,13 +222,8 @@ pub(super) fn get_container_data_digest(ctx: &mut Context<'_>, args: &[String]) 
     let Some(id) = container_id(ctx, &args[0])? else {
         return Ok(1);
     };
-    match ctx.store.container_big_data_digest(&id, &args[1]) {
-        Ok(digest) => {
-            writeln!(ctx.out, "{digest}")?;
-            Ok(0)
-        }
-        Err(err) => ctx.fail(&go_error_text(&err)),
-    }
+    let answer = ctx.store.container_big_data_digest(&id, &args[1]);
+    ctx.answer(answer)
 }
 
 /// `set-container-data ID KEY`: the item from `-f FILE` or stdin.

@@ -347,13 +347,8 @@ pub(super) fn get_image_data_size(ctx: &mut Context<'_>, args: &[String]) -> Res
     let Some(id) = image_id(ctx, &args[0])? else {
         return Ok(1);
     };
-    match ctx.store.image_big_data_size(&id, &args[1]) {
-        Ok(size) => {
-            writeln!(ctx.out, "{size}")?;
-            Ok(0)
-        }
-        Err(err) => ctx.fail(&go_error_text(&err)),
-    }
+    let answer = ctx.store.image_big_data_size(&id, &args[1]);
+    ctx.answer(answer)
 }
 
 /// `get-image-data-digest ID KEY`.
@@ -361,13 +356,8 @@ pub(super) fn get_image_data_digest(ctx: &mut Context<'_>, args: &[String]) -> R
     let Some(id) = image_id(ctx, &args[0])? else {
         return Ok(1);
     };
-    match ctx.store.image_big_data_digest(&id, &args[1]) {
-        Ok(digest) => {
-            writeln!(ctx.out, "{digest}")?;
-            Ok(0)
-        }
-        Err(err) => ctx.fail(&go_error_text(&err)),
-    }
+    let answer = ctx.store.image_big_data_digest(&id, &args[1]);
+    ctx.answer(answer)
 }
 
 /// The Go tool's manifest digester for `set-image-data`: the SHA-256 of the bytes as given
