@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use layerstore_lockfile::LastWrite;
 use layerstore_model::{Digest, Layer, MountPointRecord};
-use layerstore_truncindex::TruncIndex;
+use layerstore_truncindex::LazyTruncIndex;
 
 use crate::error::{Error, Result};
 use crate::records::Unreadable;
@@ -23,8 +23,8 @@ pub(crate) struct State {
     pub(crate) by_id: HashMap<String, usize>,
     /// Name → index in `layers`.
     pub(crate) by_name: HashMap<String, usize>,
-    /// Every ID, for unique-prefix lookups.
-    pub(crate) ids: TruncIndex,
+    /// Every ID, for unique-prefix lookups (built at the first one).
+    pub(crate) ids: LazyTruncIndex,
     /// Compressed digest → IDs in creation order.
     pub(crate) by_compressed: HashMap<Digest, Vec<String>>,
     /// Uncompressed digest → IDs in creation order.
@@ -84,7 +84,7 @@ impl State {
                 self.by_mount.insert(path.clone(), index);
             }
         }
-        self.ids = TruncIndex::new(self.layers.iter().map(|l| l.id.as_str()));
+        self.ids.clear();
     }
 
     /// Whether a record (usable or not) has this ID.
@@ -103,7 +103,10 @@ impl State {
         if key.is_empty() {
             return Err(Error::LayerUnknown(key.to_string()));
         }
-        match self.ids.get(key) {
+        match self
+            .ids
+            .get(key, || self.layers.iter().map(|l| l.id.as_str()))
+        {
             Ok(id) => self
                 .by_id
                 .get(id)
@@ -123,7 +126,7 @@ impl State {
             self.by_name.insert(name.clone(), index);
         }
         // IDs with a space cannot be prefixes (as in Go); exact lookups still find them.
-        let _ = self.ids.add(&layer.id);
+        self.ids.add(&layer.id);
         self.layers.push(layer);
         index
     }
@@ -137,7 +140,7 @@ impl State {
                 self.by_name.remove(name);
             }
         }
-        let _ = self.ids.delete(&layer.id);
+        self.ids.delete(&layer.id);
         unindex_digest(&mut self.by_compressed, &layer.compressed_digest, &layer.id);
         unindex_digest(
             &mut self.by_uncompressed,

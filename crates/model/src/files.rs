@@ -87,6 +87,44 @@ mod tests {
     }
 
     #[test]
+    fn a_document_that_is_not_one_array_of_records_is_refused() {
+        for bad in [
+            &b"{}"[..],
+            b"\"x\"",
+            b"[] []",
+            b"[{\"id\":\"abc\"}] x",
+            b"7",
+        ] {
+            assert!(
+                matches!(parse_layers_json(bad), Err(Error::Decode { .. })),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn every_record_is_kept_whatever_room_the_length_promised() {
+        // Records longer and shorter than the shortest Go writes, in one document.
+        let ids: Vec<String> = (0..300).map(|i| format!("{i:064x}")).collect();
+        let mut text = String::from("[");
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            if i % 3 == 0 {
+                text.push_str(&format!("{{\"id\":\"{id}\",\"names\":[\"n{i}\"]}}"));
+            } else {
+                text.push_str(&format!("{{\"id\":\"{id}\"}}"));
+            }
+        }
+        text.push(']');
+        let layers = parse_layers_json(text.as_bytes()).unwrap();
+        let got: Vec<&str> = layers.iter().map(|l| l.id.as_str()).collect();
+        assert_eq!(got, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn decode_errors_name_line_and_column() {
         let err = parse_layers_json(b"[{\"id\":\"abc\"").unwrap_err();
         match &err {

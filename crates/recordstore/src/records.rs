@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use layerstore_model::{BigDataOwner, Digest, validate_id};
-use layerstore_truncindex::TruncIndex;
+use layerstore_truncindex::LazyTruncIndex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -138,7 +138,8 @@ pub struct Records<T> {
     by_id: HashMap<String, usize>,
     by_name: HashMap<String, usize>,
     by_key: HashMap<String, Vec<usize>>,
-    prefixes: TruncIndex,
+    /// Unique-prefix lookups (built at the first one).
+    prefixes: LazyTruncIndex,
 }
 
 impl<T> Default for Records<T> {
@@ -148,7 +149,7 @@ impl<T> Default for Records<T> {
             by_id: HashMap::new(),
             by_name: HashMap::new(),
             by_key: HashMap::new(),
-            prefixes: TruncIndex::default(),
+            prefixes: LazyTruncIndex::default(),
         }
     }
 }
@@ -203,7 +204,10 @@ impl<T: Record> Records<T> {
     /// The one record whose ID starts with `prefix` (IDs with a space are not indexed, as in
     /// Go); `None` for an empty, unknown or ambiguous prefix.
     pub fn by_prefix(&self, prefix: &str) -> Option<&T> {
-        let id = self.prefixes.get(prefix).ok()?;
+        let id = self
+            .prefixes
+            .get(prefix, || self.by_id.keys().map(String::as_str))
+            .ok()?;
         self.by_id(id)
     }
 
@@ -266,17 +270,22 @@ impl<T: Record> Records<T> {
     pub(crate) fn parse(files: &[(&[u8], &Path)]) -> Result<(Records<T>, Vec<NameRepair>, u64)> {
         let mut records = Records::default();
         for (file, (bytes, path)) in files.iter().enumerate() {
-            for (index, raw) in split_array(bytes, path)?.into_iter().enumerate() {
-                let body = match decode::<T>(&raw, &records) {
+            let raws = split_array(bytes, path)?;
+            records.entries.reserve(raws.len());
+            for (index, raw) in raws.into_iter().enumerate() {
+                let body = match decode::<T>(raw, &records) {
                     Ok((record, keys)) => Body::Good { record, keys },
                     Err(problem) => {
                         let bad = BadRecord {
                             path: path.to_path_buf(),
                             index,
-                            id: id_of(&raw),
+                            id: id_of(raw),
                             problem,
                         };
-                        Body::Bad { raw, bad }
+                        Body::Bad {
+                            raw: raw.to_owned(),
+                            bad,
+                        }
                     }
                 };
                 let at = records.entries.len();
@@ -336,7 +345,7 @@ impl<T: Record> Records<T> {
     fn index_id_and_keys(&mut self, at: usize, id: &str, keys: &[String]) {
         self.by_id.insert(id.to_owned(), at);
         // IDs with a space cannot be prefixes (as in Go); exact lookups still find them.
-        let _ = self.prefixes.add(id);
+        self.prefixes.add(id);
         self.add_keys(at, keys);
     }
 
@@ -383,7 +392,7 @@ impl<T: Record> Records<T> {
             unreachable!("indexes point at usable records only");
         };
         self.by_id.remove(record.id());
-        let _ = self.prefixes.delete(record.id());
+        self.prefixes.delete(record.id());
         for name in record.names() {
             if self.by_name.get(name) == Some(&at) {
                 self.by_name.remove(name);
@@ -514,11 +523,11 @@ pub(crate) fn file_bit(file: usize) -> u64 {
 
 /// The elements of a record file: an empty file or `null` holds none; anything but an array
 /// is an error naming the file.
-fn split_array(bytes: &[u8], path: &Path) -> Result<Vec<Box<RawValue>>> {
+fn split_array<'a>(bytes: &'a [u8], path: &Path) -> Result<Vec<&'a RawValue>> {
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
-    serde_json::from_slice::<Option<Vec<Box<RawValue>>>>(bytes)
+    serde_json::from_slice::<Option<Vec<&'a RawValue>>>(bytes)
         .map(Option::unwrap_or_default)
         .map_err(|source| Error::Decode {
             path: path.to_path_buf(),

@@ -1,7 +1,7 @@
-//! Property test: random sequences of add/delete/get on a [`TruncIndex`] behave exactly like a
-//! naive model that scans a `Vec` of IDs.
+//! Property tests: random sequences of add/delete/get on a [`TruncIndex`] (and a
+//! [`LazyTruncIndex`]) behave exactly like a naive model that scans a `Vec` of IDs.
 
-use layerstore_truncindex::{Error, TruncIndex};
+use layerstore_truncindex::{Error, LazyTruncIndex, TruncIndex};
 use proptest::prelude::*;
 
 /// The obviously correct reference: a list scanned linearly.
@@ -124,6 +124,53 @@ proptest! {
             let unique = ids.iter().filter(|other| other.starts_with(prefix)).count() == 1;
             prop_assert_eq!(index.get(prefix).is_ok(), unique);
             prop_assert_eq!(index.get(id), Ok(id.as_str()));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A lazily built index answers every lookup as the model does, whenever the first lookup
+    /// comes and whatever changed before it (and after a `clear`).
+    #[test]
+    fn the_lazy_index_behaves_like_a_linear_scan(
+        initial in proptest::collection::vec(small_id(), 0..8),
+        ops in proptest::collection::vec(op(), 0..60),
+        clear_at in proptest::option::of(0usize..60),
+    ) {
+        let mut index = LazyTruncIndex::default();
+        let mut model = NaiveIndex::default();
+        for id in &initial {
+            let _ = model.add(id);
+        }
+        for (at, op) in ops.iter().enumerate() {
+            if clear_at == Some(at) {
+                index.clear();
+                prop_assert!(!index.is_built());
+            }
+            match op {
+                Op::Add(id) => {
+                    // The owner keeps its IDs; the index is only told.
+                    if model.add(id).is_ok() {
+                        index.add(id);
+                    }
+                }
+                Op::Delete(id) => {
+                    if model.delete(id).is_ok() {
+                        index.delete(id);
+                    }
+                }
+                Op::Get(prefix) => {
+                    let owner = model.ids.clone();
+                    prop_assert_eq!(
+                        index.get(prefix, || owner.iter()),
+                        model.get(prefix),
+                        "get {:?}",
+                        prefix
+                    );
+                }
+            }
         }
     }
 }
