@@ -38,8 +38,10 @@ impl Store {
         Ok(images.create(new)?.clone())
     }
 
-    /// Read sessions of the read-write image store, then each additional one.
-    pub(crate) fn image_readers(&self) -> Result<Vec<ImageReader<'_>>> {
+    /// Read sessions of the read-write image store, then each additional one: every image
+    /// as of one instant, without copying the records (each store stays read-locked until
+    /// its session is dropped). [`Store::images`] is the owned copy.
+    pub fn image_readers(&self) -> Result<Vec<ImageReader<'_>>> {
         let mut readers = vec![self.images.read()?];
         readers.extend(self.additional_image_readers()?);
         Ok(readers)

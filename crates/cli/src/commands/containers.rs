@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use layerstore::{Container, ContainerOptions};
+use layerstore::{Container, ContainerOptions, Image};
 use layerstore_containers::Error as ContainerError;
 use layerstore_model::big_data_file_name;
 
@@ -19,17 +19,21 @@ use crate::output::write_json;
 
 /// `containers`: each container's ID, names and big-data keys; JSON; or a table on a terminal.
 pub(super) fn containers(ctx: &mut Context<'_>, format: ListFormat, json: bool) -> Result<i32> {
-    let containers = match ctx.store.containers() {
-        Ok(containers) => containers,
-        Err(err) => return ctx.fail(&go_error_text(&err)),
+    let store = ctx.store;
+    // Borrowed from the store's session, not copied (as `images`).
+    let reader = match store.container_store().read() {
+        Ok(reader) => reader,
+        Err(err) => return ctx.fail(&go_error_text(&err.into())),
     };
+    let containers: Vec<&Container> = reader.containers().collect();
     if json {
         write_json(ctx.out, &containers)?;
     } else if format == ListFormat::Table {
-        let images = ctx.store.images().unwrap_or_default();
+        let image_readers = store.image_readers().unwrap_or_default();
+        let images: Vec<&Image> = image_readers.iter().flat_map(|r| r.images()).collect();
         container_table(ctx.out, &containers, &images)?;
     } else {
-        for container in &containers {
+        for container in containers {
             writeln!(ctx.out, "{}", container.id)?;
             for name in &container.names {
                 writeln!(ctx.out, "\tname: {name}")?;

@@ -18,7 +18,7 @@ use crate::output::{write_error, write_json};
 
 /// Go's text listing of images (`images`, `images-by-digest`): the ID, then (unless `quiet`)
 /// each name, digest and big-data key.
-fn write_image_list(ctx: &mut Context<'_>, images: &[Image], quiet: bool) -> Result<()> {
+fn write_image_list(ctx: &mut Context<'_>, images: &[&Image], quiet: bool) -> Result<()> {
     for image in images {
         writeln!(ctx.out, "{}", image.id)?;
         if quiet {
@@ -45,10 +45,14 @@ pub(super) fn images(
     format: ListFormat,
     json: bool,
 ) -> Result<i32> {
-    let images = match ctx.store.images() {
-        Ok(images) => images,
+    let store = ctx.store;
+    // Borrowed from the stores' sessions, not copied: a listing of 10,000 images spent a
+    // tenth of its time cloning them.
+    let readers = match store.image_readers() {
+        Ok(readers) => readers,
         Err(err) => return ctx.fail(&go_error_text(&err)),
     };
+    let images: Vec<&Image> = readers.iter().flat_map(|r| r.images()).collect();
     if json {
         if images.is_empty() {
             writeln!(ctx.out, "null")?;
@@ -56,7 +60,6 @@ pub(super) fn images(
             write_json(ctx.out, &images)?;
         }
     } else if format == ListFormat::Table && !quiet {
-        let store = ctx.store;
         let sizes: Vec<String> = images
             .iter()
             .map(|image| {
@@ -94,7 +97,7 @@ pub(super) fn images_by_digest(
     if json {
         write_json(ctx.out, &found)?;
     } else {
-        write_image_list(ctx, &found, quiet)?;
+        write_image_list(ctx, &found.iter().collect::<Vec<_>>(), quiet)?;
     }
     Ok(0)
 }

@@ -2,6 +2,7 @@
 //! them, when stdout is a terminal (or with `--format table`). Scripts get the Go tool's
 //! format: stdout is not a terminal for them, and `--format go` or `--json` asks for it.
 
+use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
 
 use layerstore::{Container, Image};
@@ -107,7 +108,7 @@ fn short_id(id: &str) -> String {
 }
 
 /// The images table: one row per name (one `<none>` row for an image without names).
-pub fn image_table(out: &mut dyn Write, images: &[Image], sizes: &[String]) -> io::Result<()> {
+pub fn image_table(out: &mut dyn Write, images: &[&Image], sizes: &[String]) -> io::Result<()> {
     let now = Timestamp::now().unix_seconds();
     let mut rows = vec![
         ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
@@ -136,19 +137,23 @@ pub fn image_table(out: &mut dyn Write, images: &[Image], sizes: &[String]) -> i
 /// The containers table: ID, the image's first name (else its short ID), names, age.
 pub fn container_table(
     out: &mut dyn Write,
-    containers: &[Container],
-    images: &[Image],
+    containers: &[&Container],
+    images: &[&Image],
 ) -> io::Result<()> {
     let now = Timestamp::now().unix_seconds();
+    // The first image with an ID, as a scan of the list would find it.
+    let mut by_id: HashMap<&str, &Image> = HashMap::with_capacity(images.len());
+    for image in images {
+        by_id.entry(image.id.as_str()).or_insert(image);
+    }
     let mut rows = vec![
         ["CONTAINER ID", "IMAGE", "CREATED", "NAMES"]
             .map(String::from)
             .to_vec(),
     ];
     for container in containers {
-        let image = images
-            .iter()
-            .find(|i| i.id == container.image_id)
+        let image = by_id
+            .get(container.image_id.as_str())
             .and_then(|i| i.names.first().cloned())
             .unwrap_or_else(|| short_id(&container.image_id));
         rows.push(vec![
