@@ -228,10 +228,14 @@ const METHOD: &str = "\
   its own hashing and leaves the file's reads out, as an import hashes bytes it already
   holds), (d) GNU `tar -xf` of the uncompressed tar into an empty directory on the same
   filesystem (the entries' creation). Each of a, b, c is one sequential stream, so no split
-  over threads shortens it; all of it shares two cores. floor = max(a, b, c, (a + b + c + d)
-  ÷ 2), each part its median CPU time (user + system), the row shows the parts and ours ÷
-  floor. It leaves out tar parsing and tar-split packing, so it is below what an import can
-  reach; a ratio near 1 says the import has nothing left to overlap.
+  over threads shortens it (a + b is not a floor: the blob can be hashed on a thread of its
+  own, as ours does for gzip); all of it shares two cores. floor = max(a, b, c, (a + b + c +
+  d) ÷ 2), each part its median CPU time (user + system), which load does not inflate. The
+  row shows the parts and ours ÷ floor (our median wall time); the goal table shows the
+  floor ÷ the bound's median CPU beside ours ÷ bound. The floor leaves out tar-split packing
+  and handing the stream between threads, so it is below what an import can reach: ours ÷
+  floor near 1 says nothing is left to overlap, and a floor above 1.1 × the bound says the
+  bound's goal cannot be met on two cores.
 - goals on the disk: a row's goal checks count only where the comparison tool against itself
   varies by less than the gap between the tools: the spread of its wall times over the runs
   (max − min, with at least two runs) must be less than |its median − ours|. Other rows are
