@@ -7,11 +7,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::bound::HashOnly;
 use super::exec::{Runner, Sample};
 use super::fixtures::{self, Fixture};
 use super::machine::load_average;
 use super::options::{Options, Section};
-use super::report::{FsResults, Goal, Row, Tool};
+use super::report::{Floor, FsResults, Goal, Row, Tool};
 use super::store::{self, Store};
 use super::{layer_id, sync};
 
@@ -129,12 +130,69 @@ fn bound_key(kind: &str, f: Fixture) -> String {
     format!("bound-{kind}/{}", f.name)
 }
 
+/// The `bench-bound` kind that times SHA-256's hashing alone (a floor's part).
+const HASH_ONLY: &str = "sha256-hash-only";
+
+fn hash_only_key(file: &str) -> String {
+    format!("bound-{HASH_ONLY}/{file}")
+}
+
+/// The two-core floor of importing `f`, where a decoder bounds it: decode, SHA-256 of the
+/// blob, SHA-256 of the tar stream, GNU `tar -xf` of the tar (see [`Floor`]).
+fn two_core_floor(f: Fixture) -> Option<Floor> {
+    let (kind, _) = library_bound(f).filter(|_| f.decompressor().is_some())?;
+    Some(Floor {
+        decode: bound_key(kind, f),
+        blob_sha: hash_only_key(f.name),
+        tar_sha: hash_only_key(f.plain()),
+        extract: format!("tar-x/{}", f.plain()),
+    })
+}
+
+/// Times SHA-256's hashing of `file` alone, `runs` times, into the baseline `key` (once per
+/// key): the process's own account of its hashing, with the process's peak RSS.
+fn time_hash_only(
+    ctx: &Context<'_>,
+    results: &mut FsResults,
+    xtask: &Path,
+    file: &str,
+) -> Result<(), String> {
+    let key = hash_only_key(file);
+    if results.baselines.contains_key(&key) {
+        return Ok(());
+    }
+    for _ in 0..ctx.opts.runs {
+        let done = ctx.runner.timed(
+            Command::new(xtask)
+                .args(["bench-bound", HASH_ONLY])
+                .arg(ctx.fixture(file)),
+        )?;
+        let spent = HashOnly::parse(&done.stdout).ok_or_else(|| {
+            format!(
+                "bench-bound {HASH_ONLY} {file} printed no time: `{}`",
+                done.stdout.trim()
+            )
+        })?;
+        results
+            .baselines
+            .entry(key.clone())
+            .or_default()
+            .push(Sample {
+                wall: spent.wall,
+                cpu: spent.cpu,
+                max_rss_kib: done.sample.max_rss_kib,
+            });
+    }
+    Ok(())
+}
+
 pub(super) fn record(row: &mut Row, tool: Tool, sample: Sample) {
     row.samples[tool.index()].push(sample);
 }
 
 /// Physical baselines of one fixture on this filesystem: `tar -x` of its plain tar (and
-/// `tar -c` of the tree, for diff), the decompressor alone, `cat`.
+/// `tar -c` of the tree, for diff), the decompressor alone, `cat`, the library bound and the
+/// two-core floor's SHA-256 parts.
 fn baselines(
     ctx: &mut Context<'_>,
     fs_root: &Path,
@@ -235,6 +293,10 @@ fn baselines(
                 .or_default()
                 .push(s);
         }
+        if two_core_floor(f).is_some() {
+            time_hash_only(ctx, results, &xtask, f.name)?;
+            time_hash_only(ctx, results, &xtask, f.plain())?;
+        }
     }
     let cat_key = format!("cat/{}", f.name);
     if !results.baselines.contains_key(&cat_key) {
@@ -313,6 +375,7 @@ fn section_import(
                 import.bound = Some((label.to_owned(), bound_key(kind, f)));
                 import.goals.push(Goal::VsBound(1.1));
             }
+            import.floor = two_core_floor(f);
             let mut diff = Row::new("diff", "diff -u", driver, f.name);
             diff.reference = Some((
                 format!("tar -c of {}'s tree", f.plain()),
@@ -755,4 +818,28 @@ fn section_child(
         store::remove_tree(s.graph.parent().unwrap_or(&s.graph))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compressed_imports_have_a_two_core_floor_of_the_baselines_timed_for_them() {
+        let zst = Fixture::named("rootfs.tar.zst").expect("known");
+        let floor = two_core_floor(zst).expect("a decoder bounds it");
+        assert_eq!(floor.decode, "bound-unzstd/rootfs.tar.zst");
+        assert_eq!(floor.blob_sha, "bound-sha256-hash-only/rootfs.tar.zst");
+        assert_eq!(floor.tar_sha, "bound-sha256-hash-only/rootfs.tar");
+        assert_eq!(floor.extract, "tar-x/rootfs.tar");
+        let gz = Fixture::named("bigfile.tar.gz").expect("known");
+        let floor = two_core_floor(gz).expect("a decoder bounds it");
+        assert_eq!(floor.decode, bound_key("gunzip", gz));
+        assert_eq!(floor.tar_sha, hash_only_key("bigfile.tar"));
+        // Plain tars: no decoder, no floor (bigfile.tar is bound by SHA-256 alone).
+        for plain in ["rootfs.tar", "bigfile.tar", "smallfiles.tar"] {
+            let f = Fixture::named(plain).expect("known");
+            assert!(two_core_floor(f).is_none(), "{plain}");
+        }
+    }
 }
