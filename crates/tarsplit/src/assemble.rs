@@ -185,9 +185,9 @@ where
     /// [`Error::Size`].
     ///
     /// Reads [`READ_PIECE`] at a time and checksums each piece right after reading it, while
-    /// it is still in this core's cache: over a whole 1 MiB chunk the CRC-64 read its bytes
-    /// back from memory, on the thread that bounds a big file's diff (measured in
-    /// docs/BENCHMARKS.md).
+    /// it is still in this core's cache. Over a whole 1 MiB chunk the CRC-64 read its bytes
+    /// back from memory, and that made the file-reading thread the slower of the pipeline for
+    /// a 1 GiB file (≈ 0.5 s against the writer's ≈ 0.45 s on a tmpfs; ≈ 0.24 s with pieces).
     fn read_file_checked(fc: &mut FileCopy<'g>, buf: &mut [u8]) -> Result<usize, Error> {
         let mut filled = 0;
         while filled < buf.len() {
