@@ -13,6 +13,10 @@ mod pipelined;
 pub use getter::{DirFileGetter, FileGetter, MemoryFileGetter, ReadSeek, SeekableFile};
 pub use pipelined::{PIPELINE_CHUNK_SIZE, assemble_pipelined};
 
+/// The most a file's content is read in one `read`: small enough that the piece is still in
+/// cache when its CRC-64 is computed (a core's L2 here is 1 MiB, the chunk it fills as big).
+const READ_PIECE: usize = 128 << 10;
+
 /// A file being copied: seekable (sparse entries, when the getter can) or read in order.
 enum FileReader<'g> {
     Stream(Box<dyn Read + 'g>),
@@ -176,6 +180,39 @@ where
         }
     }
 
+    /// Fills `buf` (non-empty, at most what is left of the region) with the file's next bytes
+    /// and adds them to its CRC-64; stops early at a short read. A file that ends first is
+    /// [`Error::Size`].
+    ///
+    /// Reads [`READ_PIECE`] at a time and checksums each piece right after reading it, while
+    /// it is still in this core's cache. Over a whole 1 MiB chunk the CRC-64 read its bytes
+    /// back from memory, and that made the file-reading thread the slower of the pipeline for
+    /// a 1 GiB file (≈ 0.5 s against the writer's ≈ 0.45 s on a tmpfs; ≈ 0.24 s with pieces).
+    fn read_file_checked(fc: &mut FileCopy<'g>, buf: &mut [u8]) -> Result<usize, Error> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let want = (buf.len() - filled).min(READ_PIECE);
+            let n = Self::read_file(fc, &mut buf[filled..filled + want])?;
+            fc.crc.update(&buf[filled..filled + n]);
+            filled += n;
+            if n < want {
+                break;
+            }
+        }
+        if filled == 0 {
+            let expected = match &fc.sparse {
+                Some((map, _)) => map.real_size,
+                None => fc.size,
+            };
+            return Err(Error::Size {
+                name: lossy(&fc.name),
+                expected,
+                actual: fc.logical,
+            });
+        }
+        Ok(filled)
+    }
+
     /// Called when the current region (or file) is copied: moves to the next region, or
     /// checks the file's end and checksum. Returns `true` when the file is done.
     fn advance_file(fc: &mut FileCopy<'g>, scratch: &mut Vec<u8>) -> Result<bool, Error> {
@@ -286,19 +323,7 @@ where
                     let want = buf
                         .len()
                         .min(usize::try_from(fc.remaining).unwrap_or(usize::MAX));
-                    let n = Self::read_file(fc, &mut buf[..want])?;
-                    if n == 0 {
-                        let expected = match &fc.sparse {
-                            Some((map, _)) => map.real_size,
-                            None => fc.size,
-                        };
-                        return Err(Error::Size {
-                            name: lossy(&fc.name),
-                            expected,
-                            actual: fc.logical,
-                        });
-                    }
-                    fc.crc.update(&buf[..n]);
+                    let n = Self::read_file_checked(fc, &mut buf[..want])?;
                     fc.remaining -= n as u64;
                     return Ok(n);
                 }
@@ -484,6 +509,89 @@ mod tests {
             assert_eq!(out, b"payload");
             // A TiB of holes, 7 bytes read.
             assert_eq!(read.load(Ordering::Relaxed), 7, "pipelined: {pipelined}");
+        }
+    }
+
+    /// Serves one file's content and records the size of every `read` asked of it.
+    struct ReadSizes {
+        content: Vec<u8>,
+        asked: std::sync::Mutex<Vec<usize>>,
+    }
+
+    struct RecordingReader<'a> {
+        rest: &'a [u8],
+        asked: &'a std::sync::Mutex<Vec<usize>>,
+    }
+
+    impl Read for RecordingReader<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.asked.lock().unwrap().push(buf.len());
+            self.rest.read(buf)
+        }
+    }
+
+    impl FileGetter for ReadSizes {
+        fn get(&self, _: &[u8]) -> io::Result<Box<dyn Read + '_>> {
+            Ok(Box::new(RecordingReader {
+                rest: &self.content,
+                asked: &self.asked,
+            }))
+        }
+
+        fn get_with_size(&self, name: &[u8]) -> io::Result<(Box<dyn Read + '_>, Option<u64>)> {
+            Ok((self.get(name)?, Some(self.content.len() as u64)))
+        }
+    }
+
+    #[test]
+    fn big_files_are_read_and_checksummed_in_cache_sized_pieces() {
+        // 2 MiB + 3 bytes: whole pieces, then a short tail.
+        let content: Vec<u8> = (0..(2 << 20) + 3).map(|i| (i * 31 % 251) as u8).collect();
+        let entry = Entry::file(
+            b"big".to_vec(),
+            content.len() as u64,
+            Some(crate::crc64(&content)),
+        );
+        for pipelined in [false, true] {
+            let getter = ReadSizes {
+                content: content.clone(),
+                asked: Default::default(),
+            };
+            let mut out = Vec::new();
+            let n = if pipelined {
+                assemble_pipelined([Ok(entry.clone())], &getter, &mut out)
+            } else {
+                assemble([Ok(entry.clone())], &getter, &mut out)
+            }
+            .unwrap();
+            assert_eq!(n, content.len() as u64);
+            assert!(out == content, "pipelined: {pipelined}: the stream differs");
+            let asked = getter.asked.into_inner().unwrap();
+            assert!(
+                asked.iter().all(|&len| len <= READ_PIECE),
+                "pipelined: {pipelined}: reads of {asked:?}"
+            );
+            // Each piece read once: no read beyond the known size.
+            assert_eq!(asked.len(), content.len().div_ceil(READ_PIECE));
+        }
+        // A byte changed in the last piece still fails the checksum.
+        let mut changed = content.clone();
+        *changed.last_mut().unwrap() ^= 1;
+        for pipelined in [false, true] {
+            let getter = ReadSizes {
+                content: changed.clone(),
+                asked: Default::default(),
+            };
+            let err = if pipelined {
+                assemble_pipelined([Ok(entry.clone())], &getter, io::sink())
+            } else {
+                assemble([Ok(entry.clone())], &getter, io::sink())
+            }
+            .unwrap_err();
+            assert!(
+                matches!(err, Error::Checksum { ref name } if name == "big"),
+                "{err}"
+            );
         }
     }
 
