@@ -1,7 +1,8 @@
 //! `cargo xtask bench-bound KIND FILE`: one library's work alone, as a process the bench times
 //! beside the rows it bounds. KIND is `gunzip` (flate2 with zlib-rs, the archive crate's
 //! inflate), `unzstd` (the zstd crate) or `sha256` (sha2, reading FILE included); the output is
-//! discarded. `sha256-hash-only` hashes FILE too but times only the hashing, itself, and prints
+//! discarded. `write-alone FILE OUT` writes FILE's length into OUT (see [`write_alone`]: the
+//! bound of diffing a 1 GiB file). `sha256-hash-only` hashes FILE too but times only the hashing, itself, and prints
 //! that time ([`HashOnly`]): an import hashes bytes it already holds (the blob it read for the
 //! decoder, the tar stream the decoder wrote), so the read is not part of that work. The
 //! dependencies are built optimised even in the dev profile (the workspace's
@@ -95,11 +96,49 @@ fn sha256_hash_only(input: impl Read) -> io::Result<HashOnly> {
     Ok(spent)
 }
 
+/// `write-alone FILE OUT`: writes as many bytes as FILE holds into a new file OUT, from one
+/// 1 MiB buffer (FILE's first MiB), in [`CHUNK`]s, without reading the rest of FILE. That is
+/// the kernel's part of a diff's output alone: page allocation and the copy into the page
+/// cache, which no user-space work can take off the thread that writes. OUT is left for the
+/// caller to remove (untimed).
+fn write_alone(input: &str, out: &str) -> Result<(), String> {
+    let mut file = File::open(input).map_err(|e| format!("open {input}: {e}"))?;
+    let mut remaining = file
+        .metadata()
+        .map_err(|e| format!("stat {input}: {e}"))?
+        .len();
+    let mut buf = vec![0u8; CHUNK];
+    let mut filled = 0;
+    while filled < CHUNK {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) => return Err(format!("read {input}: {e}")),
+        }
+    }
+    let mut output = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .map_err(|e| format!("create {out}: {e}"))?;
+    while remaining > 0 {
+        let n = usize::try_from(remaining).map_or(CHUNK, |r| r.min(CHUNK));
+        io::Write::write_all(&mut output, &buf[..n]).map_err(|e| format!("write {out}: {e}"))?;
+        remaining -= n as u64;
+    }
+    Ok(())
+}
+
 /// Runs KIND on FILE; prints nothing but errors (and `sha256-hash-only` its [`HashOnly`] line).
 pub fn run(args: &[String]) -> Result<(), String> {
+    if let [kind, input, out] = args
+        && kind == "write-alone"
+    {
+        return write_alone(input, out);
+    }
     let [kind, path] = args else {
         return Err(
-            "usage: cargo xtask bench-bound gunzip|unzstd|sha256|sha256-hash-only FILE".into(),
+            "usage: cargo xtask bench-bound gunzip|unzstd|sha256|sha256-hash-only FILE, or write-alone FILE OUT".into(),
         );
     };
     let file = File::open(path).map_err(|e| format!("open {path}: {e}"))?;
@@ -163,6 +202,21 @@ mod tests {
             data.len() as u64
         );
         assert!(run(&["lz4".into(), s(&plain)]).is_err());
+    }
+
+    #[test]
+    fn write_alone_writes_as_many_bytes_as_the_input_holds_into_a_new_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = dir.path().join("in.tar");
+        let len = 2 * CHUNK + 5;
+        std::fs::write(&input, vec![7u8; len]).expect("write");
+        let out = dir.path().join("out.tar");
+        let s = |p: &std::path::Path| p.display().to_string();
+        run(&["write-alone".into(), s(&input), s(&out)]).expect("write-alone");
+        assert_eq!(std::fs::metadata(&out).expect("out").len(), len as u64);
+        // OUT must be new: an existing file is not overwritten (a stale one would hide pages).
+        let err = run(&["write-alone".into(), s(&input), s(&out)]).expect_err("exists");
+        assert!(err.contains("out.tar"), "{err}");
     }
 
     #[test]

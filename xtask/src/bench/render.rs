@@ -221,6 +221,10 @@ const METHOD: &str = "\
   1 GiB stream), `cargo xtask bench-bound KIND FILE` runs that library alone on the row's
   input, as one process timed like the others (1 MiB reads, output discarded; the debug xtask
   binary runs its dependencies optimised), in the same run; the row reports ours ÷ bound.
+  The diffs of the 1 GiB file are bound by writing their output: `bench-bound write-alone
+  FILE OUT` writes as many bytes as the file holds into a new file beside the diffs' output
+  (the scratch tmpfs), from one 1 MiB buffer, without reading the file: the kernel's page
+  allocation and copy alone, which the diff's writing thread cannot avoid.
 - two-core floor (compressed imports; information, not a goal): the least wall time any
   import of the layer can take on these two cores, measured in the same run. Its parts are
   the work every import must do: (a) the decoder alone (the bound), (b) SHA-256 of the blob
