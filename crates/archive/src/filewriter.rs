@@ -18,10 +18,11 @@
 //! Before the extracting thread may block on input it calls [`FileWriter::flush`], so a
 //! stalled input never keeps finished files open (a read-only remount, for one, needs that).
 //!
-//! Considered and left out: skipping `fchmod` when the create mode is already the final one
-//! (a default ACL on the parent, which a layer can set through a PAX xattr, would then decide
-//! the mode instead of the header) and skipping `fchown` when the owner already matches (a
-//! setgid parent decides the new file's group). Both run here, off the critical path.
+//! `fchown` is skipped when the extracting thread proved it a no-op (the owner is us and the
+//! parent's group is our group: a setgid parent cannot make it another). Considered and left
+//! out: skipping `fchmod` when the create mode is already the final one (a default ACL on the
+//! parent, which a layer can set through a PAX xattr, would then decide the mode instead of the
+//! header).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -48,7 +49,8 @@ const DEPTH: usize = 4;
 /// The metadata the worker applies, in this order, after writing the content.
 #[derive(Debug)]
 pub(crate) struct FileMeta {
-    pub(crate) owner: (Uid, Gid),
+    /// `None`: the file has its owner already (the extracting thread knows when).
+    pub(crate) owner: Option<(Uid, Gid)>,
     pub(crate) mode: Mode,
     pub(crate) times: Timestamps,
 }
@@ -277,10 +279,11 @@ fn finish_file(job: Job, data: &[u8], ignore_chown_errors: bool) -> Result<()> {
     } = job;
     file.write_all(&data[content])
         .map_err(|e| Error::entry(&entry, "write", e))?;
-    let (uid, gid) = meta.owner;
-    match rfs::fchown(&file, Some(uid), Some(gid)) {
-        Err(Errno::PERM | Errno::INVAL) if ignore_chown_errors => {}
-        other => other.map_err(|e| Error::entry(&entry, "chown", e))?,
+    if let Some((uid, gid)) = meta.owner {
+        match rfs::fchown(&file, Some(uid), Some(gid)) {
+            Err(Errno::PERM | Errno::INVAL) if ignore_chown_errors => {}
+            other => other.map_err(|e| Error::entry(&entry, "chown", e))?,
+        }
     }
     rfs::fchmod(&file, meta.mode).map_err(|e| Error::entry(&entry, "chmod", e))?;
     rfs::futimens(&file, &meta.times).map_err(|e| Error::entry(&entry, "set times", e))
@@ -293,7 +296,7 @@ mod tests {
 
     fn meta(mode: u32) -> Result<FileMeta> {
         Ok(FileMeta {
-            owner: (rustix::process::getuid(), rustix::process::getgid()),
+            owner: Some((rustix::process::getuid(), rustix::process::getgid())),
             mode: Mode::from_raw_mode(mode),
             times: Timestamps {
                 last_access: rfs::Timespec {

@@ -24,13 +24,14 @@ impl<'o> Extractor<'o> {
         hdr: &Header,
         parent: BorrowedFd<'_>,
         parent_depth: usize,
+        parent_gid: u32,
         last: &[u8],
         key: Vec<u8>,
         content: &mut dyn Read,
     ) -> Result<()> {
         let entry = &hdr.name[..];
         match hdr.kind {
-            Kind::Regular => self.regular(hdr, parent, last, content),
+            Kind::Regular => self.regular(hdr, parent, parent_gid, last, content),
             Kind::Directory => {
                 match rfs::mkdirat(parent, last, Mode::from_raw_mode(0o700)) {
                     Ok(()) => {}
@@ -54,7 +55,7 @@ impl<'o> Extractor<'o> {
                 self.dir_metadata(hdr, &fd, key.clone())?;
                 let id = rfs::fstat(&fd).map_err(|e| Error::entry(entry, "fstat", e))?;
                 self.depths.insert((id.st_dev, id.st_ino), parent_depth + 1);
-                self.made_dir = Some((key, fd, parent_depth + 1));
+                self.made_dir = Some((key, fd, parent_depth + 1, id.st_gid));
                 Ok(())
             }
             Kind::Symlink => {
@@ -119,6 +120,7 @@ impl<'o> Extractor<'o> {
         &mut self,
         hdr: &Header,
         parent: BorrowedFd<'_>,
+        parent_gid: u32,
         last: &[u8],
         content: &mut dyn Read,
     ) -> Result<()> {
@@ -155,7 +157,9 @@ impl<'o> Extractor<'o> {
             && hdr.xattrs.is_empty()
             && hdr.size <= SMALL_FILE
         {
-            let owner = self.host_owner(hdr);
+            let owner = self
+                .host_owner(hdr)
+                .map(|owner| self.chown_needed(owner, parent_gid).then_some(owner));
             let meta = || {
                 Ok(FileMeta {
                     owner: owner?,
@@ -187,7 +191,9 @@ impl<'o> Extractor<'o> {
         .map_err(|e| Error::entry(entry, "write", e))?;
         self.stats.size += written;
         let (uid, gid) = self.host_owner(hdr)?;
-        self.chown_result(entry, rfs::fchown(&file, Some(uid), Some(gid)))?;
+        if self.chown_needed((uid, gid), parent_gid) {
+            self.chown_result(entry, rfs::fchown(&file, Some(uid), Some(gid)))?;
+        }
         self.set_xattrs(hdr, XattrTarget::Fd(file.as_fd()))?;
         rfs::fchmod(&file, mode(hdr)).map_err(|e| Error::entry(entry, "chmod", e))?;
         rfs::futimens(&file, &timestamps(hdr)).map_err(|e| Error::entry(entry, "set times", e))
