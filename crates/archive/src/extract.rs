@@ -165,9 +165,10 @@ impl<'o> Extractor<'o> {
             return self.root_entry(hdr);
         };
         self.cache_dirty = false;
-        let parent_key = parent_components.join(&b'/');
-        let (parent, parent_depth, parent_gid) =
-            self.parent(parent_key.clone(), parent_components, name)?;
+        // The parent's key is the key up to the last '/' (no allocation while it is cached).
+        let parent_len = key.len() - last.len() - usize::from(!parent_components.is_empty());
+        let (parent_key, parent, parent_depth, parent_gid) =
+            self.parent(&key[..parent_len], parent_components, name)?;
         if parent_depth >= self.opts.max_depth {
             return Err(self.too_deep(name, parent_depth + 1));
         }
@@ -227,19 +228,20 @@ impl<'o> Extractor<'o> {
         Ok(())
     }
 
-    /// The parent directory of an entry, created (0755, owned by the mapped root) if missing,
+    /// The parent directory of an entry (its key as a `Vec`, reused from the cache), created
+    /// (0755, owned by the mapped root) if missing,
     /// its depth and its group. A directory this creates deeper than an entry may be is an
     /// error.
     fn parent(
         &mut self,
-        key: Vec<u8>,
+        key: &[u8],
         components: &[&[u8]],
         entry: &[u8],
-    ) -> Result<(OwnedFd, usize, u32)> {
+    ) -> Result<(Vec<u8>, OwnedFd, usize, u32)> {
         if let Some((cached_key, fd, depth, gid)) = self.cached_parent.take()
             && cached_key == key
         {
-            return Ok((fd, depth, gid));
+            return Ok((cached_key, fd, depth, gid));
         }
         let owner = self.implicit_owner(entry)?;
         let ignore = self.opts.ignore_chown_errors;
@@ -266,7 +268,7 @@ impl<'o> Extractor<'o> {
         let result = made.and_then(|fd| {
             // After the callback's chown: the group the directory has now.
             let (depth, gid) = dir_depth(&mut depths, root, max_depth, fd.as_fd())?;
-            Ok((fd, depth, gid))
+            Ok((key.to_vec(), fd, depth, gid))
         });
         self.depths = depths;
         if let Some(depth) = too_deep {
