@@ -175,15 +175,11 @@ impl<'o> Extractor<'o> {
         let result = if whiteout {
             self.whiteout(hdr, parent.as_fd(), &parent_key, last)
         } else {
-            self.create(
-                hdr,
-                parent.as_fd(),
-                parent_depth,
-                parent_gid,
-                last,
-                key,
-                content,
-            )
+            let info = ParentInfo {
+                depth: parent_depth,
+                gid: parent_gid,
+            };
+            self.create(hdr, parent.as_fd(), info, last, key, content)
         };
         let made_dir = self.made_dir.take();
         if !self.cache_dirty {
@@ -410,6 +406,15 @@ fn dir_depth(
         depths.insert(id, depth - i);
     }
     Ok((depth, gid))
+}
+
+/// What an entry's creation needs to know of its parent directory besides its fd.
+#[derive(Clone, Copy)]
+struct ParentInfo {
+    /// Below the root (the root is 0).
+    depth: usize,
+    /// Its group, which decides whether a new file needs a chown.
+    gid: u32,
 }
 
 #[derive(Clone, Copy)]

@@ -9,8 +9,8 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::{
-    Extractor, OVERLAY_OPAQUE_XATTR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX,
-    XattrTarget, clean, copy, invalid, mode, timestamps,
+    Extractor, OVERLAY_OPAQUE_XATTR, ParentInfo, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE,
+    WHITEOUT_PREFIX, XattrTarget, clean, copy, invalid, mode, timestamps,
 };
 use crate::error::{Error, Result, show};
 use crate::filewriter::{FileMeta, SMALL_FILE};
@@ -23,15 +23,14 @@ impl<'o> Extractor<'o> {
         &mut self,
         hdr: &Header,
         parent: BorrowedFd<'_>,
-        parent_depth: usize,
-        parent_gid: u32,
+        parent_info: ParentInfo,
         last: &[u8],
         key: Vec<u8>,
         content: &mut dyn Read,
     ) -> Result<()> {
         let entry = &hdr.name[..];
         match hdr.kind {
-            Kind::Regular => self.regular(hdr, parent, parent_gid, last, content),
+            Kind::Regular => self.regular(hdr, parent, parent_info.gid, last, content),
             Kind::Directory => {
                 match rfs::mkdirat(parent, last, Mode::from_raw_mode(0o700)) {
                     Ok(()) => {}
@@ -54,8 +53,9 @@ impl<'o> Extractor<'o> {
                     .map_err(|e| Error::entry(entry, "open", e))?;
                 self.dir_metadata(hdr, &fd, key.clone())?;
                 let id = rfs::fstat(&fd).map_err(|e| Error::entry(entry, "fstat", e))?;
-                self.depths.insert((id.st_dev, id.st_ino), parent_depth + 1);
-                self.made_dir = Some((key, fd, parent_depth + 1, id.st_gid));
+                let depth = parent_info.depth + 1;
+                self.depths.insert((id.st_dev, id.st_ino), depth);
+                self.made_dir = Some((key, fd, depth, id.st_gid));
                 Ok(())
             }
             Kind::Symlink => {
