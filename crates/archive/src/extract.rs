@@ -66,13 +66,14 @@ pub(crate) struct Extractor<'o> {
     seen: HashSet<Vec<u8>>,
     /// Directories whose times are set at the end, after their contents.
     dirs: Vec<(Vec<u8>, Timestamps)>,
-    /// The parent directory of the previous entry: consecutive entries mostly share it.
-    cached_parent: Option<(Vec<u8>, OwnedFd, usize)>,
+    /// The parent directory of the previous entry (key, fd, depth, group): consecutive
+    /// entries mostly share it.
+    cached_parent: Option<(Vec<u8>, OwnedFd, usize, u32)>,
     /// Set when an entry removed a directory: a cached fd might then name a detached directory.
     cache_dirty: bool,
     /// The directory the current entry created or merged (its key and fd): the next entries
     /// are mostly its children, so it becomes the cached parent.
-    made_dir: Option<(Vec<u8>, OwnedFd, usize)>,
+    made_dir: Option<(Vec<u8>, OwnedFd, usize, u32)>,
     /// Depth below the root (the root is 0) of the directories met so far, by device and
     /// inode: the real depth, whatever symlinks a name went through (see [`Self::dir_depth`]).
     depths: HashMap<(u64, u64), usize>,
@@ -83,6 +84,9 @@ pub(crate) struct Extractor<'o> {
     writer: FileWriter,
     /// Whether small regular files go to `writer` (otherwise all are finished inline).
     use_writer: bool,
+    /// Our effective uid and gid: the owner of every file we create, unless the parent
+    /// directory decides the group (see [`Self::chown_needed`]).
+    creator: (Uid, Gid),
     pub(crate) stats: Stats,
 }
 
@@ -101,6 +105,7 @@ impl<'o> Extractor<'o> {
             buf: vec![0; 256 * 1024],
             writer: FileWriter::new(opts.ignore_chown_errors),
             use_writer: true,
+            creator: (rustix::process::geteuid(), rustix::process::getegid()),
             stats: Stats::default(),
         }
     }
@@ -160,19 +165,26 @@ impl<'o> Extractor<'o> {
             return self.root_entry(hdr);
         };
         self.cache_dirty = false;
-        let parent_key = parent_components.join(&b'/');
-        let (parent, parent_depth) = self.parent(parent_key.clone(), parent_components, name)?;
+        // The parent's key is the key up to the last '/' (no allocation while it is cached).
+        let parent_len = key.len() - last.len() - usize::from(!parent_components.is_empty());
+        let (parent_key, parent, parent_depth, parent_gid) =
+            self.parent(&key[..parent_len], parent_components, name)?;
         if parent_depth >= self.opts.max_depth {
             return Err(self.too_deep(name, parent_depth + 1));
         }
         let result = if whiteout {
             self.whiteout(hdr, parent.as_fd(), &parent_key, last)
         } else {
-            self.create(hdr, parent.as_fd(), parent_depth, last, key, content)
+            let info = ParentInfo {
+                depth: parent_depth,
+                gid: parent_gid,
+            };
+            self.create(hdr, parent.as_fd(), info, last, key, content)
         };
         let made_dir = self.made_dir.take();
         if !self.cache_dirty {
-            self.cached_parent = Some(made_dir.unwrap_or((parent_key, parent, parent_depth)));
+            self.cached_parent =
+                Some(made_dir.unwrap_or((parent_key, parent, parent_depth, parent_gid)));
         }
         result
     }
@@ -212,18 +224,20 @@ impl<'o> Extractor<'o> {
         Ok(())
     }
 
-    /// The parent directory of an entry, created (0755, owned by the mapped root) if missing,
-    /// and its depth. A directory this creates deeper than an entry may be is an error.
+    /// The parent directory of an entry (its key as a `Vec`, reused from the cache), created
+    /// (0755, owned by the mapped root) if missing,
+    /// its depth and its group. A directory this creates deeper than an entry may be is an
+    /// error.
     fn parent(
         &mut self,
-        key: Vec<u8>,
+        key: &[u8],
         components: &[&[u8]],
         entry: &[u8],
-    ) -> Result<(OwnedFd, usize)> {
-        if let Some((cached_key, fd, depth)) = self.cached_parent.take()
+    ) -> Result<(Vec<u8>, OwnedFd, usize, u32)> {
+        if let Some((cached_key, fd, depth, gid)) = self.cached_parent.take()
             && cached_key == key
         {
-            return Ok((fd, depth));
+            return Ok((cached_key, fd, depth, gid));
         }
         let owner = self.implicit_owner(entry)?;
         let ignore = self.opts.ignore_chown_errors;
@@ -232,7 +246,7 @@ impl<'o> Extractor<'o> {
         let mut depths = std::mem::take(&mut self.depths);
         let root = &self.root;
         let made = root.ensure_dir(components, &mut |fd| {
-            let depth = dir_depth(&mut depths, root, max_depth, fd)?;
+            let (depth, _) = dir_depth(&mut depths, root, max_depth, fd)?;
             if depth >= max_depth {
                 too_deep = Some(depth + 1);
                 return Err(io::Error::other("too deep"));
@@ -248,8 +262,9 @@ impl<'o> Extractor<'o> {
             }
         });
         let result = made.and_then(|fd| {
-            let depth = dir_depth(&mut depths, root, max_depth, fd.as_fd())?;
-            Ok((fd, depth))
+            // After the callback's chown: the group the directory has now.
+            let (depth, gid) = dir_depth(&mut depths, root, max_depth, fd.as_fd())?;
+            Ok((key.to_vec(), fd, depth, gid))
         });
         self.depths = depths;
         if let Some(depth) = too_deep {
@@ -290,6 +305,14 @@ impl<'o> Extractor<'o> {
         ))
     }
 
+    /// Whether a file we just created in a directory of group `parent_gid` needs a chown to
+    /// become `owner`. Not when `owner` is us and the parent's group is our group too: the
+    /// new file's group is then ours whether the parent is setgid (or mounted `grpid`) or
+    /// not, and a fresh file has no setuid/setgid bits or xattrs for a chown to clear.
+    fn chown_needed(&self, owner: (Uid, Gid), parent_gid: u32) -> bool {
+        owner != self.creator || parent_gid != self.creator.1.as_raw()
+    }
+
     fn chown_result(&self, entry: &[u8], result: rustix::io::Result<()>) -> Result<()> {
         match result {
             Err(Errno::PERM | Errno::INVAL) if self.opts.ignore_chown_errors => Ok(()),
@@ -307,6 +330,8 @@ impl<'o> Extractor<'o> {
         if self.opts.root_entry == RootEntry::Ignore {
             return Ok(());
         }
+        // The root's group may change: a cached root fd's group would be stale.
+        self.cached_parent = None;
         let fd = rooted::open_subdir(self.root.fd(), b".")
             .map_err(|e| Error::entry(&hdr.name, "open the target directory", e))?;
         self.dir_metadata(hdr, &fd, Vec::new())?;
@@ -338,7 +363,8 @@ impl<'o> Extractor<'o> {
     }
 }
 
-/// The depth below `root` of the directory `dir` (the root is 0): known from `depths`, else
+/// The depth below `root` of the directory `dir` (the root is 0) and its group (read now, not
+/// remembered): the depth known from `depths`, else
 /// found by climbing through `..` to a known directory, and then remembered for every
 /// directory on the way. Past `max_depth` levels the climb stops and `max_depth + 1` is
 /// returned (a directory outside the root would otherwise be climbed to `/` forever).
@@ -347,20 +373,22 @@ fn dir_depth(
     root: &Root,
     max_depth: usize,
     dir: BorrowedFd<'_>,
-) -> io::Result<usize> {
+) -> io::Result<(usize, u32)> {
     let identity = |fd: BorrowedFd<'_>| rfs::fstat(fd).map(|st| (st.st_dev, st.st_ino));
     if depths.is_empty() {
         depths.insert(identity(root.fd())?, 0);
     }
     let mut climbed = Vec::new();
-    let mut id = identity(dir)?;
+    let stat = rfs::fstat(dir)?;
+    let gid = stat.st_gid;
+    let mut id = (stat.st_dev, stat.st_ino);
     let mut current: Option<OwnedFd> = None;
     let known = loop {
         if let Some(&depth) = depths.get(&id) {
             break depth;
         }
         if climbed.len() > max_depth {
-            return Ok(max_depth + 1);
+            return Ok((max_depth + 1, gid));
         }
         climbed.push(id);
         // `O_PATH`: climbing needs no read permission on the directories above.
@@ -377,7 +405,16 @@ fn dir_depth(
     for (i, id) in climbed.into_iter().enumerate() {
         depths.insert(id, depth - i);
     }
-    Ok(depth)
+    Ok((depth, gid))
+}
+
+/// What an entry's creation needs to know of its parent directory besides its fd.
+#[derive(Clone, Copy)]
+struct ParentInfo {
+    /// Below the root (the root is 0).
+    depth: usize,
+    /// Its group, which decides whether a new file needs a chown.
+    gid: u32,
 }
 
 #[derive(Clone, Copy)]

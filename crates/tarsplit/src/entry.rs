@@ -303,6 +303,11 @@ impl<W: Write> JsonLinesPacker<W> {
         self.position == 0
     }
 
+    /// The writer as it is (not flushed).
+    pub(crate) fn into_out(self) -> W {
+        self.out
+    }
+
     /// Returns the writer (after flushing it).
     pub fn into_inner(mut self) -> Result<W, Error> {
         self.out
@@ -355,7 +360,7 @@ pub fn write_gzipped_records<W: Write>(w: W, records: &[u8]) -> Result<W, Error>
 }
 
 /// The gzip stream of a `.tar-split.gz` file: level "fast", as Go's `gzip.BestSpeed`.
-fn tar_split_gzip<W: Write>(w: W) -> GzEncoder<W> {
+pub(crate) fn tar_split_gzip<W: Write>(w: W) -> GzEncoder<W> {
     GzEncoder::new(w, Compression::fast())
 }
 

@@ -123,6 +123,7 @@ mod assemble;
 mod disassemble;
 pub mod entry;
 mod error;
+mod gzip_thread;
 pub mod rooted;
 pub mod tar;
 
@@ -136,6 +137,7 @@ pub use entry::{
     write_gzipped_records,
 };
 pub use error::Error;
+pub use gzip_thread::{GzipThread, gzip_packer_on_thread};
 pub use tar::{Limits, SparseMap, SparseRegion, TarHeader, TarKind, TarTime};
 
 /// A running CRC-64/GO-ISO (Go's `hash/crc64` with the ISO table), the checksum tar-split

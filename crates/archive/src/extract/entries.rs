@@ -9,8 +9,8 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::{
-    Extractor, OVERLAY_OPAQUE_XATTR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX,
-    XattrTarget, clean, copy, invalid, mode, timestamps,
+    Extractor, OVERLAY_OPAQUE_XATTR, ParentInfo, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE,
+    WHITEOUT_PREFIX, XattrTarget, clean, copy, invalid, mode, timestamps,
 };
 use crate::error::{Error, Result, show};
 use crate::filewriter::{FileMeta, SMALL_FILE};
@@ -23,14 +23,14 @@ impl<'o> Extractor<'o> {
         &mut self,
         hdr: &Header,
         parent: BorrowedFd<'_>,
-        parent_depth: usize,
+        parent_info: ParentInfo,
         last: &[u8],
         key: Vec<u8>,
         content: &mut dyn Read,
     ) -> Result<()> {
         let entry = &hdr.name[..];
         match hdr.kind {
-            Kind::Regular => self.regular(hdr, parent, last, content),
+            Kind::Regular => self.regular(hdr, parent, parent_info.gid, last, content),
             Kind::Directory => {
                 match rfs::mkdirat(parent, last, Mode::from_raw_mode(0o700)) {
                     Ok(()) => {}
@@ -53,8 +53,9 @@ impl<'o> Extractor<'o> {
                     .map_err(|e| Error::entry(entry, "open", e))?;
                 self.dir_metadata(hdr, &fd, key.clone())?;
                 let id = rfs::fstat(&fd).map_err(|e| Error::entry(entry, "fstat", e))?;
-                self.depths.insert((id.st_dev, id.st_ino), parent_depth + 1);
-                self.made_dir = Some((key, fd, parent_depth + 1));
+                let depth = parent_info.depth + 1;
+                self.depths.insert((id.st_dev, id.st_ino), depth);
+                self.made_dir = Some((key, fd, depth, id.st_gid));
                 Ok(())
             }
             Kind::Symlink => {
@@ -119,6 +120,7 @@ impl<'o> Extractor<'o> {
         &mut self,
         hdr: &Header,
         parent: BorrowedFd<'_>,
+        parent_gid: u32,
         last: &[u8],
         content: &mut dyn Read,
     ) -> Result<()> {
@@ -155,7 +157,9 @@ impl<'o> Extractor<'o> {
             && hdr.xattrs.is_empty()
             && hdr.size <= SMALL_FILE
         {
-            let owner = self.host_owner(hdr);
+            let owner = self
+                .host_owner(hdr)
+                .map(|owner| self.chown_needed(owner, parent_gid).then_some(owner));
             let meta = || {
                 Ok(FileMeta {
                     owner: owner?,
@@ -187,7 +191,9 @@ impl<'o> Extractor<'o> {
         .map_err(|e| Error::entry(entry, "write", e))?;
         self.stats.size += written;
         let (uid, gid) = self.host_owner(hdr)?;
-        self.chown_result(entry, rfs::fchown(&file, Some(uid), Some(gid)))?;
+        if self.chown_needed((uid, gid), parent_gid) {
+            self.chown_result(entry, rfs::fchown(&file, Some(uid), Some(gid)))?;
+        }
         self.set_xattrs(hdr, XattrTarget::Fd(file.as_fd()))?;
         rfs::fchmod(&file, mode(hdr)).map_err(|e| Error::entry(entry, "chmod", e))?;
         rfs::futimens(&file, &timestamps(hdr)).map_err(|e| Error::entry(entry, "set times", e))

@@ -135,3 +135,54 @@ fn an_earlier_files_write_error_wins_over_a_later_entrys_error() {
         other => panic!("want the full filesystem's error, got {other}"),
     }
 }
+
+/// A directory entry owned by `uid:gid` with `mode` (setgid included).
+fn dir_owned(tar: &mut RawTar, name: &[u8], mode: u32, uid: u64, gid: u64) {
+    let mut h = header(name, b'5', 0, b"", mode);
+    set_owner(&mut h, uid, gid);
+    tar.raw(h, b"");
+}
+
+/// A regular file owned by `uid:gid`.
+fn file_owned(tar: &mut RawTar, name: &[u8], content: &[u8], uid: u64, gid: u64) {
+    let mut h = header(name, b'0', content.len() as u64, b"", 0o644);
+    set_owner(&mut h, uid, gid);
+    tar.raw(h, content);
+}
+
+/// The chown of a new file is skipped only when it is provably a no-op (the header's owner is
+/// ours and the parent's group is ours): a file owned by us in a setgid directory of another
+/// group, or beneath a root entry that just made the target setgid, still gets our group.
+#[test]
+fn files_get_the_headers_group_beneath_setgid_directories() {
+    require_or_skip!(Capability::Root);
+    let mut tar = RawTar::new();
+    // The target's fd is the cached parent before the root entry changes its group.
+    file_owned(&mut tar, b"before", b"x", 0, 0);
+    dir_owned(&mut tar, b"./", 0o2755, 0, 4321);
+    file_owned(&mut tar, b"after", b"x", 0, 0);
+    dir_owned(&mut tar, b"sg/", 0o2775, 0, 4321);
+    file_owned(&mut tar, b"sg/small", b"small", 0, 0);
+    file_owned(&mut tar, b"sg/big", &vec![1u8; 300 * 1024], 0, 0);
+    file_owned(&mut tar, b"sg/theirs", b"t", 0, 4321);
+    file_owned(&mut tar, b"sg/other", b"o", 7, 8);
+    dir_owned(&mut tar, b"plain/", 0o755, 0, 0);
+    file_owned(&mut tar, b"plain/ours", b"o", 0, 0);
+    let archive = tar.finish();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("t");
+    apply_bytes(&target, &archive, &ApplyOptions::default()).expect("apply");
+    let owner = |name: &str| {
+        let md = std::fs::symlink_metadata(target.join(name)).expect("lstat");
+        (md.uid(), md.gid())
+    };
+    assert_eq!(owner("before"), (0, 0));
+    assert_eq!(owner("after"), (0, 0));
+    assert_eq!(owner("sg/small"), (0, 0));
+    assert_eq!(owner("sg/big"), (0, 0));
+    assert_eq!(owner("sg/theirs"), (0, 4321));
+    assert_eq!(owner("sg/other"), (7, 8));
+    assert_eq!(owner("plain/ours"), (0, 0));
+    assert_eq!(owner("sg"), (0, 4321));
+}

@@ -43,7 +43,10 @@ impl LayerStore {
         // A temp file a crash left is stale (we hold the write lock).
         dir.remove_file(&temp_name)?;
         let file = dir.create_new(&temp_name, 0o600)?;
-        let mut packer = layerstore_tarsplit::gzip_packer(BufWriter::with_capacity(1 << 20, file));
+        // The gzip runs on a thread of its own, off the extracting thread (crates/tarsplit
+        // `gzip_thread`).
+        let mut packer =
+            layerstore_tarsplit::gzip_packer_on_thread(BufWriter::with_capacity(1 << 20, file));
         let applied = self.driver.apply_diff(
             id,
             layer.parent(),
