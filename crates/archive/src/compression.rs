@@ -389,6 +389,7 @@ pub(crate) fn peek<R: Read>(reader: &mut BufReader<R>) -> io::Result<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use layerstore_testsupport::incompressible;
     use std::io::Write;
 
     #[test]
@@ -452,18 +453,6 @@ mod tests {
         roundtrip(Compression::Xz, enc.finish().expect("xz"), &plain);
     }
 
-    /// Pseudo-random bytes (xorshift), incompressible.
-    fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                (seed >> 24) as u8
-            })
-            .collect()
-    }
-
     fn encode(compression: Compression, plain: &[u8], write_size: usize) -> Vec<u8> {
         let mut out = Vec::new();
         let mut enc = encoder(&mut out, compression).expect("encoder");
@@ -479,9 +468,9 @@ mod tests {
         let text: Vec<u8> = (0..400_000u32)
             .flat_map(|i| format!("line {i} of a layer\n").into_bytes())
             .collect();
-        let mut mixed = noise(3 << 20, 7);
+        let mut mixed = incompressible(7, 3 << 20);
         mixed.extend_from_slice(&text);
-        mixed.extend(noise(100_000, 9));
+        mixed.extend(incompressible(9, 100_000));
         for (plain, write_size) in [
             (Vec::new(), 1),
             (b"tiny".to_vec(), 1),
@@ -500,7 +489,7 @@ mod tests {
         }
         // Text is deflated, noise stored: barely larger than itself.
         assert!(encode(Compression::Gzip, &text, 1 << 16).len() < text.len() / 4);
-        let random = noise(4 << 20, 3);
+        let random = incompressible(3, 4 << 20);
         let stored = encode(Compression::Gzip, &random, 1 << 16).len();
         assert!(stored < random.len() + random.len() / 1000, "{stored}");
         // The other encoders.

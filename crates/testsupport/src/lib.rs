@@ -192,6 +192,22 @@ macro_rules! require_or_skip {
     };
 }
 
+/// `len` pseudo-random bytes (xorshift64) that no compressor shrinks, the same for the same
+/// `seed` and different between seeds: layer contents that span many pipe chunks and
+/// compressed blocks.
+pub fn incompressible(seed: u64, len: usize) -> Vec<u8> {
+    // Odd, so that no seed (0 included) leaves xorshift stuck at zero.
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
 /// `tests/fixtures/go-1.43` of this repository: data written by the Go tool 1.43, kept in the
 /// repository (made again by `cargo xtask fixtures`).
 pub fn go_fixtures() -> PathBuf {
@@ -333,6 +349,22 @@ pub(crate) fn unique() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn incompressible_bytes_are_reproducible_per_seed_and_do_not_compress() {
+        assert_eq!(incompressible(3, 4096), incompressible(3, 4096));
+        assert_ne!(incompressible(3, 4096), incompressible(4, 4096));
+        assert!(incompressible(0, 4096).iter().any(|&b| b != 0));
+        let data = incompressible(1, 1 << 16);
+        let mut distinct = [false; 256];
+        for &b in &data {
+            distinct[usize::from(b)] = true;
+        }
+        assert!(
+            distinct.iter().all(|&seen| seen),
+            "every byte value appears"
+        );
+    }
 
     #[test]
     fn the_running_test_is_named_after_its_thread() {

@@ -20,15 +20,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 /// Bytes that gzip hardly shrinks, so the blob spans several 1 MiB pipe chunks too.
 fn noise(len: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    layerstore_testsupport::incompressible(1, len)
 }
 
 /// Yields `bytes`, then fails with "the disk went away" instead of ending.

@@ -173,14 +173,7 @@ fn forward_responses(
 
 /// An image whose base layer is 2 MiB of incompressible bytes, so a cut lands mid-body.
 fn big_image() -> SampleImage {
-    let mut data = vec![0u8; 2 << 20];
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for b in data.iter_mut() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
+    let data = layerstore_testsupport::incompressible(1, 2 << 20);
     let mut builder = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();
     header.set_size(data.len() as u64);

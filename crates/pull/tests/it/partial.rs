@@ -112,19 +112,6 @@ fn forward_responses(mut server: TcpStream, mut client: TcpStream, served: &Atom
     let _ = client.shutdown(Shutdown::Write);
 }
 
-/// `count` bytes that do not compress, different for each `seed`.
-fn noise(seed: u64, count: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..count)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// A base layer of `files` (name, content) with the Rust tar writer (no padding past the
 /// end-of-archive blocks, so skopeo's zstd:chunked stream keeps the DiffID; see the crate
 /// docs).
@@ -155,7 +142,10 @@ fn files(variant: u64) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = (0..6u64)
         .map(|i| {
             let seed = if i == 5 { 100 + variant } else { i };
-            (format!("data/big{i}.bin"), noise(seed, 96 << 10))
+            (
+                format!("data/big{i}.bin"),
+                layerstore_testsupport::incompressible(seed, 96 << 10),
+            )
         })
         .collect();
     files.push((
