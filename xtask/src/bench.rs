@@ -19,6 +19,7 @@ mod render;
 mod report;
 mod scratch;
 mod sections;
+mod settle;
 pub(crate) mod store;
 mod whole_store;
 
@@ -143,6 +144,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         scratch,
         plain_sha: HashMap::new(),
         unavailable,
+        settle: settle::Settle::Sync,
     };
     let mut all = Vec::new();
     for &kind in &opts.fs {
@@ -163,6 +165,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
             },
             ..FsResults::default()
         };
+        ctx.settle = settle::Settle::for_fs(&fs_root);
+        results.notes.extend(ctx.settle.note().map(str::to_owned));
         eprintln!("bench: === {} ({})", results.name, results.description);
         run_sections(&mut ctx, &fs_root, &mut results);
         store::remove_tree(&fs_root)?;

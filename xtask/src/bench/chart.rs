@@ -41,7 +41,7 @@ const SKOPEO: Series = Series {
     colour: "#9467bd",
 };
 const BOUND: Series = Series {
-    label: "bound (library alone, else physical reference)",
+    label: "bound (library alone or two-core floor, else physical reference)",
     colour: "#7f7f7f",
 };
 
@@ -85,7 +85,7 @@ fn bars_of(results: &FsResults) -> Vec<Bars> {
             (versus_series(row.versus), 1.0, go),
         ];
         if let Some(bound) = results
-            .bound_secs(row)
+            .row_bound_secs(row)
             .or_else(|| results.reference_secs(row))
         {
             bars.push((&BOUND, bound / go, bound));

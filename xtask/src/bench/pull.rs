@@ -485,8 +485,9 @@ fn untar_baseline(
     for _ in 0..ctx.opts.runs {
         store::remove_tree(&tree)?;
         fs::create_dir_all(&tree).map_err(|e| format!("mkdir {}: {e}", tree.display()))?;
-        sync();
-        let sample = ctx.runner.timed(&mut untar_command(&blobs, &tree))?.sample;
+        let sample = ctx
+            .timed_creating(&mut untar_command(&blobs, &tree), &[])?
+            .sample;
         results
             .baselines
             .entry(UNTAR_KEY.to_owned())
@@ -555,15 +556,23 @@ fn fresh_store(base: &Path, run: &Path, driver: &str) -> Result<Store, String> {
     })
 }
 
-/// Runs one pull, timed, and checks the image arrived.
+/// Runs one pull, timed, and checks the image arrived. `creating`: a pull that writes its
+/// layers' files, after the filesystem is settled for that ([`Context::timed_creating`],
+/// reading back the OCI layout too); else (a re-pull) after a sync.
 fn timed_pull(
     ctx: &Context<'_>,
     cmd: &mut Command,
     store: &Store,
     image_id: &str,
+    creating: Option<&Path>,
 ) -> Result<Sample, String> {
-    sync();
-    let done = ctx.runner.timed(cmd)?;
+    let done = match creating {
+        Some(layout_dir) => ctx.timed_creating(cmd, &[layout_dir])?,
+        None => {
+            sync();
+            ctx.runner.timed(cmd)?
+        }
+    };
     if holds_image(store, image_id) {
         Ok(done.sample)
     } else {
@@ -590,6 +599,8 @@ fn describe_input(image: &LayoutImage, plain_bytes: u64) -> String {
 struct Sources {
     registry: String,
     layout: String,
+    /// The OCI layout's directory (on the fixtures' filesystem).
+    layout_dir: PathBuf,
     tmp: PathBuf,
 }
 
@@ -628,6 +639,7 @@ pub(super) fn section_pull(
     let sources = Sources {
         registry: registry_ref,
         layout: layout_ref,
+        layout_dir: layout.clone(),
         tmp: ctx.scratch.join("pull-tmp"),
     };
     fs::create_dir_all(&sources.tmp)
@@ -706,7 +718,7 @@ fn pull_rows(
                 let s = fresh_store(&bases[tool.index()], &runs[tool.index()], driver)?;
                 let (what, mut cmd) = pull_command(source, tool, &ours, &s, sources);
                 eprintln!("bench: {what} {driver} run {}", run + 1);
-                match timed_pull(ctx, &mut cmd, &s, id) {
+                match timed_pull(ctx, &mut cmd, &s, id, Some(&sources.layout_dir)) {
                     Ok(sample) => match source {
                         Source::Registry => record(&mut from_registry, tool, sample),
                         Source::Layout => record(&mut from_layout, tool, sample),
@@ -718,7 +730,7 @@ fn pull_rows(
                 }
                 if source == Source::Registry {
                     // Again, into the store that now holds every layer.
-                    match timed_pull(ctx, &mut cmd, &s, id) {
+                    match timed_pull(ctx, &mut cmd, &s, id, None) {
                         Ok(sample) => record(&mut again, tool, sample),
                         Err(e) => broken.mark(tool, results, &format!("re-{what} ({driver})"), &e),
                     }
