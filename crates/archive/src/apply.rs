@@ -13,7 +13,10 @@
 //!    busy already.
 //! 2. The caller's thread hashes the decompressed stream of a compressed layer, parses it with
 //!    the tar-split [`Disassembler`] (which records the tar-split entries into the caller's
-//!    sink) and creates every entry beneath the target, in archive order.
+//!    sink) and creates every entry beneath the target, in archive order. The disassembler
+//!    takes the pipe's chunks whole ([`ChunkRead`]) and a file written on this thread is
+//!    written straight from them ([`Content`]'s `write_to`): two copies of those bytes less on
+//!    the busiest thread (smallfiles.tar: `memmove` 64 → 47 ms of that thread's samples).
 //! 3. The *file writer* (started at the first small regular file; [`crate::filewriter`])
 //!    writes the content of files of at most 256 KiB that the caller's thread created, then
 //!    their owner, mode and times, and closes them. Plain and zstd layers only: for gzip
@@ -29,18 +32,19 @@
 //! was measured too: 2% faster without the file writer, 10% slower with it (206 against
 //! 187 ms), so the caller's thread keeps it.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::thread::ScopedJoinHandle;
 
-use layerstore_tarsplit::{Disassembler, EntrySink};
+use layerstore_tarsplit::{ChunkRead, Disassembler, EntrySink};
 
 use crate::Compression;
 use crate::compression::{decoder, detect, peek};
 use crate::digest::HashingReader;
 use crate::error::{Error, Result};
-use crate::extract::{Extractor, Stats};
+use crate::extract::{EntryContent, Extractor, Stats};
 use crate::header::Header;
 use crate::options::{ApplyOptions, ApplyReport};
 use crate::pipe::{PipeWriter, Readiness, pipe};
@@ -270,7 +274,7 @@ fn report(
 }
 
 /// The caller-thread stage: parse + record + extract, then read the stream to its end.
-fn extract_stream<R: Read, S: EntrySink>(
+fn extract_stream<R: ChunkRead, S: EntrySink>(
     root: Root,
     compression: Compression,
     uncompressed: &mut HashingReader<R>,
@@ -278,13 +282,13 @@ fn extract_stream<R: Read, S: EntrySink>(
     sink: S,
     opts: &ApplyOptions,
 ) -> Result<(Stats, S, Digest, u64)> {
-    let mut disassembler = Disassembler::with_limits(&mut *uncompressed, sink, opts.limits);
+    let mut disassembler = Disassembler::with_chunk_input(&mut *uncompressed, sink, opts.limits);
     let mut extractor = Extractor::new(root, opts);
     if !matches!(compression, Compression::None | Compression::Zstd) {
         extractor.finish_files_inline();
     }
     loop {
-        if !readiness.bytes_waiting() {
+        if !readiness.bytes_waiting() && !disassembler.header_buffered() {
             // The next header may have to wait for input: no file is left open meanwhile.
             extractor.input_wait()?;
         }
@@ -314,5 +318,34 @@ impl<R: Read, S: EntrySink> Read for Content<'_, R, S> {
         self.0
             .read_content(buf)
             .map_err(layerstore_tarsplit::Error::into_io)
+    }
+}
+
+impl<R: Read, S: EntrySink> EntryContent for Content<'_, R, S> {
+    /// Writes straight from the disassembler's buffer (the pipe's chunk): no copy into `_buf`.
+    fn write_to(&mut self, to: &mut File, _buf: &mut [u8], limit: Option<u64>) -> io::Result<u64> {
+        let into_io = layerstore_tarsplit::Error::into_io;
+        let mut total = 0u64;
+        loop {
+            let want = match limit {
+                Some(limit) => usize::try_from(limit - total).unwrap_or(usize::MAX),
+                None => usize::MAX,
+            };
+            if want == 0 {
+                break;
+            }
+            let piece = self.0.fill_content().map_err(into_io)?;
+            if piece.is_empty() {
+                if limit.is_some() {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                break;
+            }
+            let n = piece.len().min(want);
+            to.write_all(&piece[..n])?;
+            self.0.consume_content(n).map_err(into_io)?;
+            total += n as u64;
+        }
+        Ok(total)
     }
 }

@@ -3,6 +3,7 @@
 use std::io::{self, Read};
 
 use layerstore_model::{Digest, Sha256Hasher};
+use layerstore_tarsplit::ChunkRead;
 
 /// A reader that hashes (SHA-256) and counts every byte read through it.
 #[derive(Debug)]
@@ -45,6 +46,20 @@ impl<R: Read> HashingReader<R> {
         (self.hasher.finish(), self.count)
     }
 
+    /// Hashes and counts `bytes` just read; an error past the limit.
+    fn account(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.hashing {
+            self.hasher.update(bytes);
+        }
+        self.count += bytes.len() as u64;
+        if let Some(limit) = self.limit
+            && self.count > limit
+        {
+            return Err(io::Error::new(io::ErrorKind::FileTooLarge, TooLarge(limit)));
+        }
+        Ok(())
+    }
+
     /// Like [`HashingReader::finish`], keeping the reader.
     pub(crate) fn digest(&self) -> (Digest, u64) {
         (self.hasher.clone().finish(), self.count)
@@ -54,15 +69,15 @@ impl<R: Read> HashingReader<R> {
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if self.hashing {
-            self.hasher.update(&buf[..n]);
-        }
-        self.count += n as u64;
-        if let Some(limit) = self.limit
-            && self.count > limit
-        {
-            return Err(io::Error::new(io::ErrorKind::FileTooLarge, TooLarge(limit)));
-        }
+        self.account(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+impl<R: ChunkRead> ChunkRead for HashingReader<R> {
+    fn read_chunk(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        let n = self.inner.read_chunk(buf)?;
+        self.account(&buf[..n])?;
         Ok(n)
     }
 }

@@ -112,7 +112,7 @@ impl<'o> Extractor<'o> {
 
     /// Creates one entry; `content` yields its data (regular files). After an error the
     /// extraction is over (the error is the first one in archive order).
-    pub(crate) fn entry(&mut self, hdr: &Header, content: &mut dyn Read) -> Result<()> {
+    pub(crate) fn entry(&mut self, hdr: &Header, content: &mut dyn EntryContent) -> Result<()> {
         self.entry_inline(hdr, content)
             .map_err(|e| self.writer.first_error(e))
     }
@@ -135,7 +135,7 @@ impl<'o> Extractor<'o> {
         self.writer.flush()
     }
 
-    fn entry_inline(&mut self, hdr: &Header, content: &mut dyn Read) -> Result<()> {
+    fn entry_inline(&mut self, hdr: &Header, content: &mut dyn EntryContent) -> Result<()> {
         self.stats.entries += 1;
         let name = &hdr.name[..];
         if name.contains(&0) {
@@ -456,9 +456,26 @@ fn timestamps(hdr: &Header) -> Timestamps {
     }
 }
 
+/// An entry's content as the extractor reads it: a reader that can also hand its bytes to
+/// a file without copying them into a buffer first.
+pub(crate) trait EntryContent: Read {
+    /// Writes the next `limit` bytes (everything left with `None`) to `to` and returns the
+    /// count; `buf` is room for a content that has to be copied.
+    fn write_to(
+        &mut self,
+        to: &mut std::fs::File,
+        buf: &mut [u8],
+        limit: Option<u64>,
+    ) -> io::Result<u64> {
+        copy(self, to, buf, limit)
+    }
+}
+
+impl EntryContent for io::Empty {}
+
 /// Copies `limit` bytes (or everything) from `from` to `to`; returns the count.
-fn copy(
-    from: &mut dyn Read,
+fn copy<R: Read + ?Sized>(
+    from: &mut R,
     to: &mut std::fs::File,
     buf: &mut [u8],
     limit: Option<u64>,

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
+use layerstore_tarsplit::ChunkRead;
+
 /// Bytes per chunk sent through the pipe.
 pub const CHUNK: usize = 1024 * 1024;
 
@@ -182,6 +184,26 @@ impl BufRead for PipeReader {
     }
 }
 
+impl ChunkRead for PipeReader {
+    /// Hands the next chunk over whole, its buffer exchanged for `buf` (which goes back to the
+    /// writer to be filled again); the rest of a chunk partly read already is copied.
+    fn read_chunk(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        if self.pos < self.current.len {
+            return self.read(buf);
+        }
+        match self.rx.recv() {
+            Ok(Ok(chunk)) => {
+                self.unread.fetch_sub(chunk.len, Ordering::Relaxed);
+                let given = std::mem::replace(buf, chunk.buf);
+                let _ = self.recycle.send(given);
+                Ok(chunk.len)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Ok(0),
+        }
+    }
+}
+
 impl PipeReader {
     /// A handle telling whether bytes are waiting, usable while the reader is borrowed.
     pub fn readiness(&self) -> Readiness {
@@ -304,6 +326,37 @@ mod tests {
         assert_eq!(rest, b"\x01end");
         assert!(!ready.bytes_waiting());
         assert!(r.fill_buf().expect("at the end").is_empty());
+    }
+
+    #[test]
+    fn whole_chunks_are_handed_over_and_their_buffers_recycled() {
+        let (mut w, mut r) = pipe(4);
+        let ready = r.readiness();
+        let mut first = io::repeat(b'a').take(CHUNK as u64);
+        w.fill_from(&mut first, false).expect("fill");
+        w.write_all(b"bcd").expect("write");
+        w.flush().expect("flush");
+        let mut buf = vec![7u8; 10];
+        assert_eq!(r.read_chunk(&mut buf).expect("chunk"), CHUNK);
+        assert!(buf[..CHUNK].iter().all(|&b| b == b'a'));
+        assert!(ready.bytes_waiting(), "the second chunk waits");
+        // Part of the next chunk read the ordinary way: the rest is copied, not exchanged.
+        let mut one = [0u8; 1];
+        r.read_exact(&mut one).expect("read");
+        assert_eq!(&one, b"b");
+        let mut rest = vec![0u8; 16];
+        assert_eq!(r.read_chunk(&mut rest).expect("rest"), 2);
+        assert_eq!(&rest[..2], b"cd");
+        assert!(!ready.bytes_waiting());
+        drop(w);
+        assert_eq!(r.read_chunk(&mut rest).expect("end"), 0);
+        // The 10-byte buffer went back to the writer: it is filled again (grown to a chunk).
+        let (mut w2, mut r2) = pipe(1);
+        let mut small = vec![1u8; 10];
+        w2.write_all(b"x").expect("write");
+        w2.flush().expect("flush");
+        assert_eq!(r2.read_chunk(&mut small).expect("chunk"), 1);
+        assert_eq!(w2.recycled.try_recv().expect("recycled").len(), 10);
     }
 
     #[test]

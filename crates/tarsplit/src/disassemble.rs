@@ -5,12 +5,15 @@ use std::io::{self, Read};
 use crate::Crc64Digest;
 use crate::entry::{Entry, EntrySink};
 use crate::error::{Error, lossy};
-use crate::tar::{BLOCK, Limits, Records, SparseMap};
+use crate::tar::{BLOCK, Limits, Records, SparseMap, is_zero_block};
 
 mod headers;
 mod tee;
 
 pub use tee::TeeDisassembler;
+
+/// Offset of the type flag in a header block.
+const TYPE_FLAG: usize = 156;
 
 /// Size of the input buffer. Content reads of at least half of it bypass it.
 const BUFFER_SIZE: usize = 256 << 10;
@@ -62,6 +65,29 @@ enum State {
     Finished,
 }
 
+/// An input that can hand over whole buffers of the tar stream instead of having them copied
+/// into the [`Disassembler`]'s own (an in-process pipe's chunks; see
+/// [`Disassembler::with_chunk_input`]).
+pub trait ChunkRead: Read {
+    /// Puts the next bytes of the stream in `buf[..n]` and returns `n` (0 at the end),
+    /// preferably by exchanging `buf` for a buffer the input holds already. The buffer given
+    /// in becomes the input's.
+    fn read_chunk(&mut self, buf: &mut Vec<u8>) -> io::Result<usize>;
+}
+
+impl<T: ChunkRead + ?Sized> ChunkRead for &mut T {
+    fn read_chunk(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        (**self).read_chunk(buf)
+    }
+}
+
+/// How the buffer is refilled from a [`ChunkRead`] input.
+type ReadChunk<R> = fn(&mut R, &mut Vec<u8>) -> io::Result<usize>;
+
+fn read_chunk<R: ChunkRead>(input: &mut R, buf: &mut Vec<u8>) -> io::Result<usize> {
+    input.read_chunk(buf)
+}
+
 struct CurrentFile {
     name: Vec<u8>,
     size: u64,
@@ -80,7 +106,11 @@ pub struct Disassembler<R: Read, S: EntrySink> {
     input: R,
     sink: S,
     limits: Limits,
-    buf: Box<[u8]>,
+    /// `buf[pos..end]` is read and not consumed yet; with a [`ChunkRead`] input the buffer is
+    /// the input's last chunk (its length is the chunk's).
+    buf: Vec<u8>,
+    /// Set for a [`ChunkRead`] input: refills take its chunks whole.
+    read_chunk: Option<ReadChunk<R>>,
     pos: usize,
     end: usize,
     /// Stream offset of `buf[pos]`: every byte before it has been consumed.
@@ -118,7 +148,8 @@ impl<R: Read, S: EntrySink> Disassembler<R, S> {
             input,
             sink,
             limits,
-            buf: vec![0u8; BUFFER_SIZE].into_boxed_slice(),
+            buf: vec![0u8; BUFFER_SIZE],
+            read_chunk: None,
             pos: 0,
             end: 0,
             offset: 0,
@@ -135,6 +166,37 @@ impl<R: Read, S: EntrySink> Disassembler<R, S> {
             globals: Vec::new(),
             chunk_end: 0,
         }
+    }
+
+    /// A disassembler that takes its input's chunks whole instead of copying them into a
+    /// buffer of its own (one copy of every byte less on the parsing thread).
+    pub fn with_chunk_input(input: R, sink: S, limits: Limits) -> Self
+    where
+        R: ChunkRead,
+    {
+        let mut disassembler = Self::with_limits(input, sink, limits);
+        disassembler.read_chunk = Some(read_chunk::<R>);
+        disassembler
+    }
+
+    /// Whether the next [`next_header`](Self::next_header) can return without reading the
+    /// input: the padding and a whole header are buffered. An extension or sparse header, the
+    /// end-of-archive marker and unread content count as not (they may need more input).
+    pub fn header_buffered(&self) -> bool {
+        if self.state != State::Headers {
+            return false;
+        }
+        let Ok(pad) = usize::try_from(self.pad) else {
+            return false;
+        };
+        if self.end - self.pos < pad + BLOCK {
+            return false;
+        }
+        let start = self.pos + pad;
+        let Ok(block) = <&[u8; BLOCK]>::try_from(&self.buf[start..start + BLOCK]) else {
+            return false;
+        };
+        !is_zero_block(block) && !matches!(block[TYPE_FLAG], b'x' | b'g' | b'L' | b'K' | b'S')
     }
 
     /// The sink entries are recorded to.
@@ -168,7 +230,11 @@ impl<R: Read, S: EntrySink> Disassembler<R, S> {
         debug_assert_eq!(self.pos, self.end);
         self.spill_tee();
         let n = loop {
-            match self.input.read(&mut self.buf) {
+            let read = match self.read_chunk {
+                Some(read_chunk) => read_chunk(&mut self.input, &mut self.buf),
+                None => self.input.read(&mut self.buf),
+            };
+            match read {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -303,21 +369,11 @@ impl<R: Read, S: EntrySink> Disassembler<R, S> {
 
     /// Consumes (and checksums) up to one buffer of the current content.
     fn skip_some(&mut self) -> Result<(), Error> {
-        if self.remaining > 0 {
-            if self.pos == self.end && self.fill()? == 0 {
-                return Err(self.truncated_content());
-            }
-            let k =
-                (self.end - self.pos).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-            self.crc.update(&self.buf[self.pos..self.pos + k]);
-            self.pos += k;
-            self.offset += k as u64;
-            self.remaining -= k as u64;
-        }
         if self.remaining == 0 {
-            self.finish_content()?;
+            return self.finish_content();
         }
-        Ok(())
+        let n = self.fill_content()?.len();
+        self.consume_content(n)
     }
 
     fn truncated_content(&self) -> Error {
@@ -384,6 +440,41 @@ impl<R: Read, S: EntrySink> Disassembler<R, S> {
             self.finish_content()?;
         }
         Ok(n)
+    }
+
+    /// The current entry's next content bytes, borrowed from the buffer (refilled first when
+    /// it is empty): at most what is buffered and what the entry has left; empty at the
+    /// content's end (or between entries). Pass the count used to
+    /// [`consume_content`](Self::consume_content); this saves the copy of
+    /// [`read_content`](Self::read_content).
+    pub fn fill_content(&mut self) -> Result<&[u8], Error> {
+        if self.state != State::Content {
+            return Ok(&[]);
+        }
+        if self.pos == self.end && self.fill()? == 0 {
+            return Err(self.truncated_content());
+        }
+        let n = (self.end - self.pos).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        Ok(&self.buf[self.pos..self.pos + n])
+    }
+
+    /// Consumes `n` bytes of what [`fill_content`](Self::fill_content) returned (CRC-64
+    /// included); the entry is recorded when its content ends.
+    pub fn consume_content(&mut self, n: usize) -> Result<(), Error> {
+        if self.state != State::Content || n == 0 {
+            return Ok(());
+        }
+        let n = n
+            .min(self.end - self.pos)
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        self.crc.update(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        self.offset += n as u64;
+        self.remaining -= n as u64;
+        if self.remaining == 0 {
+            self.finish_content()?;
+        }
+        Ok(())
     }
 
     /// Pass-through fast path: with the buffer empty, reads content straight from the input
@@ -484,19 +575,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pass_through_fast_path_keeps_every_byte() {
+    /// The content of entry `i` of [`archive`]: `len` bytes of a pattern seeded by `i`.
+    fn content(i: usize, len: usize, step: usize) -> Vec<u8> {
+        (0..len).map(|j| (j * step + i) as u8).collect()
+    }
+
+    /// A GNU tarball of files `f0`, `f1`, ... of the given sizes (see [`content`]).
+    fn archive(sizes: &[usize], step: usize) -> Vec<u8> {
         let mut b = ::tar::Builder::new(Vec::new());
-        for (i, len) in [3usize << 20, 70_000, 1, 0, 1 << 20]
-            .into_iter()
-            .enumerate()
-        {
-            let data: Vec<u8> = (0..len).map(|j| (j * 31 + i) as u8).collect();
+        for (i, &len) in sizes.iter().enumerate() {
             let mut h = ::tar::Header::new_gnu();
             h.set_size(len as u64);
-            b.append_data(&mut h, format!("f{i}"), &data[..]).unwrap();
+            b.append_data(&mut h, format!("f{i}"), &content(i, len, step)[..])
+                .unwrap();
         }
-        let archive = b.into_inner().unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn pass_through_fast_path_keeps_every_byte() {
+        let archive = archive(&[3 << 20, 70_000, 1, 0, 1 << 20], 31);
         let expected: Vec<Entry> = disassemble(&archive[..], Vec::new()).unwrap();
         for (input_read, out_read) in [(100_000, 128 << 10), (1 << 20, 64 << 10), (7_777, 200_000)]
         {
@@ -514,6 +612,147 @@ mod tests {
             let (_, entries) = tee.into_parts().unwrap();
             assert_eq!(entries, expected, "{input_read}/{out_read}");
         }
+    }
+
+    #[test]
+    fn borrowed_content_is_the_content_and_records_the_same_entries() {
+        let sizes = [700_000, 3, 0, 300_000];
+        let archive = archive(&sizes, 7);
+        let expected: Vec<Entry> = disassemble(&archive[..], Vec::new()).unwrap();
+        // Small input reads: content spans many refills of the buffer.
+        let mut d = Disassembler::new(Dribble(&archive, 50_000), Vec::new());
+        let mut i = 0;
+        while let Some(h) = d.next_header().unwrap() {
+            let mut got = Vec::new();
+            loop {
+                let piece = d.fill_content().unwrap();
+                if piece.is_empty() {
+                    break;
+                }
+                // Consume part of what was lent: the rest is lent again.
+                let n = piece.len().div_ceil(2);
+                got.extend_from_slice(&piece[..n]);
+                d.consume_content(n).unwrap();
+            }
+            assert!(got == content(i, sizes[i], 7), "content of {:?}", h.name);
+            i += 1;
+        }
+        assert_eq!(i, sizes.len());
+        assert_eq!(d.finish().unwrap().1, expected);
+    }
+
+    #[test]
+    fn borrowed_content_of_a_truncated_stream_is_an_error() {
+        let archive = archive(&[2000], 1);
+        let mut d = Disassembler::new(&archive[..1000], Vec::new());
+        d.next_header().unwrap().unwrap();
+        let piece = d.fill_content().unwrap().len();
+        assert_eq!(piece, 1000 - BLOCK);
+        d.consume_content(piece).unwrap();
+        assert!(matches!(d.fill_content(), Err(Error::Truncated { .. })));
+    }
+
+    /// Hands the stream over in owned chunks of `size` bytes and keeps the buffers it gets
+    /// back.
+    struct Chunks {
+        data: Vec<u8>,
+        at: usize,
+        size: usize,
+        handed: Vec<*const u8>,
+        returned: Vec<Vec<u8>>,
+    }
+
+    impl Read for Chunks {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    impl ChunkRead for Chunks {
+        fn read_chunk(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+            let n = self.size.min(self.data.len() - self.at);
+            let chunk = self.data[self.at..self.at + n].to_vec();
+            self.at += n;
+            self.handed.push(chunk.as_ptr());
+            self.returned.push(std::mem::replace(buf, chunk));
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn chunk_input_is_taken_whole_and_records_the_same_entries() {
+        let archive = archive(&[5000, 0, 70_000, 12], 13);
+        let expected: Vec<Entry> = disassemble(&archive[..], Vec::new()).unwrap();
+        let input = Chunks {
+            data: archive.clone(),
+            at: 0,
+            size: 3000,
+            handed: Vec::new(),
+            returned: Vec::new(),
+        };
+        let mut d = Disassembler::with_chunk_input(input, Vec::new(), Limits::default());
+        let mut contents = Vec::new();
+        while d.next_header().unwrap().is_some() {
+            let mut content = Vec::new();
+            let mut buf = [0u8; 1000];
+            loop {
+                let n = d.read_content(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                content.extend_from_slice(&buf[..n]);
+            }
+            contents.push(content.len());
+        }
+        assert_eq!(contents, [5000, 0, 70_000, 12]);
+        let (input, entries) = d.finish().unwrap();
+        assert_eq!(entries, expected);
+        // Every chunk but the first was handed back in exchange for the next: the
+        // disassembler parsed the chunks themselves, never a copy of them.
+        assert!(input.handed.len() > 20);
+        for (handed, returned) in input.handed.iter().zip(&input.returned[1..]) {
+            assert_eq!(*handed, returned.as_ptr());
+        }
+    }
+
+    #[test]
+    fn a_header_is_buffered_only_when_whole_and_plain() {
+        let mut b = ::tar::Builder::new(Vec::new());
+        let mut h = ::tar::Header::new_gnu();
+        h.set_size(10);
+        b.append_data(&mut h, "a", &[1u8; 10][..]).unwrap();
+        let mut h = ::tar::Header::new_gnu();
+        h.set_size(0);
+        b.append_data(&mut h, "b", &[][..]).unwrap();
+        // A long name: a GNU 'L' header first.
+        let mut h = ::tar::Header::new_gnu();
+        h.set_size(0);
+        b.append_data(&mut h, "c/".repeat(80) + "c", &[][..])
+            .unwrap();
+        let archive = b.into_inner().unwrap();
+        let mut d = Disassembler::new(&archive[..], Vec::new());
+        assert!(!d.header_buffered(), "nothing read yet");
+        d.next_header().unwrap().unwrap();
+        assert!(!d.header_buffered(), "content unread");
+        let mut buf = [0u8; 10];
+        assert_eq!(d.read_content(&mut buf).unwrap(), 10);
+        assert!(
+            d.header_buffered(),
+            "padding and b's header are in the buffer"
+        );
+        d.next_header().unwrap().unwrap();
+        assert!(!d.header_buffered(), "the next header is an extension");
+        d.next_header().unwrap().unwrap();
+        assert!(!d.header_buffered(), "the end-of-archive marker");
+        assert!(d.next_header().unwrap().is_none());
+        // Only part of a header buffered.
+        let mut short = Disassembler::new(Dribble(&archive, BLOCK + 700), Vec::new());
+        short.next_header().unwrap().unwrap();
+        assert_eq!(short.read_content(&mut buf).unwrap(), 10);
+        assert!(!short.header_buffered(), "b's header is cut");
     }
 
     #[test]

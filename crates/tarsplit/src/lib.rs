@@ -131,7 +131,7 @@ pub use assemble::{
     Assembler, DirFileGetter, FileGetter, MemoryFileGetter, PIPELINE_CHUNK_SIZE, ReadSeek,
     SeekableFile, assemble, assemble_pipelined,
 };
-pub use disassemble::{Disassembler, TeeDisassembler, disassemble};
+pub use disassemble::{ChunkRead, Disassembler, TeeDisassembler, disassemble};
 pub use entry::{
     Entry, EntryKind, EntrySink, JsonLinesPacker, Unpacker, gzip_packer, read_tar_split_gz,
     write_gzipped_records,

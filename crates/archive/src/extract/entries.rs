@@ -2,15 +2,15 @@
 //! hard links, symlinks and devices (an existing entry of the name replaced first), their
 //! metadata and xattrs, and whiteouts in the style the driver asks for.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::{
-    Extractor, OVERLAY_OPAQUE_XATTR, ParentInfo, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE,
-    WHITEOUT_PREFIX, XattrTarget, clean, copy, invalid, mode, timestamps,
+    EntryContent, Extractor, OVERLAY_OPAQUE_XATTR, ParentInfo, WHITEOUT_META_PREFIX,
+    WHITEOUT_OPAQUE, WHITEOUT_PREFIX, XattrTarget, clean, invalid, mode, timestamps,
 };
 use crate::error::{Error, Result, show};
 use crate::filewriter::{FileMeta, SMALL_FILE};
@@ -26,7 +26,7 @@ impl<'o> Extractor<'o> {
         parent_info: ParentInfo,
         last: &[u8],
         key: Vec<u8>,
-        content: &mut dyn Read,
+        content: &mut dyn EntryContent,
     ) -> Result<()> {
         let entry = &hdr.name[..];
         match hdr.kind {
@@ -122,7 +122,7 @@ impl<'o> Extractor<'o> {
         parent: BorrowedFd<'_>,
         parent_gid: u32,
         last: &[u8],
-        content: &mut dyn Read,
+        content: &mut dyn EntryContent,
     ) -> Result<()> {
         let entry = &hdr.name[..];
         // The expanded-size cap counts what files declare, so a sparse file's holes count
@@ -171,7 +171,7 @@ impl<'o> Extractor<'o> {
             return Ok(());
         }
         let written = match &hdr.sparse {
-            None => copy(content, &mut file, &mut self.buf, None),
+            None => content.write_to(&mut file, &mut self.buf, None),
             Some((real_size, regions)) => {
                 let mut total = 0;
                 for &(offset, len) in regions {
@@ -180,7 +180,8 @@ impl<'o> Extractor<'o> {
                     }
                     file.seek(SeekFrom::Start(offset))
                         .map_err(|e| Error::entry(entry, "seek", e))?;
-                    total += copy(content, &mut file, &mut self.buf, Some(len))
+                    total += content
+                        .write_to(&mut file, &mut self.buf, Some(len))
                         .map_err(|e| Error::entry(entry, "write sparse data", e))?;
                 }
                 file.set_len(*real_size)
