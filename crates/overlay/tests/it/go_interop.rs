@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use common::{Scratch, assert_same_tree, snapshot};
 use layerstore_driver::{ApplyDiffOpts, CreateOpts, DiffArgs, Driver, MountOpts};
 use layerstore_model::{Layer, Timestamp};
+use layerstore_overlay::OverlayDriver;
 use layerstore_testsupport::{Capability, require_or_skip};
 
 /// The Go tool on one graph root; `shutdown -f` on drop (unmounts its layers and its home).
@@ -38,6 +39,17 @@ impl GoTool {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// A new layer (on `parent`) holding the fixture tarball `name`, applied by the Go tool.
+    fn layer_from_fixture(&self, parent: Option<&str>, name: &str) -> String {
+        let id = self
+            .run(&[&["create-layer"], parent.as_slice()].concat())
+            .trim()
+            .to_string();
+        let tar = common::fixture_tar(name);
+        self.run(&["applydiff", "-f", tar.to_str().unwrap(), &id]);
+        id
+    }
+
     fn diff_bytes(&self, id: &str, dir: &Path) -> Vec<u8> {
         let file = dir.join(format!("{id}.diff"));
         self.run(&["diff", "-u", "-f", file.to_str().unwrap(), id]);
@@ -65,17 +77,27 @@ fn fixture_bytes(name: &str) -> Vec<u8> {
     std::fs::read(common::fixture_tar(name)).unwrap()
 }
 
+/// The layer's tarball as our file getter rebuilds it from the tar-split records the Go tool
+/// wrote.
+fn rebuilt_from_go_tar_split(scratch: &Scratch, overlay: &OverlayDriver, id: &str) -> Vec<u8> {
+    let ts = scratch
+        .graph_root()
+        .join("overlay-layers")
+        .join(format!("{id}.tar-split.gz"));
+    let records = layerstore_tarsplit::read_tar_split_gz(std::fs::File::open(ts).unwrap());
+    let getter = overlay.diff_getter(id).unwrap().unwrap();
+    let mut rebuilt = Vec::new();
+    layerstore_tarsplit::assemble(records, &*getter, &mut rebuilt).unwrap();
+    rebuilt
+}
+
 #[test]
 fn a_chain_the_go_tool_built_mounts_with_ours() {
     require_or_skip!(Capability::GoTool, Capability::Overlay);
     let scratch = Scratch::new();
     let go = GoTool::new(&scratch);
-    let base = go.run(&["create-layer"]).trim().to_string();
-    let basic = common::fixture_tar("basic.tar");
-    go.run(&["applydiff", "-f", basic.to_str().unwrap(), &base]);
-    let child = go.run(&["create-layer", &base]).trim().to_string();
-    let whiteouts = common::fixture_tar("child-whiteouts.tar");
-    go.run(&["applydiff", "-f", whiteouts.to_str().unwrap(), &child]);
+    let base = go.layer_from_fixture(None, "basic.tar");
+    let child = go.layer_from_fixture(Some(&base), "child-whiteouts.tar");
     assert_eq!(go.changes(&child), common::fixture_child_changes());
 
     let go_merged = PathBuf::from(go.run(&["mount", &child]).trim());
@@ -99,15 +121,11 @@ fn a_chain_the_go_tool_built_mounts_with_ours() {
 
     // Go's tar-split records + our file getter give back the tarballs.
     for (id, name) in [(&base, "basic.tar"), (&child, "child-whiteouts.tar")] {
-        let ts = scratch
-            .graph_root()
-            .join("overlay-layers")
-            .join(format!("{id}.tar-split.gz"));
-        let records = layerstore_tarsplit::read_tar_split_gz(std::fs::File::open(ts).unwrap());
-        let getter = overlay.diff_getter(id).unwrap().unwrap();
-        let mut rebuilt = Vec::new();
-        layerstore_tarsplit::assemble(records, &*getter, &mut rebuilt).unwrap();
-        assert_eq!(rebuilt, fixture_bytes(name), "{name}");
+        assert_eq!(
+            rebuilt_from_go_tar_split(&scratch, &overlay, id),
+            fixture_bytes(name),
+            "{name}"
+        );
     }
 
     // A layer the Go tool mounted is released by our put (Go's refcount semantics), and
@@ -117,6 +135,35 @@ fn a_chain_the_go_tool_built_mounts_with_ours() {
     overlay.put(&base).unwrap();
     assert!(common::mountinfo_line(&go_merged).is_none());
     go.run(&["unmount", &base]);
+}
+
+/// Go's getter never asks a file for the metacopy xattr; ours asks only where a lower could
+/// hold the data. So a layer without lowers whose file carries the xattr (set by hand here: no
+/// mount of a base layer makes one) gives its own bytes back, the tarball Go's diff gives.
+#[test]
+fn a_layer_without_lowers_gives_its_own_files_as_go_does() {
+    require_or_skip!(Capability::GoTool, Capability::Overlay);
+    let scratch = Scratch::new();
+    let go = GoTool::new(&scratch);
+    let base = go.layer_from_fixture(None, "basic.tar");
+    let overlay = scratch.overlay(&[]);
+    let tool = overlay.home().join(&base).join("diff/usr/bin/tool");
+    rustix::fs::setxattr(
+        &tool,
+        "trusted.overlay.metacopy",
+        b"",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+
+    assert_eq!(
+        go.diff_bytes(&base, scratch.path()),
+        fixture_bytes("basic.tar")
+    );
+    assert_eq!(
+        rebuilt_from_go_tar_split(&scratch, &overlay, &base),
+        fixture_bytes("basic.tar")
+    );
 }
 
 #[test]
