@@ -110,6 +110,8 @@ struct ParallelGzip<'w> {
     history: usize,
     /// Started with the first full block; a diff of one block is compressed here.
     workers: Option<Workers>,
+    /// One per CPU (asked once: the answer costs syscalls and reads of cgroup files).
+    worker_count: usize,
     /// The blocks handed out and not yet written, oldest first.
     pending: VecDeque<Receiver<io::Result<EncodedBlock>>>,
     spare_blocks: Vec<Vec<u8>>,
@@ -147,6 +149,7 @@ impl<'w> ParallelGzip<'w> {
             block: Vec::with_capacity(HISTORY + GZIP_BLOCK),
             history: 0,
             workers: None,
+            worker_count: std::thread::available_parallelism().map_or(1, usize::from),
             pending: VecDeque::new(),
             spare_blocks: Vec::new(),
             spare_outputs: Vec::new(),
@@ -172,8 +175,7 @@ impl<'w> ParallelGzip<'w> {
     /// Sends the block being filled to the workers (or, for a diff of one block, compresses it
     /// here) and starts the next one with its history.
     fn hand_out(&mut self, is_last: bool) -> io::Result<()> {
-        let max_pending = BLOCKS_PER_WORKER * worker_count();
-        while self.pending.len() >= max_pending {
+        while self.pending.len() >= BLOCKS_PER_WORKER * self.worker_count {
             self.write_oldest()?;
         }
         let mut next = self
@@ -199,9 +201,10 @@ impl<'w> ParallelGzip<'w> {
             output,
             done,
         };
+        let worker_count = self.worker_count;
         let sent = self
             .workers
-            .get_or_insert_with(Workers::start)
+            .get_or_insert_with(|| Workers::start(worker_count))
             .jobs
             .as_ref()
             .is_some_and(|jobs| jobs.send(job).is_ok());
@@ -287,16 +290,11 @@ impl Drop for ParallelGzip<'_> {
     }
 }
 
-/// How many threads compress gzip blocks: one per CPU this process may use.
-fn worker_count() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
-
 impl Workers {
-    fn start() -> Workers {
+    fn start(count: usize) -> Workers {
         let (jobs, queue) = mpsc::channel::<BlockJob>();
         let queue = Arc::new(Mutex::new(queue));
-        let threads = (0..worker_count())
+        let threads = (0..count)
             .map(|_| {
                 let queue = Arc::clone(&queue);
                 std::thread::spawn(move || {
