@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
+use std::ops::Range;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -17,8 +18,19 @@ pub const GZIP_LEVEL: u32 = 5;
 /// The zstd level of compressed diffs (klauspost/compress's `SpeedDefault` in the Go tool).
 pub const ZSTD_LEVEL: i32 = 3;
 
-/// Bytes of input per gzip block compressed on its own thread, as pgzip's default.
-const GZIP_BLOCK: usize = 1 << 20;
+/// Most bytes a stored deflate block holds.
+const STORED_MAX: usize = 65_535;
+
+/// Bytes of a stored deflate block's header: BFINAL and BTYPE (padded to the byte), LEN, NLEN.
+const STORED_HEADER: usize = 5;
+
+/// Bytes of input per gzip block compressed on its own thread: 1 MiB as pgzip's default, less
+/// 16 bytes, so that a block stored is exactly 16 stored deflate blocks.
+const GZIP_BLOCK: usize = 16 * STORED_MAX;
+
+/// Bytes of a block buffer: the history, then each piece of up to [`STORED_MAX`] bytes of data
+/// after room for its stored-block header (see [`pieces`]).
+const BLOCK_CAPACITY: usize = HISTORY + GZIP_BLOCK + 16 * STORED_HEADER;
 
 /// Bytes of history each block is primed with (deflate's whole window), as pigz does.
 const HISTORY: usize = 32 << 10;
@@ -101,13 +113,19 @@ const FINAL_EMPTY_BLOCK: [u8; 5] = [1, 0, 0, 0xff, 0xff];
 /// The calling thread copies what it is given into the block being filled, hands each full
 /// block to the workers and writes the compressed blocks as they come back, oldest first. A
 /// block is deflated with a sync flush (so that blocks join on byte boundaries) or stored; the
-/// CRC-32 of each is computed beside it and combined here. Buffers go back and forth between
-/// the threads and are reused, so a long diff allocates no more memory after its first blocks.
+/// CRC-32 of each is computed beside it and combined here. The data is copied in with room
+/// for a stored-block header before every 65,535 bytes, so that a stored block is its own
+/// buffer with the headers filled in: random data is copied once, not twice. Buffers go back
+/// and forth between the threads and are reused, so a long diff allocates no more memory
+/// after its first blocks.
 struct ParallelGzip<'w> {
     out: &'w mut dyn Write,
-    /// The block being filled: `history` bytes of the data before it, then its own data.
+    /// The block being filled: `history` bytes of the data before it, then its own data in
+    /// [`pieces`]; `filled` bytes of data so far, `piece_room` more fit in the last piece.
     block: Vec<u8>,
     history: usize,
+    filled: usize,
+    piece_room: usize,
     /// Started with the first full block; a diff of one block is compressed here.
     workers: Option<Workers>,
     /// One per CPU (asked once: the answer costs syscalls and reads of cgroup files).
@@ -125,8 +143,9 @@ struct Workers {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// One block to compress: `block[history..]`, primed with `block[..history]`, into `output`
-/// (a spare buffer, emptied first); the result goes back through `done`.
+/// One block to compress: the [`pieces`] of `block` after `history` bytes of history it is
+/// primed with, into `output` (a spare buffer, emptied first) unless stored in place; the
+/// result goes back through `done`.
 struct BlockJob {
     block: Vec<u8>,
     history: usize,
@@ -135,9 +154,12 @@ struct BlockJob {
     done: SyncSender<io::Result<EncodedBlock>>,
 }
 
-/// A compressed block, with its input's CRC and both buffers for reuse.
+/// A compressed block, with its input's CRC and both buffers for reuse: `block[history..]`
+/// when `stored`, else `output`.
 struct EncodedBlock {
     block: Vec<u8>,
+    history: usize,
+    stored: bool,
     output: Vec<u8>,
     crc: flate2::Crc,
 }
@@ -146,8 +168,10 @@ impl<'w> ParallelGzip<'w> {
     fn new(out: &'w mut dyn Write) -> Self {
         ParallelGzip {
             out,
-            block: Vec::with_capacity(HISTORY + GZIP_BLOCK),
+            block: Vec::with_capacity(BLOCK_CAPACITY),
             history: 0,
+            filled: 0,
+            piece_room: 0,
             workers: None,
             worker_count: std::thread::available_parallelism().map_or(1, usize::from),
             pending: VecDeque::new(),
@@ -161,11 +185,17 @@ impl<'w> ParallelGzip<'w> {
     fn write(&mut self, mut buf: &[u8]) -> io::Result<usize> {
         let given = buf.len();
         while !buf.is_empty() {
-            let room = self.history + GZIP_BLOCK - self.block.len();
-            let (now, rest) = buf.split_at(buf.len().min(room));
+            if self.piece_room == 0 {
+                // Room for the header of the next piece, filled in if the block is stored.
+                self.block.extend_from_slice(&[0; STORED_HEADER]);
+                self.piece_room = STORED_MAX;
+            }
+            let (now, rest) = buf.split_at(buf.len().min(self.piece_room));
             self.block.extend_from_slice(now);
+            self.piece_room -= now.len();
+            self.filled += now.len();
             buf = rest;
-            if self.block.len() == self.history + GZIP_BLOCK {
+            if self.filled == GZIP_BLOCK {
                 self.hand_out(false)?;
             }
         }
@@ -181,13 +211,19 @@ impl<'w> ParallelGzip<'w> {
         let mut next = self
             .spare_blocks
             .pop()
-            .unwrap_or_else(|| Vec::with_capacity(HISTORY + GZIP_BLOCK));
+            .unwrap_or_else(|| Vec::with_capacity(BLOCK_CAPACITY));
         next.clear();
-        let data = &self.block[self.history..];
-        let kept = data.len().min(HISTORY);
-        next.extend_from_slice(&data[data.len() - kept..]);
+        // The history of the next block: the end of the last piece (a whole one, 65,535 bytes,
+        // unless this block is the last).
+        let last_piece = pieces(self.block.len(), self.history)
+            .last()
+            .map_or(0, |(_, data)| data.len());
+        let kept = last_piece.min(HISTORY);
+        next.extend_from_slice(&self.block[self.block.len() - kept..]);
         let block = std::mem::replace(&mut self.block, next);
         let history = std::mem::replace(&mut self.history, kept);
+        self.filled = 0;
+        self.piece_room = 0;
         let output = self.spare_outputs.pop().unwrap_or_default();
         if is_last && self.workers.is_none() {
             let encoded = encode_block(&mut new_deflate(), block, history, is_last, output);
@@ -238,12 +274,19 @@ impl<'w> ParallelGzip<'w> {
     }
 
     fn write_block(&mut self, encoded: io::Result<EncodedBlock>) -> io::Result<()> {
-        let EncodedBlock { block, output, crc } = encoded?;
+        let EncodedBlock {
+            block,
+            history,
+            stored,
+            output,
+            crc,
+        } = encoded?;
         if !self.header_written {
             self.out.write_all(&GZIP_HEADER)?;
             self.header_written = true;
         }
-        self.out.write_all(&output)?;
+        self.out
+            .write_all(if stored { &block[history..] } else { &output })?;
         self.crc.combine(&crc);
         self.spare_blocks.push(block);
         self.spare_outputs.push(output);
@@ -260,7 +303,7 @@ impl<'w> ParallelGzip<'w> {
 
     fn finish(mut self) -> io::Result<()> {
         // The last block: what is left, or the whole stream when no block was handed out.
-        let ends_in_a_block = self.block.len() > self.history || self.workers.is_none();
+        let ends_in_a_block = self.filled > 0 || self.workers.is_none();
         if ends_in_a_block {
             self.hand_out(true)?;
         }
@@ -340,43 +383,85 @@ fn new_deflate() -> flate2::Compress {
     flate2::Compress::new(flate2::Compression::new(GZIP_LEVEL), false)
 }
 
-/// Compresses `block[history..]` into `output`: stored when it looks incompressible, else
-/// deflated primed with `block[..history]`, sync-flushed, or finished when `is_last`.
+/// Where the data of a block buffer of `len` bytes lies, after `history` bytes of history:
+/// pieces of [`STORED_MAX`] bytes (the last one shorter), each after [`STORED_HEADER`] bytes
+/// of room for its header. Yields each piece's header offset and data range.
+fn pieces(len: usize, history: usize) -> impl Iterator<Item = (usize, Range<usize>)> {
+    let mut at = history;
+    std::iter::from_fn(move || {
+        (at < len).then(|| {
+            let header = at;
+            let data = at + STORED_HEADER..(at + STORED_HEADER + STORED_MAX).min(len);
+            at = data.end;
+            (header, data)
+        })
+    })
+}
+
+/// Compresses the [`pieces`] of `block` after its `history`: stored in place (their headers
+/// filled in) when they look incompressible, else deflated into `output` primed with
+/// `block[..history]`, sync-flushed, or finished when `is_last`.
 fn encode_block(
     deflate: &mut flate2::Compress,
-    block: Vec<u8>,
+    mut block: Vec<u8>,
     history: usize,
     is_last: bool,
     mut output: Vec<u8>,
 ) -> io::Result<EncodedBlock> {
-    let (primer, data) = block.split_at(history);
     let mut crc = flate2::Crc::new();
-    crc.update(data);
+    let mut data = Vec::with_capacity(GZIP_BLOCK.div_ceil(STORED_MAX));
+    for (_, piece) in pieces(block.len(), history) {
+        crc.update(&block[piece.clone()]);
+        data.push(&block[piece]);
+    }
+    let data_len: usize = data.iter().map(|piece| piece.len()).sum();
     output.clear();
-    if looks_incompressible(data) {
-        store(data, is_last, &mut output);
+    let stored = looks_incompressible(&data);
+    if stored {
+        let mut pieces = pieces(block.len(), history).peekable();
+        while let Some((header, piece)) = pieces.next() {
+            let last = is_last && pieces.peek().is_none();
+            let len = u16::try_from(piece.len()).expect("pieces of at most 65,535 bytes");
+            // BFINAL, BTYPE 00 (stored), padding to the byte; LEN; NLEN.
+            block[header] = u8::from(last);
+            block[header + 1..header + 3].copy_from_slice(&len.to_le_bytes());
+            block[header + 3..header + 5].copy_from_slice(&(!len).to_le_bytes());
+        }
     } else {
         // Deflate output never exceeds the input by more than 5 bytes per 16 KiB plus a few.
-        output.reserve(data.len() + data.len() / 1000 + 64);
+        output.reserve(data_len + data_len / 1000 + 64);
         let flush = if is_last {
             flate2::FlushCompress::Finish
         } else {
             flate2::FlushCompress::Sync
         };
-        let deflated = (if primer.is_empty() {
-            Ok(())
+        let mut deflated = if history == 0 {
+            Ok(flate2::Status::Ok)
         } else {
-            deflate.set_dictionary(primer).map(drop)
-        })
-        .and_then(|()| deflate.compress_vec(data, &mut output, flush));
+            deflate
+                .set_dictionary(&block[..history])
+                .map(|_| flate2::Status::Ok)
+        };
+        for piece in &data {
+            deflated = deflated.and_then(|_| {
+                deflate.compress_vec(piece, &mut output, flate2::FlushCompress::None)
+            });
+        }
+        let deflated = deflated.and_then(|_| deflate.compress_vec(&[], &mut output, flush));
         let consumed = deflate.total_in();
         deflate.reset();
         deflated.map_err(io::Error::other)?;
-        if consumed != data.len() as u64 {
+        if consumed != data_len as u64 {
             return Err(io::Error::other("a deflate block outgrew its buffer"));
         }
     }
-    Ok(EncodedBlock { block, output, crc })
+    Ok(EncodedBlock {
+        block,
+        history,
+        stored,
+        output,
+        crc,
+    })
 }
 
 /// Bits of entropy per byte (of the byte histogram) above which a block is stored: random and
@@ -390,15 +475,16 @@ const SAMPLE_WINDOWS: usize = 16;
 /// random data to stay within 0.01 bits of 8, and 16 times less work than every byte.
 const SAMPLE_WINDOW: usize = 4 << 10;
 
-/// Whether `data` is not worth deflating: the byte entropy of evenly spread samples of it is
-/// above [`STORE_ENTROPY`].
-fn looks_incompressible(data: &[u8]) -> bool {
+/// Whether `data` (a block's pieces) is not worth deflating: the byte entropy of evenly
+/// spread samples of it is above [`STORE_ENTROPY`].
+fn looks_incompressible(data: &[&[u8]]) -> bool {
     sampled_entropy(data) > STORE_ENTROPY
 }
 
 /// Shannon entropy, in bits per byte, of the byte histogram of [`SAMPLE_WINDOWS`] windows of
-/// [`SAMPLE_WINDOW`] bytes spread evenly over `data` (all of it when it is shorter).
-fn sampled_entropy(data: &[u8]) -> f64 {
+/// [`SAMPLE_WINDOW`] bytes spread evenly over `data`, the pieces of one block (all of it when
+/// it is shorter). A window that would straddle two pieces is taken from the end of the first.
+fn sampled_entropy(data: &[&[u8]]) -> f64 {
     // Four histograms, one per byte lane, so that runs of one byte value do not make each
     // increment wait for the previous one.
     let mut lanes = [[0u32; 256]; 4];
@@ -414,12 +500,21 @@ fn sampled_entropy(data: &[u8]) -> f64 {
             lanes[0][usize::from(b)] += 1;
         }
     };
-    if data.len() <= SAMPLE_WINDOWS * SAMPLE_WINDOW {
-        count(data);
+    let len: usize = data.iter().map(|piece| piece.len()).sum();
+    if len <= SAMPLE_WINDOWS * SAMPLE_WINDOW {
+        data.iter().for_each(|piece| count(piece));
     } else {
-        let stride = (data.len() - SAMPLE_WINDOW) / (SAMPLE_WINDOWS - 1);
+        let stride = (len - SAMPLE_WINDOW) / (SAMPLE_WINDOWS - 1);
+        let (mut piece, mut piece_start) = (0, 0);
         for window in 0..SAMPLE_WINDOWS {
-            count(&data[window * stride..][..SAMPLE_WINDOW]);
+            let at = window * stride;
+            while at >= piece_start + data[piece].len() {
+                piece_start += data[piece].len();
+                piece += 1;
+            }
+            let bytes = data[piece];
+            let start = (at - piece_start).min(bytes.len().saturating_sub(SAMPLE_WINDOW));
+            count(&bytes[start..(start + SAMPLE_WINDOW).min(bytes.len())]);
         }
     }
     let total: u32 = lanes.iter().flatten().sum();
@@ -432,26 +527,6 @@ fn sampled_entropy(data: &[u8]) -> f64 {
             -p * p.log2()
         })
         .sum()
-}
-
-/// Appends `data` to `out` as deflate stored blocks (at most 65,535 bytes each), the last one
-/// final when `is_last`. Starts and ends on a byte boundary, as a sync-flushed block does.
-fn store(data: &[u8], is_last: bool, out: &mut Vec<u8>) {
-    out.reserve(data.len() + (data.len() / 65_535 + 1) * 5);
-    let mut chunks = data.chunks(65_535).peekable();
-    if chunks.peek().is_none() {
-        // An empty block, so that even empty input ends the stream when it is the last.
-        out.extend_from_slice(&[u8::from(is_last), 0, 0, 0xff, 0xff]);
-        return;
-    }
-    while let Some(chunk) = chunks.next() {
-        let last = is_last && chunks.peek().is_none();
-        let len = u16::try_from(chunk.len()).expect("chunks of at most 65,535 bytes");
-        out.push(u8::from(last)); // BFINAL, BTYPE 00 (stored), then padding to the byte
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&(!len).to_le_bytes());
-        out.extend_from_slice(chunk);
-    }
 }
 
 #[cfg(test)]
@@ -478,6 +553,30 @@ mod tests {
             mixed.extend_from_slice(if i % 2 == 0 { r } else { t });
         }
         mixed
+    }
+
+    /// `data` as the pieces of a block.
+    fn as_pieces(data: &[u8]) -> Vec<&[u8]> {
+        data.chunks(STORED_MAX).collect()
+    }
+
+    fn decide(data: &[u8]) -> bool {
+        looks_incompressible(&as_pieces(data))
+    }
+
+    fn sampled_entropy_of(data: &[u8]) -> f64 {
+        sampled_entropy(&as_pieces(data))
+    }
+
+    /// A block buffer as the encoder fills it: `history`, then `data` in pieces, each after
+    /// room for its header.
+    fn block_of(history: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut block = history.to_vec();
+        for piece in data.chunks(STORED_MAX) {
+            block.extend_from_slice(&[0; STORED_HEADER]);
+            block.extend_from_slice(piece);
+        }
+        block
     }
 
     /// Entropy of every byte, the measure the samples estimate.
@@ -510,22 +609,19 @@ mod tests {
     #[test]
     fn random_and_compressed_blocks_are_stored_text_and_mixed_ones_deflated() {
         let random = incompressible(1, GZIP_BLOCK);
-        assert!(looks_incompressible(&random));
-        assert!(looks_incompressible(&compressed(2 * GZIP_BLOCK)));
-        assert!(!looks_incompressible(&text(GZIP_BLOCK)));
+        assert!(decide(&random));
+        assert!(decide(&compressed(2 * GZIP_BLOCK)));
+        assert!(!decide(&text(GZIP_BLOCK)));
         // Half random, half text, in pieces smaller and larger than a sample window.
         for piece in [512, 4096, 100_000, GZIP_BLOCK / 2] {
-            assert!(
-                !looks_incompressible(&interleaved(GZIP_BLOCK, piece)),
-                "{piece}"
-            );
+            assert!(!decide(&interleaved(GZIP_BLOCK, piece)), "{piece}");
         }
         // Zeros, and a block of one byte value everywhere but a random tail.
-        assert!(!looks_incompressible(&vec![0; GZIP_BLOCK]));
+        assert!(!decide(&vec![0; GZIP_BLOCK]));
         let mut tail = vec![7u8; GZIP_BLOCK];
         tail[GZIP_BLOCK - 4096..].copy_from_slice(&incompressible(2, 4096));
-        assert!(!looks_incompressible(&tail));
-        assert!(!looks_incompressible(b""));
+        assert!(!decide(&tail));
+        assert!(!decide(b""));
     }
 
     #[test]
@@ -542,24 +638,42 @@ mod tests {
             ("compressed", compressed(GZIP_BLOCK)),
             ("short", incompressible(4, 10_000)),
         ] {
-            let (sampled, full) = (sampled_entropy(&data), full_entropy(&data));
+            let (sampled, full) = (sampled_entropy_of(&data), full_entropy(&data));
             assert!((sampled - full).abs() < 0.1, "{name}: {sampled} vs {full}");
         }
         // Small windows read whole: exactly the full entropy.
         let short = text(SAMPLE_WINDOWS * SAMPLE_WINDOW);
-        assert!((sampled_entropy(&short) - full_entropy(&short)).abs() < 1e-9);
+        assert!((sampled_entropy_of(&short) - full_entropy(&short)).abs() < 1e-9);
     }
 
     #[test]
-    fn stored_blocks_hold_the_data_and_end_the_stream_only_when_last() {
-        for len in [0, 1, 65_535, 65_536, 200_000] {
+    fn blocks_stored_in_place_and_deflated_ones_inflate_back() {
+        let history = text(HISTORY);
+        for (len, stored) in [
+            (1, false),
+            (STORED_MAX, true),
+            (STORED_MAX + 1, true),
+            (200_000, true),
+            (GZIP_BLOCK, true),
+        ] {
             let data = incompressible(6, len);
             for is_last in [false, true] {
-                let mut out = Vec::new();
-                store(&data, is_last, &mut out);
-                let blocks = len.div_ceil(65_535).max(1);
-                assert_eq!(out.len(), len + 5 * blocks);
-                let mut raw = out.clone();
+                let block = block_of(&history, &data);
+                let mut check = flate2::Crc::new();
+                check.update(&data);
+                let encoded = encode_block(&mut new_deflate(), block, HISTORY, is_last, Vec::new())
+                    .expect("encode");
+                assert_eq!(encoded.stored, stored, "{len}");
+                assert_eq!(encoded.crc.sum(), check.sum());
+                let mut raw = if encoded.stored {
+                    assert_eq!(
+                        encoded.block.len(),
+                        HISTORY + len + 5 * len.div_ceil(STORED_MAX)
+                    );
+                    encoded.block[HISTORY..].to_vec()
+                } else {
+                    encoded.output
+                };
                 if !is_last {
                     raw.extend_from_slice(&FINAL_EMPTY_BLOCK);
                 }
@@ -570,6 +684,23 @@ mod tests {
                 assert_eq!(back, data, "{len} {is_last}");
             }
         }
+        // Text is deflated, primed with the history: a repeat of the history's end costs far
+        // less than the same text without it.
+        let repeat = &history[HISTORY / 2..];
+        let deflated = |history: &[u8]| {
+            let encoded = encode_block(
+                &mut new_deflate(),
+                block_of(history, repeat),
+                history.len(),
+                true,
+                Vec::new(),
+            )
+            .expect("encode");
+            assert!(!encoded.stored);
+            encoded.output.len()
+        };
+        let (primed, alone) = (deflated(&history), deflated(b""));
+        assert!(primed * 10 < alone, "{primed} vs {alone}");
     }
 
     fn encode(compression: Compression, plain: &[u8], write_size: usize) -> Vec<u8> {

@@ -58,7 +58,8 @@ fn gnu_gzip_reads_every_kind_of_block_back() {
     // by an empty final block), and a stream ending in a partial block.
     for (name, plain) in [
         ("tiny", b"a tiny diff".to_vec()),
-        ("whole", layer[..6 << 20].to_vec()),
+        // Six whole blocks of 16 stored-block pieces (65,535 bytes each).
+        ("whole", layer[..6 * 16 * 65_535].to_vec()),
         ("layer", layer.clone()),
     ] {
         let path = dir.path().join(format!("{name}.gz"));
