@@ -777,6 +777,45 @@ mod tests {
         assert!(parallel < single + single / 50, "{parallel} vs {single}");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 24,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Whatever the data (runs of noise, text and one repeated byte, crossing blocks and
+        /// pieces anywhere) and however it is cut into writes, the stream is one gzip member
+        /// that gives it back.
+        #[test]
+        fn any_data_written_in_any_cuts_gunzips_back(
+            runs in proptest::collection::vec((0u8..3, 1usize..400_000), 1..12),
+            cuts in proptest::collection::vec(1usize..300_000, 1..8),
+        ) {
+            let mut plain = Vec::new();
+            for (i, &(kind, len)) in runs.iter().enumerate() {
+                match kind {
+                    0 => plain.extend(incompressible(i as u64, len)),
+                    1 => plain.extend(text(len)),
+                    _ => plain.extend(std::iter::repeat_n(kind, len)),
+                }
+            }
+            let mut out = Vec::new();
+            let mut enc = encoder(&mut out, Compression::Gzip).expect("encoder");
+            let mut rest = &plain[..];
+            for &cut in cuts.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (now, later) = rest.split_at(cut.min(rest.len()));
+                enc.write_all(now).expect("write");
+                rest = later;
+            }
+            enc.finish().expect("finish");
+            proptest::prop_assert!(gunzip_one_member(&out) == plain);
+        }
+    }
+
     /// Fails every write after `limit` bytes.
     struct FailingWriter {
         written: usize,
