@@ -135,6 +135,7 @@ mod apply;
 mod changes;
 mod compression;
 mod digest;
+mod encoder;
 mod error;
 mod export;
 mod extract;
@@ -154,9 +155,9 @@ pub use changes::{
     overlay_changes_at,
 };
 pub use compression::{
-    Compression, Encoder, GZIP_LEVEL, MAGIC_LEN, XZ_MEMORY_LIMIT, ZSTD_LEVEL, decoder, decompress,
-    detect, encoder, is_supported,
+    Compression, MAGIC_LEN, XZ_MEMORY_LIMIT, decoder, decompress, detect, is_supported,
 };
+pub use encoder::{Encoder, GZIP_LEVEL, ZSTD_LEVEL, encoder};
 pub use error::{Error, Result};
 pub use export::{ExportReader, export, export_at, export_to, export_to_at};
 pub use idmap::{IdMap, to_container, to_host};
