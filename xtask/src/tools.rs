@@ -1,7 +1,8 @@
-//! The external tools the fixture builders run (GNU tar, gzip, zstd, cp), and file hashes.
+//! The external tools the fixture builders and the bench run (GNU tar, gzip, zstd, cp), finding
+//! them on `PATH`, and file hashes.
 
 use std::fs::{self, File};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Runs a command to its end in the C locale, without the environment variables that change
@@ -46,6 +47,14 @@ pub fn sha256_file(path: &Path) -> Result<String, String> {
     let digest = layerstore_model::Sha256Hasher::digest_reader(&mut file)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(digest.hex().to_string())
+}
+
+/// `program` as found on `PATH` (the first directory holding a file of that name).
+pub fn find_on_path(program: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
 }
 
 #[cfg(test)]

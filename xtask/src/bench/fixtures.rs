@@ -229,8 +229,7 @@ pub fn source(dir: &Path, fixture: &str) -> String {
 }
 
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+    crate::tools::find_on_path(program).is_some()
 }
 
 /// Runs a command with its output in `log` (kept in the fixtures directory when it fails).

@@ -87,11 +87,7 @@ fn program_path(cmd: &Command) -> Option<PathBuf> {
     if program.components().count() > 1 {
         return Some(program.to_path_buf());
     }
-    std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(program))
-            .find(|candidate| candidate.is_file())
-    })
+    crate::tools::find_on_path(program.to_str()?)
 }
 
 /// Reads `path` to its end, so its pages are cached; a directory: every regular file
