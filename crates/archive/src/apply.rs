@@ -273,6 +273,18 @@ fn report(
     }
 }
 
+/// Whether the file writer thread shortens an import of a `compression` layer: where the
+/// decompressor is faster than this thread (plain, zstd, and gzip inflated by ISA-L), this
+/// thread is the critical path and the writer takes work off it; where it is slower (gzip by
+/// zlib-rs, bzip2, xz), the writer only competes with it for a core.
+fn file_writer_pays(compression: Compression) -> bool {
+    match compression {
+        Compression::None | Compression::Zstd => true,
+        Compression::Gzip => layerstore_igzip::AVAILABLE,
+        _ => false,
+    }
+}
+
 /// The caller-thread stage: parse + record + extract, then read the stream to its end.
 fn extract_stream<R: ChunkRead, S: EntrySink>(
     root: Root,
@@ -284,7 +296,7 @@ fn extract_stream<R: ChunkRead, S: EntrySink>(
 ) -> Result<(Stats, S, Digest, u64)> {
     let mut disassembler = Disassembler::with_chunk_input(&mut *uncompressed, sink, opts.limits);
     let mut extractor = Extractor::new(root, opts);
-    if !matches!(compression, Compression::None | Compression::Zstd) {
+    if !file_writer_pays(compression) {
         extractor.finish_files_inline();
     }
     loop {

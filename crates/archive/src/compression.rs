@@ -7,6 +7,15 @@ use crate::error::{Error, Result};
 
 pub use layerstore_model::Compression;
 
+/// The library that inflates gzip layers in this build: ISA-L's igzip where the build found
+/// `libisal` (Debian: `libisal-dev`), else zlib-rs (through flate2). Both decode the same
+/// streams and check the same CRC-32 and size; ISA-L is about 1.4× faster.
+pub const GZIP_INFLATE: &str = if layerstore_igzip::AVAILABLE {
+    "ISA-L"
+} else {
+    "zlib-rs"
+};
+
 /// Longest magic [`detect`] looks at; pass at least this many bytes when the input has them.
 pub const MAGIC_LEN: usize = 6;
 
@@ -45,6 +54,9 @@ pub fn decoder<'r, R: BufRead + Send + 'r>(
 ) -> Result<Box<dyn Read + Send + 'r>> {
     Ok(match compression {
         Compression::None => Box::new(input),
+        Compression::Gzip if layerstore_igzip::AVAILABLE => Box::new(
+            layerstore_igzip::MultiGzDecoder::new(input).map_err(|e| Error::Input(e.into()))?,
+        ),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
         Compression::Zstd => {
             Box::new(zstd::stream::read::Decoder::with_buffer(input).map_err(Error::Input)?)

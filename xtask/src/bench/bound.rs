@@ -1,6 +1,6 @@
 //! `cargo xtask bench-bound KIND FILE`: one library's work alone, as a process the bench times
-//! beside the rows it bounds. KIND is `gunzip` (flate2 with zlib-rs, the archive crate's
-//! inflate), `unzstd` (the zstd crate) or `sha256` (sha2, reading FILE included); the output is
+//! beside the rows it bounds. KIND is `gunzip` (the archive crate's inflate: ISA-L where the
+//! build has it, else flate2 with zlib-rs; [`GUNZIP_LABEL`] names it), `unzstd` (the zstd crate) or `sha256` (sha2, reading FILE included); the output is
 //! discarded. `write-alone FILE OUT` writes FILE's length into OUT (see [`write_alone`]: the
 //! bound of diffing a 1 GiB file). `sha256-hash-only` hashes FILE too but times only the hashing, itself, and prints
 //! that time ([`HashOnly`]): an import hashes bytes it already holds (the blob it read for the
@@ -13,6 +13,13 @@ use std::io::{self, BufReader, Read};
 use std::time::{Duration, Instant};
 
 use sha2::Digest as _;
+
+/// What the `gunzip` bound runs: the inflate layerstore-archive uses in this build.
+pub const GUNZIP_LABEL: &str = if layerstore_igzip::AVAILABLE {
+    "ISA-L inflate alone"
+} else {
+    "zlib-rs inflate alone"
+};
 
 /// Bytes per read: what the import's reader thread uses.
 const CHUNK: usize = 1 << 20;
@@ -144,6 +151,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let file = File::open(path).map_err(|e| format!("open {path}: {e}"))?;
     let file = BufReader::with_capacity(CHUNK, file);
     let result = match kind.as_str() {
+        "gunzip" if layerstore_igzip::AVAILABLE => {
+            let decoder =
+                layerstore_igzip::MultiGzDecoder::new(file).map_err(|e| format!("{path}: {e}"))?;
+            drain(decoder, |_| {})
+        }
         "gunzip" => drain(flate2::read::MultiGzDecoder::new(file), |_| {}),
         "unzstd" => {
             let decoder = zstd::stream::read::Decoder::with_buffer(file)

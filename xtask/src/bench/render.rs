@@ -217,7 +217,8 @@ const METHOD: &str = "\
   `delete-image` of a chain image (a different one each run: its layers go with it). A
   warm-up run of each tool comes first, untimed. Then `exists -l ID` (the last record) in a
   flat store of `--open-layers` layers: the cost of opening a big store.
-- bound: where one library bounds a row (gzip inflate by zlib-rs, zstd decode, SHA-256 of a
+- bound: where one library bounds a row (gzip inflate by ISA-L, or zlib-rs in a build without
+  libisal; zstd decode; SHA-256 of a
   1 GiB stream), `cargo xtask bench-bound KIND FILE` runs that library alone on the row's
   input, as one process timed like the others (1 MiB reads, output discarded; the debug xtask
   binary runs its dependencies optimised), in the same run; the row reports ours ÷ bound.

@@ -130,7 +130,7 @@ pub(super) fn run_sections(ctx: &mut Context<'_>, fs_root: &Path, results: &mut 
 /// plain tars are bound by the filesystem calls, measured by the `tar -x` reference instead.
 fn library_bound(f: Fixture) -> Option<(&'static str, &'static str)> {
     if f.name.ends_with(".gz") {
-        Some(("gunzip", "zlib-rs inflate alone"))
+        Some(("gunzip", super::bound::GUNZIP_LABEL))
     } else if f.name.ends_with(".zst") {
         Some(("unzstd", "zstd decode alone"))
     } else if f.name == "bigfile.tar" {
