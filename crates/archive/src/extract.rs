@@ -8,7 +8,8 @@
 //!
 //! Everything that names a path happens here, on the extracting thread, in archive order; only
 //! the fd of a freshly created small regular file is handed to the [`FileWriter`] to be filled
-//! and finished. A directory entry's own fd becomes the cached parent of the entries after it
+//! and finished (unless the writer is backlogged: this thread then finishes it itself rather
+//! than wait). A directory entry's own fd becomes the cached parent of the entries after it
 //! (mostly its children), which saves one rooted lookup per directory.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -194,24 +195,20 @@ impl<'o> Extractor<'o> {
         self.cached_parent = None;
         // Every file is complete before any directory time is set.
         self.writer.finish()?;
-        for (key, times) in self.dirs.iter().rev() {
-            let components: Vec<&[u8]> = if key.is_empty() {
-                Vec::new()
-            } else {
-                key.split(|&b| b == b'/').collect()
-            };
-            let result = match components.split_last() {
-                None => rooted::open_subdir(self.root.fd(), b".")
-                    .and_then(|fd| rfs::futimens(&fd, times).map_err(Into::into)),
-                Some((last, parent)) => self.root.open_dir(parent).and_then(|fd| {
-                    rfs::utimensat(&fd, *last, times, AtFlags::SYMLINK_NOFOLLOW).map_err(Into::into)
-                }),
-            };
-            match result {
-                // A later entry of the same layer removed it (whiteout, opaque dir).
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                other => other.map_err(|e| Error::entry(key, "set directory times", e))?,
-            }
+        // Setting a directory's times changes only that directory, so the order among them
+        // is free: with many, two threads share them (three syscalls each; 6,900 directories
+        // were the last 50 ms of a 43,000-file layer, on one core with the other idle).
+        let root = &self.root;
+        let dirs = &self.dirs;
+        if dirs.len() < PARALLEL_DIR_TIMES {
+            set_dir_times(root, dirs.iter())?;
+        } else {
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| set_dir_times(root, dirs.iter().skip(1).step_by(2)));
+                let mine = set_dir_times(root, dirs.iter().step_by(2));
+                let other = other.join().map_err(|_| Error::WorkerPanicked)?;
+                mine.and(other)
+            })?;
         }
         Ok(self.stats)
     }
@@ -361,6 +358,36 @@ impl<'o> Extractor<'o> {
             .warnings
             .push(format!("entry {:?}: {what}", show(entry)));
     }
+}
+
+/// Below this many directories their times are set on one thread.
+const PARALLEL_DIR_TIMES: usize = 512;
+
+/// Sets the times of `dirs` (keys beneath `root`). A directory a later entry of the layer
+/// removed (whiteout, opaque directory) is skipped.
+fn set_dir_times<'d>(
+    root: &Root,
+    dirs: impl Iterator<Item = &'d (Vec<u8>, Timestamps)>,
+) -> Result<()> {
+    for (key, times) in dirs {
+        let components: Vec<&[u8]> = if key.is_empty() {
+            Vec::new()
+        } else {
+            key.split(|&b| b == b'/').collect()
+        };
+        let result = match components.split_last() {
+            None => rooted::open_subdir(root.fd(), b".")
+                .and_then(|fd| rfs::futimens(&fd, times).map_err(Into::into)),
+            Some((last, parent)) => root.open_dir(parent).and_then(|fd| {
+                rfs::utimensat(&fd, *last, times, AtFlags::SYMLINK_NOFOLLOW).map_err(Into::into)
+            }),
+        };
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => other.map_err(|e| Error::entry(key, "set directory times", e))?,
+        }
+    }
+    Ok(())
 }
 
 /// The depth below `root` of the directory `dir` (the root is 0) and its group (read now, not

@@ -153,6 +153,7 @@ impl<'o> Extractor<'o> {
             .map_err(|e| Error::entry(entry, "openat", e))?;
         let mut file = std::fs::File::from(fd);
         if self.use_writer
+            && !self.writer.backlogged()
             && hdr.sparse.is_none()
             && hdr.xattrs.is_empty()
             && hdr.size <= SMALL_FILE

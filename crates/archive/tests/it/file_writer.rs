@@ -186,3 +186,59 @@ fn files_get_the_headers_group_beneath_setgid_directories() {
     assert_eq!(owner("plain/ours"), (0, 0));
     assert_eq!(owner("sg"), (0, 4321));
 }
+
+/// A directory with its own mtime (octal field of the hand-made header).
+fn dir_with_mtime(tar: &mut RawTar, name: &[u8], mtime: u64) {
+    let mut h = header(name, b'5', 0, b"", 0o755);
+    let digits = format!("{mtime:011o}");
+    h[136..147].copy_from_slice(digits.as_bytes());
+    h[147] = 0;
+    set_owner(&mut h, 0, 0); // recomputes the checksum
+    tar.raw(h, b"");
+}
+
+#[test]
+fn many_directories_get_their_times_after_every_file_whichever_thread_sets_them() {
+    // More directories than one thread sets (two share them), each with files created in it
+    // after its own entry and subdirectories of its own, so any time set too early is lost.
+    let mut tar = RawTar::new();
+    let count = 700;
+    for i in 0..count {
+        dir_with_mtime(&mut tar, format!("d{i:03}/").as_bytes(), 10_000 + i as u64);
+        dir_with_mtime(
+            &mut tar,
+            format!("d{i:03}/sub/").as_bytes(),
+            20_000 + i as u64,
+        );
+        file_with(
+            &mut tar,
+            format!("d{i:03}/sub/f").as_bytes(),
+            &body(i),
+            0o644,
+            7,
+        );
+        file_with(
+            &mut tar,
+            format!("d{i:03}/f").as_bytes(),
+            &body(i),
+            0o644,
+            7,
+        );
+    }
+    // A later whiteout removes one directory: its time is skipped, not an error.
+    tar.file(b".wh.d001", b"");
+    let archive = tar.finish();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("t");
+    apply_bytes(&target, &archive, &ApplyOptions::default()).expect("apply");
+    assert!(!target.join("d001").exists());
+    for i in (0..count).filter(|&i| i != 1) {
+        let top = std::fs::metadata(target.join(format!("d{i:03}"))).expect("stat");
+        let sub = std::fs::metadata(target.join(format!("d{i:03}/sub"))).expect("stat");
+        assert_eq!(
+            (top.mtime(), sub.mtime()),
+            (10_000 + i as i64, 20_000 + i as i64),
+            "{i}"
+        );
+    }
+}
