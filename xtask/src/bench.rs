@@ -17,6 +17,7 @@ mod options;
 mod pull;
 mod render;
 mod report;
+mod reporting;
 mod scratch;
 mod sections;
 mod settle;
@@ -134,9 +135,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
         eprintln!("bench: skipping rows of {}: {reason}", f.name);
     }
 
+    // Held until the report is written (dropped at the end of `run`, or on an early error).
+    let reporting = reporting::HeldOff::hold();
     let root = ScratchRoot::create(&opts.work)?;
     let scratch = root.tmpfs.join("scratch");
     fs::create_dir_all(&scratch).map_err(|e| format!("mkdir {}: {e}", scratch.display()))?;
+    reporting.warm_up(&scratch)?;
     let mut ctx = Context {
         opts: &opts,
         runner: Runner::new(&scratch, opts.time_limit),
@@ -223,6 +227,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         &load_before,
         &load_after,
         chart_file,
+        &reporting.fact,
     );
     let report = report + &kept_notes(&out);
     fs::write(&out, report).map_err(|e| format!("write {}: {e}", out.display()))?;

@@ -22,6 +22,7 @@ pub(super) fn render(
     load_before: &str,
     load_after: &str,
     chart_file: Option<&str>,
+    page_reporting: &str,
 ) -> String {
     let opts = ctx.opts;
     let mut md = String::new();
@@ -75,6 +76,10 @@ pub(super) fn render(
     for (k, v) in machine_facts() {
         let _ = writeln!(md, "| {k} | {v} |");
     }
+    let _ = writeln!(
+        md,
+        "| free page reporting (VM balloon) | {page_reporting} |"
+    );
     let built = if opts.ours.is_none() {
         let commit = first_line_of(
             "git",
@@ -224,9 +229,12 @@ const METHOD: &str = "\
   binary runs its dependencies optimised), in the same run; the row reports ours ÷ bound.
   The diffs of layers of a few big files (the 1 GiB file, compressible.tar and
   incompressible.tar) are bound by writing their output: `bench-bound write-alone FILE OUT`
-  writes as many bytes as the file holds into a new file beside the diffs' output (the
-  scratch tmpfs), from one 1 MiB buffer, without reading the file: the kernel's page
-  allocation and copy alone, which the diff's writing thread cannot avoid.
+  writes as many bytes as the file holds into the diffs' output path (the scratch tmpfs),
+  from one 1 MiB buffer, without reading the file: the kernel's page allocation and copy
+  alone, which the diff's writing thread cannot avoid. It is timed right after each of our
+  diffs of that row (same output path, same `sync(2)` before), so a row's bound and ours see
+  the same moments of the machine; its baseline is the row's own
+  (`bound-write-alone/DRIVER/FIXTURE`).
 - two-core floor (compressed imports: **the row's bound**): the least wall time any import of
   the layer can take on these two cores, measured in the same run. Its parts are the work
   every import must do: (a) the decoder alone (the library bound), (b) SHA-256 of the blob
@@ -250,6 +258,11 @@ const METHOD: &str = "\
   `recently_deleted`): right after the previous run's `delete-layer` an import of rootfs.tar
   took 3.6 s instead of 0.39 s (the Go tool 4.5 s instead of 1.3 s), the cost of the bench's
   delete-and-recreate cadence, not of the tools. The report's notes say when this applied.
+- free page reporting: in a VM whose balloon driver reports free pages to the host, the bench
+  holds it off for the run (`page_reporting_order` above the largest free block, restored
+  after; the machine table says what it found and did). A reporting pass during a 1 GiB
+  tmpfs write made that write 2–7× slower at random (xtask/src/bench/reporting.rs has the
+  numbers), for every tool alike.
 - goals on the disk: a row's goal checks count only where the comparison tool against itself
   varies by less than the gap between the tools: the spread of its wall times over the runs
   (max − min, with at least two runs) must be less than |its median − ours|. Other rows are
