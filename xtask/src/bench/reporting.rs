@@ -17,9 +17,9 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-/// What [`HeldOff::warm_up`] writes: the bench's largest working set (a 1 GiB layer and the
-/// 1 GiB diff of it), twice over.
-const WARM_UP_BYTES: usize = 4 << 30;
+/// What [`HeldOff::warm_up`] writes at most: the bench's largest working set (a 1 GiB layer and
+/// the 1 GiB diff of it), twice over; never more than a quarter of the memory available.
+const WARM_UP_BYTES: u64 = 4 << 30;
 
 const ORDER: &str = "/sys/module/page_reporting/parameters/page_reporting_order";
 
@@ -78,18 +78,23 @@ impl HeldOff {
         }
     }
 
-    /// Where reporting is now held off: writes [`WARM_UP_BYTES`] into a new file in `dir` and
-    /// removes it (untimed), so that memory reported before the bench began is faulted back
+    /// Where reporting is now held off: writes [`WARM_UP_BYTES`] (at most a quarter of
+    /// `MemAvailable`) into a new file in `dir` and removes it (untimed), so that memory reported before the bench began is faulted back
     /// in here rather than during the first timed run that needs it (a 1 GiB `tar -c` took
     /// 2.3 s instead of 0.74 s without this).
     pub(super) fn warm_up(&self, dir: &Path) -> Result<(), String> {
         if self.restore.is_none() {
             return Ok(());
         }
+        let available = fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|info| mem_available(&info))
+            .unwrap_or(0);
+        let bytes = WARM_UP_BYTES.min(available / 4);
         let path = dir.join("warm-up");
         let chunk = vec![0x5a_u8; 1 << 20];
         let written = fs::File::create(&path).and_then(|mut file| {
-            for _ in 0..WARM_UP_BYTES / chunk.len() {
+            for _ in 0..bytes / chunk.len() as u64 {
                 file.write_all(&chunk)?;
             }
             Ok(())
@@ -118,6 +123,18 @@ impl Drop for HeldOff {
     }
 }
 
+/// `MemAvailable` of /proc/meminfo, in bytes.
+fn mem_available(meminfo: &str) -> Option<u64> {
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
 /// How many block orders the buddy allocator has (its largest order + 1), from the count
 /// columns of /proc/buddyinfo's lines (`Node 0, zone Normal 12 3 …`).
 fn orders(buddyinfo: &str) -> Option<usize> {
@@ -144,6 +161,13 @@ Node 0, zone    DMA32      4      3      5      4      4      5      4      4   
         assert_eq!(orders("Node 0, zone Normal 1 2 3\n"), Some(3));
         assert_eq!(orders(""), None);
         assert_eq!(orders("garbage\n"), None);
+    }
+
+    #[test]
+    fn the_warm_up_is_capped_by_the_memory_available() {
+        let info = "MemTotal:       24000000 kB\nMemAvailable:    2097152 kB\n";
+        assert_eq!(mem_available(info), Some(2 << 30));
+        assert_eq!(mem_available("MemTotal: 1 kB\n"), None);
     }
 
     #[test]

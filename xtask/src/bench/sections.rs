@@ -147,7 +147,7 @@ fn library_bound(f: Fixture) -> Option<(&'static str, &'static str)> {
 /// reading the layer's files and their CRC-64 run on the other thread. Trees of many files are
 /// bound by the filesystem calls, measured by the `tar -c` reference instead. The key is the
 /// row's own: the bound is timed right after each of our diffs, into the same output path
-/// ([`time_write_alone`]), so that both see the same moment of this noisy machine.
+/// ([`time_diff_bound`]), so that both see the same moment of this noisy machine.
 fn diff_bound(f: Fixture, driver: &str) -> Option<(&'static str, &'static str, String)> {
     const FEW_BIG_FILES: &[&str] = &["bigfile.tar", "compressible.tar", "incompressible.tar"];
     FEW_BIG_FILES.contains(&f.plain()).then(|| {
@@ -159,21 +159,21 @@ fn diff_bound(f: Fixture, driver: &str) -> Option<(&'static str, &'static str, S
     })
 }
 
-/// Times `bench-bound write-alone` of `f`'s plain tar into `out` (removed before and after,
-/// untimed, then `sync(2)`, as for the diff it is compared with) into the baseline `key`.
-fn time_write_alone(
+/// Times `bench-bound KIND` of `f`'s plain tar into `out` (removed before and after, untimed,
+/// then `sync(2)`, as for the diff it is compared with) into the baseline `key`.
+fn time_diff_bound(
     ctx: &Context<'_>,
     results: &mut FsResults,
+    (kind, key): (&str, &str),
     f: Fixture,
     out: &Path,
-    key: &str,
 ) -> Result<(), String> {
     let xtask = std::env::current_exe().map_err(|e| format!("the xtask binary: {e}"))?;
     let _ = fs::remove_file(out);
     sync();
     let done = ctx.runner.timed(
         Command::new(&xtask)
-            .args(["bench-bound", "write-alone"])
+            .args(["bench-bound", kind])
             .arg(ctx.fixture(f.plain()))
             .arg(out),
     );
@@ -440,10 +440,10 @@ fn section_import(
                 vec![format!("tar-c/{}", f.plain())],
             ));
             diff.goals = vec![Goal::VsGo(0.25), Goal::VsReference(2.0)];
-            let write_bound = diff_bound(f, driver).map(|(_, label, key)| {
+            let write_bound = diff_bound(f, driver).map(|(kind, label, key)| {
                 diff.bound = Some((label.to_owned(), key.clone()));
                 diff.goals.push(Goal::VsBound(1.1));
-                key
+                (kind, key)
             });
             // gzip-compressed diff (Go: pgzip at its default level): no slower than Go.
             let mut diff_gzip = Row::new("diff", "diff -c (gzip)", driver, f.name);
@@ -523,9 +523,9 @@ fn section_import(
                         }
                         let _ = fs::remove_file(&out);
                         if tool == Tool::Ours
-                            && let Some(key) = &write_bound
+                            && let Some((kind, key)) = &write_bound
                         {
-                            time_write_alone(ctx, results, f, &out, key)?;
+                            time_diff_bound(ctx, results, (kind, key), f, &out)?;
                         }
                         if time_gzip {
                             sync();
