@@ -51,24 +51,89 @@ pub struct Registry {
     token_server: Option<TokenServer>,
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; the tiny race is acceptable in tests).
-pub fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// How many ports [`on_free_port`] tries before it gives up.
+const PORT_ATTEMPTS: usize = 20;
+
+/// Runs `start` with a port on 127.0.0.1 that was free a moment ago, and again with another
+/// port while `start` fails because the port was taken meanwhile (its error says "address
+/// already in use"). A server that binds the port itself can lose it between our check and
+/// its bind; ports are picked below the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`) so that outgoing connections of parallel tests
+/// never take them, and the retry covers the other servers those tests start.
+pub fn on_free_port<T>(mut start: impl FnMut(u16) -> io::Result<T>) -> io::Result<T> {
+    let (low, high) = listening_port_range();
+    let mut last = None;
+    for attempt in 0..PORT_ATTEMPTS {
+        let port = low + (port_seed(attempt) % u64::from(high - low)) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        match start(port) {
+            Err(e) if is_port_taken(&e) => last = Some(e),
+            result => return result,
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("no free port on 127.0.0.1 in {low}..{high} after {PORT_ATTEMPTS} tries"),
+        )
+    }))
+}
+
+/// Whether a server failed to start because its port was taken (`EADDRINUSE`, or a child's
+/// log saying so).
+pub fn is_port_taken(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::AddrInUse || error.to_string().contains("address already in use")
+}
+
+/// Ports for servers the tests start: from 20000 up to the first ephemeral port.
+fn listening_port_range() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    if ephemeral_low > 21000 {
+        (20000, ephemeral_low)
+    } else {
+        // An unusual range: above it instead.
+        (61000, 65000)
+    }
+}
+
+/// A different number for every call in this and parallel processes.
+fn port_seed(attempt: usize) -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mixed = nanos
+        ^ (u64::from(std::process::id()) << 32)
+        ^ crate::unique().wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ attempt as u64;
+    // splitmix64's finaliser, so neighbouring seeds land far apart.
+    let mut z = mixed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 impl Registry {
     /// Starts a registry with `auth` and waits until it answers.
     pub fn start(auth: RegistryAuth) -> io::Result<Registry> {
+        on_free_port(|port| Registry::start_on(&auth, port))
+    }
+
+    fn start_on(auth: &RegistryAuth, port: u16) -> io::Result<Registry> {
         let dir = std::env::temp_dir().join(format!(
             "layerstore-registry-{}-{}",
             std::process::id(),
             crate::unique()
         ));
         std::fs::create_dir_all(dir.join("storage"))?;
-        let port = free_port()?;
         let host = format!("127.0.0.1:{port}");
         let mut token_server = None;
-        let auth_section = match &auth {
+        let auth_section = match auth {
             RegistryAuth::Anonymous => String::new(),
             RegistryAuth::Basic { user, password } => {
                 let hash = bcrypt::hash(password, 4).map_err(io::Error::other)?;
@@ -108,7 +173,7 @@ impl Registry {
             dir,
             host,
             child,
-            auth,
+            auth: auth.clone(),
             token_server,
         };
         registry.wait_ready()?;
@@ -399,4 +464,53 @@ fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_port_is_retried_with_another_and_other_errors_are_returned() {
+        let mut tried = Vec::new();
+        let port = on_free_port(|port| {
+            tried.push(port);
+            if tried.len() < 3 {
+                Err(io::Error::other(format!(
+                    "server exited: listen tcp 127.0.0.1:{port}: bind: address already in use"
+                )))
+            } else {
+                Ok(port)
+            }
+        })
+        .unwrap();
+        assert_eq!(tried.len(), 3);
+        assert_eq!(Some(&port), tried.last());
+        let (low, high) = listening_port_range();
+        assert!(tried.iter().all(|p| (low..high).contains(p)), "{tried:?}");
+
+        let mut calls = 0;
+        let err = on_free_port::<()>(|_| {
+            calls += 1;
+            Err(io::Error::other("config rejected"))
+        })
+        .unwrap_err();
+        assert_eq!((calls, err.to_string().as_str()), (1, "config rejected"));
+    }
+
+    #[test]
+    fn a_port_that_stays_taken_gives_up_naming_the_cause() {
+        let err = on_free_port::<()>(|_| Err(io::ErrorKind::AddrInUse.into())).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn servers_listen_below_the_ephemeral_ports() {
+        let (low, high) = listening_port_range();
+        assert!(low < high);
+        let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .map(|s| s.split_whitespace().next().unwrap().parse().unwrap())
+            .unwrap_or(32768);
+        assert!(high <= ephemeral_low || low > ephemeral_low);
+    }
 }

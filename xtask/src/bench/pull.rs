@@ -17,7 +17,7 @@
 //! home bind-mounted) and removed, run root included.
 
 use std::fs;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -284,14 +284,18 @@ fn registry_config(storage: &Path, host: &str) -> String {
 }
 
 impl LocalRegistry {
+    /// Starts the registry on a free port; a port taken before the registry bound it is
+    /// retried with another (a failed attempt's `dir` goes with its drop and is made anew).
     fn start(dir: &Path) -> Result<LocalRegistry, String> {
+        layerstore_testsupport::registry::on_free_port(|port| {
+            LocalRegistry::start_on(dir, port).map_err(std::io::Error::other)
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    fn start_on(dir: &Path, port: u16) -> Result<LocalRegistry, String> {
         let storage = dir.join("storage");
         fs::create_dir_all(&storage).map_err(|e| format!("mkdir {}: {e}", storage.display()))?;
-        // A free port: bound and released (the tiny race is acceptable for a bench).
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("a free port on 127.0.0.1: {e}"))?
-            .port();
         let host = format!("127.0.0.1:{port}");
         let config = dir.join("config.yml");
         fs::write(&config, registry_config(&storage, &host))
