@@ -23,6 +23,7 @@ const LAYERS: &[&str] = &[
     "layerstore-recordstore",
     "layerstore-images",
     "layerstore-containers",
+    "layerstore-igzip",
     "layerstore-tarsplit",
     "layerstore-archive",
     "layerstore-driver",

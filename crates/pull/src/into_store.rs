@@ -381,10 +381,7 @@ impl BlobDiffer<'_> {
         // Records are gzipped as they are made, as `<id>.tar-split.gz` stores them (the store
         // writes them as they are): the raw JSON of a layer of 57,000 entries is 60 MB, which
         // held whole until the commit was most of a pull's RSS.
-        let packer = layerstore_tarsplit::JsonLinesPacker::new(flate2::write::GzEncoder::new(
-            Vec::new(),
-            flate2::Compression::fast(),
-        ));
+        let packer = layerstore_tarsplit::gzip_packer(Vec::new());
         let applied = match tar_stream(counted) {
             Err(e) => Err(Failure::Read(e)),
             Ok(TarStream::Blob(head, rest)) => {
