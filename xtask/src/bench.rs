@@ -135,6 +135,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
         eprintln!("bench: skipping rows of {}: {reason}", f.name);
     }
 
+    // A signal now unwinds the bench (the guards below put the machine back), not kills it.
+    let interrupted = exec::stop_on_signals()?;
     // Held until the report is written (dropped at the end of `run`, or on an early error).
     let reporting = reporting::HeldOff::hold();
     let root = ScratchRoot::create(&opts.work)?;
@@ -143,7 +145,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     reporting.warm_up(&scratch)?;
     let mut ctx = Context {
         opts: &opts,
-        runner: Runner::new(&scratch, opts.time_limit),
+        runner: Runner::new(&scratch, opts.time_limit).stopped_by(interrupted),
         tools: [ours, opts.go.clone()],
         scratch,
         plain_sha: HashMap::new(),
@@ -174,6 +176,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
         eprintln!("bench: === {} ({})", results.name, results.description);
         run_sections(&mut ctx, &fs_root, &mut results);
         store::remove_tree(&fs_root)?;
+        if ctx.runner.interrupted() {
+            // No report from a cut-short run; the guards restore the machine as this returns.
+            return Err(exec::INTERRUPTED.into());
+        }
         all.push(results);
     }
     let load_after = load_average();

@@ -6,7 +6,31 @@ use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+/// The message of a command stopped, or not started, because the bench was interrupted.
+pub const INTERRUPTED: &str = "interrupted by a signal: the bench stops and cleans up";
+
+/// Makes SIGINT, SIGTERM and SIGHUP set the returned flag instead of killing the bench, so a
+/// [`Runner`] given it ([`Runner::stopped_by`]) ends the running command and fails the next:
+/// the bench then unwinds, and its guards put the machine back (page reporting's order, the
+/// scratch tmpfs, the test registry). A second signal ends the bench at once (exit 130).
+pub fn stop_on_signals() -> Result<Arc<AtomicBool>, String> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        // Registered first, so it sees the flag as the previous signal left it.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&flag))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&flag)))
+            .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
+    }
+    Ok(flag)
+}
 
 /// What one timed run of a command cost.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,6 +57,7 @@ pub struct Finished {
 pub struct Runner {
     scratch: PathBuf,
     time_limit: Duration,
+    interrupted: Arc<AtomicBool>,
 }
 
 impl Runner {
@@ -42,7 +67,20 @@ impl Runner {
         Runner {
             scratch: scratch.to_path_buf(),
             time_limit,
+            interrupted: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// This runner with `flag` (from [`stop_on_signals`]): once it is set, the running command
+    /// is killed and every command fails with [`INTERRUPTED`] instead of starting.
+    pub fn stopped_by(mut self, flag: Arc<AtomicBool>) -> Runner {
+        self.interrupted = flag;
+        self
+    }
+
+    /// Whether the bench was interrupted ([`Runner::stopped_by`]'s flag is set).
+    pub fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::Relaxed)
     }
 
     /// Runs `cmd` to completion, timed; fails (with the tail of stderr) unless it exits 0.
@@ -56,6 +94,9 @@ impl Runner {
     }
 
     fn execute(&self, cmd: &mut Command, capture: bool) -> Result<Finished, String> {
+        if self.interrupted.load(Ordering::Relaxed) {
+            return Err(INTERRUPTED.into());
+        }
         let out_path = self.scratch.join("stdout");
         let err_path = self.scratch.join("stderr");
         let stdout = if capture {
@@ -69,7 +110,7 @@ impl Runner {
         cmd.stdin(Stdio::null())
             .stdout(stdout)
             .stderr(Stdio::from(stderr));
-        let (status, sample) = spawn_and_wait4(cmd, self.time_limit)?;
+        let (status, sample) = spawn_and_wait4(cmd, self.time_limit, &self.interrupted)?;
         let text = if capture {
             read_lossy(&out_path)
         } else {
@@ -117,31 +158,54 @@ pub fn describe(cmd: &Command) -> String {
     parts.join(" ")
 }
 
-/// Waits until the child behind `pid` exits or `limit` passes; then kills it. A pidfd cannot
-/// name a recycled pid, and poll(2) on it wakes at the exit itself (no polling delay).
-fn enforce_time_limit(pid: libc::pid_t, limit: Duration, what: &str) -> Result<bool, String> {
+/// Why a command was killed before it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Killed {
+    /// It ran past the time limit.
+    TimeLimit,
+    /// The bench was interrupted ([`stop_on_signals`]).
+    Interrupted,
+}
+
+/// How often a wait looks at the interrupt flag: a signal may reach another thread than the
+/// waiting one, whose poll(2) then goes on sleeping.
+const INTERRUPT_CHECK: Duration = Duration::from_millis(200);
+
+/// Waits until the child behind `pid` exits, `limit` passes or `interrupted` is set; in the
+/// latter two cases kills it. A pidfd cannot name a recycled pid, and poll(2) on it wakes at
+/// the exit itself (no polling delay).
+fn enforce_time_limit(
+    pid: libc::pid_t,
+    limit: Duration,
+    what: &str,
+    interrupted: &AtomicBool,
+) -> Result<Option<Killed>, String> {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
     let pid = Pid::from_raw(pid).ok_or_else(|| format!("bad pid {pid}"))?;
     let pidfd = pidfd_open(pid, PidfdFlags::empty()).map_err(|e| format!("pidfd_open: {e}"))?;
     let deadline = Instant::now() + limit;
     loop {
+        if interrupted.load(Ordering::Relaxed) {
+            // It may have exited just now; then there is nothing to kill.
+            let _ = pidfd_send_signal(&pidfd, Signal::KILL);
+            return Ok(Some(Killed::Interrupted));
+        }
         let left = deadline.saturating_duration_since(Instant::now());
+        let slice = left.min(INTERRUPT_CHECK);
         let timeout = Timespec {
-            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
-            tv_nsec: i64::from(left.subsec_nanos()),
+            tv_sec: i64::try_from(slice.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(slice.subsec_nanos()),
         };
         let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
         match poll(&mut fds, Some(&timeout)) {
             Ok(0) if left.is_zero() => {
                 eprintln!("bench: `{what}` still running after {limit:?}: killing it");
-                // It may have exited just now; then there is nothing to kill.
                 let _ = pidfd_send_signal(&pidfd, Signal::KILL);
-                return Ok(true);
+                return Ok(Some(Killed::TimeLimit));
             }
-            Ok(0) => continue,
-            Ok(_) => return Ok(false),
-            Err(rustix::io::Errno::INTR) => continue,
+            Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+            Ok(_) => return Ok(None),
             Err(e) => return Err(format!("poll on the pidfd of `{what}`: {e}")),
         }
     }
@@ -162,7 +226,11 @@ fn reset_own_peak_rss() {
 }
 
 /// Spawns `cmd` and reaps it with `wait4`, which also hands back its rusage.
-fn spawn_and_wait4(cmd: &mut Command, limit: Duration) -> Result<(ExitStatus, Sample), String> {
+fn spawn_and_wait4(
+    cmd: &mut Command,
+    limit: Duration,
+    interrupted: &AtomicBool,
+) -> Result<(ExitStatus, Sample), String> {
     reset_own_peak_rss();
     let started = Instant::now();
     let child = cmd
@@ -170,7 +238,7 @@ fn spawn_and_wait4(cmd: &mut Command, limit: Duration) -> Result<(ExitStatus, Sa
         .map_err(|e| format!("cannot run `{}`: {e}", describe(cmd)))?;
     let pid = libc::pid_t::try_from(child.id())
         .map_err(|_| format!("pid {} out of range", child.id()))?;
-    let killed = enforce_time_limit(pid, limit, &describe(cmd))?;
+    let killed = enforce_time_limit(pid, limit, &describe(cmd), interrupted)?;
     let mut status: libc::c_int = 0;
     // SAFETY: `rusage` is a C struct of integers and `timeval`s; all-zero bytes are valid.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -188,11 +256,15 @@ fn spawn_and_wait4(cmd: &mut Command, limit: Duration) -> Result<(ExitStatus, Sa
     }
     let wall = started.elapsed();
     drop(child);
-    if killed {
-        return Err(format!(
-            "`{}` killed after the time limit of {limit:?}",
-            describe(cmd)
-        ));
+    match killed {
+        Some(Killed::TimeLimit) => {
+            return Err(format!(
+                "`{}` killed after the time limit of {limit:?}",
+                describe(cmd)
+            ));
+        }
+        Some(Killed::Interrupted) => return Err(INTERRUPTED.into()),
+        None => {}
     }
     let cpu = timeval(usage.ru_utime) + timeval(usage.ru_stime);
     let max_rss_kib = u64::try_from(usage.ru_maxrss).unwrap_or(0);
@@ -270,6 +342,43 @@ mod tests {
             .expect_err("killed");
         assert!(err.contains("time limit"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn an_interrupt_kills_the_running_command_and_refuses_the_next() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flag = Arc::new(AtomicBool::new(false));
+        let runner = Runner::new(dir.path(), Duration::from_secs(60)).stopped_by(Arc::clone(&flag));
+        runner
+            .timed(&mut Command::new("true"))
+            .expect("runs before the interrupt");
+        let setter = {
+            let flag = Arc::clone(&flag);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                flag.store(true, Ordering::Relaxed);
+            })
+        };
+        let started = Instant::now();
+        let err = runner
+            .timed(Command::new("sleep").arg("30"))
+            .expect_err("killed by the interrupt");
+        setter.join().expect("setter");
+        assert_eq!(err, INTERRUPTED);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        let marker = dir.path().join("ran");
+        let err = runner
+            .timed(Command::new("touch").arg(&marker))
+            .expect_err("not started");
+        assert_eq!(err, INTERRUPTED);
+        assert!(
+            !marker.exists(),
+            "the command after the interrupt never ran"
+        );
     }
 
     #[test]

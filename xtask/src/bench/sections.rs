@@ -83,10 +83,15 @@ impl Broken {
 
 pub(super) fn run_sections(ctx: &mut Context<'_>, fs_root: &Path, results: &mut FsResults) {
     let opts = ctx.opts;
+    let runner = ctx.runner.clone();
     let timed_section =
         |name: &str,
          results: &mut FsResults,
          f: &mut dyn FnMut(&mut FsResults) -> Result<(), String>| {
+            if runner.interrupted() {
+                // Every command would fail at once: the caller stops after this filesystem.
+                return;
+            }
             let before = load_average();
             eprintln!("bench: --- {name} (load {before})");
             // A section that cannot go on is reported; the others still run.
