@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
 use data_encoding::BASE64;
-use flate2::read::GzDecoder;
 use serde::Deserialize;
 
 use crate::error::{Error, lossy};
@@ -610,14 +609,81 @@ impl<R: BufRead> Iterator for Unpacker<R> {
     }
 }
 
-/// Reads a `<layer-id>.tar-split.gz` stream.
-pub fn read_tar_split_gz<R: Read>(r: R) -> Unpacker<BufReader<GzDecoder<R>>> {
-    Unpacker::new(BufReader::with_capacity(256 << 10, GzDecoder::new(r)))
+/// Reads a `<layer-id>.tar-split.gz` stream: every gzip member in turn, as Go's
+/// `gzip.Reader` does ([`TarSplitGunzip`]).
+pub fn read_tar_split_gz<R: Read>(r: R) -> Unpacker<BufReader<TarSplitGunzip<R>>> {
+    Unpacker::new(BufReader::with_capacity(256 << 10, TarSplitGunzip::new(r)))
+}
+
+/// The gzip reader of `<layer-id>.tar-split.gz`: ISA-L's inflate where this build has it,
+/// zlib-rs otherwise. Both read every member until the input ends, as Go's `gzip.Reader`
+/// (multistream by default) does, and refuse bytes after a member that do not start another.
+pub enum TarSplitGunzip<R: Read> {
+    /// ISA-L.
+    Isal(layerstore_igzip::MultiGzDecoder<BufReader<R>>),
+    /// zlib-rs (flate2), boxed: its state is large, and rarely used.
+    Zlib(Box<flate2::read::MultiGzDecoder<R>>),
+    /// ISA-L could not allocate its state: the error, given on the first read.
+    Failed(Option<io::Error>),
+}
+
+impl<R: Read> std::fmt::Debug for TarSplitGunzip<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TarSplitGunzip::Isal(_) => "TarSplitGunzip::Isal",
+            TarSplitGunzip::Zlib(_) => "TarSplitGunzip::Zlib",
+            TarSplitGunzip::Failed(_) => "TarSplitGunzip::Failed",
+        })
+    }
+}
+
+impl<R: Read> TarSplitGunzip<R> {
+    /// A reader of the gzip stream `r`.
+    pub fn new(r: R) -> Self {
+        if !layerstore_igzip::AVAILABLE {
+            return TarSplitGunzip::Zlib(Box::new(flate2::read::MultiGzDecoder::new(r)));
+        }
+        match layerstore_igzip::MultiGzDecoder::new(BufReader::with_capacity(128 << 10, r)) {
+            Ok(isal) => TarSplitGunzip::Isal(isal),
+            Err(e) => TarSplitGunzip::Failed(Some(e.into())),
+        }
+    }
+}
+
+impl<R: Read> Read for TarSplitGunzip<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            TarSplitGunzip::Isal(gz) => gz.read(buf),
+            TarSplitGunzip::Zlib(gz) => gz.read(buf),
+            TarSplitGunzip::Failed(e) => Err(e
+                .take()
+                .unwrap_or_else(|| io::Error::other("the tar-split gzip reader failed"))),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_gzip_member_of_a_tar_split_gz_is_read_as_go_does() {
+        let mut first = JsonLinesPacker::new(Vec::new());
+        first.put(Entry::segment(b"first".to_vec())).expect("put");
+        let mut second = JsonLinesPacker::new(Vec::new());
+        second.position = 1;
+        second.put(Entry::segment(b"second".to_vec())).expect("put");
+        let mut gz = write_gzipped_records(Vec::new(), &first.into_inner().expect("plain"))
+            .expect("member 1");
+        gz = write_gzipped_records(gz, &second.into_inner().expect("plain")).expect("member 2");
+        let payloads: Vec<Vec<u8>> = read_tar_split_gz(&gz[..])
+            .map(|e| e.expect("entry").payload.expect("payload"))
+            .collect();
+        assert_eq!(payloads, [b"first".to_vec(), b"second".to_vec()]);
+        // Bytes after a member that do not start another are an error, not ignored.
+        gz.extend_from_slice(b"junk");
+        assert!(read_tar_split_gz(&gz[..]).any(|e| e.is_err()));
+    }
 
     #[test]
     fn records_written_gzipped_read_back_as_the_packer_wrote_them() {

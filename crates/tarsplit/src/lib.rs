@@ -133,8 +133,8 @@ pub use assemble::{
 };
 pub use disassemble::{ChunkRead, Disassembler, TeeDisassembler, disassemble};
 pub use entry::{
-    Entry, EntryKind, EntrySink, JsonLinesPacker, TarSplitGzip, Unpacker, gzip_packer,
-    read_tar_split_gz, write_gzipped_records,
+    Entry, EntryKind, EntrySink, JsonLinesPacker, TarSplitGunzip, TarSplitGzip, Unpacker,
+    gzip_packer, read_tar_split_gz, write_gzipped_records,
 };
 pub use error::Error;
 pub use gzip_thread::{GzipThread, gzip_packer_on_thread};
