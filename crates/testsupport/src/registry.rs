@@ -87,17 +87,30 @@ pub fn is_port_taken(error: &io::Error) -> bool {
     error.kind() == io::ErrorKind::AddrInUse || error.to_string().contains("address already in use")
 }
 
-/// Ports for servers the tests start: from 20000 up to the first ephemeral port.
+/// Ports for servers the tests start, outside the kernel's ephemeral range.
 fn listening_port_range() -> (u16, u16) {
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    if ephemeral_low > 21000 {
-        (20000, ephemeral_low)
+        .and_then(|s| {
+            let mut bounds = s.split_whitespace().map(|b| b.parse::<u16>().ok());
+            Some((bounds.next()??, bounds.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    outside(ephemeral)
+}
+
+/// At least 1000 ports below the ephemeral range `(low, high)` (from 20000, or from 1024 when
+/// it starts low), else above it; a range that leaves neither gives up that guarantee and
+/// takes 20000..30000 (the retry still covers a clash).
+fn outside((low, high): (u16, u16)) -> (u16, u16) {
+    if low >= 21000 {
+        (20000, low)
+    } else if low >= 2024 {
+        (1024, low)
+    } else if high <= 64535 {
+        (high + 1, u16::MAX)
     } else {
-        // An unusual range: above it instead.
-        (61000, 65000)
+        (20000, 30000)
     }
 }
 
@@ -505,7 +518,11 @@ mod tests {
     }
 
     #[test]
-    fn servers_listen_below_the_ephemeral_ports() {
+    fn servers_listen_outside_the_ephemeral_ports() {
+        assert_eq!(outside((32768, 60999)), (20000, 32768));
+        assert_eq!(outside((10000, 60999)), (1024, 10000));
+        assert_eq!(outside((1024, 40000)), (40001, u16::MAX));
+        assert_eq!(outside((1024, 65535)), (20000, 30000));
         let (low, high) = listening_port_range();
         assert!(low < high);
         let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
