@@ -15,9 +15,10 @@
 //! and groups of one-letter flags (`-nj NAME`) are mflag's too: [`crate::mflag`] rewrites
 //! them before clap parses.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Arg, ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser};
+use clap::{Arg, ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::spec::{CommandSpec, command_spec};
 
@@ -45,14 +46,17 @@ pub fn parse_go_bool(value: &str) -> Result<bool, String> {
     disable_help_subcommand = true,
     disable_version_flag = true,
     allow_external_subcommands = true,
+    external_subcommand_value_parser = clap::value_parser!(String),
     args_override_self = true
 )]
 pub struct Cli {
     /// Flags every command takes.
     #[command(flatten)]
     pub global: GlobalOptions,
-    /// The command; `None` prints the usage.
-    #[command(subcommand)]
+    /// The command; `None` prints the usage. Not a clap `subcommand` field, so that
+    /// `Cli::command()` defines the global flags alone: [`command`] adds every command,
+    /// [`command_for`] only the one a command line names, and [`parse_with`] fills this in.
+    #[arg(skip)]
     pub command: Option<Command>,
     /// The Go tool's facts about the command ([`parse`] fills it in from the name clap matched,
     /// an alias resolved); `None` without a command and for [`Command::External`].
@@ -217,32 +221,53 @@ pub struct MapFlags {
 /// The ID of each command's own `--storage-opt` (the occurrences after the command word).
 const STORAGE_OPT_AFTER_COMMAND: &str = "storage_opts_after_command";
 
-/// The whole command line's clap definition: [`Cli`]'s, with each command's description taken
-/// from [`crate::spec::COMMANDS`] and `--storage-opt` added to every command (see
-/// [`GlobalOptions::storage_opts`]).
+/// The whole command line's clap definition: [`Cli`]'s global flags and every command, each
+/// command's description taken from [`crate::spec::COMMANDS`] and `--storage-opt` added to every
+/// command (see [`GlobalOptions::storage_opts`]). Help, completions and the tests use it; a
+/// command line is parsed with [`command_for`]'s smaller definition.
 pub fn command() -> clap::Command {
-    let after = Arg::new(STORAGE_OPT_AFTER_COMMAND)
-        .long("storage-opt")
-        .action(ArgAction::Append)
-        .allow_hyphen_values(true)
-        .value_name("STORAGE_OPTS")
-        .help("Set storage driver options ($STORAGE_OPTS)");
-    Cli::command().mut_subcommands(|sub| {
-        // One table holds the descriptions: the Go tool's (see `crate::spec`).
-        let about = command_spec(sub.get_name()).map(|spec| spec.about);
-        sub.about(about).long_about(None::<&str>).arg(after.clone())
-    })
+    Command::augment_subcommands(Cli::command()).mut_subcommands(finish_command)
+}
+
+/// The definition that parses `argv` (program name first): [`command`]'s with only the command
+/// the line names. Building every command, and clap copying the global flags into each, was
+/// most of a process start's CPU time (about 60 commands); where mflag's reading finds no
+/// command word, the full definition is used, so clap sees what it always saw.
+pub fn command_for(argv: &[OsString]) -> clap::Command {
+    let top = Cli::command();
+    let Some(word) = crate::mflag::command_word(argv, &top) else {
+        return command();
+    };
+    match Command::augment_subcommands(clap::Command::new("commands")).find_subcommand(&word) {
+        Some(sub) => top.subcommand(finish_command(sub.clone())),
+        // An unknown command: clap makes it the external one.
+        None => top,
+    }
+}
+
+/// What [`command`] adds to each derived command: its description and its `--storage-opt`.
+fn finish_command(sub: clap::Command) -> clap::Command {
+    // One table holds the descriptions: the Go tool's (see `crate::spec`).
+    let about = command_spec(sub.get_name()).map(|spec| spec.about);
+    sub.about(about).long_about(None::<&str>).arg(
+        Arg::new(STORAGE_OPT_AFTER_COMMAND)
+            .long("storage-opt")
+            .action(ArgAction::Append)
+            .allow_hyphen_values(true)
+            .value_name("STORAGE_OPTS")
+            .help("Set storage driver options ($STORAGE_OPTS)"),
+    )
 }
 
 /// Parses a command line as the Go tool's two flag sets do: global flags before the command,
-/// then the command's flags, where the global ones may come again.
-pub fn parse<I, T>(argv: I) -> Result<Cli, clap::Error>
-where
-    I: IntoIterator<Item = T>,
-    T: Into<std::ffi::OsString> + Clone,
-{
-    let matches = command().try_get_matches_from(argv)?;
+/// then the command's flags, where the global ones may come again. `definition` is
+/// [`command_for`]'s for this line (or [`command`]'s).
+pub fn parse_with(definition: &mut clap::Command, argv: &[OsString]) -> Result<Cli, clap::Error> {
+    let matches = definition.try_get_matches_from_mut(argv)?;
     let mut cli = Cli::from_arg_matches(&matches)?;
+    if matches.subcommand().is_some() {
+        cli.command = Some(Command::from_arg_matches(&matches)?);
+    }
     cli.spec = matches.subcommand_name().and_then(command_spec);
     cli.global
         .storage_opts
@@ -267,14 +292,56 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
+    /// Parses as `main` does: with the definition [`command_for`] picks for the line.
+    fn try_parse<T: Into<OsString> + Clone>(
+        argv: impl IntoIterator<Item = T>,
+    ) -> Result<Cli, clap::Error> {
+        let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+        parse_with(&mut command_for(&argv), &argv)
+    }
+
     fn parse(args: &[&str]) -> Cli {
-        super::parse(args).expect("parses")
+        try_parse(args).expect("parses")
     }
 
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
         command().debug_assert();
+    }
+
+    #[test]
+    fn one_commands_definition_parses_as_the_whole_one() {
+        let whole = command();
+        for sub in whole.get_subcommands() {
+            for name in std::iter::once(sub.get_name()).chain(sub.get_all_aliases()) {
+                for line in [
+                    vec!["cs", name],
+                    vec!["cs", "-gD", "/g", name, "--storage-opt=a", "-D", "x"],
+                    vec!["cs", "--run", "/r", name, "--json", "-R", "/r2", "-j", "y", "z"],
+                    vec!["cs", name, "--no-such-flag"],
+                ] {
+                    let argv: Vec<OsString> = line.iter().map(OsString::from).collect();
+                    let mut one = command_for(&argv);
+                    assert_eq!(one.get_subcommands().count(), 1, "{line:?}");
+                    let by_one = parse_with(&mut one, &argv);
+                    let by_whole = parse_with(&mut command(), &argv);
+                    assert_eq!(
+                        by_one.map(|cli| format!("{cli:?}")).map_err(|e| e.kind()),
+                        by_whole.map(|cli| format!("{cli:?}")).map_err(|e| e.kind()),
+                        "{line:?}"
+                    );
+                }
+            }
+        }
+        // No command word, or one after `--`: the whole definition.
+        for line in [&["cs", "-D"][..], &["cs", "--", "layers"]] {
+            let argv: Vec<OsString> = line.iter().map(OsString::from).collect();
+            assert_eq!(
+                command_for(&argv).get_subcommands().count(),
+                whole.get_subcommands().count()
+            );
+        }
     }
 
     #[test]
@@ -363,7 +430,7 @@ mod tests {
             panic!("not layers")
         };
         assert_eq!((tree, json.on()), (Some(true), false));
-        assert!(super::parse(["cs", "layers", "--json=maybe"]).is_err());
+        assert!(try_parse(["cs", "layers", "--json=maybe"]).is_err());
     }
 
     #[test]

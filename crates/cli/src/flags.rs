@@ -6,10 +6,8 @@ use std::ffi::OsString;
 use std::io::{self, Write};
 use std::path::Path;
 
-use clap::CommandFactory;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 
-use crate::args::Cli;
 use crate::usage::{Usage, top_usage};
 
 /// Exit code of flag errors (mflag's `ExitOnError`).
@@ -155,9 +153,9 @@ pub fn report_group_error(argv: &[OsString], err: &crate::mflag::GroupError) -> 
 }
 
 /// The word the user typed for the command (an alias shows as itself).
-pub fn typed_command(argv: &[OsString], canonical: &str) -> String {
-    let cli = Cli::command();
-    let names: Vec<String> = cli
+/// `definition` is the one the line was parsed with.
+pub fn typed_command(argv: &[OsString], definition: &clap::Command, canonical: &str) -> String {
+    let names: Vec<String> = definition
         .find_subcommand(canonical)
         .map(|sub| {
             std::iter::once(sub.get_name().to_string())
@@ -199,8 +197,14 @@ mod tests {
     #[test]
     fn aliases_are_reported_as_typed() {
         let words = argv(&["cs", "-s", "vfs", "umount", "x"]);
-        assert_eq!(typed_command(&words, "unmount"), "umount");
-        assert_eq!(typed_command(&argv(&["cs", "layers"]), "layers"), "layers");
+        assert_eq!(
+            typed_command(&words, &crate::args::command(), "unmount"),
+            "umount"
+        );
+        assert_eq!(
+            typed_command(&argv(&["cs", "layers"]), &crate::args::command(), "layers"),
+            "layers"
+        );
     }
 
     #[test]

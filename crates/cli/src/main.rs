@@ -185,12 +185,13 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
         print_usage(&top_usage(&base, false), false)?;
         return Ok(1);
     }
-    let argv = match mflag::rewrite(argv, &args::command()) {
+    let mut definition = args::command_for(argv);
+    let argv = match mflag::rewrite(argv, &definition) {
         Ok(words) => words,
         Err(err) => return Ok(report_group_error(argv, &err)?),
     };
     let argv = argv.as_slice();
-    let cli = match args::parse(argv) {
+    let cli = match args::parse_with(&mut definition, argv) {
         Ok(cli) => cli,
         Err(err) => return Ok(report_parse_error(argv, &err)?),
     };
@@ -208,7 +209,7 @@ fn run(argv: &[OsString]) -> anyhow::Result<u8> {
         println!("{word}: unrecognized command.");
         return Ok(1);
     };
-    let typed = typed_command(argv, spec.name);
+    let typed = typed_command(argv, &definition, spec.name);
     if cli.global.help {
         print_usage(
             &command_usage(&base, &typed, spec, &flag_defaults(&cli, &env)),

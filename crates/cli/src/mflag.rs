@@ -107,12 +107,29 @@ fn trim_quotes(value: &str) -> &str {
 /// Rewrites `argv` (program name first) as described in the [module docs](self), or reports
 /// the group of letters mflag would refuse.
 pub fn rewrite(argv: &[OsString], cli: &clap::Command) -> Result<Vec<OsString>, GroupError> {
+    scan(argv, cli).map(|(words, _)| words)
+}
+
+/// The command word of `argv` as mflag finds it: the first word that is neither a global flag
+/// nor a global flag's value. `None` when there is none before the end or a `--`, or when a
+/// group of letters before it is refused. `top` needs only the global flags: the commands'
+/// definitions play no part in finding the word.
+pub fn command_word(argv: &[OsString], top: &clap::Command) -> Option<String> {
+    scan(argv, top).ok().and_then(|(_, word)| word)
+}
+
+/// [`rewrite`], and the command word when one was found.
+fn scan(
+    argv: &[OsString],
+    cli: &clap::Command,
+) -> Result<(Vec<OsString>, Option<String>), GroupError> {
     let (top, commands) = scopes(cli);
     let mut out: Vec<OsString> = Vec::with_capacity(argv.len());
     let mut words = argv.iter().cloned();
     out.extend(words.next());
     let mut scope = Some(&top);
     let mut before_command = true;
+    let mut command_word = None;
     while let Some(word) = words.next() {
         let Some(current) = scope else {
             out.push(word);
@@ -132,6 +149,7 @@ pub fn rewrite(argv: &[OsString], cli: &clap::Command) -> Result<Vec<OsString>, 
                 before_command = false;
                 // An unknown command is the Go tool's "unrecognized command": leave it be.
                 scope = commands.get(&text);
+                command_word = Some(text);
             }
             out.push(word);
             continue;
@@ -198,7 +216,7 @@ pub fn rewrite(argv: &[OsString], cli: &clap::Command) -> Result<Vec<OsString>, 
         }
         out.extend(group);
     }
-    Ok(out)
+    Ok((out, command_word))
 }
 
 #[cfg(test)]

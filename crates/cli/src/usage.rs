@@ -140,7 +140,7 @@ pub fn command_usage(
     spec: &CommandSpec,
     defaults: &FlagDefaults,
 ) -> Usage {
-    let cli = Cli::command();
+    let cli = crate::args::command();
     let mut rows: Vec<FlagRow> = global_args()
         .iter()
         .filter_map(|arg| row(arg, defaults))
@@ -148,7 +148,12 @@ pub fn command_usage(
     if let Some(sub) = cli.find_subcommand(spec.name) {
         rows.extend(
             sub.get_arguments()
-                .filter(|arg| !arg.is_global_set() && !arg.is_positional())
+                // `--storage-opt` is among the global rows already.
+                .filter(|arg| {
+                    !arg.is_global_set()
+                        && !arg.is_positional()
+                        && arg.get_long() != Some("storage-opt")
+                })
                 .filter_map(|arg| row(arg, defaults)),
         );
     }
