@@ -17,6 +17,8 @@
 //! entries come earlier in the archive (first error wins, as in a one-thread extraction).
 //! Before the extracting thread may block on input it calls [`FileWriter::flush`], so a
 //! stalled input never keeps finished files open (a read-only remount, for one, needs that).
+//! The worker is a `SCHED_BATCH` thread, so that waking it never preempts the extracting
+//! thread (`crate::sched`).
 //!
 //! `fchown` is skipped when the extracting thread proved it a no-op (the owner is us and the
 //! parent's group is our group: a setgid parent cannot make it another). Considered and left
@@ -274,6 +276,8 @@ impl Worker {
         let done = Arc::new(AtomicU64::new(0));
         let finished = Arc::clone(&done);
         let thread = std::thread::spawn(move || -> Result<()> {
+            // Woken for every batch: it must not preempt the extracting thread.
+            crate::sched::run_as_batch_thread();
             for mut batch in rx {
                 for job in batch.jobs.drain(..) {
                     let finished = finish_file(job, &batch.names, &batch.data, ignore_chown_errors);

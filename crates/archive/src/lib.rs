@@ -131,7 +131,8 @@
 //!   [`ApplyReport::warnings`]; in overlay style, archive xattrs under `trusted.overlay.` are
 //!   dropped with a warning so a layer cannot forge overlay metadata.
 
-#![forbid(unsafe_code)]
+// One syscall wrapper (`sched`) needs `unsafe`; nothing else may.
+#![deny(unsafe_code)]
 
 mod apply;
 mod changes;
@@ -147,6 +148,7 @@ mod idmap;
 mod options;
 pub mod pipe;
 mod rooted;
+mod sched;
 pub mod tree;
 pub mod whiteout;
 pub mod zstd_chunked;
