@@ -318,7 +318,9 @@ mod tests {
                 for line in [
                     vec!["cs", name],
                     vec!["cs", "-gD", "/g", name, "--storage-opt=a", "-D", "x"],
-                    vec!["cs", "--run", "/r", name, "--json", "-R", "/r2", "-j", "y", "z"],
+                    vec![
+                        "cs", "--run", "/r", name, "--json", "-R", "/r2", "-j", "y", "z",
+                    ],
                     vec!["cs", name, "--no-such-flag"],
                 ] {
                     let argv: Vec<OsString> = line.iter().map(OsString::from).collect();
