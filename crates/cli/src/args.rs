@@ -336,14 +336,25 @@ mod tests {
                 }
             }
         }
-        // No command word, or one after `--`: the whole definition.
-        for line in [&["cs", "-D"][..], &["cs", "--", "layers"]] {
+        // No command word (nothing, or a flag, after `--`): the whole definition.
+        for line in [
+            &["cs", "-D"][..],
+            &["cs", "--"],
+            &["cs", "--", "-j", "layers"],
+        ] {
             let argv: Vec<OsString> = line.iter().map(OsString::from).collect();
             assert_eq!(
                 command_for(&argv).get_subcommands().count(),
                 whole.get_subcommands().count()
             );
         }
+        // `--` before a word ends the global flags: the word is the command.
+        let argv: Vec<OsString> = ["cs", "--", "layers"].map(OsString::from).to_vec();
+        let mut one = command_for(&argv);
+        assert_eq!(one.get_subcommands().count(), 1);
+        let rewritten = crate::mflag::rewrite(&argv, &one).expect("rewrites");
+        let cli = parse_with(&mut one, &rewritten).expect("parses");
+        assert!(matches!(cli.command, Some(Command::Layers { .. })));
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //!
 //! The words are rewritten into the spelling clap reads the same way (`-nj x` becomes
 //! `-n x -j`, `--name="q"` becomes `--name=q`); nothing else changes. A value-taking flag's
-//! value is never rewritten as a flag, and `--` ends the flags.
+//! value is never rewritten as a flag, and `--` ends the flags. Before the command word, a
+//! `--` followed by a word is dropped: it ends the global flags, as in mflag.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -140,6 +141,14 @@ fn scan(
             continue;
         };
         if text == "--" {
+            // Before the command word, `--` ends only the global flags (the Go tool's
+            // `cs -- layers` runs `layers`): it goes, and the next word is the command.
+            if before_command
+                && let Some(next) = words.clone().next()
+                && next.to_str().is_some_and(|n| !n.starts_with('-'))
+            {
+                continue;
+            }
             out.push(word);
             out.extend(words.by_ref());
             break;
@@ -278,6 +287,15 @@ mod tests {
             rewritten("cs create-layer -- -nj").unwrap(),
             "cs create-layer -- -nj"
         );
+    }
+
+    #[test]
+    fn a_double_dash_before_the_command_ends_only_the_global_flags() {
+        assert_eq!(rewritten("cs -- layers -jt").unwrap(), "cs layers -j -t");
+        assert_eq!(rewritten("cs -D -- layers").unwrap(), "cs -D layers");
+        // Nothing, or a flag, after it: left to clap as before.
+        assert_eq!(rewritten("cs --").unwrap(), "cs --");
+        assert_eq!(rewritten("cs -- -j layers").unwrap(), "cs -- -j layers");
     }
 
     #[test]
