@@ -36,6 +36,11 @@ impl<R: Read> HashingReader<R> {
         self.hashing = false;
     }
 
+    /// The reader read through.
+    pub(crate) fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
     /// Reads and hashes everything left in the input.
     pub(crate) fn drain(&mut self) -> io::Result<()> {
         io::copy(self, &mut io::sink()).map(drop)

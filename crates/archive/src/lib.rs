@@ -16,8 +16,9 @@
 //! * creates every entry beneath the target directory.
 //!
 //! Up to three threads share the work. A *reader* reads, hashes and decompresses the input into
-//! a bounded pipe (at most 4 MiB in flight); the caller's thread hashes the decompressed stream
-//! (a plain layer is hashed once, on the reader), parses it and makes every filesystem call that
+//! a bounded pipe (at most 4 MiB in flight); the decompressed stream is hashed in that pipe by
+//! whichever side has time (`pipe::hashing_pipe`; a plain layer is hashed once, on the
+//! reader); the caller's thread parses it and makes every filesystem call that
 //! names a path, in archive order; for plain and zstd layers a *file writer* thread finishes the
 //! small regular files the caller's thread created (content, owner, mode, times through the
 //! open fd; at most 6 MiB and 192 files in flight). Before the caller's thread waits for input

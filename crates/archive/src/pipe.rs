@@ -1,16 +1,28 @@
-//! A bounded in-process byte pipe between two threads: chunks travel through a `sync_channel`,
-//! so at most `depth` chunks are in flight (bounded memory), and emptied buffers flow back to
-//! the writer to be reused. The reading side can tell whether a read would find bytes waiting
+//! A bounded in-process byte pipe between two threads: at most `depth` chunks of up to
+//! [`CHUNK`] bytes are in flight (bounded memory), and emptied buffers flow back to the writer
+//! to be reused. The reading side can tell whether a read would find bytes waiting
 //! ([`Readiness`]), so it can finish pending work before it blocks.
+//!
+//! A [`hashing_pipe`] also computes the SHA-256 of the stream ([`PipeReader::digest`]), on
+//! whichever side has time for it: the reader hashes each chunk as it takes it, unless the
+//! writer did first. The writer hashes the chunks waiting in the pipe whenever it finds the
+//! pipe full (it would only sleep), and those left when it ends. An import's decompressor is
+//! the faster side while a layer's small files are extracted and the slower one while big files
+//! are, so neither side is the right home for the hash all along: on the decompressor
+//! (measured) the import got slower, on the extracting thread the tail of small files waits for
+//! it. Hashes stay in stream order: a lock holds the hasher and the number of the next chunk it
+//! takes, and only that chunk may be hashed, by either side.
 //!
 //! Public for callers that run a stage of their own ahead of [`crate::apply`] (the pull
 //! decompresses a blob on a thread of its own and hands the plain tar stream over).
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead, Read, Write};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 
+use layerstore_model::{Digest, Sha256Hasher};
 use layerstore_tarsplit::ChunkRead;
 
 /// Bytes per chunk sent through the pipe.
@@ -31,10 +43,130 @@ impl Chunk {
     }
 }
 
+/// A chunk waiting in the pipe, numbered in stream order. Shared only so the writer can hash
+/// it in place; the reader takes it back whole ([`Arc::try_unwrap`]).
+#[derive(Debug)]
+struct Queued {
+    seq: u64,
+    chunk: Arc<Chunk>,
+}
+
+/// What both ends share.
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when a chunk is queued or the stream ends.
+    data: Condvar,
+    /// Signalled when a chunk is taken or the reader goes away.
+    space: Condvar,
+    depth: usize,
+    /// The stream's SHA-256, for a [`hashing_pipe`].
+    hash: Option<StreamHash>,
+}
+
+#[derive(Debug)]
+struct State {
+    queue: VecDeque<Queued>,
+    /// The number the next chunk sent gets.
+    next_seq: u64,
+    /// The writer is gone: `Some(Ok(()))` at the stream's end, `Some(Err(_))` when it failed
+    /// (taken by the reader's next read once the queue is empty).
+    ended: Option<io::Result<()>>,
+    reader_gone: bool,
+}
+
+/// The stream's SHA-256 and how far it got.
+#[derive(Debug)]
+struct StreamHash {
+    /// The hasher and the number of the next chunk it takes; held while a chunk is hashed.
+    order: Mutex<(Sha256Hasher, u64)>,
+    /// Every chunk numbered below this is hashed; the lock-free copy of `order`'s number,
+    /// stored after the hashing side let go of the chunk.
+    hashed_below: AtomicU64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Neither side panics while holding a lock with a half-made change.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the writer's turn with the hasher came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Help {
+    /// No waiting chunk is left to hash (the state stayed locked since the caller's check).
+    NothingToHash,
+    /// It hashed the next chunk.
+    Hashed,
+    /// The next chunk could not be hashed now: the reader has it, or holds the hasher.
+    NotNow,
+}
+
+impl Shared {
+    /// The reader's hash of the chunk `seq` it just took, unless the writer hashed it first.
+    /// It waits for the hasher: the chunk must be hashed before it is handed on.
+    fn hash_taken(&self, seq: u64, chunk: &Chunk) {
+        let Some(hash) = &self.hash else { return };
+        if hash.hashed_below.load(Ordering::Acquire) > seq {
+            return;
+        }
+        let mut order = lock(&hash.order);
+        debug_assert!(order.1 >= seq, "every chunk taken before was hashed");
+        if order.1 == seq {
+            order.0.update(chunk.data());
+            order.1 = seq + 1;
+            hash.hashed_below.store(order.1, Ordering::Release);
+        }
+    }
+
+    /// The writer's turn with the hasher while the reader is behind: hashes the waiting chunk
+    /// next in stream order, if there is one. `patient` waits for the hasher where the reader
+    /// holds it. Returns the state locked again.
+    ///
+    /// Lock order: the hasher before the state. The reader never holds both.
+    fn help_hash<'s>(
+        &'s self,
+        state: MutexGuard<'s, State>,
+        patient: bool,
+    ) -> (MutexGuard<'s, State>, Help) {
+        let Some(hash) = &self.hash else {
+            return (state, Help::NothingToHash);
+        };
+        // Chunks before `next` still waiting were hashed by this side already.
+        let next = hash.hashed_below.load(Ordering::Acquire);
+        if !state.queue.iter().any(|q| q.seq >= next) {
+            return (state, Help::NothingToHash);
+        }
+        drop(state);
+        let mut order = if patient {
+            lock(&hash.order)
+        } else {
+            match hash.order.try_lock() {
+                Ok(order) => order,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => return (lock(&self.state), Help::NotNow),
+            }
+        };
+        let state = lock(&self.state);
+        let Some(waiting) = state.queue.iter().find(|q| q.seq == order.1) else {
+            // The reader took it meanwhile and hashes it itself.
+            return (state, Help::NotNow);
+        };
+        let chunk = Arc::clone(&waiting.chunk);
+        drop(state);
+        order.0.update(chunk.data());
+        order.1 += 1;
+        // The reader unwraps a chunk once it sees it hashed: let go of it first.
+        drop(chunk);
+        hash.hashed_below.store(order.1, Ordering::Release);
+        drop(order);
+        (lock(&self.state), Help::Hashed)
+    }
+}
+
 /// The writing end. Dropping it ends the stream; [`PipeWriter::fail`] ends it with an error.
 #[derive(Debug)]
 pub struct PipeWriter {
-    tx: SyncSender<io::Result<Chunk>>,
+    shared: Arc<Shared>,
     unread: Arc<AtomicUsize>,
     recycled: Receiver<Vec<u8>>,
     buf: Vec<u8>,
@@ -43,7 +175,7 @@ pub struct PipeWriter {
 /// The reading end: yields the writer's bytes in order, then EOF (or the writer's error).
 #[derive(Debug)]
 pub struct PipeReader {
-    rx: Receiver<io::Result<Chunk>>,
+    shared: Arc<Shared>,
     unread: Arc<AtomicUsize>,
     recycle: Sender<Vec<u8>>,
     current: Chunk,
@@ -52,18 +184,43 @@ pub struct PipeReader {
 
 /// A pipe holding at most `depth` full chunks in flight.
 pub fn pipe(depth: usize) -> (PipeWriter, PipeReader) {
-    let (tx, rx) = sync_channel(depth);
+    new_pipe(depth, None)
+}
+
+/// A [`pipe`] that also hashes the stream (SHA-256) on whichever side has time for it (see
+/// the [module docs](self)); the digest is [`PipeReader::digest`].
+pub fn hashing_pipe(depth: usize) -> (PipeWriter, PipeReader) {
+    let hash = StreamHash {
+        order: Mutex::new((Sha256Hasher::new(), 0)),
+        hashed_below: AtomicU64::new(0),
+    };
+    new_pipe(depth, Some(hash))
+}
+
+fn new_pipe(depth: usize, hash: Option<StreamHash>) -> (PipeWriter, PipeReader) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            queue: VecDeque::with_capacity(depth),
+            next_seq: 0,
+            ended: None,
+            reader_gone: false,
+        }),
+        data: Condvar::new(),
+        space: Condvar::new(),
+        depth: depth.max(1),
+        hash,
+    });
     let (recycle, recycled) = channel();
     let unread = Arc::new(AtomicUsize::new(0));
     (
         PipeWriter {
-            tx,
+            shared: Arc::clone(&shared),
             unread: Arc::clone(&unread),
             recycled,
             buf: Vec::with_capacity(CHUNK),
         },
         PipeReader {
-            rx,
+            shared,
             unread,
             recycle,
             current: Chunk::default(),
@@ -106,7 +263,7 @@ impl PipeWriter {
     pub fn fail(mut self, err: io::Error) {
         // The reader may be gone already; then nobody needs the error.
         if self.flush().is_ok() {
-            let _ = self.tx.send(Err(err));
+            self.end(Err(err));
         }
     }
 
@@ -117,10 +274,70 @@ impl PipeWriter {
     }
 
     fn send(&mut self, chunk: Chunk) -> io::Result<()> {
+        let shared = &*self.shared;
+        let mut state = lock(&shared.state);
+        // Whether to try hashing before the next wait: not again right after a try that had
+        // to give way to the reader (it would only spin).
+        let mut may_help = true;
+        loop {
+            if state.reader_gone {
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the pipe's reader is gone",
+                ));
+            }
+            if state.queue.len() < shared.depth {
+                break;
+            }
+            // Full: the reader is the slower side. Lend it a hand rather than sleep.
+            if may_help {
+                let help;
+                (state, help) = shared.help_hash(state, false);
+                match help {
+                    // Locked since the check above: no wakeup was missed.
+                    Help::NothingToHash => {}
+                    Help::Hashed => continue,
+                    Help::NotNow => {
+                        may_help = false;
+                        continue;
+                    }
+                }
+            }
+            state = shared
+                .space
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            may_help = true;
+        }
         self.unread.fetch_add(chunk.len, Ordering::Relaxed);
-        self.tx
-            .send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the pipe's reader is gone"))
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        state.queue.push_back(Queued {
+            seq,
+            chunk: Arc::new(chunk),
+        });
+        drop(state);
+        shared.data.notify_one();
+        Ok(())
+    }
+
+    /// Ends the stream, then hashes what still waits for the reader (this side has nothing
+    /// else left to do).
+    fn end(&mut self, outcome: io::Result<()>) {
+        let shared = &*self.shared;
+        let mut state = lock(&shared.state);
+        if state.ended.is_some() {
+            return;
+        }
+        state.ended = Some(outcome);
+        shared.data.notify_one();
+        while !state.reader_gone {
+            let help;
+            (state, help) = shared.help_hash(state, true);
+            if help == Help::NothingToHash {
+                break;
+            }
+        }
     }
 }
 
@@ -148,6 +365,69 @@ impl Write for PipeWriter {
 impl Drop for PipeWriter {
     fn drop(&mut self) {
         let _ = self.flush();
+        self.end(Ok(()));
+    }
+}
+
+impl PipeReader {
+    /// Takes the next chunk, hashed (for a [`hashing_pipe`]); `None` at the end.
+    fn take(&mut self) -> io::Result<Option<Chunk>> {
+        let shared = &*self.shared;
+        let mut state = lock(&shared.state);
+        let queued = loop {
+            if let Some(queued) = state.queue.pop_front() {
+                break queued;
+            }
+            match state.ended.take() {
+                Some(Err(e)) => {
+                    state.ended = Some(Ok(()));
+                    return Err(e);
+                }
+                Some(Ok(())) => {
+                    state.ended = Some(Ok(()));
+                    return Ok(None);
+                }
+                None => {
+                    state = shared
+                        .data
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner)
+                }
+            }
+        };
+        drop(state);
+        shared.space.notify_one();
+        shared.hash_taken(queued.seq, &queued.chunk);
+        // Hashed, so the writer holds no other reference (a copy if it ever did).
+        Ok(Some(Arc::try_unwrap(queued.chunk).unwrap_or_else(
+            |chunk| Chunk {
+                buf: chunk.data().to_vec(),
+                len: chunk.len,
+            },
+        )))
+    }
+
+    /// A handle telling whether bytes are waiting, usable while the reader is borrowed.
+    pub fn readiness(&self) -> Readiness {
+        Readiness(Arc::clone(&self.unread))
+    }
+
+    /// The SHA-256 of every chunk taken so far, which at the end of the stream is the whole
+    /// stream's (bytes of the last chunk not read yet included); `None` unless the pipe is a
+    /// [`hashing_pipe`].
+    pub fn digest(&self) -> Option<Digest> {
+        let hash = self.shared.hash.as_ref()?;
+        Some(lock(&hash.order).0.clone().finish())
+    }
+}
+
+impl Drop for PipeReader {
+    fn drop(&mut self) {
+        let mut state = lock(&self.shared.state);
+        state.reader_gone = true;
+        state.queue.clear();
+        drop(state);
+        self.shared.space.notify_one();
     }
 }
 
@@ -164,14 +444,13 @@ impl Read for PipeReader {
 impl BufRead for PipeReader {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.pos == self.current.len {
-            match self.rx.recv() {
-                Ok(Ok(chunk)) => {
+            match self.take()? {
+                Some(chunk) => {
                     let used = std::mem::replace(&mut self.current, chunk);
                     let _ = self.recycle.send(used.buf);
                     self.pos = 0;
                 }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(&[]),
+                None => return Ok(&[]),
             }
         }
         Ok(&self.current.data()[self.pos..])
@@ -191,23 +470,15 @@ impl ChunkRead for PipeReader {
         if self.pos < self.current.len {
             return self.read(buf);
         }
-        match self.rx.recv() {
-            Ok(Ok(chunk)) => {
+        match self.take()? {
+            Some(chunk) => {
                 self.unread.fetch_sub(chunk.len, Ordering::Relaxed);
                 let given = std::mem::replace(buf, chunk.buf);
                 let _ = self.recycle.send(given);
                 Ok(chunk.len)
             }
-            Ok(Err(e)) => Err(e),
-            Err(_) => Ok(0),
+            None => Ok(0),
         }
-    }
-}
-
-impl PipeReader {
-    /// A handle telling whether bytes are waiting, usable while the reader is borrowed.
-    pub fn readiness(&self) -> Readiness {
-        Readiness(Arc::clone(&self.unread))
     }
 }
 
@@ -357,6 +628,113 @@ mod tests {
         w2.flush().expect("flush");
         assert_eq!(r2.read_chunk(&mut small).expect("chunk"), 1);
         assert_eq!(w2.recycled.try_recv().expect("recycled").len(), 10);
+    }
+
+    /// The SHA-256 of `data`, as the pipe reports it.
+    fn sha256(data: &[u8]) -> Digest {
+        Sha256Hasher::digest(data)
+    }
+
+    /// `total` bytes of a pattern that tells chunks and offsets apart.
+    fn pattern(total: usize) -> Vec<u8> {
+        (0..total)
+            .map(|i| (i % 251) as u8 ^ (i >> 20) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn a_hashing_pipe_hashes_the_stream_whichever_side_is_slower() {
+        let data = pattern(9 * CHUNK + 4321);
+        // The reader slow (the writer finds the pipe full and hashes), fast (the reader
+        // hashes), and alternating; by whole chunks and by small reads.
+        for (reader_pause, writer_pause, by_chunks) in [
+            (2, 0, true),
+            (0, 2, true),
+            (2, 0, false),
+            (0, 0, false),
+            (1, 1, true),
+        ] {
+            let (mut w, mut r) = hashing_pipe(2);
+            let sent = data.clone();
+            let writer = std::thread::spawn(move || {
+                for piece in sent.chunks(CHUNK / 2 + 3) {
+                    w.write_all(piece).expect("write");
+                    std::thread::sleep(std::time::Duration::from_millis(writer_pause));
+                }
+            });
+            let mut got = Vec::new();
+            let mut buf = Vec::new();
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(reader_pause));
+                if by_chunks {
+                    let n = r.read_chunk(&mut buf).expect("chunk");
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                } else {
+                    let mut small = [0u8; 100_000];
+                    let n = r.read(&mut small).expect("read");
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&small[..n]);
+                }
+            }
+            writer.join().expect("writer");
+            assert_eq!(got, data, "bytes in order ({reader_pause}, {writer_pause})");
+            assert_eq!(r.digest(), Some(sha256(&data)));
+        }
+        let (_, plain) = pipe(1);
+        assert_eq!(plain.digest(), None, "a plain pipe does not hash");
+    }
+
+    #[test]
+    fn the_writer_hashes_what_waits_when_it_ends() {
+        // Depth 4, four chunks sent and the writer gone before the reader takes any: the
+        // writer hashed them all, the reader only takes them.
+        let data = pattern(4 * CHUNK);
+        let (mut w, mut r) = hashing_pipe(4);
+        w.write_all(&data).expect("write");
+        drop(w);
+        let hash = r.shared.hash.as_ref().expect("hashing");
+        assert_eq!(hash.hashed_below.load(Ordering::Acquire), 4);
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).expect("read");
+        assert_eq!(got, data);
+        assert_eq!(r.digest(), Some(sha256(&data)));
+    }
+
+    #[test]
+    fn a_full_pipe_is_hashed_by_its_writer_in_order() {
+        // The reader takes nothing until the writer has filled the pipe and is waiting with
+        // a third chunk: the two waiting are hashed by then, in order.
+        let data = pattern(3 * CHUNK);
+        let (mut w, mut r) = hashing_pipe(2);
+        let sent = data.clone();
+        let writer = std::thread::spawn(move || w.write_all(&sent).expect("write"));
+        let hash = Arc::clone(&r.shared);
+        let hash = hash.hash.as_ref().expect("hashing");
+        while hash.hashed_below.load(Ordering::Acquire) < 2 {
+            std::thread::yield_now();
+        }
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).expect("read");
+        writer.join().expect("writer");
+        assert_eq!(got, data);
+        assert_eq!(r.digest(), Some(sha256(&data)));
+    }
+
+    #[test]
+    fn a_failed_writer_ends_a_hashing_pipe_with_its_error() {
+        let (mut w, mut r) = hashing_pipe(2);
+        w.write_all(b"some bytes").expect("write");
+        w.fail(io::Error::other("inflate failed"));
+        let mut got = Vec::new();
+        let err = r.read_to_end(&mut got).expect_err("the writer failed");
+        assert_eq!(err.to_string(), "inflate failed");
+        assert_eq!(got, b"some bytes");
+        assert_eq!(r.read(&mut [0u8; 4]).expect("then the end"), 0);
     }
 
     #[test]
