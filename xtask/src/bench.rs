@@ -11,6 +11,7 @@
 pub(crate) mod bound;
 mod chart;
 mod exec;
+mod ext4loop;
 pub(crate) mod fixtures;
 mod machine;
 mod options;
@@ -154,17 +155,32 @@ pub fn run(args: &[String]) -> Result<(), String> {
     };
     let mut all = Vec::new();
     for &kind in &opts.fs {
-        let fs_root = match kind {
-            FsKind::Tmpfs => root.tmpfs.join("fs"),
-            FsKind::Disk => root.base.join("disk"),
+        let (fs_root, description) = match (kind, &opts.disk) {
+            (FsKind::Tmpfs, _) => {
+                let fs_root = root.tmpfs.join("fs");
+                fs::create_dir_all(&fs_root)
+                    .map_err(|e| format!("mkdir {}: {e}", fs_root.display()))?;
+                let description = describe_fs(&fs_root);
+                (fs_root, description)
+            }
+            (FsKind::Disk, Some(dir)) => {
+                let fs_root = dir.join(format!("lsbench-xtask-disk-{}", std::process::id()));
+                fs::create_dir_all(&fs_root)
+                    .map_err(|e| format!("mkdir {}: {e}", fs_root.display()))?;
+                let description = describe_fs(&fs_root);
+                (fs_root, description)
+            }
+            (FsKind::Disk, None) => {
+                let disk = ext4loop::create(&root.base)?;
+                (disk.mountpoint, disk.description)
+            }
         };
-        fs::create_dir_all(&fs_root).map_err(|e| format!("mkdir {}: {e}", fs_root.display()))?;
         let mut results = FsResults {
             name: match kind {
                 FsKind::Tmpfs => "tmpfs".into(),
                 FsKind::Disk => "disk".into(),
             },
-            description: describe_fs(&fs_root),
+            description,
             rule: match kind {
                 FsKind::Tmpfs => GoalRule::Always,
                 FsKind::Disk => GoalRule::GoSteadierThanGap,

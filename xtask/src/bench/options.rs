@@ -23,7 +23,9 @@ usage: cargo xtask bench [options]
   --ours PATH          our binary (default: cargo build --release -p layerstore-cli)
   --go PATH            the Go tool (default /usr/bin/containers-storage)
   --fixtures-dir DIR   where the fixtures are kept, built if missing (default /tmp/lsbench-fixtures)
-  --work DIR           scratch space for stores; a tmpfs is mounted under it (default /tmp)
+  --work DIR           scratch space for stores; a tmpfs is mounted under it, and the disk rows'
+                       ext4 is made on a loop file in it (default /tmp)
+  --disk DIR           run the disk rows in DIR's filesystem as it is, instead of a fresh ext4
   --out FILE           the report (default docs/BENCHMARKS.md)
   --timeout SECS       kill a command still running after SECS (default 900); it counts as failed
 ";
@@ -90,6 +92,8 @@ pub(super) struct Options {
     pub(super) go: PathBuf,
     pub(super) fixtures_dir: PathBuf,
     pub(super) work: PathBuf,
+    /// `--disk`: the directory whose filesystem the disk rows use as it is.
+    pub(super) disk: Option<PathBuf>,
     pub(super) out: Option<PathBuf>,
     pub(super) time_limit: std::time::Duration,
     pub(super) command_line: String,
@@ -121,7 +125,7 @@ impl Options {
                 flag @ ("--runs" | "--sections" | "--fs" | "--drivers" | "--fixtures"
                 | "--layers" | "--chain" | "--images" | "--image-layers"
                 | "--open-layers" | "--ours" | "--go" | "--fixtures-dir" | "--work"
-                | "--out" | "--timeout" | "--disk-fixtures") => {
+                | "--out" | "--timeout" | "--disk-fixtures" | "--disk") => {
                     let value = it
                         .next()
                         .ok_or_else(|| format!("{flag} needs a value\n{BENCH_USAGE}"))?;
@@ -209,6 +213,7 @@ impl Options {
                     .unwrap_or(fixtures::DEFAULT_DIR),
             ),
             work: PathBuf::from(values.get("--work").copied().unwrap_or("/tmp")),
+            disk: values.get("--disk").map(PathBuf::from),
             out: values.get("--out").map(PathBuf::from),
             time_limit: std::time::Duration::from_secs(number("--timeout", 900)? as u64),
             command_line: std::iter::once("cargo xtask bench")
