@@ -334,7 +334,9 @@ impl PipeWriter {
         while !state.reader_gone {
             let help;
             (state, help) = shared.help_hash(state, true);
-            if help == Help::NothingToHash {
+            // `NotNow`: the reader took the next chunk and hashes it; trying again at once
+            // could only contend with it for the hasher, so the rest is the reader's.
+            if help != Help::Hashed {
                 break;
             }
         }
