@@ -21,7 +21,7 @@
 //!    this thread as it takes a chunk, unless the decompressor found the pipe full (this
 //!    thread is behind) or had ended, and hashed it first. On this machine's ext4 this thread
 //!    is the critical path from start to end while the decompressor idles half the time; the
-//!    decompressor took 22% of the hashing and rootfs.tar.gz went from 403 to 386 ms (medians
+//!    decompressor took 21% of the hashing and rootfs.tar.gz went from 403 to 386 ms (medians
 //!    of 9 alternating runs); on a tmpfs, where both are busy, it stays 249–252 ms. Hashing
 //!    all of it on the decompressor was measured slower (the inflating thread is the critical
 //!    one while the big files come).
