@@ -285,6 +285,7 @@ fn report(
         gids: stats.gids,
         size: stats.size,
         entries: stats.entries,
+        overlay_markers: stats.overlay_markers,
         warnings: stats.warnings,
     }
 }

@@ -55,6 +55,8 @@ pub(crate) struct Stats {
     pub(crate) gids: BTreeSet<u32>,
     pub(crate) size: u64,
     pub(crate) entries: u64,
+    /// Overlay-style deletion markers made ([`ApplyReport::overlay_markers`]).
+    pub(crate) overlay_markers: u64,
     pub(crate) warnings: Vec<String>,
 }
 

@@ -126,6 +126,10 @@ pub struct ApplyReport {
     pub size: u64,
     /// Number of tar entries processed (whiteouts included).
     pub entries: u64,
+    /// Deletion markers made in the overlay style: whiteout character devices (0:0, also
+    /// those the tarball holds as such) and opaque directories. Zero: the tree holds none,
+    /// so a driver laying it over another (vfs staging) need not look for them.
+    pub overlay_markers: u64,
     /// Things skipped or ignored, each naming the entry (devices not created, unsupported
     /// xattrs, ...).
     pub warnings: Vec<String>,

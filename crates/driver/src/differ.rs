@@ -60,6 +60,11 @@ pub struct DifferOutput {
     pub tar_split: Option<Vec<u8>>,
     /// Big-data items to store with the layer (name → bytes).
     pub big_data: BTreeMap<String, Vec<u8>>,
+    /// How many overlay-style deletion markers (0:0 character devices, opaque directories)
+    /// the differ made, if it counted them ([`ApplyReport::overlay_markers`]). `Some(0)` lets
+    /// a driver that lays the staged tree over the parent's (vfs) skip looking for them;
+    /// `None` (a differ that does not count) makes it look everywhere.
+    pub overlay_markers: Option<u64>,
 }
 
 impl DifferOutput {
@@ -78,6 +83,7 @@ impl DifferOutput {
             gids: report.gids,
             tar_split,
             big_data: BTreeMap::new(),
+            overlay_markers: Some(report.overlay_markers),
         }
     }
 }
@@ -107,6 +113,7 @@ mod tests {
             gids: [0].into(),
             size: 1,
             entries: 1,
+            overlay_markers: 2,
             warnings: Vec::new(),
         };
         let out = DifferOutput::from_report(report, Some(b"{}\n".to_vec()));
@@ -116,5 +123,6 @@ mod tests {
         assert_eq!(out.uncompressed_digest, Some(digest));
         assert_eq!(out.uids, [0, 7].into());
         assert_eq!(out.tar_split.as_deref(), Some(&b"{}\n"[..]));
+        assert_eq!(out.overlay_markers, Some(2));
     }
 }

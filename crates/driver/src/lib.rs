@@ -451,6 +451,16 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
         })
     }
 
+    /// [`apply_diff_from_staging_directory`](Self::apply_diff_from_staging_directory) for a
+    /// layer that [`create`](Self::create) has just made and that the caller flags incomplete
+    /// (so a crash deletes it) and deletes if this fails: the layer's present files may be
+    /// used up on the way, and a failure may leave them part-moved. vfs moves the parent's
+    /// copy that `create` made into the staged tree instead of copying it a second time.
+    /// Default: `apply_diff_from_staging_directory`.
+    fn apply_diff_from_staging_directory_into_new(&self, id: &str, staging: &Path) -> Result<()> {
+        self.apply_diff_from_staging_directory(id, staging)
+    }
+
     /// Removes a staging directory (with everything in it). Removing one that is gone
     /// succeeds. Default: [`Error::DifferNotSupported`].
     fn cleanup_staging_directory(&self, staging: &Path) -> Result<()> {

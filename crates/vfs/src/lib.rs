@@ -80,12 +80,12 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use layerstore_driver::{
     ApplyDiffOpts, ApplyReport, CreateOpts, Differ, DifferOptions, DifferOutput, DirFileGetter,
@@ -126,6 +126,9 @@ pub struct VfsDriver {
     ignore_chown_errors: bool,
     default_mappings: IdMappings,
     mount_labels: Mutex<HashMap<String, String>>,
+    /// Staging directories (names in `<home>/staging`) this driver staged and whose differ
+    /// counted no deletion markers in them: their merge skips what has nothing below.
+    unmarked_staging: Mutex<HashSet<CString>>,
 }
 
 fn validate(id: &str) -> Result<()> {
@@ -171,6 +174,7 @@ impl VfsDriver {
             ignore_chown_errors,
             default_mappings: config.id_mappings.clone(),
             mount_labels: Mutex::new(HashMap::new()),
+            unmarked_staging: Mutex::new(HashSet::new()),
         };
         // What killed processes left staging: best effort, a store we cannot write still opens.
         let _ = driver.staging().sweep_abandoned();
@@ -467,19 +471,41 @@ impl Driver for VfsDriver {
         options: &DifferOptions,
         differ: &mut dyn Differ,
     ) -> Result<DifferOutput> {
-        self.staging()
-            .stage(options, differ, self.ignore_chown_errors)
+        let output = self
+            .staging()
+            .stage(options, differ, self.ignore_chown_errors)?;
+        if output.overlay_markers == Some(0) {
+            let name = self.staging().name_of(&output.target)?;
+            self.unmarked_staging
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(name);
+        }
+        Ok(output)
     }
 
     /// Lays the staged tree over a copy of `dir/<id>` (deletions applied, markers dropped),
     /// gives it the layer's mode and owner, exchanges it with `dir/<id>`
     /// (`renameat2(RENAME_EXCHANGE)`) and removes the old tree.
     fn apply_diff_from_staging_directory(&self, id: &str, staging: &Path) -> Result<()> {
-        self.unstage(id, staging)
+        self.unstage(id, staging, staging::Below::Copy)
+    }
+
+    /// As `apply_diff_from_staging_directory`, but the layer's tree (the parent's copy that
+    /// `create` made) is itself the tree below: what the staged tree does not replace moves
+    /// into it, with no second copy.
+    fn apply_diff_from_staging_directory_into_new(&self, id: &str, staging: &Path) -> Result<()> {
+        self.unstage(id, staging, staging::Below::UseUp)
     }
 
     /// Removes a staging directory; refuses any path not directly in `<home>/staging`.
     fn cleanup_staging_directory(&self, staging: &Path) -> Result<()> {
+        if let Ok(name) = self.staging().name_of(staging) {
+            self.unmarked_staging
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&name);
+        }
         self.staging().remove(staging)
     }
 

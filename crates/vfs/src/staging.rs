@@ -6,10 +6,13 @@
 //! stages (the layer may not exist yet). So the differ writes only the layer's own files, with
 //! deletions marked overlay-style (a 0:0 character device for a deleted name,
 //! `trusted.overlay.opaque=y` on an opaque directory); moving the staged tree into layer `id`
-//! then lays it over a copy of `dir/<id>` (which, for a layer just created, is its parent's
-//! tree): the markers delete what they name and are dropped, a staged directory takes the place
-//! of the one below and keeps the entries it does not override, anything else replaces what
-//! was there. The result is what [`Driver::apply_diff`](layerstore_driver::Driver::apply_diff)
+//! then lays it over a copy of `dir/<id>`: the markers delete what they name and are dropped,
+//! a staged directory takes the place of the one below and keeps the entries it does not
+//! override, anything else replaces what was there. For a layer just created (a pull's), whose
+//! `dir/<id>` is the copy of its parent that `create` made and which is deleted if the move
+//! fails, `dir/<id>` itself is the tree below: its entries move, with no second copy (a pull
+//! of a rootfs and a child layer to ext4: the copy and the removal of what is left of it were
+//! about a fifth of the pull). The result is what [`Driver::apply_diff`](layerstore_driver::Driver::apply_diff)
 //! gives for the same tarball, except that a directory the tarball only implies (no entry of
 //! its own) gets the archive's default mode and owner instead of the parent's, as an overlay
 //! upper dir would show it, and the layer's top directory keeps the mode and owner `create`
@@ -24,6 +27,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::PoisonError;
 
 use layerstore_archive::whiteout::{OVERLAY_OPAQUE_XATTR, is_overlay_whiteout};
 use layerstore_driver::tree::{self, DirChain, Visitor, WalkEntry};
@@ -39,7 +43,7 @@ impl VfsDriver {
         StagingArea::new(&self.home, self.home_fd.as_fd())
     }
 
-    pub(crate) fn unstage(&self, id: &str, staging: &Path) -> Result<()> {
+    pub(crate) fn unstage(&self, id: &str, staging: &Path, below: Below) -> Result<()> {
         let area = self.staging();
         let staged_name = area.name_of(staging)?;
         validate(id)?;
@@ -59,24 +63,42 @@ impl VfsDriver {
         let staged = tree::open_dir_at(&home, &staged_name).map_err(|_| Error::NotStaging {
             path: staging.to_path_buf(),
         })?;
-        let (below_path, below_name) = area.make_dir(home.as_fd())?;
-        let merged = tree::open_dir_at(&home, &below_name)
-            .map_err(|e| Error::io("open", &below_path, e))
-            .and_then(|below| {
+        let markers = if self
+            .unmarked_staging
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&staged_name)
+        {
+            Markers::None
+        } else {
+            Markers::Anywhere
+        };
+        match below {
+            Below::Copy => {
+                let (below_path, below_name) = area.make_dir(home.as_fd())?;
+                let merged = tree::open_dir_at(&home, &below_name)
+                    .map_err(|e| Error::io("open", &below_path, e))
+                    .and_then(|below| {
+                        self.copy_below(id, target.as_fd(), &below, &below_path)?;
+                        self.lay_over(id, staged.as_fd(), staging, target.as_fd(), &below, markers)
+                    });
+                // What is left of the copy is not needed whatever happened.
+                let _ = area.remove_at(home.as_fd(), &below_name, &below_path);
+                merged?;
+            }
+            Below::UseUp => {
                 self.lay_over(
                     id,
                     staged.as_fd(),
                     staging,
                     target.as_fd(),
-                    &below,
-                    &below_path,
-                )
-            });
-        // What is left of the copy is not needed whatever happened.
-        let _ = area.remove_at(home.as_fd(), &below_name, &below_path);
-        merged?;
-        // One exchange: the layer has its old tree or the new one, never neither. The old one,
-        // now at the staging path, goes afterwards.
+                    &target,
+                    markers,
+                )?;
+            }
+        }
+        // One exchange: the layer has its old tree or the new one, never neither. The old one
+        // (or what is left of it), now at the staging path, goes afterwards.
         renameat_with(
             &home,
             &staged_name,
@@ -90,13 +112,10 @@ impl VfsDriver {
         area.remove_at(home.as_fd(), &staged_name, staging)
     }
 
-    /// Copies the layer's tree `target` into `below`, lays the staged tree `staged` over it
-    /// (the result in `staged`) and gives `staged` the mode and owner of `target`.
-    fn lay_over(
+    /// Copies the layer's tree `target` into `below`.
+    fn copy_below(
         &self,
         id: &str,
-        staged: BorrowedFd<'_>,
-        staged_path: &Path,
         target: BorrowedFd<'_>,
         below: &OwnedFd,
         below_path: &Path,
@@ -105,13 +124,28 @@ impl VfsDriver {
             ignore_chown_errors: self.ignore_chown_errors,
             ..Default::default()
         };
-        copy::copy_tree_at(target, below.as_fd(), options).map_err(|e| Error::LayerIo {
-            id: id.to_string(),
-            op: e.op,
-            path: below_path.join(&e.path),
-            source: e.source,
-        })?;
-        merge(staged, below.as_fd())
+        copy::copy_tree_at(target, below.as_fd(), options)
+            .map(drop)
+            .map_err(|e| Error::LayerIo {
+                id: id.to_string(),
+                op: e.op,
+                path: below_path.join(&e.path),
+                source: e.source,
+            })
+    }
+
+    /// Lays the staged tree `staged` over `below` (the result in `staged`: what it does not
+    /// replace moves out of `below`) and gives `staged` the mode and owner of `target`.
+    fn lay_over(
+        &self,
+        id: &str,
+        staged: BorrowedFd<'_>,
+        staged_path: &Path,
+        target: BorrowedFd<'_>,
+        below: &OwnedFd,
+        markers: Markers,
+    ) -> Result<()> {
+        merge(staged, below.as_fd(), markers)
             .map_err(|e| Error::layer_io(id, "merge", staged_path.join(e.path), e.source))?;
         let st = tree::stat_fd(target).map_err(|e| Error::layer_io(id, "stat", staged_path, e))?;
         let chown = rustix::fs::fchown(
@@ -130,6 +164,26 @@ impl VfsDriver {
         )
         .map_err(|e| Error::layer_io(id, "chmod", staged_path, e))
     }
+}
+
+/// Where deletion markers may be in a staged tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Markers {
+    /// Anywhere: the merge looks at every entry.
+    Anywhere,
+    /// Nowhere (the differ counted none): the merge walks only the directories that have one
+    /// below (for a pull's layer of new directories: only its top).
+    None,
+}
+
+/// Where the tree below the staged one comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Below {
+    /// A copy of the layer's tree, so the layer stays whole until the exchange.
+    Copy,
+    /// The layer's tree itself, used up by the merge: only for a layer just created, which
+    /// is deleted if this fails.
+    UseUp,
 }
 
 fn is_whiteout(st: &Statx) -> bool {
@@ -154,6 +208,7 @@ struct Level {
 struct Merge {
     lower: DirChain,
     levels: Vec<Level>,
+    markers: Markers,
 }
 
 impl Merge {
@@ -174,10 +229,16 @@ impl Visitor for Merge {
         if let Some(level) = self.levels.last_mut() {
             level.named.insert(entry.name.to_owned());
         }
+        let markers = self.markers == Markers::Anywhere;
         if tree::file_type(entry.stat) != tree::mode::S_IFDIR {
-            if entry.depth > 0 && is_whiteout(entry.stat) {
+            if markers && entry.depth > 0 && is_whiteout(entry.stat) {
                 rustix::fs::unlinkat(entry.dir, entry.name, AtFlags::empty())?;
             }
+            return Ok(false);
+        }
+        let parent_has_lower = self.levels.last().is_none_or(|level| level.has_lower);
+        if !markers && !parent_has_lower {
+            // Nothing below to move in, no marker to drop: the directory stays as it is.
             return Ok(false);
         }
         let own = if entry.depth == 0 {
@@ -185,8 +246,7 @@ impl Visitor for Merge {
         } else {
             tree::open_dir_checked(entry.dir, entry.name, entry.stat)?
         };
-        let opaque = Self::take_opaque(own.as_fd())?;
-        let parent_has_lower = self.levels.last().is_none_or(|level| level.has_lower);
+        let opaque = markers && Self::take_opaque(own.as_fd())?;
         let mut has_lower = parent_has_lower && !opaque;
         if has_lower && entry.depth > 0 {
             let below = match tree::stat_at(self.lower.current(), entry.name) {
@@ -201,6 +261,9 @@ impl Visitor for Merge {
                 Some(below) => self.lower.push(below)?,
                 None => has_lower = false,
             }
+        }
+        if !markers && !has_lower {
+            return Ok(false);
         }
         self.levels.push(Level {
             has_lower,
@@ -238,7 +301,11 @@ impl Visitor for Merge {
 }
 
 /// [`Merge`] of the staged tree `upper` over `lower`, iteratively.
-fn merge(upper: BorrowedFd<'_>, lower: BorrowedFd<'_>) -> std::result::Result<(), tree::WalkError> {
+fn merge(
+    upper: BorrowedFd<'_>,
+    lower: BorrowedFd<'_>,
+    markers: Markers,
+) -> std::result::Result<(), tree::WalkError> {
     let fail = |source| tree::WalkError {
         path: PathBuf::new(),
         source,
@@ -247,6 +314,7 @@ fn merge(upper: BorrowedFd<'_>, lower: BorrowedFd<'_>) -> std::result::Result<()
     let mut visitor = Merge {
         lower,
         levels: Vec::new(),
+        markers,
     };
     tree::walk_with(upper.try_clone_to_owned().map_err(fail)?, &mut visitor)
 }

@@ -87,6 +87,11 @@ impl<'o> Extractor<'o> {
                     FileType::BlockDevice
                 };
                 let dev = rfs::makedev(hdr.dev_major, hdr.dev_minor);
+                if hdr.kind == Kind::Char && dev == 0 {
+                    // An overlay whiteout as it stands (counted even if not made: an upper
+                    // bound is all the count promises).
+                    self.stats.overlay_markers += 1;
+                }
                 let made = self.replacing(entry, parent, last, || {
                     rfs::mknodat(parent, last, file_type, Mode::from_raw_mode(0o600), dev)
                 })?;
@@ -343,6 +348,7 @@ impl<'o> Extractor<'o> {
             .map_err(|e| Error::entry(entry, "remove the whited-out entry", e))?;
         self.cache_dirty = true;
         if self.opts.whiteouts == WhiteoutStyle::Overlay {
+            self.stats.overlay_markers += 1;
             rfs::mknodat(parent, target, FileType::CharacterDevice, Mode::empty(), 0)
                 .map_err(|e| Error::entry(entry, "mknodat (overlay whiteout)", e))?;
             let (uid, gid) = self.host_owner(hdr)?;
@@ -361,6 +367,7 @@ impl<'o> Extractor<'o> {
     fn opaque(&mut self, entry: &[u8], dir: BorrowedFd<'_>, dir_key: &[u8]) -> Result<()> {
         match self.opts.whiteouts {
             WhiteoutStyle::Overlay => {
+                self.stats.overlay_markers += 1;
                 let fd =
                     rooted::open_subdir(dir, b".").map_err(|e| Error::entry(entry, "open", e))?;
                 rfs::fsetxattr(&fd, OVERLAY_OPAQUE_XATTR, b"y", rfs::XattrFlags::empty())

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use common::*;
 use layerstore_archive::{
-    ApplyOptions, WhiteoutStyle, apply, changes, export, export_to, overlay_changes,
+    ApplyOptions, ApplyReport, WhiteoutStyle, apply, changes, export, export_to, overlay_changes,
 };
 use layerstore_testsupport::{Capability, require_or_skip};
 
@@ -19,14 +19,16 @@ const NO_DIR_MTIMES: SnapOptions = SnapOptions {
     root: true,
 };
 
-fn apply_file(target: &Path, tar: &str, style: WhiteoutStyle) {
+fn apply_file(target: &Path, tar: &str, style: WhiteoutStyle) -> ApplyReport {
     std::fs::create_dir_all(target).expect("mkdir");
     let opts = ApplyOptions {
         whiteouts: style,
         ..ApplyOptions::default()
     };
     let input = std::fs::File::open(fixtures().join("tars").join(tar)).expect("open");
-    apply(target, input, Vec::new(), &opts).unwrap_or_else(|e| panic!("{tar}: {e}"));
+    apply(target, input, Vec::new(), &opts)
+        .unwrap_or_else(|e| panic!("{tar}: {e}"))
+        .0
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -63,9 +65,11 @@ fn naive_layers() -> Layers {
     let tmp = tempfile::tempdir().expect("tempdir");
     let parent = tmp.path().join("parent");
     let child = tmp.path().join("child");
-    apply_file(&parent, "basic.tar", WhiteoutStyle::Naive);
+    let report = apply_file(&parent, "basic.tar", WhiteoutStyle::Naive);
+    assert_eq!(report.overlay_markers, 0);
     copy_tree(&parent, &child);
-    apply_file(&child, "child-whiteouts.tar", WhiteoutStyle::Naive);
+    let report = apply_file(&child, "child-whiteouts.tar", WhiteoutStyle::Naive);
+    assert_eq!(report.overlay_markers, 0, "naive deletions leave no marker");
     Layers {
         _tmp: tmp,
         parent,
@@ -110,7 +114,9 @@ fn overlay_whiteouts_merge_to_the_naive_tree() {
     require_or_skip!(Capability::Root, Capability::Overlay);
     let layers = naive_layers();
     let upper = layers._tmp.path().join("upper");
-    apply_file(&upper, "child-whiteouts.tar", WhiteoutStyle::Overlay);
+    let report = apply_file(&upper, "child-whiteouts.tar", WhiteoutStyle::Overlay);
+    // One whiteout, one opaque directory.
+    assert_eq!(report.overlay_markers, 2);
     // On disk, as containers/storage's overlay driver stores them.
     let snap = snapshot(&upper, FULL);
     let deleted = &snap[Path::new("etc/passwd-hard")];

@@ -15,6 +15,18 @@ use crate::files::{StoreDir, big_data_file_name};
 use crate::options::LayerOptions;
 use crate::state::{State, reindex_digests, unindex_digest};
 
+/// Which layer a staged tree moves into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StagedInto {
+    /// One this call has just created, deleted if the move fails: the driver may use up its
+    /// files ([`Driver::apply_diff_from_staging_directory_into_new`]).
+    ///
+    /// [`Driver::apply_diff_from_staging_directory_into_new`]: layerstore_driver::Driver::apply_diff_from_staging_directory_into_new
+    NewLayer,
+    /// One that existed before: its files stay whole until the one exchange.
+    ExistingLayer,
+}
+
 /// The first bytes of a gzip stream.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
@@ -66,7 +78,14 @@ impl LayerStore {
                 .apply_diff_with_differ(&options, differ)
                 .map_err(|e| Error::driver(&layer.id, "apply diff with differ", e))?;
             let staging = output.target.clone();
-            let recorded = self.record_staged_locked(state, guard, index, &staging, &output);
+            let recorded = self.record_staged_locked(
+                state,
+                guard,
+                index,
+                &staging,
+                &output,
+                StagedInto::ExistingLayer,
+            );
             if recorded.is_err() {
                 let _ = self.driver.cleanup_staging_directory(&staging);
             }
@@ -115,7 +134,14 @@ impl LayerStore {
             .put_locked(state, guard, options, None)
             .and_then(|(layer, _)| {
                 let index = state.resolve(&layer.id)?;
-                match self.record_staged_locked(state, guard, index, staging, output) {
+                match self.record_staged_locked(
+                    state,
+                    guard,
+                    index,
+                    staging,
+                    output,
+                    StagedInto::NewLayer,
+                ) {
                     Ok(()) => Ok(state.layers[index].clone()),
                     Err(e) => {
                         if state.by_id.contains_key(&layer.id) {
@@ -151,7 +177,14 @@ impl LayerStore {
         self.write(|state, guard| {
             let index = state.resolve(key)?;
             usable(&state.layers[index])?;
-            self.record_staged_locked(state, guard, index, staging, output)
+            self.record_staged_locked(
+                state,
+                guard,
+                index,
+                staging,
+                output,
+                StagedInto::ExistingLayer,
+            )
         })
     }
 
@@ -186,9 +219,12 @@ impl LayerStore {
         index: usize,
         staging: &Path,
         output: &DifferOutput,
+        into: StagedInto,
     ) -> Result<()> {
         let id = state.layers[index].id.clone();
-        let was_incomplete = state.layers[index].is_incomplete();
+        // A new layer stays flagged after a failure: the driver may have used up its files,
+        // and the caller deletes it (or, should that fail, the next open does).
+        let was_incomplete = state.layers[index].is_incomplete() || into == StagedInto::NewLayer;
         state.layers[index].set_incomplete(true);
         self.save(state, guard)?;
         crash::point(crash::STAGING_AFTER_INCOMPLETE_RECORD);
@@ -214,9 +250,15 @@ impl LayerStore {
                 })
             })
             .and_then(|()| {
-                self.driver
-                    .apply_diff_from_staging_directory(&id, staging)
-                    .map_err(|e| Error::driver(&id, "apply diff from staging directory", e))
+                match into {
+                    StagedInto::NewLayer => self
+                        .driver
+                        .apply_diff_from_staging_directory_into_new(&id, staging),
+                    StagedInto::ExistingLayer => {
+                        self.driver.apply_diff_from_staging_directory(&id, staging)
+                    }
+                }
+                .map_err(|e| Error::driver(&id, "apply diff from staging directory", e))
             });
         if let Err(e) = before_move {
             let _ = dir.remove_file(&temp);

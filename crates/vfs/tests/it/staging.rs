@@ -80,16 +80,32 @@ fn apply_tarball(driver: &VfsDriver, id: &str, parent: Option<&str>, name: &str)
 
 /// Stages `name` and moves it into the (created) layer `id`.
 fn stage_tarball(driver: &VfsDriver, id: &str, name: &str) -> DifferOutput {
+    stage_tarball_with(
+        driver,
+        id,
+        tarball(name),
+        Driver::apply_diff_from_staging_directory,
+    )
+}
+
+/// How a staged tree moves into a layer.
+type MoveIn = fn(&VfsDriver, &str, &Path) -> layerstore_driver::Result<()>;
+
+/// Stages the tarball `blob` and moves it into layer `id` with `move_in`.
+fn stage_tarball_with(
+    driver: &VfsDriver,
+    id: &str,
+    blob: Vec<u8>,
+    move_in: MoveIn,
+) -> DifferOutput {
     let output = driver
-        .apply_diff_with_differ(&DifferOptions::default(), &mut TarballDiffer(tarball(name)))
+        .apply_diff_with_differ(&DifferOptions::default(), &mut TarballDiffer(blob))
         .expect("stage");
     assert_eq!(
         output.target.parent(),
         Some(driver.staging().path().as_path())
     );
-    driver
-        .apply_diff_from_staging_directory(id, &output.target)
-        .expect("move the staged tree in");
+    move_in(driver, id, &output.target).expect("move the staged tree in");
     output
 }
 
@@ -168,6 +184,129 @@ fn a_staged_tarball_gives_the_tree_apply_diff_gives() {
         &base_after,
         tree::Root::Compare,
     );
+}
+
+#[test]
+fn moved_into_a_new_layer_the_parents_copy_is_used_up_for_the_same_tree() {
+    require_or_skip!(Capability::Root);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let driver = driver(tmp.path());
+    let opts = CreateOpts::default();
+    let into_new: MoveIn = Driver::apply_diff_from_staging_directory_into_new;
+
+    driver.create("base", None, &opts).expect("create");
+    apply_tarball(&driver, "base", None, "basic.tar");
+    let base = common::snapshot(&driver.differ_target("base").expect("target"));
+    driver.create("staged-base", None, &opts).expect("create");
+    stage_tarball_with(&driver, "staged-base", tarball("basic.tar"), into_new);
+    tree::assert_same_tree(
+        "staged base layer",
+        &without_root(&base),
+        &without_root(&common::snapshot(
+            &driver.differ_target("staged-base").expect("target"),
+        )),
+        tree::Root::IgnoreTimes,
+    );
+
+    // A whiteout, an opaque directory, changed and added files over the parent's copy.
+    driver.create("child", Some("base"), &opts).expect("create");
+    apply_tarball(&driver, "child", Some("base"), "child-whiteouts.tar");
+    driver
+        .create("staged-child", Some("base"), &opts)
+        .expect("create");
+    let output = stage_tarball_with(
+        &driver,
+        "staged-child",
+        tarball("child-whiteouts.tar"),
+        into_new,
+    );
+    assert!(output.overlay_markers.is_some_and(|n| n > 0));
+    let child = common::snapshot(&driver.differ_target("child").expect("target"));
+    let staged_child = common::snapshot(&driver.differ_target("staged-child").expect("target"));
+    tree::assert_same_tree(
+        "staged child layer",
+        &without_root(&child),
+        &without_root(&staged_child),
+        tree::Root::IgnoreTimes,
+    );
+    // The top directory keeps what the parent's copy had, as with a second copy.
+    let (root, staged_root) = (&base[Path::new("")], &staged_child[Path::new("")]);
+    assert_eq!(
+        (root.mode, root.uid, root.gid),
+        (staged_root.mode, staged_root.uid, staged_root.gid)
+    );
+    assert!(
+        staging_entries(&driver).is_empty(),
+        "what was left of the parent's copy is gone: {:?}",
+        staging_entries(&driver)
+    );
+    let base_after = common::snapshot(&driver.differ_target("base").expect("target"));
+    tree::assert_same_tree(
+        "parent after staging",
+        &base,
+        &base_after,
+        tree::Root::Compare,
+    );
+}
+
+#[test]
+fn a_child_without_deletions_still_gets_what_its_parent_has_below_its_directories() {
+    require_or_skip!(Capability::Root);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let driver = driver(tmp.path());
+    let opts = CreateOpts::default();
+    driver.create("base", None, &opts).expect("create");
+    apply_tarball(&driver, "base", None, "basic.tar");
+
+    // No whiteouts, so the differ counts no markers and the merge walks only what has a
+    // directory below: a file added two levels down, a changed file, a new nested directory.
+    let src = tmp.path().join("child-src");
+    fs::create_dir_all(src.join("usr/bin")).expect("mkdir");
+    fs::create_dir_all(src.join("new/deeper")).expect("mkdir");
+    fs::create_dir_all(src.join("etc")).expect("mkdir");
+    fs::write(src.join("usr/bin/new-tool"), b"#!/bin/sh\n").expect("write");
+    fs::write(src.join("etc/passwd"), b"root:x:0:0::/root:/bin/sh\n").expect("write");
+    fs::write(src.join("new/deeper/file"), b"new").expect("write");
+    let child_tar = tmp.path().join("child.tar");
+    let status = std::process::Command::new("tar")
+        .arg("--numeric-owner")
+        .arg("-cf")
+        .arg(&child_tar)
+        .arg("-C")
+        .arg(&src)
+        .arg(".")
+        .status()
+        .expect("run tar");
+    assert!(status.success());
+    let blob = fs::read(&child_tar).expect("read the child tarball");
+
+    driver.create("child", Some("base"), &opts).expect("create");
+    driver
+        .apply_diff("child", Some("base"), ApplyDiffOpts::new(&mut &blob[..]))
+        .expect("apply_diff");
+    let child = without_root(&common::snapshot(
+        &driver.differ_target("child").expect("target"),
+    ));
+    assert!(child.contains_key(Path::new("usr/bin/tool")));
+    assert!(child.contains_key(Path::new("usr/bin/new-tool")));
+    let moves: [(&str, MoveIn); 2] = [
+        ("copy", Driver::apply_diff_from_staging_directory),
+        (
+            "into-new",
+            Driver::apply_diff_from_staging_directory_into_new,
+        ),
+    ];
+    for (name, move_in) in moves {
+        let id = format!("staged-{name}");
+        driver.create(&id, Some("base"), &opts).expect("create");
+        let output = stage_tarball_with(&driver, &id, blob.clone(), move_in);
+        assert_eq!(output.overlay_markers, Some(0));
+        let staged = without_root(&common::snapshot(
+            &driver.differ_target(&id).expect("target"),
+        ));
+        tree::assert_same_tree(name, &child, &staged, tree::Root::IgnoreTimes);
+    }
+    assert!(staging_entries(&driver).is_empty());
 }
 
 #[test]
