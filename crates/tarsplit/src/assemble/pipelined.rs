@@ -74,12 +74,16 @@ where
         let (spare_tx, spare_rx) = mpsc::channel::<Vec<u8>>();
         let (batch_tx, batch_rx) =
             mpsc::sync_channel::<Vec<Result<Entry, Error>>>(PIPELINE_QUEUED_BATCHES);
+        // The entries' buffers, used, back to the decoder to be freed there
+        // (`Assembler::take_spent` says why). Bounded by the batches in flight.
+        let (spent_tx, spent_rx) = mpsc::channel::<Vec<Vec<u8>>>();
         let (record, stop) = (&record, &stop);
         // Decoding the entries (for a tar-split file: gunzip, JSON, base64) costs as much CPU
         // as writing the stream, so it gets a thread of its own.
         let decoder = scope.spawn(move || {
             let mut entries = entries;
             loop {
+                spent_rx.try_iter().for_each(drop);
                 let mut batch = Vec::with_capacity(PIPELINE_BATCH_ENTRIES);
                 let mut bytes = 0;
                 let mut last = false;
@@ -112,6 +116,7 @@ where
         });
         let reader = scope.spawn(move || {
             let mut assembler = Assembler::new(batch_rx.into_iter().flatten(), &getter);
+            assembler.keep_spent();
             let mut allocated = 0;
             loop {
                 let mut chunk = match spare_rx.try_recv() {
@@ -139,6 +144,11 @@ where
                             return;
                         }
                     }
+                }
+                let spent = assembler.take_spent();
+                if !spent.is_empty() {
+                    // The decoder gone, they are freed here.
+                    let _ = spent_tx.send(spent);
                 }
                 let end = len < chunk.len();
                 if len > 0 && filled_tx.send((chunk, len)).is_err() {
