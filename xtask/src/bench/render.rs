@@ -264,7 +264,8 @@ const METHOD: &str = "\
   holds it off for the run (`page_reporting_order` above the largest free block, restored
   after; the machine table says what it found and did). A reporting pass during a 1 GiB
   tmpfs write made that write 2–7× slower at random (xtask/src/bench/reporting.rs has the
-  numbers), for every tool alike.
+  numbers), for every tool alike. Memory reported before the run is faulted back in once at
+  its start (all free memory but 1 GiB touched, untimed), so no timed run pays for it.
 - goals on the disk: a row's goal checks count only where the comparison tool against itself
   varies by less than the gap between the tools: the spread of its wall times over the runs
   (max − min, with at least two runs) must be less than |its median − ours|. Other rows are
