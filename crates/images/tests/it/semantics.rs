@@ -311,11 +311,12 @@ fn setting_the_same_data_again_writes_no_record() {
 fn delete_saves_the_record_first_then_removes_the_directory_and_wipe_takes_all() {
     let scratch = Scratch::new();
     let store = scratch.open();
-    let a = store.create(named(&["a"])).unwrap().id;
-    let b = store.create(named(&["b"])).unwrap().id;
-    store.set_big_data("a", "k", b"v", None).unwrap();
-    store.set_big_data("b", "k", b"v", None).unwrap();
-    let deleted = store.delete("a").unwrap();
+    // Names that are no ID's prefix: a deleted "a" would find an ID starting with "a".
+    let a = store.create(named(&["image-a"])).unwrap().id;
+    let b = store.create(named(&["image-b"])).unwrap().id;
+    store.set_big_data("image-a", "k", b"v", None).unwrap();
+    store.set_big_data("image-b", "k", b"v", None).unwrap();
+    let deleted = store.delete("image-a").unwrap();
     assert_eq!(deleted.id, a);
     assert!(!scratch.dir().join(&a).exists());
     assert!(
@@ -324,7 +325,7 @@ fn delete_saves_the_record_first_then_removes_the_directory_and_wipe_takes_all()
             .contains(&a)
     );
     assert!(matches!(
-        store.delete("a").unwrap_err(),
+        store.delete("image-a").unwrap_err(),
         Error::ImageUnknown { .. }
     ));
     let wiped = store.wipe().unwrap();
