@@ -79,7 +79,9 @@ impl HeldOff {
         }
     }
 
-    /// Where reporting is now held off: touches all of `MemFree` but [`WARM_UP_MARGIN`] once,
+    /// Where reporting is now held off: touches all of `MemFree` but [`WARM_UP_MARGIN`] once
+    /// (no more than this process's memory cgroup has room for: /proc/meminfo does not know
+    /// its limit, and the kernel would kill the bench rather than reclaim for it),
     /// in anonymous blocks held together and then freed (untimed), so that memory reported
     /// before the bench began is faulted back in here rather than in a timed run; held off,
     /// it stays backed for the run. Returns the bytes touched.
@@ -96,7 +98,11 @@ impl HeldOff {
             .ok()
             .and_then(|info| meminfo_bytes(&info, "MemFree:"))
             .unwrap_or(0);
-        let mut left = free.saturating_sub(WARM_UP_MARGIN);
+        let room = fs::read_to_string("/proc/self/cgroup")
+            .ok()
+            .and_then(|cgroup| cgroup_room(&cgroup, |path| fs::read_to_string(path).ok()))
+            .unwrap_or(u64::MAX);
+        let mut left = free.min(room).saturating_sub(WARM_UP_MARGIN);
         let mut blocks: Vec<Vec<u8>> = Vec::new();
         let page = 4096;
         while left >= WARM_UP_BLOCK as u64 {
@@ -127,6 +133,35 @@ impl Drop for HeldOff {
     fn drop(&mut self) {
         self.restore_at(Path::new(ORDER));
     }
+}
+
+/// What the memory cgroup named in `cgroup` (/proc/self/cgroup) can still take, in bytes:
+/// limit less usage, read through `read` (v2: `memory.max`, `memory.current`; v1:
+/// `memory.limit_in_bytes`, `memory.usage_in_bytes`). `None` when there is no limit or it
+/// cannot be read.
+fn cgroup_room(cgroup: &str, read: impl Fn(&str) -> Option<String>) -> Option<u64> {
+    let number = |path: String| read(&path)?.trim().parse::<u64>().ok();
+    for line in cgroup.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        let (limit, usage) = if controllers.is_empty() {
+            let dir = format!("/sys/fs/cgroup{}", path.trim_end_matches('/'));
+            (format!("{dir}/memory.max"), format!("{dir}/memory.current"))
+        } else if controllers.split(',').any(|c| c == "memory") {
+            let dir = format!("/sys/fs/cgroup/memory{}", path.trim_end_matches('/'));
+            (
+                format!("{dir}/memory.limit_in_bytes"),
+                format!("{dir}/memory.usage_in_bytes"),
+            )
+        } else {
+            continue;
+        };
+        // v2 writes "max" when unlimited, which does not parse: no limit.
+        if let (Some(limit), Some(usage)) = (number(limit), number(usage)) {
+            return Some(limit.saturating_sub(usage));
+        }
+    }
+    None
 }
 
 /// The field `key` (`MemFree:`, …) of /proc/meminfo, in bytes.
@@ -167,6 +202,28 @@ Node 0, zone    DMA32      4      3      5      4      4      5      4      4   
         assert_eq!(orders("Node 0, zone Normal 1 2 3\n"), Some(3));
         assert_eq!(orders(""), None);
         assert_eq!(orders("garbage\n"), None);
+    }
+
+    #[test]
+    fn the_cgroups_room_is_its_limit_less_its_usage() {
+        let files = |path: &str| {
+            Some(
+                match path {
+                    "/sys/fs/cgroup/memory/job/memory.limit_in_bytes" => "3000\n",
+                    "/sys/fs/cgroup/memory/job/memory.usage_in_bytes" => "1000\n",
+                    "/sys/fs/cgroup/box/memory.max" => "5000\n",
+                    "/sys/fs/cgroup/box/memory.current" => "4000\n",
+                    "/sys/fs/cgroup/memory.max" => "max\n",
+                    "/sys/fs/cgroup/memory.current" => "1\n",
+                    _ => return None,
+                }
+                .to_owned(),
+            )
+        };
+        assert_eq!(cgroup_room("4:memory:/job\n0::/\n", files), Some(2000));
+        assert_eq!(cgroup_room("2:cpu:/\n0::/box\n", files), Some(1000));
+        assert_eq!(cgroup_room("0::/\n", files), None, "unlimited");
+        assert_eq!(cgroup_room("4:memory:/gone\n", files), None, "unreadable");
     }
 
     #[test]
