@@ -12,10 +12,11 @@
 //! than wait). A directory entry's own fd becomes the cached parent of the entries after it
 //! (mostly its children), which saves one rooted lookup per directory.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
+use layerstore_tarsplit::PathSet;
 use rustix::fs::{self as rfs, AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
 
@@ -66,7 +67,7 @@ pub(crate) struct Extractor<'o> {
     opts: &'o ApplyOptions,
     /// Clean paths (components joined by `/`) of every entry so far: duplicate detection and the
     /// "added by this layer" test of naive opaque whiteouts.
-    seen: HashSet<Vec<u8>>,
+    seen: PathSet,
     /// Directories whose times are set at the end, after their contents.
     dirs: Vec<(Vec<u8>, Timestamps)>,
     /// The parent directory of the previous entry (key, fd, depth, group): consecutive
@@ -98,7 +99,7 @@ impl<'o> Extractor<'o> {
         Extractor {
             root,
             opts,
-            seen: HashSet::new(),
+            seen: PathSet::default(),
             dirs: Vec::new(),
             cached_parent: None,
             cache_dirty: false,

@@ -133,7 +133,7 @@ pub use assemble::{
 };
 pub use disassemble::{ChunkRead, Disassembler, TeeDisassembler, disassemble};
 pub use entry::{
-    Entry, EntryKind, EntrySink, JsonLinesPacker, TarSplitGunzip, TarSplitGzip, Unpacker,
+    Entry, EntryKind, EntrySink, JsonLinesPacker, PathSet, TarSplitGunzip, TarSplitGzip, Unpacker,
     gzip_packer, read_tar_split_gz, write_gzipped_records,
 };
 pub use error::Error;
