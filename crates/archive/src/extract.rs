@@ -162,7 +162,7 @@ impl<'o> Extractor<'o> {
         }
         let key = components.join(&b'/');
         // One hash lookup per entry: the set is the hottest data structure of a many-files layer.
-        if !self.seen.insert(key.clone()) {
+        if !self.seen.insert(&key) {
             return Err(Error::DuplicatePath { entry: show(name) });
         }
         let Some((last, parent_components)) = components.split_last() else {

@@ -2,25 +2,19 @@
 //! ([`Unpacker`]), byte-compatible with `github.com/vbatts/tar-split/tar/storage`.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
 use data_encoding::BASE64;
 use serde::Deserialize;
 
 use crate::error::{Error, lossy};
+use crate::pathset::PathSet;
 use crate::tar::{SparseMap, SparseRegion};
 
 /// Longest tar-split line [`Unpacker`] accepts. Go's writer never produces a segment larger
 /// than a header run (PAX data and long names are capped at 1 MiB each) or a 1 MiB trailing
 /// chunk, so 16 MiB of base64 leaves a wide margin while bounding memory.
 pub const MAX_LINE_LEN: usize = 16 << 20;
-
-/// A set of cleaned paths, as the packer, the unpacker and an extractor keep to refuse a
-/// second entry of the same name. The names come from the archive, so the hash is keyed at
-/// random per set (`ahash`, DoS-resistant like std's SipHash): on a layer of 50,000 small
-/// files std's SipHash took 3% of the extracting thread, ahash a fifth of that.
-pub type PathSet = HashSet<Vec<u8>, ahash::RandomState>;
 
 /// The two kinds of tar-split entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -118,16 +112,21 @@ impl<S: EntrySink + ?Sized> EntrySink for &mut S {
 
 /// Go's `filepath.Clean` on raw bytes: the key tar-split uses to detect duplicate paths.
 pub fn clean_path(name: &[u8]) -> Vec<u8> {
-    // Most archive names are clean already: copy them without splitting them into a list.
+    clean_path_borrowed(name).into_owned()
+}
+
+/// [`clean_path`], borrowing `name` where it is clean already (most archive names are).
+fn clean_path_borrowed(name: &[u8]) -> Cow<'_, [u8]> {
     let body = name.strip_prefix(b"/").unwrap_or(name);
     let clean = !body.is_empty()
         && body
             .split(|&b| b == b'/')
             .all(|c| !c.is_empty() && c != b"." && c != b"..");
     if clean {
-        return name.to_vec();
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(clean_path_by_components(name))
     }
-    clean_path_by_components(name)
 }
 
 /// [`clean_path`] for names that need cleaning.
@@ -349,10 +348,11 @@ impl<W: Write> JsonLinesPacker<TarSplitGzip<W>> {
 
 impl<W: Write> EntrySink for JsonLinesPacker<W> {
     fn put(&mut self, entry: Entry) -> Result<(), Error> {
-        if entry.kind == EntryKind::File && !self.seen.insert(clean_path(entry.name_bytes())) {
-            return Err(Error::DuplicatePath {
-                name: lossy(&clean_path(entry.name_bytes())),
-            });
+        if entry.kind == EntryKind::File {
+            let key = clean_path_borrowed(entry.name_bytes());
+            if !self.seen.insert(&key) {
+                return Err(Error::DuplicatePath { name: lossy(&key) });
+            }
         }
         self.line.clear();
         encode_entry(&mut self.line, &entry, self.position);
@@ -573,8 +573,8 @@ impl<R: BufRead> Unpacker<R> {
                 .collect(),
         });
         if kind == EntryKind::File {
-            let key = clean_path(name.as_deref().unwrap_or_default());
-            if !self.seen.insert(key.clone()) {
+            let key = clean_path_borrowed(name.as_deref().unwrap_or_default());
+            if !self.seen.insert(&key) {
                 return Err(Error::DuplicatePath { name: lossy(&key) });
             }
             if size > 0 && payload.as_ref().is_some_and(|p| p.len() != 8) {

@@ -124,6 +124,7 @@ mod disassemble;
 pub mod entry;
 mod error;
 mod gzip_thread;
+mod pathset;
 pub mod rooted;
 pub mod tar;
 
@@ -133,11 +134,12 @@ pub use assemble::{
 };
 pub use disassemble::{ChunkRead, Disassembler, TeeDisassembler, disassemble};
 pub use entry::{
-    Entry, EntryKind, EntrySink, JsonLinesPacker, PathSet, TarSplitGunzip, TarSplitGzip, Unpacker,
+    Entry, EntryKind, EntrySink, JsonLinesPacker, TarSplitGunzip, TarSplitGzip, Unpacker,
     gzip_packer, read_tar_split_gz, write_gzipped_records,
 };
 pub use error::Error;
 pub use gzip_thread::{GzipThread, gzip_packer_on_thread};
+pub use pathset::PathSet;
 pub use tar::{Limits, SparseMap, SparseRegion, TarHeader, TarKind, TarTime};
 
 /// A running CRC-64/GO-ISO (Go's `hash/crc64` with the ISO table), the checksum tar-split
