@@ -350,6 +350,9 @@ impl StoreDir {
                 .map_err(|e| Error::io("chmod", self.join(&temp), e))?;
             file.sync_all()
                 .map_err(|e| Error::io("fsync", self.join(&temp), e))?;
+            // Renames made in this directory before (a layer's tar-split) are durable before
+            // this one. On ext4 the fsync above committed them already, so this costs nothing.
+            self.sync()?;
             self.rename(&temp, name)
         })();
         if let Err(e) = written {

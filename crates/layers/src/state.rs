@@ -37,6 +37,9 @@ pub(crate) struct State {
     pub(crate) layers_mtime: Option<SystemTime>,
     /// The mountpoints.lock token of the mount counts in memory.
     pub(crate) mounts_seen: Option<LastWrite>,
+    /// What mountpoints.json held at `mounts_seen` (read or written then): a save that would
+    /// write the same bytes under the same token leaves the file alone.
+    pub(crate) mounts_bytes: Option<Vec<u8>>,
     /// Records of layers.json that are not usable layers, kept verbatim and written back.
     pub(crate) unreadable: Vec<Unreadable>,
     /// Records of mountpoints.json that were not applied: their path is not where the driver

@@ -76,8 +76,9 @@ impl LayerStore {
                     .map_err(|e| Error::io("write", &temp, e.into_error()))
             })
             .and_then(|f| f.sync_all().map_err(|e| Error::io("fsync", &temp, e)))
-            .and_then(|()| dir.rename(&temp_name, &tar_split_name(id)))
-            .and_then(|()| dir.sync());
+            // Durable before layers.json names the layer complete: its save fsyncs this
+            // directory before it renames (`StoreDir::write_atomic`).
+            .and_then(|()| dir.rename(&temp_name, &tar_split_name(id)));
         if let Err(e) = finished {
             let _ = dir.remove_file(&temp_name);
             return Err(e);

@@ -118,7 +118,7 @@ impl LayerStore {
         if let Some(lock) = &self.mounts_lock {
             let guard = lock.rlock()?;
             let current = guard.get_last_write()?;
-            self.read_mounts_file(state)?;
+            state.mounts_bytes = self.read_mounts_file(state)?;
             state.mounts_seen = Some(current);
         }
         Ok(())

@@ -265,3 +265,39 @@ fn mount_counts_persist_across_handles() {
         b"[]"
     );
 }
+
+#[test]
+fn changes_that_leave_the_mounts_alone_leave_mountpoints_json_alone() {
+    use std::os::unix::fs::MetadataExt;
+    require_or_skip!(Capability::Root);
+    let scratch = Scratch::new();
+    let mounts_json = scratch.run().join("vfs-layers/mountpoints.json");
+    let inode = || {
+        std::fs::metadata(&mounts_json)
+            .expect("mountpoints.json")
+            .ino()
+    };
+    let store = scratch.open();
+    store.create(&LayerOptions::new().id("m")).unwrap();
+    let written = inode();
+    store.create(&LayerOptions::new().id("l")).unwrap();
+    store
+        .apply_diff("l", &mut File::open(fixture_tar("pax.tar")).unwrap())
+        .unwrap();
+    assert_eq!(inode(), written, "an import left the mounts as they were");
+
+    // Another writer's change is kept, and a change of ours is written.
+    scratch.open().mount("m", &Default::default()).unwrap();
+    let theirs = inode();
+    assert_ne!(theirs, written);
+    store.create(&LayerOptions::new().id("n")).unwrap();
+    assert_eq!(
+        inode(),
+        theirs,
+        "the other handle's file already holds these mounts"
+    );
+    assert_eq!(store.mounted("m").unwrap(), 1);
+    assert_eq!(store.unmount("m", false).unwrap(), 0);
+    assert_ne!(inode(), theirs);
+    assert_eq!(std::fs::read(&mounts_json).unwrap(), b"[]");
+}
