@@ -75,7 +75,9 @@ impl LayerStore {
                 w.into_inner()
                     .map_err(|e| Error::io("write", &temp, e.into_error()))
             })
-            .and_then(|f| f.sync_all().map_err(|e| Error::io("fsync", &temp, e)))
+            // Its bytes and size are what must be durable (Go fdatasyncs it too); its mode was
+            // set when it was made.
+            .and_then(|f| f.sync_data().map_err(|e| Error::io("fdatasync", &temp, e)))
             // Durable before layers.json names the layer complete: its save fsyncs this
             // directory before it renames (`StoreDir::write_atomic`).
             .and_then(|()| dir.rename(&temp_name, &tar_split_name(id)));
