@@ -148,6 +148,7 @@ where
                 decompress_into(&mut raw_reader, compression, writer)?;
                 // Bytes after the compressed stream's end still belong to the blob's digest.
                 io::copy(&mut raw_reader, &mut io::sink()).map_err(Error::Input)?;
+                input_ended(opts);
                 Ok(())
             });
             Reading::Split(hasher, decompressing)
@@ -158,6 +159,7 @@ where
                 // (whatever the BufReader holds was hashed when it was read).
                 let mut raw = buffered.into_inner();
                 raw.drain().map_err(Error::Input)?;
+                input_ended(opts);
                 let (digest, size) = raw.finish();
                 Ok(RawSummary { digest, size })
             }))
@@ -204,6 +206,13 @@ where
         );
         Ok((report, sink))
     })
+}
+
+/// Runs the caller's [`ApplyOptions::on_input_end`], if any.
+fn input_ended(opts: &ApplyOptions) {
+    if let Some(hook) = &opts.on_input_end {
+        (hook.0)();
+    }
 }
 
 /// The reading side's threads: one that reads, hashes and decompresses, or (gzip, bzip2, xz)

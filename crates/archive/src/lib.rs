@@ -169,5 +169,6 @@ pub use export::{ExportReader, export, export_at, export_to, export_to_at};
 pub use idmap::{IdMap, to_container, to_host};
 pub use layerstore_tarsplit::{EntrySink, Limits};
 pub use options::{
-    ApplyOptions, ApplyReport, DEFAULT_MAX_DEPTH, DevicePolicy, RootEntry, WhiteoutStyle,
+    ApplyOptions, ApplyReport, DEFAULT_MAX_DEPTH, DevicePolicy, InputEndHook, RootEntry,
+    WhiteoutStyle,
 };

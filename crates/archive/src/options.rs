@@ -86,6 +86,22 @@ pub struct ApplyOptions {
     /// Resolve paths with the userspace component walk even where `openat2` exists (the path
     /// taken on kernels before 5.6; for tests and for sandboxes that filter `openat2`).
     pub force_userspace_resolution: bool,
+    /// Called once, on the reading thread, when the whole input has been read and
+    /// decompressed; the extraction of what the pipe holds still runs. Not called when the
+    /// input fails.
+    pub on_input_end: Option<InputEndHook>,
+}
+
+/// What [`ApplyOptions::on_input_end`] runs. The layer store starts the filesystem's journal
+/// commit there (an `fdatasync` of its tar-split file), so the commit of the extraction's
+/// metadata overlaps the extraction's last files instead of following them.
+#[derive(Clone)]
+pub struct InputEndHook(pub std::sync::Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for InputEndHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InputEndHook")
+    }
 }
 
 impl Default for ApplyOptions {
@@ -101,6 +117,7 @@ impl Default for ApplyOptions {
             root_entry: RootEntry::default(),
             max_depth: DEFAULT_MAX_DEPTH,
             force_userspace_resolution: false,
+            on_input_end: None,
         }
     }
 }

@@ -180,6 +180,9 @@ pub struct ApplyDiffOpts<'a> {
     /// Refuse a layer whose uncompressed stream is larger than this (decompression bombs);
     /// `None`: no cap, as in Go.
     pub max_uncompressed_size: Option<u64>,
+    /// Run when the whole stream has been read, while its last entries are still extracted
+    /// (see [`layerstore_archive::ApplyOptions::on_input_end`]).
+    pub on_input_end: Option<layerstore_archive::InputEndHook>,
 }
 
 impl std::fmt::Debug for ApplyDiffOpts<'_> {
@@ -190,6 +193,7 @@ impl std::fmt::Debug for ApplyDiffOpts<'_> {
             .field("mount_label", &self.mount_label)
             .field("ignore_chown_errors", &self.ignore_chown_errors)
             .field("max_uncompressed_size", &self.max_uncompressed_size)
+            .field("on_input_end", &self.on_input_end)
             .finish_non_exhaustive()
     }
 }
@@ -204,6 +208,7 @@ impl<'a> ApplyDiffOpts<'a> {
             mount_label: String::new(),
             ignore_chown_errors: false,
             max_uncompressed_size: None,
+            on_input_end: None,
         }
     }
 }

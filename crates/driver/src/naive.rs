@@ -259,6 +259,7 @@ pub fn apply_at(
         gid_map: opts.id_mappings.gids,
         ignore_chown_errors: opts.ignore_chown_errors,
         max_uncompressed_size: opts.max_uncompressed_size,
+        on_input_end: opts.on_input_end,
         ..Default::default()
     };
     let target = root

@@ -103,3 +103,51 @@ fn an_extraction_failure_in_a_gzip_layer_wins_over_the_closed_pipes() {
     assert!(chain.contains("../escape"), "{chain}");
     assert!(!chain.contains("pipe"), "{chain}");
 }
+
+/// Counts its calls, for [`ApplyOptions::on_input_end`].
+fn counting_hook() -> (
+    layerstore_archive::InputEndHook,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let hook = layerstore_archive::InputEndHook(Arc::new(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+    }));
+    (hook, calls)
+}
+
+#[test]
+fn the_input_end_hook_runs_once_for_each_compression_and_not_for_a_failed_input() {
+    use std::sync::atomic::Ordering;
+    let plain = RawTar::new()
+        .dir(b"d/")
+        .file(b"d/big", &noise(3 << 20))
+        .finish();
+    let zstd = zstd::encode_all(&plain[..], 1).expect("zstd");
+    for (what, layer) in [
+        ("plain", plain.clone()),
+        ("gzip", gzip(&plain)),
+        ("zstd", zstd),
+    ] {
+        let (hook, calls) = counting_hook();
+        let opts = ApplyOptions {
+            on_input_end: Some(hook),
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        apply(dir.path(), &layer[..], Vec::new(), &opts).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "{what}");
+    }
+    let (hook, calls) = counting_hook();
+    let opts = ApplyOptions {
+        on_input_end: Some(hook),
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gz = gzip(&plain);
+    apply(dir.path(), FailsAtTheEnd(&gz), Vec::new(), &opts).expect_err("the input failed");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "a failed input");
+}

@@ -3,7 +3,9 @@
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
+use std::sync::Arc;
 
+use layerstore_archive::InputEndHook;
 use layerstore_driver::{ApplyDiffOpts, Change, DiffArgs, MountOpts};
 use layerstore_model::{Compression, Layer};
 
@@ -43,6 +45,15 @@ impl LayerStore {
         // A temp file a crash left is stale (we hold the write lock).
         dir.remove_file(&temp_name)?;
         let file = dir.create_new(&temp_name, 0o600)?;
+        // Its fdatasync at the end commits the filesystem's journal, with the metadata of every
+        // entry extracted (ext4: 8 ms for rootfs.tar, 20 ms for 50,000 small files). Started
+        // once the input is read, most of that commit runs while the last entries are made.
+        let early = file.try_clone().ok();
+        let on_input_end = early.map(|early| {
+            InputEndHook(Arc::new(move || {
+                let _ = early.sync_data();
+            }))
+        });
         // The gzip runs on a thread of its own, off the extracting thread (crates/tarsplit
         // `gzip_thread`).
         let mut packer =
@@ -57,6 +68,7 @@ impl LayerStore {
                 mount_label: layer.mount_label.clone(),
                 ignore_chown_errors: false,
                 max_uncompressed_size: self.max_layer_size,
+                on_input_end,
             },
         );
         let report = match applied {
