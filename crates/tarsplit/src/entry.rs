@@ -116,7 +116,7 @@ pub fn clean_path(name: &[u8]) -> Vec<u8> {
 }
 
 /// [`clean_path`], borrowing `name` where it is clean already (most archive names are).
-fn clean_path_borrowed(name: &[u8]) -> Cow<'_, [u8]> {
+pub(crate) fn clean_path_borrowed(name: &[u8]) -> Cow<'_, [u8]> {
     let body = name.strip_prefix(b"/").unwrap_or(name);
     let clean = !body.is_empty()
         && body

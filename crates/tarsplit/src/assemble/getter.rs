@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::entry::clean_path;
+use crate::entry::{clean_path, clean_path_borrowed};
 use crate::error::Error;
 use crate::rooted::RootDir;
 
@@ -152,7 +152,7 @@ impl DirFileGetter {
     /// and gives its size; callers that need more than a reader (an overlay getter asking the
     /// open file for its metacopy xattr) use the [`File`] itself.
     pub fn open_file(&self, name: &[u8]) -> io::Result<(File, u64)> {
-        let cleaned = clean_path(name);
+        let cleaned = clean_path_borrowed(name);
         let rel = cleaned.strip_prefix(b"/").unwrap_or(&cleaned);
         if rel.is_empty() || rel == b"." {
             return Err(io::Error::new(
