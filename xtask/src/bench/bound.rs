@@ -2,8 +2,10 @@
 //! beside the rows it bounds. KIND is `gunzip` (the archive crate's inflate: ISA-L where the
 //! build has it, else flate2 with zlib-rs; [`GUNZIP_LABEL`] names it), `unzstd` (the zstd crate) or `sha256` (sha2, reading FILE included); the output is
 //! discarded. `write-alone FILE OUT` writes FILE's length into OUT (see [`write_alone`]: the
-//! bound of diffing a 1 GiB file). `sha256-hash-only` hashes FILE too but times only the hashing, itself, and prints
-//! that time ([`HashOnly`]): an import hashes bytes it already holds (the blob it read for the
+//! writing half of diffing a layer of big files); `copy-alone DIR OUT` copies a layer's files
+//! into OUT, the faster of two ways, and prints the time (the `copy` module: the bound of that
+//! diff). `sha256-hash-only` hashes FILE too but times only the hashing, itself, and prints
+//! that time ([`SelfTimed`]): an import hashes bytes it already holds (the blob it read for the
 //! decoder, the tar stream the decoder wrote), so the read is not part of that work. The
 //! dependencies are built optimised even in the dev profile (the workspace's
 //! `[profile.dev.package."*"]`), so the debug xtask binary runs them at release speed.
@@ -13,6 +15,8 @@ use std::io::{self, BufReader, Read};
 use std::time::{Duration, Instant};
 
 use sha2::Digest as _;
+
+mod copy;
 
 /// What the `gunzip` bound runs: the inflate layerstore-archive uses in this build.
 pub const GUNZIP_LABEL: &str = if layerstore_igzip::AVAILABLE {
@@ -38,31 +42,31 @@ fn drain(mut input: impl Read, mut sink: impl FnMut(&[u8])) -> io::Result<u64> {
     }
 }
 
-/// What `sha256-hash-only` measured of its own hashing: the reads between chunks left out.
+/// What a self-timed bound (`sha256-hash-only`, `copy-alone`) measured of its own work, the
+/// untimed setup between left out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct HashOnly {
-    /// Wall time spent inside the hasher.
+pub(crate) struct SelfTimed {
+    /// Wall time of the timed work.
     pub(crate) wall: Duration,
-    /// CPU time of the hashing thread spent inside the hasher.
+    /// CPU time the timed work took (its thread's, or the process's where it runs threads).
     pub(crate) cpu: Duration,
 }
 
-impl HashOnly {
-    const PREFIX: &'static str = "sha256-hash-only";
-
-    /// The line the bound prints on stdout for the bench to read back.
-    fn line(self) -> String {
+impl SelfTimed {
+    /// The line the bound `kind` prints on stdout for the bench to read back.
+    fn line(self, kind: &str) -> String {
         format!(
-            "{} wall_ns={} cpu_ns={}",
-            Self::PREFIX,
+            "{kind} wall_ns={} cpu_ns={}",
             self.wall.as_nanos(),
             self.cpu.as_nanos()
         )
     }
 
-    /// Reads back what [`HashOnly::line`] printed (the bound's whole stdout).
-    pub(crate) fn parse(stdout: &str) -> Option<HashOnly> {
-        let line = stdout.lines().find(|l| l.starts_with(Self::PREFIX))?;
+    /// Reads back what [`SelfTimed::line`] printed for `kind` (the bound's whole stdout).
+    pub(crate) fn parse(kind: &str, stdout: &str) -> Option<SelfTimed> {
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(kind))?;
         let field = |name: &str| -> Option<Duration> {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))?
@@ -70,7 +74,7 @@ impl HashOnly {
                 .ok()
                 .map(Duration::from_nanos)
         };
-        Some(HashOnly {
+        Some(SelfTimed {
             wall: field("wall_ns")?,
             cpu: field("cpu_ns")?,
         })
@@ -87,9 +91,9 @@ fn thread_cpu() -> Duration {
 
 /// SHA-256 of `input`, timing only the hasher's calls (each chunk is hashed right after its
 /// read, still in the cache, as the import hashes a chunk it has just read or decoded).
-fn sha256_hash_only(input: impl Read) -> io::Result<HashOnly> {
+fn sha256_hash_only(input: impl Read) -> io::Result<SelfTimed> {
     let mut hasher = sha2::Sha256::new();
-    let mut spent = HashOnly {
+    let mut spent = SelfTimed {
         wall: Duration::ZERO,
         cpu: Duration::ZERO,
     };
@@ -136,16 +140,38 @@ fn write_alone(input: &str, out: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs KIND on FILE; prints nothing but errors (and `sha256-hash-only` its [`HashOnly`] line).
+/// The kind that copies a layer's files into a diff's output two ways and reports the faster
+/// (see the `copy` module).
+pub(crate) const COPY_ALONE: &str = "copy-alone";
+
+/// Runs KIND on FILE; prints nothing but errors (and the self-timed kinds their [`SelfTimed`] line).
 pub fn run(args: &[String]) -> Result<(), String> {
-    if let [kind, input, out] = args
-        && kind == "write-alone"
-    {
-        return write_alone(input, out);
+    if let [kind, input, out] = args {
+        return match kind.as_str() {
+            "write-alone" => write_alone(input, out),
+            COPY_ALONE => {
+                let ways = copy::both_ways(std::path::Path::new(input), std::path::Path::new(out))?;
+                let fastest = copy::fastest(&ways);
+                println!(
+                    "{} way={} bytes={} {}",
+                    fastest.spent.line(COPY_ALONE),
+                    fastest.name,
+                    fastest.bytes,
+                    ways.iter()
+                        .map(|w| format!("{}_ns={}", w.name, w.spent.wall.as_nanos()))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                Ok(())
+            }
+            other => Err(format!(
+                "unknown bound `{other}` (write-alone, {COPY_ALONE})"
+            )),
+        };
     }
     let [kind, path] = args else {
         return Err(
-            "usage: cargo xtask bench-bound gunzip|unzstd|sha256|sha256-hash-only FILE, or write-alone FILE OUT".into(),
+            "usage: cargo xtask bench-bound gunzip|unzstd|sha256|sha256-hash-only FILE, write-alone FILE OUT or copy-alone DIR OUT".into(),
         );
     };
     let file = File::open(path).map_err(|e| format!("open {path}: {e}"))?;
@@ -170,7 +196,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
         "sha256-hash-only" => {
             let spent = sha256_hash_only(file).map_err(|e| format!("{kind} {path}: {e}"))?;
-            println!("{}", spent.line());
+            println!("{}", spent.line(kind));
             return Ok(());
         }
         other => {
@@ -236,15 +262,17 @@ mod tests {
         let data: Vec<u8> = (0..5 * CHUNK).map(|i| (i % 253) as u8).collect();
         let spent = sha256_hash_only(&data[..]).expect("in memory");
         assert!(spent.wall > Duration::ZERO, "{spent:?}");
-        let printed = format!("noise\n{}\n", spent.line());
-        assert_eq!(HashOnly::parse(&printed), Some(spent));
-        let odd = HashOnly {
+        let printed = format!("noise\n{}\n", spent.line("sha256-hash-only"));
+        assert_eq!(SelfTimed::parse("sha256-hash-only", &printed), Some(spent));
+        assert_eq!(SelfTimed::parse("copy-alone", &printed), None);
+        let odd = SelfTimed {
             wall: Duration::from_nanos(1_234_567_891),
             cpu: Duration::from_nanos(7),
         };
-        assert_eq!(HashOnly::parse(&odd.line()), Some(odd));
-        assert_eq!(HashOnly::parse("sha256-hash-only wall_ns=x cpu_ns=1"), None);
-        assert_eq!(HashOnly::parse(""), None);
+        assert_eq!(SelfTimed::parse("k", &odd.line("k")), Some(odd));
+        let bad = "sha256-hash-only wall_ns=x cpu_ns=1";
+        assert_eq!(SelfTimed::parse("sha256-hash-only", bad), None);
+        assert_eq!(SelfTimed::parse("sha256-hash-only", ""), None);
         // Run as the bench runs it: the file's bytes are hashed, the command succeeds.
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("a.tar");

@@ -229,13 +229,17 @@ const METHOD: &str = "\
   input, as one process timed like the others (1 MiB reads, output discarded; the debug xtask
   binary runs its dependencies optimised), in the same run; the row reports ours ÷ bound.
   The diffs of layers of a few big files (the 1 GiB file, compressible.tar and
-  incompressible.tar) are bound by writing their output: `bench-bound write-alone FILE OUT`
-  writes as many bytes as the file holds into the diffs' output path (the scratch tmpfs),
-  from one 1 MiB buffer, without reading the file: the kernel's page allocation and copy
-  alone, which the diff's writing thread cannot avoid. It is timed right after each of our
-  diffs of that row (same output path, same `sync(2)` before), so a row's bound and ours see
-  the same moments of the machine; its baseline is the row's own
-  (`bound-write-alone/DRIVER/FIXTURE`).
+  incompressible.tar) are bound by the kernel's copy of those files' bytes into the output:
+  `bench-bound copy-alone DIR OUT` copies the layer's regular files (in path order) into the
+  diffs' output path two ways, one thread `read(2)`ing 1 MiB chunks while another `write(2)`s
+  them (4 in flight), and `copy_file_range(2)` per file; it times each itself (an untimed
+  `sync(2)` before, the output removed after) and reports the faster. No tar header,
+  tar-split record or checksum is in it: only the bytes' move, which a diff cannot avoid. It
+  runs right after each of our diffs of that row, from that layer's own files, so a row's
+  bound and ours see the same moments of the machine; its baseline is the row's own
+  (`bound-copy-alone/DRIVER/FIXTURE`). The write alone, `bench-bound write-alone FILE OUT`
+  (as many bytes from one 1 MiB buffer, the file not read), follows it as a physical
+  baseline (`write-alone/DRIVER/FIXTURE`): the writing half, below what a diff can reach.
 - two-core floor (compressed imports: **the row's bound**): the least wall time any import of
   the layer can take on these two cores, measured in the same run. Its parts are the work
   every import must do: (a) the decoder alone (the library bound), (b) SHA-256 of the blob

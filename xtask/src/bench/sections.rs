@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::bound::HashOnly;
+use super::bound::{COPY_ALONE, SelfTimed};
 use super::exec::{Finished, Runner, Sample};
 use super::fixtures::{self, Fixture};
 use super::machine::load_average;
@@ -145,50 +145,89 @@ fn library_bound(f: Fixture) -> Option<(&'static str, &'static str)> {
     }
 }
 
-/// What bounds the diff of `f`'s layer on `driver`, if one thing does: (`bench-bound` kind,
-/// label, baseline key). A layer of a few big files (the 1 GiB file; compressible.tar and
-/// incompressible.tar, 16 files of 10 MiB): writing the output (the kernel's page allocation
-/// and copy into the scratch filesystem), which the diff's writing thread cannot shorten;
-/// reading the layer's files and their CRC-64 run on the other thread. Trees of many files are
-/// bound by the filesystem calls, measured by the `tar -c` reference instead. The key is the
-/// row's own: the bound is timed right after each of our diffs, into the same output path
-/// ([`time_diff_bound`]), so that both see the same moment of this noisy machine.
-fn diff_bound(f: Fixture, driver: &str) -> Option<(&'static str, &'static str, String)> {
+/// What bounds the diff of `f`'s layer on `driver`, if one thing does: (label, baseline key).
+/// A layer of a few big files (the 1 GiB file; compressible.tar and incompressible.tar, 16
+/// and 2 files): the kernel's copy of those files' bytes into the output
+/// (`bench-bound copy-alone`, the faster of two threads of `read(2)`/`write(2)` and
+/// `copy_file_range(2)`), which no user-space work of a diff can shorten. Trees of many files
+/// are bound by the filesystem calls, measured by the `tar -c` reference instead. The key is
+/// the row's own: the bound is timed right after each of our diffs, from that layer's files
+/// into the same output path ([`time_diff_bound`]), so both see the same moment of this noisy
+/// machine.
+fn diff_bound(f: Fixture, driver: &str) -> Option<(&'static str, String)> {
     const FEW_BIG_FILES: &[&str] = &["bigfile.tar", "compressible.tar", "incompressible.tar"];
     FEW_BIG_FILES.contains(&f.plain()).then(|| {
         (
-            "write-alone",
-            "write(2) of the output alone",
-            format!("bound-write-alone/{driver}/{}", f.name),
+            "the kernel's copy of the layer's files alone: read(2)+write(2) on two threads, or copy_file_range(2) if faster",
+            format!("bound-{COPY_ALONE}/{driver}/{}", f.name),
         )
     })
 }
 
-/// Times `bench-bound KIND` of `f`'s plain tar into `out` (removed before and after, untimed,
-/// then `sync(2)`, as for the diff it is compared with) into the baseline `key`.
+/// The baseline of writing a diff's output alone, without reading the layer (the writing
+/// half of the copy): shown beside the bound, in the physical baselines.
+fn write_alone_key(f: Fixture, driver: &str) -> String {
+    format!("write-alone/{driver}/{}", f.name)
+}
+
+/// Times the diff bound of the layer in `layer_dir` into `out` (removed before and after,
+/// untimed, then `sync(2)`, as for the diff it is compared with) into the baseline `key`, and
+/// the write alone of as many bytes into [`write_alone_key`].
 fn time_diff_bound(
     ctx: &Context<'_>,
     results: &mut FsResults,
-    (kind, key): (&str, &str),
+    (driver, key): (&str, &str),
     f: Fixture,
-    out: &Path,
+    (layer_dir, out): (&Path, &Path),
 ) -> Result<(), String> {
     let xtask = std::env::current_exe().map_err(|e| format!("the xtask binary: {e}"))?;
     let _ = fs::remove_file(out);
-    sync();
     let done = ctx.runner.timed(
         Command::new(&xtask)
-            .args(["bench-bound", kind])
+            .args(["bench-bound", COPY_ALONE])
+            .arg(layer_dir)
+            .arg(out),
+    );
+    let _ = fs::remove_file(out);
+    let done = done?;
+    let spent = SelfTimed::parse(COPY_ALONE, &done.stdout).ok_or_else(|| {
+        format!(
+            "bench-bound {COPY_ALONE} {} printed no time: `{}`",
+            layer_dir.display(),
+            done.stdout.trim()
+        )
+    })?;
+    results
+        .baselines
+        .entry(key.to_owned())
+        .or_default()
+        .push(Sample {
+            wall: spent.wall,
+            cpu: spent.cpu,
+            max_rss_kib: done.sample.max_rss_kib,
+        });
+    sync();
+    let written = ctx.runner.timed(
+        Command::new(&xtask)
+            .args(["bench-bound", "write-alone"])
             .arg(ctx.fixture(f.plain()))
             .arg(out),
     );
     let _ = fs::remove_file(out);
     results
         .baselines
-        .entry(key.to_owned())
+        .entry(write_alone_key(f, driver))
         .or_default()
-        .push(done?.sample);
+        .push(written?.sample);
     Ok(())
+}
+
+/// Where `driver` keeps the files of layer `id` under the graph root `graph`.
+fn layer_dir(graph: &Path, driver: &str, id: &str) -> PathBuf {
+    match driver {
+        "overlay" => graph.join("overlay").join(id).join("diff"),
+        other => graph.join(other).join("dir").join(id),
+    }
 }
 
 fn bound_key(kind: &str, f: Fixture) -> String {
@@ -232,7 +271,7 @@ fn time_hash_only(
                 .args(["bench-bound", HASH_ONLY])
                 .arg(ctx.fixture(file)),
         )?;
-        let spent = HashOnly::parse(&done.stdout).ok_or_else(|| {
+        let spent = SelfTimed::parse(HASH_ONLY, &done.stdout).ok_or_else(|| {
             format!(
                 "bench-bound {HASH_ONLY} {file} printed no time: `{}`",
                 done.stdout.trim()
@@ -445,10 +484,10 @@ fn section_import(
                 vec![format!("tar-c/{}", f.plain())],
             ));
             diff.goals = vec![Goal::VsGo(0.25), Goal::VsReference(2.0)];
-            let write_bound = diff_bound(f, driver).map(|(kind, label, key)| {
+            let copy_bound = diff_bound(f, driver).map(|(label, key)| {
                 diff.bound = Some((label.to_owned(), key.clone()));
                 diff.goals.push(Goal::VsBound(1.1));
-                (kind, key)
+                key
             });
             // gzip-compressed diff (Go: pgzip at its default level): no slower than Go.
             let mut diff_gzip = Row::new("diff", "diff -c (gzip)", driver, f.name);
@@ -528,9 +567,10 @@ fn section_import(
                         }
                         let _ = fs::remove_file(&out);
                         if tool == Tool::Ours
-                            && let Some((kind, key)) = &write_bound
+                            && let Some(key) = &copy_bound
                         {
-                            time_diff_bound(ctx, results, (kind, key), f, &out)?;
+                            let layer_dir = layer_dir(&s.graph, driver, &id);
+                            time_diff_bound(ctx, results, (driver, key), f, (&layer_dir, &out))?;
                         }
                         if time_gzip {
                             sync();
@@ -917,7 +957,7 @@ mod tests {
     }
 
     #[test]
-    fn the_diffs_of_layers_of_a_few_big_files_are_bound_by_writing_their_output() {
+    fn the_diffs_of_layers_of_a_few_big_files_are_bound_by_copying_their_files() {
         for (name, plain) in [
             ("bigfile.tar", "bigfile.tar"),
             ("bigfile.tar.gz", "bigfile.tar"),
@@ -926,11 +966,12 @@ mod tests {
         ] {
             let f = Fixture::named(name).expect("known");
             assert_eq!(f.plain(), plain);
-            let (kind, _, key) = diff_bound(f, "overlay").expect("bound by the write");
-            assert_eq!(kind, "write-alone");
+            let (label, key) = diff_bound(f, "overlay").expect("bound by the copy");
+            assert!(label.contains("copy"), "{label}");
             // The row's own baseline: timed beside that row's diffs, not once per tar.
-            assert_eq!(key, format!("bound-write-alone/overlay/{name}"));
-            assert_ne!(diff_bound(f, "vfs").expect("bound").2, key);
+            assert_eq!(key, format!("bound-copy-alone/overlay/{name}"));
+            assert_ne!(diff_bound(f, "vfs").expect("bound").1, key);
+            assert_eq!(write_alone_key(f, "vfs"), format!("write-alone/vfs/{name}"));
         }
         for name in ["rootfs.tar", "rootfs.tar.gz", "smallfiles.tar"] {
             let f = Fixture::named(name).expect("known");

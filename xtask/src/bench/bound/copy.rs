@@ -1,0 +1,266 @@
+//! `bench-bound copy-alone DIR OUT`: the kernel's copy of a layer's file bytes into a diff's
+//! output, with nothing else a diff does (no tar headers, no tar-split, no CRC-64, no store).
+//!
+//! A `diff -u` of a layer of a few big files must read every byte of those files out of the
+//! page cache and write it into the output's. Writing alone (`write-alone`) is below what any
+//! diff can reach: it leaves out the read, and copies from a buffer that stays in the core's
+//! cache, where a diff's bytes come from memory. This bound does both halves, the two ways the
+//! kernel offers, and reports the faster:
+//!
+//! * `threads`: one thread `read(2)`s the files in 1 MiB chunks, another `write(2)`s them, with
+//!   4 chunks in flight (two copies, one per core);
+//! * `range`: `copy_file_range(2)` of each file into the output (one copy, in the kernel, on
+//!   one thread; a reflink where the filesystem can share extents between the two files).
+//!
+//! Each way is timed by the process itself (wall, and the process's CPU), after an untimed
+//! `sync(2)`; the output is removed between the ways. The files are DIR's regular files in the
+//! order of their paths, as a tar of the tree lists them.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+use std::time::{Duration, Instant};
+
+use super::{CHUNK, SelfTimed};
+
+/// Chunks in flight between the reading and the writing thread.
+const DEPTH: usize = 4;
+
+/// How one way of copying went.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Way {
+    /// `threads` or `range`.
+    pub(crate) name: &'static str,
+    /// What it took.
+    pub(crate) spent: SelfTimed,
+    /// Bytes it wrote.
+    pub(crate) bytes: u64,
+}
+
+/// DIR's regular files, recursively, sorted by path (symbolic links are not followed).
+pub(crate) fn regular_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in fs::read_dir(&d)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_file() {
+                files.push(entry.path());
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn process_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+fn create_new(out: &Path) -> io::Result<File> {
+    OpenOptions::new().write(true).create_new(true).open(out)
+}
+
+/// One way of copying `files` into the output, returning the bytes it wrote.
+type CopyFn = fn(&[PathBuf], &mut File) -> io::Result<u64>;
+
+/// Times `copy` of `files` into a new `out`.
+fn timed(name: &'static str, files: &[PathBuf], out: &Path, copy: CopyFn) -> io::Result<Way> {
+    let mut output = create_new(out)?;
+    let (wall, cpu) = (Instant::now(), process_cpu());
+    let bytes = copy(files, &mut output)?;
+    drop(output);
+    let spent = SelfTimed {
+        wall: wall.elapsed(),
+        cpu: process_cpu().saturating_sub(cpu),
+    };
+    Ok(Way { name, spent, bytes })
+}
+
+/// `read(2)` on a thread of its own, `write(2)` on this one.
+fn with_threads(files: &[PathBuf], output: &mut File) -> io::Result<u64> {
+    let (filled_tx, filled_rx) = sync_channel::<(Vec<u8>, usize)>(DEPTH);
+    let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(DEPTH);
+    for _ in 0..DEPTH {
+        empty_tx
+            .send(vec![0u8; CHUNK])
+            .expect("the channel holds DEPTH buffers");
+    }
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> io::Result<()> {
+            // The buffer a file's end left unfilled, for the next file.
+            let mut spare = None;
+            for path in files {
+                let mut file = File::open(path)?;
+                loop {
+                    let Some(mut buf) = spare.take().or_else(|| empty_rx.recv().ok()) else {
+                        return Ok(()); // the writer failed and went away
+                    };
+                    let n = file.read(&mut buf)?;
+                    if n == 0 {
+                        spare = Some(buf);
+                        break;
+                    }
+                    if filled_tx.send((buf, n)).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        });
+        let mut total = 0u64;
+        let mut outcome = Ok(());
+        for (buf, n) in filled_rx.iter() {
+            if let Err(e) = output.write_all(&buf[..n]) {
+                outcome = Err(e);
+                break;
+            }
+            total += n as u64;
+            // Refused once the reader is done; the chunks it queued are still written.
+            let _ = empty_tx.send(buf);
+        }
+        drop(empty_tx);
+        drop(filled_rx);
+        reader
+            .join()
+            .map_err(|_| io::Error::other("the reading thread panicked"))??;
+        outcome.map(|()| total)
+    })
+}
+
+/// `copy_file_range(2)` of each file, to its end.
+fn with_copy_file_range(files: &[PathBuf], output: &mut File) -> io::Result<u64> {
+    let mut total = 0u64;
+    for path in files {
+        let file = File::open(path)?;
+        loop {
+            let n = rustix::fs::copy_file_range(&file, None, &*output, None, 1 << 30)?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+    }
+    Ok(total)
+}
+
+/// Both ways, each into a new `out` (removed after it, untimed, then `sync(2)`). The
+/// `range` way is left out where the kernel refuses `copy_file_range(2)` between the two
+/// filesystems (`EXDEV`: a layer on a disk, the output on a tmpfs).
+pub(crate) fn both_ways(dir: &Path, out: &Path) -> Result<Vec<Way>, String> {
+    let files = regular_files(dir).map_err(|e| format!("list {}: {e}", dir.display()))?;
+    let mut expected = 0u64;
+    for path in &files {
+        expected += fs::metadata(path)
+            .map_err(|e| format!("stat {}: {e}", path.display()))?
+            .len();
+    }
+    let mut ways = Vec::with_capacity(2);
+    let copies: [(&'static str, CopyFn); 2] =
+        [("threads", with_threads), ("range", with_copy_file_range)];
+    for (name, copy) in copies {
+        rustix::fs::sync();
+        let way = timed(name, &files, out, copy);
+        let _ = fs::remove_file(out);
+        let way = match way {
+            Ok(way) => way,
+            Err(e) if name == "range" && e.raw_os_error() == Some(libc::EXDEV) => continue,
+            Err(e) => {
+                return Err(format!(
+                    "copy {} into {} ({name}): {e}",
+                    dir.display(),
+                    out.display()
+                ));
+            }
+        };
+        if way.bytes != expected {
+            return Err(format!(
+                "copy {} ({name}) wrote {} bytes, its files hold {expected}",
+                dir.display(),
+                way.bytes
+            ));
+        }
+        ways.push(way);
+    }
+    Ok(ways)
+}
+
+/// The fastest of `ways` (at least the `threads` way).
+pub(crate) fn fastest(ways: &[Way]) -> Way {
+    *ways
+        .iter()
+        .min_by_key(|w| w.spent.wall)
+        .expect("the threads way always runs")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_ways_copy_every_regular_file_in_path_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layer = dir.path().join("layer");
+        fs::create_dir_all(layer.join("b/c")).expect("mkdir");
+        let big: Vec<u8> = (0..2 * CHUNK + 3).map(|i| (i % 249) as u8).collect();
+        fs::write(layer.join("b/c/big"), &big).expect("write");
+        fs::write(layer.join("a"), b"first").expect("write");
+        fs::write(layer.join("z"), b"").expect("write");
+        // More files than buffers in flight: each file's end hands its buffer on.
+        for i in 0..2 * DEPTH {
+            fs::write(layer.join(format!("b/f{i}")), [i as u8]).expect("write");
+        }
+        std::os::unix::fs::symlink("a", layer.join("link")).expect("symlink");
+        let files = regular_files(&layer).expect("list");
+        let names: Vec<_> = files
+            .iter()
+            .map(|p| p.strip_prefix(&layer).expect("under").to_owned())
+            .collect();
+        let mut want_names = vec![PathBuf::from("a"), PathBuf::from("b/c/big")];
+        want_names.extend((0..2 * DEPTH).map(|i| PathBuf::from(format!("b/f{i}"))));
+        want_names.sort();
+        want_names.push(PathBuf::from("z"));
+        assert_eq!(names, want_names);
+        let mut want = b"first".to_vec();
+        want.extend_from_slice(&big);
+        let mut small: Vec<(String, u8)> =
+            (0..2 * DEPTH).map(|i| (format!("f{i}"), i as u8)).collect();
+        small.sort();
+        want.extend(small.iter().map(|(_, b)| *b));
+        for copy in [with_threads, with_copy_file_range] {
+            let out = dir.path().join("out");
+            let mut output = create_new(&out).expect("create");
+            assert_eq!(copy(&files, &mut output).expect("copy"), want.len() as u64);
+            drop(output);
+            assert!(fs::read(&out).expect("read") == want, "the bytes, in order");
+            fs::remove_file(&out).expect("rm");
+        }
+        let out = dir.path().join("out");
+        let ways = both_ways(&layer, &out).expect("both");
+        let names: Vec<_> = ways.iter().map(|w| w.name).collect();
+        assert_eq!(names, ["threads", "range"], "one filesystem: both ways");
+        assert!(ways.iter().all(|w| w.bytes == want.len() as u64));
+        assert!(!out.exists(), "the output is removed after each way");
+        let f = fastest(&ways);
+        assert!(ways.iter().all(|w| f.spent.wall <= w.spent.wall));
+    }
+
+    #[test]
+    fn an_existing_output_or_a_missing_layer_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out");
+        fs::write(&out, b"stale").expect("write");
+        let err = both_ways(dir.path(), &out).expect_err("exists");
+        assert!(err.contains("out"), "{err}");
+        let err = both_ways(&dir.path().join("nope"), &dir.path().join("o2")).expect_err("gone");
+        assert!(err.contains("nope"), "{err}");
+    }
+}
