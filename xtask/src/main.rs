@@ -58,7 +58,7 @@ tasks:
   fuzz   every cargo-fuzz target of fuzz/ for N seconds each (`fuzz --seconds N [TARGET...]`)
   tidy   repository invariants (dependency arrows, crate docs, no paths of one machine)
   bench  whole-process benchmarks vs the Go tool -> docs/BENCHMARKS.md (`bench --help`)
-  bench-bound  one library alone, timed by bench (`bench-bound gunzip|unzstd|sha256|sha256-hash-only FILE`, `write-alone FILE OUT`, `copy-alone DIR OUT`)
+  bench-bound  one library alone, timed by bench (`bench-bound gunzip|unzstd|sha256|sha256-hash-only FILE`, `write-alone FILE OUT`, `copy-alone threads|range DIR OUT`)
   bench-fixtures  the tarballs bench imports (`bench-fixtures [--dir DIR]`; bench runs it)
   fixtures  makes tests/fixtures/go-1.43 again from GNU tar and the Go tool (`fixtures --help`)
 ";

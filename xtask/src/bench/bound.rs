@@ -2,9 +2,9 @@
 //! beside the rows it bounds. KIND is `gunzip` (the archive crate's inflate: ISA-L where the
 //! build has it, else flate2 with zlib-rs; [`GUNZIP_LABEL`] names it), `unzstd` (the zstd crate) or `sha256` (sha2, reading FILE included); the output is
 //! discarded. `write-alone FILE OUT` writes FILE's length into OUT (see [`write_alone`]: the
-//! writing half of diffing a layer of big files); `copy-alone DIR OUT` copies a layer's files
-//! into OUT, the faster of two ways, and prints the time (the `copy` module: the bound of that
-//! diff). `sha256-hash-only` hashes FILE too but times only the hashing, itself, and prints
+//! writing half of diffing a layer of big files); `copy-alone threads|range DIR OUT` copies a
+//! layer's files into OUT one of two ways (the `copy` module: the bench takes the faster as
+//! the bound of that diff). `sha256-hash-only` hashes FILE too but times only the hashing, itself, and prints
 //! that time ([`SelfTimed`]): an import hashes bytes it already holds (the blob it read for the
 //! decoder, the tar stream the decoder wrote), so the read is not part of that work. The
 //! dependencies are built optimised even in the dev profile (the workspace's
@@ -42,13 +42,13 @@ fn drain(mut input: impl Read, mut sink: impl FnMut(&[u8])) -> io::Result<u64> {
     }
 }
 
-/// What a self-timed bound (`sha256-hash-only`, `copy-alone`) measured of its own work, the
-/// untimed setup between left out.
+/// What a self-timed bound (`sha256-hash-only`) measured of its own work, the untimed part
+/// (the reads between chunks) left out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SelfTimed {
     /// Wall time of the timed work.
     pub(crate) wall: Duration,
-    /// CPU time the timed work took (its thread's, or the process's where it runs threads).
+    /// CPU time of the timed work's thread.
     pub(crate) cpu: Duration,
 }
 
@@ -140,38 +140,33 @@ fn write_alone(input: &str, out: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The kind that copies a layer's files into a diff's output two ways and reports the faster
-/// (see the `copy` module).
+/// The kind that copies a layer's files into a diff's output one way (see the `copy` module).
 pub(crate) const COPY_ALONE: &str = "copy-alone";
+/// What `copy-alone` prints where its way does not apply (`copy_file_range(2)` across two
+/// filesystems).
+pub(crate) const COPY_WAY_UNAVAILABLE: &str = "unavailable";
+/// The ways `copy-alone` copies.
+pub(crate) use copy::WAYS as COPY_WAYS;
 
 /// Runs KIND on FILE; prints nothing but errors (and the self-timed kinds their [`SelfTimed`] line).
 pub fn run(args: &[String]) -> Result<(), String> {
-    if let [kind, input, out] = args {
-        return match kind.as_str() {
-            "write-alone" => write_alone(input, out),
-            COPY_ALONE => {
-                let ways = copy::both_ways(std::path::Path::new(input), std::path::Path::new(out))?;
-                let fastest = copy::fastest(&ways);
-                println!(
-                    "{} way={} bytes={} {}",
-                    fastest.spent.line(COPY_ALONE),
-                    fastest.name,
-                    fastest.bytes,
-                    ways.iter()
-                        .map(|w| format!("{}_ns={}", w.name, w.spent.wall.as_nanos()))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                );
-                Ok(())
+    match args {
+        [kind, input, out] if kind == "write-alone" => return write_alone(input, out),
+        [kind, way, dir, out] if kind == COPY_ALONE => {
+            let copied =
+                copy::copy_one_way(way, std::path::Path::new(dir), std::path::Path::new(out))?;
+            // The bench skips the run of a way that does not apply.
+            match copied {
+                Some(bytes) => println!("{COPY_ALONE} {way} bytes={bytes}"),
+                None => println!("{COPY_ALONE} {way} {COPY_WAY_UNAVAILABLE}"),
             }
-            other => Err(format!(
-                "unknown bound `{other}` (write-alone, {COPY_ALONE})"
-            )),
-        };
+            return Ok(());
+        }
+        _ => {}
     }
     let [kind, path] = args else {
         return Err(
-            "usage: cargo xtask bench-bound gunzip|unzstd|sha256|sha256-hash-only FILE, write-alone FILE OUT or copy-alone DIR OUT".into(),
+            "usage: cargo xtask bench-bound gunzip|unzstd|sha256|sha256-hash-only FILE, write-alone FILE OUT or copy-alone threads|range DIR OUT".into(),
         );
     };
     let file = File::open(path).map_err(|e| format!("open {path}: {e}"))?;

@@ -230,15 +230,17 @@ const METHOD: &str = "\
   binary runs its dependencies optimised), in the same run; the row reports ours ÷ bound.
   The diffs of layers of a few big files (the 1 GiB file, compressible.tar and
   incompressible.tar) are bound by the kernel's copy of those files' bytes into the output:
-  `bench-bound copy-alone DIR OUT` copies the layer's regular files (in path order) into the
-  diffs' output path two ways, one thread `read(2)`ing 1 MiB chunks while another `write(2)`s
-  them (4 in flight), and `copy_file_range(2)` per file; it times each itself (an untimed
-  `sync(2)` before, the output removed after) and reports the faster. No tar header,
-  tar-split record or checksum is in it: only the bytes' move, which a diff cannot avoid. It
-  runs right after each of our diffs of that row, from that layer's own files, so a row's
-  bound and ours see the same moments of the machine; its baseline is the row's own
-  (`bound-copy-alone/DRIVER/FIXTURE`). The write alone, `bench-bound write-alone FILE OUT`
-  (as many bytes from one 1 MiB buffer, the file not read), follows it as a physical
+  `bench-bound copy-alone WAY DIR OUT` copies the layer's regular files (in path order) into
+  the diffs' output path one of two ways, `threads` (one thread `read(2)`s 1 MiB chunks while
+  another `write(2)`s them, 4 in flight) or `range` (`copy_file_range(2)` per file; skipped
+  where the kernel refuses it across the two filesystems). Each way is one process timed like
+  the others, after the same removal of the output and `sync(2)` as a diff; the faster of the
+  two in each run is the bound's sample. No tar header, tar-split record or checksum is in it:
+  only the bytes' move, which a diff cannot avoid. It runs right after each of our diffs of
+  that row, from that layer's own files, so a row's bound and ours see the same moments of
+  the machine; its baseline is the row's own (`bound-copy-alone/DRIVER/FIXTURE`; each way's
+  own as `copy-threads/…` and `copy-range/…`). The write alone, `bench-bound write-alone FILE
+  OUT` (as many bytes from one 1 MiB buffer, the file not read), follows as a physical
   baseline (`write-alone/DRIVER/FIXTURE`): the writing half, below what a diff can reach.
 - two-core floor (compressed imports: **the row's bound**): the least wall time any import of
   the layer can take on these two cores, measured in the same run. Its parts are the work

@@ -12,31 +12,20 @@
 //! * `range`: `copy_file_range(2)` of each file into the output (one copy, in the kernel, on
 //!   one thread; a reflink where the filesystem can share extents between the two files).
 //!
-//! Each way is timed by the process itself (wall, and the process's CPU), after an untimed
-//! `sync(2)`; the output is removed between the ways. The files are DIR's regular files in the
-//! order of their paths, as a tar of the tree lists them.
+//! Each way runs as a process of its own (`copy-alone threads|range DIR OUT`), timed by the
+//! bench like every other bound, after an untimed `sync(2)`; the bench takes the faster of the
+//! two for each run. The files are DIR's regular files in the order of their paths, as a tar
+//! of the tree lists them; OUT must not exist.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
-use std::time::{Duration, Instant};
 
-use super::{CHUNK, SelfTimed};
+use super::CHUNK;
 
 /// Chunks in flight between the reading and the writing thread.
 const DEPTH: usize = 4;
-
-/// How one way of copying went.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Way {
-    /// `threads` or `range`.
-    pub(crate) name: &'static str,
-    /// What it took.
-    pub(crate) spent: SelfTimed,
-    /// Bytes it wrote.
-    pub(crate) bytes: u64,
-}
 
 /// DIR's regular files, recursively, sorted by path (symbolic links are not followed).
 pub(crate) fn regular_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
@@ -57,14 +46,6 @@ pub(crate) fn regular_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn process_cpu() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
-    Duration::new(
-        u64::try_from(t.tv_sec).unwrap_or(0),
-        u32::try_from(t.tv_nsec).unwrap_or(0),
-    )
-}
-
 fn create_new(out: &Path) -> io::Result<File> {
     OpenOptions::new().write(true).create_new(true).open(out)
 }
@@ -72,18 +53,8 @@ fn create_new(out: &Path) -> io::Result<File> {
 /// One way of copying `files` into the output, returning the bytes it wrote.
 type CopyFn = fn(&[PathBuf], &mut File) -> io::Result<u64>;
 
-/// Times `copy` of `files` into a new `out`.
-fn timed(name: &'static str, files: &[PathBuf], out: &Path, copy: CopyFn) -> io::Result<Way> {
-    let mut output = create_new(out)?;
-    let (wall, cpu) = (Instant::now(), process_cpu());
-    let bytes = copy(files, &mut output)?;
-    drop(output);
-    let spent = SelfTimed {
-        wall: wall.elapsed(),
-        cpu: process_cpu().saturating_sub(cpu),
-    };
-    Ok(Way { name, spent, bytes })
-}
+/// The ways, by the name the command line gives them.
+pub(crate) const WAYS: [&str; 2] = ["threads", "range"];
 
 /// `read(2)` on a thread of its own, `write(2)` on this one.
 fn with_threads(files: &[PathBuf], output: &mut File) -> io::Result<u64> {
@@ -152,10 +123,15 @@ fn with_copy_file_range(files: &[PathBuf], output: &mut File) -> io::Result<u64>
     Ok(total)
 }
 
-/// Both ways, each into a new `out` (removed after it, untimed, then `sync(2)`). The
-/// `range` way is left out where the kernel refuses `copy_file_range(2)` between the two
-/// filesystems (`EXDEV`: a layer on a disk, the output on a tmpfs).
-pub(crate) fn both_ways(dir: &Path, out: &Path) -> Result<Vec<Way>, String> {
+/// Copies DIR's files into a new `out` the way named `way`; `Ok(None)` where the kernel
+/// refuses `copy_file_range(2)` between the two filesystems (`EXDEV`: a layer on a disk, the
+/// output on a tmpfs), so that way does not apply. The output is left for the caller.
+pub(crate) fn copy_one_way(way: &str, dir: &Path, out: &Path) -> Result<Option<u64>, String> {
+    let copy: CopyFn = match way {
+        "threads" => with_threads,
+        "range" => with_copy_file_range,
+        other => return Err(format!("unknown way `{other}` (threads, range)")),
+    };
     let files = regular_files(dir).map_err(|e| format!("list {}: {e}", dir.display()))?;
     let mut expected = 0u64;
     for path in &files {
@@ -163,42 +139,21 @@ pub(crate) fn both_ways(dir: &Path, out: &Path) -> Result<Vec<Way>, String> {
             .map_err(|e| format!("stat {}: {e}", path.display()))?
             .len();
     }
-    let mut ways = Vec::with_capacity(2);
-    let copies: [(&'static str, CopyFn); 2] =
-        [("threads", with_threads), ("range", with_copy_file_range)];
-    for (name, copy) in copies {
-        rustix::fs::sync();
-        let way = timed(name, &files, out, copy);
-        let _ = fs::remove_file(out);
-        let way = match way {
-            Ok(way) => way,
-            Err(e) if name == "range" && e.raw_os_error() == Some(libc::EXDEV) => continue,
-            Err(e) => {
-                return Err(format!(
-                    "copy {} into {} ({name}): {e}",
-                    dir.display(),
-                    out.display()
-                ));
-            }
-        };
-        if way.bytes != expected {
-            return Err(format!(
-                "copy {} ({name}) wrote {} bytes, its files hold {expected}",
-                dir.display(),
-                way.bytes
-            ));
-        }
-        ways.push(way);
+    let failed =
+        |e: io::Error| format!("copy {} into {} ({way}): {e}", dir.display(), out.display());
+    let mut output = create_new(out).map_err(failed)?;
+    let bytes = match copy(&files, &mut output) {
+        Ok(bytes) => bytes,
+        Err(e) if way == "range" && e.raw_os_error() == Some(libc::EXDEV) => return Ok(None),
+        Err(e) => return Err(failed(e)),
+    };
+    if bytes != expected {
+        return Err(format!(
+            "copy {} ({way}) wrote {bytes} bytes, its files hold {expected}",
+            dir.display()
+        ));
     }
-    Ok(ways)
-}
-
-/// The fastest of `ways` (at least the `threads` way).
-pub(crate) fn fastest(ways: &[Way]) -> Way {
-    *ways
-        .iter()
-        .min_by_key(|w| w.spent.wall)
-        .expect("the threads way always runs")
+    Ok(Some(bytes))
 }
 
 #[cfg(test)]
@@ -243,14 +198,16 @@ mod tests {
             assert!(fs::read(&out).expect("read") == want, "the bytes, in order");
             fs::remove_file(&out).expect("rm");
         }
-        let out = dir.path().join("out");
-        let ways = both_ways(&layer, &out).expect("both");
-        let names: Vec<_> = ways.iter().map(|w| w.name).collect();
-        assert_eq!(names, ["threads", "range"], "one filesystem: both ways");
-        assert!(ways.iter().all(|w| w.bytes == want.len() as u64));
-        assert!(!out.exists(), "the output is removed after each way");
-        let f = fastest(&ways);
-        assert!(ways.iter().all(|w| f.spent.wall <= w.spent.wall));
+        for way in WAYS {
+            let out = dir.path().join(format!("out-{way}"));
+            let bytes = copy_one_way(way, &layer, &out).expect(way);
+            assert_eq!(
+                bytes,
+                Some(want.len() as u64),
+                "one filesystem: {way} applies"
+            );
+            assert!(fs::read(&out).expect("read") == want, "{way}");
+        }
     }
 
     #[test]
@@ -258,9 +215,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("out");
         fs::write(&out, b"stale").expect("write");
-        let err = both_ways(dir.path(), &out).expect_err("exists");
+        let err = copy_one_way("threads", dir.path(), &out).expect_err("exists");
         assert!(err.contains("out"), "{err}");
-        let err = both_ways(&dir.path().join("nope"), &dir.path().join("o2")).expect_err("gone");
+        let err = copy_one_way("range", &dir.path().join("nope"), &dir.path().join("o2"))
+            .expect_err("gone");
         assert!(err.contains("nope"), "{err}");
+        let err = copy_one_way("mmap", dir.path(), &dir.path().join("o3")).expect_err("way");
+        assert!(err.contains("mmap"), "{err}");
     }
 }
