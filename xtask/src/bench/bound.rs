@@ -5,7 +5,7 @@
 //! writing half of diffing a layer of big files); `copy-alone threads|range DIR OUT` copies a
 //! layer's files into OUT one of two ways (the `copy` module: the bench takes the faster as
 //! the bound of that diff). `sha256-hash-only` hashes FILE too but times only the hashing, itself, and prints
-//! that time ([`SelfTimed`]): an import hashes bytes it already holds (the blob it read for the
+//! that time ([`HashOnly`]): an import hashes bytes it already holds (the blob it read for the
 //! decoder, the tar stream the decoder wrote), so the read is not part of that work. The
 //! dependencies are built optimised even in the dev profile (the workspace's
 //! `[profile.dev.package."*"]`), so the debug xtask binary runs them at release speed.
@@ -42,31 +42,31 @@ fn drain(mut input: impl Read, mut sink: impl FnMut(&[u8])) -> io::Result<u64> {
     }
 }
 
-/// What a self-timed bound (`sha256-hash-only`) measured of its own work, the untimed part
-/// (the reads between chunks) left out.
+/// What `sha256-hash-only` measured of its own hashing: the reads between chunks left out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct SelfTimed {
-    /// Wall time of the timed work.
+pub(crate) struct HashOnly {
+    /// Wall time spent inside the hasher.
     pub(crate) wall: Duration,
-    /// CPU time of the timed work's thread.
+    /// CPU time of the hashing thread spent inside the hasher.
     pub(crate) cpu: Duration,
 }
 
-impl SelfTimed {
-    /// The line the bound `kind` prints on stdout for the bench to read back.
-    fn line(self, kind: &str) -> String {
+impl HashOnly {
+    const PREFIX: &'static str = "sha256-hash-only";
+
+    /// The line the bound prints on stdout for the bench to read back.
+    fn line(self) -> String {
         format!(
-            "{kind} wall_ns={} cpu_ns={}",
+            "{} wall_ns={} cpu_ns={}",
+            Self::PREFIX,
             self.wall.as_nanos(),
             self.cpu.as_nanos()
         )
     }
 
-    /// Reads back what [`SelfTimed::line`] printed for `kind` (the bound's whole stdout).
-    pub(crate) fn parse(kind: &str, stdout: &str) -> Option<SelfTimed> {
-        let line = stdout
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(kind))?;
+    /// Reads back what [`HashOnly::line`] printed (the bound's whole stdout).
+    pub(crate) fn parse(stdout: &str) -> Option<HashOnly> {
+        let line = stdout.lines().find(|l| l.starts_with(Self::PREFIX))?;
         let field = |name: &str| -> Option<Duration> {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))?
@@ -74,7 +74,7 @@ impl SelfTimed {
                 .ok()
                 .map(Duration::from_nanos)
         };
-        Some(SelfTimed {
+        Some(HashOnly {
             wall: field("wall_ns")?,
             cpu: field("cpu_ns")?,
         })
@@ -91,9 +91,9 @@ fn thread_cpu() -> Duration {
 
 /// SHA-256 of `input`, timing only the hasher's calls (each chunk is hashed right after its
 /// read, still in the cache, as the import hashes a chunk it has just read or decoded).
-fn sha256_hash_only(input: impl Read) -> io::Result<SelfTimed> {
+fn sha256_hash_only(input: impl Read) -> io::Result<HashOnly> {
     let mut hasher = sha2::Sha256::new();
-    let mut spent = SelfTimed {
+    let mut spent = HashOnly {
         wall: Duration::ZERO,
         cpu: Duration::ZERO,
     };
@@ -148,7 +148,7 @@ pub(crate) const COPY_WAY_UNAVAILABLE: &str = "unavailable";
 /// The ways `copy-alone` copies.
 pub(crate) use copy::WAYS as COPY_WAYS;
 
-/// Runs KIND on FILE; prints nothing but errors (and the self-timed kinds their [`SelfTimed`] line).
+/// Runs KIND on FILE; prints nothing but errors (`sha256-hash-only` its [`HashOnly`] line, `copy-alone` its way and bytes).
 pub fn run(args: &[String]) -> Result<(), String> {
     match args {
         [kind, input, out] if kind == "write-alone" => return write_alone(input, out),
@@ -191,7 +191,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
         "sha256-hash-only" => {
             let spent = sha256_hash_only(file).map_err(|e| format!("{kind} {path}: {e}"))?;
-            println!("{}", spent.line(kind));
+            println!("{}", spent.line());
             return Ok(());
         }
         other => {
@@ -257,17 +257,17 @@ mod tests {
         let data: Vec<u8> = (0..5 * CHUNK).map(|i| (i % 253) as u8).collect();
         let spent = sha256_hash_only(&data[..]).expect("in memory");
         assert!(spent.wall > Duration::ZERO, "{spent:?}");
-        let printed = format!("noise\n{}\n", spent.line("sha256-hash-only"));
-        assert_eq!(SelfTimed::parse("sha256-hash-only", &printed), Some(spent));
-        assert_eq!(SelfTimed::parse("copy-alone", &printed), None);
-        let odd = SelfTimed {
+        let printed = format!("noise\n{}\n", spent.line());
+        assert_eq!(HashOnly::parse(&printed), Some(spent));
+        // Another bound's line is not this one's.
+        assert_eq!(HashOnly::parse("copy-alone wall_ns=1 cpu_ns=1"), None);
+        let odd = HashOnly {
             wall: Duration::from_nanos(1_234_567_891),
             cpu: Duration::from_nanos(7),
         };
-        assert_eq!(SelfTimed::parse("k", &odd.line("k")), Some(odd));
-        let bad = "sha256-hash-only wall_ns=x cpu_ns=1";
-        assert_eq!(SelfTimed::parse("sha256-hash-only", bad), None);
-        assert_eq!(SelfTimed::parse("sha256-hash-only", ""), None);
+        assert_eq!(HashOnly::parse(&odd.line()), Some(odd));
+        assert_eq!(HashOnly::parse("sha256-hash-only wall_ns=x cpu_ns=1"), None);
+        assert_eq!(HashOnly::parse(""), None);
         // Run as the bench runs it: the file's bytes are hashed, the command succeeds.
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("a.tar");

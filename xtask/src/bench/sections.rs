@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::bound::{COPY_ALONE, COPY_WAY_UNAVAILABLE, COPY_WAYS, SelfTimed};
+use super::bound::{COPY_ALONE, COPY_WAY_UNAVAILABLE, COPY_WAYS, HashOnly};
 use super::exec::{Finished, Runner, Sample};
 use super::fixtures::{self, Fixture};
 use super::machine::load_average;
@@ -278,7 +278,7 @@ fn time_hash_only(
                 .args(["bench-bound", HASH_ONLY])
                 .arg(ctx.fixture(file)),
         )?;
-        let spent = SelfTimed::parse(HASH_ONLY, &done.stdout).ok_or_else(|| {
+        let spent = HashOnly::parse(&done.stdout).ok_or_else(|| {
             format!(
                 "bench-bound {HASH_ONLY} {file} printed no time: `{}`",
                 done.stdout.trim()

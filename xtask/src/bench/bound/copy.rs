@@ -1,21 +1,21 @@
-//! `bench-bound copy-alone DIR OUT`: the kernel's copy of a layer's file bytes into a diff's
-//! output, with nothing else a diff does (no tar headers, no tar-split, no CRC-64, no store).
+//! `bench-bound copy-alone threads|range DIR OUT`: the kernel's copy of a layer's file bytes
+//! into a diff's output, with nothing else a diff does (no tar headers, no tar-split, no
+//! CRC-64, no store).
 //!
 //! A `diff -u` of a layer of a few big files must read every byte of those files out of the
 //! page cache and write it into the output's. Writing alone (`write-alone`) is below what any
 //! diff can reach: it leaves out the read, and copies from a buffer that stays in the core's
-//! cache, where a diff's bytes come from memory. This bound does both halves, the two ways the
-//! kernel offers, and reports the faster:
+//! cache, where a diff's bytes come from memory. This bound does both halves, one of the two
+//! ways the kernel offers per process:
 //!
 //! * `threads`: one thread `read(2)`s the files in 1 MiB chunks, another `write(2)`s them, with
 //!   4 chunks in flight (two copies, one per core);
 //! * `range`: `copy_file_range(2)` of each file into the output (one copy, in the kernel, on
 //!   one thread; a reflink where the filesystem can share extents between the two files).
 //!
-//! Each way runs as a process of its own (`copy-alone threads|range DIR OUT`), timed by the
-//! bench like every other bound, after an untimed `sync(2)`; the bench takes the faster of the
-//! two for each run. The files are DIR's regular files in the order of their paths, as a tar
-//! of the tree lists them; OUT must not exist.
+//! The bench times each way as a process, like every other bound, after an untimed `sync(2)`,
+//! and takes the faster of the two for each run. The files are DIR's regular files in the
+//! order of their paths, as a tar of the tree lists them; OUT must not exist.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
