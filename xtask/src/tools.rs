@@ -1,7 +1,8 @@
 //! The external tools the fixture builders and the bench run (GNU tar, gzip, zstd, cp), finding
-//! them on `PATH`, and file hashes.
+//! them on `PATH`, file hashes, and the regular files of a tree.
 
 use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -55,6 +56,26 @@ pub fn find_on_path(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&paths)
         .map(|dir| dir.join(program))
         .find(|candidate| candidate.is_file())
+}
+
+/// The regular files beneath `dir`, recursively (an explicit stack), sorted by path; symbolic
+/// links are not followed.
+pub fn regular_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in fs::read_dir(&d)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_file() {
+                files.push(entry.path());
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 #[cfg(test)]

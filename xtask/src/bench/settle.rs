@@ -91,20 +91,20 @@ fn program_path(cmd: &Command) -> Option<PathBuf> {
 }
 
 /// Reads `path` to its end, so its pages are cached; a directory: every regular file
-/// beneath it (an explicit stack; symbolic links are not followed).
+/// beneath it ([`crate::tools::regular_files`]: symbolic links are not followed).
 fn read_through(path: &Path) -> io::Result<()> {
     let mut buf = vec![0u8; 1 << 20];
-    let mut pending = vec![path.to_path_buf()];
-    while let Some(next) = pending.pop() {
-        let meta = fs::symlink_metadata(&next)?;
-        if meta.is_dir() {
-            for entry in fs::read_dir(&next)? {
-                pending.push(entry?.path());
-            }
-        } else if meta.is_file() {
-            let mut f = File::open(&next)?;
-            while f.read(&mut buf)? > 0 {}
-        }
+    let meta = fs::symlink_metadata(path)?;
+    let files = if meta.is_dir() {
+        crate::tools::regular_files(path)?
+    } else if meta.is_file() {
+        vec![path.to_path_buf()]
+    } else {
+        Vec::new()
+    };
+    for file in files {
+        let mut f = File::open(&file)?;
+        while f.read(&mut buf)? > 0 {}
     }
     Ok(())
 }

@@ -23,28 +23,10 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 
 use super::CHUNK;
+use crate::tools::regular_files;
 
 /// Chunks in flight between the reading and the writing thread.
 const DEPTH: usize = 4;
-
-/// DIR's regular files, recursively, sorted by path (symbolic links are not followed).
-pub(crate) fn regular_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(d) = pending.pop() {
-        for entry in fs::read_dir(&d)? {
-            let entry = entry?;
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                pending.push(entry.path());
-            } else if kind.is_file() {
-                files.push(entry.path());
-            }
-        }
-    }
-    files.sort();
-    Ok(files)
-}
 
 fn create_new(out: &Path) -> io::Result<File> {
     OpenOptions::new().write(true).create_new(true).open(out)
