@@ -3,14 +3,15 @@
 //! 1. The *reader* reads the input and hashes it (compressed digest and size), decompresses it
 //!    if needed, and sends the tar stream through a bounded pipe (at most 4 × 1 MiB in flight;
 //!    1 MiB chunks keep thread hand-offs rare, which matters on a busy host). For an
-//!    uncompressed layer its one SHA-256 is both digests. For gzip (and bzip2, xz) it is two
-//!    threads joined by a second such pipe: one reads and hashes the blob, one only
-//!    decompresses, as the library bound does; a profile showed the inflating thread busy
-//!    from start to end while the extracting thread idled 40% of the first half; the split
-//!    took rootfs.tar.gz from a median of 0.30 s (0.29–0.52) to 0.28 s (all of 10 alternating
-//!    runs, vfs on a tmpfs under `chrt -f 10`), for 5 MiB more memory. zstd, measured the
-//!    same way, gained nothing (0.21 s both): its decoder is fast enough that both cores are
-//!    busy already.
+//!    uncompressed layer its one SHA-256 is both digests. For gzip (and bzip2, xz) the
+//!    decompressor is the critical path, so the blob's reading and hashing is shared
+//!    ([`crate::feed`]): this thread reads and hashes a chunk itself only when none is ready,
+//!    and the extracting thread reads chunks ahead whenever it would wait for decompressed
+//!    bytes. A thread of its own for that work (the design before) was placed by the
+//!    scheduler on the inflating thread's core while the other idled: rootfs.tar.gz on a
+//!    tmpfs had 24–32 ms of idle core time in ~205 ms; shared, it has 10–13 ms, and the
+//!    median went from 209 to 200.5 ms (18 alternating runs each, vfs). zstd's decoder is fast
+//!    enough that both cores are busy already; it reads its own input.
 //! 2. The caller's thread parses the decompressed stream with
 //!    the tar-split [`Disassembler`] (which records the tar-split entries into the caller's
 //!    sink) and creates every entry beneath the target, in archive order. The disassembler
@@ -47,7 +48,6 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::thread::ScopedJoinHandle;
 
 use layerstore_tarsplit::{Disassembler, EntrySink};
 
@@ -56,6 +56,7 @@ use crate::compression::{decoder, detect, peek};
 use crate::digest::HashingReader;
 use crate::error::{Error, Result};
 use crate::extract::{EntryContent, Extractor, Stats};
+use crate::feed::{HelpWhileWaiting, SharedFeed};
 use crate::header::Header;
 use crate::options::{ApplyOptions, ApplyReport};
 use crate::pipe::{PipeReader, PipeWriter, Readiness, hashing_pipe, pipe};
@@ -122,50 +123,51 @@ where
         hashing_pipe(4)
     };
     // Where decompression is the critical path (gzip; bzip2 and xz are slower still), the
-    // blob is read and hashed on a thread of its own (see the module docs).
+    // blob is read and hashed by whichever thread needs it or has time (see `crate::feed`).
     let split = !matches!(compression, Compression::None | Compression::Zstd);
+    let feed;
+    let raw_input = if split {
+        feed = SharedFeed::new(buffered, 4);
+        RawInput::Shared(&feed)
+    } else {
+        RawInput::Own(buffered)
+    };
+    let read_ahead;
+    let help: Option<&(dyn Fn() -> bool + Sync)> = match raw_input {
+        RawInput::Shared(feed) => {
+            read_ahead = || feed.help();
+            Some(&read_ahead)
+        }
+        RawInput::Own(_) => None,
+    };
     std::thread::scope(|scope| {
-        let raw_thread = if split {
-            let (mut raw_writer, mut raw_reader) = pipe(4);
-            let hasher = scope.spawn(move || -> Result<RawSummary> {
-                loop {
-                    match raw_writer.fill_from(&mut buffered, false) {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(e) => {
-                            if e.kind() != io::ErrorKind::BrokenPipe {
-                                raw_writer.fail(io::Error::other("the layer input failed"));
-                            }
-                            return Err(Error::Input(e));
-                        }
-                    }
+        let raw_thread = scope.spawn(move || -> Result<RawSummary> {
+            match raw_input {
+                RawInput::Shared(feed) => {
+                    let mut raw = feed.reader();
+                    decompress_into(&mut raw, compression, writer)?;
+                    // Bytes after the compressed stream's end still belong to the blob's
+                    // digest.
+                    io::copy(&mut raw, &mut io::sink()).map_err(Error::Input)?;
+                    input_ended(opts);
+                    let (digest, size) = feed.with_reader(|buffered| buffered.get_ref().digest());
+                    Ok(RawSummary { digest, size })
                 }
-                drop(raw_writer);
-                let (digest, size) = buffered.into_inner().finish();
-                Ok(RawSummary { digest, size })
-            });
-            let decompressing = scope.spawn(move || -> Result<()> {
-                decompress_into(&mut raw_reader, compression, writer)?;
-                // Bytes after the compressed stream's end still belong to the blob's digest.
-                io::copy(&mut raw_reader, &mut io::sink()).map_err(Error::Input)?;
-                input_ended(opts);
-                Ok(())
-            });
-            Reading::Split(hasher, decompressing)
-        } else {
-            Reading::One(scope.spawn(move || -> Result<RawSummary> {
-                decompress_into(&mut buffered, compression, writer)?;
-                // Bytes after the compressed stream's end still belong to the blob's digest
-                // (whatever the BufReader holds was hashed when it was read).
-                let mut raw = buffered.into_inner();
-                raw.drain().map_err(Error::Input)?;
-                input_ended(opts);
-                let (digest, size) = raw.finish();
-                Ok(RawSummary { digest, size })
-            }))
-        };
+                RawInput::Own(mut buffered) => {
+                    decompress_into(&mut buffered, compression, writer)?;
+                    // Bytes after the compressed stream's end still belong to the blob's
+                    // digest (whatever the BufReader holds was hashed when it was read).
+                    let mut raw = buffered.into_inner();
+                    raw.drain().map_err(Error::Input)?;
+                    input_ended(opts);
+                    let (digest, size) = raw.finish();
+                    Ok(RawSummary { digest, size })
+                }
+            }
+        });
 
         let readiness = reader.readiness();
+        let reader = HelpWhileWaiting::new(reader, readiness.clone(), help);
         let mut uncompressed = HashingReader::with_limit(reader, opts.max_uncompressed_size);
         // Counted (and limited) here, hashed by the pipe or by the reader.
         uncompressed.count_only();
@@ -175,7 +177,7 @@ where
             .max_uncompressed_size
             .filter(|&limit| uncompressed.digest().1 > limit);
         drop(uncompressed); // a reader thread still writing sees the pipe close
-        let raw = raw_thread.join();
+        let raw = raw_thread.join().map_err(|_| Error::WorkerPanicked)?;
         if let Some(limit) = overflowed {
             return Err(Error::TooLarge { limit });
         }
@@ -215,41 +217,11 @@ fn input_ended(opts: &ApplyOptions) {
     }
 }
 
-/// The reading side's threads: one that reads, hashes and decompresses, or (gzip, bzip2, xz)
-/// a reading and hashing thread feeding a decompressing one.
-enum Reading<'s> {
-    One(ScopedJoinHandle<'s, Result<RawSummary>>),
-    Split(
-        ScopedJoinHandle<'s, Result<RawSummary>>,
-        ScopedJoinHandle<'s, Result<()>>,
-    ),
-}
-
-impl Reading<'_> {
-    /// The blob's digest and size, or the error that explains the others: the input's own,
-    /// else the decompression's (the hasher then only saw its reader go away).
-    fn join(self) -> Result<RawSummary> {
-        fn joined<T>(handle: ScopedJoinHandle<'_, Result<T>>) -> Result<Result<T>> {
-            handle.join().map_err(|_| Error::WorkerPanicked)
-        }
-        match self {
-            Reading::One(handle) => joined(handle)?,
-            Reading::Split(hasher, decompressing) => {
-                let hashed = joined(hasher)?;
-                let decompressed = joined(decompressing)?;
-                match (hashed, decompressed) {
-                    (Ok(raw), Ok(())) => Ok(raw),
-                    (Err(Error::Input(e)), Err(decompress_err))
-                        if e.kind() == io::ErrorKind::BrokenPipe =>
-                    {
-                        Err(decompress_err)
-                    }
-                    (Err(input_err), _) => Err(input_err),
-                    (Ok(_), Err(decompress_err)) => Err(decompress_err),
-                }
-            }
-        }
-    }
+/// The blob as the decompressing thread reads it: shared with the extracting thread, which
+/// reads ahead while it would wait (gzip, bzip2, xz), or its own (plain, zstd).
+enum RawInput<'f, B> {
+    Shared(&'f SharedFeed<B>),
+    Own(B),
 }
 
 /// Decompresses `input` into `writer` to the end of the compressed stream; on failure the
@@ -316,7 +288,7 @@ fn file_writer_pays(compression: Compression) -> bool {
 fn extract_stream<S: EntrySink>(
     root: Root,
     compression: Compression,
-    uncompressed: &mut HashingReader<PipeReader>,
+    uncompressed: &mut HashingReader<HelpWhileWaiting<'_, PipeReader>>,
     readiness: &Readiness,
     sink: S,
     opts: &ApplyOptions,
@@ -346,7 +318,7 @@ fn extract_stream<S: EntrySink>(
     let stats = extractor.finish()?;
     uncompressed.drain().map_err(Error::Input)?;
     let size = uncompressed.digest().1;
-    Ok((stats, sink, uncompressed.get_ref().digest(), size))
+    Ok((stats, sink, uncompressed.get_ref().get_ref().digest(), size))
 }
 
 /// The current entry's content, as a reader.

@@ -143,6 +143,7 @@ mod encoder;
 mod error;
 mod export;
 mod extract;
+mod feed;
 mod filewriter;
 mod header;
 mod idmap;

@@ -1,5 +1,6 @@
-//! Compressed layers read on two threads (the blob read and hashed on one, decompressed on
-//! another): digests over many pipe chunks, and which error wins when a stage fails.
+//! Compressed layers whose blob is read and hashed by whichever of two threads has time
+//! (`feed.rs`) and decompressed on one of them: digests over many pipe chunks, and which error
+//! wins when a stage fails.
 
 use std::io::{self, Read, Write};
 
