@@ -3,15 +3,15 @@
 //! 1. The *reader* reads the input and hashes it (compressed digest and size), decompresses it
 //!    if needed, and sends the tar stream through a bounded pipe (at most 4 × 1 MiB in flight;
 //!    1 MiB chunks keep thread hand-offs rare, which matters on a busy host). For an
-//!    uncompressed layer its one SHA-256 is both digests. For gzip (and bzip2, xz) the
-//!    decompressor is the critical path, so the blob's reading and hashing is shared
-//!    ([`crate::feed`]): this thread reads and hashes a chunk itself only when none is ready,
-//!    and the extracting thread reads chunks ahead whenever it would wait for decompressed
-//!    bytes. A thread of its own for that work (the design before) was placed by the
-//!    scheduler on the inflating thread's core while the other idled: rootfs.tar.gz on a
-//!    tmpfs had 24–32 ms of idle core time in ~205 ms; shared, it has 10–13 ms, and the
-//!    median went from 209 to 200.5 ms (18 alternating runs each, vfs). zstd's decoder is fast
-//!    enough that both cores are busy already; it reads its own input.
+//!    uncompressed layer its one SHA-256 is both digests. For a compressed one the blob's
+//!    reading and hashing is shared ([`crate::feed`]): this thread reads and hashes a chunk
+//!    itself only when none is ready, and the extracting thread reads chunks ahead whenever
+//!    it would wait for decompressed bytes. For gzip a thread of its own for that work (the
+//!    design before) was placed by the scheduler on the inflating thread's core while the
+//!    other idled: rootfs.tar.gz on a tmpfs had 24–32 ms of idle core time in ~205 ms; shared,
+//!    it has 10–13 ms, and the median went from 209 to 200.5 ms (18 alternating runs each,
+//!    vfs). zstd read its own input on the decoding thread; shared, rootfs.tar.zst went from
+//!    162.5 to 160.5 ms on a tmpfs and from 187.5 to 184 ms on ext4 (18 alternating runs).
 //! 2. The caller's thread parses the decompressed stream with
 //!    the tar-split [`Disassembler`] (which records the tar-split entries into the caller's
 //!    sink) and creates every entry beneath the target, in archive order. The disassembler
@@ -122,9 +122,9 @@ where
     } else {
         hashing_pipe(4)
     };
-    // Where decompression is the critical path (gzip; bzip2 and xz are slower still), the
-    // blob is read and hashed by whichever thread needs it or has time (see `crate::feed`).
-    let split = !matches!(compression, Compression::None | Compression::Zstd);
+    // A compressed blob is read and hashed by whichever thread needs it or has time (see
+    // `crate::feed`); a plain one by the reader alone, straight into the pipe's chunks.
+    let split = compression != Compression::None;
     let feed;
     let raw_input = if split {
         feed = SharedFeed::new(buffered, 4);
@@ -154,9 +154,9 @@ where
                     Ok(RawSummary { digest, size })
                 }
                 RawInput::Own(mut buffered) => {
+                    // Passed on to its end (whatever the BufReader holds was hashed when it
+                    // was read).
                     decompress_into(&mut buffered, compression, writer)?;
-                    // Bytes after the compressed stream's end still belong to the blob's
-                    // digest (whatever the BufReader holds was hashed when it was read).
                     let mut raw = buffered.into_inner();
                     raw.drain().map_err(Error::Input)?;
                     input_ended(opts);
@@ -217,8 +217,8 @@ fn input_ended(opts: &ApplyOptions) {
     }
 }
 
-/// The blob as the decompressing thread reads it: shared with the extracting thread, which
-/// reads ahead while it would wait (gzip, bzip2, xz), or its own (plain, zstd).
+/// The blob as the reading thread reads it: shared with the extracting thread, which reads
+/// ahead while it would wait (a compressed blob), or its own (a plain one).
 enum RawInput<'f, B> {
     Shared(&'f SharedFeed<B>),
     Own(B),
