@@ -86,16 +86,12 @@ impl<R: Read> SharedFeed<R> {
             ready.reading = true;
             ready.free.pop()
         };
-        let chunk = self.read_next(buf);
-        let mut ready = lock(&self.ready);
-        ready.reading = false;
-        let read = chunk.is_some();
-        if let Some(chunk) = chunk {
-            ready.chunks.push_back(chunk);
-        }
-        drop(ready);
-        self.arrived.notify_all();
-        read
+        let mut turn = ReadTurn {
+            feed: self,
+            queued: None,
+        };
+        turn.queued = self.read_next(buf);
+        turn.queued.is_some()
     }
 
     /// Reads the next chunk into `buf` (a new one if `None`); `None` at the end or on an error
@@ -146,8 +142,12 @@ impl<R: Read> SharedFeed<R> {
             ready.reading = true;
             ready.free.pop()
         };
+        let turn = ReadTurn {
+            feed: self,
+            queued: None,
+        };
         let chunk = self.read_next(buf);
-        lock(&self.ready).reading = false;
+        drop(turn);
         if chunk.is_some() {
             return Ok(chunk);
         }
@@ -179,6 +179,26 @@ impl<R: Read> SharedFeed<R> {
             len: 0,
             pos: 0,
         }
+    }
+}
+
+/// The turn to read the source's next chunk, taken by setting [`Ready::reading`]. Dropping it
+/// queues the chunk read (if any), gives the turn back and wakes a waiting reader; a panic
+/// while reading gives it back too, so no thread waits for a chunk that never comes.
+struct ReadTurn<'f, R> {
+    feed: &'f SharedFeed<R>,
+    queued: Option<(Vec<u8>, usize)>,
+}
+
+impl<R> Drop for ReadTurn<'_, R> {
+    fn drop(&mut self) {
+        let mut ready = lock(&self.feed.ready);
+        ready.reading = false;
+        if let Some(chunk) = self.queued.take() {
+            ready.chunks.push_back(chunk);
+        }
+        drop(ready);
+        self.feed.arrived.notify_all();
     }
 }
 
@@ -317,6 +337,27 @@ mod tests {
         reader.read_to_end(&mut rest).expect("the rest");
         assert_eq!(rest, data[CHUNK..]);
         assert!(!feed.help(), "nothing after the end");
+    }
+
+    #[test]
+    fn a_helper_that_panics_gives_its_turn_back() {
+        struct PanicsOnce(bool, &'static [u8]);
+        impl Read for PanicsOnce {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if !self.0 {
+                    self.0 = true;
+                    panic!("the helper's read panics");
+                }
+                self.1.read(buf)
+            }
+        }
+        let feed = SharedFeed::new(PanicsOnce(false, b"after the panic"), 2);
+        let helped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| feed.help()));
+        assert!(helped.is_err(), "the read panicked");
+        // Without the turn given back, this read would wait for the helper's chunk forever.
+        let mut got = Vec::new();
+        feed.reader().read_to_end(&mut got).expect("read");
+        assert_eq!(got, b"after the panic");
     }
 
     #[test]
