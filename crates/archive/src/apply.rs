@@ -8,10 +8,11 @@
 //!    itself only when none is ready, and the extracting thread reads chunks ahead whenever
 //!    it would wait for decompressed bytes. For gzip a thread of its own for that work (the
 //!    design before) was placed by the scheduler on the inflating thread's core while the
-//!    other idled: rootfs.tar.gz on a tmpfs had 24–32 ms of idle core time in ~205 ms; shared,
-//!    it has 10–13 ms, and the median went from 209 to 200.5 ms (18 alternating runs each,
-//!    vfs). zstd read its own input on the decoding thread; shared, rootfs.tar.zst went from
-//!    162.5 to 160.5 ms on a tmpfs and from 187.5 to 184 ms on ext4 (18 alternating runs).
+//!    other idled: rootfs.tar.gz on a tmpfs had 14–32 ms of idle core time in ~205 ms (perf
+//!    sched, 3 runs); shared, 13 ms (1 run), and the median went from 209 to 200.5 ms (18
+//!    alternating runs each, vfs). zstd read its own input on the decoding thread; shared,
+//!    rootfs.tar.zst went from 162.5 to 160.5 ms on a tmpfs and from 187.5 to 184 ms on ext4
+//!    (18 alternating runs).
 //! 2. The caller's thread parses the decompressed stream with
 //!    the tar-split [`Disassembler`] (which records the tar-split entries into the caller's
 //!    sink) and creates every entry beneath the target, in archive order. The disassembler
