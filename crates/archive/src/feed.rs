@@ -19,7 +19,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use layerstore_tarsplit::ChunkRead;
 
-use crate::pipe::{CHUNK, Readiness};
+use crate::pipe::{CHUNK, Readiness, read_through_buffer};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // No lock is held across a half-made change: a panic elsewhere leaves consistent state.
@@ -234,11 +234,7 @@ impl<R: Read> BufRead for FeedReader<'_, R> {
 
 impl<R: Read> Read for FeedReader<'_, R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let waiting = self.fill_buf()?;
-        let n = out.len().min(waiting.len());
-        out[..n].copy_from_slice(&waiting[..n]);
-        self.consume(n);
-        Ok(n)
+        read_through_buffer(self, out)
     }
 }
 

@@ -435,12 +435,18 @@ impl Drop for PipeReader {
 
 impl Read for PipeReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let waiting = self.fill_buf()?;
-        let n = out.len().min(waiting.len());
-        out[..n].copy_from_slice(&waiting[..n]);
-        self.consume(n);
-        Ok(n)
+        read_through_buffer(self, out)
     }
+}
+
+/// `Read::read` of a reader whose [`BufRead`] buffer is where all its bytes pass: copies what
+/// `fill_buf` holds (refilling it if empty) and consumes that much.
+pub(crate) fn read_through_buffer(reader: &mut impl BufRead, out: &mut [u8]) -> io::Result<usize> {
+    let waiting = reader.fill_buf()?;
+    let n = out.len().min(waiting.len());
+    out[..n].copy_from_slice(&waiting[..n]);
+    reader.consume(n);
+    Ok(n)
 }
 
 impl BufRead for PipeReader {
