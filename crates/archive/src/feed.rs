@@ -1,17 +1,17 @@
 //! A compressed blob read and hashed in chunks by whichever thread needs the bytes or has time.
 //!
-//! A gzip import inflates on one thread and extracts on the caller's. The blob has to be read
-//! and hashed too (its SHA-256 is the layer's compressed digest). On a thread of its own that
-//! work landed, by the scheduler's choice, on the inflating thread's core while the other core
-//! idled, and the extracting thread idled whenever the inflater was behind. So the blob is a
-//! [`SharedFeed`] instead: the inflating thread takes the chunks that are ready
-//! ([`FeedReader`]) and reads and hashes the next one itself when none is; the extracting
-//! thread, where it would wait for inflated bytes, reads and hashes chunks ahead
-//! ([`SharedFeed::help`]), at most `depth` of them.
+//! A compressed import decompresses on one thread and extracts on the caller's. The blob has to
+//! be read and hashed too (its SHA-256 is the layer's compressed digest). On a thread of its
+//! own (gzip's design before) that work landed, by the scheduler's choice, on the inflating
+//! thread's core while the other core idled, and the extracting thread idled whenever the
+//! inflater was behind. So the blob is a [`SharedFeed`] instead: the decompressing thread takes
+//! the chunks that are ready ([`FeedReader`]) and reads and hashes the next one itself when
+//! none is; the extracting thread, where it would wait for decompressed bytes, reads and hashes
+//! chunks ahead ([`SharedFeed::help`], through [`HelpWhileWaiting`]), at most `depth` of them.
 //!
-//! Chunks stay in stream order: only the holder of the source's lock reads it, and it queues
-//! the chunk before it lets go. A read error is kept for the inflating thread, which meets it
-//! where the bytes would have been.
+//! Chunks stay in stream order: one thread at a time holds the turn to read ([`ReadTurn`]),
+//! and the chunk it read is queued before the turn is given back. A read error is kept for the
+//! decompressing thread, which meets it where the bytes would have been.
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, Read};
@@ -47,7 +47,7 @@ struct Source<R> {
 enum SourceState {
     Open,
     Ended,
-    /// The read failed; the error waits for the inflating thread (`None` once it took it).
+    /// The read failed; the error waits for the decompressing thread (`None` once it took it).
     Failed(Option<io::Error>),
 }
 
@@ -76,7 +76,7 @@ impl<R: Read> SharedFeed<R> {
 
     /// Reads one chunk ahead if there is room and nobody else is reading: `true` when it did,
     /// `false` when there was nothing to do now (the queue full, another thread reading, or
-    /// the blob ended). Errors are kept for the inflating thread.
+    /// the blob ended). Errors are kept for the decompressing thread.
     pub(crate) fn help(&self) -> bool {
         let buf = {
             let mut ready = lock(&self.ready);
@@ -171,7 +171,7 @@ impl<R: Read> SharedFeed<R> {
         f(&lock(&self.source).reader)
     }
 
-    /// The reading end, for the inflating thread.
+    /// The reading end, for the decompressing thread.
     pub(crate) fn reader(&self) -> FeedReader<'_, R> {
         FeedReader {
             feed: self,
