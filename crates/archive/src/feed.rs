@@ -15,16 +15,11 @@
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, Read};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, PoisonError};
 
 use layerstore_tarsplit::ChunkRead;
 
-use crate::pipe::{CHUNK, Readiness, read_through_buffer};
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // No lock is held across a half-made change: a panic elsewhere leaves consistent state.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::pipe::{CHUNK, Readiness, lock, read_through_buffer};
 
 /// The blob `R`, read in chunks of up to [`CHUNK`] bytes by whichever thread gets to it first.
 #[derive(Debug)]
@@ -290,8 +285,9 @@ impl<P: ChunkRead> ChunkRead for HelpWhileWaiting<'_, P> {
 mod tests {
     use super::*;
 
+    /// Bytes in which every chunk differs, so a chunk out of order shows.
     fn pattern(total: usize) -> Vec<u8> {
-        (0..total).map(|i| (i * 7 % 251) as u8).collect()
+        layerstore_testsupport::incompressible(7, total)
     }
 
     #[test]

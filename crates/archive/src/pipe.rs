@@ -85,8 +85,9 @@ struct StreamHash {
     hashed_below: AtomicU64,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Neither side panics while holding a lock with a half-made change.
+/// Locks `mutex`, poisoned or not: the crate's threads never panic while holding one of their
+/// locks with a half-made change (the pipe's, `crate::feed`'s).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
