@@ -491,8 +491,8 @@ pub(super) fn set_layer_data(
     let (Some(key), Some(item)) = (args.first(), args.get(1)) else {
         return Ok(1);
     };
-    let (mut input, _) = match open_input(file) {
-        Ok(input) => input,
+    let mut input = match open_input(file) {
+        Ok((input, _)) => io::BufReader::new(input),
         Err(text) => return ctx.fail(&text),
     };
     match ctx.store.set_layer_big_data(key, item, &mut input) {
