@@ -17,6 +17,7 @@ use crate::workspace_root;
 /// The layering, lowest first. A crate may depend only on crates listed before it.
 const LAYERS: &[&str] = &[
     "layerstore-crashpoint",
+    "layerstore-hugealloc",
     "layerstore-model",
     "layerstore-truncindex",
     "layerstore-lockfile",
