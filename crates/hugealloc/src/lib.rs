@@ -339,8 +339,19 @@ mod tests {
             );
             a.write_bytes(0xff, SLOT);
             alloc.dealloc(a, l);
-            // Other tests share the list, so look for `a` among a few slots.
-            let taken: Vec<*mut u8> = (0..8).map(|_| alloc.alloc_zeroed(l)).collect();
+        }
+        // Other tests share the list, so look for `a` among a few slots.
+        take_zeroed_slots(8);
+    }
+
+    /// Takes `count` slots through `alloc_zeroed`, checks that each is all zeros, and frees
+    /// them.
+    fn take_zeroed_slots(count: usize) {
+        let alloc = HugePageAlloc;
+        let l = layout(SLOT);
+        // SAFETY: a valid layout; each block is read within its size and freed once.
+        unsafe {
+            let taken: Vec<*mut u8> = (0..count).map(|_| alloc.alloc_zeroed(l)).collect();
             for &b in &taken {
                 assert!(!b.is_null());
                 let bytes = std::slice::from_raw_parts(b, SLOT);
@@ -354,25 +365,13 @@ mod tests {
 
     #[test]
     fn a_clean_slot_behind_another_is_handed_out_zeroed() {
-        let alloc = HugePageAlloc;
-        let l = layout(SLOT);
         let region = map(HUGE_PAGE).expect("mapped");
         // The second slot's link word points at the first: the one write a clean slot gets.
         put_slot(region, true);
         // SAFETY: the region is HUGE_PAGE bytes long.
         let second = unsafe { region.add(SLOT) };
         put_slot(second, true);
-        // SAFETY: valid layouts; each block is read within its size and freed once.
-        unsafe {
-            let taken: Vec<*mut u8> = (0..4).map(|_| alloc.alloc_zeroed(l)).collect();
-            for &b in &taken {
-                let bytes = std::slice::from_raw_parts(b, SLOT);
-                assert!(bytes.iter().all(|&x| x == 0), "alloc_zeroed gives zeros");
-            }
-            for b in taken {
-                alloc.dealloc(b, l);
-            }
-        }
+        take_zeroed_slots(4);
     }
 
     #[test]
